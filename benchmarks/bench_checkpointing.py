@@ -1,0 +1,101 @@
+"""Activation memory and step time with and without per-block activation checkpointing.
+
+Memory: on CUDA, the peak allocated memory of one training step; on CPU (where no allocator
+statistics exist), the bytes of tensors autograd saves for backward, counted through
+``torch.autograd.graph.saved_tensors_hooks`` - the activation memory that checkpointing removes.
+
+    python benchmarks/bench_checkpointing.py                      # resnet1202 + preact_resnet1001, CPU
+    python benchmarks/bench_checkpointing.py --device cuda --batch 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from resnet_lab.models import create_model
+from resnet_lab.runtime import hardware_info
+
+
+def saved_tensor_bytes(model, x) -> int:
+    seen, total = set(), 0
+
+    def pack(t):
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen:  # the same storage saved twice costs memory once
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = model(x).sum()
+    loss.backward()
+    return total
+
+
+def step_seconds(model, x, repeats: int) -> float:
+    times = []
+    for i in range(repeats + 1):
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(x).sum().backward()
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        if i:  # the first run is warm-up
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(name: str, batch: int, device: str, repeats: int) -> dict:
+    row = {"model": name, "batch": batch}
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = create_model(name, checkpointing=ckpt).to(device).train()
+        x = torch.randn(batch, 3, 32, 32, device=device)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            model(x).sum().backward()
+            mem = torch.cuda.max_memory_allocated() - base
+        else:
+            mem = saved_tensor_bytes(model, x)
+        key = "checkpointed" if ckpt else "baseline"
+        row[f"{key}_activation_mib"] = round(mem / 2**20, 2)
+        row[f"{key}_step_s"] = step_seconds(model, x, repeats)
+    row["memory_reduction_x"] = round(row["baseline_activation_mib"] / row["checkpointed_activation_mib"], 2)
+    row["extra_step_time_pct"] = round(100 * (row["checkpointed_step_s"] / row["baseline_step_s"] - 1), 1)
+    return row
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["resnet1202", "preact_resnet1001"])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.models, args.batch, args.repeats = ["resnet20"], 2, 1
+    result = {"benchmark": "checkpointing", "hardware": hardware_info(args.device),
+              "rows": [measure(m, args.batch, args.device, args.repeats) for m in args.models]}
+    out = args.out or Path(__file__).parent / "results" / f"checkpointing-{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for row in result["rows"]:
+        print(f"{row['model']}: activations {row['baseline_activation_mib']} -> {row['checkpointed_activation_mib']} MiB "
+              f"({row['memory_reduction_x']}x less), step time {row['extra_step_time_pct']:+}%")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

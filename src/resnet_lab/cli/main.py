@@ -1,0 +1,59 @@
+"""`resnet-lab` entry point: one subcommand per module in this package.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a function taking the parsed arguments and returning an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import UserError
+
+# Order here is the order shown by `resnet-lab --help`.
+COMMANDS = ["models", "summary"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus a message on error; we want one line and status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="resnet-lab",
+        description="Build, train, debug and choose residual networks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"{__package__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 0
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"resnet-lab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("resnet-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The model options shared by every command that builds a model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..models.blocks import SHORTCUTS
+from ..models.resnet import ACTIVATIONS, INITS, NORMS
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str | None = "resnet20") -> None:
+    group = parser.add_argument_group("model")
+    if default_model is not None:
+        group.add_argument("--model", default=default_model, help=f"model name (default {default_model}; see 'resnet-lab models')")
+    group.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option (default: A for CIFAR nets, B for ImageNet nets)")
+    group.add_argument("--norm", choices=NORMS, help="normalisation layer (default batch)")
+    group.add_argument("--activation", choices=ACTIVATIONS, help="activation (default relu)")
+    group.add_argument("--init", choices=INITS, help="weight initialisation (default he)")
+    group.add_argument("--zero-init-residual", action="store_true", default=None,
+                       help="start each residual branch at zero (last norm gamma = 0)")
+    group.add_argument("--checkpointing", action="store_true", default=None,
+                       help="activation checkpointing per block (less memory, more compute)")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """The options given on the command line, to pass to ``create_model``."""
+    keys = ("shortcut", "norm", "activation", "init", "zero_init_residual", "checkpointing")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}

@@ -1,0 +1,55 @@
+"""`resnet-lab summary MODEL`: stage-by-stage structure."""
+
+from __future__ import annotations
+
+import argparse
+
+from .model_options import add_model_options, model_options
+from .table import format_table
+
+EXAMPLES = """examples:
+  resnet-lab summary resnet56
+  resnet-lab summary plain20 --norm none --activation sigmoid
+  resnet-lab summary resnet50 --num-classes 10 --image-size 64
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("summary", help="show a model's stages, output shapes and parameters",
+                       description="Print the stage-by-stage structure of a model with output shapes and parameter counts.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model name, e.g. resnet56")
+    p.add_argument("--num-classes", type=int, help="classifier size (default: 10 for CIFAR nets, 1000 for ImageNet)")
+    p.add_argument("--in-channels", type=int, help="input channels (default 3)")
+    p.add_argument("--image-size", type=int, help="input height = width (default: the model's native size)")
+    add_model_options(p, default_model=None)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..errors import UserError
+    from ..models import count_flops, count_params, count_weighted_layers, create_model, stage_summary
+
+    options = model_options(args)
+    if args.num_classes is not None:
+        options["num_classes"] = args.num_classes
+    if args.in_channels is not None:
+        options["in_channels"] = args.in_channels
+    with torch.device("meta"):
+        model = create_model(args.model, **options)
+    spec, cfg = model.spec, model.config
+    size = args.image_size or spec.input_size
+    if size < 8:
+        raise UserError(f"--image-size {size} is too small; use 8 or more")
+    rows = stage_summary(model, size, cfg["in_channels"])
+    for row in rows:
+        row["output"] = "x".join(map(str, row["output_shape"]))
+    print(f"{args.model}: {spec.family} family, {cfg['block']}, shortcut {cfg['shortcut']}, norm {cfg['norm']}, "
+          f"activation {cfg['activation']}, init {cfg['init']}")
+    print(f"input {cfg['in_channels']}x{size}x{size}\n")
+    print(format_table(rows, [("name", "stage"), ("blocks", "blocks"), ("output", "output"), ("params", "params")]))
+    print(f"\nweighted layers {count_weighted_layers(model)}, parameters {count_params(model):,}, "
+          f"forward {count_flops(model, size, cfg['in_channels']) / 1e9:.3f} GFLOPs per image")
+    return 0

@@ -1,0 +1,148 @@
+"""Model names -> architecture configs, and ``create_model``.
+
+Registered names map to configs, not to copies of code: a ``ModelSpec`` says which
+family, block and stage depths a name means; ``create_model`` turns it into a ``ResNet``.
+Besides the listed names, any valid depth is accepted: ``resnet8``, ``plain200``,
+``cifar_resnet50`` (CIFAR depth 50, since ``resnet50`` is the ImageNet net),
+``preact_resnet272`` ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
+from .resnet import ResNet
+
+CIFAR_WIDTHS = (16, 32, 64)
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+# Names shown by `resnet-lab models`; other depths are built on demand.
+LISTED = (
+    [f"resnet{d}" for d in IMAGENET_LAYERS] + ["plain18", "plain34"]
+    + [f"resnet{d}" for d in (20, 32, 44, 56, 110, 1202)]
+    + [f"plain{d}" for d in (20, 32, 44, 56, 110)]
+    + ["preact_resnet110", "preact_resnet164", "preact_resnet1001"]
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model name means."""
+
+    name: str
+    family: str  # "imagenet", "cifar" or "preact"
+    depth: int
+    block: type
+    layers: tuple[int, ...]
+    widths: tuple[int, ...]
+    stem: str
+    defaults: dict = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        """Native input resolution (height = width)."""
+        return 224 if self.stem == "imagenet" else 32
+
+
+def _imagenet(name: str, depth: int, plain: bool) -> ModelSpec:
+    block = Bottleneck if depth >= 50 else BasicBlock
+    defaults = {"shortcut": "none"} if plain else {}
+    return ModelSpec(name, "imagenet", depth, block, IMAGENET_LAYERS[depth], IMAGENET_WIDTHS, "imagenet", defaults)
+
+
+def _cifar(name: str, depth: int, plain: bool) -> ModelSpec:
+    if depth < 8 or (depth - 2) % 6:
+        valid = ", ".join(str(6 * n + 2) for n in range(1, 10))
+        raise UserError(f"{name}: CIFAR nets have 6n+2 layers ({valid}, ...), not {depth}{_close(name)}")
+    n = (depth - 2) // 6
+    # The paper's CIFAR nets use option A shortcuts, so a plain net has exactly as many parameters.
+    defaults = {"shortcut": "none" if plain else "A", "num_classes": 10}
+    return ModelSpec(name, "cifar", depth, BasicBlock, (n,) * 3, CIFAR_WIDTHS, "cifar", defaults)
+
+
+def _preact(name: str, depth: int) -> ModelSpec:
+    # He et al. (2016) use bottlenecks (9n+2 layers) from 164 layers up, basic blocks (6n+2) below.
+    if depth >= 164 and (depth - 2) % 9 == 0:
+        block, n, widths = PreActBottleneck, (depth - 2) // 9, CIFAR_WIDTHS
+    elif depth >= 8 and (depth - 2) % 6 == 0:
+        block, n, widths = PreActBasicBlock, (depth - 2) // 6, CIFAR_WIDTHS
+    else:
+        raise UserError(
+            f"{name}: pre-activation nets have 6n+2 layers with basic blocks (20, 56, 110, ...) "
+            f"or 9n+2 >= 164 with bottlenecks (164, 290, 1001, ...), not {depth}{_close(name)}"
+        )
+    defaults = {"shortcut": "B", "num_classes": 10}
+    return ModelSpec(name, "preact", depth, block, (n,) * 3, widths, "cifar", defaults)
+
+
+_PATTERN = re.compile(r"^(cifar_)?(resnet|plain|preact_resnet)(\d+)$")
+
+
+def _close(name: str) -> str:
+    matches = difflib.get_close_matches(name, LISTED, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(matches)}?" if matches else ""
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Resolve a model name to its ``ModelSpec``; a bad name raises ``UserError``."""
+    match = _PATTERN.match(name.strip().lower()) if isinstance(name, str) else None
+    if not match:
+        raise UserError(f"unknown model {name!r}{_close(str(name))} (see 'resnet-lab models' for the list)")
+    cifar_prefix, kind, depth = match.group(1), match.group(2), int(match.group(3))
+    if kind == "preact_resnet":
+        if cifar_prefix:
+            raise UserError(f"unknown model {name!r}; pre-activation nets are named preact_resnetN")
+        return _preact(name, depth)
+    plain = kind == "plain"
+    imagenet_depths = (18, 34) if plain else tuple(IMAGENET_LAYERS)
+    if not cifar_prefix and depth in imagenet_depths:
+        return _imagenet(name, depth, plain)
+    return _cifar(name, depth, plain)
+
+
+def create_model(name: str, *, weights: str | Path | None = None, **options) -> ResNet:
+    """Build a model by name, e.g. ``create_model("resnet56")`` or ``create_model("plain20", norm="none")``.
+
+    ``options`` are ``ResNet``'s keyword arguments (``num_classes``, ``in_channels``, ``shortcut``,
+    ``norm``, ``activation``, ``init``, ``zero_init_residual``, ``checkpointing``) and override
+    the name's defaults. ``weights`` (ImageNet family only) loads torchvision's weights: a
+    torchvision weight name such as ``"IMAGENET1K_V2"`` or ``"DEFAULT"`` (downloads), or a
+    local ``.pth``/``.safetensors`` state dict.
+    """
+    spec = get_spec(name)
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise UserError(f"unknown model option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_OPTION_NAMES))}")
+    kwargs = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
+    model = ResNet(spec.block, spec.layers, spec.widths, stem=spec.stem, **kwargs)
+    model.spec = spec
+    if weights is not None:
+        from .weights import load_weights
+
+        load_weights(model, spec, weights)
+    return model
+
+
+_OPTION_NAMES = {"num_classes", "in_channels", "shortcut", "norm", "activation", "init",
+                 "zero_init_residual", "checkpointing"}
+
+
+def list_models() -> list[str]:
+    """The named models of the zoo (any other valid depth also works with ``create_model``)."""
+    return list(LISTED)
+
+
+def cifar_resnet(depth: int, *, plain: bool = False, **options) -> ResNet:
+    """Generic CIFAR builder: any 6n+2 depth, residual or plain."""
+    return create_model(f"cifar_{'plain' if plain else 'resnet'}{depth}", **options)
+
+
+def preact_resnet(depth: int, **options) -> ResNet:
+    """Generic pre-activation builder: 6n+2 (basic blocks) or 9n+2 >= 164 (bottlenecks)."""
+    return create_model(f"preact_resnet{depth}", **options)

@@ -1,0 +1,182 @@
+"""One ResNet class for every family: ImageNet (7x7 stem, 4 stages), CIFAR (3x3 stem,
+3 stages of 16/32/64 channels) and pre-activation nets, residual or plain.
+
+Every architectural switch is a constructor argument, so that each claim about depth,
+normalisation, activations, initialisation and shortcuts can be tested by flipping one.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Sequence, Type
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import UserError
+from .blocks import SHORTCUTS, BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, _Block
+
+NORMS = ("batch", "group", "none")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+INITS = ("he", "xavier", "normal", "torch")
+STEMS = ("imagenet", "cifar")
+
+
+def _choice(option: str, value, allowed) -> None:
+    if value not in allowed:
+        raise UserError(f"{option}={value!r} is not valid; choose one of: {', '.join(map(str, allowed))}")
+
+
+def norm_factory(norm: str):
+    """``norm`` name -> a function from channel count to a normalisation module."""
+    _choice("norm", norm, NORMS)
+    if norm == "batch":
+        return nn.BatchNorm2d
+    if norm == "group":
+        # 32 groups as in Wu & He (2018), fewer for the thin CIFAR stages (16 channels).
+        return lambda c: nn.GroupNorm(math.gcd(32, c), c)
+    return lambda c: nn.Identity()
+
+
+def act_factory(activation: str):
+    _choice("activation", activation, ACTIVATIONS)
+    return {"relu": partial(nn.ReLU, inplace=True), "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[activation]
+
+
+class ResNet(nn.Module):
+    """A residual (or plain) network.
+
+    Args:
+        block: block class (``BasicBlock``, ``Bottleneck``, ``PreActBasicBlock``, ``PreActBottleneck``).
+        layers: number of blocks per stage.
+        widths: base width of each stage (block output = width * block.expansion).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool) or ``"cifar"`` (one 3x3 conv).
+        num_classes, in_channels: head size and input channels (1 for grayscale).
+        shortcut: ``"A"`` zero-padding, ``"B"`` projection where the shape changes,
+            ``"C"`` projection everywhere, ``"none"`` for the plain twin.
+        norm: ``"batch"``, ``"group"`` or ``"none"``.
+        activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
+        init: ``"he"`` (Kaiming normal, fan_out), ``"xavier"``, ``"normal"`` (std 0.01, pre-BN style)
+            or ``"torch"`` (PyTorch's defaults).
+        zero_init_residual: start every residual branch at zero (last norm's gamma = 0).
+        checkpointing: recompute each block in backward instead of storing its activations.
+    """
+
+    def __init__(
+        self,
+        block: Type[_Block],
+        layers: Sequence[int],
+        widths: Sequence[int] = (64, 128, 256, 512),
+        *,
+        stem: str = "imagenet",
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        shortcut: str = "B",
+        norm: str = "batch",
+        activation: str = "relu",
+        init: str = "he",
+        zero_init_residual: bool = False,
+        checkpointing: bool = False,
+    ):
+        super().__init__()
+        _choice("shortcut", shortcut, SHORTCUTS)
+        _choice("stem", stem, STEMS)
+        _choice("init", init, INITS)
+        for option, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise UserError(f"{option} must be a positive integer, got {value!r}")
+        self.preact = block in (PreActBasicBlock, PreActBottleneck)
+        self.checkpointing = checkpointing
+        self._norm, self._act = norm_factory(norm), act_factory(activation)
+        self.config = dict(block=block.__name__, layers=list(layers), widths=list(widths), stem=stem,
+                           num_classes=num_classes, in_channels=in_channels, shortcut=shortcut,
+                           norm=norm, activation=activation, init=init)
+
+        self.inplanes = widths[0]
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        # A pre-activation net normalises at the start of each block instead.
+        self.bn1 = nn.Identity() if self.preact else self._norm(self.inplanes)
+        self.relu = nn.Identity() if self.preact else self._act()
+
+        for i, (width, count) in enumerate(zip(widths, layers)):
+            stage = self._make_layer(block, width, count, stride=1 if i == 0 else 2, shortcut=shortcut)
+            setattr(self, f"layer{i + 1}", stage)
+        self.num_stages = len(layers)
+        features = widths[-1] * block.expansion
+        # Pre-activation nets end with the norm + activation that the last block left out.
+        self.final_norm = self._norm(features) if self.preact else nn.Identity()
+        self.final_act = self._act() if self.preact else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(features, num_classes)
+        self.num_features = features
+
+        initialize(self, init)
+        if zero_init_residual:
+            for m in self.blocks():
+                if m.residual and hasattr(m.last_norm(), "weight") and m.last_norm().weight is not None:
+                    nn.init.zeros_(m.last_norm().weight)
+
+    def _make_layer(self, block, planes: int, count: int, stride: int, shortcut: str) -> nn.Sequential:
+        """One stage: the first block changes the shape (stride/width), the rest keep it."""
+        layers = []
+        for i in range(count):
+            layers.append(block(self.inplanes, planes, stride if i == 0 else 1,
+                                shortcut=shortcut, norm=self._norm, act=self._act))
+            self.inplanes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def stages(self) -> list[nn.Sequential]:
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_stages)]
+
+    def blocks(self) -> list[_Block]:
+        return [b for stage in self.stages() for b in stage]
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if not (self.checkpointing and self.training and torch.is_grad_enabled()):
+            return stage(x)
+        for blk in stage:  # store only block inputs; recompute the inside in backward
+            x = checkpoint(blk, x, use_reentrant=False)
+        return x
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.final_act(self.final_norm(x)))
+        return self.fc(torch.flatten(x, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages():
+            x = self.run_stage(stage, x)
+        return self.head(x)
+
+
+def initialize(model: nn.Module, scheme: str) -> None:
+    """Re-initialise convolutions and the classifier; norm layers get weight 1, bias 0."""
+    _choice("init", scheme, INITS)
+    if scheme == "torch":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "he":
+                if isinstance(m, nn.Conv2d):  # torchvision keeps PyTorch's default for the classifier
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            else:  # "normal": the small Gaussian of pre-BatchNorm networks
+                nn.init.normal_(m.weight, std=0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

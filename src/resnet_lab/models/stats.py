@@ -1,0 +1,63 @@
+"""Facts about a model: parameters, weighted layers, FLOPs, stage-by-stage summary."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .blocks import _Block
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_weighted_layers(model: nn.Module) -> int:
+    """Convolutions and linear layers on the main path, as the paper counts depth
+    (shortcut projections excluded)."""
+    shortcut_ids = {id(m) for blk in model.modules() if isinstance(blk, _Block) and blk.downsample is not None
+                    for m in blk.downsample.modules()}
+    return sum(1 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in shortcut_ids)
+
+
+def count_flops(model: nn.Module, input_size: int, in_channels: int = 3) -> int:
+    """Forward FLOPs for one image, counted by ``torch.utils.flop_counter`` (2 per multiply-add).
+
+    Runs on a ``meta`` copy of the input when the model allows it, so even ResNet-1202 is instant.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        x = torch.zeros(1, in_channels, input_size, input_size, device=device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+        return int(counter.get_total_flops())
+    finally:
+        model.train(was_training)
+
+
+def stage_summary(model, input_size: int, in_channels: int = 3) -> list[dict]:
+    """One row per part of a ``ResNet`` (stem, each stage, head): output shape, blocks, parameters."""
+    def params(*modules):
+        return sum(count_params(m) for m in modules)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            x = torch.zeros(1, in_channels, input_size, input_size, device=next(model.parameters()).device)
+            x = model.stem(x)
+            rows = [{"name": "stem", "blocks": 0, "output_shape": tuple(x.shape[1:]),
+                     "params": params(model.conv1, model.bn1)}]
+            for i, stage in enumerate(model.stages()):
+                x = model.run_stage(stage, x)
+                rows.append({"name": f"layer{i + 1}", "blocks": len(stage), "output_shape": tuple(x.shape[1:]),
+                             "params": params(stage)})
+            x = model.head(x)
+            rows.append({"name": "head", "blocks": 0, "output_shape": tuple(x.shape[1:]),
+                         "params": params(model.final_norm, model.fc)})
+    finally:
+        model.train(was_training)
+    return rows

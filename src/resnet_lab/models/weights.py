@@ -1,0 +1,54 @@
+"""torchvision weight interchange for the ImageNet family.
+
+Our ImageNet nets use torchvision's layer names, so its state dicts load as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a torch file, never executing code from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; pass a .pth/.safetensors file or a torchvision weight name")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupted or not a weights file at all
+        raise UserError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # one of our checkpoints
+    if not isinstance(state, dict):
+        raise UserError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_weights(model: nn.Module, spec, weights: str | Path) -> None:
+    """Load torchvision weights by name (e.g. ``"IMAGENET1K_V2"``, ``"DEFAULT"``) or from a local file."""
+    if spec.family != "imagenet" or spec.defaults.get("shortcut") == "none":
+        raise UserError(f"{spec.name}: weights= is only available for torchvision's ResNet-18/34/50/101/152")
+    if Path(str(weights)).suffix in (".pth", ".pt", ".safetensors") or Path(str(weights)).exists():
+        state = read_state_dict(weights)
+    else:
+        from torchvision.models import get_weight
+
+        try:
+            enum = get_weight(f"ResNet{spec.depth}_Weights.{weights}")
+        except (ValueError, KeyError, AttributeError):
+            raise UserError(f"unknown torchvision weights {weights!r} for {spec.name}; try IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT") from None
+        state = enum.get_state_dict(progress=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UserError(f"weights do not match {spec.name} ({first}); the classifier must have the same num_classes") from None

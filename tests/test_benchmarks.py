@@ -1,0 +1,29 @@
+"""Every benchmark script runs in its smoke form and writes JSON with the hardware recorded."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_smoke(script: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "result.json"
+    argv = sys.argv
+    sys.argv = [script, "--smoke", "--out", str(out), *extra]
+    try:
+        runpy.run_path(str(BENCH / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return json.loads(out.read_text())
+
+
+def test_checkpointing_benchmark_smoke(tmp_path):
+    result = run_smoke("bench_checkpointing.py", tmp_path)
+    assert result["hardware"]["torch"] and result["rows"][0]["model"] == "resnet20"
+    row = result["rows"][0]
+    # checkpointing stores only block inputs, so it must save less
+    assert row["checkpointed_activation_mib"] < row["baseline_activation_mib"]

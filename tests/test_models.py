@@ -1,0 +1,216 @@
+"""The model zoo: the facts it must match (paper, torchvision) and every switch it exposes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import resnet_lab
+from resnet_lab.errors import UserError
+from resnet_lab.models import (BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, ZeroPadShortcut,
+                               cifar_resnet, count_flops, count_params, count_weighted_layers, create_model,
+                               get_spec, list_models, preact_resnet)
+
+TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+                      "resnet101": 44_549_160, "resnet152": 60_192_808}
+# He et al. 2015, Table 6 (millions of parameters, as printed).
+PAPER_CIFAR_PARAMS_M = {"resnet20": 0.27, "resnet32": 0.46, "resnet44": 0.66, "resnet56": 0.85,
+                        "resnet110": 1.7, "resnet1202": 19.4}
+
+
+def meta_model(name, **kw):
+    with torch.device("meta"):
+        return create_model(name, **kw)
+
+
+@pytest.mark.parametrize("name,expected", TORCHVISION_PARAMS.items())
+def test_imagenet_param_counts_equal_torchvision(name, expected):
+    assert count_params(meta_model(name)) == expected
+
+
+@pytest.mark.parametrize("name,millions", PAPER_CIFAR_PARAMS_M.items())
+def test_cifar_param_counts_match_the_paper(name, millions):
+    digits = 1 if millions >= 1 else 2
+    assert round(count_params(meta_model(name)) / 1e6, digits) == millions
+
+
+@pytest.mark.parametrize("name", list_models() + ["resnet8", "plain200", "cifar_resnet50", "preact_resnet56",
+                                                  "preact_resnet290"])
+def test_weighted_layers_equal_the_depth_in_the_name(name):
+    depth = int("".join(c for c in name.split("_")[-1] if c.isdigit()))
+    assert count_weighted_layers(meta_model(name)) == depth
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+def test_plain_twin_has_exactly_the_resnet_param_count_with_option_a(depth):
+    assert count_params(meta_model(f"plain{depth}")) == count_params(meta_model(f"resnet{depth}"))
+
+
+def test_plain_twin_has_no_shortcut_and_computes_something_else():
+    torch.manual_seed(0)
+    res, plain = create_model("resnet20").eval(), create_model("plain20").eval()
+    plain.load_state_dict(res.state_dict())  # same layers, same names
+    assert all(not b.residual and b.downsample is None for b in plain.blocks())
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.allclose(res(x), plain(x))
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION_PARAMS))
+def test_torchvision_weights_load_strictly_and_give_the_same_outputs(name):
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)().eval()
+    ours = create_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (ours(x) - theirs(x)).abs().max().item() <= 1e-5
+    # and back: torchvision loads our state dict
+    theirs.load_state_dict(create_model(name).state_dict(), strict=True)
+
+
+def test_weights_argument_loads_a_local_pth_and_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    source = torchvision.models.resnet18().state_dict()
+    torch.save(source, tmp_path / "r18.pth")
+    save_file({k: v.contiguous() for k, v in source.items()}, str(tmp_path / "r18.safetensors"))
+    for file in ("r18.pth", "r18.safetensors"):
+        model = create_model("resnet18", weights=tmp_path / file)
+        assert torch.equal(model.conv1.weight, source["conv1.weight"])
+        assert torch.equal(model.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
+
+
+def test_weights_that_do_not_fit_are_refused_with_a_clear_message(tmp_path):
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r18_10.pth")
+    with pytest.raises(UserError, match="num_classes"):
+        create_model("resnet18", weights=tmp_path / "r18_10.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read weights"):
+        create_model("resnet18", weights=tmp_path / "junk.pth")
+    with pytest.raises(UserError, match="only available"):
+        create_model("resnet20", weights=tmp_path / "r18_10.pth")
+
+
+def test_flops_come_from_torch_flop_counter_and_match_published_macs():
+    # torchvision publishes 4.09 GFLOPS for ResNet-50 counted as multiply-adds; we count 2 per MAC.
+    assert count_flops(meta_model("resnet50"), 224) / 2e9 == pytest.approx(4.09, rel=0.01)
+    assert count_flops(meta_model("resnet18"), 224) / 2e9 == pytest.approx(1.81, rel=0.01)
+
+
+def test_bottleneck_puts_the_stride_on_the_3x3_conv_and_expands_by_4():
+    block = Bottleneck(64, 64, stride=2)
+    assert Bottleneck.expansion == 4 and block.conv3.out_channels == 256
+    assert block.conv1.stride == (1, 1) and block.conv2.stride == (2, 2)
+    assert block(torch.randn(1, 64, 8, 8)).shape == (1, 256, 4, 4)
+
+
+def test_addition_comes_before_the_last_activation():
+    block = BasicBlock(8, 8, shortcut="B").eval()
+    nn.init.zeros_(block.bn2.weight)  # residual branch outputs exactly 0: out = relu(x)
+    x = torch.randn(2, 8, 6, 6)
+    assert torch.equal(block(x), torch.relu(x))
+
+
+def test_option_a_subsamples_and_zero_pads_without_parameters():
+    shortcut = ZeroPadShortcut(16, 32, stride=2)
+    x = torch.randn(2, 16, 8, 8)
+    y = shortcut(x)
+    assert y.shape == (2, 32, 4, 4) and list(shortcut.parameters()) == []
+    assert torch.equal(y[:, :16], x[:, :, ::2, ::2]) and not y[:, 16:].any()
+
+
+def test_shortcut_options_b_and_c_place_projections_where_the_paper_says():
+    b = create_model("resnet20", shortcut="B")
+    c = create_model("resnet20", shortcut="C")
+    a = create_model("resnet20")
+    assert sum(blk.downsample is not None for blk in b.blocks()) == 2  # the two stage transitions
+    assert all(isinstance(blk.downsample, nn.Sequential) for blk in c.blocks())
+    assert sum(isinstance(blk.downsample, ZeroPadShortcut) for blk in a.blocks()) == 2
+    assert count_params(a) < count_params(b) < count_params(c)
+
+
+def test_preact_blocks_keep_a_clean_identity_path():
+    model = create_model("preact_resnet164", zero_init_residual=True).eval()
+    block = model.layer1[1]  # identity shortcut
+    assert isinstance(block, PreActBottleneck) and block.downsample is None
+    x = torch.randn(2, 64, 8, 8)
+    assert torch.equal(block(x), x)  # the branch is zero, nothing else touches x
+    assert isinstance(create_model("preact_resnet110").layer1[0], PreActBasicBlock)
+    assert isinstance(preact_resnet(1001).layer3[0], PreActBottleneck)
+
+
+def test_generic_builders_accept_any_valid_depth():
+    assert count_weighted_layers(cifar_resnet(26)) == 26
+    assert all(not b.residual for b in cifar_resnet(14, plain=True).blocks())
+    assert get_spec("resnet50").family == "imagenet" and get_spec("cifar_resnet50").family == "cifar"
+
+
+@pytest.mark.parametrize("name,fragment", [("resnet21", "6n+2"), ("plain23", "6n+2"),
+                                           ("preact_resnet100", "9n+2"), ("resnt56", "did you mean resnet56")])
+def test_bad_names_and_depths_are_rejected_with_one_helpful_line(name, fragment):
+    with pytest.raises(UserError) as err:
+        create_model(name)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("option,value", [("norm", "layer"), ("activation", "gelu"), ("init", "zeros"),
+                                          ("shortcut", "D"), ("num_classes", 0), ("bogus", 1)])
+def test_bad_option_values_are_rejected(option, value):
+    with pytest.raises(UserError, match=option):
+        create_model("resnet20", **{option: value})
+
+
+def test_norm_activation_and_init_switches_change_the_layers():
+    plain = create_model("plain20", norm="none", activation="sigmoid")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert any(isinstance(m, nn.Sigmoid) for m in plain.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in create_model("resnet20", norm="group").modules())
+    assert any(isinstance(m, nn.Tanh) for m in create_model("resnet20", activation="tanh").modules())
+
+    torch.manual_seed(0)
+    conv = create_model("resnet110", init="normal").layer3[0].conv2.weight
+    assert conv.std().item() == pytest.approx(0.01, rel=0.05)
+    he = create_model("resnet110", init="he").layer3[0].conv2.weight  # fan_out = 64 * 9
+    assert he.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
+    xavier = create_model("resnet110", init="xavier").layer3[0].conv2.weight  # (fan_in + fan_out) = 2 * 576
+    assert xavier.std().item() == pytest.approx((2 / (2 * 576)) ** 0.5, rel=0.05)
+
+
+def test_zero_init_residual_zeroes_the_last_norm_of_each_branch():
+    model = create_model("resnet50", zero_init_residual=True)
+    assert all(not b.bn3.weight.any() for b in model.blocks())
+    assert model.bn1.weight.all()
+
+
+def test_grayscale_input_and_class_count():
+    model = create_model("resnet20", in_channels=1, num_classes=7)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+
+
+def test_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    ref = create_model("resnet20")
+    ck = create_model("resnet20", checkpointing=True)
+    ck.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    ref(x).square().sum().backward()
+    ck(x).square().sum().backward()
+    for (name, p), q in zip(ref.named_parameters(), ck.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("name", ["resnet1202", "preact_resnet1001"])
+def test_thousand_layer_nets_run_forward_and_backward_on_cpu(name):
+    model = create_model(name, checkpointing=True)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert model.conv1.weight.grad is not None and torch.isfinite(model.conv1.weight.grad).all()
+
+
+def test_top_level_api_works_as_documented():
+    model = resnet_lab.create_model("resnet56")
+    assert isinstance(model, resnet_lab.ResNet) and "resnet56" in resnet_lab.list_models()
+    for obj in (resnet_lab.create_model, resnet_lab.list_models, BasicBlock, Bottleneck,
+                PreActBasicBlock, PreActBottleneck):
+        assert obj.__doc__ and obj.__doc__.strip()
