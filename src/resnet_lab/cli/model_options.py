@@ -8,10 +8,10 @@ from ..models.blocks import SHORTCUTS
 from ..models.resnet import ACTIVATIONS, INITS, NORMS
 
 
-def add_model_options(parser: argparse.ArgumentParser, default_model: str | None = "resnet20") -> None:
+def add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) -> None:
     group = parser.add_argument_group("model")
-    if default_model is not None:
-        group.add_argument("--model", default=default_model, help=f"model name (default {default_model}; see 'resnet-lab models')")
+    if model_flag:
+        group.add_argument("--model", help="model name (default resnet20; see 'resnet-lab models')")
     group.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option (default: A for CIFAR nets, B for ImageNet nets)")
     group.add_argument("--norm", choices=NORMS, help="normalisation layer (default batch)")
     group.add_argument("--activation", choices=ACTIVATIONS, help="activation (default relu)")

@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--num-classes", type=int, help="classifier size (default: 10 for CIFAR nets, 1000 for ImageNet)")
     p.add_argument("--in-channels", type=int, help="input channels (default 3)")
     p.add_argument("--image-size", type=int, help="input height = width (default: the model's native size)")
-    add_model_options(p, default_model=None)
+    add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
 
 

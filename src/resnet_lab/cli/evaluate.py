@@ -1,0 +1,39 @@
+"""`resnet-lab evaluate`: test loss and accuracy of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+EXAMPLES = """examples:
+  resnet-lab evaluate --checkpoint runs/r20/best.pt
+  resnet-lab evaluate --checkpoint runs/r20 --data npz:other.npz --json
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="test loss and accuracy of a checkpoint", epilog=EXAMPLES,
+                       description="Evaluate a checkpoint on the test split of a data set (default: its own).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory (uses its last.pt)")
+    p.add_argument("--data", help="data set spec (default: the one the model was trained on)")
+    p.add_argument("--data-dir")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help='print {"test_acc": ..., "test_loss": ..., "n": ...}')
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import UserError
+    from ..runtime import pick_device
+    from ..training.inference import evaluate_checkpoint
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir, args.batch_size, pick_device(args.device))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"test accuracy {result['test_acc']:.4f}, loss {result['test_loss']:.4f} on {result['n']:,} images")
+    return 0

@@ -1,0 +1,141 @@
+"""`resnet-lab train`: every TrainConfig field as a flag; a recipe fills in what is not given."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from .model_options import add_model_options, model_options
+
+EXAMPLES = """examples:
+  resnet-lab train --model resnet20 --data digits --epochs 15 --out runs/r20
+  resnet-lab train --recipe paper --model resnet110 --data cifar10 --val-split 5000 --out runs/paper110
+  resnet-lab train --recipe fast --model resnet56 --data cifar10 --device cuda --out runs/fast56
+  resnet-lab train --data npz:../shared/data/cifar10-small.npz --epochs 5 --quiet
+  resnet-lab train --resume runs/r20          # continue exactly where it stopped
+
+recipes: default (one-cycle, 15 epochs, batch 128), paper (He et al. 4.2: 64k iterations,
+batch 128, lr 0.1 /10 at 32k and 48k, wd 1e-4; 0.01 warm-up for 110+ layers),
+fast (30 epochs, batch 512, Nesterov, warm-up + linear decay, label smoothing 0.1).
+Learning rates are given for batch 128 and scale linearly with --batch-size (--no-lr-scaling).
+"""
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", help="digits (default), cifar10, cifar100, npz:PATH or folder:PATH")
+    g.add_argument("--data-dir", help="cache folder for downloaded data sets")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model (paper recipe, fast recipe, resume, TensorBoard)",
+                       description="Train a model of the zoo and write a run directory: config.json, "
+                                   "metrics.jsonl, TensorBoard events, last.pt and best.pt.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", choices=("default", "paper", "fast"), default="default")
+    p.add_argument("--out", help="run directory (default: runs/<model>-<data>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a .pt checkpoint)")
+    add_model_options(p)
+    add_data_options(p)
+    g = p.add_argument_group("data handling")
+    g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (paper: 5000)")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                   help="no crop/flip augmentation")
+    g.add_argument("--workers", type=int, help="DataLoader workers for folder data (default 4)")
+    g.add_argument("--image-size", type=int, help="training resolution for folder data")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--steps", type=int, help="run length in iterations (overrides --epochs)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="peak learning rate at batch 128")
+    g.add_argument("--no-lr-scaling", dest="lr_scaling", action="store_false", default=None,
+                   help="use --lr as given whatever the batch size")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--nesterov", action="store_true", default=None)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--no-wd-on-norm-and-bias", dest="wd_on_norm_and_bias", action="store_false", default=None,
+                   help="no weight decay on norm weights and biases")
+    g.add_argument("--schedule", choices=("step", "cosine", "linear", "constant"))
+    g.add_argument("--milestones", type=float, nargs="+", help="fractions of the run for --schedule step")
+    g.add_argument("--warmup", type=float, help="fraction of the run with a linear warm-up")
+    g.add_argument("--warmup-lr", type=float, help="paper warm-up lr (at batch 128) until training error < 80%%")
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--clip-norm", type=float, help="clip the gradient's global L2 norm")
+    g.add_argument("--clip-value", type=float, help="clip each gradient element")
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    g.add_argument("--channels-last", action="store_true", default=None)
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic algorithms (bit-exact resume on CPU)")
+    g = p.add_argument_group("diagnostics and output")
+    g.add_argument("--no-monitor", dest="monitor", action="store_false", default=None,
+                   help="do not record per-layer gradient norms")
+    g.add_argument("--on-nonfinite", choices=("warn", "skip", "stop"), help="what to do on NaN/Inf (default stop)")
+    g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+    g.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
+    p.set_defaults(func=run)
+
+
+CONFIG_FLAGS = ("val_split", "augment", "workers", "image_size", "epochs", "steps", "batch_size", "lr", "lr_scaling",
+                "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
+                "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "device", "precision",
+                "channels_last", "compile", "seed", "deterministic", "monitor", "on_nonfinite",
+                "checkpoint_every", "tensorboard", "data", "data_dir")
+
+
+def config_from_args(args):
+    from ..training import resolve_config
+
+    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS}
+    if args.milestones:
+        overrides["milestones"] = tuple(args.milestones)
+    overrides["model"] = args.model
+    overrides["model_options"] = model_options(args) or None
+    overrides["progress"] = not args.quiet
+    config = resolve_config(args.recipe, **overrides)
+    if config.out is None and args.out is None:
+        config.out = f"runs/{config.model}-{config.data.replace(':', '_').replace('/', '_')}"
+    elif args.out:
+        config.out = args.out
+    return config
+
+
+def run(args) -> int:
+    from ..training import TrainConfig, TrainingInterrupted, train
+
+    if args.resume:
+        _check_resume_model(args)
+        config = TrainConfig(progress=not args.quiet)
+        for k in ("device", "workers"):
+            if getattr(args, k) is not None:
+                setattr(config, k, getattr(args, k))
+        if args.tensorboard is not None:
+            config.tensorboard = args.tensorboard
+    else:
+        config = config_from_args(args)
+    try:
+        result = train(config, resume=args.resume)
+    except TrainingInterrupted as stop:
+        print(f"resnet-lab: {stop}")
+        return 128 + stop.signum if stop.signum in (signal.SIGINT, signal.SIGTERM) else 1
+    final = result.final
+    print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
+          f"(best {result.best_acc:.4f}); run directory {result.run_dir}")
+    return 0
+
+
+def _check_resume_model(args) -> None:
+    """Settings come from the run being resumed; a different --model is a mistake, not an override."""
+    from ..errors import UserError
+    from ..training import load_checkpoint
+
+    if args.model is not None:
+        saved = load_checkpoint(args.resume)["config"]["model"]
+        if saved != args.model:
+            raise UserError(f"{args.resume} is a {saved} run, not {args.model}; drop --model to resume it "
+                            "or start a new run with another --out")

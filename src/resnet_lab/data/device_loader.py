@@ -1,0 +1,250 @@
+"""Mini-batches made on the training device from a uint8 copy of the whole data set.
+
+Why: for 32x32 images a PIL/DataLoader pipeline costs more than a ResNet step on a GPU.
+Here the data set is uploaded once; each batch is one gather (which applies the epoch
+permutation, the random crop and the flip together) plus one fused normalisation.
+
+Determinism (what exact resume and multi-GPU equivalence rest on):
+- the epoch permutation depends on (seed, epoch) only;
+- the crop offsets and flips of global batch b depend on (seed, epoch, b) only: a fresh CPU
+  generator per batch draws them for the WHOLE global batch, then each rank takes its slice;
+- rank r of W takes the contiguous slice [r*B/W, (r+1)*B/W) of every global batch.
+So skipping the first k batches, or splitting each batch over ranks, reproduces exactly the
+images a single uninterrupted process would have produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from resnet_lab.errors import UserError
+
+_MASK64 = (1 << 64) - 1
+_PERMUTATION, _AUGMENT = 0, 1  # separate random streams
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def stream_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers, e.g. (seed, epoch, stream, batch).
+
+    Plain arithmetic like seed*K + epoch makes neighbouring runs share generator states.
+    """
+    h = 0
+    for part in parts:
+        h = _splitmix64(h ^ (part & _MASK64))
+    return h >> 1
+
+
+class DeviceLoader:
+    """Deterministic, shardable batches of normalised images produced on `device`.
+
+    Args:
+        x: uint8 images (N, C, H, W), on any device. Copied to `device` once.
+        y: integer labels (N,).
+        batch_size: GLOBAL batch size B; each rank yields B / world_size images per batch.
+        mean, std: per-channel statistics on the [0, 1] scale.
+        train: shuffle each epoch (a permutation of (seed, epoch)); False keeps data order.
+        augment: random crop of the image zero-padded by `pad` pixels (torchvision's
+            RandomCrop(size, padding=pad) semantics: padding is black before normalisation).
+        hflip: with augment, also flip half the images left-right.
+        drop_last: drop the incomplete last batch; defaults to `train`.
+        rank, world_size: which shard of every batch this process gets.
+        channels_last: return batches in channels_last memory format.
+        dtype: floating dtype of the returned images (normalisation is computed in float32).
+
+    Iterate with `for x, y in loader` (after `loader.set_epoch(e)`), or resume mid-epoch with
+    `loader.iter_from(k)`. Targets are int64 on `device`. Every rank yields the same number of
+    batches; an incomplete last batch (drop_last=False) is split as evenly as possible.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device = "cpu",
+        train: bool,
+        augment: bool,
+        hflip: bool,
+        seed: int = 0,
+        drop_last: bool | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+        pad: int = 4,
+    ) -> None:
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise ValueError(f"x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"y must be (N,) with N={len(x)}, got {tuple(y.shape)}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be floating point, got {dtype}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        if batch_size <= 0:
+            raise UserError(f"batch size must be positive, got {batch_size}")
+        if batch_size % world_size:
+            raise UserError(
+                f"global batch size {batch_size} is not divisible by world size {world_size}; "
+                f"choose a batch size that is a multiple of {world_size}"
+            )
+        n, c, h, w = x.shape
+        if len(mean) != c or len(std) != c or min(std) <= 0:
+            raise ValueError(f"mean/std need {c} values with std > 0, got {tuple(mean)} / {tuple(std)}")
+
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.train = train
+        self.augment = augment
+        self.hflip = hflip
+        self.drop_last = train if drop_last is None else drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.channels_last = channels_last
+        self.dtype = dtype
+        self.pad = pad if augment else 0
+        self.epoch = 0
+        self._n, self._c, self._h, self._w = n, c, h, w
+        if self.drop_last and n < batch_size:
+            raise UserError(
+                f"batch size {batch_size} is larger than the {n:,} images, so an epoch has no full batch; "
+                f"use a batch size of at most {n}"
+            )
+
+        # Keep the images in the memory layout of the output (NHWC for channels_last) so the
+        # gather writes its result directly in that layout. With augmentation, store them
+        # already zero-padded: a crop is then a plain window, no bounds checks per batch.
+        p = self.pad
+        shape = (n, h + 2 * p, w + 2 * p, c) if channels_last else (n, c, h + 2 * p, w + 2 * p)
+        self._images = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+        # Upload first, then pad on the device: one plain host-to-device copy.
+        source = x.to(self.device)
+        source = source.permute(0, 2, 3, 1) if channels_last else source
+        if channels_last:
+            self._images[:, p : p + h, p : p + w, :].copy_(source)
+        else:
+            self._images[:, :, p : p + h, p : p + w].copy_(source)
+        self._labels = y.to(self.device, torch.int64)
+
+        # out = u8 * (1 / (255 std)) + (-mean / std): one fused multiply-add per batch.
+        mean_t = torch.tensor(mean, dtype=torch.float64)
+        std_t = torch.tensor(std, dtype=torch.float64)
+        self._scale = (1.0 / (255.0 * std_t)).to(self.device, torch.float32).view(1, c, 1, 1)
+        self._shift = (-mean_t / std_t).to(self.device, torch.float32).view(1, c, 1, 1)
+        self._rows = torch.arange(h, device=self.device)
+        self._cols = torch.arange(w, device=self.device)
+        self._chans = torch.arange(c, device=self.device)
+
+        self._global_sizes = self._batch_sizes()
+        self.num_samples = sum(hi - lo for lo, hi in map(self._rank_slice, self._global_sizes))
+
+    # ------------------------------------------------------------------ public
+
+    def __len__(self) -> int:
+        """Batches per epoch (the same on every rank)."""
+        return len(self._global_sizes)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation and augmentation the next iteration uses."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (images, targets) of the current epoch from batch `start_batch` to the end.
+
+        The batches are identical to those a full iteration yields at the same positions.
+        """
+        if not 0 <= start_batch <= len(self):
+            raise ValueError(f"start_batch {start_batch} is outside 0..{len(self)}")
+        # The epoch is fixed now, not at the first next(): a later set_epoch does not leak in.
+        return self._generate(start_batch, self.epoch)
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order (CPU int64 tensor of length N) in which `epoch` visits the images."""
+        if not self.train:
+            return torch.arange(self._n)
+        g = torch.Generator().manual_seed(stream_seed(self.seed, epoch, _PERMUTATION))
+        return torch.randperm(self._n, generator=g)
+
+    # ------------------------------------------------------------------ internals
+
+    def _batch_sizes(self) -> list[int]:
+        full, rest = divmod(self._n, self.batch_size)
+        return [self.batch_size] * full + ([rest] if rest and not self.drop_last else [])
+
+    def _rank_slice(self, size: int) -> tuple[int, int]:
+        # For full batches this is [r*B/W, (r+1)*B/W); a partial last batch is split as evenly.
+        return self.rank * size // self.world_size, (self.rank + 1) * size // self.world_size
+
+    def _plan(self, start: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
+        """Image indices and packed augmentation codes for this rank, batches start..end.
+
+        Everything random is drawn on the CPU (tiny) and uploaded in one copy per epoch,
+        so producing a batch needs no host-device transfer or synchronisation.
+        """
+        perm = self.permutation(epoch)
+        window = 2 * self.pad + 1
+        indices, codes, bounds = [], [], [0]
+        for b in range(start, len(self)):
+            first, size = b * self.batch_size, self._global_sizes[b]
+            lo, hi = self._rank_slice(size)
+            indices.append(perm[first + lo : first + hi])
+            if self.augment:
+                g = torch.Generator().manual_seed(stream_seed(self.seed, epoch, _AUGMENT, b))
+                # One draw encodes (dy, dx, flip) for each image of the global batch.
+                codes.append(torch.randint(0, window * window * 2, (size,), generator=g)[lo:hi])
+            bounds.append(bounds[-1] + hi - lo)
+        empty = torch.zeros(0, dtype=torch.int64)
+        index = torch.cat(indices) if indices else empty
+        if not self.augment:
+            return index.to(self.device), None, bounds
+        packed = torch.stack([index, torch.cat(codes) if codes else empty]).to(self.device)
+        return packed[0], packed[1], bounds
+
+    def _generate(self, start: int, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        index, codes, bounds = self._plan(start, epoch)
+        targets = self._labels[index]
+        if codes is not None:
+            window = 2 * self.pad + 1
+            flip = codes % 2
+            if not self.hflip:
+                flip = torch.zeros_like(flip)
+            offsets = codes // 2
+            dy, dx = offsets // window, offsets % window
+            rows = dy[:, None] + self._rows  # (M, H) source rows of each output row
+            cols = dx[:, None] + torch.where(flip[:, None].bool(), self._cols.flip(0), self._cols)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            i = index[lo:hi]
+            if codes is None:
+                u8 = self._images[i]
+            elif self.channels_last:
+                r, q = rows[lo:hi], cols[lo:hi]
+                u8 = self._images[i[:, None, None, None], r[:, :, None, None], q[:, None, :, None], self._chans]
+            else:
+                r, q = rows[lo:hi], cols[lo:hi]
+                u8 = self._images[i[:, None, None, None], self._chans[:, None, None], r[:, None, :, None], q[:, None, None, :]]
+            if self.channels_last:
+                u8 = u8.permute(0, 3, 1, 2)  # NHWC storage -> NCHW view in channels_last format
+            images = torch.addcmul(self._shift, u8.to(torch.float32), self._scale)
+            if self.dtype != torch.float32:
+                images = images.to(self.dtype)
+            yield images, targets[lo:hi]

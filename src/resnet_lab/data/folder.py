@@ -1,0 +1,282 @@
+"""Image-folder data sets (PATH/train/<class>/*, PATH/val/<class>/*) decoded by DataLoader workers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from resnet_lab.data.dataset import stratified_holdout
+from resnet_lab.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SHOW_BAD = 5  # how many bad paths a warning names
+
+
+@dataclass
+class FolderDataset:
+    """File lists of an image-folder data set; images are decoded later, in loader workers.
+
+    `train_files`/`val_files` are (path, class index) pairs. `bad_files` are files that PIL
+    could not verify; they are excluded and summarised in `warnings`.
+    """
+
+    name: str
+    root: Path
+    classes: list[str]
+    train_files: list[tuple[str, int]]
+    val_files: list[tuple[str, int]]
+    bad_files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    hflip: bool = True
+    in_channels: int = 3
+    image_size: int = 224  # default training resolution; make_folder_loaders takes any size
+    eval_split: str = "val"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def description(self) -> str:
+        text = (
+            f"{self.name}: {len(self.train_files):,} train / {len(self.val_files):,} {self.eval_split} images, "
+            f"{self.num_classes} classes"
+        )
+        if self.bad_files:
+            text += f", {len(self.bad_files)} unreadable files excluded"
+        return text
+
+    def with_holdout(self, k: int, seed: int = 0) -> "FolderDataset":
+        """Use `k` training files (stratified, chosen by `seed`) as the evaluation split."""
+        n = len(self.train_files)
+        if not 0 < k < n:
+            raise UserError(
+                f"--val-split {k} is out of range: the training folder has {n:,} images; "
+                f"use a number between 1 and {n - 1}"
+            )
+        keep, held = stratified_holdout(np.array([c for _, c in self.train_files]), k, seed)
+        return FolderDataset(
+            name=f"{self.name} [val {k} held out of train, seed {seed}]",
+            root=self.root,
+            classes=self.classes,
+            train_files=[self.train_files[i] for i in keep],
+            val_files=[self.train_files[i] for i in held],
+            bad_files=self.bad_files,
+            warnings=self.warnings,
+            mean=self.mean,
+            std=self.std,
+            hflip=self.hflip,
+            image_size=self.image_size,
+            eval_split="val",
+        )
+
+
+def load_folder(path: str | Path) -> FolderDataset:
+    """Scan PATH/train and PATH/val, verify every image once, and drop the unreadable ones.
+
+    Verifying up front (in threads: it is I/O bound) means a corrupt file is reported before
+    training instead of crashing a worker in the middle of an epoch.
+    """
+    root = Path(path).expanduser()
+    layout = "expected PATH/train/<class>/<images> and PATH/val/<class>/<images>"
+    if not root.is_dir():
+        raise UserError(f"image folder not found: {root}; {layout}")
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise UserError(f"{root} has no '{split}' folder; {layout}")
+    classes = _class_dirs(root / "train")
+    if not classes:
+        raise UserError(f"{root / 'train'} has no class folders; {layout}")
+    unknown = sorted(set(_class_dirs(root / "val")) - set(classes))
+    if unknown:
+        raise UserError(
+            f"{root / 'val'} has class folders not in train ({', '.join(unknown[:SHOW_BAD])}); "
+            f"rename or remove them so val classes match train classes"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    candidates = {
+        split: [(str(p), index[c]) for c in _class_dirs(root / split) for p in _image_files(root / split / c)]
+        for split in ("train", "val")
+    }
+    all_paths = [p for split in candidates.values() for p, _ in split]
+    with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
+        ok = dict(zip(all_paths, pool.map(_verifies, all_paths)))
+    bad = [p for p in all_paths if not ok[p]]
+    files = {split: [(p, c) for p, c in items if ok[p]] for split, items in candidates.items()}
+
+    for split in ("train", "val"):
+        present = {c for _, c in files[split]}
+        for c in _class_dirs(root / split):
+            if index[c] not in present:
+                raise UserError(
+                    f"class folder {root / split / c} has no readable images; add images or remove the folder"
+                )
+    if not files["val"]:
+        raise UserError(f"{root / 'val'} has no readable images; {layout}")
+    notes = []
+    if bad:
+        shown = ", ".join(bad[:SHOW_BAD]) + (", ..." if len(bad) > SHOW_BAD else "")
+        notes.append(f"{len(bad)} unreadable image file(s) excluded: {shown}")
+    return FolderDataset(
+        name=f"folder:{root.name}",
+        root=root,
+        classes=classes,
+        train_files=files["train"],
+        val_files=files["val"],
+        bad_files=bad,
+        warnings=notes,
+    )
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    if not split_dir.is_dir():
+        return []
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    # Only names PIL knows how to open: notes or checksums next to the images are ignored,
+    # while a corrupt file with an image extension is caught by the verification.
+    extensions = Image.registered_extensions()
+    return sorted(
+        p for p in class_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+    )
+
+
+def _verifies(path: str) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.verify()
+        return True
+    except Exception:  # noqa: BLE001 - PIL raises many types for bad files; all mean "unusable"
+        return False
+
+
+class ImageFileDataset(Dataset):
+    """(path, label) pairs decoded by PIL as RGB and passed through `transform`.
+
+    A file that still fails to decode (verify() does not catch every truncated file) is
+    replaced by the next readable one, with a warning, so an epoch never dies on it.
+    """
+
+    def __init__(self, files: list[tuple[str, int]], transform) -> None:
+        self.files = files
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        for attempt in range(len(self.files)):
+            path, label = self.files[(index + attempt) % len(self.files)]
+            try:
+                with Image.open(path) as im:
+                    image = im.convert("RGB")
+            except Exception as e:  # noqa: BLE001
+                warnings.warn(f"skipping unreadable image {path}: {e}", RuntimeWarning, stacklevel=2)
+                continue
+            return self.transform(image), label
+        raise UserError("no image in the folder data set can be decoded; check the files")
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation order for one rank: indices rank, rank+W, ... (no shuffle, no padding).
+
+    DistributedSampler pads by repeating images, which would count them twice in a metric.
+    """
+
+    def __init__(self, n: int, rank: int, world_size: int) -> None:
+        self.indices = range(rank, n, world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class EpochDataLoader(DataLoader):
+    """A DataLoader with `set_epoch`, which reseeds the sampler's per-epoch shuffle."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+def folder_transforms(image_size: int, mean, std, hflip: bool = True):
+    """(train, eval) torchvision transforms: random-resized crop (+ flip) / resize + center crop."""
+    from torchvision import transforms as T
+
+    train = [T.RandomResizedCrop(image_size)]
+    if hflip:
+        train.append(T.RandomHorizontalFlip())
+    train += [T.ToTensor(), T.Normalize(mean, std)]
+    # Resize the shorter side to size*256/224, the usual ImageNet evaluation ratio.
+    evaluation = [
+        T.Resize(max(image_size, round(image_size * 256 / 224))),
+        T.CenterCrop(image_size),
+        T.ToTensor(),
+        T.Normalize(mean, std),
+    ]
+    return T.Compose(train), T.Compose(evaluation)
+
+
+def make_folder_loaders(
+    ds: FolderDataset,
+    batch_size: int,
+    image_size: int,
+    workers: int,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[EpochDataLoader, EpochDataLoader]:
+    """(train_loader, val_loader) for a FolderDataset; `batch_size` is the GLOBAL batch size.
+
+    The train order is a seeded per-epoch shuffle (call `train_loader.set_epoch(e)`), sharded
+    across ranks by DistributedSampler (each rank gets batch_size / world_size per step,
+    incomplete last batch dropped). Validation is sharded without padding or shuffling.
+    """
+    if batch_size <= 0:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    if batch_size % world_size:
+        raise UserError(
+            f"global batch size {batch_size} is not divisible by world size {world_size}; "
+            f"choose a batch size that is a multiple of {world_size}"
+        )
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    train_tf, eval_tf = folder_transforms(image_size, ds.mean, ds.std, ds.hflip)
+    train_set = ImageFileDataset(ds.train_files, train_tf)
+    val_set = ImageFileDataset(ds.val_files, eval_tf)
+    # Explicit num_replicas/rank: works without an initialised process group.
+    train_sampler = DistributedSampler(
+        train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    common = dict(
+        batch_size=batch_size // world_size,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )
+    train_loader = EpochDataLoader(
+        train_set,
+        sampler=train_sampler,
+        drop_last=True,
+        # Worker RNG seeds (crops, flips) derive from this generator: reproducible runs.
+        generator=torch.Generator().manual_seed(seed),
+        **common,
+    )
+    val_loader = EpochDataLoader(val_set, sampler=ShardSampler(len(val_set), rank, world_size), **common)
+    return train_loader, val_loader

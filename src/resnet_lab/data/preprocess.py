@@ -1,0 +1,48 @@
+"""Turn image files into a normalised batch for prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from resnet_lab.errors import UserError
+
+
+def preprocess_images(
+    paths: Sequence[str | Path],
+    *,
+    image_size: int,
+    in_channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> torch.Tensor:
+    """Load images of any size/format as a float32 (N, in_channels, image_size, image_size) batch.
+
+    Each image is converted to grayscale (1 channel) or RGB (3), resized to a square with
+    bilinear filtering, scaled to [0, 1] and normalised with the model's training mean/std.
+    """
+    if in_channels not in (1, 3):
+        raise UserError(f"models with {in_channels} input channels are not supported for prediction; use 1 or 3")
+    if not paths:
+        raise UserError("no image files given; pass at least one image path")
+    mode = "L" if in_channels == 1 else "RGB"
+    arrays = []
+    for path in paths:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UserError(f"image file not found: {path}; check the path")
+        try:
+            with Image.open(path) as im:
+                im = im.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
+                arrays.append(np.asarray(im, dtype=np.uint8))
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
+            raise UserError(f"cannot read image {path} ({e}); check that it is a valid image file") from None
+    batch = torch.from_numpy(np.stack(arrays))
+    batch = batch.unsqueeze(1) if in_channels == 1 else batch.permute(0, 3, 1, 2)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((batch.to(torch.float32) / 255.0 - mean_t) / std_t).contiguous()

@@ -1,0 +1,48 @@
+"""`load_data`: one entry point that turns a data set spec string into a data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnet_lab.data.cifar import VARIANTS, load_cifar
+from resnet_lab.data.dataset import InMemoryDataset
+from resnet_lab.data.digits import load_digits_dataset
+from resnet_lab.data.folder import FolderDataset, load_folder
+from resnet_lab.data.npz import load_npz
+from resnet_lab.errors import UserError
+
+VALID_SPECS = (
+    "digits, cifar10, cifar100, npz:PATH (arrays x_train, y_train, x_test, y_test), "
+    "folder:PATH (PATH/train/<class>/*, PATH/val/<class>/*)"
+)
+
+
+def load_data(
+    spec: str = "digits",
+    data_dir: str | Path | None = None,
+    val_split: int = 0,
+    seed: int = 0,
+    download: bool = True,
+) -> InMemoryDataset | FolderDataset:
+    """Load a data set by spec.
+
+    Specs: "digits" (bundled with scikit-learn, no network), "cifar10", "cifar100" (official
+    archives, cached in `data_dir` or the default cache folder, downloaded if `download`),
+    "npz:PATH", "folder:PATH". With `val_split=K > 0`, K training images (stratified, chosen
+    by `seed`) become the evaluation split instead of the test set.
+    """
+    if val_split < 0:
+        raise UserError(f"--val-split must be 0 (use the test set) or a positive count, got {val_split}")
+    kind, sep, arg = spec.strip().partition(":")
+    kind = kind.lower()
+    if sep and kind in ("npz", "folder"):
+        if not arg:
+            raise UserError(f"'{spec}' has no path after '{kind}:'; use {kind}:PATH")
+        ds = load_npz(arg) if kind == "npz" else load_folder(arg)
+    elif not sep and kind == "digits":
+        ds = load_digits_dataset()
+    elif not sep and kind in VARIANTS:
+        ds = load_cifar(kind, data_dir=data_dir, download=download)
+    else:
+        raise UserError(f"unknown data set '{spec}'; use one of: {VALID_SPECS}")
+    return ds.with_holdout(val_split, seed) if val_split else ds

@@ -1,0 +1,154 @@
+"""Every training setting in one object, and the recipes that fill it in.
+
+A recipe is a set of defaults; anything given explicitly (CLI flag or keyword) wins.
+``resolve_config(recipe, **overrides)`` returns the final ``TrainConfig``, validated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+
+REFERENCE_BATCH = 128  # learning rates below are for this batch size; they scale linearly with it
+
+
+@dataclass
+class TrainConfig:
+    # what to train, on what
+    model: str = "resnet20"
+    model_options: dict = field(default_factory=dict)  # create_model keywords: norm, activation, ...
+    data: str = "digits"
+    data_dir: str | None = None
+    val_split: int = 0  # >0: hold out this many training images for evaluation (paper: 5000)
+    augment: bool = True
+    # optimisation
+    epochs: int | None = 15  # length in epochs, or ...
+    steps: int | None = None  # ... in iterations (the paper counts iterations); steps wins if set
+    batch_size: int = 128
+    lr: float = 0.1  # at REFERENCE_BATCH; scaled by batch_size / 128 unless lr_scaling is False
+    lr_scaling: bool = True
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    wd_on_norm_and_bias: bool = True
+    schedule: str = "linear"  # step | cosine | linear (with warm-up: one-cycle) | constant
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the run, for "step"
+    warmup: float = 0.0  # fraction of the run with a linear warm-up (cosine / linear / onecycle)
+    warmup_lr: float = 0.0  # paper: 0.01 until training error < warmup_until_error (ResNet-110+)
+    warmup_until_error: float = 0.8
+    label_smoothing: float = 0.0
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    # execution
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 4  # for folder data only
+    image_size: int | None = None  # folder data only; default: the model's native size
+    # diagnostics
+    monitor: bool = True
+    on_nonfinite: str = "stop"  # warn | skip | stop
+    # output
+    out: str | None = None
+    checkpoint_every: int = 0  # also save `last` every N steps (0: at epoch ends only)
+    tensorboard: bool = True
+    progress: bool = True
+    recipe: str = "default"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if "milestones" in values:
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
+
+    @property
+    def effective_lr(self) -> float:
+        return self.lr * self.batch_size / REFERENCE_BATCH if self.lr_scaling else self.lr
+
+
+# He et al. 2015, section 4.2: batch 128, lr 0.1 divided by 10 at 32k and 48k iterations, stop at
+# 64k; weight decay 1e-4, momentum 0.9, no dropout; 4-pixel pad + random crop + flip. For 110
+# layers and more, lr 0.01 until training error is below 80%, then back to 0.1.
+PAPER = dict(steps=64_000, epochs=None, batch_size=128, lr=0.1, optimizer="sgd", momentum=0.9,
+             nesterov=False, weight_decay=1e-4, wd_on_norm_and_bias=True, schedule="step",
+             milestones=(0.5, 0.75), warmup=0.0, label_smoothing=0.0, precision="fp32")
+
+# A short schedule: big batches, a linear warm-up then linear decay to zero, Nesterov momentum,
+# label smoothing, no weight decay on norms/biases, bf16 + channels_last on a GPU.
+FAST = dict(epochs=30, steps=None, batch_size=512, lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True,
+            weight_decay=5e-4, wd_on_norm_and_bias=False, schedule="linear", warmup=0.15,
+            label_smoothing=0.1)
+
+# Without --recipe: a one-cycle schedule that trains well in few epochs on small data.
+DEFAULT = dict(epochs=15, batch_size=128, lr=0.1, schedule="linear", warmup=0.15, nesterov=True,
+               weight_decay=5e-4)
+
+RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
+CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
+           "precision": ("fp32", "bf16", "fp16"), "on_nonfinite": ("warn", "skip", "stop")}
+
+
+def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:
+    """Recipe defaults, then explicit overrides (``None`` means "not given")."""
+    if recipe not in RECIPES:
+        raise UserError(f"unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}")
+    values = {**RECIPES[recipe], "recipe": recipe}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in given and "steps" not in given:
+        values["steps"] = None  # asking for epochs replaces a recipe's iteration count
+    if "steps" in given and "epochs" not in given:
+        values["epochs"] = None
+    values.update(given)
+    unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    config = TrainConfig.from_dict(values)
+    if recipe == "paper" and config.warmup_lr == 0.0 and _depth(config.model) >= 110:
+        config.warmup_lr = 0.01
+    validate(config)
+    return config
+
+
+def _depth(model: str) -> int:
+    digits = "".join(c for c in model.rsplit("_", 1)[-1] if c.isdigit())
+    return int(digits) if digits else 0
+
+
+def validate(c: TrainConfig) -> None:
+    """Reject impossible values with one line that says how to fix them."""
+    for name, allowed in CHOICES.items():
+        if getattr(c, name) not in allowed:
+            raise UserError(f"{name}={getattr(c, name)!r} is not valid; choose one of: {', '.join(allowed)}")
+    if c.steps is None and c.epochs is None:
+        raise UserError("give the run length with --epochs or --steps")
+    checks = [
+        (c.epochs is None or c.epochs >= 1, f"--epochs must be at least 1, got {c.epochs}"),
+        (c.steps is None or c.steps >= 1, f"--steps must be at least 1, got {c.steps}"),
+        (c.batch_size >= 1, f"--batch-size must be at least 1, got {c.batch_size}"),
+        (c.lr > 0, f"--lr must be positive, got {c.lr}"),
+        (c.weight_decay >= 0, f"--weight-decay must be >= 0, got {c.weight_decay}"),
+        (0 <= c.momentum < 1, f"--momentum must be in [0, 1), got {c.momentum}"),
+        (0 <= c.warmup < 1, f"--warmup is a fraction of the run in [0, 1), got {c.warmup}"),
+        (0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}"),
+        (c.clip_norm is None or c.clip_norm > 0, f"--clip-norm must be positive, got {c.clip_norm}"),
+        (c.clip_value is None or c.clip_value > 0, f"--clip-value must be positive, got {c.clip_value}"),
+        (c.val_split >= 0, f"--val-split must be >= 0, got {c.val_split}"),
+        (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),
+        (all(0 < m < 1 for m in c.milestones), f"--milestones are fractions of the run in (0, 1), got {c.milestones}"),
+        (c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
+        (c.image_size is None or c.image_size >= 8, f"--image-size must be at least 8, got {c.image_size}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)

@@ -1,0 +1,67 @@
+"""Use a trained checkpoint: rebuild its model, evaluate it, predict on image files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..models import create_model
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+
+
+def model_from_checkpoint(path: str | Path, model_name: str | None = None, device="cpu"):
+    """(model in eval mode, checkpoint dict). ``model_name`` guards against using the wrong file."""
+    state = load_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    if model_name is not None and model_name != config.model:
+        raise UserError(f"checkpoint {path} holds a {config.model}, not a {model_name}; pass the matching --model or none")
+    info = state["data_info"]
+    model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
+                         **config.model_options)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise UserError(f"checkpoint {path} does not fit a {config.model} with its own options; the file is damaged") from None
+    return model.to(device).eval(), state
+
+
+def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size: int = 256, device="cpu") -> dict:
+    """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on)."""
+    from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders
+    from .trainer import evaluate
+
+    model, state = model_from_checkpoint(path, device=device)
+    config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
+    ds = load_data(data or config.data, data_dir or config.data_dir, val_split=config.val_split if data is None else 0,
+                   seed=config.seed)
+    if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
+        raise UserError(f"{ds.description()} does not fit the checkpoint's model "
+                        f"({len(info['classes'])} classes, {info['in_channels']} channels)")
+    if isinstance(ds, FolderDataset):
+        _, loader = make_folder_loaders(ds, batch_size, info["image_size"], config.workers, config.seed)
+    else:
+        # normalise with the training statistics stored in the checkpoint, not the new data's
+        loader = DeviceLoader(ds.x_test, ds.y_test, batch_size, mean=info["mean"], std=info["std"], device=device,
+                              train=False, augment=False, hflip=False)
+    result = evaluate(model, loader, torch.device(device))
+    return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"]}
+
+
+@torch.no_grad()
+def predict_images(path, images: list[str], top_k: int = 5, device="cpu") -> list[dict]:
+    """Top-k classes with probabilities for each image file."""
+    from ..data import preprocess_images
+
+    model, state = model_from_checkpoint(path, device=device)
+    info = state["data_info"]
+    x = preprocess_images(images, image_size=info["image_size"], in_channels=info["in_channels"],
+                          mean=info["mean"], std=info["std"]).to(device)
+    probs = torch.softmax(model(x).float(), dim=1)
+    k = min(top_k, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    return [{"image": str(img), "top": [{"class": info["classes"][i], "index": int(i), "prob": float(p)}
+                                        for p, i in zip(v.tolist(), idx.tolist())]}
+            for img, v, idx in zip(images, values, indices)]

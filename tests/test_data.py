@@ -1,0 +1,486 @@
+"""Tests for resnet_lab.data: data set loading, validation, caching and the device batch pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import tarfile
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from resnet_lab.data import (
+    DeviceLoader,
+    FolderDataset,
+    InMemoryDataset,
+    load_data,
+    make_folder_loaders,
+    preprocess_images,
+)
+from resnet_lab.data import cifar
+from resnet_lab.data.folder import ImageFileDataset
+from resnet_lab.errors import UserError
+
+MEAN3, STD3 = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+
+def _images(n: int, c: int = 3, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, c, h, w), generator=g, dtype=torch.uint8)
+
+
+def _normalise(x: torch.Tensor, mean=MEAN3, std=STD3) -> torch.Tensor:
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    return (x.float() / 255 - m) / s
+
+
+def _epoch(loader: DeviceLoader, start: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(loader.iter_from(start))
+
+
+# ----------------------------------------------------------------------------- digits & spec
+
+
+def test_digits_has_fixed_stratified_split_one_channel_32px_and_no_flip():
+    a, b = load_data("digits"), load_data()
+    assert isinstance(a, InMemoryDataset)
+    assert a.x_train.shape == (1437, 1, 32, 32) and a.x_test.shape == (360, 1, 32, 32)
+    assert a.x_train.dtype == torch.uint8 and a.y_train.dtype == torch.int64
+    assert (a.in_channels, a.image_size, a.num_classes) == (1, 32, 10)
+    assert a.hflip is False  # flipped digits are different shapes
+    assert int(a.x_train.max()) > 200  # scaled from 0..16 to the full uint8 range
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert torch.bincount(a.y_test).tolist() == torch.bincount(b.y_test).tolist()
+    assert min(torch.bincount(a.y_test).tolist()) >= 35  # stratified: every class ~36
+    assert a.description() == "digits: 1,437 train / 360 test, 32x32x1, 10 classes"
+    # mean/std come from the training images on the [0, 1] scale
+    assert a.mean[0] == pytest.approx(a.x_train.double().div(255).mean().item(), abs=1e-9)
+    assert a.std[0] == pytest.approx(a.x_train.double().div(255).std(unbiased=False).item(), abs=1e-9)
+
+
+def test_val_split_holds_out_stratified_training_images_instead_of_test():
+    full = load_data("digits")
+    ds = load_data("digits", val_split=100, seed=3)
+    assert len(ds.x_train) == 1337 and len(ds.x_test) == 100
+    assert torch.bincount(ds.y_test).tolist() == [10] * 10
+    assert "val" in ds.name and "val" in ds.description()
+    # The held-out images come from the training set, not the test set, and leave it.
+    held = {bytes(im.numpy()) for im in ds.x_test}
+    assert held <= {bytes(im.numpy()) for im in full.x_train}
+    assert not held & {bytes(im.numpy()) for im in ds.x_train}
+    assert torch.equal(load_data("digits", val_split=100, seed=3).x_test, ds.x_test)
+    assert not torch.equal(load_data("digits", val_split=100, seed=4).x_test, ds.x_test)
+    with pytest.raises(UserError, match="val-split"):
+        load_data("digits", val_split=5000)
+
+
+def test_unknown_spec_lists_valid_forms():
+    with pytest.raises(UserError, match="cifar10.*npz:PATH.*folder:PATH"):
+        load_data("mnist")
+    with pytest.raises(UserError, match="npz:PATH"):
+        load_data("npz:")
+
+
+# ----------------------------------------------------------------------------- npz
+
+
+def _save_npz(path: Path, **arrays) -> str:
+    np.savez(path, **arrays)
+    return f"npz:{path}"
+
+
+def _valid_arrays(gray: bool = False) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    shape = (12, 8, 8) if gray else (12, 8, 8, 3)
+    return dict(
+        x_train=rng.integers(0, 256, shape, dtype=np.uint8),
+        y_train=np.arange(12) % 4,
+        x_test=rng.integers(0, 256, (5, *shape[1:]), dtype=np.uint8),
+        y_test=np.arange(5) % 3,
+    )
+
+
+def test_npz_roundtrip_grayscale_and_rgb(tmp_path):
+    arrays = _valid_arrays(gray=True)
+    ds = load_data(_save_npz(tmp_path / "g.npz", **arrays))
+    assert ds.x_train.shape == (12, 1, 8, 8) and ds.num_classes == 4 and ds.hflip
+    assert torch.equal(ds.x_train[:, 0], torch.from_numpy(arrays["x_train"]))
+    rgb = _valid_arrays()
+    ds = load_data(_save_npz(tmp_path / "c.npz", **rgb, classes=np.array(["a", "b", "c", "d"])))
+    assert ds.x_test.shape == (5, 3, 8, 8) and ds.classes == ["a", "b", "c", "d"]
+    assert torch.equal(ds.x_test.permute(0, 2, 3, 1), torch.from_numpy(rgb["x_test"]))  # HWC -> CHW
+    assert torch.equal(ds.y_train, torch.from_numpy(rgb["y_train"]))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.pop("y_test"), "no array 'y_test'"),
+        (lambda a: a.update(x_train=a["x_train"].astype(np.float32) / 255), "x_train has dtype float32"),
+        (lambda a: a.update(x_test=a["x_test"][:, :, :, 0, None, None]), "x_test has shape"),
+        (lambda a: a.update(x_train=a["x_train"][..., :2]), "x_train has shape"),
+        (lambda a: a.update(y_train=np.arange(12) - 1), "y_train has negative label"),
+        (lambda a: a.update(y_test=np.array([0, 1, 2, 3, 4])), "y_test has label 4"),
+        (lambda a: a.update(y_train=np.arange(11) % 4), "y_train has 11 labels but x_train has 12"),
+        (lambda a: a.update(y_train=(np.arange(12) % 4).astype(np.float32)), "y_train has dtype float32"),
+        (lambda a: a.update(y_train=np.eye(4, dtype=np.int64)[np.arange(12) % 4]), "y_train has shape"),
+    ],
+    ids=["missing-key", "float-images", "wrong-ndim", "wrong-channels", "negative-label",
+         "test-label-out-of-range", "n-mismatch", "float-labels", "one-hot-labels"],
+)
+def test_npz_rejects_each_bad_array_with_a_message_naming_it(tmp_path, change, message):
+    arrays = _valid_arrays()
+    change(arrays)
+    with pytest.raises(UserError, match=message):
+        load_data(_save_npz(tmp_path / "bad.npz", **arrays))
+
+
+def test_npz_missing_or_unreadable_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found.*nope.npz"):
+        load_data(f"npz:{tmp_path / 'nope.npz'}")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(UserError, match="junk.npz"):
+        load_data(f"npz:{tmp_path / 'junk.npz'}")
+
+
+def test_shared_cifar10_small_loads_through_npz(shared_data_dir):
+    ds = load_data(f"npz:{shared_data_dir / 'cifar10-small.npz'}")
+    assert ds.x_train.shape == (10000, 3, 32, 32) and ds.x_test.shape == (2000, 3, 32, 32)
+    assert ds.num_classes == 10 and ds.hflip
+    assert ds.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=0.01)
+    assert ds.std == pytest.approx((0.2470, 0.2435, 0.2616), abs=0.01)
+
+
+# ----------------------------------------------------------------------------- CIFAR
+
+
+def _cifar10_files(n_per_batch: int = 2, n_test: int = 3) -> dict[str, bytes]:
+    """A tiny CIFAR-10 in the official layout: pickled dicts with bytes keys."""
+    rng = np.random.default_rng(1)
+    files = {}
+    for name, n in [*((f"data_batch_{i}", n_per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+        files[name] = pickle.dumps(batch)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    files["batches.meta"] = pickle.dumps({b"label_names": names})
+    return files
+
+
+def _write_tree(root: Path, folder: str, files: dict[str, bytes]) -> None:
+    (root / folder).mkdir(parents=True)
+    for name, data in files.items():
+        (root / folder / name).write_bytes(data)
+
+
+def _tar_gz(path: Path, folder: str, files: dict[str, bytes]) -> str:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_cifar10_extracted_copy_loads_offline_with_chw_pixels(tmp_path):
+    files = _cifar10_files()
+    _write_tree(tmp_path, "cifar-10-batches-py", files)
+    ds = load_data("cifar10", data_dir=tmp_path, download=False)
+    assert ds.x_train.shape == (10, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
+    assert ds.classes[0] == "airplane" and ds.num_classes == 10 and ds.hflip
+    row = pickle.loads(files["data_batch_2"])[b"data"][1]  # train image 3
+    # Official rows are 1024 red, 1024 green, 1024 blue values, each 32x32 row-major.
+    assert torch.equal(ds.x_train[3, 0], torch.from_numpy(row[:1024].reshape(32, 32)))
+    assert torch.equal(ds.x_train[3, 2], torch.from_numpy(row[2048:].reshape(32, 32)))
+    assert ds.y_test.tolist() == pickle.loads(files["test_batch"])[b"labels"]
+    assert ds.description().startswith("CIFAR-10: 10 train / 3 test, 32x32x3, 10 classes")
+
+
+def test_cifar10_cached_archive_is_verified_and_extracted_once(tmp_path, monkeypatch):
+    md5 = _tar_gz(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", _cifar10_files())
+    monkeypatch.setitem(cifar.EXPECTED_MD5, "cifar-10-python.tar.gz", md5)
+    ds = load_data("cifar10", data_dir=tmp_path, download=False)
+    assert len(ds.x_train) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    # Second load uses the extracted copy: the archive is no longer needed.
+    (tmp_path / "cifar-10-python.tar.gz").unlink()
+    assert torch.equal(load_data("cifar10", data_dir=tmp_path, download=False).x_train, ds.x_train)
+
+
+def test_cifar10_wrong_checksum_names_the_file_and_says_delete_it(tmp_path):
+    _tar_gz(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", _cifar10_files())
+    with pytest.raises(UserError, match="cifar-10-python.tar.gz has the wrong MD5.*delete it"):
+        load_data("cifar10", data_dir=tmp_path)
+    assert not (tmp_path / "cifar-10-batches-py").exists()
+
+
+def test_cifar10_download_is_verified_then_kept(tmp_path, monkeypatch):
+    source = tmp_path / "source.tar.gz"
+    md5 = _tar_gz(source, "cifar-10-batches-py", _cifar10_files())
+    monkeypatch.setitem(cifar.EXPECTED_MD5, "cifar-10-python.tar.gz", md5)
+    urls = []
+    monkeypatch.setattr(cifar, "_download", lambda url, dest: (urls.append(url), dest.write_bytes(source.read_bytes())))
+    cache = tmp_path / "cache"
+    ds = load_data("cifar10", data_dir=cache)
+    assert urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
+    assert len(ds.x_test) == 3
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+
+
+def test_cifar10_real_download_code_fetches_from_a_url(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    md5 = _tar_gz(mirror / "cifar-10-python.tar.gz", "cifar-10-batches-py", _cifar10_files())
+    monkeypatch.setitem(cifar.EXPECTED_MD5, "cifar-10-python.tar.gz", md5)
+    monkeypatch.setattr(cifar, "BASE_URL", mirror.as_uri() + "/")  # urllib, no network needed
+    assert len(load_data("cifar10", data_dir=tmp_path / "cache").x_train) == 10
+
+
+def test_cifar10_corrupt_download_is_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "_download", lambda url, dest: dest.write_bytes(b"truncated"))
+    with pytest.raises(UserError, match="downloaded cifar-10-python.tar.gz has MD5"):
+        load_data("cifar10", data_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cifar_offline_with_nothing_cached_says_which_file_goes_where(tmp_path, monkeypatch):
+    def offline(url, dest):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(cifar, "_download", offline)
+    cache = tmp_path / "cache"
+    for download in (True, False):
+        with pytest.raises(UserError) as err:
+            load_data("cifar10", data_dir=cache, download=download)
+        assert str(cache) in str(err.value) and "cifar-10-python.tar.gz" in str(err.value)
+        assert "\n" not in str(err.value)
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "env-cache"))
+    with pytest.raises(UserError, match="cifar-100-python.tar.gz.*env-cache"):
+        load_data("cifar100", download=False)
+
+
+def test_cifar100_uses_fine_labels(tmp_path):
+    rng = np.random.default_rng(2)
+    split = lambda n: pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                    b"fine_labels": list(range(n)), b"coarse_labels": [0] * n})
+    names = [f"class{i}".encode() for i in range(100)]
+    _write_tree(tmp_path, "cifar-100-python", {
+        "train": split(6), "test": split(4),
+        "meta": pickle.dumps({b"fine_label_names": names, b"coarse_label_names": [b"x"] * 20}),
+    })
+    ds = load_data("cifar100", data_dir=tmp_path, download=False)
+    assert ds.num_classes == 100 and ds.y_train.tolist() == list(range(6)) and ds.classes[99] == "class99"
+
+
+def test_cifar_incomplete_extracted_copy_asks_to_delete_it(tmp_path):
+    files = _cifar10_files()
+    del files["test_batch"]
+    _write_tree(tmp_path, "cifar-10-batches-py", files)
+    with pytest.raises(UserError, match="incomplete.*test_batch.*delete"):
+        load_data("cifar10", data_dir=tmp_path, download=False)
+
+
+# ----------------------------------------------------------------------------- DeviceLoader
+
+
+def _loader(x, batch_size=8, **kw) -> DeviceLoader:
+    kw.setdefault("train", True)
+    kw.setdefault("augment", True)
+    kw.setdefault("hflip", True)
+    # Labels = image index, so every output row says which input image it came from.
+    return DeviceLoader(x, torch.arange(len(x)), batch_size, mean=MEAN3, std=STD3, **kw)
+
+
+def _matches_a_window(out: torch.Tensor, image: torch.Tensor, flips: bool) -> bool:
+    """Reference: zero-pad the raw image by 4, normalise, compare with every 32x32 window."""
+    padded = _normalise(F.pad(image[None], (4, 4, 4, 4)))[0]
+    for dy in range(9):
+        for dx in range(9):
+            window = padded[:, dy : dy + 32, dx : dx + 32]
+            if torch.allclose(out, window, atol=1e-5):
+                return True
+            if flips and torch.allclose(out, window.flip(-1), atol=1e-5):
+                return True
+    return False
+
+
+def test_augmented_batches_are_padded_crops_and_flips_of_the_inputs():
+    x = _images(40)
+    for hflip in (True, False):
+        images, idx = next(iter(_loader(x, 16, hflip=hflip)))
+        assert images.shape == (16, 3, 32, 32) and images.dtype == torch.float32
+        for out, i in zip(images[:6], idx[:6]):
+            assert _matches_a_window(out, x[i], flips=hflip)
+        # Augmentation really happens: most images are not the plain centred image.
+        moved = sum(not torch.allclose(o, _normalise(x[i : i + 1])[0], atol=1e-5) for o, i in zip(images, idx))
+        assert moved >= 12
+        # Random pixels: a mirrored crop never equals an unmirrored one, so this counts flips.
+        flipped = sum(not _matches_a_window(o, x[i], flips=False) for o, i in zip(images, idx))
+        assert (flipped >= 3) if hflip else (flipped == 0)
+
+
+def test_augmentation_differs_between_batches_and_epochs():
+    # 32 copies of one image: the outputs then differ only by their crops and flips.
+    loader = _loader(_images(1).expand(32, -1, -1, -1), 8)
+    first = [images for images, _ in loader]
+    assert not torch.equal(first[0], first[1])
+    loader.set_epoch(1)
+    assert not torch.equal(next(iter(loader))[0], first[0])
+
+
+def test_unaugmented_test_loader_gives_exact_images_in_order_and_keeps_last_batch():
+    x = _images(10)
+    loader = _loader(x, 4, train=False, augment=False)
+    batches = _epoch(loader)
+    assert [len(t) for _, t in batches] == [4, 4, 2] and len(loader) == 3 and loader.num_samples == 10
+    assert torch.cat([t for _, t in batches]).tolist() == list(range(10))
+    assert torch.allclose(torch.cat([b for b, _ in batches]), _normalise(x), atol=1e-6)
+    train = _loader(x, 4)
+    assert len(train) == 2 and train.num_samples == 8  # training drops the partial batch
+
+
+def test_same_epoch_is_identical_and_iter_from_reproduces_the_tail():
+    x = _images(50)
+    loader = _loader(x, 8)
+    loader.set_epoch(3)
+    first, second = _epoch(loader), _epoch(loader)
+    resumed = _epoch(loader, 4)
+    fresh = _loader(x, 8)
+    fresh.set_epoch(3)
+    tail = _epoch(fresh, 4)  # a new process resuming at batch 4 of epoch 3
+    assert len(first) == 6 and len(tail) == 2 and len(resumed) == 2
+    for (a, ya), (b, yb) in zip(first, second):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+    for (a, ya), (b, yb) in zip(first[4:], tail):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+    loader.set_epoch(4)
+    other = _epoch(loader)
+    assert not torch.equal(torch.cat([y for _, y in other]), torch.cat([y for _, y in first]))
+
+
+def test_ranks_get_disjoint_shards_whose_union_is_the_single_process_batch():
+    x = _images(37)
+    for kw in (dict(), dict(train=False, augment=False)):  # train (drop last) and eval (keep last)
+        single = _loader(x, 8, **kw)
+        ranks = [_loader(x, 8, rank=r, world_size=2, **kw) for r in range(2)]
+        for loader in (single, *ranks):
+            loader.set_epoch(2)
+        assert len(ranks[0]) == len(ranks[1]) == len(single)
+        assert ranks[0].num_samples + ranks[1].num_samples == single.num_samples
+        for (xs, ys), (x0, y0), (x1, y1) in zip(_epoch(single), _epoch(ranks[0]), _epoch(ranks[1])):
+            assert not set(y0.tolist()) & set(y1.tolist())
+            assert torch.equal(torch.cat([y0, y1]), ys)
+            assert torch.equal(torch.cat([x0, x1]), xs)  # same crops/flips as one process
+        # Resuming one rank mid-epoch gives that rank's tail.
+        assert torch.equal(_epoch(ranks[1], 3)[0][0], _epoch(ranks[1])[3][0])
+    with pytest.raises(UserError, match="global batch size 6 is not divisible by world size 4"):
+        _loader(x, 6, rank=0, world_size=4)
+
+
+def test_channels_last_and_dtype_options():
+    x = _images(12)
+    images, _ = next(iter(_loader(x, 4, channels_last=True)))
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    reference, _ = next(iter(_loader(x, 4)))
+    assert torch.equal(images, reference)  # same values, different memory layout
+    half, _ = next(iter(_loader(x, 4, dtype=torch.bfloat16)))
+    assert half.dtype == torch.bfloat16 and torch.allclose(half.float(), reference, atol=0.05)
+
+
+def test_digits_training_loader_crops_without_flips():
+    ds = load_data("digits")
+    assert ds.hflip is False
+    loader = DeviceLoader(ds.x_train[:64], torch.arange(64), 32, mean=ds.mean, std=ds.std,
+                          train=True, augment=True, hflip=ds.hflip)
+    images, idx = next(iter(loader))
+    for out, i in zip(images[:8], idx[:8]):
+        padded = ((F.pad(ds.x_train[i].float(), (4, 4, 4, 4)) / 255 - ds.mean[0]) / ds.std[0])
+        windows = padded.unfold(1, 32, 1).unfold(2, 32, 1)  # (1, 9, 9, 32, 32)
+        assert (windows - out[:, None, None]).abs().amax(dim=(-1, -2)).min() < 1e-5
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _png(path: Path, size=(40, 36), color=(200, 30, 90)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+
+
+def _folder_tree(root: Path) -> Path:
+    for split, n in (("train", 3), ("val", 1)):
+        for c, color in (("cat", (250, 0, 0)), ("dog", (0, 0, 250))):
+            for i in range(n):
+                _png(root / split / c / f"{i}.png", color=color)
+    (root / "train" / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (root / "train" / "cat" / "notes.txt").write_text("not an image, ignored")
+    return root
+
+
+def test_folder_dataset_excludes_corrupt_files_and_loaders_iterate(tmp_path):
+    ds = load_data(f"folder:{_folder_tree(tmp_path / 'imgs')}")
+    assert isinstance(ds, FolderDataset)
+    assert ds.classes == ["cat", "dog"] and ds.in_channels == 3 and ds.hflip
+    assert len(ds.train_files) == 6 and len(ds.val_files) == 2
+    assert [Path(p).name for p in ds.bad_files] == ["broken.png"]
+    assert "1 unreadable" in ds.warnings[0] and "broken.png" in ds.warnings[0]
+    train, val = make_folder_loaders(ds, batch_size=4, image_size=16, workers=0, seed=0)
+    train.set_epoch(1)
+    batches = list(train)
+    assert len(batches) == 1 and batches[0][0].shape == (4, 3, 16, 16)
+    (images, labels), = list(val)
+    assert images.shape == (2, 3, 16, 16) and sorted(labels.tolist()) == [0, 1]
+    # Red cat images normalise to a high red channel; blue dogs to a high blue channel.
+    assert images[labels == 0][:, 0].mean() > 1 and images[labels == 1][:, 2].mean() > 1
+    # Decoding in worker processes gives the same validation batch.
+    _, val_workers = make_folder_loaders(ds, batch_size=4, image_size=16, workers=2, seed=0)
+    (images_w, labels_w), = list(val_workers)
+    assert torch.equal(images_w, images) and torch.equal(labels_w, labels)
+    shards = [make_folder_loaders(ds, 4, 16, 0, seed=0, rank=r, world_size=2)[0] for r in range(2)]
+    for s in shards:
+        s.set_epoch(1)
+    assert not set(shards[0].sampler) & set(shards[1].sampler)
+
+
+def test_folder_loader_survives_a_file_that_fails_only_when_decoded(tmp_path):
+    _png(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    data = ImageFileDataset([(str(tmp_path / "bad.png"), 0), (str(tmp_path / "good.png"), 1)], lambda im: im.size)
+    with pytest.warns(RuntimeWarning, match="bad.png"):
+        assert data[0] == ((40, 36), 1)  # replaced by the next readable image
+
+
+def test_folder_layout_errors_are_user_errors(tmp_path):
+    root = _folder_tree(tmp_path / "a")
+    for p in (root / "val").rglob("*.png"):
+        p.unlink()
+    with pytest.raises(UserError, match="no readable images"):
+        load_data(f"folder:{root}")
+    (tmp_path / "b" / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(UserError, match="no 'val' folder"):
+        load_data(f"folder:{tmp_path / 'b'}")
+
+
+# ----------------------------------------------------------------------------- preprocess
+
+
+def test_preprocess_images_resizes_converts_and_normalises(tmp_path):
+    _png(tmp_path / "wide.png", size=(50, 70), color=(255, 0, 51))
+    batch = preprocess_images([tmp_path / "wide.png"], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
+    assert batch.shape == (1, 3, 32, 32) and batch.dtype == torch.float32
+    expected = [(1.0 - 0.4) / 0.2, (0.0 - 0.5) / 0.25, (0.2 - 0.6) / 0.3]
+    assert batch.mean(dim=(0, 2, 3)).tolist() == pytest.approx(expected, abs=1e-5)
+    gray = preprocess_images([str(tmp_path / "wide.png")] * 2, image_size=8, in_channels=1, mean=(0.5,), std=(0.5,))
+    assert gray.shape == (2, 1, 8, 8)
+    with pytest.raises(UserError, match="missing.png"):
+        preprocess_images([tmp_path / "missing.png"], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    with pytest.raises(UserError, match="cannot read image .*junk.png"):
+        preprocess_images([tmp_path / "junk.png"], image_size=32, in_channels=3, mean=MEAN3, std=STD3)

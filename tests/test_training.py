@@ -1,0 +1,240 @@
+"""Training: recipes, schedules, learning, exact resume after a real kill, atomic checkpoints, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_lab.cli.main import main
+from resnet_lab.errors import UserError
+from resnet_lab.training import load_checkpoint, lr_factor, resolve_config, train
+from resnet_lab.training.checkpoint import atomic_write_bytes
+
+CLI = [sys.executable, "-m", "resnet_lab"]
+# A small deterministic run: resnet8 on digits, 2 epochs of 22 steps.
+SMALL = ["train", "--model", "resnet8", "--epochs", "2", "--batch-size", "64", "--deterministic",
+         "--seed", "3", "--quiet", "--no-tensorboard"]
+
+
+def run_cli(*args, check=True, **kw):
+    proc = subprocess.run(CLI + list(args), capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def weights(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+# ----------------------------------------------------------------------------- config and schedules
+
+def test_paper_recipe_is_he_et_al_section_4_2():
+    c = resolve_config("paper", model="resnet110")
+    assert (c.steps, c.batch_size, c.lr, c.weight_decay, c.momentum) == (64_000, 128, 0.1, 1e-4, 0.9)
+    assert c.schedule == "step" and c.warmup_lr == 0.01  # the 0.01 warm-up for 110+ layers
+    assert resolve_config("paper", model="resnet56").warmup_lr == 0.0
+    # /10 at 32k and /100 at 48k iterations
+    assert lr_factor("step", 31_999, 64_000) == 1.0
+    assert lr_factor("step", 32_000, 64_000) == pytest.approx(0.1)
+    assert lr_factor("step", 48_000, 64_000) == pytest.approx(0.01)
+
+
+def test_explicit_flags_override_a_recipe_and_lr_scales_with_batch():
+    c = resolve_config("paper", epochs=3, batch_size=256, weight_decay=5e-4)
+    assert c.epochs == 3 and c.steps is None and c.weight_decay == 5e-4
+    assert c.effective_lr == pytest.approx(0.2)
+    assert resolve_config("paper", batch_size=256, lr_scaling=False).effective_lr == pytest.approx(0.1)
+
+
+def test_schedules_shape():
+    assert lr_factor("cosine", 0, 100) == 1.0 and lr_factor("cosine", 50, 100) == pytest.approx(0.5)
+    assert lr_factor("linear", 10, 100, warmup=0.2) == pytest.approx(11 / 20)  # still warming up
+    assert lr_factor("linear", 20, 100, warmup=0.2) == 1.0 and lr_factor("linear", 100, 100, warmup=0.2) == 0.0
+    assert lr_factor("constant", 99, 100) == 1.0
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    ({"epochs": -1}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
+    ({"schedule": "weird"}, "schedule"), ({"warmup": 1.5}, "--warmup"), ({"clip_norm": -1.0}, "--clip-norm"),
+])
+def test_impossible_values_are_refused(overrides, fragment):
+    with pytest.raises(UserError, match=fragment):
+        resolve_config("default", **overrides)
+
+
+# ----------------------------------------------------------------------------- learning
+
+def test_resnet20_on_digits_reaches_97_percent_in_15_epochs(tmp_path):
+    """The README's claim: `resnet-lab train --model resnet20 --data digits --epochs 15`."""
+    proc = run_cli("train", "--model", "resnet20", "--data", "digits", "--epochs", "15", "--quiet",
+                   "--out", str(tmp_path / "run"))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 15 and rows[-1]["test_acc"] >= 0.97, proc.stdout
+    assert {"epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s",
+            "time_s"} <= set(rows[-1])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == "resnet20" and config["hardware"]["torch"] == torch.__version__
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*")), "no TensorBoard event file"
+
+
+def test_small_cifar10_subset_learns_well_above_chance(shared_data_dir):
+    data = f"npz:{shared_data_dir / 'cifar10-small.npz'}"
+    config = resolve_config("default", model="resnet20", data=data, epochs=3, progress=False, tensorboard=False)
+    result = train(config, log=lambda _: None)
+    assert result.history[-1]["test_acc"] > 0.30  # chance is 0.10
+
+
+# ----------------------------------------------------------------------------- resume
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The uninterrupted run every interrupted run must reproduce bit for bit."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    run_cli(*SMALL, "--out", str(out))
+    return out
+
+
+def _start_and_wait(out: Path, min_step: int) -> subprocess.Popen:
+    proc = subprocess.Popen(CLI + SMALL + ["--checkpoint-every", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if (out / "last.pt").exists() and load_checkpoint(out / "last.pt")["step"] >= min_step:
+                return proc
+        except UserError:  # caught between two writes of the file? it is atomic, so this must not happen
+            raise
+        time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.kill()
+    raise AssertionError("no checkpoint appeared in time")
+
+
+def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(tmp_path, reference_run):
+    out = tmp_path / "run"
+    proc = _start_and_wait(out, min_step=25)  # inside epoch 2 (22 steps per epoch)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = load_checkpoint(out / "last.pt")  # the kill left a loadable checkpoint
+    assert 25 <= saved["step"] < 44
+    run_cli("train", "--resume", str(out), "--quiet")
+    assert_same_weights(weights(out), weights(reference_run))
+    assert load_checkpoint(out / "last.pt")["step"] == 44
+    history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_sigterm_saves_at_the_step_boundary_and_resume_continues(tmp_path, reference_run):
+    out = tmp_path / "run"
+    proc = _start_and_wait(out, min_step=5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert load_checkpoint(out / "last.pt")["step"] < 44
+    run_cli("train", "--resume", str(out), "--quiet")
+    assert_same_weights(weights(out), weights(reference_run))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "last.pt"
+    atomic_write_bytes(target, b"old")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new" * 1000)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_truncated_or_foreign_checkpoints_are_refused(tmp_path, reference_run, capsys):
+    good = (reference_run / "last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(UserError, match="truncated"):
+        load_checkpoint(tmp_path / "cut.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "cut.pt")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+    class Payload:  # loading must never unpickle arbitrary objects
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"model": {}, "config": {}, "x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match="corrupted or not a resnet-lab checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run, capsys):
+    assert main(["evaluate", "--checkpoint", str(reference_run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 360 and 0 <= result["test_acc"] <= 1
+    history = [json.loads(x) for x in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    assert result["test_acc"] == pytest.approx(history[-1]["test_acc"])
+
+    from PIL import Image
+
+    from resnet_lab.data import load_data
+
+    ds = load_data("digits")
+    Image.fromarray(ds.x_test[0, 0].numpy()).resize((50, 40)).save(tmp_path / "digit.png")
+    assert main(["predict", "--checkpoint", str(reference_run), str(tmp_path / "digit.png"), "--json",
+                 "--top-k", "3"]) == 0
+    top = json.loads(capsys.readouterr().out)[0]["top"]
+    assert len(top) == 3 and top[0]["prob"] >= top[1]["prob"] and top[0]["class"] in ds.classes
+
+    out = tmp_path / "w.safetensors"
+    assert main(["export", "--checkpoint", str(reference_run / "last.pt"), "--out", str(out)]) == 0
+    from safetensors.torch import load_file
+
+    assert_same_weights(load_file(str(out)), weights(reference_run))
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _tree_digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--epochs", "-2"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--data", "npz:/no/such/file.npz"], "no/such/file.npz"),
+    (["--data", "imagenet"], "unknown data set"),
+    (["--model", "resnet21"], "6n+2"),
+    (["--bogus-flag"], "unrecognized"),
+])
+def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(argv, fragment, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet"] + argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_existing_run_is_not_overwritten_and_resume_refuses_another_model(reference_run, capsys):
+    before = _tree_digest(reference_run)
+    assert main(["train", "--out", str(reference_run), "--quiet", "--epochs", "1"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(reference_run), "--model", "resnet32"]) == 2
+    assert "is a resnet8 run" in capsys.readouterr().err
+    assert _tree_digest(reference_run) == before
