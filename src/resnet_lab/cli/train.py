@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import os
+import sys
 
 from .model_options import add_model_options, model_options
 
@@ -71,10 +72,15 @@ def register(sub) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic algorithms (bit-exact resume on CPU)")
+    g = p.add_argument_group("distributed (under torchrun)")
+    g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs")
+    g.add_argument("--dist-timeout", type=float, help="seconds before a collective waiting for a lost rank fails (300)")
     g = p.add_argument_group("diagnostics and output")
     g.add_argument("--no-monitor", dest="monitor", action="store_false", default=None,
                    help="do not record per-layer gradient norms")
-    g.add_argument("--on-nonfinite", choices=("warn", "skip", "stop"), help="what to do on NaN/Inf (default stop)")
+    g.add_argument("--on-nonfinite", choices=("warn", "skip", "stop"),
+                   help="on NaN/Inf: warn, skip the step, or stop with a report (default stop)")
+    g.add_argument("--monitor-every", type=int, help="record per-layer gradient norms every N steps (10)")
     g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     g.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
@@ -84,7 +90,7 @@ def register(sub) -> None:
 CONFIG_FLAGS = ("val_split", "augment", "workers", "image_size", "epochs", "steps", "batch_size", "lr", "lr_scaling",
                 "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
                 "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "device", "precision",
-                "channels_last", "compile", "seed", "deterministic", "monitor", "on_nonfinite",
+                "channels_last", "compile", "seed", "deterministic", "sync_bn", "dist_timeout", "monitor", "monitor_every", "on_nonfinite",
                 "checkpoint_every", "tensorboard", "data", "data_dir")
 
 
@@ -107,11 +113,13 @@ def config_from_args(args):
 
 def run(args) -> int:
     from ..training import TrainConfig, TrainingInterrupted, train
+    from ..diagnostics import NonFiniteError
+    from ..training.distributed import launched_by_torchrun
 
     if args.resume:
         _check_resume_model(args)
         config = TrainConfig(progress=not args.quiet)
-        for k in ("device", "workers"):
+        for k in ("device", "workers", "dist_timeout"):
             if getattr(args, k) is not None:
                 setattr(config, k, getattr(args, k))
         if args.tensorboard is not None:
@@ -120,10 +128,17 @@ def run(args) -> int:
         config = config_from_args(args)
     try:
         result = train(config, resume=args.resume)
+    except NonFiniteError as err:
+        print(f"resnet-lab: stopped: {err}", file=sys.stderr)
+        return err.exit_code
     except TrainingInterrupted as stop:
-        print(f"resnet-lab: {stop}")
-        return 128 + stop.signum if stop.signum in (signal.SIGINT, signal.SIGTERM) else 1
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"resnet-lab: {stop}")
+        # Under torchrun a non-zero exit would make it restart the group: a pre-empted job ends cleanly.
+        return 0 if launched_by_torchrun() else 128 + stop.signum
     final = result.final
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
           f"(best {result.best_acc:.4f}); run directory {result.run_dir}")
     return 0

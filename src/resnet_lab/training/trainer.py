@@ -30,6 +30,8 @@ from ..models import create_model
 from ..runtime import hardware_info, pick_device
 from .checkpoint import all_finite, atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, validate
+from .distributed import DistContext, init_distributed, restart_count, shutdown
+from ..diagnostics import NonFiniteError
 from .schedules import lr_factor
 
 
@@ -121,24 +123,28 @@ def autocast(device: torch.device, precision: str):
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32") -> dict:
-    """Mean loss, accuracy and count over a loader (one host sync at the end)."""
+def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32", ctx=None) -> dict:
+    """Mean loss, accuracy and count over a loader (one host sync at the end).
+
+    Under torchrun each rank sees a shard; ``ctx`` sums the results over ranks.
+    """
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    n = 0
+    sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, correct, count
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(x)
-        loss_sum += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
-        n += len(y)
+        sums[0] += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += len(y)
     model.train(was_training)
+    if ctx is not None:
+        ctx.sum_(sums)
+    loss_sum, correct, n = sums.tolist()
     if n == 0:
         return {"loss": float("nan"), "acc": float("nan"), "n": 0}
-    return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
+    return {"loss": loss_sum / n, "acc": correct / n, "n": int(n)}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -186,20 +192,41 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     continue that run exactly where it stopped, using the run's own config.
 
     ``dataset`` lets a caller that trains several models on the same data load it once.
+    Under torchrun it trains with DistributedDataParallel; after torchrun restarts a failed
+    group, the run resumes from its own ``last.pt``.
     """
+    elastic_restart = restart_count() > 0 and config.out is not None
+    if resume is None and elastic_restart and (Path(config.out) / "last.pt").exists():
+        resume = config.out
     checkpoint = None
     if resume is not None:
         checkpoint = load_checkpoint(resume)
         saved = TrainConfig.from_dict(checkpoint["config"])
         # A resumed run keeps its settings; only where it runs and how it reports may change.
-        for name in ("device", "progress", "tensorboard", "workers"):
+        for name in ("device", "progress", "tensorboard", "workers", "dist_timeout"):
             setattr(saved, name, getattr(config, name))
         saved.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
         config = saved
     validate(config)
     c = config
-    run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None)
+    run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None or elastic_restart)
     device = pick_device(c.device)
+    if c.sync_bn and device.type == "cpu":
+        raise UserError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); on CPUs use --norm group or none")
+    ctx, device = init_distributed(device, c.dist_timeout)
+    clean = False
+    try:
+        result = _train(c, checkpoint, run_dir, device, ctx, log if ctx.is_main else (lambda *_: None), dataset)
+        clean = True
+        return result
+    except TrainingInterrupted:
+        clean = True  # every rank stopped at the same agreed step
+        raise
+    finally:
+        shutdown(ctx, clean)
+
+
+def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, dataset) -> TrainResult:
     seed_everything(c.seed, c.deterministic)
     if c.precision == "bf16" and device.type == "cpu" and c.compile:
         log("note: bf16 on CPU is slow; fp32 is usually faster there")
@@ -221,13 +248,21 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, c)
     scaler = torch.amp.GradScaler(device.type, enabled=c.precision == "fp16")
-    train_loader, test_loader = make_loaders(ds, c, device, image_size)
+    train_loader, test_loader = make_loaders(ds, c, device, image_size, ctx.rank, ctx.world_size)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise UserError(f"batch size {c.batch_size} leaves no full batch in {info['description']}; lower --batch-size")
     total_steps = c.steps or c.epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
-    step_fn_model = torch.compile(model) if c.compile else model
+    step_fn_model = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if c.sync_bn:
+            step_fn_model = nn.SyncBatchNorm.convert_sync_batchnorm(step_fn_model)
+        step_fn_model = DistributedDataParallel(step_fn_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if c.compile:
+        step_fn_model = torch.compile(step_fn_model)
 
     # state that a checkpoint carries
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -244,23 +279,23 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         step, epoch, batch_in_epoch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch_in_epoch"]
         warmup_done, best_acc = checkpoint["warmup_done"], checkpoint["best_acc"]
         history, events = checkpoint["history"], checkpoint.get("events", [])
-        acc_state = checkpoint["epoch_sums"]
+        acc_state = checkpoint["epoch_sums"] if ctx.is_main else None  # saved sums are global: count them once
         log(f"resuming {run_dir} at epoch {epoch + 1}, step {step}/{total_steps}")
 
-    monitor = _make_monitor(model, c, run_dir)
     writer = None
-    if run_dir is not None:
+    if run_dir is not None and ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         record = {**c.to_dict(), "resolved": {"effective_lr": c.effective_lr, "total_steps": total_steps,
                                               "steps_per_epoch": steps_per_epoch, "epochs": num_epochs,
                                               "params": sum(p.numel() for p in model.parameters())},
-                  "data_info": info, "hardware": hardware_info(device)}
+                  "data_info": info, "hardware": hardware_info(device), "world_size": ctx.world_size}
         if checkpoint is None:
             atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
         if c.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if checkpoint is not None else None)
+    monitor = _make_monitor(model, c, run_dir, writer, ctx.is_main)
 
     def checkpoint_state() -> dict:
         weights = model.state_dict()
@@ -269,13 +304,16 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
                         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "warmup_done": warmup_done,
                 "best_acc": best_acc, "history": history, "events": events,
-                "epoch_sums": [float(v) for v in sums] if sums is not None else None,
+                "epoch_sums": ctx.sum_(sums.clone()).tolist() if sums is not None else None,
                 "config": c.to_dict(), "data_info": info, "total_steps": total_steps}
 
     def save(name: str) -> None:
+        """Called on every rank at the same step (the sums are reduced); rank 0 writes."""
         if run_dir is None:
             return
         state = checkpoint_state()
+        if not ctx.is_main:
+            return
         if not all_finite(state["model"]):  # never leave NaN/Inf weights in a checkpoint
             events.append({"step": step, "kind": "not_saved", "detail": f"{name}: non-finite weights"})
             log(f"warning: weights are not finite at step {step}; {name}.pt was not overwritten")
@@ -287,6 +325,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         f"lr {c.effective_lr:g}, {c.precision}")
 
     model.train()
+    loss_fn = _loss_fn(c)
     sums = None
     run_start = time.perf_counter()
     with _SignalFlag() as interrupt:
@@ -296,7 +335,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
             sums = torch.tensor(acc_state or [0.0, 0.0, 0.0], device=device, dtype=torch.float64)
             acc_state = None
             epoch_start = time.perf_counter()
-            seen_at_start = int(sums[2].item())
+            sums_at_start = sums.clone()  # a resumed epoch's images per second counts only new images
             batches = (train_loader.iter_from(batch_in_epoch) if hasattr(train_loader, "iter_from")
                        else _skip(train_loader, batch_in_epoch))
             bar = _progress(c, epoch, num_epochs, steps_per_epoch, batch_in_epoch)
@@ -310,19 +349,26 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
 
                 with autocast(device, c.precision):
                     logits = step_fn_model(x)
-                    loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=c.label_smoothing)
+                    loss = loss_fn(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
+                if monitor is not None:  # before clipping: record the raw gradient
+                    monitor.step(loss, step=step)
                 if c.clip_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm)
                 if c.clip_value is not None:
                     nn.utils.clip_grad_value_(model.parameters(), c.clip_value)
-                take_step = True
-                if monitor is not None:
-                    take_step = _monitor_step(monitor, loss, c, step, events, log, model, x, y)
+                try:  # warn: no sync; skip/stop: one finiteness check, and the batch re-run on failure
+                    take_step = monitor is None or monitor.check_step(inputs=x, targets=y, loss_fn=loss_fn)
+                except NonFiniteError as err:
+                    events.append({"step": step, "kind": "nonfinite", "detail": str(err)})
+                    save("last")  # the weights are still the last finite ones
+                    raise
                 if take_step:
                     scaler.step(optimizer)
+                else:
+                    events.append({"step": step, "kind": "skipped", "detail": "non-finite values"})
                 scaler.update()
 
                 with torch.no_grad():
@@ -339,11 +385,12 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
                     bar.update(1)
                     if step % 10 == 0:
                         bar.set_postfix(loss=f"{sums[0].item() / max(1.0, sums[2].item()):.3f}", lr=f"{lr:.3g}")
-                if interrupt.signum:
+                # Ranks agree on stopping every 10 steps (a tiny all-reduce); alone, at every step.
+                if (not ctx.enabled or step % 10 == 0) and ctx.any_rank(bool(interrupt.signum)):
                     save("last")
                     if bar is not None:
                         bar.close()
-                    raise TrainingInterrupted(run_dir, step, interrupt.signum)
+                    raise TrainingInterrupted(run_dir, step, interrupt.signum or signal.SIGTERM)
                 if c.checkpoint_every and step % c.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
                     save("last")
                 if step >= total_steps:
@@ -353,8 +400,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
 
             # end of epoch: evaluate, record, checkpoint
             train_time = time.perf_counter() - epoch_start
-            loss_sum, correct, seen = sums.tolist()
-            test = evaluate(model, test_loader, device, c.precision)
+            loss_sum, correct, seen, *_, seen_at_start = ctx.sum_(torch.cat([sums, sums_at_start])).tolist()
+            test = evaluate(model, test_loader, device, c.precision, ctx)
             row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                    "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
                    "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
@@ -365,7 +412,10 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
             sums = None
             is_best = test["acc"] > best_acc
             best_acc = max(best_acc, test["acc"])
-            _write_records(run_dir, writer, history, row, monitor)
+            if monitor is not None:
+                row["gradients"] = _gradient_summary(monitor)
+            if ctx.is_main:
+                _write_records(run_dir, writer, history, row)
             save("last")
             if is_best:
                 save("best")
@@ -374,6 +424,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
                 f"lr {lr:.4g}  {row['images_per_s']:,.0f} img/s  {row['time_s']:.1f}s")
     if writer is not None:
         writer.close()
+    if monitor is not None:
+        monitor.close()
     return TrainResult(run_dir, history, model, best_acc, step, info, events)
 
 
@@ -393,7 +445,18 @@ def _progress(c: TrainConfig, epoch: int, num_epochs: int, total: int, initial: 
                 unit="step", dynamic_ncols=True)
 
 
-def _write_records(run_dir, writer, history, row, monitor) -> None:
+def _gradient_summary(monitor) -> dict:
+    """The monitor's verdict and per-group gradient norms at the end of an epoch (one read)."""
+    verdict = monitor.verdict()
+    records = monitor.records()
+    last = records[-1] if records else None
+    return {"verdict": verdict.kind, "reason": verdict.reason,
+            "global_grad_norm": last["global_grad_norm"] if last else None,
+            "groups": [{"name": g["name"], "depth_index": g["depth_index"], "grad_norm": g["grad_norm"]}
+                       for g in last["groups"]] if last else []}
+
+
+def _write_records(run_dir, writer, history, row) -> None:
     if run_dir is not None:
         # Rewritten whole (and atomically) each epoch: a crash never leaves half a line.
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
@@ -404,13 +467,19 @@ def _write_records(run_dir, writer, history, row, monitor) -> None:
         writer.flush()
 
 
-# ----------------------------------------------------------------------------- diagnostics hooks
+# ----------------------------------------------------------------------------- diagnostics
 
-def _make_monitor(model, c: TrainConfig, run_dir):
+def _make_monitor(model, c: TrainConfig, run_dir, writer, is_main: bool):
+    """Per-layer gradient norms every ``monitor_every`` steps, and the NaN/Inf policy every step."""
     if not c.monitor:
         return None
-    return None
+    from ..diagnostics import GradientMonitor
+
+    files = run_dir is not None and is_main
+    return GradientMonitor(model, every=c.monitor_every, nonfinite=c.on_nonfinite, tb_writer=writer,
+                           jsonl_path=run_dir / "gradients.jsonl" if files else None,
+                           report_path=run_dir / "nonfinite_report.json" if files else None)
 
 
-def _monitor_step(monitor, loss, c, step, events, log, model, x, y) -> bool:
-    return True
+def _loss_fn(c: TrainConfig):
+    return lambda logits, y: nn.functional.cross_entropy(logits.float(), y, label_smoothing=c.label_smoothing)

@@ -1,0 +1,78 @@
+"""`resnet-lab gradients`: N monitored training steps, the per-layer gradient table and a verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .model_options import add_model_options, model_options
+from .train import add_data_options
+
+EXAMPLES = """examples:
+  resnet-lab gradients --model resnet56 --steps 20
+  resnet-lab gradients --model plain56 --activation sigmoid --norm none --plot flow.png
+  resnet-lab gradients --model plain20 --norm none --lr 5 --clip-norm 1.0 --json
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("gradients", help="per-layer gradient norms and a vanishing/exploding verdict",
+                       description="Train a model for a few steps with the gradient monitor attached; print the "
+                                   "gradient norm of every layer group (stem, each block, head) and the verdict.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(p)
+    add_data_options(p)
+    p.add_argument("--steps", type=int, default=10, help="training steps to run (default 10)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd")
+    p.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print verdict, reason, groups and global_grad_norm as JSON")
+    p.add_argument("--plot", metavar="PATH", help="write the gradient-flow plot (PNG and SVG)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..data import DeviceLoader, FolderDataset, load_data
+    from ..diagnostics import gradient_table, run_gradient_check
+    from ..errors import UserError
+    from ..models import create_model
+    from ..runtime import pick_device
+
+    for name in ("steps", "batch_size"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.lr <= 0 or (args.clip_norm is not None and args.clip_norm <= 0):
+        raise UserError("--lr and --clip-norm must be positive")
+    device = pick_device(args.device)
+    ds = load_data(args.data or "digits", args.data_dir)
+    if isinstance(ds, FolderDataset):
+        raise UserError("the gradient check needs in-memory data (digits, cifar10, cifar100, npz:PATH)")
+    torch.manual_seed(args.seed)
+    name = args.model or "resnet20"
+    model = create_model(name, num_classes=ds.num_classes, in_channels=ds.in_channels, **model_options(args)).to(device)
+    loader = DeviceLoader(ds.x_train, ds.y_train, min(args.batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
+                          device=device, train=True, augment=True, hflip=ds.hflip, seed=args.seed)
+    result = run_gradient_check(model, loader, steps=args.steps, lr=args.lr, clip_norm=args.clip_norm,
+                                optimizer=args.optimizer)
+    if args.plot:
+        from ..diagnostics import plot_gradient_flow
+
+        result["plots"] = [str(p) for p in plot_gradient_flow({name: result["groups"]}, args.plot,
+                                                               title=f"Gradient flow: {name}")]
+    if args.json:
+        keys = ("verdict", "reason", "verdict_step", "last_verdict", "global_grad_norm", "steps_run", "groups", "plots")
+        print(json.dumps({k: result[k] for k in keys if k in result}, indent=2, default=str))
+        return 0
+    print(f"{name} on {ds.description()}, {result['steps_run']} steps at lr {args.lr:g}"
+          + (f", clip-norm {args.clip_norm:g}" if args.clip_norm else ""))
+    print(gradient_table(result["groups"]))
+    print(f"\nglobal gradient norm {result['global_grad_norm']:.3g}")
+    print(f"verdict: {result['verdict']}: {result['reason']}")
+    for path in result.get("plots", []):
+        print(f"wrote {path}")
+    return 0

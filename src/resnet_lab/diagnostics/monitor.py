@@ -1,0 +1,540 @@
+"""``GradientMonitor``: per-layer-group gradient statistics at near-zero cost per step.
+
+Usage in any training loop::
+
+    monitor = GradientMonitor(model, jsonl_path="run/gradients.jsonl")
+    for x, y in loader:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        monitor.step(loss)            # after backward, before clipping and optimizer.step()
+        optimizer.step()
+    print(monitor.verdict())          # reading results synchronises, once
+    monitor.close()
+
+With a non-finite policy (``nonfinite="skip"`` or ``"stop"``), replace ``optimizer.step()``
+by ``monitor.guarded_step(optimizer, inputs=x, targets=y, loss_fn=loss_fn)`` (or, when the
+trainer steps the optimizer itself, ``if monitor.check_step(...): optimizer.step()``).
+
+How the cost stays small: ``step()`` issues one ``torch._foreach_norm`` over all gradients
+and weights, reduces the squared norms to per-group sums with one ``index_add_`` over a
+precomputed group index, and concatenates everything (loss, global norms, per-group
+norms, update ratios, activation statistics) into ONE small tensor on the device. On CUDA
+that tensor is copied into a pinned host buffer with ``non_blocking=True`` and a CUDA event
+marks its arrival; records are turned into Python numbers only once their event has
+completed (checked without blocking at the next ``step()``) or when results are read
+(``records()``, ``verdict()``, ``flush()``), so the training step never waits for the GPU.
+There is no ``.item()`` and no host synchronisation inside ``step()``, except
+``histogram_every`` steps, which copy gradients to the host for TensorBoard histograms.
+
+Update-to-weight ratio: measured exactly, not estimated. At each recorded step the
+monitor keeps a copy of the weights; at the next recorded step it subtracts the current
+weights from that copy in place and includes the difference in the same fused norm, giving
+``||w_now - w_prev|| / ||w_prev||`` per group. This is right for any optimizer (momentum,
+Adam, weight decay), unlike ``lr * ||g|| / ||w||``, which holds only for plain SGD. It costs
+one extra copy of the parameters in memory and about three passes over them per step
+(small next to a forward/backward pass); pass ``update_ratio=False`` to turn it off. With
+``every=k`` the ratio covers the last k steps. The first record has no ratio (None).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .activations import ActivationTracker
+from .groups import LayerGroup, build_groups
+from .nonfinite import NonFiniteError, NonFiniteReport, locate_nonfinite
+from .records import JsonlWriter, TensorBoardLogger, dumps
+from .verdicts import Thresholds, Verdict, VerdictJudge
+
+POLICIES = ("warn", "skip", "stop")
+
+# Layout of the record tensor: [loss, global grad norm, global weight norm, G grad norms,
+# G weight norms, (G update ratios), (3 activation stats per tracked group)].
+_HEAD = 3
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """What the record tensor of one step contains (kept on the host, no sync needed)."""
+
+    step: int
+    present: tuple[bool, ...]  # per group: did any of its parameters have a gradient?
+    has_loss: bool
+    has_update: bool
+    act_slots: tuple[int, ...]
+
+
+class GradientMonitor:
+    """Records per-layer-group gradient norms, weight norms and update ratios each step,
+    judges the run (healthy / vanishing / exploding / nonfinite) and writes JSONL/TensorBoard.
+
+    Args:
+        model: any ``nn.Module`` (all trainable parameters on one device).
+        groups: ``"block"`` (default: stem, each residual block, head; top-level children for
+            other models), ``"parameter"`` or ``"module_type"``; see ``build_groups``.
+        every: record every ``every``-th step (``step % every == 0``); 1 records each step.
+        track_activations: also record per-block activation mean/std and the fraction of
+            dead units (forward hooks; a few reductions per block per training forward).
+        update_ratio: measure ``||w_t - w_prev|| / ||w_prev||`` per group (costs one copy of
+            the parameters in memory).
+        vanish_ratio, vanish_floor, vanish_patience, explode_norm, explode_factor,
+        explode_window, explode_loss: verdict thresholds; see ``verdicts`` for defaults
+            and why.
+        nonfinite: policy of ``guarded_step`` when loss, gradients or weights are NaN/Inf:
+            ``"warn"`` (steps anyway, warns when the record is read; no sync per step),
+            ``"skip"`` (drops that optimizer step: weights, buffers and optimizer state are
+            left exactly as before the step) or
+            ``"stop"`` (writes ``report_path`` if set and raises ``NonFiniteError`` before the
+            optimizer step, so the weights to checkpoint are the last finite ones).
+        on_verdict: ``callback(verdict, record)`` called for each recorded step once its
+            record is read back (immediately on CPU, usually a step later on CUDA).
+        histogram_every: write gradient histograms per group to TensorBoard every N steps
+            (0 = never). Each one copies the gradients to the host (a sync).
+        tb_writer: a ``SummaryWriter`` or a log directory for TensorBoard scalars.
+        jsonl_path: file to append one JSON record per recorded step to.
+        report_path: where the ``stop`` policy writes its diagnostic report (JSON).
+        keep_records: how many records ``records()`` keeps in memory (the JSONL file has all).
+        max_pending: records allowed in flight before the oldest is read back with a sync.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        groups: str = "block",
+        every: int = 1,
+        track_activations: bool = False,
+        update_ratio: bool = True,
+        vanish_ratio: float = 1e-3,
+        vanish_floor: float = 1e-8,
+        vanish_patience: int = 3,
+        explode_norm: float | None = 1e3,
+        explode_factor: float | None = 10.0,
+        explode_window: int = 20,
+        explode_loss: float | None = None,
+        nonfinite: str = "warn",
+        on_verdict: Callable[[Verdict, dict], Any] | None = None,
+        histogram_every: int = 0,
+        tb_writer=None,
+        jsonl_path: str | Path | None = None,
+        report_path: str | Path | None = None,
+        keep_records: int = 50_000,
+        max_pending: int = 64,
+    ):
+        if nonfinite not in POLICIES:
+            raise UserError(f"nonfinite={nonfinite!r} is not valid; choose one of: {', '.join(POLICIES)}")
+        for name, value, low in (("every", every, 1), ("histogram_every", histogram_every, 0),
+                                 ("keep_records", keep_records, 1), ("max_pending", max_pending, 1)):
+            if not isinstance(value, int) or value < low:
+                raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+        if histogram_every and tb_writer is None:
+            raise UserError("histogram_every needs tb_writer (a SummaryWriter or a log directory)")
+
+        self.model = model
+        self.groups: list[LayerGroup] = build_groups(model, groups)
+        self.every, self.policy, self.histogram_every = every, nonfinite, histogram_every
+        self.on_verdict = on_verdict
+        self.report_path = Path(report_path) if report_path is not None else None
+        self.thresholds = Thresholds(vanish_ratio, vanish_floor, vanish_patience, explode_norm,
+                                     explode_factor, explode_window, explode_loss)
+        self._judge = VerdictJudge(self.thresholds, [g.name for g in self.groups],
+                                   depth_ordered=groups != "module_type")
+
+        named = dict(model.named_parameters())
+        self._param_names = [n for g in self.groups for n in g.param_names]
+        self._params = [named[n] for n in self._param_names]
+        self._group_ids = [i for i, g in enumerate(self.groups) for _ in g.param_names]
+        devices = {p.device for p in self._params}
+        if len(devices) != 1:
+            raise UserError(f"GradientMonitor needs all trainable parameters on one device, found "
+                            f"{', '.join(sorted(map(str, devices)))}; monitor each part separately")
+        self.device = devices.pop()
+        # float64 so that squaring large norms cannot overflow; MPS has no float64.
+        self._acc = torch.float32 if self.device.type == "mps" else torch.float64
+        self._weight_index = torch.tensor(self._group_ids, dtype=torch.long, device=self.device) + len(self.groups)
+        self._index_cache: dict[tuple, tuple[torch.Tensor, tuple[bool, ...]]] = {}
+
+        self._tracker = ActivationTracker(model, self.groups) if track_activations else None
+        # skip/stop must also undo what the failing forward did to the buffers (a NaN batch
+        # poisons BatchNorm running statistics): keep a copy taken at the first training
+        # forward of each step (one foreach copy of the buffers, tiny next to the weights).
+        self._buffers = list(model.buffers()) if nonfinite != "warn" else []
+        self._buffer_copy: list[torch.Tensor] | None = None
+        self._buffers_saved = False
+        self._buffer_hook = (model.register_forward_pre_hook(self._save_buffers)
+                             if self._buffers else None)
+        self._track_update = update_ratio
+        self._snapshot: list[torch.Tensor] | None = None
+        self._snapshot_norms: torch.Tensor | None = None
+
+        self._jsonl = JsonlWriter(jsonl_path) if jsonl_path is not None else None
+        self._tb = TensorBoardLogger(tb_writer) if tb_writer is not None else None
+
+        self._next_step = 0
+        self._current_step: int | None = None
+        self._last_vec: torch.Tensor | None = None
+        self._last_vec_step: int | None = None
+        self._pending: deque = deque()
+        self._max_pending = max_pending
+        self._pool: dict[int, list[torch.Tensor]] = {}
+        self._rows: deque = deque(maxlen=keep_records)
+        self._last_verdict: Verdict | None = None
+        self._events: list[Verdict] = []
+        self.last_report: NonFiniteReport | None = None
+        self.skipped_steps: list[int] = []
+
+    # -- the per-step path (no host synchronisation) ------------------------------------
+
+    @torch.no_grad()
+    def step(self, loss: torch.Tensor | None = None, *, step: int | None = None) -> None:
+        """Record the current gradients. Call after ``loss.backward()``, before ``optimizer.step()``.
+
+        ``loss`` (the scalar loss tensor, optional) is recorded and judged too. ``step`` sets
+        the step number (default: one more than the previous call, starting at 0). Gradients
+        are recorded as they are now: call it after ``scaler.unscale_(optimizer)`` with AMP,
+        and before clipping to see the raw gradient.
+        """
+        s = self._next_step if step is None else int(step)
+        self._next_step, self._current_step = s + 1, s
+        self._drain(block=False)
+        if s % self.every:
+            return
+        if loss is not None and (not isinstance(loss, torch.Tensor) or loss.numel() != 1):
+            raise UserError("monitor.step(loss) needs the scalar loss tensor (or no loss at all)")
+
+        grads = [p.grad for p in self._params]
+        present = tuple(g is not None for g in grads)
+        if not any(present):
+            raise UserError("monitor.step() found no gradients: call it after loss.backward() "
+                            "and before optimizer.zero_grad()")
+        has_update = self._track_update and self._snapshot is not None
+        index, group_present = self._index(present, has_update)
+        G = len(self.groups)
+
+        # ONE fused norm over the gradients, the weights and (for the update ratio) the
+        # change of the weights since the last record; then per-group sums of squares with
+        # one index_add_. About 15 small kernels in all, whatever the parameter count.
+        tensors = [g for g in grads if g is not None] + self._params
+        if has_update:
+            torch._foreach_sub_(self._snapshot, self._params)  # snapshot := w_prev - w_now
+            tensors += self._snapshot
+        norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)
+        squares = torch.stack(norms).to(self._acc).square()
+        sums = torch.zeros((3 if has_update else 2) * G, dtype=self._acc, device=self.device)
+        sums.index_add_(0, index, squares)
+        loss_value = (loss.detach().reshape(1).to(self.device, self._acc) if loss is not None
+                      else sums.new_zeros(1))
+        roots = sums.sqrt()
+        parts = [loss_value, sums[:2 * G].view(2, G).sum(1).sqrt(), roots[:2 * G]]
+        if has_update:
+            parts.append(roots[2 * G:] / self._snapshot_norms.clamp_min(1e-30))
+        if self._track_update:
+            self._take_snapshot(roots[G:2 * G])
+
+        act_slots: tuple[int, ...] = ()
+        if self._tracker is not None:
+            slots, stats = self._tracker.latest()
+            if stats:
+                act_slots = tuple(slots)
+                parts.append(torch.cat(stats).to(self.device, self._acc))
+            self._tracker.clear()
+
+        vec = torch.cat(parts)
+        self._last_vec, self._last_vec_step = vec, s
+        meta = _Meta(s, group_present, loss is not None, has_update, act_slots)
+        if self.device.type == "cuda":
+            host = self._buffer(vec.numel())
+            host.copy_(vec, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
+            self._pending.append((meta, host, event))
+        else:
+            self._pending.append((meta, vec, None))
+
+        if self.histogram_every and s % self.histogram_every == 0:
+            self._write_histograms(s)
+        self._drain(block=False)
+
+    def _index(self, present: tuple[bool, ...], has_update: bool):
+        """Group index for [present grads..., weights..., (weight changes...)], cached.
+
+        Gradients of group g go to slot g, weights to G + g, weight changes to 2G + g.
+        """
+        key = (present, has_update)
+        cached = self._index_cache.get(key)
+        if cached is None:
+            grad_ids = [g for g, ok in zip(self._group_ids, present) if ok]
+            parts = [torch.tensor(grad_ids, dtype=torch.long, device=self.device), self._weight_index]
+            if has_update:
+                parts.append(self._weight_index + len(self.groups))
+            group_present = tuple(any(ok for g, ok in zip(self._group_ids, present) if g == i)
+                                  for i in range(len(self.groups)))
+            cached = self._index_cache[key] = (torch.cat(parts), group_present)
+        return cached
+
+    def _take_snapshot(self, weight_norms: torch.Tensor) -> None:
+        if self._snapshot is None:
+            self._snapshot = [p.detach().clone() for p in self._params]
+        else:
+            torch._foreach_copy_(self._snapshot, [p.detach() for p in self._params])
+        self._snapshot_norms = weight_norms
+
+    @torch.no_grad()
+    def _save_buffers(self, module: nn.Module, args) -> None:
+        if not module.training or self._buffers_saved:
+            return
+        if self._buffer_copy is None:
+            self._buffer_copy = [b.detach().clone() for b in self._buffers]
+        else:
+            torch._foreach_copy_(self._buffer_copy, [b.detach() for b in self._buffers])
+        self._buffers_saved = True
+
+    @torch.no_grad()
+    def _restore_buffers(self) -> None:
+        if self._buffer_copy is not None and self._buffers_saved:
+            torch._foreach_copy_([b.detach() for b in self._buffers], self._buffer_copy)
+
+    def _buffer(self, n: int) -> torch.Tensor:
+        free = self._pool.get(n)
+        if free:
+            return free.pop()
+        return torch.empty(n, dtype=self._acc, pin_memory=True)
+
+    def _write_histograms(self, s: int) -> None:
+        named = dict(zip(self._param_names, self._params))
+        values = []
+        for g in self.groups:
+            grads = [named[n].grad.detach().flatten().float() for n in g.param_names if named[n].grad is not None]
+            if grads:
+                values.append((f"grad_hist/{g.depth_index:02d}.{g.name}", torch.cat(grads).cpu()))
+        self._tb.histograms(s, values)
+
+    # -- reading back (may synchronise) -------------------------------------------------
+
+    def _drain(self, block: bool) -> None:
+        """Turn finished records into rows; with ``block`` wait for all of them."""
+        while self._pending:
+            meta, host, event = self._pending[0]
+            ready = event.query() if event is not None else host.device.type == "cpu"
+            if not (ready or block or len(self._pending) > self._max_pending):
+                break
+            self._pending.popleft()
+            if event is not None:
+                event.synchronize()
+                values = host.numpy().copy()
+                self._pool.setdefault(host.numel(), []).append(host)
+            else:
+                values = host.cpu().numpy().astype(np.float64)
+            self._materialise(meta, values)
+
+    def _materialise(self, meta: _Meta, v: np.ndarray) -> None:
+        G = len(self.groups)
+        grad_norms = [float(v[_HEAD + i]) if meta.present[i] else None for i in range(G)]
+        weight_norms = [float(x) for x in v[_HEAD + G:_HEAD + 2 * G]]
+        verdict = self._judge.judge(meta.step, float(v[0]) if meta.has_loss else None, float(v[1]),
+                                    float(v[2]), grad_norms, weight_norms)
+        self._rows.append((meta, v, verdict))
+        previous, self._last_verdict = self._last_verdict, verdict
+        if verdict.kind != "healthy" and (previous is None or previous.kind != verdict.kind):
+            self._events.append(verdict)
+            if verdict.kind == "nonfinite" and self.policy == "warn":
+                warnings.warn(f"GradientMonitor: {verdict}", RuntimeWarning, stacklevel=3)
+        if self._jsonl is not None or self._tb is not None or self.on_verdict is not None:
+            record = self._record(meta, v, verdict)
+            if self._jsonl is not None:
+                self._jsonl.write(record)
+            if self._tb is not None:
+                self._tb.write(record)
+            if self.on_verdict is not None:
+                self.on_verdict(verdict, record)
+
+    def _record(self, meta: _Meta, v: np.ndarray, verdict: Verdict) -> dict:
+        G = len(self.groups)
+        vals = v.tolist()
+        grads, weights = vals[_HEAD:_HEAD + G], vals[_HEAD + G:_HEAD + 2 * G]
+        offset = _HEAD + 2 * G
+        ratios = vals[offset:offset + G] if meta.has_update else [None] * G
+        offset += G if meta.has_update else 0
+        record = {
+            "step": meta.step,
+            "loss": vals[0] if meta.has_loss else None,
+            "global_grad_norm": vals[1],
+            "global_weight_norm": vals[2],
+            "groups": [{"name": g.name, "depth_index": g.depth_index,
+                        "grad_norm": grads[i] if meta.present[i] else None,
+                        "weight_norm": weights[i], "update_ratio": ratios[i]}
+                       for i, g in enumerate(self.groups)],
+        }
+        if self._tracker is not None:
+            acts = []
+            for k, slot in enumerate(meta.act_slots):
+                g = self._tracker.groups[slot]
+                mean, std, dead = vals[offset + 3 * k:offset + 3 * k + 3]
+                acts.append({"name": g.name, "depth_index": g.depth_index, "mean": mean, "std": std,
+                             "dead_fraction": dead})
+            record["activations"] = acts
+        record["verdict"], record["reason"] = verdict.kind, verdict.reason
+        return record
+
+    def records(self) -> list[dict]:
+        """All kept records, oldest first (waits for pending ones: one sync)."""
+        self._drain(block=True)
+        return [self._record(meta, v, verdict) for meta, v, verdict in self._rows]
+
+    def verdict(self) -> Verdict:
+        """The verdict of the latest recorded step (waits for pending records)."""
+        self._drain(block=True)
+        if self._last_verdict is None:
+            return Verdict("healthy", "no step recorded yet", -1)
+        return self._last_verdict
+
+    def events(self) -> list[Verdict]:
+        """Each change into a non-healthy verdict, in order (e.g. exploding, then nonfinite)."""
+        self._drain(block=True)
+        return list(self._events)
+
+    def flush(self) -> None:
+        """Read back all pending records and flush the JSONL file and TensorBoard writer."""
+        self._drain(block=True)
+        if self._jsonl is not None:
+            self._jsonl.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        """Flush, remove the activation hooks and close the files this monitor opened."""
+        self.flush()
+        if self._tracker is not None:
+            self._tracker.remove()
+        if self._buffer_hook is not None:
+            self._buffer_hook.remove()
+            self._buffer_hook = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._snapshot = None
+
+    def __enter__(self) -> "GradientMonitor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- non-finite handling -------------------------------------------------------------
+
+    @torch.no_grad()
+    def grads_finite(self) -> bool:
+        """Are the loss, gradients and weights of the current step finite? One synchronisation.
+
+        Uses the tensor ``step()`` already built; on a step that ``every`` skipped it runs
+        one fused norm over the gradients.
+        """
+        if self._last_vec is not None and self._last_vec_step == self._current_step:
+            head = self._last_vec[:_HEAD]
+        else:
+            grads = [p.grad for p in self._params if p.grad is not None]
+            if not grads:
+                return True
+            head = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+        return bool(torch.isfinite(head).all())
+
+    def guarded_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor | None = None, *,
+                     inputs: Any = None, targets: Any = None, loss_fn: Callable | None = None,
+                     forward_fn: Callable | None = None) -> bool:
+        """``optimizer.step()`` under the monitor's non-finite policy; True if it stepped.
+
+        Pass ``loss`` to have it call ``step(loss)`` first (otherwise call ``step`` yourself).
+        The decision is ``check_step``'s (see there); a skipped step also zeroes the
+        gradients, so that they cannot leak into the next step.
+        """
+        if loss is not None:
+            self.step(loss)
+        if self.check_step(inputs=inputs, targets=targets, loss_fn=loss_fn, forward_fn=forward_fn):
+            optimizer.step()
+            return True
+        optimizer.zero_grad(set_to_none=True)
+        return False
+
+    def check_step(self, *, inputs: Any = None, targets: Any = None, loss_fn: Callable | None = None,
+                   forward_fn: Callable | None = None) -> bool:
+        """May the optimizer step now? Applies the non-finite policy; call after ``step()``.
+
+        For trainers that step the optimizer themselves (e.g. through an AMP ``GradScaler``):
+        ``if monitor.check_step(inputs=x, targets=y, loss_fn=f): scaler.step(optimizer)``.
+
+        ``warn``: True, no sync. ``skip``/``stop``: one sync to check the finiteness of loss,
+        gradients and weights. On a non-finite step the buffers (BatchNorm running statistics)
+        are restored to their value before this step's forward pass, so with the optimizer
+        step dropped the model state is exactly the previous step's; if ``inputs`` (and
+        ``targets``/``loss_fn``) are given, the batch is re-run to locate the first non-finite
+        module (``self.last_report``). ``skip`` then warns and returns False; ``stop`` writes
+        ``report_path`` (if set) and raises ``NonFiniteError``: the weights are still the last
+        finite ones, safe to checkpoint before exiting with ``error.exit_code``.
+        """
+        if self.policy == "warn" or self.grads_finite():
+            self._buffers_saved = False  # the next forward starts a new step
+            return True
+
+        s = self._current_step
+        self._restore_buffers()  # undo the failing forward's effect on BatchNorm statistics
+        self._buffers_saved = False
+        self._drain(block=True)  # the sync is paid already: judge this step now
+        reason = (self._last_verdict.reason if self._last_verdict is not None
+                  and self._last_verdict.step == s else "loss, gradients or weights are NaN/Inf")
+        if inputs is not None:
+            self.locate(inputs, targets, loss_fn, forward_fn=forward_fn)
+        where = f"; first non-finite: {self.last_report}" if self.last_report is not None and \
+            self.last_report.step == s else ""
+        if self.policy == "skip":
+            self.skipped_steps.append(s)
+            warnings.warn(f"GradientMonitor: skipped the optimizer step at step {s}: {reason}{where}",
+                          RuntimeWarning, stacklevel=3)
+            return False
+        if self.report_path is not None:
+            self.write_report(self.report_path)
+        saved = f" (report: {self.report_path})" if self.report_path is not None else ""
+        raise NonFiniteError(f"non-finite values at step {s}: {reason}{where}; the optimizer step was not "
+                             f"applied, the weights are the last finite ones{saved}",
+                             step=s, report=self.last_report if where else None)
+
+    def locate(self, inputs: Any, targets: Any = None, loss_fn: Callable | None = None, *,
+               forward_fn: Callable | None = None) -> NonFiniteReport:
+        """Re-run the current step's batch with hooks to find the first non-finite module.
+
+        Call it after a non-finite ``step()`` and *before* ``optimizer.step()`` (so that the
+        weights are the ones that produced the NaN). See ``locate_nonfinite``.
+        """
+        self.last_report = locate_nonfinite(self.model, inputs, targets, loss_fn,
+                                            forward_fn=forward_fn, step=self._current_step)
+        return self.last_report
+
+    def write_report(self, path: str | Path, last: int = 20) -> Path:
+        """Write a JSON diagnostic report: verdict, events, non-finite location, recent records."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        verdict = self.verdict()
+        report = {
+            "step": self._current_step,
+            "verdict": verdict.to_dict(),
+            "events": [e.to_dict() for e in self._events],
+            "skipped_steps": self.skipped_steps,
+            "nonfinite_location": self.last_report.to_dict() if self.last_report is not None else None,
+            "thresholds": asdict(self.thresholds),
+            "groups": [{"name": g.name, "depth_index": g.depth_index, "params": len(g.param_names)}
+                       for g in self.groups],
+            "recent_records": [json.loads(dumps(r)) for r in self.records()[-last:]],
+        }
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        return path

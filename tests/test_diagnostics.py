@@ -1,0 +1,469 @@
+"""Gradient diagnostics: verdicts, NaN/Inf location, policies, cost, outputs.
+
+Each test names the behaviour it protects. Models are small or at initialisation, batches
+are 8-16 random CIFAR-sized images, so the file runs in well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from resnet_lab.diagnostics import (
+    GradientMonitor, NonFiniteError, build_groups, gradient_table, locate_nonfinite, nonfinite_state,
+    read_jsonl, run_gradient_check,
+)
+from resnet_lab.errors import UserError
+from resnet_lab.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny batches: one thread is as fast, and immune to the 100x slowdown of OpenMP
+    threads competing with other processes for the same cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def batches(n=3, size=16, classes=10, seed=0, shape=(3, 32, 32)):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, *shape, generator=g), torch.randint(0, classes, (size,), generator=g))
+            for _ in range(n)]
+
+
+def resnet18():
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10)
+
+
+class InfInBackward(torch.autograd.Function):
+    """Identity forward; the backward pass returns Inf."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, math.inf)
+
+
+class TimesNaN(nn.Module):
+    """Wraps a module and poisons its output."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x) * math.nan
+
+
+class SmallMLP(nn.Module):
+    """Not from this package, no ``layerN`` attributes: groups are its top-level children."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(3 * 8 * 8, 32)
+        self.act = nn.ReLU()  # no parameters: not a group
+        self.body = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32))
+        self.out = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.out(self.act(self.body(self.act(self.embed(x.flatten(1))))))
+
+
+def tanh_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
+
+
+def regression_loss(output, y):  # MSE to one-hot targets of size 10: absurd lr diverges geometrically
+    return F.mse_loss(output, F.one_hot(y, 10).float() * 10)
+
+
+# -- grouping ---------------------------------------------------------------------------
+
+def test_block_groups_follow_resnet_layout_and_fall_back_to_children():
+    names = [g.name for g in build_groups(resnet18())]
+    assert names == ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3, 4) for b in (0, 1)] + ["head"]
+    zoo = build_groups(create_model("resnet20"))
+    assert [g.name for g in zoo][:2] == ["stem", "layer1.0"] and zoo[-1].name == "head"
+    assert [g.depth_index for g in zoo] == list(range(11))
+    assert [(g.name, g.depth_index) for g in build_groups(SmallMLP())] == [("embed", 0), ("body", 1), ("out", 2)]
+    model = resnet18()
+    per_param = build_groups(model, "parameter")
+    assert [g.name for g in per_param] == [n for n, _ in model.named_parameters()]
+    assert {g.name for g in build_groups(model, "module_type")} == {"Conv2d", "BatchNorm2d", "Linear"}
+    with pytest.raises(UserError, match="groups="):
+        build_groups(model, "layers")
+
+
+# -- verdicts ---------------------------------------------------------------------------
+
+def test_plain56_sigmoid_without_norm_is_vanishing_and_resnet56_is_healthy_on_the_same_data():
+    data = batches(3, size=8)
+    torch.manual_seed(0)
+    plain = create_model("plain56", activation="sigmoid", norm="none", num_classes=10)
+    plain_result = run_gradient_check(plain, data, steps=3, lr=0.0)
+    torch.manual_seed(0)
+    res_result = run_gradient_check(create_model("resnet56", num_classes=10), data, steps=3, lr=0.0)
+
+    assert plain_result["verdict"] == "vanishing", plain_result["reason"]
+    assert "early groups" in plain_result["reason"] and "stem" in plain_result["reason"]
+    assert res_result["verdict"] == "healthy", res_result["reason"]
+    assert res_result["last_verdict"] == "healthy"
+    # The table and group means are what the CLI prints.
+    assert [g["name"] for g in res_result["groups"]][:2] == ["stem", "layer1.0"]
+    assert "layer3.8" in gradient_table(res_result)
+
+
+def test_absurd_learning_rate_is_exploding_within_a_few_steps_and_clipping_keeps_it_healthy():
+    data = batches(4, size=32, shape=(32,), seed=1)
+    wild = run_gradient_check(tanh_mlp(), data, steps=12, lr=3.0, momentum=0.0, loss_fn=regression_loss)
+    assert wild["verdict"] == "exploding", wild["reason"]
+    assert wild["verdict_step"] <= 5
+    clipped = run_gradient_check(tanh_mlp(), data, steps=12, lr=3.0, momentum=0.0, loss_fn=regression_loss,
+                                 clip_norm=1.0)
+    assert clipped["verdict"] == "healthy", clipped["reason"]
+    assert clipped["events"] == [] and clipped["steps_run"] == 12
+
+
+def test_huge_init_scale_is_exploding():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(10)
+    result = run_gradient_check(model, batches(4, size=32, shape=(32,), seed=1), steps=4, lr=0.01,
+                                momentum=0.0, loss_fn=regression_loss)
+    assert result["verdict"] == "exploding", result["reason"]
+    assert result["verdict_step"] <= 2 and "explode_norm" in result["reason"]
+
+
+def test_every_n_records_only_those_steps_but_still_guards_the_others():
+    model = SmallMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = GradientMonitor(model, every=2, nonfinite="skip")
+    data = batches(4, shape=(3, 8, 8))
+    data[3][0][0] = math.nan  # step 3 is not recorded, but must still be skipped
+    stepped = []
+    for x, y in data:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            stepped.append(monitor.guarded_step(opt, loss))
+    assert [r["step"] for r in monitor.records()] == [0, 2]
+    assert stepped == [True, True, True, False]
+    assert nonfinite_state(model, opt) == []
+
+
+def test_on_verdict_callback_sees_every_recorded_step():
+    seen = []
+    model = SmallMLP()
+    monitor = GradientMonitor(model, on_verdict=lambda v, record: seen.append((v.kind, record["step"])))
+    for x, y in batches(3, shape=(3, 8, 8)):
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        monitor.step()
+    monitor.flush()
+    assert seen == [("healthy", 0), ("healthy", 1), ("healthy", 2)]
+
+
+# -- locating NaN / Inf -----------------------------------------------------------------
+
+def test_nan_injected_in_forward_of_one_block_is_located_to_that_block():
+    model = resnet18()
+    model.layer2[1].register_forward_hook(lambda module, args, out: out * math.nan)
+    x, y = batches(1, size=4)[0]
+    report = locate_nonfinite(model, x, y, F.cross_entropy, step=5)
+    assert (report.module_name, report.phase, report.step) == ("layer2.1", "forward", 5)
+    assert report.stats["nan_count"] == report.stats["numel"] == 4 * 128 * 4 * 4
+    assert report.stats["shape"] == [4, 128, 4, 4]
+    assert "layer2.1" in str(report)
+
+
+def test_nan_made_inside_a_submodule_is_located_to_the_innermost_module():
+    model = create_model("resnet20")
+    model.layer2[1].bn2 = TimesNaN(model.layer2[1].bn2)
+    x, y = batches(1, size=4)[0]
+    report = locate_nonfinite(model, x, y, F.cross_entropy)
+    assert (report.module_name, report.phase, report.module_type) == ("layer2.1.bn2", "forward", "TimesNaN")
+
+
+def test_inf_produced_only_in_backward_is_located_with_phase_backward():
+    model = resnet18()
+    model.layer3[0].register_forward_hook(lambda module, args, out: InfInBackward.apply(out))
+    x, y = batches(1, size=4)[0]
+    assert torch.isfinite(F.cross_entropy(model(x), y))  # the forward pass is clean
+    report = locate_nonfinite(model, x, y, F.cross_entropy)
+    assert (report.module_name, report.phase) == ("layer3.0", "backward")
+    assert report.tensor.startswith("grad_input")
+
+
+def test_locating_has_no_side_effects_on_buffers_grads_or_hooks():
+    model = resnet18()
+    model.layer2[1].register_forward_hook(lambda module, args, out: out * math.nan)
+    x, y = batches(1, size=4)[0]
+    F.cross_entropy(model(x), y).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    locate_nonfinite(model, x, y, F.cross_entropy)
+    assert all(p.grad is grads[n] for n, p in model.named_parameters())
+    assert all(torch.equal(v, state[k]) or (torch.isnan(v).all() and torch.isnan(state[k]).all())
+               for k, v in model.state_dict().items())
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 1
+
+
+def test_monitor_locates_the_nan_of_a_failing_step_in_a_training_loop():
+    model = resnet18()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    monitor = GradientMonitor(model, nonfinite="skip")
+    data = batches(2, size=4)
+    for i, (x, y) in enumerate(data):
+        if i == 1:
+            model.layer4[0].register_forward_hook(lambda module, args, out: out * math.nan)
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        with pytest.warns(RuntimeWarning, match="skipped") if i == 1 else _nothing():
+            stepped = monitor.guarded_step(opt, loss, inputs=x, targets=y, loss_fn=F.cross_entropy)
+        assert stepped == (i == 0)
+    assert monitor.verdict().kind == "nonfinite"
+    assert (monitor.last_report.module_name, monitor.last_report.step) == ("layer4.0", 1)
+    assert monitor.skipped_steps == [1]
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# -- policies ---------------------------------------------------------------------------
+
+def _trained_state(model, opt):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            {i: {k: v.clone() for k, v in s.items()} for i, s in enumerate(opt.state.values())})
+
+
+def test_skip_policy_leaves_weights_buffers_and_optimizer_state_bit_identical():
+    torch.manual_seed(0)
+    model = create_model("resnet8")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    monitor = GradientMonitor(model, nonfinite="skip")
+    (x, y), (x2, y2) = batches(2, size=8)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    assert monitor.guarded_step(opt, loss)  # a good step, so the momentum buffers exist
+    before_model, before_opt = _trained_state(model, opt)
+
+    x2[0, 0, 0, 0] = math.nan  # the NaN poisons BatchNorm running stats in this forward too
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x2), y2)
+    loss.backward()
+    with pytest.warns(RuntimeWarning, match="skipped the optimizer step at step 1"):
+        assert not monitor.guarded_step(opt, loss)
+    after_model, after_opt = _trained_state(model, opt)
+    assert after_model.keys() == before_model.keys()
+    assert all(torch.equal(after_model[k], before_model[k]) for k in before_model)
+    assert all(torch.equal(after_opt[i][k], before_opt[i][k]) for i in before_opt for k in before_opt[i])
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_stop_policy_raises_before_the_step_and_writes_a_report(tmp_path):
+    model = SmallMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = GradientMonitor(model, nonfinite="stop", report_path=tmp_path / "nonfinite.json")
+    (x0, y0), (x, y) = batches(2, shape=(3, 8, 8))
+    F.cross_entropy(model(x0), y0).backward()
+    monitor.step()
+    assert monitor.check_step()  # finite: the trainer may step (here it does not)
+    model.zero_grad()
+    x[3] = math.inf
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    with pytest.raises(NonFiniteError, match="step 1") as info:
+        monitor.guarded_step(opt, loss, inputs=x, targets=y, loss_fn=F.cross_entropy)
+    assert info.value.exit_code != 0 and info.value.report.module_name == "<input>"
+    assert nonfinite_state(model, opt) == []  # the checkpoint the trainer saves now is clean
+    report = json.loads((tmp_path / "nonfinite.json").read_text())
+    assert report["verdict"]["kind"] == "nonfinite"
+    assert report["nonfinite_location"]["module_name"] == "<input>"
+
+
+def test_warn_policy_steps_anyway_and_nonfinite_state_guards_the_checkpoint():
+    model = SmallMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    monitor = GradientMonitor(model)  # "warn"
+    x, y = batches(1, shape=(3, 8, 8))[0]
+    x[0] = math.nan
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    with pytest.warns(RuntimeWarning, match="nonfinite"):
+        assert monitor.guarded_step(opt, loss)
+    assert "embed.weight" in nonfinite_state(model, opt)
+
+
+# -- cost -------------------------------------------------------------------------------
+
+def _host_reads(monkeypatch, model, steps=3):
+    """Count host read-backs (item/tolist/cpu/numpy/bool/float) during monitor.step()."""
+    monitor = GradientMonitor(model)
+    data = batches(steps, size=4, shape=(3, 8, 8))
+    counts = {"n": 0}
+    names = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+    originals = {n: getattr(torch.Tensor, n) for n in names}
+
+    def counting(name):
+        def wrapper(self, *args, **kwargs):
+            counts["n"] += 1
+            return originals[name](self, *args, **kwargs)
+        return wrapper
+
+    for i, (x, y) in enumerate(data):
+        model.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        with monkeypatch.context() as m:
+            for n in names:
+                m.setattr(torch.Tensor, n, counting(n))
+            m.setattr(torch.cuda, "synchronize", lambda *a, **k: pytest.fail("step() synchronised"))
+            monitor.step(loss)
+    assert len(monitor.records()) == steps
+    return counts["n"] / steps, sum(1 for _ in model.parameters())
+
+
+def test_step_reads_back_a_constant_number_of_values_not_one_per_parameter(monkeypatch):
+    small = nn.Sequential(nn.Flatten(), nn.Linear(192, 10))
+    deep = nn.Sequential(nn.Flatten(), nn.Linear(192, 16), *[nn.Linear(16, 16) for _ in range(20)],
+                         nn.Linear(16, 10))
+    small_reads, small_params = _host_reads(monkeypatch, small)
+    deep_reads, deep_params = _host_reads(monkeypatch, deep)
+    assert deep_params > 10 * small_params
+    # On the CPU the record is read back at once (there is nothing to wait for); it is one
+    # tensor, so the count does not grow with the parameters.
+    assert deep_reads == small_reads <= 2
+
+
+def test_update_ratio_is_the_exact_relative_weight_change():
+    model = SmallMLP()
+    lr = 0.05
+    opt = torch.optim.SGD(model.parameters(), lr=lr)  # plain SGD: update = lr * grad
+    monitor = GradientMonitor(model)
+    for x, y in batches(2, shape=(3, 8, 8)):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        monitor.step()
+        opt.step()
+    first, second = monitor.records()
+    assert all(g["update_ratio"] is None for g in first["groups"])
+    for g0, g1 in zip(first["groups"], second["groups"]):
+        assert g1["update_ratio"] == pytest.approx(lr * g0["grad_norm"] / g0["weight_norm"], rel=1e-4)
+
+
+# -- a hand-written loop, outputs -------------------------------------------------------
+
+def test_plain_loop_with_a_custom_model_records_every_step_with_activations(tmp_path):
+    model = SmallMLP()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    monitor = GradientMonitor(model, track_activations=True, jsonl_path=tmp_path / "g.jsonl",
+                              tb_writer=tmp_path / "tb", histogram_every=2)
+    for x, y in batches(4, shape=(3, 8, 8)):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        monitor.step(loss)
+        opt.step()
+    monitor.close()
+    records = monitor.records()
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert [g["name"] for g in records[0]["groups"]] == ["embed", "body", "out"]
+    assert all(r["verdict"] == "healthy" and r["global_grad_norm"] > 0 for r in records)
+    acts = records[-1]["activations"]
+    assert [a["name"] for a in acts] == ["embed", "body", "out"]
+    assert all(0 <= a["dead_fraction"] <= 1 and a["std"] > 0 for a in acts)
+
+    lines = (tmp_path / "g.jsonl").read_text().splitlines()
+    parsed = [json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")) for line in lines]
+    assert [p["step"] for p in parsed] == [0, 1, 2, 3]
+    assert read_jsonl(tmp_path / "g.jsonl")[2]["groups"][1]["grad_norm"] == pytest.approx(
+        records[2]["groups"][1]["grad_norm"])
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1  # one run, not one sub-run per depth
+    acc = EventAccumulator(str(events[0]), size_guidance={"histograms": 0}).Reload()
+    assert {"grad_norm/00.embed", "grad_norm/02.out", "global/loss"} <= set(acc.Tags()["scalars"])
+    assert len(acc.Scalars("grad_norm/01.body")) == 4
+    assert "custom_scalars__config__" in acc.Tags()["tensors"]  # the one-chart-per-quantity layout
+    assert {"grad_hist/00.embed"} <= set(acc.Tags()["histograms"])
+    assert len(acc.Histograms("grad_hist/00.embed")) == 2  # steps 0 and 2 only
+
+
+def test_dead_units_are_counted():
+    model = SmallMLP()
+    with torch.no_grad():
+        model.body[2].bias.fill_(-1e3)  # every unit of body's output is negative: all dead
+    monitor = GradientMonitor(model, track_activations=True)
+    x, y = batches(1, shape=(3, 8, 8))[0]
+    F.cross_entropy(model(x), y).backward()
+    monitor.step()
+    acts = {a["name"]: a for a in monitor.records()[0]["activations"]}
+    assert acts["body"]["dead_fraction"] == 1.0 and acts["embed"]["dead_fraction"] < 1.0
+
+
+def test_plots_write_nonempty_png_and_svg(tmp_path):
+    from resnet_lab.diagnostics import plot_gradient_flow, plot_heatmap, plot_loss
+
+    data = batches(2, size=4, shape=(32,), seed=1)
+    wild = run_gradient_check(tanh_mlp(), data, steps=8, lr=3.0, momentum=0.0, loss_fn=regression_loss)
+    calm = run_gradient_check(tanh_mlp(), data, steps=8, lr=0.01, momentum=0.0, loss_fn=regression_loss)
+    written = plot_gradient_flow({"plain (lr 3)": wild, "residual (lr 0.01)": calm["records"]}, tmp_path / "flow")
+    written += plot_heatmap(wild["records"], tmp_path / "heat")
+    written += plot_loss(wild["records"], None, tmp_path / "loss")
+    written += plot_gradient_flow([(0, 1.0), (1, 0.1), (2, 1e-3)], tmp_path / "pairs.png")
+    assert sorted(p.name for p in written) == ["flow.png", "flow.svg", "heat.png", "heat.svg",
+                                               "loss.png", "loss.svg", "pairs.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert (tmp_path / "loss.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_bad_options_are_user_errors():
+    with pytest.raises(UserError, match="nonfinite="):
+        GradientMonitor(SmallMLP(), nonfinite="ignore")
+    with pytest.raises(UserError, match="histogram_every needs tb_writer"):
+        GradientMonitor(SmallMLP(), histogram_every=10)
+    monitor = GradientMonitor(SmallMLP())
+    with pytest.raises(UserError, match="after loss.backward"):
+        monitor.step()
+
+
+def test_overhead_benchmark_smoke_run_writes_its_json(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_monitor_overhead.py"), "--smoke",
+                    "--threads", "1", "--out", str(out)], check=True, capture_output=True, timeout=120)
+    result = json.loads(out.read_text())
+    assert {"hardware", "median_step_s", "overhead", "model", "device", "within_target"} <= set(result)
+    assert {"platform", "cpu", "torch"} <= set(result["hardware"])
+    assert set(result["median_step_s"]) == {"baseline", "monitor", "monitor_activations", "naive_item"}
+    assert set(result["overhead"]) == {"monitor", "monitor_activations", "naive_item"}

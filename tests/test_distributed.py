@@ -1,0 +1,138 @@
+"""torchrun / DDP on CPU with gloo: the same weights as one process, and surviving a killed worker.
+
+These run the README's commands for real: two worker processes under torchrun.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_lab.training import load_checkpoint
+
+TORCHRUN = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2"]
+# No normalisation layer: BatchNorm statistics are per rank by design (use --sync-bn on GPUs).
+RUN = ["train", "--model", "resnet8", "--norm", "none", "--batch-size", "32", "--lr", "0.02",
+       "--schedule", "constant", "--deterministic", "--quiet", "--no-tensorboard", "--seed", "1"]
+# Summing gradients across ranks rounds differently; that alone stays far below this, while a missing
+# or wrong gradient average (or a skipped/repeated step) moves weights by ~1e-3 per step.
+TOLERANCE = 1e-4
+
+
+def max_weight_diff(a: Path, b: Path) -> float:
+    wa, wb = load_checkpoint(a)["model"], load_checkpoint(b)["model"]
+    assert wa.keys() == wb.keys()
+    return max((wa[k].double() - wb[k].double()).abs().max().item() for k in wa)
+
+
+def single_process(out: Path, steps: int) -> None:
+    subprocess.run([sys.executable, "-m", "resnet_lab", *RUN, "--steps", str(steps), "--out", str(out)],
+                   check=True, capture_output=True, env=_one_thread())
+
+
+def _one_thread():
+    import os
+
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def test_two_processes_end_with_the_weights_of_one_process_at_the_same_global_batch(tmp_path):
+    single_process(tmp_path / "one", steps=8)
+    proc = subprocess.run([*TORCHRUN, "-m", "resnet_lab", *RUN, "--steps", "8", "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "two")["config"]["batch_size"] == 32
+    assert max_weight_diff(tmp_path / "one", tmp_path / "two") < TOLERANCE
+    # and training really moved the weights far more than the tolerance
+    from resnet_lab.models import create_model
+
+    torch.manual_seed(1)
+    init = create_model("resnet8", norm="none", num_classes=10, in_channels=1).state_dict()
+    trained = load_checkpoint(tmp_path / "one")["model"]
+    assert max((trained[k] - init[k]).abs().max().item() for k in init) > 100 * TOLERANCE
+
+
+def _worker_pids(parent: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_killed_worker_is_restarted_and_the_run_resumes_without_skipping_or_repeating_steps(tmp_path):
+    steps = 60
+    single_process(tmp_path / "one", steps=steps)
+    out = tmp_path / "two"
+    proc = subprocess.Popen([*TORCHRUN, "--max-restarts=1", "-m", "resnet_lab", *RUN, "--steps", str(steps),
+                             "--checkpoint-every", "5", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    killed_at = None
+    while time.time() < deadline and killed_at is None:
+        time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before a worker could be killed: " + proc.stdout.read()[-2000:]
+        if (out / "last.pt").exists():
+            step = load_checkpoint(out / "last.pt")["step"]
+            if step >= 15:
+                workers = _worker_pids(proc.pid)
+                assert workers, "no worker processes found under torchrun"
+                subprocess.run(["kill", "-KILL", str(workers[-1])])
+                killed_at = step
+    assert killed_at is not None and killed_at < steps, "could not kill a worker mid-run"
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    assert "resuming" in log  # the restarted group picked up the checkpoint
+    final = load_checkpoint(out / "last.pt")
+    assert final["step"] == steps
+    assert max_weight_diff(tmp_path / "one", out / "last.pt") < TOLERANCE
+
+
+def _sigterm_one_worker_when(out: Path, cmd: list[str], min_step: int) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be pre-empted"
+        if (out / "last.pt").exists() and load_checkpoint(out / "last.pt")["step"] >= min_step:
+            workers = _worker_pids(proc.pid) if cmd[0].endswith("torchrun") else [proc.pid]
+            subprocess.run(["kill", "-TERM", str(workers[-1])])  # one rank only
+            break
+    log, _ = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(cmd, proc.returncode, log)
+
+
+def test_preempted_runs_resume_on_another_world_size_with_the_same_weights(tmp_path):
+    steps = 60
+    single_process(tmp_path / "one", steps=steps)
+    # two ranks -> SIGTERM on one rank -> checkpoint at an agreed step boundary -> finish on one process
+    a = tmp_path / "two_then_one"
+    done = _sigterm_one_worker_when(a, [*TORCHRUN, "-m", "resnet_lab", *RUN, "--steps", str(steps),
+                                        "--checkpoint-every", "5", "--out", str(a)], min_step=10)
+    assert done.returncode == 0, done.stdout[-3000:]  # pre-emption under torchrun ends cleanly
+    assert load_checkpoint(a / "last.pt")["step"] < steps
+    subprocess.run([sys.executable, "-m", "resnet_lab", "train", "--resume", str(a), "--quiet"],
+                   check=True, capture_output=True, env=_one_thread())
+    assert load_checkpoint(a / "last.pt")["step"] == steps
+    assert max_weight_diff(tmp_path / "one", a / "last.pt") < TOLERANCE
+    # one process -> SIGTERM -> finish on two ranks
+    b = tmp_path / "one_then_two"
+    done = _sigterm_one_worker_when(b, [sys.executable, "-m", "resnet_lab", *RUN, "--steps", str(steps),
+                                        "--checkpoint-every", "5", "--out", str(b)], min_step=10)
+    assert done.returncode == 128 + signal.SIGTERM
+    assert load_checkpoint(b / "last.pt")["step"] < steps
+    subprocess.run([*TORCHRUN, "-m", "resnet_lab", "train", "--resume", str(b), "--quiet"],
+                   check=True, capture_output=True, timeout=300)
+    assert load_checkpoint(b / "last.pt")["step"] == steps
+    assert max_weight_diff(tmp_path / "one", b / "last.pt") < TOLERANCE
+
+
+def test_sync_bn_on_cpu_is_refused_with_a_hint(capsys):
+    from resnet_lab.cli.main import main
+
+    assert main(["train", "--sync-bn", "--device", "cpu", "--quiet", "--no-tensorboard", "--epochs", "1",
+                 "--out", "/nonexistent/never-written"]) == 2
+    assert "--norm group" in capsys.readouterr().err
