@@ -18,25 +18,9 @@ from pathlib import Path
 
 import torch
 
+from resnet_lab.experiments.compare import saved_tensor_bytes  # also used by `resnet-lab compare`
 from resnet_lab.models import create_model
 from resnet_lab.runtime import hardware_info
-
-
-def saved_tensor_bytes(model, x) -> int:
-    seen, total = set(), 0
-
-    def pack(t):
-        nonlocal total
-        key = (t.untyped_storage().data_ptr(), t.dtype)
-        if key not in seen:  # the same storage saved twice costs memory once
-            seen.add(key)
-            total += t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(x).sum()
-    loss.backward()
-    return total
 
 
 def step_seconds(model, x, repeats: int) -> float:

@@ -82,6 +82,7 @@ def register(sub) -> None:
                    help="on NaN/Inf: warn, skip the step, or stop with a report (default stop)")
     g.add_argument("--monitor-every", type=int, help="record per-layer gradient norms every N steps (10)")
     g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
+    g.add_argument("--log-every", type=int, help="record the running training loss/error every N steps")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     g.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
     p.set_defaults(func=run)
@@ -91,7 +92,7 @@ CONFIG_FLAGS = ("val_split", "augment", "workers", "image_size", "epochs", "step
                 "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
                 "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "device", "precision",
                 "channels_last", "compile", "seed", "deterministic", "sync_bn", "dist_timeout", "monitor", "monitor_every", "on_nonfinite",
-                "checkpoint_every", "tensorboard", "data", "data_dir")
+                "checkpoint_every", "log_every", "tensorboard", "data", "data_dir")
 
 
 def config_from_args(args):
@@ -139,6 +140,11 @@ def run(args) -> int:
     final = result.final
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
+    if result.run_dir is not None:
+        from ..report.train_report import write_train_report
+
+        report = write_train_report(result, result.config, result.run_dir / "report.html", result.device)
+        print(f"report: {report}")
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
           f"(best {result.best_acc:.4f}); run directory {result.run_dir}")
     return 0

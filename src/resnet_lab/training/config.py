@@ -59,6 +59,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # warn | skip | stop
     # output
     out: str | None = None
+    log_every: int = 0  # also record the running training loss/error every N steps (0: per epoch only)
     checkpoint_every: int = 0  # also save `last` every N steps (0: at epoch ends only)
     tensorboard: bool = True
     progress: bool = True
@@ -147,6 +148,7 @@ def validate(c: TrainConfig) -> None:
         (c.clip_norm is None or c.clip_norm > 0, f"--clip-norm must be positive, got {c.clip_norm}"),
         (c.clip_value is None or c.clip_value > 0, f"--clip-value must be positive, got {c.clip_value}"),
         (c.val_split >= 0, f"--val-split must be >= 0, got {c.val_split}"),
+        (c.log_every >= 0, f"--log-every must be >= 0, got {c.log_every}"),
         (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),
         (all(0 < m < 1 for m in c.milestones), f"--milestones are fractions of the run in (0, 1), got {c.milestones}"),
         (c.monitor_every >= 1, f"--monitor-every must be at least 1, got {c.monitor_every}"),

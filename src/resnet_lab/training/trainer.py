@@ -56,6 +56,9 @@ class TrainResult:
     steps: int
     data_info: dict
     events: list[dict] = field(default_factory=list)
+    step_history: list[dict] = field(default_factory=list)  # every ``log_every`` steps (this process)
+    config: TrainConfig | None = None  # as run (a resumed run's own settings)
+    device: str = "cpu"
 
     @property
     def final(self) -> dict:
@@ -267,7 +270,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     # state that a checkpoint carries
     step, epoch, batch_in_epoch = 0, 0, 0
     warmup_done = c.warmup_lr <= 0
-    best_acc, history, events = -1.0, [], []
+    best_acc, history, events, step_history = -1.0, [], [], []
     acc_state = None  # running sums of the interrupted epoch
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -336,6 +339,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             acc_state = None
             epoch_start = time.perf_counter()
             sums_at_start = sums.clone()  # a resumed epoch's images per second counts only new images
+            interval_start = sums.clone()
             batches = (train_loader.iter_from(batch_in_epoch) if hasattr(train_loader, "iter_from")
                        else _skip(train_loader, batch_in_epoch))
             bar = _progress(c, epoch, num_epochs, steps_per_epoch, batch_in_epoch)
@@ -377,6 +381,12 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                                          torch.tensor(float(len(y)), device=device, dtype=torch.float64)])
                 step += 1
                 batch_in_epoch += 1
+                if c.log_every and step % c.log_every == 0:  # a finer training curve: one sync per interval
+                    loss_i, correct_i, seen_i = (sums - interval_start).tolist()
+                    step_history.append({"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch,
+                                         "train_loss": loss_i / max(seen_i, 1),
+                                         "train_error": 1 - correct_i / max(seen_i, 1), "lr": lr})
+                    interval_start = sums.clone()
                 if not warmup_done and step % 20 == 0:
                     warmup_done = 1 - sums[1].item() / max(1.0, sums[2].item()) < c.warmup_until_error
                     if warmup_done:
@@ -426,7 +436,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
         writer.close()
     if monitor is not None:
         monitor.close()
-    return TrainResult(run_dir, history, model, best_acc, step, info, events)
+    return TrainResult(run_dir, history, model, best_acc, step, info, events, step_history, c, str(device))
 
 
 def _skip(loader, k: int):

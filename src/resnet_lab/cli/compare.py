@@ -1,0 +1,92 @@
+"""`resnet-lab compare MODEL MODEL...`: measure models side by side and say which to choose."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .model_options import add_model_options, model_options
+from .table import format_table
+
+EXAMPLES = """examples:
+  resnet-lab compare                                  # resnet101 vs resnet152 on the best device
+  resnet-lab compare resnet18 resnet34 resnet50 --quick
+  resnet-lab compare resnet101 resnet152 --device cuda --batch-size 128 --precision bf16 --channels-last
+  resnet-lab compare resnet56 resnet110 --json
+  resnet-lab compare resnet101 resnet152 --out runs/compare   # compare.json, compare.png, compare.svg
+"""
+
+COLUMNS = [("name", "model"), ("params", "params"), ("gflops", "GFLOPs"), ("layers", "layers"),
+           ("input", "input"), ("memory", "train MiB"), ("train_images_per_s", "train img/s"),
+           ("infer_images_per_s", "infer img/s"), ("latency_ms_batch1", "ms @ batch 1"), ("top1", "top-1 (weights)")]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="measure models side by side and say which to choose",
+        description="Measure models side by side in one run (interleaved, warm-up, medians): parameters, GFLOPs, "
+                    "weighted layers, peak training memory, training and inference throughput, batch-1 latency, "
+                    "plus torchvision's published ImageNet top-1 where it has weights; then say which model fits "
+                    "which budget. Progress goes to stderr.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="*", metavar="MODEL", default=["resnet101", "resnet152"],
+                   help="model names (default: resnet101 resnet152)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    p.add_argument("--batch-size", type=int, help="batch for throughput and memory (default: 8 on CPU, 64 on GPU)")
+    p.add_argument("--image-size", type=int, help="input height = width (default: each model's native size)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast (default fp32)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and inputs")
+    p.add_argument("--warmup", type=int, help="untimed rounds (default: 1 on CPU, 3 on GPU)")
+    p.add_argument("--repeats", type=int, help="timed rounds, the median is reported (default: 3 on CPU, 10 on GPU)")
+    p.add_argument("--quick", action="store_true",
+                   help="small and fast: 64x64 for ImageNet nets, batch 4, 5 rounds (explicit options win)")
+    p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--out", type=Path, metavar="DIR", help="also write compare.json, compare.png and compare.svg here")
+    add_model_options(p, model_flag=False)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..experiments.compare import compare_models
+
+    result = compare_models(
+        args.models, device=args.device, batch_size=args.batch_size, image_size=args.image_size,
+        precision=args.precision, channels_last=args.channels_last, warmup=args.warmup, repeats=args.repeats,
+        num_classes=args.num_classes, model_options=model_options(args), quick=args.quick,
+        log=lambda msg: print(f"compare: {msg}", file=sys.stderr))
+    if args.out:
+        from ..experiments.compare_plot import plot_comparison
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+        written = plot_comparison(result, args.out / "compare.png")
+        print(f"compare: wrote {args.out / 'compare.json'}, {', '.join(str(p) for p in written)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(render(result))
+    return 0
+
+
+def render(result: dict) -> str:
+    """The table, the settings that qualify it, and the verdict sentences."""
+    rows = []
+    for r in result["models"]:
+        ref = r["reference_top1"]
+        top1 = None
+        if ref:
+            weights = max(ref, key=ref.get)
+            top1 = f"{ref[weights]:.3f} ({weights})"
+        rows.append({**r, "input": f"{r['input_size']}x{r['input_size']}", "memory": r["peak_train_memory_mib"],
+                     "top1": top1})
+    s, hw = result["settings"], result["hardware"]
+    lines = [format_table(rows, COLUMNS), ""]
+    lines.append(f"{hw.get('gpu') or hw.get('cpu')} ({s['device']}), batch {s['batch_size']}, {s['precision']}"
+                 f"{', channels_last' if s['channels_last'] else ''}; {s['timing']}; memory: {s['memory_method']}.")
+    lines += [f"note: {n}." for n in s["notes"]]
+    if result["verdict"]:
+        lines += ["", "verdict:"] + [f"- {v}" for v in result["verdict"]]
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""The report of one `resnet-lab train` run: curves, gradient flow, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .html import Report
+from .meta import run_metadata
+
+
+def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
+    """Write ``report.html`` for a finished (or stopped) run from its ``TrainResult``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    history = result.history
+    info = result.data_info
+    report = Report(f"Training {config.model}", info["description"])
+    elapsed = history[-1]["elapsed_s"] if history else 0.0
+    report.set_meta(settings={k: v for k, v in config.to_dict().items() if k not in ("out",)},
+                    data=info["description"], seeds=config.seed, run_time_s=elapsed, **run_metadata(device))
+    if history:
+        last = history[-1]
+        report.add_findings([
+            f"final {info['eval_split']} accuracy {last['test_acc']:.2%} (best {result.best_acc:.2%}) "
+            f"after {len(history)} epochs, {result.steps} steps",
+            f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
+            f"throughput {last['images_per_s']:,.0f} images/s on {device}",
+        ] + ([f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}"]
+             if "gradients" in last else []))
+
+        fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))
+        epochs = [r["epoch"] for r in history]
+        ax_loss.plot(epochs, [r["train_loss"] for r in history], lw=2, label="train")
+        ax_loss.plot(epochs, [r["test_loss"] for r in history], lw=1, ls="--", label=info["eval_split"])
+        ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+        ax_err.plot(epochs, [100 * (1 - r["train_acc"]) for r in history], lw=2, label="train")
+        ax_err.plot(epochs, [100 * (1 - r["test_acc"]) for r in history], lw=1, ls="--", label=info["eval_split"])
+        ax_err.set(xlabel="epoch", ylabel="error (%)", title="Error")
+        for ax in (ax_loss, ax_err):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        report.add_figure(fig, "Bold: training; dashed: evaluation split.")
+        plt.close(fig)
+
+        flows = {f"epoch {r['epoch']}": r["gradients"]["groups"] for r in history
+                 if r.get("gradients", {}).get("groups")}
+        if flows:
+            from ..diagnostics import plot_gradient_flow
+
+            keep = dict(list(flows.items())[:: max(1, len(flows) // 5)])  # at most ~5 lines
+            paths = plot_gradient_flow(keep, Path(path).with_name("gradient_flow"), title="Gradient flow")
+            report.add_figure(next(p for p in paths if p.suffix == ".svg"),
+                              "Gradient L2 norm per layer group (stem = 0) at the end of epochs.")
+        report.add_table([{k: r[k] for k in ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc",
+                                             "lr", "images_per_s", "time_s")} for r in history],
+                         caption="Per-epoch metrics (metrics.jsonl)")
+    if result.events:
+        report.add_table(result.events, caption="Events (non-finite values, skipped steps)")
+    return report.write(path)

@@ -1,0 +1,161 @@
+"""`compare_models`, its verdict, chart and CLI, and the benchmark against torchvision.
+
+Measurements run on tiny settings (CIFAR nets at batch 2, one round): the numbers must be real
+and positive, not fast. The verdict's logic is tested on fixed numbers, since timings are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_lab.cli.main import main
+from resnet_lab.experiments import compare_models, reference_top1, saved_tensor_bytes
+from resnet_lab.experiments.compare import _same_architecture_as_default, verdict
+from resnet_lab.experiments.compare_plot import plot_comparison
+from resnet_lab.models import create_model
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+TINY = dict(device="cpu", batch_size=2, warmup=1, repeats=1, log=None)
+ROW_KEYS = {"name", "family", "params", "gflops", "layers", "input_size", "batch_size", "peak_train_memory_mib",
+            "memory_method", "train_images_per_s", "infer_images_per_s", "latency_ms_batch1", "reference_top1"}
+
+
+@pytest.fixture(scope="module")
+def cifar_pair() -> dict:
+    return compare_models(["resnet20", "resnet32"], **TINY)
+
+
+def test_compare_measures_real_numbers(cifar_pair):
+    rows = {r["name"]: r for r in cifar_pair["models"]}
+    assert list(rows) == ["resnet20", "resnet32"]
+    for r in rows.values():
+        assert ROW_KEYS <= set(r)
+        for key in ("params", "gflops", "layers", "peak_train_memory_mib", "train_images_per_s",
+                    "infer_images_per_s", "latency_ms_batch1"):
+            assert r[key] > 0, key
+        assert r["input_size"] == 32 and r["batch_size"] == 2 and r["reference_top1"] is None
+        assert r["memory_method"] == "saved_tensors_estimate"
+    deep, shallow = rows["resnet32"], rows["resnet20"]
+    assert deep["params"] > shallow["params"] and deep["gflops"] > shallow["gflops"]
+    assert (deep["layers"], shallow["layers"]) == (32, 20)
+    assert deep["peak_train_memory_mib"] > shallow["peak_train_memory_mib"]
+    assert cifar_pair["hardware"]["torch"] and cifar_pair["settings"]["repeats"] == 1
+    json.dumps(cifar_pair)  # JSON-ready as returned
+
+
+def test_verdict_names_both_models(cifar_pair):
+    text = " ".join(cifar_pair["verdict"])
+    assert "resnet20" in text and "resnet32" in text and "faster" in text
+    assert "no ImageNet accuracy" in text
+
+
+def test_reference_accuracy_comes_from_torchvision_metadata():
+    assert reference_top1("resnet101") == {"IMAGENET1K_V1": 77.374, "IMAGENET1K_V2": 81.886}
+    assert reference_top1("resnet152") == {"IMAGENET1K_V1": 78.312, "IMAGENET1K_V2": 82.284}
+    assert reference_top1("resnet56") is None and reference_top1("plain18") is None
+    # Another architecture under the same name is not torchvision's network: no reference then.
+    assert _same_architecture_as_default("resnet101", {"checkpointing": True, "init": "xavier"})
+    assert not _same_architecture_as_default("resnet101", {"norm": "group"})
+
+
+def test_imagenet_pair_at_small_size_gets_reference_accuracy():
+    result = compare_models(["resnet18", "resnet34"], image_size=32, **{**TINY, "warmup": 0})
+    r18, r34 = result["models"]
+    assert r18["reference_top1"]["IMAGENET1K_V1"] == pytest.approx(69.758)
+    assert r34["input_size"] == 32 and r34["native_size"] == 224
+    assert r34["gflops_native"] > r34["gflops"]  # FLOPs at 224 for accuracy-per-GFLOP, at 32 as measured
+    assert any("not the native" in n for n in result["settings"]["notes"])
+    assert any("top-1" in v for v in result["verdict"])
+
+
+def _row(name, train, infer, latency, mem, params, gflops, ref):
+    return {"name": name, "family": "imagenet", "params": params, "gflops": gflops, "gflops_native": gflops,
+            "layers": 0, "input_size": 224, "native_size": 224, "batch_size": 8, "peak_train_memory_mib": mem,
+            "memory_method": "cuda_max_allocated", "train_images_per_s": train, "infer_images_per_s": infer,
+            "latency_ms_batch1": latency, "reference_top1": ref}
+
+
+SETTINGS = {"batch_size": 8, "memory_method": "cuda_max_allocated", "notes": [], "input_sizes": [224],
+            "precision": "fp32", "device": "cuda"}
+R101 = _row("resnet101", 300.0, 900.0, 6.0, 9000.0, 44_549_160, 15.6,
+            {"IMAGENET1K_V1": 77.374, "IMAGENET1K_V2": 81.886})
+R152 = _row("resnet152", 200.0, 600.0, 9.0, 12500.0, 60_192_808, 23.0,
+            {"IMAGENET1K_V1": 78.312, "IMAGENET1K_V2": 82.284})
+
+
+def test_verdict_recommends_per_budget_with_reasons():
+    text = "\n".join(verdict([R101, R152], SETTINGS))
+    assert "resnet101 trains 1.50x faster than resnet152" in text
+    assert "+0.40 points for +3.0 ms" in text and "points per extra GFLOP" in text
+    assert "If you can afford 6.0 ms but less than 9.0 ms per image at batch 1 on this device, choose resnet101" in text
+    assert "If you can afford 9.0 ms or more per image at batch 1 on this device, choose resnet152" in text
+    assert "With less than 12500 MiB for training at batch 8, only resnet101 fits" in text
+
+
+def test_verdict_calls_out_a_dominated_model_and_stays_quiet_for_one():
+    slow_but_worse = {**R152, "reference_top1": {"IMAGENET1K_V1": 70.0}}
+    text = "\n".join(verdict([R101, slow_but_worse], SETTINGS))
+    assert "resnet152 is not worth it" in text and "choose resnet101" in text
+    assert verdict([R101], SETTINGS) == []
+
+
+def test_plot_writes_png_and_svg(tmp_path):
+    result = {"models": [R101, R152, _row("resnet56", 900.0, 3000.0, 2.0, 300.0, 853_018, 0.25, None)],
+              "settings": SETTINGS, "hardware": {"gpu": "test GPU"}}
+    paths = plot_comparison(result, tmp_path / "chart.png")
+    assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
+    # No model with a published accuracy: GFLOPs on y instead.
+    result["models"] = result["models"][2:]
+    assert all(p.stat().st_size > 1000 for p in plot_comparison(result, tmp_path / "flops.png"))
+
+
+def test_cli_json_and_out(tmp_path, capsys):
+    args = ["compare", "resnet20", "resnet32", "--device", "cpu", "--batch-size", "2", "--repeats", "1",
+            "--warmup", "0"]
+    assert main(args + ["--json", "--out", str(tmp_path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in printed["models"]] == ["resnet20", "resnet32"] and printed["verdict"]
+    assert json.loads((tmp_path / "compare.json").read_text())["settings"]["batch_size"] == 2
+    assert (tmp_path / "compare.png").stat().st_size > 1000 and (tmp_path / "compare.svg").stat().st_size > 1000
+
+
+def test_cli_table_for_one_model(capsys):
+    assert main(["compare", "resnet20", "--device", "cpu", "--batch-size", "2", "--repeats", "1",
+                 "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet20" in out and "train img/s" in out and "verdict" not in out
+
+
+def test_cli_bad_model_exits_2(capsys):
+    assert main(["compare", "resnet20", "resnet21", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "resnet21" in err and "6n+2" in err
+
+
+def test_saved_tensor_bytes_counts_activations():
+    model = create_model("resnet20")
+    x = torch.randn(2, 3, 32, 32)
+    everything = saved_tensor_bytes(model, x)
+    activations = saved_tensor_bytes(model, x, skip_parameters=True)
+    assert 0 < activations < everything
+
+
+def test_bench_vs_torchvision_smoke(tmp_path):
+    out = tmp_path / "vs.json"
+    argv = sys.argv
+    sys.argv = ["bench_vs_torchvision.py", "--smoke", "--out", str(out)]
+    try:
+        runpy.run_path(str(BENCH / "bench_vs_torchvision.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    result = json.loads(out.read_text())
+    assert {"hardware", "versions", "settings", "rows", "ratio"} <= set(result)
+    row = result["rows"][0]
+    assert row["model"] == "resnet18" and row["same_outputs"] is True
+    assert row["train_ratio"] > 0 and row["infer_ratio"] > 0 and result["ratio"]["train_min"] > 0
