@@ -15,7 +15,7 @@ $(BIN)/resnet-lab: pyproject.toml
 install: $(BIN)/resnet-lab
 
 demo: install
-	$(BIN)/resnet-lab models
+	$(BIN)/resnet-lab demo
 
 test: install browser
 	$(BIN)/python -m pytest -q

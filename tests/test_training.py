@@ -95,9 +95,9 @@ def test_resnet20_on_digits_reaches_97_percent_in_15_epochs(tmp_path):
 
 def test_small_cifar10_subset_learns_well_above_chance(shared_data_dir):
     data = f"npz:{shared_data_dir / 'cifar10-small.npz'}"
-    config = resolve_config("default", model="resnet20", data=data, epochs=3, progress=False, tensorboard=False)
+    config = resolve_config("default", model="resnet8", data=data, epochs=2, progress=False, tensorboard=False)
     result = train(config, log=lambda _: None)
-    assert result.history[-1]["test_acc"] > 0.30  # chance is 0.10
+    assert result.history[-1]["test_acc"] > 0.25  # chance is 0.10
 
 
 # ----------------------------------------------------------------------------- resume

@@ -15,7 +15,7 @@ EXAMPLES = """examples:
   resnet-lab compare resnet18 resnet34 resnet50 --quick
   resnet-lab compare resnet101 resnet152 --device cuda --batch-size 128 --precision bf16 --channels-last
   resnet-lab compare resnet56 resnet110 --json
-  resnet-lab compare resnet101 resnet152 --out runs/compare   # compare.json, compare.png, compare.svg
+  resnet-lab compare resnet101 resnet152 --out runs/compare   # compare.json, compare.png/.svg, report.html
 """
 
 COLUMNS = [("name", "model"), ("params", "params"), ("gflops", "GFLOPs"), ("layers", "layers"),
@@ -44,7 +44,7 @@ def register(sub) -> None:
                    help="small and fast: 64x64 for ImageNet nets, batch 4, 5 rounds (explicit options win)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    p.add_argument("--out", type=Path, metavar="DIR", help="also write compare.json, compare.png and compare.svg here")
+    p.add_argument("--out", type=Path, metavar="DIR", help="also write compare.json, the chart and report.html here")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
 
@@ -58,12 +58,10 @@ def run(args) -> int:
         num_classes=args.num_classes, model_options=model_options(args), quick=args.quick,
         log=lambda msg: print(f"compare: {msg}", file=sys.stderr))
     if args.out:
-        from ..experiments.compare_plot import plot_comparison
+        from ..experiments.compare_report import write_compare_outputs
 
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-        written = plot_comparison(result, args.out / "compare.png")
-        print(f"compare: wrote {args.out / 'compare.json'}, {', '.join(str(p) for p in written)}", file=sys.stderr)
+        written = write_compare_outputs(result, args.out)
+        print(f"compare: wrote {', '.join(str(p) for p in written.values() if p)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -13,7 +13,7 @@ import sys
 from ..errors import UserError
 
 # Order here is the order shown by `resnet-lab --help`.
-COMMANDS = ["models", "summary", "train", "evaluate", "predict", "export", "gradients", "compare"]
+COMMANDS = ["models", "summary", "train", "evaluate", "predict", "export", "gradients", "demo", "degradation", "survey", "compare"]
 
 
 class _Parser(argparse.ArgumentParser):

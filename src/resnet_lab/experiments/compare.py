@@ -261,6 +261,7 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     memory_method, train_images_per_s, infer_images_per_s, latency_ms_batch1, reference_top1``
     and the per-round ``samples_s``), ``hardware``, ``settings`` and ``verdict`` (sentences).
     """
+    started = time.perf_counter()
     say = log or (lambda *_: None)
     models = list(models)
     if not models:
@@ -363,6 +364,7 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     }
     result = {"models": rows, "hardware": hardware_info(dev), "settings": settings}
     result["verdict"] = verdict(rows, settings)
+    result["run_time_s"] = time.perf_counter() - started
     return result
 
 

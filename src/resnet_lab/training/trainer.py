@@ -231,8 +231,6 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
 
 def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, dataset) -> TrainResult:
     seed_everything(c.seed, c.deterministic)
-    if c.precision == "bf16" and device.type == "cpu" and c.compile:
-        log("note: bf16 on CPU is slow; fp32 is usually faster there")
 
     # data
     from ..data import FolderDataset, load_data

@@ -1,0 +1,131 @@
+"""`resnet-lab degradation`: plain vs residual nets of several depths, same recipe and data (paper Fig. 1 / 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .model_options import add_model_options, model_options
+from .table import format_table
+from .train import add_data_options
+
+EXAMPLES = """examples:
+  resnet-lab degradation                                   # plain/resnet 20 and 56 on digits, default recipe
+  resnet-lab degradation --epochs 4 --image-size 16 --quiet  # a quick look (digits at 16x16)
+  resnet-lab degradation --depths 20 56 110 --seeds 0 1 2 --out runs/deg3
+  resnet-lab degradation --data npz:../shared/data/cifar10-small.npz --epochs 5 --device cuda
+  resnet-lab degradation --recipe paper --data cifar10 --device cuda --out runs/paper-fig6
+
+writes DIR/results.json (one entry per network: per-epoch training and test error, final errors,
+parameters, finer training curve, gradient-flow snapshots), DIR/degradation.png/.svg (plain left,
+ResNet right; bold solid = training error, thin dashed = test error), DIR/gradient_flow.png/.svg
+and DIR/report.html. The findings say whether degradation showed up, from the measured numbers.
+"""
+
+TRAIN_FLAGS = ("batch_size", "lr", "steps", "schedule", "weight_decay", "warmup", "optimizer", "momentum",
+               "val_split", "data_dir", "image_size", "precision", "augment", "monitor_every", "on_nonfinite")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "degradation", help="plain vs residual nets of several depths: does the deeper plain net train worse?",
+        description="Reproduce the degradation experiment of He et al. (2015), Fig. 1 and Fig. 6: plain and "
+                    "residual networks (CIFAR family, option A shortcuts, equal parameters) of several depths, "
+                    "trained with the same recipe, data and seeds. Records training and test error per epoch "
+                    "(and every few steps) and gradient-flow snapshots, then states whether degradation showed "
+                    "up in this run. Progress goes to stderr.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depths", type=int, nargs="+", default=[20, 56], metavar="N",
+                   help="CIFAR depths 6n+2 (default: 20 56; e.g. 20 56 110)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+                   help="one run per seed; errors are reported as mean and spread (default: 0)")
+    p.add_argument("--recipe", choices=("default", "paper", "fast"), default="default",
+                   help="training recipe, as for 'train' (default: default)")
+    p.add_argument("--out", type=Path, default=Path("runs/degradation"), metavar="DIR",
+                   help="output folder (default: runs/degradation)")
+    p.add_argument("--save-runs", action="store_true",
+                   help="also keep each network's run directory (checkpoints, metrics) in DIR/runs/")
+    add_data_options(p)
+    g = p.add_argument_group("training (as for 'train'; the same for every network)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--steps", type=int, help="run length in iterations (overrides --epochs)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="peak learning rate at batch 128")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--schedule", choices=("step", "cosine", "linear", "constant"))
+    g.add_argument("--warmup", type=float, help="fraction of the run with a linear warm-up")
+    g.add_argument("--val-split", type=int, help="hold out N training images for evaluation")
+    g.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    g.add_argument("--image-size", type=int, help="resize the images (digits: 16 is 4x faster than 32)")
+    g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    g.add_argument("--log-every", type=int, help="steps between points of the finer training curve "
+                                                 "(default: about 4 per epoch)")
+    g.add_argument("--monitor-every", type=int, help="record gradient norms every N steps (10)")
+    g.add_argument("--on-nonfinite", choices=("warn", "skip", "stop"),
+                   help="on NaN/Inf in a network's training: warn, skip the step, or stop (default stop)")
+    g.add_argument("--quiet", action="store_true", help="one line per network instead of per epoch")
+    add_model_options(p, model_flag=False)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..experiments.degradation import run_degradation
+    from ..experiments.degradation_report import write_degradation_outputs
+
+    def err(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def quiet_log(msg: str) -> None:
+        if not msg.startswith("  ") or "final training error" in msg:
+            err(msg)
+
+    if args.out.exists() and not args.out.is_dir():
+        from ..errors import UserError
+
+        raise UserError(f"--out {args.out} is a file; give a directory")
+    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
+    opts = model_options(args)
+    if opts:
+        overrides["model_options"] = opts
+    from ..diagnostics import NonFiniteError
+
+    try:
+        result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
+                                 epochs=args.epochs, device=args.device, log_every=args.log_every,
+                                 out=args.out if args.save_runs else None, log=quiet_log if args.quiet else err,
+                                 progress=not args.quiet and sys.stderr.isatty(), **overrides)
+    except NonFiniteError as stop:
+        print(f"resnet-lab: stopped: {stop}", file=sys.stderr)
+        return stop.exit_code
+    paths = write_degradation_outputs(result, args.out)
+    print(render(result))
+    print(f"\nreport: {paths['report']}\nresults: {paths['results']}\nfigure: {paths['figure']}")
+    return 0
+
+
+COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
+           ("train", "final train error"), ("test", "final test error"), ("time", "time (s)")]
+
+
+def render(result: dict) -> str:
+    """The table of final errors and the findings sentences."""
+    multi = len(result["settings"]["seeds"]) > 1
+
+    def cell(net, key):
+        text = f"{100 * net[key]:.2f}%"
+        return text + (f" ± {100 * net[key + '_std']:.2f}" if multi else "")
+
+    rows = [{"model": n["model"], "depth": n["depth"], "shortcut": n["shortcut_option"], "params": n["params"],
+             "train": cell(n, "final_train_error"), "test": cell(n, "final_test_error"),
+             "time": f"{n['time_s']:.1f}"} for n in result["networks"]]
+    s = result["settings"]
+    lines = [format_table(rows, COLUMNS), "",
+             f"{s['data_description']}; recipe {s['recipe']}, {s['epochs_run']} epochs x {s['steps_per_epoch']} steps, "
+             f"seeds {' '.join(map(str, s['seeds']))}, {s['device']}; run time {result['run_time_s']:.1f} s.", "",
+             "findings:"]
+    lines += [f"- {t}" for t in result["findings"]["text"]]
+    return "\n".join(lines)

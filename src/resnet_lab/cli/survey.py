@@ -1,0 +1,84 @@
+"""`resnet-lab survey`: measure the claims people make about training deep nets, one switch at a time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  resnet-lab survey --depths 8 20 56 --image-size 16 --steps 20 --threads 1   # about 40 s on 2 CPU cores
+  resnet-lab survey --depths 20 56 110 --device cuda --steps 50
+  resnet-lab survey --full --depths 8 20                # the whole product: 36 cells per depth
+  resnet-lab survey --markdown > survey.md
+  resnet-lab survey --json --quiet | jq '.claims'
+
+Writes survey.json, survey.md, report.html and the heat maps (survey_gradient_ratio.png/.svg,
+survey_loss_drop.png/.svg) to --out. A claim can come out CONTRADICTED: that is a measurement,
+not an error (short runs measure the first steps of training only).
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "survey", help="measure common claims about training deep nets, one switch at a time",
+        description="Flip one switch at a time (depth x plain/residual x norm x activation x init, plus a learning "
+                    "rate too high with and without gradient clipping) and measure, per cell: the gradient norm "
+                    "of the first and last blocks at initialisation and their ratio, the gradient monitor's "
+                    "verdict, and whether and how fast the loss falls in a short run. Then judge each claim "
+                    "from the measurements. Progress goes to stderr.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depths", type=int, nargs="+", default=[8, 20, 56], metavar="N",
+                   help="CIFAR depths, 6n+2 (default: 8 20 56)")
+    p.add_argument("--data", default="digits", help="digits (default, bundled), cifar10, cifar100 or npz:PATH")
+    p.add_argument("--data-dir", help="cache folder for downloaded data sets")
+    p.add_argument("--steps", type=int, default=30, help="SGD steps of each short run (default 30)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--batches-at-init", type=int, default=3,
+                   help="batches the gradient norms at initialisation are averaged over (default 3)")
+    p.add_argument("--image-size", type=int,
+                   help="resize images to this side (default: the data's; digits are 8x8 upsampled, so 16 loses "
+                        "nothing and is about 4x faster)")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the short runs (default 0.1)")
+    p.add_argument("--high-lr", type=float, help="the learning rate far too high (default 10x --lr)")
+    p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping threshold at --high-lr (default 1)")
+    p.add_argument("--full", action="store_true",
+                   help="the whole product norm x activation x init per depth and shortcut (36 cells per depth)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: torch's); 1 is often fastest for these small nets")
+    p.add_argument("--out", type=Path, default=Path("runs/survey"), metavar="DIR",
+                   help="where to write the outputs (default runs/survey)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the result as JSON")
+    out.add_argument("--markdown", action="store_true", help="print the table and claims as Markdown")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..experiments.survey import run_survey
+    from ..experiments.survey_report import survey_markdown, survey_text, write_survey_outputs
+
+    from ..errors import UserError
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
+    log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
+    result = run_survey(
+        args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, batches_at_init=args.batches_at_init,
+        batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, high_lr=args.high_lr,
+        clip_norm=args.clip_norm, seed=args.seed, full=args.full, device=args.device, threads=args.threads, log=log)
+    written = write_survey_outputs(result, args.out)
+    if log:
+        log(f"wrote {written['json']}, {written['markdown']}, {written['html']}, "
+            f"{', '.join(str(p) for p in written['plots'])}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.markdown:
+        print(survey_markdown(result))
+    else:
+        print(survey_text(result))
+    return 0

@@ -1,0 +1,51 @@
+"""Outputs of a model comparison: compare.json, the chart, and a report section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COLUMNS = [("name", "model"), ("params", "params"), ("gflops_native", "GFLOPs (native)"), ("layers", "layers"),
+           ("peak_train_memory_mib", "train memory (MiB)"), ("train_images_per_s", "train img/s"),
+           ("infer_images_per_s", "infer img/s"), ("latency_ms_batch1", "latency (ms, batch 1)"),
+           ("top1", "ImageNet top-1 (torchvision)")]
+
+
+def table_rows(result: dict) -> list[dict]:
+    rows = []
+    for row in result["models"]:
+        ref = row.get("reference_top1") or {}
+        rows.append({**row, "top1": " / ".join(f"{v:.3f} ({k})" for k, v in ref.items()) or None})
+    return rows
+
+
+def add_compare_section(report, result: dict, chart: Path | None) -> None:
+    """The comparison as one section of a report: verdict, table, chart."""
+    report.add_section("Which model? " + " vs ".join(r["name"] for r in result["models"]))
+    if result["verdict"]:
+        report.add_findings(result["verdict"], title="What the numbers say")
+    report.add_table(table_rows(result), COLUMNS, caption="; ".join(result["settings"].get("notes", []))
+                     or "measured side by side in one run")
+    if chart is not None:
+        report.add_figure(chart, "Published top-1 vs measured training throughput; marker area = training memory.")
+    report.add_paragraph(f"Timing: {result['settings']['timing']}. Memory: {result['settings']['memory_method']}.")
+
+
+def write_compare_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
+    """compare.json, compare.png/.svg and report.html in ``out_dir``."""
+    from ..report import Report, run_metadata
+    from ..training.checkpoint import atomic_write_text
+    from .compare_plot import plot_comparison
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
+    charts = plot_comparison(result, out / "compare.png")
+    chart = next((p for p in charts if p.suffix == ".svg"), None)
+    s = result["settings"]
+    report = Report("Model comparison", f"measured on {s['device']}")
+    report.set_meta(settings=s, data="synthetic inputs (timing only)", seeds="-",
+                    run_time_s=result.get("run_time_s", 0.0), **run_metadata(s["device"]))
+    add_compare_section(report, result, chart)
+    report.add_json(result, caption="Raw data (compare.json)")
+    return {"json": out / "compare.json", "chart": chart, "report": report.write(out / "report.html")}

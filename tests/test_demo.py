@@ -1,0 +1,56 @@
+"""The main job end to end (at tiny sizes): every part runs, headlines carry measured numbers,
+and the one combined report opens in a real browser with every image loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from browser import browser_missing, open_in_browser
+from resnet_lab.experiments.demo import run_demo
+
+TINY = {
+    "degradation": {"depths": (8, 14), "epochs": 1, "image_size": 16, "batch_size": 64},
+    "survey": {"depths": (8,), "steps": 3, "batch_size": 16, "image_size": 16, "batches_at_init": 1},
+    "compare": {"models": ["resnet20", "resnet32"], "quick": True},
+}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out=out, sizes=TINY, log=lambda _: None), out
+
+
+def test_demo_writes_each_experiment_and_one_report(demo):
+    result, out = demo
+    for path in ("degradation/results.json", "degradation/degradation.png", "survey/survey.json",
+                 "compare/compare.json", "report.html"):
+        assert (out / path).stat().st_size > 0, path
+    networks = json.loads((out / "degradation" / "results.json").read_text())["networks"]
+    assert {n["model"] for n in networks} == {"plain8", "resnet8", "plain14", "resnet14"}
+    assert set(result["timings_s"]) == {"degradation", "survey", "compare"}
+
+
+def test_headlines_are_measured_numbers(demo):
+    result, _ = demo
+    assert 3 <= len(result["headlines"]) <= 6
+    assert all(re.search(r"\d", line) for line in result["headlines"])
+    plain14 = next(n for n in result["degradation"]["networks"] if n["model"] == "plain14")
+    assert f"{plain14['final_train_error']:.1%}" in result["headlines"][0]
+
+
+def test_demo_report_opens_in_a_browser_with_every_image_loaded(demo):
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the browser test cannot run: {reason}")
+        pytest.skip(reason)
+    _, out = demo
+    images, errors = open_in_browser(out / "report.html")
+    assert not images["failed"] and len(images["images"]) >= 4
+    assert errors == []
+    assert not images["layout"]["phone"]["overflows"]
