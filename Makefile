@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/resnet-lab demo
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The report test opens pages in headless Chromium: as root with apt-get, install Debian's chromium,
 # chromium-driver (and fonts-liberation, chromium's recommended font) when missing. Elsewhere this

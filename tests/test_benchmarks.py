@@ -27,3 +27,10 @@ def test_checkpointing_benchmark_smoke(tmp_path):
     row = result["rows"][0]
     # checkpointing stores only block inputs, so it must save less
     assert row["checkpointed_activation_mib"] < row["baseline_activation_mib"]
+
+
+def test_cifar_small_training_benchmark_smoke(tmp_path, shared_data_dir):
+    result = run_smoke("bench_train_cifar_small.py", tmp_path,
+                       "--data", f"npz:{shared_data_dir / 'cifar10-small.npz'}")
+    assert len(result["epochs"]) == 1 and 0 <= result["epochs"][0]["test_acc"] <= 1
+    assert result["hardware"]["torch"]

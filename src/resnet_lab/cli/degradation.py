@@ -92,6 +92,7 @@ def run(args) -> int:
     if opts:
         overrides["model_options"] = opts
     from ..diagnostics import NonFiniteError
+    from ..training import TrainingInterrupted
 
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
@@ -101,6 +102,10 @@ def run(args) -> int:
     except NonFiniteError as stop:
         print(f"resnet-lab: stopped: {stop}", file=sys.stderr)
         return stop.exit_code
+    except TrainingInterrupted as stop:
+        print(f"resnet-lab: degradation interrupted at step {stop.step} of a network's training; "
+              "nothing was written", file=sys.stderr)
+        return 128 + stop.signum
     paths = write_degradation_outputs(result, args.out)
     print(render(result))
     print(f"\nreport: {paths['report']}\nresults: {paths['results']}\nfigure: {paths['figure']}")

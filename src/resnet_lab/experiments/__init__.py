@@ -1,14 +1,16 @@
-"""Experiments: measurements that return data (plots and printing live elsewhere)."""
+"""Experiments: each returns data; *_plot modules draw it, *_report modules write it.
+
+- ``run_degradation``: plain vs residual nets of several depths (He et al. Fig. 1 and 6).
+- ``run_survey``: one switch at a time, each common claim next to its measurement.
+- ``compare_models``: models measured side by side on this machine.
+- ``run_demo`` (``demo``): all three, one report.
+"""
 
 from .compare import compare_models, reference_top1, saved_tensor_bytes
+from .degradation import run_degradation
+from .degradation_report import write_degradation_outputs
+from .survey import DEMO_SETTINGS as SURVEY_DEMO_SETTINGS
+from .survey import judge_claims, run_survey
 
-__all__ = ["compare_models", "reference_top1", "saved_tensor_bytes"]
-
-from .survey import DEMO_SETTINGS as SURVEY_DEMO_SETTINGS, judge_claims, run_survey  # noqa: E402
-
-__all__ += ["SURVEY_DEMO_SETTINGS", "judge_claims", "run_survey"]
-
-from .degradation import run_degradation  # noqa: E402
-from .degradation_report import write_degradation_outputs  # noqa: E402
-
-__all__ += ["run_degradation", "write_degradation_outputs"]
+__all__ = ["SURVEY_DEMO_SETTINGS", "compare_models", "judge_claims", "reference_top1", "run_degradation",
+           "run_survey", "saved_tensor_bytes", "write_degradation_outputs"]

@@ -53,7 +53,9 @@ def degradation_figure(result: dict) -> Figure:
     axes = fig.subplots(1, 2, sharey=True)
     top = 0.0
     ends = []  # (axes, x, y, label, colour) of each training curve's last point
-    for ax, shortcut, title in ((axes[0], False, "plain networks"), (axes[1], True, f"ResNets (option {settings.get('shortcut', 'A')} shortcuts)")):
+    panels = ((axes[0], False, "plain networks"),
+              (axes[1], True, f"ResNets (option {settings.get('shortcut', 'A')} shortcuts)"))
+    for ax, shortcut, title in panels:
         for net in sorted((n for n in networks if n["shortcut"] == shortcut), key=lambda n: n["depth"]):
             c = colour[net["depth"]]
             label = f"{'ResNet' if shortcut else 'plain'}-{net['depth']}"

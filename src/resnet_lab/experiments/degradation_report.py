@@ -47,7 +47,7 @@ TABLE_COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcu
 def write_degradation_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write results.json, degradation.png/.svg, gradient_flow.png/.svg and report.html in ``out_dir``;
     return their paths by name (``results``, ``figure``, ``figure_svg``, ``gradients``, ``report``)."""
-    from .degradation_plot import gradient_figure, plot_degradation, plot_degradation_gradients
+    from .degradation_plot import plot_degradation, plot_degradation_gradients
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +122,8 @@ def add_degradation_section(report, result: dict, figures: dict | None = None,
         from .degradation_plot import degradation_figure
 
         training = degradation_figure(result)
-    report.add_figure(training, caption="Plain nets (left) and ResNets (right): bold solid lines are training "
-                                        "error, thin dashed lines test error (He et al. 2015, Fig. 1 and Fig. 6 style).")
+    report.add_figure(training, caption="Plain nets (left) and ResNets (right): bold solid lines are training error, "
+                                        "thin dashed lines test error (He et al. 2015, Fig. 1 and Fig. 6 style).")
     report.add_table(_epoch_rows(result), caption="Error per epoch (%, mean over seeds): train / test")
 
     report.add_heading("Gradient flow")
