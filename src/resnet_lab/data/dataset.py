@@ -30,6 +30,15 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(means), tuple(stds)
 
 
+
+def check_global_batch(batch_size: int, world_size: int) -> None:
+    """A global batch must be positive and split evenly over the ranks."""
+    if batch_size <= 0:
+        raise UserError(f"batch size must be positive, got {batch_size}")
+    if batch_size % world_size:
+        raise UserError(f"global batch size {batch_size} is not divisible by world size {world_size}; "
+                        f"choose a batch size that is a multiple of {world_size}")
+
 def stratified_holdout(labels: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (kept, held_out) with `k` held out, class proportions preserved.
 

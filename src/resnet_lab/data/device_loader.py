@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from resnet_lab.data.dataset import check_global_batch
 from resnet_lab.errors import UserError
 
 _MASK64 = (1 << 64) - 1
@@ -93,13 +94,7 @@ class DeviceLoader:
             raise ValueError(f"dtype must be floating point, got {dtype}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
-        if batch_size <= 0:
-            raise UserError(f"batch size must be positive, got {batch_size}")
-        if batch_size % world_size:
-            raise UserError(
-                f"global batch size {batch_size} is not divisible by world size {world_size}; "
-                f"choose a batch size that is a multiple of {world_size}"
-            )
+        check_global_batch(batch_size, world_size)
         n, c, h, w = x.shape
         if len(mean) != c or len(std) != c or min(std) <= 0:
             raise ValueError(f"mean/std need {c} values with std > 0, got {tuple(mean)} / {tuple(std)}")

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from resnet_lab.data.dataset import stratified_holdout
+from resnet_lab.data.dataset import check_global_batch, stratified_holdout
 from resnet_lab.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -248,13 +248,7 @@ def make_folder_loaders(
     across ranks by DistributedSampler (each rank gets batch_size / world_size per step,
     incomplete last batch dropped). Validation is sharded without padding or shuffling.
     """
-    if batch_size <= 0:
-        raise UserError(f"batch size must be positive, got {batch_size}")
-    if batch_size % world_size:
-        raise UserError(
-            f"global batch size {batch_size} is not divisible by world size {world_size}; "
-            f"choose a batch size that is a multiple of {world_size}"
-        )
+    check_global_batch(batch_size, world_size)
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
     train_tf, eval_tf = folder_transforms(image_size, ds.mean, ds.std, ds.hflip)
