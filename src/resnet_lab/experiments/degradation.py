@@ -43,32 +43,30 @@ def model_name(kind: str, depth: int) -> str:
     return f"cifar_{kind}{depth}" if depth in _IMAGENET_DEPTHS[kind] else f"{kind}{depth}"
 
 
+def _distinct_ints(values: Sequence[int], what: str, example: str) -> list[int]:
+    """Integers, at least one, none repeated: the shared check for --depths and --seeds."""
+    try:
+        values = [int(v) for v in values]
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be integers such as {example}, got {values!r}") from None
+    if not values:
+        raise UserError(f"give at least one {what[:-1]}, e.g. --{what} {example}")
+    if len(set(values)) != len(values):
+        raise UserError(f"each {what[:-1]} once, please: {' '.join(map(str, values))}")
+    return values
+
+
 def _check_depths(depths: Sequence[int]) -> list[int]:
     from ..models import get_spec
 
-    try:
-        depths = [int(d) for d in depths]
-    except (TypeError, ValueError):
-        raise UserError(f"depths must be integers such as 20 56 110, got {depths!r}") from None
-    if not depths:
-        raise UserError("give at least one depth, e.g. --depths 20 56")
-    if len(set(depths)) != len(depths):
-        raise UserError(f"each depth once, please: {' '.join(map(str, depths))}")
+    depths = _distinct_ints(depths, "depths", "20 56")
     for d in depths:
         get_spec(model_name("resnet", d))  # the zoo's own message for a depth that is not 6n+2
     return sorted(depths)
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
-    try:
-        seeds = [int(s) for s in seeds]
-    except (TypeError, ValueError):
-        raise UserError(f"seeds must be integers, got {seeds!r}") from None
-    if not seeds:
-        raise UserError("give at least one seed, e.g. --seeds 0 1 2")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"each seed once, please: {' '.join(map(str, seeds))}")
-    return seeds
+    return _distinct_ints(seeds, "seeds", "0 1 2")
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
