@@ -59,36 +59,50 @@ step() {
     return 0
 }
 
-step env 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; \
-    '$PYTHON' -c 'import sys, torch, torchvision; print(sys.version); print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
+# PHASE picks the steps: the lent GPU comes with 64 MiB of files per call, so full CIFAR-10
+# arrives in three calls; each call does one phase while its part of the data travels.
+#   a: environment, the fast step (eager vs CUDA graph, data, monitor), a fast-recipe smoke run,
+#      ours vs torchvision (fp32, bf16 + channels_last);
+#   b: checkpointing at batch 128, monitor overhead on ResNet-50;
+#   c: time to paper accuracy on CIFAR-10 (needs CIFAR10_NPZ, the full data set as .npz), then
+#      compiled ResNet-50 vs torchvision if the suite budget allows.
+PHASE="${PHASE:-abc}"
+phase() { case "$PHASE" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 
-# resnet101 vs resnet152 at the GPU defaults (batch 64, 224x224, fp32): JSON on stdout and in compare-cuda/.
-step compare 90 "$PYTHON" -m resnet_lab compare resnet101 resnet152 --device cuda --json --out "$OUT/compare-cuda"
-
-# Ours vs torchvision, eager: fp32 and bf16 + channels_last, 224x224, batch 128.
-step vs_torchvision 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 --batch 128 \
-    --configs fp32 bf16_cl --warmup 2 --repeats 6 --min-time 0.1 --out "$OUT/vs_torchvision-cuda.json"
-
-step checkpointing 60 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
-    --out "$OUT/checkpointing-cuda.json"
-
-if [ -f benchmarks/bench_monitor_overhead.py ]; then
-    step monitor_overhead 60 "$PYTHON" benchmarks/bench_monitor_overhead.py --device cuda \
-        --out "$OUT/monitor_overhead-cuda.json"
-else
-    log "SKIP monitor_overhead: benchmarks/bench_monitor_overhead.py is not in this checkout"
+if phase a; then
+    step env 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv; \
+        '$PYTHON' -c 'import sys, torch, torchvision; print(sys.version); print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
+    step fast_step 120 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --out "$OUT/fast_step-cuda.json"
+    # The trainer's graphed path end to end (data on the device, monitor, evaluation, checkpoints).
+    step fast_smoke 60 "$PYTHON" -m resnet_lab train --recipe fast --model resnet20 --data digits --device cuda \
+        --epochs 6 --quiet --no-tensorboard --out "$OUT/fast_smoke"
+    step vs_torchvision 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 --batch 128 \
+        --configs fp32 bf16_cl --warmup 2 --repeats 6 --min-time 0.1 --out "$OUT/vs_torchvision-cuda.json"
 fi
 
-# torch.compile last: compiling takes about a minute per model, so one small model only.
-step vs_torchvision_compiled 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 \
-    --batch 128 --configs compiled_bf16_cl --compile-models resnet18 --warmup 2 --repeats 6 --min-time 0.1 \
-    --out "$OUT/vs_torchvision-cuda-compiled.json"
+if phase b; then
+    step checkpointing 60 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
+        --out "$OUT/checkpointing-cuda.json"
+    step monitor_overhead 45 "$PYTHON" benchmarks/bench_monitor_overhead.py --device cuda \
+        --out "$OUT/monitor_overhead-cuda.json"
+fi
+
+if phase c; then
+    # FAST_RUNS: MODEL:SEEDS in order; the benchmark starts no run once FAST_BUDGET_S is spent.
+    step fast_cifar "${FAST_BUDGET_S:-400}" "$PYTHON" benchmarks/bench_fast_cifar.py --device cuda \
+        --data "npz:${CIFAR10_NPZ:-/tmp/cifar/cifar10-full.npz}" --runs ${FAST_RUNS:-resnet20:3 resnet56:3 resnet110:1} \
+        --budget-s "$(( ${FAST_BUDGET_S:-400} - 200 ))" --out "$OUT/fast_cifar-cuda.json"
+    # torch.compile last (about a minute per model and mode): ResNet-50 only, if the budget allows.
+    step vs_torchvision_compiled 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 \
+        --batch 128 --configs compiled_bf16_cl --compile-models resnet50 --warmup 2 --repeats 6 --min-time 0.1 \
+        --out "$OUT/vs_torchvision-cuda-compiled.json"
+fi
 
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
-    for f in vs_torchvision vs_torchvision_compiled checkpointing; do
-        [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 6 "$OUT/logs/$f.stdout"; }
+    for f in fast_step fast_smoke vs_torchvision checkpointing monitor_overhead vs_torchvision_compiled fast_cifar; do
+        [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done
 fi
 exit 0

@@ -359,6 +359,7 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
         raise UserError("shortcut 'none' would make the ResNets plain; choose A (the paper's, default), B or C")
     # The plain nets never get shortcuts; any other model option applies to every net alike.
     kind_options = {"plain": options, "resnet": {**options, "shortcut": shortcut} if shortcut != "A" else options}
+    common.setdefault("eval_every", 1)  # the curves need the test error of every epoch
     configs = {(k, d, s): resolve_config(recipe, model=model_name(k, d), seed=s, model_options=kind_options[k] or None,
                                          **common)
                for d in depths for k in kinds for s in seeds}

@@ -31,6 +31,7 @@ from ..runtime import hardware_info, pick_device
 from .checkpoint import all_finite, atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, validate
 from .distributed import DistContext, init_distributed, restart_count, shutdown
+from .graphed_step import TrainStep, graph_blockers
 from ..diagnostics import NonFiniteError
 from .schedules import lr_factor
 
@@ -114,6 +115,13 @@ def data_info(ds, spec: str, image_size: int) -> dict:
     return {"spec": spec, "name": ds.name, "classes": list(ds.classes), "mean": list(ds.mean),
             "std": list(ds.std), "in_channels": ds.in_channels, "image_size": image_size,
             "description": ds.description(), "eval_split": getattr(ds, "eval_split", "test")}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 where the device computes it natively (a recent GPU), else fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
 def autocast(device: torch.device, precision: str):
@@ -231,6 +239,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
 
 def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, dataset) -> TrainResult:
     seed_everything(c.seed, c.deterministic)
+    precision = resolve_precision(c.precision, device)
 
     # data
     from ..data import FolderDataset, load_data
@@ -248,7 +257,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, c)
-    scaler = torch.amp.GradScaler(device.type, enabled=c.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     train_loader, test_loader = make_loaders(ds, c, device, image_size, ctx.rank, ctx.world_size)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -323,10 +332,17 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
 
     log(f"training {c.model} ({sum(p.numel() for p in model.parameters()):,} params) on {info['description']}, "
         f"{device.type}, {total_steps} steps ({num_epochs} epochs x {steps_per_epoch}), batch {c.batch_size}, "
-        f"lr {c.effective_lr:g}, {c.precision}")
+        f"lr {c.effective_lr:g}, {precision}")
 
     model.train()
     loss_fn = _loss_fn(c)
+    fused_step = None  # the whole step as one callable (a CUDA graph on GPUs): see graphed_step.py
+    if c.cuda_graph:
+        blockers = graph_blockers(c, ctx.enabled)
+        if blockers:
+            log(f"note: no CUDA-graph step because of {', '.join(blockers)}; running the step eagerly")
+        else:
+            fused_step = TrainStep(model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log)
     sums = None
     run_start = time.perf_counter()
     with _SignalFlag() as interrupt:
@@ -349,34 +365,38 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 
-                with autocast(device, c.precision):
-                    logits = step_fn_model(x)
-                    loss = loss_fn(logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                if monitor is not None:  # before clipping: record the raw gradient
-                    monitor.step(loss, step=step)
-                if c.clip_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm)
-                if c.clip_value is not None:
-                    nn.utils.clip_grad_value_(model.parameters(), c.clip_value)
-                try:  # warn: no sync; skip/stop: one finiteness check, and the batch re-run on failure
-                    take_step = monitor is None or monitor.check_step(inputs=x, targets=y, loss_fn=loss_fn)
-                except NonFiniteError as err:
-                    events.append({"step": step, "kind": "nonfinite", "detail": str(err)})
-                    save("last")  # the weights are still the last finite ones
-                    raise
-                if take_step:
-                    scaler.step(optimizer)
+                if fused_step is not None:
+                    loss, logits = fused_step(x, y, lr)
+                    if monitor is not None:  # the gradients of this step, the update already applied
+                        monitor.step(loss, step=step)
                 else:
-                    events.append({"step": step, "kind": "skipped", "detail": "non-finite values"})
-                scaler.update()
+                    with autocast(device, precision):
+                        logits = step_fn_model(x)
+                        loss = loss_fn(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                    if monitor is not None:  # before clipping: record the raw gradient
+                        monitor.step(loss, step=step)
+                    if c.clip_norm is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm)
+                    if c.clip_value is not None:
+                        nn.utils.clip_grad_value_(model.parameters(), c.clip_value)
+                    try:  # warn: no sync; skip/stop: one finiteness check, and the batch re-run on failure
+                        take_step = monitor is None or monitor.check_step(inputs=x, targets=y, loss_fn=loss_fn)
+                    except NonFiniteError as err:
+                        events.append({"step": step, "kind": "nonfinite", "detail": str(err)})
+                        save("last")  # the weights are still the last finite ones
+                        raise
+                    if take_step:
+                        scaler.step(optimizer)
+                    else:
+                        events.append({"step": step, "kind": "skipped", "detail": "non-finite values"})
+                    scaler.update()
 
-                with torch.no_grad():
-                    sums += torch.stack([loss.detach().double() * len(y),
-                                         (logits.argmax(1) == y).sum().double(),
-                                         torch.tensor(float(len(y)), device=device, dtype=torch.float64)])
+                with torch.no_grad():  # no host-to-device copy here: that would synchronise every step
+                    sums[:2] += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
+                    sums[2] += len(y)
                 step += 1
                 batch_in_epoch += 1
                 if c.log_every and step % c.log_every == 0:  # a finer training curve: one sync per interval
@@ -391,7 +411,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                         log(f"paper warm-up done at step {step}: training error below {c.warmup_until_error:.0%}")
                 if bar is not None:
                     bar.update(1)
-                    if step % 10 == 0:
+                    if step % 50 == 0:  # reading the loss waits for the GPU: rarely
                         bar.set_postfix(loss=f"{sums[0].item() / max(1.0, sums[2].item()):.3f}", lr=f"{lr:.3g}")
                 # Ranks agree on stopping every 10 steps (a tiny all-reduce); alone, at every step.
                 if (not ctx.enabled or step % 10 == 0) and ctx.any_rank(bool(interrupt.signum)):
@@ -409,7 +429,9 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             # end of epoch: evaluate, record, checkpoint
             train_time = time.perf_counter() - epoch_start
             loss_sum, correct, seen, *_, seen_at_start = ctx.sum_(torch.cat([sums, sums_at_start])).tolist()
-            test = evaluate(model, test_loader, device, c.precision, ctx)
+            last_epoch = step >= total_steps
+            evaluated = last_epoch or (c.eval_every > 0 and (epoch + 1) % c.eval_every == 0)
+            test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
             row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                    "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
                    "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
@@ -418,8 +440,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             epoch += 1
             batch_in_epoch = 0
             sums = None
-            is_best = test["acc"] > best_acc
-            best_acc = max(best_acc, test["acc"])
+            is_best = evaluated and test["acc"] > best_acc
+            best_acc = max(best_acc, test["acc"]) if evaluated else best_acc
             if monitor is not None:
                 row["gradients"] = _gradient_summary(monitor)
             if ctx.is_main:
@@ -427,8 +449,10 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             save("last")
             if is_best:
                 save("best")
+            evaluation = (f"{info['eval_split']} loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  " if evaluated
+                          else "")
             log(f"epoch {row['epoch']:>3}/{num_epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                f"{info['eval_split']} loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  "
+                f"{evaluation}"
                 f"lr {lr:.4g}  {row['images_per_s']:,.0f} img/s  {row['time_s']:.1f}s")
     if writer is not None:
         writer.close()
@@ -470,6 +494,8 @@ def _write_records(run_dir, writer, history, row) -> None:
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     if writer is not None:
         for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
+            if row[key] is None:  # an epoch without evaluation
+                continue
             group = "loss" if "loss" in key else "accuracy" if "acc" in key else "speed" if "images" in key else "lr"
             writer.add_scalar(f"{group}/{key}", row[key], row["step"])
         writer.flush()

@@ -1,0 +1,123 @@
+"""Time to paper accuracy: `resnet-lab train --recipe fast` on CIFAR-10, wall clock, several seeds.
+
+Each run is the user's command in a fresh process, timed from launch to exit, so Python start-up,
+loading and uploading the data, cuDNN autotuning and the graph capture all count:
+
+    resnet-lab train --recipe fast --model M --data D --seed S --quiet --out <tmp>
+
+The accuracy is the final one on the full test split, single view (no test-time augmentation).
+Per model: every run, and the medians over seeds against the paper's Table 6 accuracy and the
+time target. ``--budget-s`` stops starting runs once spent, so a lent GPU's time is respected.
+
+    python benchmarks/bench_fast_cifar.py --data npz:/path/cifar10-full.npz --device cuda \\
+        --runs resnet20:3 resnet56:3 resnet110:1
+    python benchmarks/bench_fast_cifar.py --smoke --out /tmp/x.json     # digits, 1 epoch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+
+# He et al. 2015, Table 6 (CIFAR-10 test accuracy), and the time targets of the fast path.
+TARGETS = {"resnet20": {"acc": 0.9125, "seconds": 15}, "resnet56": {"acc": 0.9303, "seconds": 60},
+           "resnet110": {"acc": 0.9357, "seconds": 180}}
+
+
+def run_once(model: str, seed: int, args, workdir: Path) -> dict:
+    out = workdir / f"{model}-seed{seed}"
+    cmd = [sys.executable, "-m", "resnet_lab", "train", "--recipe", "fast", "--model", model, "--data", args.data,
+           "--seed", str(seed), "--device", args.device, "--quiet", "--no-tensorboard", "--out", str(out),
+           *(["--epochs", str(args.epochs)] if args.epochs else []), *args.extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"model": model, "seed": seed, "error": proc.stderr.strip().splitlines()[-1:], "wall_s": wall}
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    notes = [line for line in proc.stdout.splitlines() if line.startswith(("note:", "warning:"))]
+    row = {"model": model, "seed": seed, "wall_s": wall, "train_s": history[-1]["elapsed_s"],
+           "epochs": len(history), "test_acc": history[-1]["test_acc"],
+           "epoch_s_median": statistics.median(h["time_s"] for h in history),
+           "images_per_s_median": statistics.median(h["images_per_s"] for h in history), "notes": notes,
+           "test_curve": [(h["epoch"], h["test_acc"]) for h in history if h["test_acc"] is not None]}
+    print(f"{model} seed {seed}: {row['test_acc']:.2%} in {wall:.1f} s wall ({row['train_s']:.1f} s in the epoch loop, "
+          f"{row['epochs']} epochs){' ' + '; '.join(notes) if notes else ''}", flush=True)
+    return row
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    summary = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        ok = [r for r in rows if r["model"] == model and "error" not in r]
+        if not ok:
+            continue
+        acc, wall = statistics.median(r["test_acc"] for r in ok), statistics.median(r["wall_s"] for r in ok)
+        target = TARGETS.get(model)
+        summary.append({"model": model, "seeds": len(ok), "median_test_acc": acc, "median_wall_s": wall,
+                        "target": target,
+                        "meets_accuracy": None if target is None else acc >= target["acc"],
+                        "meets_time": None if target is None else wall <= target["seconds"]})
+    return summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="cifar10")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--runs", nargs="+", default=["resnet20:3", "resnet56:3", "resnet110:3"],
+                   help="MODEL:SEEDS, run in this order")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (default: the recipe's, by depth)")
+    p.add_argument("--budget-s", type=float, default=float("inf"), help="start no run after this many seconds")
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `resnet-lab train` flags")
+    p.add_argument("--smoke", action="store_true", help="digits, resnet8, 1 epoch, 1 seed: for the test suite")
+    p.add_argument("--out", help="JSON output (default: benchmarks/results/fast_cifar-<device>.json)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.data, args.runs, args.epochs, args.extra = "digits", ["resnet8:1"], 1, ["--batch-size", "64"]
+    return args
+
+
+def main(argv=None) -> dict:
+    from resnet_lab.runtime import hardware_info, pick_device
+
+    args = parse_args(argv)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_cifar-{pick_device(args.device).type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": "fast_cifar", "hardware": hardware_info(pick_device(args.device)), "data": args.data,
+              "command": "resnet-lab train --recipe fast --model M --data D --seed S --quiet --no-tensorboard",
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": [], "summary": []}
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.runs:
+            model, _, seeds = spec.partition(":")
+            for seed in range(int(seeds or 1)):
+                if time.perf_counter() - start > args.budget_s:
+                    print(f"budget of {args.budget_s:.0f} s spent: not starting {model} seed {seed}", flush=True)
+                    continue
+                result["runs"].append(run_once(model, seed, args, Path(tmp)))
+                result["summary"] = summarise(result["runs"])
+                out.write_text(json.dumps(result, indent=2) + "\n")  # after each run: a cut-off keeps the rest
+    for s in result["summary"]:
+        target = s["target"] or {}
+        print(f"{s['model']}: median {s['median_test_acc']:.2%} in {s['median_wall_s']:.1f} s over {s['seeds']} seed(s)"
+              + (f" (target {target['acc']:.2%} in {target['seconds']} s: accuracy "
+                 f"{'met' if s['meets_accuracy'] else 'NOT met'}, time {'met' if s['meets_time'] else 'NOT met'})"
+                 if target else ""))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Where the fast recipe's step time goes: eager vs CUDA graph, data pipeline, gradient monitor.
+
+For each CIFAR ResNet, in one process and interleaved round by round, times the fast recipe's
+training step (batch 512, bf16 + channels_last on a GPU, SGD Nesterov) as:
+
+* ``eager``: the step body launched op by op from Python;
+* ``graph``: the same body captured once and replayed as one CUDA graph (``TrainStep``);
+* ``graph_monitor``: + ``GradientMonitor.step`` every 10 steps (the trainer's default);
+* ``data``: producing the batches alone (``DeviceLoader``: gather + crop + flip + normalise).
+
+Reported per model: median milliseconds per step, the graph's speed-up over eager, the data
+pipeline's and the monitor's cost as a fraction of the graphed step (targets: <= 5% and <= 2%),
+and the implied seconds per CIFAR-10 epoch (97 steps of 512). Times come from CUDA events
+around ``--steps`` consecutive steps (synchronised clocks on a CPU), medians over rounds.
+The inputs are random images, not zeros.
+
+    python benchmarks/bench_fast_step.py --device cuda          # resnet20, 56, 110
+    python benchmarks/bench_fast_step.py --smoke --out /tmp/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
+
+from resnet_lab.data import DeviceLoader  # noqa: E402
+from resnet_lab.diagnostics import GradientMonitor  # noqa: E402
+from resnet_lab.models import create_model  # noqa: E402
+from resnet_lab.runtime import hardware_info  # noqa: E402
+from resnet_lab.training import resolve_config  # noqa: E402
+from resnet_lab.training.graphed_step import TrainStep  # noqa: E402
+from resnet_lab.training.trainer import build_optimizer, resolve_precision  # noqa: E402
+
+CIFAR_TRAIN = 50_000
+TARGETS = {"data_fraction": 0.05, "monitor_fraction": 0.02}
+
+
+class Timer:
+    """Elapsed milliseconds of a region: CUDA events on a GPU, a synchronised clock elsewhere."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __call__(self, fn) -> float:
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+
+def build_variants(name: str, device: torch.device, batch: int, image_size: int) -> dict:
+    config = resolve_config("fast", model=name, batch_size=batch)
+    precision = resolve_precision(config.precision, device)
+    torch.manual_seed(0)
+    base = create_model(name, num_classes=10).to(device, memory_format=torch.channels_last)
+    loss_fn = lambda logits, y: nn.functional.cross_entropy(logits.float(), y, label_smoothing=0.1)  # noqa: E731
+    variants = {}
+    for variant in ("eager", "graph", "graph_monitor"):
+        model = copy.deepcopy(base)
+        step = TrainStep(model, build_optimizer(model, config), loss_fn, precision, use_graph=variant != "eager")
+        monitor = GradientMonitor(model, every=10, nonfinite="warn") if variant == "graph_monitor" else None
+        variants[variant] = (step, monitor)
+    # Random uint8 images through the real loader; the lr is small and constant (timing only).
+    g = torch.Generator().manual_seed(0)
+    n = batch * 8
+    loader = DeviceLoader(torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=g),
+                          torch.randint(0, 10, (n,), generator=g), batch, mean=(0.5,) * 3, std=(0.25,) * 3,
+                          device=device, train=True, augment=True, hflip=True, channels_last=True)
+    return {"variants": variants, "loader": loader, "precision": precision, "epoch_steps": CIFAR_TRAIN // batch}
+
+
+def run_steps(step: TrainStep, monitor, batches, steps: int, counter: list[int]) -> None:
+    for i in range(steps):
+        x, y = batches[i % len(batches)]
+        loss, _ = step(x, y, 0.01)
+        if monitor is not None:
+            monitor.step(loss, step=counter[0])
+        counter[0] += 1
+
+
+def run_data(loader: DeviceLoader, steps: int) -> None:
+    done = 0
+    while done < steps:
+        loader.set_epoch(done)
+        for _ in loader:
+            done += 1
+            if done == steps:
+                break
+
+
+def measure(name: str, device: torch.device, args) -> dict:
+    setup = build_variants(name, device, args.batch, args.image_size)
+    loader, timer = setup["loader"], Timer(device)
+    batches = list(loader)
+    counters = {v: [0] for v in setup["variants"]}
+    for variant, (step, monitor) in setup["variants"].items():  # warm-up (and graph capture)
+        run_steps(step, monitor, batches, args.warmup, counters[variant])
+    run_data(loader, 2)
+    times = {v: [] for v in (*setup["variants"], "data")}
+    for _ in range(args.rounds):
+        for variant, (step, monitor) in setup["variants"].items():
+            times[variant].append(timer(lambda: run_steps(step, monitor, batches, args.steps, counters[variant]))
+                                  / args.steps)
+        times["data"].append(timer(lambda: run_data(loader, args.steps)) / args.steps)
+    ms = {v: statistics.median(t) for v, t in times.items()}
+    # Overheads as medians of within-round ratios, so drift hits both sides alike.
+    monitor_fraction = statistics.median(m / g - 1 for m, g in zip(times["graph_monitor"], times["graph"]))
+    data_fraction = statistics.median(d / g for d, g in zip(times["data"], times["graph"]))
+    capture = setup["variants"]["graph"][0].capture_error
+    row = {"model": name, "precision": setup["precision"], "batch": args.batch,
+           "ms_per_step": ms, "graph_speedup": ms["eager"] / ms["graph"], "graph_capture_error": capture,
+           "data_fraction_of_graph_step": data_fraction, "monitor_fraction_of_graph_step": monitor_fraction,
+           "epoch_s": {v: ms[v] * setup["epoch_steps"] / 1e3 for v in ("eager", "graph", "graph_monitor")},
+           "rounds": args.rounds, "steps_per_round": args.steps}
+    print(f"{name:>10} {setup['precision']}: eager {ms['eager']:.2f} ms, graph {ms['graph']:.2f} ms "
+          f"({row['graph_speedup']:.2f}x), +monitor {monitor_fraction:+.1%}, data {data_fraction:.1%} of a graphed "
+          f"step; epoch {row['epoch_s']['graph']:.2f} s graphed vs {row['epoch_s']['eager']:.2f} s eager"
+          + (f"  [graph capture failed: {capture}]" if capture else ""), flush=True)
+    return row
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "resnet110"])
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
+    p.add_argument("--out", help="JSON output (default: benchmarks/results/fast_step-<device>.json)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.models, args.batch, args.image_size, args.steps, args.rounds, args.warmup = ["resnet8"], 8, 16, 2, 2, 1
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.set_num_threads(min(torch.get_num_threads(), 2))
+    rows = [measure(name, device, args) for name in args.models]
+    result = {"benchmark": "fast_step", "hardware": hardware_info(device), "targets": TARGETS,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows}
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_step-{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

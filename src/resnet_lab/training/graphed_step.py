@@ -1,0 +1,160 @@
+"""The whole training step (forward, loss, backward, clipping, SGD update) as one CUDA graph.
+
+Why: a CIFAR ResNet step at batch 512 is several hundred small kernels. Launched one by one
+from Python, the GPU spends most of the step waiting for the host (the step is launch-bound,
+so torch.compile's fusion alone barely helps). Captured once and replayed, the step is one
+launch and the GPU runs the kernels back to back.
+
+What a graph needs, and how this module provides it:
+- fixed addresses: each batch is copied into static input buffers before a replay;
+- no host synchronisation inside: the SGD update (``sgd_update_``) takes the learning rate
+  from a device tensor that is ``fill_``-ed before each replay, not from a Python float;
+- a warm-up before capture (cuDNN chooses its algorithms, gradients and momentum buffers get
+  allocated): it runs on a snapshot of the model and optimiser state that is restored
+  afterwards, so the graphed run computes what an eager run would.
+Without CUDA (or with ``use_graph=False``) the same step runs eagerly; the tests use that to
+check the update against ``torch.optim.SGD``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from torch import nn
+
+# Settings the graph cannot hold: each needs the host in the middle of the step.
+GRAPH_BLOCKERS = {
+    "optimizer": lambda c: c.optimizer != "sgd",  # only SGD has a sync-free update here
+    "precision": lambda c: c.precision == "fp16",  # the loss scaler checks for Inf on the host
+    "on_nonfinite": lambda c: c.on_nonfinite != "warn",  # skip/stop decide on the host
+    "compile": lambda c: c.compile,
+    "paper warm-up": lambda c: c.warmup_lr > 0,  # switches on a host-side error check
+}
+
+
+def graph_blockers(config, distributed: bool) -> list[str]:
+    """Why ``config`` cannot use a CUDA-graph step (empty: it can)."""
+    reasons = [name for name, blocks in GRAPH_BLOCKERS.items() if blocks(config)]
+    return reasons + (["torchrun/DDP"] if distributed else [])
+
+
+@torch.no_grad()
+def sgd_update_(optimizer: torch.optim.SGD, lr: torch.Tensor) -> None:
+    """``optimizer.step()`` for torch's SGD with the learning rate read from the tensor ``lr``.
+
+    Same arithmetic and state as ``torch.optim.SGD`` (weight decay added to the gradient,
+    momentum buffer ``m = mu*m + g``, Nesterov ``g + mu*m``), with no host sync, so it can be
+    captured in a graph. Gradients are left as they were, for the gradient monitor.
+    """
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        grads = [p.grad for p in params]
+        wd, mu = group["weight_decay"], group["momentum"]
+        steps = torch._foreach_add(grads, params, alpha=wd) if wd else list(grads)
+        if mu:
+            state = [optimizer.state[p] for p in params]
+            for s, p in zip(state, params):  # torch's first step copies the gradient: 0*mu + g is the same
+                if s.get("momentum_buffer") is None:
+                    s["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buffers = [s["momentum_buffer"] for s in state]
+            torch._foreach_mul_(buffers, mu)
+            torch._foreach_add_(buffers, steps)
+            steps = torch._foreach_add(steps, buffers, alpha=mu) if group["nesterov"] else buffers
+        torch._foreach_sub_(params, torch._foreach_mul(steps, lr))
+
+
+class TrainStep:
+    """``step(x, y, lr) -> (loss, logits)``: one SGD step, replayed from a CUDA graph when possible.
+
+    ``loss`` and ``logits`` are the step's outputs (static buffers under a graph: read or
+    copy them before the next step). The first call captures the graph; batches must keep
+    the first batch's shape (training loaders drop the last partial batch).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, loss_fn: Callable,
+                 precision: str = "fp32", clip_norm: float | None = None, clip_value: float | None = None,
+                 use_graph: bool = True, warmup_steps: int = 3, log: Callable[[str], None] = print):
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.precision, self.clip_norm, self.clip_value = precision, clip_norm, clip_value
+        self.device = next(model.parameters()).device
+        self.use_graph = use_graph and self.device.type == "cuda"
+        self.warmup_steps, self.log = warmup_steps, log
+        self.lr = torch.zeros((), device=self.device)
+        self.graph = None
+        self._static: tuple | None = None  # x, y, loss, logits
+        self.capture_error: str | None = None  # why the step runs eagerly after all
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        # A graph must not reuse autocast's weight-cast cache across replays.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16,
+                              cache_enabled=not self.use_graph)
+
+    def _body(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if self.clip_norm is not None:
+            nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
+        if self.clip_value is not None:
+            nn.utils.clip_grad_value_(params, self.clip_value, foreach=True)
+        sgd_update_(self.optimizer, self.lr)
+        return loss.detach(), logits.detach()
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        self.lr.fill_(lr)
+        if not self.use_graph:
+            return self._body(x, y)
+        if self.graph is None:
+            try:
+                self._capture(x, y)
+            except RuntimeError as err:  # an op that cannot be captured: stay correct, lose the speed
+                self.use_graph, self.graph, self.capture_error = False, None, str(err).splitlines()[0]
+                torch.cuda.synchronize(self.device)
+                self.log(f"warning: CUDA graph capture failed ({self.capture_error}); running the step eagerly")
+                return self._body(x, y)
+        static_x, static_y, loss, logits = self._static
+        if x.shape != static_x.shape:
+            raise ValueError(f"a graphed step needs batches of shape {tuple(static_x.shape)}, got {tuple(x.shape)}")
+        static_x.copy_(x)
+        static_y.copy_(y)
+        self.graph.replay()
+        return loss, logits
+
+    def _state_tensors(self) -> list[torch.Tensor]:
+        """Everything a step changes: weights, buffers (BatchNorm statistics), momentum."""
+        for group in self.optimizer.param_groups:  # zero momentum = torch's "no buffer yet"
+            if group["momentum"]:
+                for p in group["params"]:
+                    if self.optimizer.state[p].get("momentum_buffer") is None:
+                        self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        return tensors + [s["momentum_buffer"] for s in self.optimizer.state.values() if "momentum_buffer" in s]
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        static_x, static_y = x.clone(), y.clone()
+        tensors = self._state_tensors()
+        saved = [t.clone() for t in tensors]
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):  # warm-up off the capture stream, as torch's docs require
+                for _ in range(self.warmup_steps):
+                    self._body(static_x, static_y)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the graph
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                loss, logits = self._body(static_x, static_y)
+        finally:  # as if the warm-up never ran (capturing itself computes nothing)
+            for t, s in zip(tensors, saved):
+                t.copy_(s)
+        self.graph, self._static = graph, (static_x, static_y, loss, logits)

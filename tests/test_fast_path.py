@@ -1,0 +1,101 @@
+"""The fast recipe's step: a sync-free SGD update equal to torch's, and the fused step in the trainer.
+
+The CUDA graph itself needs a GPU (benchmarks/gpu_suite.sh runs it); here the same step body
+runs eagerly, which is what the graph captures.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_lab.models import create_model
+from resnet_lab.training import resolve_config, train
+from resnet_lab.training.graphed_step import TrainStep, graph_blockers, sgd_update_
+
+
+def _two_group_sgd(model, nesterov: bool):
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
+                           lr=0.3, momentum=0.9, nesterov=nesterov)
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_tensor_lr_sgd_update_matches_torch_sgd(nesterov):
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=3)
+    ours, theirs = model, copy.deepcopy(model)
+    opt_ours, opt_theirs = _two_group_sgd(ours, nesterov), _two_group_sgd(theirs, nesterov)
+    lr = torch.tensor(0.0)
+    for step, lr_value in enumerate((0.3, 0.2, 0.05)):  # the lr changes between steps, as in a schedule
+        x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+        for m, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+        grads_before = [p.grad.clone() for p in ours.parameters()]
+        for group in opt_theirs.param_groups:
+            group["lr"] = lr_value
+        opt_theirs.step()
+        lr.fill_(lr_value)
+        sgd_update_(opt_ours, lr)
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+        for g, p in zip(grads_before, ours.parameters()):  # gradients untouched: the monitor reads them
+            assert torch.equal(g, p.grad)
+    # The state is torch's own: a checkpoint resumes with either implementation.
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(opt_ours.state[p]["momentum_buffer"], opt_theirs.state[q]["momentum_buffer"])
+
+
+def test_fused_step_clips_and_counts_like_a_plain_step():
+    torch.manual_seed(1)
+    model = create_model("resnet8", num_classes=10, in_channels=3)
+    reference = copy.deepcopy(model)
+    opt, opt_ref = _two_group_sgd(model, True), _two_group_sgd(reference, True)
+    step = TrainStep(model, opt, lambda logits, y: nn.functional.cross_entropy(logits, y), clip_norm=0.5)
+    assert not step.use_graph  # on a CPU the body runs eagerly
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    loss, logits = step(x, y, 0.1)
+    opt_ref.zero_grad()
+    ref_logits = reference(x)
+    ref_loss = nn.functional.cross_entropy(ref_logits, y)
+    ref_loss.backward()
+    nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
+    for group in opt_ref.param_groups:
+        group["lr"] = 0.1
+    opt_ref.step()
+    torch.testing.assert_close(loss, ref_loss.detach())
+    torch.testing.assert_close(logits, ref_logits.detach())
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_fast_recipe_sizes_runs_by_depth_and_runs_the_step_on_the_gpu_path():
+    assert resolve_config("fast", model="resnet20").epochs == 40
+    assert resolve_config("fast", model="resnet56").epochs == 70
+    assert resolve_config("fast", model="resnet110").epochs == 100
+    assert resolve_config("fast", model="resnet56", epochs=5).epochs == 5
+    c = resolve_config("fast")
+    assert (c.cuda_graph, c.precision, c.channels_last, c.on_nonfinite, c.batch_size) == (True, "auto", True, "warn", 512)
+    assert graph_blockers(c, distributed=False) == []
+    assert graph_blockers(resolve_config("fast", on_nonfinite="stop", precision="fp16"), distributed=True) == \
+        ["precision", "on_nonfinite", "torchrun/DDP"]
+
+
+def test_trainer_with_the_fused_step_matches_the_plain_loop():
+    """Same data, same seed: the fused step (what the CUDA graph replays) trains like the plain loop."""
+    # 3 steps: the two updates round differently (p - lr*u vs p + (-lr)*u), and early training
+    # amplifies rounding differences quickly.
+    common = dict(model="resnet8", data="digits", steps=3, batch_size=64, precision="fp32", channels_last=False,
+                  progress=False, tensorboard=False, eval_every=0, monitor_every=2)
+    fused = train(resolve_config("fast", **common), log=lambda *_: None)
+    plain = train(resolve_config("fast", cuda_graph=False, **common), log=lambda *_: None)
+    for (name, a), b in zip(fused.model.state_dict().items(), plain.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+    assert fused.final["train_loss"] == pytest.approx(plain.final["train_loss"], rel=1e-5)
+    assert fused.final["test_acc"] == plain.final["test_acc"]  # the last epoch is always evaluated
+    assert fused.final["gradients"]["verdict"] == "healthy"  # the monitor reads the fused step's gradients
