@@ -37,9 +37,9 @@ def step_seconds(model, x, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(name: str, batch: int, device: str, repeats: int) -> dict:
-    row = {"model": name, "batch": batch}
-    for ckpt in (False, True):
+def measure(name: str, batch: int, device: str, repeats: int, blocks: int) -> dict:
+    row = {"model": name, "batch": batch, "blocks_per_checkpoint": blocks}
+    for ckpt in (0, blocks):
         torch.manual_seed(0)
         model = create_model(name, checkpointing=ckpt).to(device).train()
         x = torch.randn(batch, 3, 32, 32, device=device)
@@ -64,18 +64,20 @@ def main(argv=None) -> dict:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--blocks", type=int, nargs="+", default=[1],
+                   help="blocks per checkpointed run; one row per value (e.g. 1 4)")
     p.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     if args.smoke:
         args.models, args.batch, args.repeats = ["resnet20"], 2, 1
     result = {"benchmark": "checkpointing", "hardware": hardware_info(args.device),
-              "rows": [measure(m, args.batch, args.device, args.repeats) for m in args.models]}
+              "rows": [measure(m, args.batch, args.device, args.repeats, k) for m in args.models for k in args.blocks]}
     out = args.out or Path(__file__).parent / "results" / f"checkpointing-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for row in result["rows"]:
-        print(f"{row['model']}: activations {row['baseline_activation_mib']} -> {row['checkpointed_activation_mib']} MiB "
+        print(f"{row['model']} (checkpoint every {row['blocks_per_checkpoint']} block(s)): activations {row['baseline_activation_mib']} -> {row['checkpointed_activation_mib']} MiB "
               f"({row['memory_reduction_x']}x less), step time {row['extra_step_time_pct']:+}%")
     print(f"wrote {out}")
     return result

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# The GPU measurements, in one short run on a lent CUDA machine (no pip there: run from the repo
+# The GPU measurements, in short capped runs on a CUDA machine (no pip needed: run from the repo
 # root of a checkout, with the machine's torch/torchvision):
 #
-#   OUT=/some/dir bash benchmarks/gpu_suite.sh            # results in $OUT, about 5 minutes
-#   OUT=/tmp/x DRY_RUN=1 bash benchmarks/gpu_suite.sh     # print the commands only (works anywhere)
+#   OUT=/some/dir bash benchmarks/gpu_suite.sh                   # every phase, about 10 minutes
+#   OUT=/some/dir PHASE=a SUITE_BUDGET_S=220 bash benchmarks/gpu_suite.sh    # one phase (below)
+#   OUT=/tmp/x DRY_RUN=1 bash benchmarks/gpu_suite.sh            # print the commands only (works anywhere)
 #
 # Each step writes its JSON into $OUT and its output into $OUT/logs/<step>.{stdout,stderr}.
 # A failing or timed-out step is logged and the suite goes on, so one failure loses nothing else.
-# Every step has its own time cap, and the whole suite stops starting steps once SUITE_BUDGET_S
-# (default 420 s) is spent, so it finishes in well under 8 minutes.
-# Order: cheap and most wanted first; torch.compile (slowest, least predictable) last.
+# Every step has its own time cap, and the suite stops starting steps once SUITE_BUDGET_S
+# (default 420 s) is spent.
+#
+# On a lent machine that takes 64 MiB of files per call and returns at most 8 files (how the
+# 2026-11-26 H200 results were made): split ../shared/data/cifar10-full.npz into three parts in a
+# git-ignored folder (`split -b 57000000 -d FILE .gpudata/p`), carry one part per call, and make
+# three back-to-back calls, PHASE=a, b, c; calls a and b copy their part to /tmp/cifar, call c joins
+# the parts (`cat /tmp/cifar/p00 /tmp/cifar/p01 .gpudata/p02 > /tmp/cifar/cifar10-full.npz`, then
+# check its sha256). End each call with `tar czf` of $OUT into one file.
 
 set -u
 
@@ -81,8 +88,8 @@ if phase a; then
 fi
 
 if phase b; then
-    step checkpointing 60 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
-        --out "$OUT/checkpointing-cuda.json"
+    step checkpointing 90 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
+        --blocks 1 4 --out "$OUT/checkpointing-cuda.json"
     step monitor_overhead 45 "$PYTHON" benchmarks/bench_monitor_overhead.py --device cuda \
         --out "$OUT/monitor_overhead-cuda.json"
 fi

@@ -34,3 +34,21 @@ def test_cifar_small_training_benchmark_smoke(tmp_path, shared_data_dir):
                        "--data", f"npz:{shared_data_dir / 'cifar10-small.npz'}")
     assert len(result["epochs"]) == 1 and 0 <= result["epochs"][0]["test_acc"] <= 1
     assert result["hardware"]["torch"]
+
+
+def test_fast_step_benchmark_smoke(tmp_path):
+    result = run_smoke("bench_fast_step.py", tmp_path)
+    row = result["rows"][0]
+    assert result["hardware"]["torch"] and row["model"] == "resnet8"
+    assert set(row["ms_per_step"]) == {"eager", "graph", "graph_monitor", "data"}
+    assert all(ms > 0 for ms in row["ms_per_step"].values())
+    assert row["graph_capture_error"] is None  # no GPU here: nothing was captured, nothing failed
+
+
+def test_fast_cifar_benchmark_smoke_times_the_real_command(tmp_path):
+    result = run_smoke("bench_fast_cifar.py", tmp_path)
+    run = result["runs"][0]
+    assert "error" not in run, run
+    assert run["model"] == "resnet8" and run["epochs"] == 1 and 0 <= run["test_acc"] <= 1
+    assert run["wall_s"] > run["train_s"] > 0  # launch to exit includes start-up and data loading
+    assert result["summary"][0]["target"] is None  # only the paper's models have targets

@@ -99,3 +99,27 @@ def test_trainer_with_the_fused_step_matches_the_plain_loop():
     assert fused.final["train_loss"] == pytest.approx(plain.final["train_loss"], rel=1e-5)
     assert fused.final["test_acc"] == plain.final["test_acc"]  # the last epoch is always evaluated
     assert fused.final["gradients"]["verdict"] == "healthy"  # the monitor reads the fused step's gradients
+
+
+def test_the_pre_capture_snapshot_is_invisible_to_autograd():
+    """A snapshot clone recorded by autograd kept the weights' AccumulateGrad nodes alive on the
+    default stream, and CUDA graph capture then failed on the GPU (seen on an H200)."""
+    model = create_model("resnet8", num_classes=10, in_channels=3)
+    step = TrainStep(model, _two_group_sgd(model, True), nn.functional.cross_entropy)
+    tensors, saved = step.snapshot()
+    params = list(model.parameters())
+    assert len(tensors) > len(params)  # weights, BatchNorm buffers and the momentum buffers it created
+    assert all(s.grad_fn is None and not s.requires_grad for s in saved)
+    assert all(torch.equal(t, s) and t.data_ptr() != s.data_ptr() for t, s in zip(tensors, saved))
+
+
+def test_cli_flags_reach_the_fast_recipe():
+    from resnet_lab.cli.main import build_parser
+    from resnet_lab.cli.train import config_from_args
+
+    parse = build_parser().parse_args
+    c = config_from_args(parse(["train", "--recipe", "fast", "--model", "resnet56", "--no-cuda-graph",
+                                "--eval-every", "0", "--precision", "fp32"]))
+    assert (c.cuda_graph, c.eval_every, c.precision, c.epochs) == (False, 0, "fp32", 70)
+    c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4"]))
+    assert c.cuda_graph and c.model_options == {"checkpointing": 4}

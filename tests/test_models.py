@@ -189,16 +189,32 @@ def test_grayscale_input_and_class_count():
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
 
 
-def test_checkpointing_gives_the_same_gradients():
+@pytest.mark.parametrize("blocks", [True, 2, 4])  # per block, and runs of 2 or 4 (a stage has 3)
+def test_checkpointing_gives_the_same_gradients(blocks):
     torch.manual_seed(0)
     ref = create_model("resnet20")
-    ck = create_model("resnet20", checkpointing=True)
+    ck = create_model("resnet20", checkpointing=blocks)
     ck.load_state_dict(ref.state_dict())
     x = torch.randn(4, 3, 32, 32)
     ref(x).square().sum().backward()
     ck(x).square().sum().backward()
     for (name, p), q in zip(ref.named_parameters(), ck.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_longer_checkpointed_runs_store_fewer_tensors():
+    from torch.autograd.graph import saved_tensors_hooks
+
+    def saved_count(model):
+        count = [0]
+        with saved_tensors_hooks(lambda t: count.__setitem__(0, count[0] + 1) or t, lambda t: t):
+            model(torch.randn(2, 3, 32, 32)).sum()
+        return count[0]
+
+    counts = [saved_count(create_model("resnet56", checkpointing=k)) for k in (0, 1, 3)]
+    assert counts[0] > counts[1] > counts[2], counts
+    with pytest.raises(UserError, match="number of blocks"):
+        create_model("resnet20", checkpointing=-1)
 
 
 @pytest.mark.parametrize("name", ["resnet1202", "preact_resnet1001"])

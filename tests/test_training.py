@@ -238,3 +238,14 @@ def test_existing_run_is_not_overwritten_and_resume_refuses_another_model(refere
     assert main(["train", "--resume", str(reference_run), "--model", "resnet32"]) == 2
     assert "is a resnet8 run" in capsys.readouterr().err
     assert _tree_digest(reference_run) == before
+
+
+def test_all_finite_finds_one_bad_value_among_many_tensors():
+    from resnet_lab.training.checkpoint import all_finite
+
+    state = {f"w{i}": torch.ones(3, 3) for i in range(5)} | {"steps": torch.tensor(7), "note": "text"}
+    assert all_finite(state) and all_finite({"steps": torch.tensor(1)})
+    for bad in (float("nan"), float("inf")):
+        broken = dict(state)
+        broken["w3"] = torch.ones(3, 3).index_put_((torch.tensor([1]), torch.tensor([2])), torch.tensor(bad))
+        assert not all_finite(broken)

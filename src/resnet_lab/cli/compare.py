@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .model_options import add_model_options, model_options
-from .table import format_table
+from ..report.text_table import format_table
 
 EXAMPLES = """examples:
   resnet-lab compare                                  # resnet101 vs resnet152 on the best device

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .model_options import add_model_options, model_options
-from .table import format_table
+from ..report.text_table import format_table
 from .train import add_data_options
 
 EXAMPLES = """examples:

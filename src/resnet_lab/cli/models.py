@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .table import format_table
+from ..report.text_table import format_table
 
 EXAMPLES = """examples:
   resnet-lab models

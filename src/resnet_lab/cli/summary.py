@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .model_options import add_model_options, model_options
-from .table import format_table
+from ..report.text_table import format_table
 
 EXAMPLES = """examples:
   resnet-lab summary resnet56

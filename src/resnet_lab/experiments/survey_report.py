@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..cli.table import format_table
+from ..report.text_table import format_table
 
 # (key, header) of the table; the values are made by _rows.
 COLUMNS = [("name", "cell"), ("grad_first", "grad first"), ("grad_last", "grad last"), ("ratio", "first/last"),

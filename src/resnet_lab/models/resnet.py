@@ -61,7 +61,10 @@ class ResNet(nn.Module):
         init: ``"he"`` (Kaiming normal, fan_out), ``"xavier"``, ``"normal"`` (std 0.01, pre-BN style)
             or ``"torch"`` (PyTorch's defaults).
         zero_init_residual: start every residual branch at zero (last norm's gamma = 0).
-        checkpointing: recompute each block in backward instead of storing its activations.
+        checkpointing: recompute blocks in backward instead of storing their activations: ``True``
+            (or 1) stores each block's input only; an integer k stores the input of every run of k
+            blocks (fewer, larger recomputations: less per-call overhead, about k blocks' worth of
+            activations alive during the backward of one run).
     """
 
     def __init__(
@@ -78,7 +81,7 @@ class ResNet(nn.Module):
         activation: str = "relu",
         init: str = "he",
         zero_init_residual: bool = False,
-        checkpointing: bool = False,
+        checkpointing: bool | int = False,
     ):
         super().__init__()
         _choice("shortcut", shortcut, SHORTCUTS)
@@ -88,7 +91,9 @@ class ResNet(nn.Module):
             if not isinstance(value, int) or value < 1:
                 raise UserError(f"{option} must be a positive integer, got {value!r}")
         self.preact = block in (PreActBasicBlock, PreActBottleneck)
-        self.checkpointing = checkpointing
+        if not isinstance(checkpointing, int) or checkpointing < 0:  # bools are ints: True = 1
+            raise UserError(f"checkpointing must be True/False or a number of blocks >= 1, got {checkpointing!r}")
+        self.checkpointing = int(checkpointing)  # blocks per recomputed run; 0: off
         self._norm, self._act = norm_factory(norm), act_factory(activation)
         self.config = dict(block=block.__name__, layers=list(layers), widths=list(widths), stem=stem,
                            num_classes=num_classes, in_channels=in_channels, shortcut=shortcut,
@@ -144,8 +149,10 @@ class ResNet(nn.Module):
     def run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         if not (self.checkpointing and self.training and torch.is_grad_enabled()):
             return stage(x)
-        for blk in stage:  # store only block inputs; recompute the inside in backward
-            x = checkpoint(blk, x, use_reentrant=False)
+        blocks, k = list(stage), self.checkpointing
+        for i in range(0, len(blocks), k):  # store only the input of each run of k blocks
+            # The blocks draw no random numbers, so there is no RNG state to save and replay.
+            x = checkpoint(_run_blocks, x, *blocks[i:i + k], use_reentrant=False, preserve_rng_state=False)
         return x
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,3 +187,9 @@ def initialize(model: nn.Module, scheme: str) -> None:
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def _run_blocks(x: torch.Tensor, *blocks: nn.Module) -> torch.Tensor:
+    for block in blocks:
+        x = block(x)
+    return x

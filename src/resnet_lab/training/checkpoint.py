@@ -78,8 +78,14 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 def all_finite(state_dict: dict) -> bool:
     """True when every floating tensor of a state dict is finite (no NaN/Inf weights saved)."""
-    return all(torch.isfinite(t).all().item() for t in state_dict.values()
-               if isinstance(t, torch.Tensor) and t.is_floating_point())
+    floats = [t for t in state_dict.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not floats:
+        return True
+    # One check per device, so a GPU model costs one synchronisation, not one per tensor.
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for t in floats:
+        by_device.setdefault(t.device, []).append(t)
+    return all(torch.stack([torch.isfinite(t).all() for t in ts]).all().item() for ts in by_device.values())
 
 
 def export_safetensors(checkpoint: str | Path, out: str | Path) -> Path:

@@ -1,9 +1,9 @@
 """The whole training step (forward, loss, backward, clipping, SGD update) as one CUDA graph.
 
 Why: a CIFAR ResNet step at batch 512 is several hundred small kernels. Launched one by one
-from Python, the GPU spends most of the step waiting for the host (the step is launch-bound,
-so torch.compile's fusion alone barely helps). Captured once and replayed, the step is one
-launch and the GPU runs the kernels back to back.
+from Python, the GPU spends much of the step waiting for the host. Captured once and replayed,
+the step is one launch and the GPU runs the kernels back to back (measured on an H200: ResNet-20
+8.2 -> 4.4 ms per step, ResNet-56 20.0 -> 12.0 ms; benchmarks/bench_fast_step.py).
 
 What a graph needs, and how this module provides it:
 - fixed addresses: each batch is copied into static input buffers before a replay;
@@ -129,6 +129,12 @@ class TrainStep:
         self.graph.replay()
         return loss, logits
 
+    @torch.no_grad()  # a clone that autograd recorded would keep grad nodes of the wrong stream alive
+    def snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(state tensors, copies of them): what a step changes, and its value now."""
+        tensors = self._state_tensors()
+        return tensors, [t.clone() for t in tensors]
+
     def _state_tensors(self) -> list[torch.Tensor]:
         """Everything a step changes: weights, buffers (BatchNorm statistics), momentum."""
         for group in self.optimizer.param_groups:  # zero momentum = torch's "no buffer yet"
@@ -141,20 +147,22 @@ class TrainStep:
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         static_x, static_y = x.clone(), y.clone()
-        tensors = self._state_tensors()
-        saved = [t.clone() for t in tensors]
+        tensors, saved = self.snapshot()
         try:
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):  # warm-up off the capture stream, as torch's docs require
+            # Warm up on a side stream (never the default one, which capture forbids touching), and
+            # capture on that same stream, so that per-stream state such as cuBLAS's workspace exists.
+            with torch.cuda.stream(side):
                 for _ in range(self.warmup_steps):
                     self._body(static_x, static_y)
             torch.cuda.current_stream(self.device).wait_stream(side)
             self.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the graph
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=side):
                 loss, logits = self._body(static_x, static_y)
         finally:  # as if the warm-up never ran (capturing itself computes nothing)
-            for t, s in zip(tensors, saved):
-                t.copy_(s)
+            with torch.no_grad():
+                for t, s in zip(tensors, saved):
+                    t.copy_(s)
         self.graph, self._static = graph, (static_x, static_y, loss, logits)

@@ -427,8 +427,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                 bar.close()
 
             # end of epoch: evaluate, record, checkpoint
-            train_time = time.perf_counter() - epoch_start
             loss_sum, correct, seen, *_, seen_at_start = ctx.sum_(torch.cat([sums, sums_at_start])).tolist()
+            train_time = time.perf_counter() - epoch_start  # after the read: the GPU has finished the epoch
             last_epoch = step >= total_steps
             evaluated = last_epoch or (c.eval_every > 0 and (epoch + 1) % c.eval_every == 0)
             test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
