@@ -6,7 +6,8 @@ training step (batch 512, bf16 + channels_last on a GPU, SGD Nesterov) as:
 * ``eager``: the step body launched op by op from Python;
 * ``graph``: the same body captured once and replayed as one CUDA graph (``TrainStep``);
 * ``graph_monitor``: + ``GradientMonitor.step`` every 10 steps (the trainer's default);
-* ``data``: producing the batches alone (``DeviceLoader``: gather + crop + flip + normalise).
+* ``data``: producing the batches alone (``DeviceLoader``: gather + crop + flip + normalise),
+  timed over whole epochs of a CIFAR-10-sized set, so the per-epoch shuffle counts as in training.
 
 Reported per model: median milliseconds per step, the graph's speed-up over eager, the data
 pipeline's and the monitor's cost as a fraction of the graphed step (targets: <= 5% and <= 2%),
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import statistics
 import sys
@@ -65,11 +67,13 @@ class Timer:
         return (time.perf_counter() - t0) * 1e3
 
 
-def build_variants(name: str, device: torch.device, batch: int, image_size: int) -> dict:
+def build_variants(name: str, device: torch.device, batch: int, image_size: int, channels_last: bool,
+                   n_images: int) -> dict:
     config = resolve_config("fast", model=name, batch_size=batch)
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(0)
-    base = create_model(name, num_classes=10).to(device, memory_format=torch.channels_last)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    base = create_model(name, num_classes=10).to(device, memory_format=memory_format)
     loss_fn = lambda logits, y: nn.functional.cross_entropy(logits.float(), y, label_smoothing=0.1)  # noqa: E731
     variants = {}
     for variant in ("eager", "graph", "graph_monitor"):
@@ -79,10 +83,9 @@ def build_variants(name: str, device: torch.device, batch: int, image_size: int)
         variants[variant] = (step, monitor)
     # Random uint8 images through the real loader; the lr is small and constant (timing only).
     g = torch.Generator().manual_seed(0)
-    n = batch * 8
-    loader = DeviceLoader(torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=g),
-                          torch.randint(0, 10, (n,), generator=g), batch, mean=(0.5,) * 3, std=(0.25,) * 3,
-                          device=device, train=True, augment=True, hflip=True, channels_last=True)
+    loader = DeviceLoader(torch.randint(0, 256, (n_images, 3, image_size, image_size), dtype=torch.uint8, generator=g),
+                          torch.randint(0, 10, (n_images,), generator=g), batch, mean=(0.5,) * 3, std=(0.25,) * 3,
+                          device=device, train=True, augment=True, hflip=True, channels_last=channels_last)
     return {"variants": variants, "loader": loader, "precision": precision, "epoch_steps": CIFAR_TRAIN // batch}
 
 
@@ -95,41 +98,39 @@ def run_steps(step: TrainStep, monitor, batches, steps: int, counter: list[int])
         counter[0] += 1
 
 
-def run_data(loader: DeviceLoader, steps: int) -> None:
-    done = 0
-    while done < steps:
-        loader.set_epoch(done)
-        for _ in loader:
-            done += 1
-            if done == steps:
-                break
+def run_data(loader: DeviceLoader, epoch: int) -> None:
+    loader.set_epoch(epoch)
+    for _ in loader:
+        pass
 
 
-def measure(name: str, device: torch.device, args) -> dict:
-    setup = build_variants(name, device, args.batch, args.image_size)
+def measure(name: str, channels_last: bool, device: torch.device, args) -> dict:
+    n_images = args.batch * 8 if args.smoke else CIFAR_TRAIN
+    setup = build_variants(name, device, args.batch, args.image_size, channels_last, n_images)
     loader, timer = setup["loader"], Timer(device)
-    batches = list(loader)
+    batches = list(itertools.islice(loader, 8))
     counters = {v: [0] for v in setup["variants"]}
     for variant, (step, monitor) in setup["variants"].items():  # warm-up (and graph capture)
         run_steps(step, monitor, batches, args.warmup, counters[variant])
-    run_data(loader, 2)
+    run_data(loader, 1)
     times = {v: [] for v in (*setup["variants"], "data")}
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         for variant, (step, monitor) in setup["variants"].items():
             times[variant].append(timer(lambda: run_steps(step, monitor, batches, args.steps, counters[variant]))
                                   / args.steps)
-        times["data"].append(timer(lambda: run_data(loader, args.steps)) / args.steps)
+        times["data"].append(timer(lambda: run_data(loader, 2 + r)) / len(loader))
     ms = {v: statistics.median(t) for v, t in times.items()}
     # Overheads as medians of within-round ratios, so drift hits both sides alike.
     monitor_fraction = statistics.median(m / g - 1 for m, g in zip(times["graph_monitor"], times["graph"]))
     data_fraction = statistics.median(d / g for d, g in zip(times["data"], times["graph"]))
     capture = setup["variants"]["graph"][0].capture_error
-    row = {"model": name, "precision": setup["precision"], "batch": args.batch,
+    layout = "channels_last" if channels_last else "contiguous"
+    row = {"model": name, "precision": setup["precision"], "batch": args.batch, "memory_format": layout,
            "ms_per_step": ms, "graph_speedup": ms["eager"] / ms["graph"], "graph_capture_error": capture,
            "data_fraction_of_graph_step": data_fraction, "monitor_fraction_of_graph_step": monitor_fraction,
            "epoch_s": {v: ms[v] * setup["epoch_steps"] / 1e3 for v in ("eager", "graph", "graph_monitor")},
            "rounds": args.rounds, "steps_per_round": args.steps}
-    print(f"{name:>10} {setup['precision']}: eager {ms['eager']:.2f} ms, graph {ms['graph']:.2f} ms "
+    print(f"{name:>10} {setup['precision']} {layout}: eager {ms['eager']:.2f} ms, graph {ms['graph']:.2f} ms "
           f"({row['graph_speedup']:.2f}x), +monitor {monitor_fraction:+.1%}, data {data_fraction:.1%} of a graphed "
           f"step; epoch {row['epoch_s']['graph']:.2f} s graphed vs {row['epoch_s']['eager']:.2f} s eager"
           + (f"  [graph capture failed: {capture}]" if capture else ""), flush=True)
@@ -141,6 +142,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", nargs="+", default=["resnet20", "resnet56", "resnet110"])
     p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--formats", nargs="+", choices=("channels_last", "contiguous"), default=["channels_last"],
+                   help="memory formats to compare (the fast recipe uses channels_last)")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=20, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=7)
@@ -160,7 +163,7 @@ def main(argv=None) -> dict:
         torch.backends.cudnn.benchmark = True
     else:
         torch.set_num_threads(min(torch.get_num_threads(), 2))
-    rows = [measure(name, device, args) for name in args.models]
+    rows = [measure(name, fmt == "channels_last", device, args) for name in args.models for fmt in args.formats]
     result = {"benchmark": "fast_step", "hardware": hardware_info(device), "targets": TARGETS,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_step-{device.type}.json")

@@ -79,7 +79,8 @@ phase() { case "$PHASE" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 if phase a; then
     step env 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv; \
         '$PYTHON' -c 'import sys, torch, torchvision; print(sys.version); print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
-    step fast_step 120 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --out "$OUT/fast_step-cuda.json"
+    step fast_step 150 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --formats channels_last contiguous \
+        --out "$OUT/fast_step-cuda.json"
     # The trainer's graphed path end to end (data on the device, monitor, evaluation, checkpoints).
     step fast_smoke 60 "$PYTHON" -m resnet_lab train --recipe fast --model resnet20 --data digits --device cuda \
         --epochs 6 --quiet --no-tensorboard --out "$OUT/fast_smoke"
