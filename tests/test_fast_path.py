@@ -123,3 +123,26 @@ def test_cli_flags_reach_the_fast_recipe():
     assert (c.cuda_graph, c.eval_every, c.precision, c.epochs) == (False, 0, "fp32", 70)
     c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4"]))
     assert c.cuda_graph and c.model_options == {"checkpointing": 4}
+
+
+def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_straight_run(tmp_path):
+    import os
+    import signal
+
+    from resnet_lab.training import TrainingInterrupted
+
+    common = dict(model="resnet8", data="digits", epochs=3, batch_size=128, precision="fp32", progress=False,
+                  tensorboard=False, deterministic=True)
+    straight = train(resolve_config("fast", out=str(tmp_path / "straight"), **common), log=lambda *_: None)
+
+    def interrupt_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch   1/"):
+            os.kill(os.getpid(), signal.SIGINT)  # the trainer turns it into a stop at the next step
+
+    run_dir = tmp_path / "stopped"
+    with pytest.raises(TrainingInterrupted):
+        train(resolve_config("fast", out=str(run_dir), **common), log=interrupt_after_first_epoch)
+    resumed = train(resolve_config("fast", **common), resume=run_dir, log=lambda *_: None)
+    assert resumed.steps == straight.steps
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
