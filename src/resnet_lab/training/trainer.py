@@ -1,9 +1,10 @@
 """The training loop: ``train(config)`` trains a zoo model and writes a run directory.
 
 Read top to bottom: set-up (device, data, model, optimiser), resume, the epoch loop
-(one step = forward, backward, diagnostics, clip, optimiser step), evaluation, records.
+(one step = forward, backward, diagnostics, clip, optimiser step; with ``cuda_graph`` the
+same step is one ``TrainStep`` call, replayed from a CUDA graph on a GPU), evaluation, records.
 The step never synchronises with the host except where a feature needs it (a progress
-bar refresh every few steps, the paper's warm-up test, the skip/stop policies).
+bar refresh every 50 steps, the paper's warm-up test, the skip/stop policies).
 
 Run directory: ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``last.pt``,
 ``best.pt``; checkpoints are written atomically.
