@@ -6,6 +6,8 @@ training step (batch 512, bf16 + channels_last on a GPU, SGD Nesterov) as:
 * ``eager``: the step body launched op by op from Python;
 * ``graph``: the same body captured once and replayed as one CUDA graph (``TrainStep``);
 * ``graph_monitor``: + ``GradientMonitor.step`` every 10 steps (the trainer's default);
+* ``graph_compiled`` (with ``--compile``): the model under ``torch.compile`` (BatchNorm, ReLU and
+  the residual add fused), compiled during the warm-up and captured in the graph;
 * ``data``: producing the batches alone (``DeviceLoader``: gather + crop + flip + normalise),
   timed over whole epochs of a CIFAR-10-sized set, so the per-epoch shuffle counts as in training.
 
@@ -68,7 +70,7 @@ class Timer:
 
 
 def build_variants(name: str, device: torch.device, batch: int, image_size: int, channels_last: bool,
-                   n_images: int) -> dict:
+                   n_images: int, compiled: bool) -> dict:
     config = resolve_config("fast", model=name, batch_size=batch)
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(0)
@@ -76,9 +78,10 @@ def build_variants(name: str, device: torch.device, batch: int, image_size: int,
     base = create_model(name, num_classes=10).to(device, memory_format=memory_format)
     loss_fn = lambda logits, y: nn.functional.cross_entropy(logits.float(), y, label_smoothing=0.1)  # noqa: E731
     variants = {}
-    for variant in ("eager", "graph", "graph_monitor"):
+    for variant in ("eager", "graph", "graph_monitor") + (("graph_compiled",) if compiled else ()):
         model = copy.deepcopy(base)
-        step = TrainStep(model, build_optimizer(model, config), loss_fn, precision, use_graph=variant != "eager")
+        stepped = torch.compile(model) if variant == "graph_compiled" else model
+        step = TrainStep(stepped, build_optimizer(model, config), loss_fn, precision, use_graph=variant != "eager")
         monitor = GradientMonitor(model, every=10, nonfinite="warn") if variant == "graph_monitor" else None
         variants[variant] = (step, monitor)
     # Random uint8 images through the real loader; the lr is small and constant (timing only).
@@ -106,7 +109,7 @@ def run_data(loader: DeviceLoader, epoch: int) -> None:
 
 def measure(name: str, channels_last: bool, device: torch.device, args) -> dict:
     n_images = args.batch * 8 if args.smoke else CIFAR_TRAIN
-    setup = build_variants(name, device, args.batch, args.image_size, channels_last, n_images)
+    setup = build_variants(name, device, args.batch, args.image_size, channels_last, n_images, args.compile)
     loader, timer = setup["loader"], Timer(device)
     batches = list(itertools.islice(loader, 8))
     counters = {v: [0] for v in setup["variants"]}
@@ -124,15 +127,18 @@ def measure(name: str, channels_last: bool, device: torch.device, args) -> dict:
     monitor_fraction = statistics.median(m / g - 1 for m, g in zip(times["graph_monitor"], times["graph"]))
     data_fraction = statistics.median(d / g for d, g in zip(times["data"], times["graph"]))
     capture = setup["variants"]["graph"][0].capture_error
+    compiled = setup["variants"].get("graph_compiled")
     layout = "channels_last" if channels_last else "contiguous"
     row = {"model": name, "precision": setup["precision"], "batch": args.batch, "memory_format": layout,
            "ms_per_step": ms, "graph_speedup": ms["eager"] / ms["graph"], "graph_capture_error": capture,
            "data_fraction_of_graph_step": data_fraction, "monitor_fraction_of_graph_step": monitor_fraction,
-           "epoch_s": {v: ms[v] * setup["epoch_steps"] / 1e3 for v in ("eager", "graph", "graph_monitor")},
+           "compiled_capture_error": compiled[0].capture_error if compiled else None,
+           "epoch_s": {v: ms[v] * setup["epoch_steps"] / 1e3 for v in setup["variants"]},
            "rounds": args.rounds, "steps_per_round": args.steps}
     print(f"{name:>10} {setup['precision']} {layout}: eager {ms['eager']:.2f} ms, graph {ms['graph']:.2f} ms "
           f"({row['graph_speedup']:.2f}x), +monitor {monitor_fraction:+.1%}, data {data_fraction:.1%} of a graphed "
           f"step; epoch {row['epoch_s']['graph']:.2f} s graphed vs {row['epoch_s']['eager']:.2f} s eager"
+          + (f"; compiled + graph {ms['graph_compiled']:.2f} ms" if compiled else "")
           + (f"  [graph capture failed: {capture}]" if capture else ""), flush=True)
     return row
 
@@ -148,6 +154,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="steps per timed round")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--compile", action="store_true", help="also time the torch.compile'd step in the graph "
+                   "(compiling takes tens of seconds per model)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     p.add_argument("--out", help="JSON output (default: benchmarks/results/fast_step-<device>.json)")
     args = p.parse_args(argv)

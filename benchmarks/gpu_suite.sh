@@ -70,7 +70,7 @@ step() {
 # arrives in three calls; each call does one phase while its part of the data travels.
 #   a: environment, the fast step (eager vs CUDA graph, data, monitor), a fast-recipe smoke run,
 #      ours vs torchvision (fp32, bf16 + channels_last);
-#   b: checkpointing at batch 128, monitor overhead on ResNet-50;
+#   b: checkpointing at batch 128, monitor overhead on ResNet-50, the compiled fast step;
 #   c: time to paper accuracy on CIFAR-10 (needs CIFAR10_NPZ, the full data set as .npz), then
 #      compiled ResNet-50 vs torchvision if the suite budget allows.
 PHASE="${PHASE:-abc}"
@@ -93,6 +93,9 @@ if phase b; then
         --blocks 1 4 --out "$OUT/checkpointing-cuda.json"
     step monitor_overhead 45 "$PYTHON" benchmarks/bench_monitor_overhead.py --device cuda \
         --out "$OUT/monitor_overhead-cuda.json"
+    # The compiled step body inside the graph: compiling takes tens of seconds per model.
+    step fast_step_compiled 150 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --models resnet20 resnet56 \
+        --compile --out "$OUT/fast_step-cuda-compiled.json"
 fi
 
 if phase c; then
@@ -109,7 +112,8 @@ fi
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
-    for f in fast_step fast_smoke vs_torchvision checkpointing monitor_overhead vs_torchvision_compiled fast_cifar; do
+    for f in fast_step fast_smoke vs_torchvision checkpointing monitor_overhead fast_step_compiled \
+             vs_torchvision_compiled fast_cifar; do
         [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done
 fi

@@ -146,3 +146,18 @@ def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_strai
     assert resumed.steps == straight.steps
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_compiled_model_runs_inside_the_fused_step(monkeypatch):
+    """--compile with the fast recipe: the compiled model is what the step (and a GPU's graph) runs."""
+    import resnet_lab.training.trainer as trainer
+
+    stepped = []
+    monkeypatch.setattr(trainer, "TrainStep", lambda model, *a, **kw: stepped.append(model) or TrainStep(model, *a, **kw))
+    common = dict(model="resnet8", data="digits", steps=2, batch_size=64, precision="fp32", channels_last=False,
+                  progress=False, tensorboard=False, eval_every=0)
+    compiled = train(resolve_config("fast", compile=True, **common), log=lambda *_: None)
+    assert isinstance(stepped[0], torch._dynamo.eval_frame.OptimizedModule)
+    plain = train(resolve_config("fast", **common), log=lambda *_: None)
+    for (name, a), b in zip(compiled.model.state_dict().items(), plain.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)

@@ -29,7 +29,6 @@ GRAPH_BLOCKERS = {
     "optimizer": lambda c: c.optimizer != "sgd",  # only SGD has a sync-free update here
     "precision": lambda c: c.precision == "fp16",  # the loss scaler checks for Inf on the host
     "on_nonfinite": lambda c: c.on_nonfinite != "warn",  # skip/stop decide on the host
-    "compile": lambda c: c.compile,
     "paper warm-up": lambda c: c.warmup_lr > 0,  # switches on a host-side error check
 }
 

@@ -343,7 +343,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
         if blockers:
             log(f"note: no CUDA-graph step because of {', '.join(blockers)}; running the step eagerly")
         else:
-            fused_step = TrainStep(model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log)
+            # With --compile the compiled model runs inside the graph (compiled during the warm-up).
+            fused_step = TrainStep(step_fn_model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log)
     sums = None
     run_start = time.perf_counter()
     with _SignalFlag() as interrupt:
