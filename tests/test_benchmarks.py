@@ -52,3 +52,32 @@ def test_fast_cifar_benchmark_smoke_times_the_real_command(tmp_path):
     assert run["model"] == "resnet8" and run["epochs"] == 1 and 0 <= run["test_acc"] <= 1
     assert run["wall_s"] > run["train_s"] > 0  # launch to exit includes start-up and data loading
     assert result["summary"][0]["target"] is None  # only the paper's models have targets
+    timings = run["timings"]  # where the wall time went, read from the run's timings.json
+    assert {"startup_s", "setup_s", "train_s", "eval_s", "bookkeeping_s", "report_s", "exit_s"} <= set(timings)
+    assert abs(sum(v for v in timings.values() if v is not None) - run["wall_s"]) < 1e-6
+
+
+def test_cifar10_layout_from_npz_is_read_by_the_cifar10_loader(tmp_path):
+    """The GPU benchmark's data: the official extracted layout, written from an .npz copy."""
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        from cifar10_layout_from_npz import write_layout
+    finally:
+        sys.path.remove(str(BENCH))
+    from resnet_lab.data import load_data
+
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8), "y_train": np.arange(23) % 10,
+              "x_test": rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8), "y_test": np.arange(7) % 10}
+    np.savez(tmp_path / "c.npz", **arrays)
+    write_layout(tmp_path / "c.npz", tmp_path / "cache")
+
+    ds = load_data("cifar10", str(tmp_path / "cache"))
+    assert ds.classes[0] == "airplane" and len(ds.classes) == 10
+    # the loader's CHW tensors hold the .npz's HWC pixels, image for image
+    assert np.array_equal(ds.x_train.permute(0, 2, 3, 1).numpy(), arrays["x_train"])
+    assert np.array_equal(ds.y_train.numpy(), arrays["y_train"])
+    assert np.array_equal(ds.x_test.permute(0, 2, 3, 1).numpy(), arrays["x_test"])
+    assert np.array_equal(ds.y_test.numpy(), arrays["y_test"])

@@ -91,6 +91,11 @@ def test_resnet20_on_digits_reaches_97_percent_in_15_epochs(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["model"] == "resnet20" and config["hardware"]["torch"] == torch.__version__
     assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    # where the time went: printed and saved, each part measured, training the largest
+    timings = json.loads((tmp_path / "run" / "timings.json").read_text())
+    assert list(timings) == ["startup_s", "setup_s", "train_s", "eval_s", "bookkeeping_s", "report_s"]
+    assert all(v > 0 for v in timings.values()) and max(timings, key=timings.get) == "train_s"
+    assert f"time: {sum(timings.values()):.1f} s: start-up (imports)" in proc.stdout
 
 
 def test_small_cifar10_subset_learns_well_above_chance(shared_data_dir):

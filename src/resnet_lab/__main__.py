@@ -1,5 +1,5 @@
 import sys
 
-from .cli.main import main
+from .cli.main import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import sys
 
 import torch
 
@@ -40,8 +42,6 @@ def cpu_name() -> str:
 
 def hardware_info(device: str | torch.device = "cpu") -> dict:
     """Everything needed to interpret a measurement later."""
-    import torchvision
-
     info = {
         "device": str(device),
         "cpu": cpu_name(),
@@ -50,9 +50,32 @@ def hardware_info(device: str | torch.device = "cpu") -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": package_version("torchvision"),
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     return info
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of ``name`` without importing it (importing torchvision takes ~1 s)."""
+    module = sys.modules.get(name)
+    if module is not None and hasattr(module, "__version__"):
+        return module.__version__
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports included); None off Linux."""
+    try:
+        with open("/proc/self/stat") as f:  # field 22: start time in clock ticks after boot
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))

@@ -7,10 +7,12 @@ Each command module exposes ``register(subparsers)``, which adds its parser and 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
 from ..errors import UserError
+from ..runtime import process_age_s
 
 # Order here is the order shown by `resnet-lab --help`.
 COMMANDS = ["models", "summary", "train", "evaluate", "predict", "export", "gradients", "demo", "degradation", "survey", "compare"]
@@ -36,11 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
+    """Run one command; ``startup_s``: how long the process took to get here, when it was launched for this."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.startup_s = startup_s
         if args.command is None:
             build_parser().print_help()
             return 0
@@ -55,5 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry_point() -> int:
+    """The ``resnet-lab`` console script and ``python -m resnet_lab``: ``main()``, then a quick exit.
+
+    At exit Python garbage-collects every object left, torch's large module graph included
+    (about 0.7 s after a training run on a 2-core CPU). Frozen objects are skipped; every file
+    is closed by now and atexit handlers still run.
+    """
+    status = main(startup_s=process_age_s())
+    gc.freeze()
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry_point())

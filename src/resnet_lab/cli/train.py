@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 
 from .model_options import add_model_options, model_options
 
@@ -122,6 +124,7 @@ def config_from_args(args):
 def run(args) -> int:
     from ..training import TrainConfig, TrainingInterrupted, train
     from ..diagnostics import NonFiniteError
+    from ..training.checkpoint import atomic_write_text
     from ..training.distributed import launched_by_torchrun
 
     if args.resume:
@@ -147,11 +150,16 @@ def run(args) -> int:
     final = result.final
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    if result.run_dir is not None:
-        from ..report.train_report import write_train_report
+    from ..report.train_report import format_timings, write_train_report
 
+    timings = {"startup_s": args.startup_s, **result.timings}  # start-up: None when called from Python
+    if result.run_dir is not None:
+        report_start = time.perf_counter()
         report = write_train_report(result, result.config, result.run_dir / "report.html", result.device)
+        timings["report_s"] = time.perf_counter() - report_start
         print(f"report: {report}")
+        atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
+    print(f"time: {format_timings(timings)}")
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
           f"(best {result.best_acc:.4f}); run directory {result.run_dir}")
     return 0

@@ -7,6 +7,16 @@ from pathlib import Path
 from .html import Report
 from .meta import run_metadata
 
+TIMING_NAMES = {"startup_s": "start-up (imports)", "setup_s": "setup (data, model)", "train_s": "training steps",
+                "eval_s": "evaluation", "bookkeeping_s": "checkpoints and records", "report_s": "report"}
+
+
+def format_timings(timings: dict) -> str:
+    """'12.3 s: start-up (imports) 2.9 s, setup (data, model) 1.2 s, ...' (unknown parts left out)."""
+    known = {k: v for k, v in timings.items() if v is not None}
+    parts = ", ".join(f"{TIMING_NAMES.get(k, k)} {v:.1f} s" for k, v in known.items())
+    return f"{sum(known.values()):.1f} s: {parts}"
+
 
 def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
     """Write ``report.html`` for a finished (or stopped) run from its ``TrainResult``."""
@@ -28,7 +38,7 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
             f"after {len(history)} epochs, {result.steps} steps",
             f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
             f"throughput {last['images_per_s']:,.0f} images/s on {device}",
-        ] + ([f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}"]
+        ] + ([f"time in this process: {format_timings(result.timings)}"] if result.timings else []) + ([f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}"]
              if "gradients" in last else []))
 
         fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))

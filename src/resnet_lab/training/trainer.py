@@ -61,6 +61,9 @@ class TrainResult:
     step_history: list[dict] = field(default_factory=list)  # every ``log_every`` steps (this process)
     config: TrainConfig | None = None  # as run (a resumed run's own settings)
     device: str = "cpu"
+    # Where this process's wall time went: setup (data, model, optimiser), training steps,
+    # evaluation, bookkeeping (checkpoints, records, logs).
+    timings: dict = field(default_factory=dict)
 
     @property
     def final(self) -> dict:
@@ -207,6 +210,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     Under torchrun it trains with DistributedDataParallel; after torchrun restarts a failed
     group, the run resumes from its own ``last.pt``.
     """
+    started = time.perf_counter()
     elastic_restart = restart_count() > 0 and config.out is not None
     if resume is None and elastic_restart and (Path(config.out) / "last.pt").exists():
         resume = config.out
@@ -228,7 +232,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     ctx, device = init_distributed(device, c.dist_timeout)
     clean = False
     try:
-        result = _train(c, checkpoint, run_dir, device, ctx, log if ctx.is_main else (lambda *_: None), dataset)
+        result = _train(c, checkpoint, run_dir, device, ctx, log if ctx.is_main else (lambda *_: None), dataset,
+                        started)
         clean = True
         return result
     except TrainingInterrupted:
@@ -238,7 +243,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         shutdown(ctx, clean)
 
 
-def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, dataset) -> TrainResult:
+def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, dataset, started: float) -> TrainResult:
     seed_everything(c.seed, c.deterministic)
     precision = resolve_precision(c.precision, device)
 
@@ -347,6 +352,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             fused_step = TrainStep(step_fn_model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log)
     sums = None
     run_start = time.perf_counter()
+    timings = {"setup_s": run_start - started, "train_s": 0.0, "eval_s": 0.0}
     with _SignalFlag() as interrupt:
         while step < total_steps:
             train_loader.set_epoch(epoch)
@@ -433,7 +439,10 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             train_time = time.perf_counter() - epoch_start  # after the read: the GPU has finished the epoch
             last_epoch = step >= total_steps
             evaluated = last_epoch or (c.eval_every > 0 and (epoch + 1) % c.eval_every == 0)
+            eval_start = time.perf_counter()
             test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
+            timings["train_s"] += train_time
+            timings["eval_s"] += time.perf_counter() - eval_start
             row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                    "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
                    "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
@@ -460,7 +469,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
         writer.close()
     if monitor is not None:
         monitor.close()
-    return TrainResult(run_dir, history, model, best_acc, step, info, events, step_history, c, str(device))
+    timings["bookkeeping_s"] = time.perf_counter() - run_start - timings["train_s"] - timings["eval_s"]
+    return TrainResult(run_dir, history, model, best_acc, step, info, events, step_history, c, str(device), timings)
 
 
 def _skip(loader, k: int):
