@@ -2,7 +2,7 @@
 # The GPU measurements, in short capped runs on a CUDA machine (no pip needed: run from the repo
 # root of a checkout, with the machine's torch/torchvision):
 #
-#   OUT=/some/dir bash benchmarks/gpu_suite.sh                   # every phase, about 10 minutes
+#   OUT=/some/dir bash benchmarks/gpu_suite.sh                   # every phase, about 15 minutes
 #   OUT=/some/dir PHASE=a SUITE_BUDGET_S=220 bash benchmarks/gpu_suite.sh    # one phase (below)
 #   OUT=/tmp/x DRY_RUN=1 bash benchmarks/gpu_suite.sh            # print the commands only (works anywhere)
 #
@@ -11,12 +11,17 @@
 # Every step has its own time cap, and the suite stops starting steps once SUITE_BUDGET_S
 # (default 420 s) is spent.
 #
-# On a lent machine that takes 64 MiB of files per call and returns at most 8 files (how the
-# 2026-11-26 H200 results were made): split ../shared/data/cifar10-full.npz into three parts in a
-# git-ignored folder (`split -b 57000000 -d FILE .gpudata/p`), carry one part per call, and make
-# three back-to-back calls, PHASE=a, b, c; calls a and b copy their part to /tmp/cifar, call c joins
-# the parts (`cat /tmp/cifar/p00 /tmp/cifar/p01 .gpudata/p02 > /tmp/cifar/cifar10-full.npz`, then
-# check its sha256). End each call with `tar czf` of $OUT into one file.
+# On a lent machine that takes 64 MiB of files per call and returns at most 8 files, full CIFAR-10
+# travels in two calls (the 2026-11-26 runs used three parts of the compressed .npz instead):
+#   here, once (about 5 minutes on 2 cores; 121 MB in two 61 MB parts, in a git-ignored folder):
+#     python -c 'import numpy as n; n.savez("/tmp/raw.npz", **n.load("../shared/data/cifar10-full.npz"))'
+#     xz -T1 --delta=dist=3 --lzma2=preset=9e /tmp/raw.npz && split -n 2 -d /tmp/raw.npz.xz .gpudata/p
+#   call 1 (carry .gpudata/p00): mkdir -p /tmp/cifar && cp .gpudata/p00 /tmp/cifar/ &&
+#     OUT=$OUT PHASE=ab SUITE_BUDGET_S=330 bash benchmarks/gpu_suite.sh
+#   call 2, right after (carry .gpudata/p01):
+#     cat /tmp/cifar/p00 .gpudata/p01 | xz -d > /tmp/cifar/cifar10-full.npz   (sha256 296b65a5...773b,
+#     the uncompressed copy of ../shared/data/cifar10-full.npz) && OUT=$OUT PHASE=c SUITE_BUDGET_S=480 bash ...
+# End each call with `tar czf` of $OUT into one file. The machine goes back after about 30 s idle.
 
 set -u
 
@@ -67,42 +72,50 @@ step() {
 }
 
 # PHASE picks the steps: the lent GPU comes with 64 MiB of files per call, so full CIFAR-10
-# arrives in three calls; each call does one phase while its part of the data travels.
-#   a: environment, the fast step (eager vs CUDA graph, data, monitor), a fast-recipe smoke run,
-#      ours vs torchvision (fp32, bf16 + channels_last);
-#   b: checkpointing at batch 128, monitor overhead on ResNet-50, the compiled fast step;
-#   c: time to paper accuracy on CIFAR-10 (needs CIFAR10_NPZ, the full data set as .npz), then
-#      compiled ResNet-50 vs torchvision if the suite budget allows.
-PHASE="${PHASE:-abc}"
+# arrives in three calls; each call does one phase while its part of the data travels. Phases a-c
+# hold what is not yet measured (see benchmarks/README.md); d refreshes what was.
+#   a: environment; the fast recipe end to end on digits with the weight average in the graph;
+#      the compiled step body inside the graph;
+#   b: checkpointing at batch 128 (every block vs every 4 blocks); the step in both memory formats;
+#   c: time to paper accuracy on CIFAR-10: builds the official layout from CIFAR10_NPZ, then runs
+#      `resnet-lab train --recipe fast --data cifar10` (FAST_RUNS), the weight average reported beside;
+#   d: ours vs torchvision (fp32, bf16 + channels_last, compiled ResNet-50), monitor overhead.
+PHASE="${PHASE:-abcd}"
 phase() { case "$PHASE" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 
 if phase a; then
     step env 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv; \
         '$PYTHON' -c 'import sys, torch, torchvision; print(sys.version); print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
-    step fast_step 150 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --formats channels_last contiguous \
-        --out "$OUT/fast_step-cuda.json"
-    # The trainer's graphed path end to end (data on the device, monitor, evaluation, checkpoints).
+    # The trainer's graphed path end to end (data on the device, monitor, weight average, evaluation, checkpoints).
     step fast_smoke 60 "$PYTHON" -m resnet_lab train --recipe fast --model resnet20 --data digits --device cuda \
-        --epochs 6 --quiet --no-tensorboard --out "$OUT/fast_smoke"
-    step vs_torchvision 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 --batch 128 \
-        --configs fp32 bf16_cl --warmup 2 --repeats 6 --min-time 0.1 --out "$OUT/vs_torchvision-cuda.json"
-fi
-
-if phase b; then
-    step checkpointing 90 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
-        --blocks 1 4 --out "$OUT/checkpointing-cuda.json"
-    step monitor_overhead 45 "$PYTHON" benchmarks/bench_monitor_overhead.py --device cuda \
-        --out "$OUT/monitor_overhead-cuda.json"
+        --epochs 6 --ema 0.99 --quiet --out "$OUT/fast_smoke"
     # The compiled step body inside the graph: compiling takes tens of seconds per model.
     step fast_step_compiled 150 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --models resnet20 resnet56 \
         --compile --out "$OUT/fast_step-cuda-compiled.json"
 fi
 
+if phase b; then
+    step checkpointing 90 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
+        --blocks 1 4 --out "$OUT/checkpointing-cuda.json"
+    step fast_step 150 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --formats channels_last contiguous \
+        --out "$OUT/fast_step-cuda.json"
+fi
+
 if phase c; then
-    # FAST_RUNS: MODEL:SEEDS in order; the benchmark starts no run once FAST_BUDGET_S is spent.
-    step fast_cifar "${FAST_BUDGET_S:-400}" "$PYTHON" benchmarks/bench_fast_cifar.py --device cuda \
-        --data "npz:${CIFAR10_NPZ:-/tmp/cifar/cifar10-full.npz}" --runs ${FAST_RUNS:-resnet20:3 resnet56:3 resnet110:1} \
-        --budget-s "$(( ${FAST_BUDGET_S:-400} - 200 ))" --out "$OUT/fast_cifar-cuda.json"
+    NPZ="${CIFAR10_NPZ:-/tmp/cifar/cifar10-full.npz}"
+    # What `--data cifar10` reads after its own download: the official extracted layout.
+    step cifar_layout 60 "$PYTHON" benchmarks/cifar10_layout_from_npz.py "$NPZ" /tmp/cifar
+    # FAST_RUNS: MODEL:SEEDS in order; the benchmark starts no run once FAST_BUDGET_S - 150 s are spent.
+    step fast_cifar "${FAST_BUDGET_S:-480}" env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
+        --device cuda --data cifar10 --runs ${FAST_RUNS:-resnet20:3 resnet56:3} \
+        --budget-s "$(( ${FAST_BUDGET_S:-480} - 150 ))" --out "$OUT/fast_cifar-cuda.json" --extra --ema 0.99
+fi
+
+if phase d; then
+    step vs_torchvision 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 --batch 128 \
+        --configs fp32 bf16_cl --warmup 2 --repeats 6 --min-time 0.1 --out "$OUT/vs_torchvision-cuda.json"
+    step monitor_overhead 45 "$PYTHON" benchmarks/bench_monitor_overhead.py --device cuda \
+        --out "$OUT/monitor_overhead-cuda.json"
     # torch.compile last (about a minute per model and mode): ResNet-50 only, if the budget allows.
     step vs_torchvision_compiled 150 "$PYTHON" benchmarks/bench_vs_torchvision.py --device cuda --image-size 224 \
         --batch 128 --configs compiled_bf16_cl --compile-models resnet50 --warmup 2 --repeats 6 --min-time 0.1 \
@@ -112,8 +125,8 @@ fi
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
-    for f in fast_step fast_smoke vs_torchvision checkpointing monitor_overhead fast_step_compiled \
-             vs_torchvision_compiled fast_cifar; do
+    for f in fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar vs_torchvision \
+             monitor_overhead vs_torchvision_compiled; do
         [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done
 fi

@@ -14,6 +14,7 @@ from torch import nn
 
 from resnet_lab.models import create_model
 from resnet_lab.training import resolve_config, train
+from resnet_lab.training.ema import WeightEMA
 from resnet_lab.training.graphed_step import TrainStep, graph_blockers, sgd_update_
 
 
@@ -91,11 +92,14 @@ def test_trainer_with_the_fused_step_matches_the_plain_loop():
     # 3 steps: the two updates round differently (p - lr*u vs p + (-lr)*u), and early training
     # amplifies rounding differences quickly.
     common = dict(model="resnet8", data="digits", steps=3, batch_size=64, precision="fp32", channels_last=False,
-                  progress=False, tensorboard=False, eval_every=0, monitor_every=2)
+                  progress=False, tensorboard=False, eval_every=0, monitor_every=2, ema=0.9)
     fused = train(resolve_config("fast", **common), log=lambda *_: None)
     plain = train(resolve_config("fast", cuda_graph=False, **common), log=lambda *_: None)
     for (name, a), b in zip(fused.model.state_dict().items(), plain.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+    for (name, a), b in zip(fused.ema_model.state_dict().items(), plain.ema_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=f"average {name}")
+    assert fused.final["ema_test_acc"] == plain.final["ema_test_acc"]
     assert fused.final["train_loss"] == pytest.approx(plain.final["train_loss"], rel=1e-5)
     assert fused.final["test_acc"] == plain.final["test_acc"]  # the last epoch is always evaluated
     assert fused.final["gradients"]["verdict"] == "healthy"  # the monitor reads the fused step's gradients
@@ -105,10 +109,14 @@ def test_the_pre_capture_snapshot_is_invisible_to_autograd():
     """A snapshot clone recorded by autograd kept the weights' AccumulateGrad nodes alive on the
     default stream, and CUDA graph capture then failed on the GPU (seen on an H200)."""
     model = create_model("resnet8", num_classes=10, in_channels=3)
-    step = TrainStep(model, _two_group_sgd(model, True), nn.functional.cross_entropy)
+    ema = WeightEMA(model, 0.99)
+    step = TrainStep(model, _two_group_sgd(model, True), nn.functional.cross_entropy, ema=ema)
     tensors, saved = step.snapshot()
     params = list(model.parameters())
-    assert len(tensors) > len(params)  # weights, BatchNorm buffers and the momentum buffers it created
+    # weights, BatchNorm buffers, the weight average (the warm-up must not move it either) and
+    # the momentum buffers it created
+    assert len(tensors) > len(params) + len(ema.tensors())
+    assert {id(t) for t in ema.tensors()} <= {id(t) for t in tensors}
     assert all(s.grad_fn is None and not s.requires_grad for s in saved)
     assert all(torch.equal(t, s) and t.data_ptr() != s.data_ptr() for t, s in zip(tensors, saved))
 
@@ -132,7 +140,7 @@ def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_strai
     from resnet_lab.training import TrainingInterrupted
 
     common = dict(model="resnet8", data="digits", epochs=3, batch_size=128, precision="fp32", progress=False,
-                  tensorboard=False, deterministic=True)
+                  tensorboard=False, deterministic=True, ema=0.9)
     straight = train(resolve_config("fast", out=str(tmp_path / "straight"), **common), log=lambda *_: None)
 
     def interrupt_after_first_epoch(line: str) -> None:
@@ -146,6 +154,8 @@ def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_strai
     assert resumed.steps == straight.steps
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+    for (name, a), b in zip(straight.ema_model.state_dict().items(), resumed.ema_model.state_dict().values()):
+        assert torch.equal(a, b), f"average {name}"  # the checkpoint carries the weight average
 
 
 def test_compiled_model_runs_inside_the_fused_step(monkeypatch):
@@ -161,3 +171,23 @@ def test_compiled_model_runs_inside_the_fused_step(monkeypatch):
     plain = train(resolve_config("fast", **common), log=lambda *_: None)
     for (name, a), b in zip(compiled.model.state_dict().items(), plain.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)
+
+
+def test_weight_average_follows_its_formula_and_forgets_the_initialisation_early():
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=3)
+    ema = WeightEMA(model, decay=0.999)
+    before = copy.deepcopy(ema.model.state_dict())
+    with torch.no_grad():  # a "training step": new weights and BatchNorm statistics
+        for t in model.state_dict().values():
+            t.add_(1) if t.is_floating_point() else t.fill_(7)
+    ema.set_step(0)
+    ema.update_()
+    d = 1 / 10  # step 0: decay (1 + 0) / (10 + 0), not 0.999, so the random init fades fast
+    for name, value in ema.model.state_dict().items():
+        live = model.state_dict()[name]
+        expected = d * before[name] + (1 - d) * live if live.is_floating_point() else live  # counters copied
+        torch.testing.assert_close(value, expected, msg=name)
+    ema.set_step(100_000)  # late in training: the configured decay
+    assert ema._decay_now.item() == pytest.approx(0.999)
+    assert all(not p.requires_grad for p in ema.model.parameters()) and not ema.model.training

@@ -236,6 +236,14 @@ def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(argv, fragment, t
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_ema_weights_of_a_run_trained_without_ema_are_refused_in_one_line(reference_run, capsys):
+    from resnet_lab.cli.main import main
+
+    assert main(["evaluate", "--checkpoint", str(reference_run), "--ema"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "trained without --ema" in err
+
+
 def test_existing_run_is_not_overwritten_and_resume_refuses_another_model(reference_run, capsys):
     before = _tree_digest(reference_run)
     assert main(["train", "--out", str(reference_run), "--quiet", "--epochs", "1"]) == 2

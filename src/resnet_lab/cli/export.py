@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=("safetensors",), default="safetensors")
     p.add_argument("--out", help="output file (default: next to the checkpoint)")
+    p.add_argument("--ema", action="store_true", help="the run's weight average (trained with --ema) instead of its weights")
     p.set_defaults(func=run)
 
 
@@ -24,6 +25,7 @@ def run(args) -> int:
     from ..training.checkpoint import export_safetensors, resolve_checkpoint_path
 
     source = resolve_checkpoint_path(args.checkpoint)
-    out = export_safetensors(source, args.out or source.with_suffix(".safetensors"))
+    default = source.with_name(source.stem + ("-ema" if args.ema else "") + ".safetensors")
+    out = export_safetensors(source, args.out or default, ema=args.ema)
     print(f"wrote {out}")
     return 0

@@ -20,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default="auto")
+    p.add_argument("--ema", action="store_true", help="the run's weight average (trained with --ema) instead of its weights")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -31,7 +32,7 @@ def run(args) -> int:
 
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
-    results = predict_images(args.checkpoint, args.images, args.top_k, pick_device(args.device))
+    results = predict_images(args.checkpoint, args.images, args.top_k, pick_device(args.device), ema=args.ema)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

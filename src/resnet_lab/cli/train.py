@@ -67,6 +67,9 @@ def register(sub) -> None:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--clip-norm", type=float, help="clip the gradient's global L2 norm")
     g.add_argument("--clip-value", type=float, help="clip each gradient element")
+    g.add_argument("--ema", type=float, metavar="DECAY",
+                   help="also keep an exponential moving average of the weights (decay per step, e.g. 0.999) "
+                        "and evaluate it; saved in the checkpoints ('evaluate --ema')")
     g = p.add_argument_group("execution")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"),
@@ -99,7 +102,7 @@ def register(sub) -> None:
 
 CONFIG_FLAGS = ("val_split", "augment", "workers", "image_size", "epochs", "steps", "batch_size", "lr", "lr_scaling",
                 "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
-                "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "device", "precision",
+                "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "ema", "device", "precision",
                 "channels_last", "compile", "cuda_graph", "seed", "deterministic", "sync_bn", "dist_timeout", "monitor", "monitor_every", "on_nonfinite",
                 "checkpoint_every", "eval_every", "log_every", "tensorboard", "data", "data_dir")
 
@@ -160,8 +163,9 @@ def run(args) -> int:
         print(f"report: {report}")
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
     print(f"time: {format_timings(timings)}")
+    average = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
-          f"(best {result.best_acc:.4f}); run directory {result.run_dir}")
+          f"(best {result.best_acc:.4f}){average}; run directory {result.run_dir}")
     return 0
 
 

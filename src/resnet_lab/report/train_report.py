@@ -35,7 +35,9 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
         last = history[-1]
         report.add_findings([
             f"final {info['eval_split']} accuracy {last['test_acc']:.2%} (best {result.best_acc:.2%}) "
-            f"after {len(history)} epochs, {result.steps} steps",
+            f"after {len(history)} epochs, {result.steps} steps"
+            + (f"; weight average (--ema {config.ema:g}) {last['ema_test_acc']:.2%}"
+               if last.get("ema_test_acc") is not None else ""),
             f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
             f"throughput {last['images_per_s']:,.0f} images/s on {device}",
         ] + ([f"time in this process: {format_timings(result.timings)}"] if result.timings else []) + ([f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}"]
@@ -51,6 +53,9 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
         ax_err.plot(epochs, [100 * (1 - r["train_acc"]) for r in history], lw=2, label="train")
         ax_err.plot([r["epoch"] for r in evaluated], [100 * (1 - r["test_acc"]) for r in evaluated], lw=1, ls="--",
                     marker=".", label=info["eval_split"])
+        if evaluated and evaluated[-1].get("ema_test_acc") is not None:  # trained with --ema
+            ax_err.plot([r["epoch"] for r in evaluated], [100 * (1 - r["ema_test_acc"]) for r in evaluated], lw=1,
+                        ls=":", marker=".", label=f"{info['eval_split']}, weight average")
         ax_err.set(xlabel="epoch", ylabel="error (%)", title="Error")
         for ax in (ax_loss, ax_err):
             ax.grid(alpha=0.3)
@@ -68,8 +73,9 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
             paths = plot_gradient_flow(keep, Path(path).with_name("gradient_flow"), title="Gradient flow")
             report.add_figure(next(p for p in paths if p.suffix == ".svg"),
                               "Gradient L2 norm per layer group (stem = 0) at the end of epochs.")
-        report.add_table([{k: r[k] for k in ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc",
-                                             "lr", "images_per_s", "time_s")} for r in history],
+        columns = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc", "lr",
+                   "images_per_s", "time_s")
+        report.add_table([{k: r[k] for k in columns if k in r} for r in history],
                          caption="Per-epoch metrics (metrics.jsonl)")
     if result.events:
         report.add_table(result.events, caption="Events (non-finite values, skipped steps)")

@@ -88,12 +88,22 @@ def all_finite(state_dict: dict) -> bool:
     return all(torch.stack([torch.isfinite(t).all() for t in ts]).all().item() for ts in by_device.values())
 
 
-def export_safetensors(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write a checkpoint's model weights as ``.safetensors`` with the config as metadata."""
+def checkpoint_weights(state: dict, path: str | Path, ema: bool = False) -> dict:
+    """The trained weights of a loaded checkpoint, or with ``ema`` their moving average."""
+    if not ema:
+        return state["model"]
+    if state.get("ema") is None:
+        raise UserError(f"{path} holds no weight average: its run was trained without --ema; drop --ema")
+    return state["ema"]
+
+
+def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = False) -> Path:
+    """Write a checkpoint's model weights (or with ``ema`` their average) as ``.safetensors``,
+    with the config as metadata."""
     from safetensors.torch import save
 
     state = load_checkpoint(checkpoint)
-    tensors = {k: v.contiguous() for k, v in state["model"].items()}
+    tensors = {k: v.contiguous() for k, v in checkpoint_weights(state, checkpoint, ema).items()}
     meta = {"format": "pt", "resnet_lab_config": json.dumps(state["config"]),
             "data_info": json.dumps(state.get("data_info", {}))}
     out = Path(out)

@@ -42,6 +42,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     clip_norm: float | None = None
     clip_value: float | None = None
+    ema: float = 0.0  # >0: also keep and evaluate an exponential moving average of the weights (decay per step)
     # execution
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 on a GPU that has it, else fp32)
@@ -157,6 +158,7 @@ def validate(c: TrainConfig) -> None:
         (0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}"),
         (c.clip_norm is None or c.clip_norm > 0, f"--clip-norm must be positive, got {c.clip_norm}"),
         (c.clip_value is None or c.clip_value > 0, f"--clip-value must be positive, got {c.clip_value}"),
+        (0 <= c.ema < 1, f"--ema is a decay per step in [0, 1) (e.g. 0.999; 0: off), got {c.ema}"),
         (c.val_split >= 0, f"--val-split must be >= 0, got {c.val_split}"),
         (c.eval_every >= 0, f"--eval-every must be >= 0, got {c.eval_every}"),
         (c.log_every >= 0, f"--log-every must be >= 0, got {c.log_every}"),

@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .ema import WeightEMA
+
 # Settings the graph cannot hold: each needs the host in the middle of the step.
 GRAPH_BLOCKERS = {
     "optimizer": lambda c: c.optimizer != "sgd",  # only SGD has a sync-free update here
@@ -67,7 +69,8 @@ def sgd_update_(optimizer: torch.optim.SGD, lr: torch.Tensor) -> None:
 
 
 class TrainStep:
-    """``step(x, y, lr) -> (loss, logits)``: one SGD step, replayed from a CUDA graph when possible.
+    """``step(x, y, lr) -> (loss, logits)``: one SGD step (and the weight average's update, with
+    ``ema``), replayed from a CUDA graph when possible.
 
     ``loss`` and ``logits`` are the step's outputs (static buffers under a graph: read or
     copy them before the next step). The first call captures the graph; batches must keep
@@ -76,8 +79,9 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.SGD, loss_fn: Callable,
                  precision: str = "fp32", clip_norm: float | None = None, clip_value: float | None = None,
-                 use_graph: bool = True, warmup_steps: int = 3, log: Callable[[str], None] = print):
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+                 use_graph: bool = True, warmup_steps: int = 3, log: Callable[[str], None] = print,
+                 ema: WeightEMA | None = None):
+        self.model, self.optimizer, self.loss_fn, self.ema = model, optimizer, loss_fn, ema
         self.precision, self.clip_norm, self.clip_value = precision, clip_norm, clip_value
         self.device = next(model.parameters()).device
         self.use_graph = use_graph and self.device.type == "cuda"
@@ -106,6 +110,8 @@ class TrainStep:
         if self.clip_value is not None:
             nn.utils.clip_grad_value_(params, self.clip_value, foreach=True)
         sgd_update_(self.optimizer, self.lr)
+        if self.ema is not None:  # its decay tensor is set by the caller before each step
+            self.ema.update_()
         return loss.detach(), logits.detach()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,13 +141,14 @@ class TrainStep:
         return tensors, [t.clone() for t in tensors]
 
     def _state_tensors(self) -> list[torch.Tensor]:
-        """Everything a step changes: weights, buffers (BatchNorm statistics), momentum."""
+        """Everything a step changes: weights, buffers (BatchNorm statistics), momentum, the average."""
         for group in self.optimizer.param_groups:  # zero momentum = torch's "no buffer yet"
             if group["momentum"]:
                 for p in group["params"]:
                     if self.optimizer.state[p].get("momentum_buffer") is None:
                         self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
         tensors = list(self.model.parameters()) + list(self.model.buffers())
+        tensors += self.ema.tensors() if self.ema is not None else []
         return tensors + [s["momentum_buffer"] for s in self.optimizer.state.values() if "momentum_buffer" in s]
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -8,12 +8,13 @@ import torch
 
 from ..errors import UserError
 from ..models import create_model
-from .checkpoint import load_checkpoint
+from .checkpoint import checkpoint_weights, load_checkpoint
 from .config import TrainConfig
 
 
-def model_from_checkpoint(path: str | Path, model_name: str | None = None, device="cpu"):
-    """(model in eval mode, checkpoint dict). ``model_name`` guards against using the wrong file."""
+def model_from_checkpoint(path: str | Path, model_name: str | None = None, device="cpu", ema: bool = False):
+    """(model in eval mode, checkpoint dict). ``model_name`` guards against using the wrong file;
+    ``ema`` loads the run's weight average instead of its weights."""
     state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
     if model_name is not None and model_name != config.model:
@@ -22,18 +23,19 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
     model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
                          **config.model_options)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(checkpoint_weights(state, path, ema))
     except RuntimeError:
         raise UserError(f"checkpoint {path} does not fit a {config.model} with its own options; the file is damaged") from None
     return model.to(device).eval(), state
 
 
-def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size: int = 256, device="cpu") -> dict:
+def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size: int = 256, device="cpu",
+                        ema: bool = False) -> dict:
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on)."""
     from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders
     from .trainer import evaluate
 
-    model, state = model_from_checkpoint(path, device=device)
+    model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
     ds = load_data(data or config.data, data_dir or config.data_dir, val_split=config.val_split if data is None else 0,
                    seed=config.seed)
@@ -51,11 +53,11 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
 
 
 @torch.no_grad()
-def predict_images(path, images: list[str], top_k: int = 5, device="cpu") -> list[dict]:
+def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: bool = False) -> list[dict]:
     """Top-k classes with probabilities for each image file."""
     from ..data import preprocess_images
 
-    model, state = model_from_checkpoint(path, device=device)
+    model, state = model_from_checkpoint(path, device=device, ema=ema)
     info = state["data_info"]
     x = preprocess_images(images, image_size=info["image_size"], in_channels=info["in_channels"],
                           mean=info["mean"], std=info["std"]).to(device)

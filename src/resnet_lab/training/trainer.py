@@ -32,6 +32,7 @@ from ..runtime import hardware_info, pick_device
 from .checkpoint import all_finite, atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, validate
 from .distributed import DistContext, init_distributed, restart_count, shutdown
+from .ema import WeightEMA
 from .graphed_step import TrainStep, graph_blockers
 from ..diagnostics import NonFiniteError
 from .schedules import lr_factor
@@ -64,6 +65,7 @@ class TrainResult:
     # Where this process's wall time went: setup (data, model, optimiser), training steps,
     # evaluation, bookkeeping (checkpoints, records, logs).
     timings: dict = field(default_factory=dict)
+    ema_model: nn.Module | None = None  # the weight average, with ``config.ema``
 
     @property
     def final(self) -> dict:
@@ -263,6 +265,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, c)
+    ema = WeightEMA(model, c.ema) if c.ema else None
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     train_loader, test_loader = make_loaders(ds, c, device, image_size, ctx.rank, ctx.world_size)
     steps_per_epoch = len(train_loader)
@@ -289,6 +292,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])
+        if ema is not None:
+            ema.model.load_state_dict(checkpoint["ema"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if device.type == "cuda" and checkpoint["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
@@ -316,6 +321,7 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     def checkpoint_state() -> dict:
         weights = model.state_dict()
         return {"model": weights, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "ema": ema.model.state_dict() if ema is not None else None,
                 "rng": {"torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "warmup_done": warmup_done,
@@ -349,7 +355,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             log(f"note: no CUDA-graph step because of {', '.join(blockers)}; running the step eagerly")
         else:
             # With --compile the compiled model runs inside the graph (compiled during the warm-up).
-            fused_step = TrainStep(step_fn_model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log)
+            fused_step = TrainStep(step_fn_model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log,
+                                   ema=ema)
     sums = None
     run_start = time.perf_counter()
     timings = {"setup_s": run_start - started, "train_s": 0.0, "eval_s": 0.0}
@@ -372,6 +379,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                     lr = c.warmup_lr * c.effective_lr / c.lr
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                if ema is not None:
+                    ema.set_step(step)
 
                 if fused_step is not None:
                     loss, logits = fused_step(x, y, lr)
@@ -398,6 +407,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                         raise
                     if take_step:
                         scaler.step(optimizer)
+                        if ema is not None:
+                            ema.update_()
                     else:
                         events.append({"step": step, "kind": "skipped", "detail": "non-finite values"})
                     scaler.update()
@@ -441,10 +452,13 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             evaluated = last_epoch or (c.eval_every > 0 and (epoch + 1) % c.eval_every == 0)
             eval_start = time.perf_counter()
             test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
+            ema_test = (evaluate(ema.model, test_loader, device, precision, ctx) if evaluated and ema is not None
+                        else {"loss": None, "acc": None})
             timings["train_s"] += train_time
             timings["eval_s"] += time.perf_counter() - eval_start
             row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                    "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
+                   **({"ema_test_loss": ema_test["loss"], "ema_test_acc": ema_test["acc"]} if ema is not None else {}),
                    "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
                    "time_s": time.perf_counter() - epoch_start, "elapsed_s": time.perf_counter() - run_start}
             history.append(row)
@@ -462,6 +476,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                 save("best")
             evaluation = (f"{info['eval_split']} loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  " if evaluated
                           else "")
+            if evaluated and ema is not None:
+                evaluation += f"average acc {row['ema_test_acc']:.4f}  "
             log(f"epoch {row['epoch']:>3}/{num_epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                 f"{evaluation}"
                 f"lr {lr:.4g}  {row['images_per_s']:,.0f} img/s  {row['time_s']:.1f}s")
@@ -470,7 +486,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     if monitor is not None:
         monitor.close()
     timings["bookkeeping_s"] = time.perf_counter() - run_start - timings["train_s"] - timings["eval_s"]
-    return TrainResult(run_dir, history, model, best_acc, step, info, events, step_history, c, str(device), timings)
+    return TrainResult(run_dir, history, model, best_acc, step, info, events, step_history, c, str(device), timings,
+                       ema.model if ema is not None else None)
 
 
 def _skip(loader, k: int):
