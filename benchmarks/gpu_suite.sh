@@ -16,12 +16,10 @@
 #   here, once (about 5 minutes on 2 cores; 121 MB in two 61 MB parts, in a git-ignored folder):
 #     python -c 'import numpy as n; n.savez("/tmp/raw.npz", **n.load("../shared/data/cifar10-full.npz"))'
 #     xz -T1 --delta=dist=3 --lzma2=preset=9e /tmp/raw.npz && split -n 2 -d /tmp/raw.npz.xz .gpudata/p
-#   call 1 (carry .gpudata/p00): mkdir -p /tmp/cifar && cp .gpudata/p00 /tmp/cifar/ &&
-#     OUT=$OUT PHASE=ab SUITE_BUDGET_S=330 bash benchmarks/gpu_suite.sh
-#   call 2, right after (carry .gpudata/p01):
-#     cat /tmp/cifar/p00 .gpudata/p01 | xz -d > /tmp/cifar/cifar10-full.npz   (sha256 296b65a5...773b,
-#     the uncompressed copy of ../shared/data/cifar10-full.npz) && OUT=$OUT PHASE=c SUITE_BUDGET_S=480 bash ...
-# End each call with `tar czf` of $OUT into one file. The machine goes back after about 30 s idle.
+#   then two calls back to back, carrying .gpudata/p00 and then .gpudata/p01:
+#     OUT=$OUT CALL=1 bash benchmarks/gpu_lent_call.sh   (phases a, b)
+#     OUT=$OUT CALL=2 bash benchmarks/gpu_lent_call.sh   (joins and checks the data, phase c)
+# Each call packs $OUT into one .tgz. The machine goes back after about 30 s idle.
 
 set -u
 
