@@ -190,7 +190,7 @@ def test_grayscale_input_and_class_count():
 
 
 @pytest.mark.parametrize("blocks", [True, 2, 4])  # per block, and runs of 2 or 4 (a stage has 3)
-def test_checkpointing_gives_the_same_gradients(blocks):
+def test_checkpointing_gives_the_same_gradients_and_batchnorm_statistics(blocks):
     torch.manual_seed(0)
     ref = create_model("resnet20")
     ck = create_model("resnet20", checkpointing=blocks)
@@ -200,6 +200,9 @@ def test_checkpointing_gives_the_same_gradients(blocks):
     ck(x).square().sum().backward()
     for (name, p), q in zip(ref.named_parameters(), ck.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-5, rtol=1e-4), name
+    # The recomputation in backward must not update BatchNorm's running statistics a second time.
+    for (name, a), b in zip(ref.named_buffers(), ck.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_longer_checkpointed_runs_store_fewer_tensors():
