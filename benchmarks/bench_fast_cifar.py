@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_cifar-{pick_device(args.device).type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "fast_cifar", "hardware": hardware_info(pick_device(args.device)), "data": args.data,
-              "command": "resnet-lab train --recipe fast --model M --data D --seed S --quiet",
+              "command": " ".join(["resnet-lab train --recipe fast --model M --data D --seed S --quiet", *args.extra]),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": [], "summary": []}
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

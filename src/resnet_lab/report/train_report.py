@@ -33,15 +33,20 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
                     data=info["description"], seeds=config.seed, run_time_s=elapsed, **run_metadata(device))
     if history:
         last = history[-1]
-        report.add_findings([
+        findings = [
             f"final {info['eval_split']} accuracy {last['test_acc']:.2%} (best {result.best_acc:.2%}) "
-            f"after {len(history)} epochs, {result.steps} steps"
-            + (f"; weight average (--ema {config.ema:g}) {last['ema_test_acc']:.2%}"
-               if last.get("ema_test_acc") is not None else ""),
+            f"after {len(history)} epochs, {result.steps} steps",
             f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
             f"throughput {last['images_per_s']:,.0f} images/s on {device}",
-        ] + ([f"time in this process: {format_timings(result.timings)}"] if result.timings else []) + ([f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}"]
-             if "gradients" in last else []))
+        ]
+        if last.get("ema_test_acc") is not None:
+            findings.insert(1, f"weight average (--ema {config.ema:g}): final {info['eval_split']} accuracy "
+                               f"{last['ema_test_acc']:.2%}")
+        if result.timings:
+            findings.append(f"training time: {format_timings(result.timings)}")
+        if "gradients" in last:
+            findings.append(f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}")
+        report.add_findings(findings)
 
         fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))
         epochs = [r["epoch"] for r in history]
