@@ -239,7 +239,7 @@ class DeviceLoader:
                 u8 = self._images[i[:, None, None, None], self._chans[:, None, None], r[:, None, :, None], q[:, None, None, :]]
             if self.channels_last:
                 u8 = u8.permute(0, 3, 1, 2)  # NHWC storage -> NCHW view in channels_last format
-            images = torch.addcmul(self._shift, u8.to(torch.float32), self._scale)
+            images = torch.addcmul(self._shift, u8, self._scale)  # uint8 is converted inside the kernel
             if self.dtype != torch.float32:
                 images = images.to(self.dtype)
             yield images, targets[lo:hi]
