@@ -7,6 +7,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -81,3 +83,47 @@ def test_cifar10_layout_from_npz_is_read_by_the_cifar10_loader(tmp_path):
     assert np.array_equal(ds.y_train.numpy(), arrays["y_train"])
     assert np.array_equal(ds.x_test.permute(0, 2, 3, 1).numpy(), arrays["x_test"])
     assert np.array_equal(ds.y_test.numpy(), arrays["y_test"])
+
+
+def test_every_gpu_suite_command_parses(monkeypatch):
+    """A misspelt flag in gpu_suite.sh would only show on a lent GPU, whose minutes are scarce:
+    every command of its dry run must pass its script's own argument parser."""
+    import argparse
+    import os
+    import shlex
+    import subprocess
+
+    from resnet_lab.cli.main import build_parser
+    from resnet_lab.cli.train import config_from_args
+
+    env = {**os.environ, "OUT": "/tmp/gpu-suite-dry-run", "DRY_RUN": "1", "PYTHON": "python"}
+    dry = subprocess.run(["bash", str(BENCH / "gpu_suite.sh")], env=env, capture_output=True, text=True, check=True)
+    commands = [shlex.split(line.split(") ", 1)[1]) for line in dry.stdout.splitlines() if line.startswith("[dry run]")]
+    assert len(commands) >= 8, dry.stdout
+
+    class Parsed(Exception):
+        pass
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise Parsed(parse(self, args, namespace))  # a bad flag exits with status 2 before this
+
+    checked = 0
+    for argv in commands:
+        while argv[0] == "env" or "=" in argv[0]:  # env VAR=value ... python ...
+            argv = argv[1:]
+        if argv[0] != "python":
+            continue  # the environment report (bash -c ...)
+        if argv[1:3] == ["-m", "resnet_lab"]:
+            config_from_args(build_parser().parse_args(argv[3:]))  # flags, then values
+        else:
+            script, args = argv[1], argv[2:]
+            assert (BENCH.parent / script).is_file(), script
+            with monkeypatch.context() as m:
+                m.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+                m.setattr(sys, "argv", [script, *args])
+                with pytest.raises(Parsed):
+                    runpy.run_path(str(BENCH.parent / script), run_name="__main__")
+        checked += 1
+    assert checked == len(commands) - 1
