@@ -76,7 +76,7 @@ step() {
 #      the compiled step body inside the graph;
 #   b: checkpointing at batch 128 (every block vs every 4 blocks); the step in both memory formats;
 #   c: time to paper accuracy on CIFAR-10: builds the official layout from CIFAR10_NPZ, then runs
-#      `resnet-lab train --recipe fast --data cifar10` (FAST_RUNS), the weight average reported beside;
+#      `resnet-lab train --recipe fast --data cifar10` (FAST_RUNS); weight average and flip-TTA beside;
 #   d: ours vs torchvision (fp32, bf16 + channels_last, compiled ResNet-50), monitor overhead.
 PHASE="${PHASE:-abcd}"
 phase() { case "$PHASE" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
@@ -106,7 +106,7 @@ if phase c; then
     # FAST_RUNS: MODEL:SEEDS in order; the benchmark starts no run once FAST_BUDGET_S - 150 s are spent.
     step fast_cifar "${FAST_BUDGET_S:-480}" env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
         --device cuda --data cifar10 --runs ${FAST_RUNS:-resnet20:3 resnet56:3} \
-        --budget-s "$(( ${FAST_BUDGET_S:-480} - 150 ))" --out "$OUT/fast_cifar-cuda.json" --extra --ema 0.99
+        --budget-s "$(( ${FAST_BUDGET_S:-480} - 150 ))" --out "$OUT/fast_cifar-cuda.json" --extra --ema 0.99 --tta
 fi
 
 if phase d; then

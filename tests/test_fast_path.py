@@ -129,8 +129,8 @@ def test_cli_flags_reach_the_fast_recipe():
     c = config_from_args(parse(["train", "--recipe", "fast", "--model", "resnet56", "--no-cuda-graph",
                                 "--eval-every", "0", "--precision", "fp32"]))
     assert (c.cuda_graph, c.eval_every, c.precision, c.epochs) == (False, 0, "fp32", 70)
-    c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4"]))
-    assert c.cuda_graph and c.model_options == {"checkpointing": 4}
+    c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4", "--ema", "0.99", "--tta"]))
+    assert c.cuda_graph and c.model_options == {"checkpointing": 4} and (c.ema, c.tta) == (0.99, True)
 
 
 def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_straight_run(tmp_path):
@@ -191,3 +191,33 @@ def test_weight_average_follows_its_formula_and_forgets_the_initialisation_early
     ema.set_step(100_000)  # late in training: the configured decay
     assert ema._decay_now.item() == pytest.approx(0.999)
     assert all(not p.requires_grad for p in ema.model.parameters()) and not ema.model.training
+
+
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror():
+    from resnet_lab.training import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=3).eval()
+    x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 10, (6,))
+    with torch.no_grad():
+        logits = (model(x) + model(x.flip(-1))) / 2
+    result = evaluate(model, [(x, y)], torch.device("cpu"), flip=True)
+    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    assert result["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert evaluate(model, [(x, y)], torch.device("cpu"))["loss"] != pytest.approx(result["loss"])  # single view
+
+
+def test_tta_is_reported_apart_and_refused_where_training_never_flips(tmp_path):
+    import numpy as np
+
+    from resnet_lab.errors import UserError
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (64, 16, 16, 3), dtype=np.uint8),
+             y_train=np.arange(64) % 4, x_test=rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
+             y_test=np.arange(32) % 4)
+    common = dict(model="resnet8", steps=2, batch_size=32, progress=False, tensorboard=False, tta=True)
+    result = train(resolve_config(data=f"npz:{tmp_path / 'tiny.npz'}", **common), log=lambda *_: None)
+    assert 0 <= result.final["tta_test_acc"] <= 1 and 0 <= result.final["test_acc"] <= 1  # both, side by side
+    with pytest.raises(UserError, match="--tta"):
+        train(resolve_config(data="digits", **common), log=lambda *_: None)  # mirrored digits are other shapes

@@ -21,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--ema", action="store_true", help="the run's weight average (trained with --ema) instead of its weights")
+    p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror image's")
     p.add_argument("--json", action="store_true", help='print {"test_acc": ..., "test_loss": ..., "n": ...}')
     p.set_defaults(func=run)
 
@@ -33,7 +34,7 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     result = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir, args.batch_size, pick_device(args.device),
-                                 ema=args.ema)
+                                 ema=args.ema, flip=args.tta)
     if args.json:
         print(json.dumps(result))
     else:

@@ -92,6 +92,9 @@ def register(sub) -> None:
                    help="on NaN/Inf: warn, skip the step, or stop with a report (default stop)")
     g.add_argument("--monitor-every", type=int, help="record per-layer gradient norms every N steps (10)")
     g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
+    g.add_argument("--tta", action="store_true", default=None,
+                   help="also evaluate each image with its mirror image (flip test-time augmentation); "
+                        "reported apart as tta_test_acc, never instead of the single-view accuracy")
     g.add_argument("--eval-every", type=int,
                    help="evaluate every N epochs and after the last (default 1; fast recipe 5; 0: last only)")
     g.add_argument("--log-every", type=int, help="record the running training loss/error every N steps")
@@ -104,7 +107,7 @@ CONFIG_FLAGS = ("val_split", "augment", "workers", "image_size", "epochs", "step
                 "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
                 "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "ema", "device", "precision",
                 "channels_last", "compile", "cuda_graph", "seed", "deterministic", "sync_bn", "dist_timeout", "monitor", "monitor_every", "on_nonfinite",
-                "checkpoint_every", "eval_every", "log_every", "tensorboard", "data", "data_dir")
+                "checkpoint_every", "eval_every", "tta", "log_every", "tensorboard", "data", "data_dir")
 
 
 def config_from_args(args):
@@ -163,9 +166,10 @@ def run(args) -> int:
         print(f"report: {report}")
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
     print(f"time: {format_timings(timings)}")
-    average = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
+    beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
+    beside += f", flip-TTA {final['tta_test_acc']:.4f}" if final.get("tta_test_acc") is not None else ""
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
-          f"(best {result.best_acc:.4f}){average}; run directory {result.run_dir}")
+          f"(best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
 
 

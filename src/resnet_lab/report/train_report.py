@@ -42,6 +42,9 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
         if last.get("ema_test_acc") is not None:
             findings.insert(1, f"weight average (--ema {config.ema:g}): final {info['eval_split']} accuracy "
                                f"{last['ema_test_acc']:.2%}")
+        if last.get("tta_test_acc") is not None:
+            findings.insert(1, f"flip test-time augmentation (--tta, reported apart): final {info['eval_split']} "
+                               f"accuracy {last['tta_test_acc']:.2%}")
         if result.timings:
             findings.append(f"training time: {format_timings(result.timings)}")
         if "gradients" in last:
@@ -78,8 +81,8 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
             paths = plot_gradient_flow(keep, Path(path).with_name("gradient_flow"), title="Gradient flow")
             report.add_figure(next(p for p in paths if p.suffix == ".svg"),
                               "Gradient L2 norm per layer group (stem = 0) at the end of epochs.")
-        columns = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc", "lr",
-                   "images_per_s", "time_s")
+        columns = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc",
+                   "tta_test_acc", "lr", "images_per_s", "time_s")
         report.add_table([{k: r[k] for k in columns if k in r} for r in history],
                          caption="Per-epoch metrics (metrics.jsonl)")
     if result.events:

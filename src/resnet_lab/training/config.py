@@ -43,6 +43,7 @@ class TrainConfig:
     clip_norm: float | None = None
     clip_value: float | None = None
     ema: float = 0.0  # >0: also keep and evaluate an exponential moving average of the weights (decay per step)
+    tta: bool = False  # also evaluate with flip test-time augmentation, reported apart (tta_test_acc)
     # execution
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 on a GPU that has it, else fp32)

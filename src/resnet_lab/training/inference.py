@@ -30,8 +30,9 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
 
 
 def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size: int = 256, device="cpu",
-                        ema: bool = False) -> dict:
-    """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on)."""
+                        ema: bool = False, flip: bool = False) -> dict:
+    """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
+    ``flip``: with flip test-time augmentation."""
     from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders
     from .trainer import evaluate
 
@@ -48,7 +49,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
         # normalise with the training statistics stored in the checkpoint, not the new data's
         loader = DeviceLoader(ds.x_test, ds.y_test, batch_size, mean=info["mean"], std=info["std"], device=device,
                               train=False, augment=False, hflip=False)
-    result = evaluate(model, loader, torch.device(device))
+    result = evaluate(model, loader, torch.device(device), flip=flip)
     return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"]}
 
 

@@ -140,10 +140,12 @@ def autocast(device: torch.device, precision: str):
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32", ctx=None) -> dict:
+def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32", ctx=None,
+             flip: bool = False) -> dict:
     """Mean loss, accuracy and count over a loader (one host sync at the end).
 
-    Under torchrun each rank sees a shard; ``ctx`` sums the results over ranks.
+    Under torchrun each rank sees a shard; ``ctx`` sums the results over ranks. ``flip``:
+    test-time augmentation, the mean of the logits for each image and its mirror image.
     """
     was_training = model.training
     model.eval()
@@ -152,6 +154,8 @@ def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "f
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, precision):
             logits = model(x)
+            if flip:
+                logits = (logits.float() + model(x.flip(-1)).float()) / 2
         sums[0] += nn.functional.cross_entropy(logits.float(), y, reduction="sum").double()
         sums[1] += (logits.argmax(1) == y).sum()
         sums[2] += len(y)
@@ -253,6 +257,9 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     from ..data import FolderDataset, load_data
 
     ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.seed)
+    if c.tta and not ds.hflip:
+        raise UserError(f"--tta mirrors test images, but {ds.name} is not trained with flips (mirrored images "
+                        "are other shapes there); drop --tta")
     for warning in getattr(ds, "warnings", []):
         log(f"warning: {warning}")
 
@@ -454,11 +461,14 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
             ema_test = (evaluate(ema.model, test_loader, device, precision, ctx) if evaluated and ema is not None
                         else {"loss": None, "acc": None})
+            flip_test = (evaluate(model, test_loader, device, precision, ctx, flip=True) if evaluated and c.tta
+                         else {"loss": None, "acc": None})
             timings["train_s"] += train_time
             timings["eval_s"] += time.perf_counter() - eval_start
             row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
                    "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
                    **({"ema_test_loss": ema_test["loss"], "ema_test_acc": ema_test["acc"]} if ema is not None else {}),
+                   **({"tta_test_loss": flip_test["loss"], "tta_test_acc": flip_test["acc"]} if c.tta else {}),
                    "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
                    "time_s": time.perf_counter() - epoch_start, "elapsed_s": time.perf_counter() - run_start}
             history.append(row)
@@ -478,6 +488,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                           else "")
             if evaluated and ema is not None:
                 evaluation += f"average acc {row['ema_test_acc']:.4f}  "
+            if evaluated and c.tta:
+                evaluation += f"flip-TTA acc {row['tta_test_acc']:.4f}  "
             log(f"epoch {row['epoch']:>3}/{num_epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                 f"{evaluation}"
                 f"lr {lr:.4g}  {row['images_per_s']:,.0f} img/s  {row['time_s']:.1f}s")
@@ -522,8 +534,9 @@ def _write_records(run_dir, writer, history, row) -> None:
         # Rewritten whole (and atomically) each epoch: a crash never leaves half a line.
         atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     if writer is not None:
-        for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
-            if row[key] is None:  # an epoch without evaluation
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc", "tta_test_acc", "lr",
+                    "images_per_s"):
+            if row.get(key) is None:  # an epoch without evaluation, or without --ema / --tta
                 continue
             group = "loss" if "loss" in key else "accuracy" if "acc" in key else "speed" if "images" in key else "lr"
             writer.add_scalar(f"{group}/{key}", row[key], row["step"])
