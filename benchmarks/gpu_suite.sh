@@ -74,7 +74,8 @@ step() {
 # hold what is not yet measured (see benchmarks/README.md); d refreshes what was.
 #   a: environment; the fast recipe end to end on digits with the weight average in the graph;
 #      the compiled step body inside the graph;
-#   b: checkpointing at batch 128 (every block vs every 4 blocks); the step in both memory formats;
+#   b: checkpointing at batch 128 (every block vs every 4 blocks; eager and as a graphed SGD step);
+#      the step in both memory formats;
 #   c: time to paper accuracy on CIFAR-10: builds the official layout from CIFAR10_NPZ, then runs
 #      `resnet-lab train --recipe fast --data cifar10` (FAST_RUNS); weight average and flip-TTA beside;
 #   d: ours vs torchvision (fp32, bf16 + channels_last, compiled ResNet-50), monitor overhead.
@@ -93,8 +94,8 @@ if phase a; then
 fi
 
 if phase b; then
-    step checkpointing 90 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
-        --blocks 1 4 --out "$OUT/checkpointing-cuda.json"
+    step checkpointing 150 "$PYTHON" benchmarks/bench_checkpointing.py --device cuda --batch 128 --models resnet1202 \
+        --blocks 1 4 --fused --out "$OUT/checkpointing-cuda.json"
     step fast_step 150 "$PYTHON" benchmarks/bench_fast_step.py --device cuda --formats channels_last contiguous \
         --out "$OUT/fast_step-cuda.json"
 fi
