@@ -7,7 +7,6 @@ normalisation, activations, initialisation and shortcuts can be tested by flippi
 
 from __future__ import annotations
 
-import contextlib
 import math
 from functools import partial
 from typing import Sequence, Type
@@ -152,10 +151,8 @@ class ResNet(nn.Module):
             return stage(x)
         blocks, k = list(stage), self.checkpointing
         for i in range(0, len(blocks), k):  # store only the input of each run of k blocks
-            run = blocks[i:i + k]
             # The blocks draw no random numbers, so there is no RNG state to save and replay.
-            x = checkpoint(_run_blocks, x, *run, use_reentrant=False, preserve_rng_state=False,
-                           context_fn=partial(_recompute_without_stat_updates, run))
+            x = checkpoint(_Recomputable(blocks[i:i + k]), x, use_reentrant=False, preserve_rng_state=False)
         return x
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,33 +189,34 @@ def initialize(model: nn.Module, scheme: str) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _run_blocks(x: torch.Tensor, *blocks: nn.Module) -> torch.Tensor:
-    for block in blocks:
-        x = block(x)
-    return x
-
-
-def _recompute_without_stat_updates(blocks: Sequence[nn.Module]):
-    """Checkpoint contexts (forward, recomputation): the recomputation in backward must not move
-    BatchNorm's running statistics a second time for the same batch.
+class _Recomputable:
+    """A run of blocks for ``checkpoint``: the first call is the forward pass, a second one the
+    recomputation in backward, which must not move BatchNorm's running statistics again.
 
     During the recomputation each norm layer runs with momentum 0 (an update that keeps the
     statistics as they are) and without its batch counter; it still normalises with the batch's
     statistics and saves the same tensors, so the recomputed output is the original one.
-    Attributes, not tensors, change: no extra kernels, and nothing for a CUDA graph to notice.
     """
-    norms = [m for b in blocks for m in b.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
-    @contextlib.contextmanager
-    def statistics_frozen():
-        saved = [(m, m.momentum, m.num_batches_tracked) for m in norms]
+    def __init__(self, blocks: Sequence[nn.Module]):
+        self.blocks, self.calls = blocks, 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            return self._run(x)
+        norms = [m for b in self.blocks for m in b.modules()
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        saved = [(m.momentum, m.num_batches_tracked) for m in norms]
         for m in norms:
             m.momentum, m.num_batches_tracked = 0.0, None
         try:
-            yield
+            return self._run(x)
         finally:
-            for m, momentum, count in saved:
+            for m, (momentum, count) in zip(norms, saved):
                 m.momentum, m.num_batches_tracked = momentum, count
 
-    return contextlib.nullcontext(), statistics_frozen()
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
