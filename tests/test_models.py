@@ -205,6 +205,22 @@ def test_checkpointing_gives_the_same_gradients_and_batchnorm_statistics(blocks)
         torch.testing.assert_close(a, b, msg=name)
 
 
+def test_checkpointing_under_torch_compile_trains_like_the_plain_model():
+    torch.manual_seed(0)
+    ref = create_model("resnet8")
+    ck = create_model("resnet8", checkpointing=True)
+    ck.load_state_dict(ref.state_dict())
+    compiled = torch.compile(ck)
+    x = torch.randn(4, 3, 16, 16)
+    for _ in range(2):  # the second call runs the compiled code
+        ref(x).square().sum().backward()
+        compiled(x).square().sum().backward()
+    for (name, p), q in zip(ref.named_parameters(), ck.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)
+    for (name, a), b in zip(ref.named_buffers(), ck.buffers()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_longer_checkpointed_runs_store_fewer_tensors():
     from torch.autograd.graph import saved_tensors_hooks
 
