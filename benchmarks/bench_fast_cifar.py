@@ -55,6 +55,7 @@ def run_once(model: str, seed: int, args, workdir: Path) -> dict:
            "epochs": len(history), "test_acc": history[-1]["test_acc"],
            **{key: history[-1].get(key) for key in BESIDE},  # with --extra --ema DECAY / --tta
            "epoch_s_median": statistics.median(h["time_s"] for h in history),
+           "first_epoch_s": history[0]["time_s"],  # minus the median: one-off work (cuDNN autotuning, graph capture)
            "images_per_s_median": statistics.median(h["images_per_s"] for h in history), "notes": notes,
            "test_curve": [(h["epoch"], h["test_acc"]) for h in history if h["test_acc"] is not None],
            # the rest of the wall time: process launch before the clock starts, and exit
