@@ -6,6 +6,7 @@ training step (batch 512, bf16 + channels_last on a GPU, SGD Nesterov) as:
 * ``eager``: the step body launched op by op from Python;
 * ``graph``: the same body captured once and replayed as one CUDA graph (``TrainStep``);
 * ``graph_monitor``: + ``GradientMonitor.step`` every 10 steps (the trainer's default);
+* ``graph_ema``: + the weight average's update inside the graph (``--ema``);
 * ``graph_compiled`` (with ``--compile``): the model under ``torch.compile`` (BatchNorm, ReLU and
   the residual add fused), compiled during the warm-up and captured in the graph;
 * ``data``: producing the batches alone (``DeviceLoader``: gather + crop + flip + normalise),
@@ -43,6 +44,7 @@ from resnet_lab.diagnostics import GradientMonitor  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
 from resnet_lab.runtime import hardware_info  # noqa: E402
 from resnet_lab.training import resolve_config  # noqa: E402
+from resnet_lab.training.ema import WeightEMA  # noqa: E402
 from resnet_lab.training.graphed_step import TrainStep  # noqa: E402
 from resnet_lab.training.trainer import build_optimizer, resolve_precision  # noqa: E402
 
@@ -78,10 +80,12 @@ def build_variants(name: str, device: torch.device, batch: int, image_size: int,
     base = create_model(name, num_classes=10).to(device, memory_format=memory_format)
     loss_fn = lambda logits, y: nn.functional.cross_entropy(logits.float(), y, label_smoothing=0.1)  # noqa: E731
     variants = {}
-    for variant in ("eager", "graph", "graph_monitor") + (("graph_compiled",) if compiled else ()):
+    for variant in ("eager", "graph", "graph_monitor", "graph_ema") + (("graph_compiled",) if compiled else ()):
         model = copy.deepcopy(base)
         stepped = torch.compile(model) if variant == "graph_compiled" else model
-        step = TrainStep(stepped, build_optimizer(model, config), loss_fn, precision, use_graph=variant != "eager")
+        ema = WeightEMA(model, 0.99) if variant == "graph_ema" else None
+        step = TrainStep(stepped, build_optimizer(model, config), loss_fn, precision, use_graph=variant != "eager",
+                         ema=ema)
         monitor = GradientMonitor(model, every=10, nonfinite="warn") if variant == "graph_monitor" else None
         variants[variant] = (step, monitor)
     # Random uint8 images through the real loader; the lr is small and constant (timing only).
@@ -95,6 +99,8 @@ def build_variants(name: str, device: torch.device, batch: int, image_size: int,
 def run_steps(step: TrainStep, monitor, batches, steps: int, counter: list[int]) -> None:
     for i in range(steps):
         x, y = batches[i % len(batches)]
+        if step.ema is not None:
+            step.ema.set_step(counter[0])
         loss, _ = step(x, y, 0.01)
         if monitor is not None:
             monitor.step(loss, step=counter[0])
@@ -125,6 +131,7 @@ def measure(name: str, channels_last: bool, device: torch.device, args) -> dict:
     ms = {v: statistics.median(t) for v, t in times.items()}
     # Overheads as medians of within-round ratios, so drift hits both sides alike.
     monitor_fraction = statistics.median(m / g - 1 for m, g in zip(times["graph_monitor"], times["graph"]))
+    ema_fraction = statistics.median(m / g - 1 for m, g in zip(times["graph_ema"], times["graph"]))
     data_fraction = statistics.median(d / g for d, g in zip(times["data"], times["graph"]))
     capture = setup["variants"]["graph"][0].capture_error
     compiled = setup["variants"].get("graph_compiled")
@@ -132,11 +139,13 @@ def measure(name: str, channels_last: bool, device: torch.device, args) -> dict:
     row = {"model": name, "precision": setup["precision"], "batch": args.batch, "memory_format": layout,
            "ms_per_step": ms, "graph_speedup": ms["eager"] / ms["graph"], "graph_capture_error": capture,
            "data_fraction_of_graph_step": data_fraction, "monitor_fraction_of_graph_step": monitor_fraction,
+           "ema_fraction_of_graph_step": ema_fraction,
            "compiled_capture_error": compiled[0].capture_error if compiled else None,
            "epoch_s": {v: ms[v] * setup["epoch_steps"] / 1e3 for v in setup["variants"]},
            "rounds": args.rounds, "steps_per_round": args.steps}
     print(f"{name:>10} {setup['precision']} {layout}: eager {ms['eager']:.2f} ms, graph {ms['graph']:.2f} ms "
-          f"({row['graph_speedup']:.2f}x), +monitor {monitor_fraction:+.1%}, data {data_fraction:.1%} of a graphed "
+          f"({row['graph_speedup']:.2f}x), +monitor {monitor_fraction:+.1%}, +ema {ema_fraction:+.1%}, "
+          f"data {data_fraction:.1%} of a graphed "
           f"step; epoch {row['epoch_s']['graph']:.2f} s graphed vs {row['epoch_s']['eager']:.2f} s eager"
           + (f"; compiled + graph {ms['graph_compiled']:.2f} ms" if compiled else "")
           + (f"  [graph capture failed: {capture}]" if capture else ""), flush=True)

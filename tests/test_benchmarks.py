@@ -44,7 +44,7 @@ def test_fast_step_benchmark_smoke(tmp_path):
     result = run_smoke("bench_fast_step.py", tmp_path, "--compile")  # compiling resnet8 takes ~15 s on CPU
     row = result["rows"][0]
     assert result["hardware"]["torch"] and row["model"] == "resnet8"
-    assert set(row["ms_per_step"]) == {"eager", "graph", "graph_monitor", "graph_compiled", "data"}
+    assert set(row["ms_per_step"]) == {"eager", "graph", "graph_monitor", "graph_ema", "graph_compiled", "data"}
     assert all(ms > 0 for ms in row["ms_per_step"].values())
     assert row["graph_capture_error"] is None and row["compiled_capture_error"] is None  # no GPU: nothing captured
 
