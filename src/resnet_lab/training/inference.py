@@ -34,7 +34,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
     ``flip``: with flip test-time augmentation."""
     from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders
-    from .trainer import evaluate
+    from .trainer import check_flip_tta, evaluate
 
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
@@ -43,6 +43,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
         raise UserError(f"{ds.description()} does not fit the checkpoint's model "
                         f"({len(info['classes'])} classes, {info['in_channels']} channels)")
+    if flip:
+        check_flip_tta(ds)
     if isinstance(ds, FolderDataset):
         _, loader = make_folder_loaders(ds, batch_size, info["image_size"], config.workers, config.seed)
     else:

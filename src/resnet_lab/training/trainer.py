@@ -139,6 +139,13 @@ def autocast(device: torch.device, precision: str):
 
 # ----------------------------------------------------------------------------- evaluation
 
+def check_flip_tta(ds) -> None:
+    """Flip test-time augmentation only where training flips images (not digits: mirrored, they
+    are other shapes)."""
+    if not getattr(ds, "hflip", True):
+        raise UserError(f"--tta mirrors test images, but {ds.name} is never trained with flips; drop --tta")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "fp32", ctx=None,
              flip: bool = False) -> dict:
@@ -257,9 +264,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
     from ..data import FolderDataset, load_data
 
     ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.seed)
-    if c.tta and not ds.hflip:
-        raise UserError(f"--tta mirrors test images, but {ds.name} is not trained with flips (mirrored images "
-                        "are other shapes there); drop --tta")
+    if c.tta:
+        check_flip_tta(ds)
     for warning in getattr(ds, "warnings", []):
         log(f"warning: {warning}")
 
