@@ -28,18 +28,24 @@ from resnet_lab.runtime import hardware_info
 from resnet_lab.training.graphed_step import TrainStep
 
 
-def step_seconds(model, x, repeats: int) -> float:
+def median_seconds(run, cuda: bool, repeats: int) -> float:
+    """Median wall time of ``run()`` over ``repeats`` calls after one warm-up call (which, for a
+    graphed step, also captures the graph)."""
     times = []
     for i in range(repeats + 1):
-        if x.is_cuda:
+        if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        model(x).sum().backward()
-        if x.is_cuda:
+        run()
+        if cuda:
             torch.cuda.synchronize()
-        if i:  # the first run is warm-up
+        if i:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def step_seconds(model, x, repeats: int) -> float:
+    return median_seconds(lambda: model(x).sum().backward(), x.is_cuda, repeats)
 
 
 def fused_step_seconds(model, x, repeats: int) -> tuple[float, str | None]:
@@ -47,17 +53,7 @@ def fused_step_seconds(model, x, repeats: int) -> tuple[float, str | None]:
     capture failed (None: it did not), in which case the step ran eagerly."""
     step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), torch.nn.functional.cross_entropy)
     y = torch.zeros(len(x), dtype=torch.long, device=x.device)
-    times = []
-    for i in range(repeats + 1):
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        step(x, y, 0.01)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        if i:  # the first call warms up (and captures the graph)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times), step.capture_error
+    return median_seconds(lambda: step(x, y, 0.01), x.is_cuda, repeats), step.capture_error
 
 
 def measure(name: str, batch: int, device: str, repeats: int, blocks: int, fused: bool = False) -> dict:
