@@ -64,10 +64,15 @@ def entry_point() -> int:
 
     At exit Python garbage-collects every object left, torch's large module graph included
     (about 0.7 s after a training run on a 2-core CPU). Frozen objects are skipped; every file
-    is closed by now and atexit handlers still run.
+    is closed by now and atexit handlers still run. Not under torchrun: with the collection
+    skipped, a pre-empted gloo rank once aborted at exit ("terminate called without an active
+    exception"), as if an object owning communication threads was no longer destroyed in order.
     """
+    from ..training.distributed import launched_by_torchrun
+
     status = main(startup_s=process_age_s())
-    gc.freeze()
+    if not launched_by_torchrun():
+        gc.freeze()
     return status
 
 
