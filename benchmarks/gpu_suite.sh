@@ -46,7 +46,7 @@ step() {
     local left=$(( BUDGET - ($(date +%s) - START) ))
     local limit=$(( cap < left ? cap : left ))
     if [ "$DRY_RUN" = "1" ]; then
-        echo "[dry run] ($name, cap ${cap}s) $*"
+        echo "[dry run] ($name, cap ${cap}s) $(printf '%q ' "$@")"  # quoted: the tests re-parse it
         return 0
     fi
     if [ "$limit" -lt 20 ]; then
@@ -70,7 +70,7 @@ step() {
 }
 
 # PHASE picks the steps: the lent GPU comes with 64 MiB of files per call, so full CIFAR-10
-# arrives in three calls; each call does one phase while its part of the data travels. Phases a-c
+# arrives in two calls (gpu_lent_call.sh): a and b run while its first part travels. Phases a-c
 # hold what is not yet measured (see benchmarks/README.md); d refreshes what was.
 #   a: environment; the fast recipe end to end on digits with the weight average in the graph;
 #      the compiled step body inside the graph;
@@ -78,6 +78,7 @@ step() {
 #      the step in both memory formats;
 #   c: time to paper accuracy on CIFAR-10: builds the official layout from CIFAR10_NPZ, then runs
 #      `resnet-lab train --recipe fast --data cifar10` (FAST_RUNS); weight average and flip-TTA beside;
+#      resnet20 with random vs alternating flips, paired seeds;
 #   d: ours vs torchvision (fp32, bf16 + channels_last, compiled ResNet-50), monitor overhead,
 #      ResNet-50 at batch 256.
 PHASE="${PHASE:-abcd}"
@@ -105,10 +106,14 @@ if phase c; then
     NPZ="${CIFAR10_NPZ:-/tmp/cifar/cifar10-full.npz}"
     # What `--data cifar10` reads after its own download: the official extracted layout.
     step cifar_layout 60 "$PYTHON" benchmarks/cifar10_layout_from_npz.py "$NPZ" /tmp/cifar
-    # FAST_RUNS: MODEL:SEEDS in order; the benchmark starts no run once FAST_BUDGET_S - 150 s are spent.
-    step fast_cifar "${FAST_BUDGET_S:-480}" env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
-        --device cuda --data cifar10 --runs ${FAST_RUNS:-resnet20:3 resnet56:3} \
-        --budget-s "$(( ${FAST_BUDGET_S:-480} - 150 ))" --out "$OUT/fast_cifar-cuda.json" --extra --ema 0.99 --tta
+    # FAST_RUNS: MODEL:SEEDS in order; the benchmark starts no run once FAST_BUDGET_S - 120 s are spent.
+    step fast_cifar "${FAST_BUDGET_S:-330}" env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
+        --device cuda --data cifar10 --runs ${FAST_RUNS:-resnet56:3} \
+        --budget-s "$(( ${FAST_BUDGET_S:-330} - 120 ))" --out "$OUT/fast_cifar-cuda.json" --extra --ema 0.99 --tta
+    # ResNet-20 (3 seeds measured before): alternating flips vs random ones on the same seeds.
+    step fast_cifar_flip 150 env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
+        --device cuda --data cifar10 --runs resnet20:2 --variants "" "--flip alternate" --budget-s 100 \
+        --out "$OUT/fast_cifar-cuda-flip.json" --extra --tta
 fi
 
 if phase d; then
@@ -129,7 +134,7 @@ fi
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
-    for f in fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar vs_torchvision \
+    for f in fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar fast_cifar_flip vs_torchvision \
              monitor_overhead vs_torchvision_compiled resnet50_batch256; do
         [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done

@@ -50,10 +50,14 @@ def test_fast_step_benchmark_smoke(tmp_path):
 
 
 def test_fast_cifar_benchmark_smoke_times_the_real_command(tmp_path):
-    result = run_smoke("bench_fast_cifar.py", tmp_path)
-    run = result["runs"][0]
+    # Two variants on the same seed: the recipe as is, and one more epoch (a flag the result shows).
+    result = run_smoke("bench_fast_cifar.py", tmp_path, "--variants", "", "--epochs 2")
+    run, longer = result["runs"]
     assert "error" not in run, run
     assert run["model"] == "resnet8" and run["epochs"] == 1 and 0 <= run["test_acc"] <= 1
+    assert (longer["variant"], longer["seed"], longer["epochs"]) == ("--epochs 2", run["seed"], 2)
+    paired = result["summary"][1]["vs_first_variant"]
+    assert paired["variant"] == "" and paired["test_acc_deltas"] == [longer["test_acc"] - run["test_acc"]]
     assert run["wall_s"] > run["train_s"] > 0  # launch to exit includes start-up and data loading
     assert result["summary"][0]["target"] is None  # only the paper's models have targets
     timings = run["timings"]  # where the wall time went, read from the run's timings.json

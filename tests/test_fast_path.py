@@ -129,8 +129,9 @@ def test_cli_flags_reach_the_fast_recipe():
     c = config_from_args(parse(["train", "--recipe", "fast", "--model", "resnet56", "--no-cuda-graph",
                                 "--eval-every", "0", "--precision", "fp32"]))
     assert (c.cuda_graph, c.eval_every, c.precision, c.epochs) == (False, 0, "fp32", 70)
-    c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4", "--ema", "0.99", "--tta"]))
-    assert c.cuda_graph and c.model_options == {"checkpointing": 4} and (c.ema, c.tta) == (0.99, True)
+    c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4", "--ema", "0.99", "--tta",
+                                "--flip", "alternate"]))
+    assert c.cuda_graph and c.model_options == {"checkpointing": 4} and (c.ema, c.tta, c.flip) == (0.99, True, "alternate")
 
 
 def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_straight_run(tmp_path):

@@ -45,6 +45,9 @@ def register(sub) -> None:
     g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (paper: 5000)")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no crop/flip augmentation")
+    g.add_argument("--flip", choices=("random", "alternate"),
+                   help="random (default): each image flipped with probability 1/2 every epoch; alternate: "
+                        "flipped in every other epoch, from a random start (in-memory data only)")
     g.add_argument("--workers", type=int, help="DataLoader workers for folder data (default 4)")
     g.add_argument("--image-size", type=int, help="training resolution for folder data")
     g = p.add_argument_group("optimisation")
@@ -103,7 +106,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-CONFIG_FLAGS = ("val_split", "augment", "workers", "image_size", "epochs", "steps", "batch_size", "lr", "lr_scaling",
+CONFIG_FLAGS = ("val_split", "augment", "flip", "workers", "image_size", "epochs", "steps", "batch_size", "lr", "lr_scaling",
                 "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
                 "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "ema", "device", "precision",
                 "channels_last", "compile", "cuda_graph", "seed", "deterministic", "sync_bn", "dist_timeout", "monitor", "monitor_every", "on_nonfinite",

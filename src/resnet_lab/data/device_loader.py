@@ -8,6 +8,7 @@ Determinism (what exact resume and multi-GPU equivalence rest on):
 - the epoch permutation depends on (seed, epoch) only;
 - the crop offsets and flips of global batch b depend on (seed, epoch, b) only: a fresh CPU
   generator per batch draws them for the WHOLE global batch, then each rank takes its slice;
+  alternating flips depend on (seed, image, epoch) only;
 - rank r of W takes the contiguous slice [r*B/W, (r+1)*B/W) of every global batch.
 So skipping the first k batches, or splitting each batch over ranks, reproduces exactly the
 images a single uninterrupted process would have produced.
@@ -23,7 +24,8 @@ from resnet_lab.data.dataset import check_global_batch
 from resnet_lab.errors import UserError
 
 _MASK64 = (1 << 64) - 1
-_PERMUTATION, _AUGMENT = 0, 1  # separate random streams
+_PERMUTATION, _AUGMENT, _FIRST_FLIP = 0, 1, 2  # separate random streams
+FLIP_MODES = ("random", "alternate")
 
 
 def _splitmix64(x: int) -> int:
@@ -56,6 +58,10 @@ class DeviceLoader:
         augment: random crop of the image zero-padded by `pad` pixels (torchvision's
             RandomCrop(size, padding=pad) semantics: padding is black before normalisation).
         hflip: with augment, also flip half the images left-right.
+        flip: "random" draws each image's flip afresh every epoch; "alternate" draws it once
+            and then flips every image in every other epoch (Jordan 2024, "94% on CIFAR-10 in
+            3.29 seconds"): each image is seen both ways in any two consecutive epochs,
+            instead of the same way up to several epochs in a row.
         drop_last: drop the incomplete last batch; defaults to `train`.
         rank, world_size: which shard of every batch this process gets.
         channels_last: return batches in channels_last memory format.
@@ -78,6 +84,7 @@ class DeviceLoader:
         train: bool,
         augment: bool,
         hflip: bool,
+        flip: str = "random",
         seed: int = 0,
         drop_last: bool | None = None,
         rank: int = 0,
@@ -92,6 +99,8 @@ class DeviceLoader:
             raise ValueError(f"y must be (N,) with N={len(x)}, got {tuple(y.shape)}")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be floating point, got {dtype}")
+        if flip not in FLIP_MODES:
+            raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         check_global_batch(batch_size, world_size)
@@ -105,6 +114,7 @@ class DeviceLoader:
         self.train = train
         self.augment = augment
         self.hflip = hflip
+        self.flip = flip
         self.drop_last = train if drop_last is None else drop_last
         self.rank = rank
         self.world_size = world_size
@@ -142,6 +152,11 @@ class DeviceLoader:
         self._rows = torch.arange(h, device=self.device)
         self._cols = torch.arange(w, device=self.device)
         self._chans = torch.arange(c, device=self.device)
+
+        self._first_flip = None  # "alternate": each image's flip in even epochs, from the seed only
+        if augment and hflip and flip == "alternate":
+            g = torch.Generator().manual_seed(stream_seed(seed, _FIRST_FLIP))
+            self._first_flip = torch.randint(0, 2, (n,), generator=g).to(self.device)
 
         self._global_sizes = self._batch_sizes()
         self.num_samples = sum(hi - lo for lo, hi in map(self._rank_slice, self._global_sizes))
@@ -223,6 +238,8 @@ class DeviceLoader:
             flip = codes % 2
             if not self.hflip:
                 flip = torch.zeros_like(flip)
+            elif self._first_flip is not None:
+                flip = self._first_flip[index] ^ (epoch % 2)
             offsets = codes // 2
             dy, dx = offsets // window, offsets % window
             rows = dy[:, None] + self._rows  # (M, H) source rows of each output row

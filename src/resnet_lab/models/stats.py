@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from .blocks import _Block
 
@@ -26,6 +25,8 @@ def count_flops(model: nn.Module, input_size: int, in_channels: int = 3) -> int:
 
     Runs on a ``meta`` copy of the input when the model allows it, so even ResNet-1202 is instant.
     """
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton: 0.2 s that training never needs
+
     was_training = model.training
     model.eval()
     try:
@@ -42,6 +43,8 @@ def stage_summary(model, input_size: int, in_channels: int = 3) -> list[dict]:
     """One row per part of a ``ResNet`` (stem, each stage, head): output shape, blocks, parameters."""
     def params(*modules):
         return sum(count_params(m) for m in modules)
+
+    from torch.utils.flop_counter import FlopCounterMode  # imports triton: 0.2 s that training never needs
 
     was_training = model.training
     model.eval()

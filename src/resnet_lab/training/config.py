@@ -23,6 +23,7 @@ class TrainConfig:
     data_dir: str | None = None
     val_split: int = 0  # >0: hold out this many training images for evaluation (paper: 5000)
     augment: bool = True
+    flip: str = "random"  # random | alternate: every image flipped in every other epoch (with augment)
     # optimisation
     epochs: int | None = 15  # length in epochs, or ...
     steps: int | None = None  # ... in iterations (the paper counts iterations); steps wins if set
@@ -109,7 +110,8 @@ DEFAULT = dict(epochs=15, batch_size=128, lr=0.1, schedule="linear", warmup=0.15
 
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
-           "precision": ("fp32", "bf16", "fp16", "auto"), "on_nonfinite": ("warn", "skip", "stop")}
+           "precision": ("fp32", "bf16", "fp16", "auto"),
+           "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop")}
 
 
 def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:

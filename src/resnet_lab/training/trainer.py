@@ -107,11 +107,17 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
     """(train, eval) loaders: on-device batches for in-memory data, DataLoader workers for folders."""
     from ..data import DeviceLoader, FolderDataset, make_folder_loaders
 
+    if c.flip != "random" and not (c.augment and ds.hflip):
+        raise UserError(f"--flip {c.flip} changes how training images are mirrored, but {ds.name} is trained "
+                        f"{'without augmentation' if not c.augment else 'without flips'}; drop --flip")
     if isinstance(ds, FolderDataset):
+        if c.flip != "random":
+            raise UserError(f"--flip {c.flip} needs in-memory data (cifar10/100, npz:PATH); "
+                            "image folders flip at random")
         return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size)
     common = dict(mean=ds.mean, std=ds.std, device=device, hflip=ds.hflip, seed=c.seed,
                   channels_last=c.channels_last, rank=rank, world_size=world_size)
-    train = DeviceLoader(ds.x_train, ds.y_train, c.batch_size, train=True, augment=c.augment, **common)
+    train = DeviceLoader(ds.x_train, ds.y_train, c.batch_size, train=True, augment=c.augment, flip=c.flip, **common)
     test = DeviceLoader(ds.x_test, ds.y_test, c.batch_size, train=False, augment=False, **common)
     return train, test
 
