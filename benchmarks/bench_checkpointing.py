@@ -4,7 +4,8 @@ Memory: on CUDA, the peak allocated memory of one training step; on CPU (where n
 statistics exist), the bytes of tensors autograd saves for backward, counted through
 ``torch.autograd.graph.saved_tensors_hooks`` - the activation memory that checkpointing removes.
 
-Time: forward + backward, eagerly. With ``--fused`` also the whole SGD step as the fast recipe
+Time: forward + backward, eagerly (also with torch's hook-based checkpoint, which the model uses
+only under DDP, torch.compile or graph capture: ``hook_based_step_s``). With ``--fused`` also the whole SGD step as the fast recipe
 runs it (``TrainStep``: one CUDA graph on a GPU), where the recomputation's extra kernel
 launches cost nothing on the host: deep CIFAR nets at batch 128 are launch-bound.
 
@@ -19,11 +20,13 @@ import json
 import statistics
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from resnet_lab.experiments.compare import saved_tensor_bytes  # also used by `resnet-lab compare`
 from resnet_lab.models import create_model
+from resnet_lab.models import resnet as resnet_module
 from resnet_lab.runtime import hardware_info
 from resnet_lab.training.graphed_step import TrainStep
 
@@ -72,12 +75,16 @@ def measure(name: str, batch: int, device: str, repeats: int, blocks: int, fused
         key = "checkpointed" if ckpt else "baseline"
         row[f"{key}_activation_mib"] = round(mem / 2**20, 2)
         row[f"{key}_step_s"] = step_seconds(model, x, repeats)
+        if ckpt:  # the same step with torch's hook-based checkpoint, which the model picks only where it must
+            with mock.patch.object(resnet_module, "_reentrant_checkpoint_fits", lambda x: False):
+                row["hook_based_step_s"] = step_seconds(model, x, repeats)
         if fused:
             row[f"{key}_fused_step_s"], row[f"{key}_capture_error"] = fused_step_seconds(model, x, repeats)
     if fused:
         row["extra_fused_step_time_pct"] = round(100 * (row["checkpointed_fused_step_s"] / row["baseline_fused_step_s"] - 1), 1)
     row["memory_reduction_x"] = round(row["baseline_activation_mib"] / row["checkpointed_activation_mib"], 2)
     row["extra_step_time_pct"] = round(100 * (row["checkpointed_step_s"] / row["baseline_step_s"] - 1), 1)
+    row["extra_step_time_hook_based_pct"] = round(100 * (row["hook_based_step_s"] / row["baseline_step_s"] - 1), 1)
     return row
 
 
@@ -103,7 +110,8 @@ def main(argv=None) -> dict:
     out.write_text(json.dumps(result, indent=2) + "\n")
     for row in result["rows"]:
         print(f"{row['model']} (checkpoint every {row['blocks_per_checkpoint']} block(s)): activations {row['baseline_activation_mib']} -> {row['checkpointed_activation_mib']} MiB "
-              f"({row['memory_reduction_x']}x less), step time {row['extra_step_time_pct']:+}%"
+              f"({row['memory_reduction_x']}x less), step time {row['extra_step_time_pct']:+}% "
+              f"(hook-based checkpoint {row['extra_step_time_hook_based_pct']:+}%)"
               + (f", fused step {row['extra_fused_step_time_pct']:+}%" if args.fused else ""))
     print(f"wrote {out}")
     return result
