@@ -4,10 +4,11 @@ Memory: on CUDA, the peak allocated memory of one training step; on CPU (where n
 statistics exist), the bytes of tensors autograd saves for backward, counted through
 ``torch.autograd.graph.saved_tensors_hooks`` - the activation memory that checkpointing removes.
 
-Time: forward + backward, eagerly (also with torch's hook-based checkpoint, which the model uses
-only under DDP, torch.compile or graph capture: ``hook_based_step_s``). With ``--fused`` also the whole SGD step as the fast recipe
-runs it (``TrainStep``: one CUDA graph on a GPU), where the recomputation's extra kernel
-launches cost nothing on the host: deep CIFAR nets at batch 128 are launch-bound.
+Time: forward + backward, eagerly, and the same with torch's hook-based checkpoint, which the
+model uses only where the reentrant one cannot go (``hook_based_step_s``). With ``--fused`` also
+the whole SGD step as the fast recipe runs it (``TrainStep``: one CUDA graph on a GPU), where the
+recomputation's extra kernel launches cost nothing on the host: deep CIFAR nets at batch 128 are
+launch-bound.
 
     python benchmarks/bench_checkpointing.py                      # resnet1202 + preact_resnet1001, CPU
     python benchmarks/bench_checkpointing.py --device cuda --batch 128 --blocks 1 4 --fused

@@ -197,10 +197,9 @@ def _reentrant_checkpoint_fits(x: torch.Tensor) -> bool:
     nested backward; the hook-based one runs Python hooks for every saved tensor. Eagerly that is
     +44% vs +92% step time for resnet1202 at batch 8 on a 2-core CPU, and +11% vs +92% at batch 1,
     where per-op overhead dominates as on a GPU (benchmarks/bench_checkpointing.py). But the
-    reentrant variant only propagates
-    gradients through an input that requires them (not behind a frozen stem), and DDP, torch.compile
-    and CUDA-graph capture are supported with the hook-based one, where per-op overhead does not
-    matter or is gone anyway.
+    reentrant variant propagates gradients only through an input that requires them (not behind
+    a frozen stem), and under DDP, torch.compile and CUDA-graph capture the hook-based one is the
+    form known to work (under the last two, per-op overhead is gone anyway).
     """
     import torch.distributed as dist
 
