@@ -97,10 +97,10 @@ def test_findings_agree_with_the_numbers(run):
     by = {(n["depth"], n["shortcut"]): n["final_train_error"] for n in result["networks"]}
     f = result["findings"]
     plain = by[(14, False)] - by[(8, False)] > TIE
-    deeper_res = by[(14, True)] - by[(8, True)] < -TIE
+    res_gap = by[(14, True)] - by[(8, True)]
     assert f["degradation_plain"] is plain
-    assert f["deeper_resnet_better"] is deeper_res
-    assert f["degradation_observed"] is (plain and deeper_res)
+    assert f["deeper_resnet_better"] is (res_gap < -TIE)
+    assert f["degradation_observed"] is (plain and res_gap <= TIE)
     head = f["text"][0]
     assert head.startswith("Degradation showed up" if f["degradation_observed"] else "Degradation did NOT")
     assert f"{100 * by[(14, False)]:.1f}%" in head and f"{100 * by[(8, True)]:.1f}%" in head
@@ -153,6 +153,14 @@ def test_findings_on_known_numbers():
     assert yes["degradation_observed"] and yes["text"][0].startswith(
         "Degradation showed up in this run: plain56 ended at 20.0% training error vs 10.0% for plain20, "
         "while resnet56 reached 5.0% vs 8.0% for resnet20")
+    # both ResNets near 0% training error: the deeper one cannot end lower, but it did not degrade
+    matched = findings([net(20, False, 0.02), net(20, True, 0.008), net(56, False, 0.57), net(56, True, 0.009)],
+                       settings)
+    assert matched["degradation_observed"] and not matched["deeper_resnet_better"]
+    assert matched["text"][0].startswith("Degradation showed up") and "within the 0.5-point tie" in matched["text"][0]
+    assert "no room" in matched["text"][0]
+    high = findings([net(20, False, 0.30), net(20, True, 0.25), net(56, False, 0.50), net(56, True, 0.252)], settings)
+    assert high["degradation_observed"] and "no room" not in high["text"][0]
     half = findings([net(20, False, 0.10), net(20, True, 0.08), net(56, False, 0.20), net(56, True, 0.12)], settings)
     assert half["degradation_plain"] and not half["deeper_resnet_better"] and not half["degradation_observed"]
     assert "did NOT" in half["text"][0] and "too few epochs (3 epochs)" in half["text"][0]

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from browser import browser_missing, open_in_browser
-from resnet_lab.experiments.demo import run_demo
+from resnet_lab.experiments.demo import depth_verdict, run_demo
 
 TINY = {
     "degradation": {"depths": (8, 14), "epochs": 1, "image_size": 16, "batch_size": 64},
@@ -41,6 +41,16 @@ def test_headlines_are_measured_numbers(demo):
     assert all(re.search(r"\d", line) for line in result["headlines"])
     plain14 = next(n for n in result["degradation"]["networks"] if n["model"] == "plain14")
     assert f"{plain14['final_train_error']:.1%}" in result["headlines"][0]
+    assert f"({depth_verdict(result['degradation']['findings'])})" in result["headlines"][0]
+
+
+def test_depth_headline_names_which_nets_degraded():
+    def verdict(observed, plain):
+        return depth_verdict({"degradation_observed": observed, "degradation_plain": plain})
+
+    assert verdict(True, True) == "the plain net degrades, the ResNet does not"
+    assert verdict(False, True) == "both deeper nets train worse here"
+    assert verdict(False, False) == "no degradation"
 
 
 def test_demo_report_opens_in_a_browser_with_every_image_loaded(demo):

@@ -76,6 +76,13 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
     return demo
 
 
+def depth_verdict(findings: dict) -> str:
+    """The degradation experiment's finding in a few words."""
+    if findings["degradation_observed"]:
+        return "the plain net degrades, the ResNet does not"
+    return "both deeper nets train worse here" if findings["degradation_plain"] else "no degradation"
+
+
 def headlines(results: dict) -> list[str]:
     """Three to six lines, each a measured number, computed from the results."""
     lines = []
@@ -85,7 +92,7 @@ def headlines(results: dict) -> list[str]:
         lo, hi = depths[0], depths[-1]
         p_lo, p_hi = deg[f"plain{lo}"]["final_train_error"], deg[f"plain{hi}"]["final_train_error"]
         r_lo, r_hi = deg[f"resnet{lo}"]["final_train_error"], deg[f"resnet{hi}"]["final_train_error"]
-        shown = "degradation" if results["degradation"]["findings"]["degradation_observed"] else "no clear degradation"
+        shown = depth_verdict(results["degradation"]["findings"])
         lines.append(f"Depth ({shown}): training error plain{lo} {p_lo:.1%} -> plain{hi} {p_hi:.1%}, "
                      f"resnet{lo} {r_lo:.1%} -> resnet{hi} {r_hi:.1%}.")
     for claim in results["survey"]["claims"]:
