@@ -6,15 +6,16 @@
 #   OUT=$OUT CALL=2 bash benchmarks/gpu_lent_call.sh    # carry .gpudata/p01: the data, then phase c
 #
 # Each call leaves one file, $OUT/call<N>.tgz (such machines return at most 8 files).
-# DRY_RUN=1 prints the suite's commands instead of running them (the data steps still run).
+# DRY_RUN=1 prints the suite's commands instead of running them (the data steps still run;
+# CIFAR_DIR and CIFAR_SHA let the tests run them on a small stand-in).
 
 set -u
 OUT="${OUT:?set OUT to the output folder}"
 CALL="${CALL:?set CALL=1 or CALL=2}"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
-DATA=/tmp/cifar
+DATA="${CIFAR_DIR:-/tmp/cifar}"
 # sha256 of the uncompressed .npz copy of ../shared/data/cifar10-full.npz (same arrays)
-SHA=296b65a512bfbb3e749d9ae279f2c3190609da2ed136e1cb81ba47a246fd773b
+SHA="${CIFAR_SHA:-296b65a512bfbb3e749d9ae279f2c3190609da2ed136e1cb81ba47a246fd773b}"
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$OUT" "$DATA" || exit 1
 

@@ -134,3 +134,50 @@ def test_every_gpu_suite_command_parses(monkeypatch):
                     runpy.run_path(str(BENCH.parent / script), run_name="__main__")
         checked += 1
     assert checked == len(commands) - 1
+
+
+def test_gpu_lent_calls_carry_the_data_in_two_parts_and_check_it(tmp_path):
+    """The two lent-GPU calls on a small stand-in for CIFAR-10: call 1 keeps the first part, call 2
+    joins both, checks the sha256 and only then starts phase c; a wrong checksum stops it."""
+    import hashlib
+    import lzma
+    import os
+    import shutil
+    import subprocess
+    import tarfile
+
+    import numpy as np
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    for script in ("gpu_lent_call.sh", "gpu_suite.sh"):
+        shutil.copy(BENCH / script, repo / "benchmarks" / script)
+    raw = tmp_path / "raw.npz"
+    np.savez(raw, x_train=np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3), y_train=np.arange(10))
+    packed = lzma.compress(raw.read_bytes(), format=lzma.FORMAT_XZ,  # as the header's xz --delta=dist=3 recipe
+                           filters=[{"id": lzma.FILTER_DELTA, "dist": 3}, {"id": lzma.FILTER_LZMA2, "preset": 6}])
+    (repo / ".gpudata").mkdir()
+    (repo / ".gpudata" / "p00").write_bytes(packed[: len(packed) // 2])
+    sha = hashlib.sha256(raw.read_bytes()).hexdigest()
+    data = tmp_path / "cifar"
+
+    def call(n: int, checksum: str) -> tuple[str, set[str]]:
+        out = tmp_path / f"out{n}-{checksum[:4]}"
+        env = {**os.environ, "OUT": str(out), "CALL": str(n), "DRY_RUN": "1", "CIFAR_DIR": str(data),
+               "CIFAR_SHA": checksum, "PYTHON": sys.executable}
+        done = subprocess.run(["bash", "benchmarks/gpu_lent_call.sh"], cwd=repo, env=env, capture_output=True,
+                              text=True, check=True)
+        with tarfile.open(out / f"call{n}.tgz") as archive:  # everything comes back as one file
+            names = {Path(name).name for name in archive.getnames()}
+        return done.stdout, names
+
+    printed, _ = call(1, sha)
+    assert "(checkpointing," in printed and "(fast_cifar," not in printed  # phases a and b only
+    shutil.rmtree(repo / ".gpudata")  # call 2 is a fresh checkout that carries only the second part
+    (repo / ".gpudata").mkdir()
+    (repo / ".gpudata" / "p01").write_bytes(packed[len(packed) // 2:])
+    printed, names = call(2, sha)
+    assert (data / "cifar10-full.npz").read_bytes() == raw.read_bytes()
+    assert "(fast_cifar," in printed and "data_error.txt" not in names
+    printed, names = call(2, "0" * 64)
+    assert "(fast_cifar," not in printed and "data_error.txt" in names
