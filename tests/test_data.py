@@ -24,7 +24,7 @@ from resnet_lab.data import (
     preprocess_images,
 )
 from resnet_lab.data import cifar
-from resnet_lab.data.folder import ImageFileDataset
+from resnet_lab.data.folder import ImageFileDataset, default_workers
 from resnet_lab.errors import UserError
 
 MEAN3, STD3 = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
@@ -469,6 +469,7 @@ def test_folder_dataset_excludes_corrupt_files_and_loaders_iterate(tmp_path):
     (images_w, labels_w), = list(val_workers)
     assert torch.equal(images_w, images) and torch.equal(labels_w, labels)
     shards = [make_folder_loaders(ds, 4, 16, 0, seed=0, rank=r, world_size=2)[0] for r in range(2)]
+    assert make_folder_loaders(ds, 4, 16, None, seed=0)[0].num_workers == default_workers()
     for s in shards:
         s.set_epoch(1)
     assert not set(shards[0].sampler) & set(shards[1].sampler)
@@ -523,3 +524,16 @@ def test_preprocess_images_resizes_converts_and_normalises(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"junk")
     with pytest.raises(UserError, match="cannot read image .*junk.png"):
         preprocess_images([tmp_path / "junk.png"], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
+
+
+def test_default_workers_stay_within_the_cores_of_each_process(monkeypatch):
+    """No more DataLoader workers than cores by default (torch warns, decoding slows), shared
+    among the processes torchrun starts on a machine, and never more than 4."""
+    import os
+
+    from resnet_lab.data import folder
+
+    for cpus, local_ranks, expected in ((2, 1, 2), (2, 2, 1), (2, 4, 1), (16, 1, 4), (16, 8, 2)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
+        assert folder.default_workers() == expected, (cpus, local_ranks)

@@ -22,6 +22,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SHOW_BAD = 5  # how many bad paths a warning names
 
 
+def default_workers() -> int:
+    """DataLoader workers when none are asked for: up to 4, within this process's share of the
+    CPUs (more workers than cores slow decoding down, and torch warns about it)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+
+
 @dataclass
 class FolderDataset:
     """File lists of an image-folder data set; images are decoded later, in loader workers.
@@ -237,7 +244,7 @@ def make_folder_loaders(
     ds: FolderDataset,
     batch_size: int,
     image_size: int,
-    workers: int,
+    workers: int | None,
     seed: int,
     rank: int = 0,
     world_size: int = 1,
@@ -247,8 +254,10 @@ def make_folder_loaders(
     The train order is a seeded per-epoch shuffle (call `train_loader.set_epoch(e)`), sharded
     across ranks by DistributedSampler (each rank gets batch_size / world_size per step,
     incomplete last batch dropped). Validation is sharded without padding or shuffling.
+    ``workers=None``: ``default_workers()``.
     """
     check_global_batch(batch_size, world_size)
+    workers = default_workers() if workers is None else workers
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
     train_tf, eval_tf = folder_transforms(image_size, ds.mean, ds.std, ds.hflip)

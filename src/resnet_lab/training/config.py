@@ -55,7 +55,7 @@ class TrainConfig:
     deterministic: bool = False
     sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch
     dist_timeout: float = 300.0  # seconds before a collective waiting for a lost rank fails
-    workers: int = 4  # for folder data only
+    workers: int | None = None  # folder data only; None: up to 4, one per CPU core this process has
     image_size: int | None = None  # folder data only; default: the model's native size
     # diagnostics
     monitor: bool = True
@@ -168,7 +168,7 @@ def validate(c: TrainConfig) -> None:
         (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),
         (all(0 < m < 1 for m in c.milestones), f"--milestones are fractions of the run in (0, 1), got {c.milestones}"),
         (c.monitor_every >= 1, f"--monitor-every must be at least 1, got {c.monitor_every}"),
-        (c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
+        (c.workers is None or c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
         (c.dist_timeout > 0, f"--dist-timeout must be positive, got {c.dist_timeout}"),
         (c.image_size is None or c.image_size >= 8, f"--image-size must be at least 8, got {c.image_size}"),
     ]
