@@ -16,14 +16,15 @@ import torch
 
 from resnet_lab.cli.main import main
 from resnet_lab.experiments import compare_models, reference_top1, saved_tensor_bytes
-from resnet_lab.experiments.compare import _same_architecture_as_default, verdict
+from resnet_lab.experiments.compare import _same_architecture_as_default, reference_cifar10, verdict
 from resnet_lab.experiments.compare_plot import plot_comparison
 from resnet_lab.models import create_model
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = dict(device="cpu", batch_size=2, warmup=1, repeats=1, log=None)
 ROW_KEYS = {"name", "family", "params", "gflops", "layers", "input_size", "batch_size", "peak_train_memory_mib",
-            "memory_method", "train_images_per_s", "infer_images_per_s", "latency_ms_batch1", "reference_top1"}
+            "memory_method", "train_images_per_s", "infer_images_per_s", "latency_ms_batch1", "reference_top1",
+            "paper_cifar10"}
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +47,22 @@ def test_compare_measures_real_numbers(cifar_pair):
     assert (deep["layers"], shallow["layers"]) == (32, 20)
     assert deep["peak_train_memory_mib"] > shallow["peak_train_memory_mib"]
     assert cifar_pair["hardware"]["torch"] and cifar_pair["settings"]["repeats"] == 1
+    assert (shallow["paper_cifar10"], deep["paper_cifar10"]) == (91.25, 92.49)  # He et al. 2015, Table 6
     json.dumps(cifar_pair)  # JSON-ready as returned
 
 
 def test_verdict_names_both_models(cifar_pair):
     text = " ".join(cifar_pair["verdict"])
     assert "resnet20" in text and "resnet32" in text and "faster" in text
-    assert "no ImageNet accuracy" in text
+    assert "Published CIFAR-10 test accuracy" in text and "No published accuracy" not in text
 
 
 def test_reference_accuracy_comes_from_torchvision_metadata():
     assert reference_top1("resnet101") == {"IMAGENET1K_V1": 77.374, "IMAGENET1K_V2": 81.886}
     assert reference_top1("resnet152") == {"IMAGENET1K_V1": 78.312, "IMAGENET1K_V2": 82.284}
     assert reference_top1("resnet56") is None and reference_top1("plain18") is None
+    assert reference_cifar10("resnet110") == 93.57 and reference_cifar10("preact_resnet1001") == 95.08
+    assert reference_cifar10("plain56") is None and reference_cifar10("resnet50") is None
     # Another architecture under the same name is not torchvision's network: no reference then.
     assert _same_architecture_as_default("resnet101", {"checkpointing": True, "init": "xavier"})
     assert not _same_architecture_as_default("resnet101", {"norm": "group"})
@@ -105,6 +109,22 @@ def test_verdict_calls_out_a_dominated_model_and_stays_quiet_for_one():
     assert verdict([R101], SETTINGS) == []
 
 
+def _cifar_row(name, train, paper):
+    return {**_row(name, train, 3 * train, 1000 / train, 50.0, 1, 0.1, None), "family": "cifar",
+            "paper_cifar10": paper}
+
+
+def test_verdict_weighs_the_papers_cifar10_accuracy_against_measured_training_time():
+    rows = [_cifar_row("resnet20", 900.0, 91.25), _cifar_row("resnet56", 300.0, 93.03),
+            _cifar_row("resnet1202", 10.0, 92.07), _cifar_row("plain20", 950.0, None)]
+    text = "\n".join(verdict(rows, SETTINGS))
+    assert "fastest to train here first: resnet20 91.25%, resnet56 93.03%, resnet1202 92.07%." in text
+    assert "resnet56 buys +1.78 points of published CIFAR-10 accuracy over resnet20 for 3.00x its training time" in text
+    # measured against the best faster model, not the fastest one
+    assert "resnet1202 is not worth it on CIFAR-10: resnet56 trains 30.00x faster here" in text
+    assert "No published accuracy for plain20" in text and "left out of the accuracy sentences" in text
+
+
 def test_plot_writes_png_and_svg(tmp_path):
     result = {"models": [R101, R152, _row("resnet56", 900.0, 3000.0, 2.0, 300.0, 853_018, 0.25, None)],
               "settings": SETTINGS, "hardware": {"gpu": "test GPU"}}
@@ -113,6 +133,10 @@ def test_plot_writes_png_and_svg(tmp_path):
     # No model with a published accuracy: GFLOPs on y instead.
     result["models"] = result["models"][2:]
     assert all(p.stat().st_size > 1000 for p in plot_comparison(result, tmp_path / "flops.png"))
+    # CIFAR nets only: the papers' CIFAR-10 accuracy on y.
+    result["models"] = [_cifar_row("resnet20", 900.0, 91.25), _cifar_row("resnet56", 300.0, 93.03)]
+    svg = plot_comparison(result, tmp_path / "cifar.png")[1].read_text()
+    assert "CIFAR-10 test accuracy" in svg
 
 
 def test_cli_json_and_out(tmp_path, capsys):

@@ -20,7 +20,7 @@ EXAMPLES = """examples:
 
 COLUMNS = [("name", "model"), ("params", "params"), ("gflops", "GFLOPs"), ("layers", "layers"),
            ("input", "input"), ("memory", "train MiB"), ("train_images_per_s", "train img/s"),
-           ("infer_images_per_s", "infer img/s"), ("latency_ms_batch1", "ms @ batch 1"), ("top1", "top-1 (weights)")]
+           ("infer_images_per_s", "infer img/s"), ("latency_ms_batch1", "ms @ batch 1"), ("published", "published accuracy")]
 
 
 def register(sub) -> None:
@@ -71,15 +71,12 @@ def run(args) -> int:
 
 def render(result: dict) -> str:
     """The table, the settings that qualify it, and the verdict sentences."""
+    from ..experiments.compare import published_accuracy
+
     rows = []
     for r in result["models"]:
-        ref = r["reference_top1"]
-        top1 = None
-        if ref:
-            weights = max(ref, key=ref.get)
-            top1 = f"{ref[weights]:.3f} ({weights})"
         rows.append({**r, "input": f"{r['input_size']}x{r['input_size']}", "memory": r["peak_train_memory_mib"],
-                     "top1": top1})
+                     "published": published_accuracy(r)})
     s, hw = result["settings"], result["hardware"]
     lines = [format_table(rows, COLUMNS), ""]
     lines.append(f"{hw.get('gpu') or hw.get('cpu')} ({s['device']}), batch {s['batch_size']}, {s['precision']}"

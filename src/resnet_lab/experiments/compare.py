@@ -12,7 +12,8 @@ hits all of them alike), after warm-up, as medians over rounds:
   optimizer state + the tensors autograd saves for backward (``memory_method`` says which).
 
 It adds parameters, FLOPs and weighted layers (from a ``meta`` copy: free), torchvision's
-published ImageNet top-1 for its weights where one exists, and a ``verdict``: plain sentences,
+published ImageNet top-1 for its weights where one exists, the papers' CIFAR-10 test accuracy for
+the CIFAR nets they trained, and a ``verdict``: plain sentences,
 derived only from these numbers, on which model to pick for which budget. It returns data;
 printing is the CLI's job and the chart is ``compare_plot.plot_comparison``.
 """
@@ -117,6 +118,29 @@ def reference_top1(name: str) -> dict[str, float] | None:
         if acc is not None:
             out[w.name] = float(acc)
     return out or None
+
+
+#: CIFAR-10 test accuracy (%) published with each paper's own recipe (164 epochs, crop and flip):
+#: He et al. 2015, Table 6 (resnet110: best of 5 runs; mean 93.39), and for the pre-activation nets
+#: He et al. 2016, Tables 3 and 4.
+PAPER_CIFAR10 = {"resnet20": 91.25, "resnet32": 92.49, "resnet44": 92.83, "resnet56": 93.03, "resnet110": 93.57,
+                 "resnet1202": 92.07, "preact_resnet110": 93.63, "preact_resnet164": 94.54,
+                 "preact_resnet1001": 95.08}
+
+
+def reference_cifar10(name: str) -> float | None:
+    """The papers' CIFAR-10 test accuracy (%) for ``name`` (e.g. resnet56: 93.03); None for nets
+    they did not train."""
+    return PAPER_CIFAR10.get(name.strip().lower())
+
+
+def published_accuracy(row: dict) -> str | None:
+    """A row's published accuracy in a few words: '81.886 ImageNet (IMAGENET1K_V2)',
+    '93.03 CIFAR-10 (paper)', or None."""
+    weights, top1 = _best_reference(row.get("reference_top1"))
+    if weights:
+        return f"{top1:.3f} ImageNet ({weights})"
+    return f"{row['paper_cifar10']:.2f} CIFAR-10 (paper)" if row.get("paper_cifar10") else None
 
 
 def _best_reference(ref: dict[str, float] | None) -> tuple[str, float] | tuple[None, None]:
@@ -258,8 +282,9 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
 
     Returns a JSON-ready dict: ``models`` (one row per model: ``name, family, params, gflops,
     gflops_native, layers, input_size, native_size, batch_size, peak_train_memory_mib,
-    memory_method, train_images_per_s, infer_images_per_s, latency_ms_batch1, reference_top1``
-    and the per-round ``samples_s``), ``hardware``, ``settings`` and ``verdict`` (sentences).
+    memory_method, train_images_per_s, infer_images_per_s, latency_ms_batch1, reference_top1,
+    paper_cifar10`` and the per-round ``samples_s``), ``hardware``, ``settings`` and ``verdict``
+    (sentences).
     """
     started = time.perf_counter()
     say = log or (lambda *_: None)
@@ -297,13 +322,14 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
         with torch.device("meta"):
             meta = create_model(name, **options)
         size, cfg = size_for(spec), meta.config
-        ref = reference_top1(name) if _same_architecture_as_default(name, options) else None
+        as_published = _same_architecture_as_default(name, options)
         rows.append({
             "name": name, "family": spec.family, "params": count_params(meta),
             "gflops": round(count_flops(meta, size, cfg["in_channels"]) / 1e9, 4),
             "gflops_native": round(count_flops(meta, spec.input_size, cfg["in_channels"]) / 1e9, 4),
             "layers": count_weighted_layers(meta), "input_size": size, "native_size": spec.input_size,
-            "batch_size": batch_size, "reference_top1": ref,
+            "batch_size": batch_size, "reference_top1": reference_top1(name) if as_published else None,
+            "paper_cifar10": reference_cifar10(name) if as_published else None,
         })
 
     # Build every model and take its memory step (also its first training warm-up).
@@ -400,15 +426,19 @@ def verdict(rows: list[dict], settings: dict) -> list[str]:
             f"({r['peak_train_memory_mib']:.0f} vs {fast['peak_train_memory_mib']:.0f} MiB at batch {batch}).")
 
     scored = [r for r in rows if r["reference_top1"]]
-    unscored = [r["name"] for r in rows if not r["reference_top1"]]
+    cifar = [r for r in rows if r.get("paper_cifar10")]
+    unscored = [r["name"] for r in rows if not r["reference_top1"] and not r.get("paper_cifar10")]
     if unscored:
-        out.append(f"torchvision publishes no ImageNet accuracy for {', '.join(unscored)} (only the ImageNet "
-                   "resnetN nets with the default architecture have its weights), so "
+        out.append(f"No published accuracy for {', '.join(unscored)} (torchvision's weights cover the ImageNet "
+                   "resnetN nets, the papers' CIFAR-10 tables the CIFAR ResNets, both only as published), so "
                    + ("the choice among them rests on cost: measure accuracy on your own task, and at equal "
                       f"accuracy prefer {fast['name']}, the fastest to train."
-                      if len(scored) < 2 else "they are left out of the accuracy sentences below."))
+                      if len(scored) < 2 and len(cifar) < 2
+                      else f"{'it is' if len(unscored) == 1 else 'they are'} left out of the accuracy sentences below."))
     if len(scored) >= 2:
         out += _accuracy_sentences(scored, fast)
+    if len(cifar) >= 2:
+        out += _cifar_sentences(cifar)
     out += _memory_sentences(rows, batch, settings["memory_method"])
     if settings["notes"] and any(r["input_size"] != r["native_size"] for r in rows) and scored:
         out.append("The accuracies are torchvision's at 224x224, but these timings used smaller inputs: "
@@ -466,6 +496,26 @@ def _accuracy_sentences(scored: list[dict], fast: dict) -> list[str]:
         out.append(f"For training on a fixed time budget, {fast['name']} sees {ratio:.2f}x as many images per second "
                    f"as {top['name']}; train {top['name']} only if its +{gain:.2f} points of published top-1 are "
                    f"worth {ratio:.2f}x the training time.")
+    return out
+
+
+def _cifar_sentences(rows: list[dict]) -> list[str]:
+    """What the papers' CIFAR-10 accuracy costs in training time measured here, fastest first."""
+    by_speed = sorted(rows, key=lambda r: r["train_images_per_s"], reverse=True)
+    listing = ", ".join(f"{r['name']} {r['paper_cifar10']:.2f}%" for r in by_speed)
+    out = [f"Published CIFAR-10 test accuracy with the papers' own recipe (He et al. 2015, Table 6; 2016 for "
+           f"pre-activation nets), fastest to train here first: {listing}."]
+    best = by_speed[0]  # the most accurate of the faster models
+    for r in by_speed[1:]:
+        cost = best["train_images_per_s"] / r["train_images_per_s"]
+        gain = r["paper_cifar10"] - best["paper_cifar10"]
+        if gain <= 0:
+            out.append(f"{r['name']} is not worth it on CIFAR-10: {best['name']} trains {cost:.2f}x faster here and "
+                       f"is published at least as accurate ({best['paper_cifar10']:.2f}% vs {r['paper_cifar10']:.2f}%).")
+        else:
+            out.append(f"{r['name']} buys +{gain:.2f} points of published CIFAR-10 accuracy over {best['name']} for "
+                       f"{cost:.2f}x its training time per image here.")
+            best = r
     return out
 
 

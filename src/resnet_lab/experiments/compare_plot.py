@@ -11,8 +11,9 @@ from pathlib import Path
 def plot_comparison(result: dict, path: str | Path) -> list[Path]:
     """Draw ``compare_models``' result; write ``path`` as PNG and SVG and return both paths.
 
-    y is torchvision's published top-1 with each model's best weights; models without one are
-    left out (named in a note under the plot). When no model has one, y is GFLOPs per image.
+    y is torchvision's published top-1 with each model's best weights or, when no model has one,
+    the papers' CIFAR-10 test accuracy; models without the chosen figure are left out (named in a
+    note under the plot). When no model has either, y is GFLOPs per image.
     Marker area is proportional to peak training memory.
     """
     import matplotlib
@@ -22,15 +23,15 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
 
     rows = result["models"]
     settings = result["settings"]
-    scored = [r for r in rows if r.get("reference_top1")]
-    by_accuracy = bool(scored)
-    shown = scored if by_accuracy else rows
+    imagenet = [r for r in rows if r.get("reference_top1")]
+    cifar = [r for r in rows if r.get("paper_cifar10")]
+    shown = imagenet or cifar or rows
     left_out = [r["name"] for r in rows if r not in shown]
 
     def y_of(r):
-        if by_accuracy:
+        if imagenet:
             return max(r["reference_top1"].values())
-        return r["gflops"]
+        return r["paper_cifar10"] if cifar else r["gflops"]
 
     biggest = max(r["peak_train_memory_mib"] for r in rows) or 1.0
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
@@ -43,7 +44,7 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
         area = 80 + 1500 * r["peak_train_memory_mib"] / biggest  # area, not radius, scales with memory
         ax.scatter([x], [y], s=area, alpha=0.55, edgecolors="black", linewidths=0.8)
         label = r["name"]
-        if by_accuracy:
+        if imagenet:
             weights = max(r["reference_top1"], key=r["reference_top1"].get)
             label += f" ({weights})"
         label += f"\n{r['peak_train_memory_mib']:.0f} MiB, {r['latency_ms_batch1']:.1f} ms @ batch 1"
@@ -54,7 +55,8 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
 
     ax.set_xlabel(f"training throughput (images/s, batch {settings['batch_size']}, "
                   f"{'/'.join(str(s) for s in sorted({r['input_size'] for r in shown}))} px, {settings['precision']})")
-    ax.set_ylabel("ImageNet top-1 (%), torchvision weights" if by_accuracy
+    ax.set_ylabel("ImageNet top-1 (%), torchvision weights" if imagenet
+                  else "CIFAR-10 test accuracy (%), published (paper recipe)" if cifar
                   else "GFLOPs per image (no published accuracy)")
     hw = result.get("hardware", {})
     device = hw.get("gpu") or hw.get("cpu") or settings["device"]
