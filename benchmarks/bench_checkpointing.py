@@ -17,7 +17,6 @@ launch-bound.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from resnet_lab.experiments.compare import saved_tensor_bytes  # also used by `resnet-lab compare`
 from resnet_lab.models import create_model
 from resnet_lab.models import resnet as resnet_module
-from resnet_lab.runtime import hardware_info
+from resnet_lab.runtime import hardware_info, write_json_result
 from resnet_lab.training.graphed_step import TrainStep
 
 
@@ -107,8 +106,7 @@ def main(argv=None) -> dict:
               "rows": [measure(m, args.batch, args.device, args.repeats, k, args.fused)
                        for m in args.models for k in args.blocks]}
     out = args.out or Path(__file__).parent / "results" / f"checkpointing-{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_result(out, result)
     for row in result["rows"]:
         print(f"{row['model']} (checkpoint every {row['blocks_per_checkpoint']} block(s)): activations {row['baseline_activation_mib']} -> {row['checkpointed_activation_mib']} MiB "
               f"({row['memory_reduction_x']}x less), step time {row['extra_step_time_pct']:+}% "

@@ -13,7 +13,6 @@ the final errors, the measured findings and the hardware to
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import date
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 
 from resnet_lab.data import load_data
 from resnet_lab.experiments.degradation import limit_dataset, run_degradation
-from resnet_lab.runtime import pick_device
+from resnet_lab.runtime import pick_device, write_json_result
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -75,8 +74,7 @@ def main(argv=None) -> dict:
         "findings": {k: v for k, v in result["findings"].items()},
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"degradation-{data_tag}-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_result(out, summary)
     if args.report:
         from resnet_lab.experiments.degradation_report import write_degradation_outputs
 

@@ -122,11 +122,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    from resnet_lab.runtime import hardware_info, pick_device
+    from resnet_lab.runtime import hardware_info, pick_device, write_json_result
 
     args = parse_args(argv)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_cifar-{pick_device(args.device).type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "fast_cifar", "hardware": hardware_info(pick_device(args.device)), "data": args.data,
               "command": " ".join(["resnet-lab train --recipe fast --model M --data D --seed S --quiet", *args.extra]),
               "variants": args.variants,
@@ -141,7 +140,7 @@ def main(argv=None) -> dict:
                     continue
                 result["runs"].append(run_once(model, seed, variant, args, Path(tmp)))
                 result["summary"] = summarise(result["runs"])
-                out.write_text(json.dumps(result, indent=2) + "\n")  # after each run: a cut-off keeps the rest
+                write_json_result(out, result)  # after each run: a cut-off keeps the rest
     for s in result["summary"]:
         target = s["target"] or {}
         paired = s["vs_first_variant"]

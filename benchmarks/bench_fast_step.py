@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
-import json
 import statistics
 import sys
 import time
@@ -42,7 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 from resnet_lab.data import DeviceLoader  # noqa: E402
 from resnet_lab.diagnostics import GradientMonitor  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
-from resnet_lab.runtime import hardware_info  # noqa: E402
+from resnet_lab.runtime import hardware_info, write_json_result  # noqa: E402
 from resnet_lab.training import resolve_config  # noqa: E402
 from resnet_lab.training.ema import WeightEMA  # noqa: E402
 from resnet_lab.training.graphed_step import TrainStep  # noqa: E402
@@ -184,8 +183,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "fast_step", "hardware": hardware_info(device), "targets": TARGETS,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_step-{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_result(out, result)
     print(f"wrote {out}")
     return result
 

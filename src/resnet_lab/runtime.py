@@ -1,8 +1,10 @@
-"""Facts about where code runs: device choice, hardware and library versions for records."""
+"""Facts about where code runs: device choice, hardware and library versions for records, and
+the writing of such records."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -79,3 +81,10 @@ def process_age_s() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def write_json_result(path, result: dict) -> None:
+    """Write a benchmark's JSON result atomically: a run killed mid-write keeps the previous file."""
+    from .training.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
