@@ -150,6 +150,65 @@ def test_npz_missing_or_unreadable_file_is_a_user_error(tmp_path):
         load_data(f"npz:{tmp_path / 'junk.npz'}")
 
 
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 1, 2, 2**63 + 5] * 3, dtype=np.uint64), r"y_train has label 9223372036854775813; labels must be class indices 0\.\.K-1 with K <= 100,000"),
+        (np.array([0, 1, 2, 2**40] * 3, dtype=np.int64), "y_train has label 1099511627776; .*K <= 100,000"),
+        (np.array([0, 1, 2, 9_999_999] * 3), "y_train has label 9999999; .*renumber"),
+        (np.array([0, 1, 2, 99] * 3), "largest label 99 implies 100 classes but only 4 distinct labels occur"),
+        (np.array([0, 1, 2, np.nan] * 3), "y_train has dtype float64, expected integer"),
+        (np.array([0.5, 1, 2, 3] * 3), "y_train has dtype float64, expected integer"),
+        (np.array([True, False] * 6), "y_train has dtype bool, expected integer"),
+    ],
+    ids=["uint64-above-2**63", "2**40", "ten-million", "sparse-gaps", "nan", "fractional", "bool"],
+)
+def test_npz_refuses_labels_that_are_not_sane_class_indices(tmp_path, labels, message):
+    """D8: a stray huge label must not wrap negative, build a giant head or exhaust memory."""
+    arrays = _valid_arrays()
+    arrays["y_train"] = labels
+    with pytest.raises(UserError, match=message) as err:
+        load_data(_save_npz(tmp_path / "bad.npz", **arrays))
+    assert "\n" not in str(err.value)
+
+
+def test_npz_gaps_in_labels_are_fine_when_the_class_count_stays_reasonable(tmp_path):
+    arrays = _valid_arrays()
+    arrays["y_train"] = np.array([0, 3, 7, 9] * 3, dtype=np.uint64)  # 10 classes, 4 present
+    assert load_data(_save_npz(tmp_path / "gaps.npz", **arrays)).num_classes == 10
+
+
+def test_npz_object_arrays_are_refused_without_unpickling_or_mentioning_allow_pickle(tmp_path):
+    arrays = _valid_arrays()
+    arrays["y_train"] = np.array([0, 1, 2, 3] * 3, dtype=object)
+    with pytest.raises(UserError, match="'y_train' is not a plain numeric array") as err:
+        load_data(_save_npz(tmp_path / "obj.npz", **arrays))
+    assert "allow_pickle" not in str(err.value)
+    # Unused members are never read, so an extra object array does not matter.
+    assert load_data(_save_npz(tmp_path / "extra.npz", **_valid_arrays(), notes=np.array([{}], dtype=object))).num_classes == 4
+
+
+def test_npz_given_an_npy_or_a_text_file_says_what_it_is(tmp_path):
+    """D11 (an .npy was a TypeError traceback) and D18 (a text file suggested allow_pickle=)."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(UserError, match=r"x.npy is a single \.npy array, not an \.npz archive; .*np.savez"):
+        load_data(f"npz:{tmp_path / 'x.npy'}")
+    (tmp_path / "notes.npz").write_text("x_train, y_train\n1, 2\n")
+    with pytest.raises(UserError, match=r"notes.npz is not a valid \.npz archive") as err:
+        load_data(f"npz:{tmp_path / 'notes.npz'}")
+    assert "pickle" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", [(12, 1, 1, 3), (12, 7, 8), (12, 8, 4, 1)])
+def test_npz_images_smaller_than_8x8_are_refused_like_image_size(tmp_path, shape):
+    """D17: 1x1 images trained to a loss of 3.5e7; --image-size and folders require >= 8."""
+    arrays = _valid_arrays()
+    arrays["x_train"] = np.zeros(shape, np.uint8)
+    arrays["x_test"] = np.zeros((5, *shape[1:]), np.uint8)
+    with pytest.raises(UserError, match=rf"x_train images are {shape[1]}x{shape[2]} pixels; images must be at least 8x8"):
+        load_data(_save_npz(tmp_path / "tiny.npz", **arrays))
+
+
 def test_shared_cifar10_small_loads_through_npz(shared_data_dir):
     ds = load_data(f"npz:{shared_data_dir / 'cifar10-small.npz'}")
     assert ds.x_train.shape == (10000, 3, 32, 32) and ds.x_test.shape == (2000, 3, 32, 32)
@@ -264,6 +323,25 @@ def test_cifar_offline_with_nothing_cached_says_which_file_goes_where(tmp_path, 
     monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "env-cache"))
     with pytest.raises(UserError, match="cifar-100-python.tar.gz.*env-cache"):
         load_data("cifar100", download=False)
+
+
+@pytest.mark.parametrize("step, cached_archive", [("mkstemp", False), ("mkdtemp", True)], ids=["download", "extract"])
+def test_cifar_read_only_data_dir_is_a_one_line_user_error(tmp_path, monkeypatch, step, cached_archive):
+    """D6: an existing but unwritable --data-dir gave a PermissionError traceback. Tests run as
+    root, where chmod does not stop writes, so the temp-file call is made to fail instead."""
+    if cached_archive:
+        md5 = _tar_gz(tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py", _cifar10_files())
+        monkeypatch.setitem(cifar.EXPECTED_MD5, "cifar-10-python.tar.gz", md5)
+    monkeypatch.setattr(cifar, "_download", lambda url, dest: pytest.fail("must not download"))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cifar.tempfile, step, denied)
+    with pytest.raises(UserError, match=rf"cannot write to the data folder {tmp_path} \(Permission denied\); "
+                                        r"choose a writable --data-dir") as err:
+        load_data("cifar10", data_dir=tmp_path)
+    assert "\n" not in str(err.value)
 
 
 def test_cifar100_uses_fine_labels(tmp_path):
@@ -489,12 +567,48 @@ def test_alternate_flip_is_refused_where_it_cannot_apply(tmp_path):
         make_loaders(load_data("digits"), resolve_config(flip="alternate"), torch.device("cpu"), 32)
 
 
-def test_folder_loader_survives_a_file_that_fails_only_when_decoded(tmp_path):
-    _png(tmp_path / "good.png")
-    (tmp_path / "bad.png").write_bytes(b"nope")
-    data = ImageFileDataset([(str(tmp_path / "bad.png"), 0), (str(tmp_path / "good.png"), 1)], lambda im: im.size)
-    with pytest.warns(RuntimeWarning, match="bad.png"):
-        assert data[0] == ((40, 36), 1)  # replaced by the next readable image
+def test_folder_corrupt_val_image_is_dropped_and_reported_never_replaced(tmp_path):
+    """Item 5: a damaged file found when the data set is built is excluded and listed once, so
+    no other image stands in for it and evaluation counts each image exactly once."""
+    root = _folder_tree(tmp_path / "imgs")
+    (root / "val" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    ds = load_data(f"folder:{root}")
+    assert sorted(Path(p).name for p in ds.bad_files) == ["broken.jpg", "broken.png"]
+    assert len(ds.warnings) == 1 and "2 unreadable" in ds.warnings[0] and "broken.jpg" in ds.warnings[0]
+    assert "2 unreadable files excluded" in ds.description()
+    assert sorted(Path(p).parent.name for p, _ in ds.val_files) == ["cat", "dog"]
+    _, val = make_folder_loaders(ds, batch_size=8, image_size=16, workers=0, seed=0)
+    assert sorted(torch.cat([labels for _, labels in val]).tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("split, workers", [("train", 0), ("val", 0), ("val", 2)])
+def test_folder_image_that_fails_to_decode_later_raises_one_line_instead_of_substituting(tmp_path, split, workers):
+    """Item 5: a file that breaks after the check (or that verify() misses) used to be replaced
+    by the next file and its label; now it stops the run with one line naming it."""
+    ds = load_data(f"folder:{_folder_tree(tmp_path / 'imgs')}")
+    victim = Path(dict(train=ds.train_files, val=ds.val_files)[split][0][0])
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n truncated after the check")
+    train, val = make_folder_loaders(ds, batch_size=2, image_size=16, workers=workers, seed=0)
+    loader = train if split == "train" else val
+    loader.set_epoch(0)
+    with pytest.raises(UserError, match=rf"cannot decode image {victim} .*replace or delete the file") as err:
+        list(loader)
+    assert "\n" not in str(err.value)
+
+
+def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    """D16: PIL's convert clipped a 16-bit ramp to 255 almost everywhere, so predict saw white."""
+    ramp = np.tile(np.linspace(0, 65535, 64).round().astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    assert Image.open(tmp_path / "ramp.png").mode == "I;16"
+    expected = torch.from_numpy((ramp / 257).round()).float() / 255
+    gray = preprocess_images([tmp_path / "ramp.png"], image_size=64, in_channels=1, mean=(0.0,), std=(1.0,))
+    assert torch.allclose(gray[0, 0], expected, atol=1 / 255)
+    rgb = preprocess_images([tmp_path / "ramp.png"], image_size=64, in_channels=3, mean=(0.0,) * 3, std=(1.0,) * 3)
+    assert torch.allclose(rgb[0], expected.expand(3, -1, -1), atol=1 / 255)
+    # Folder data decodes through the same code.
+    image, _ = ImageFileDataset([(str(tmp_path / "ramp.png"), 0)], np.asarray)[0]
+    assert abs(image[..., 0].astype(float) / 255 - expected.numpy()).max() <= 1 / 255
 
 
 def test_folder_layout_errors_are_user_errors(tmp_path):

@@ -135,7 +135,10 @@ def _fetch_archive(v: CifarVariant, root: Path, download: bool) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create the data folder {root} ({e.strerror}): {how_to}") from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{v.archive}.", suffix=".part", dir=root)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{v.archive}.", suffix=".part", dir=root)
+    except OSError as e:
+        raise _unwritable(root, e) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -154,6 +157,13 @@ def _fetch_archive(v: CifarVariant, root: Path, download: bool) -> None:
         os.replace(tmp, root / v.archive)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _unwritable(root: Path, e: OSError) -> UserError:
+    return UserError(
+        f"cannot write to the data folder {root} ({e.strerror or e}); choose a writable --data-dir "
+        f"(or set RESNET_LAB_DATA), or make {root} writable"
+    )
 
 
 def _md5(path: Path) -> str:
@@ -176,7 +186,10 @@ def _extract(v: CifarVariant, archive: Path, root: Path, *, verified: bool) -> N
                 f"{archive} has the wrong MD5 checksum ({got}, expected {expected}): the file is "
                 f"corrupt or incomplete; delete it and run again to download it afresh"
             )
-    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    except OSError as e:
+        raise _unwritable(root, e) from None
     try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
@@ -205,13 +218,42 @@ def _extract(v: CifarVariant, archive: Path, root: Path, *, verified: bool) -> N
 # ----------------------------------------------------------------------------- reading
 
 
+# Everything an official batch (numpy array + lists + dict) refers to by name. `_codecs.encode`
+# is how protocol-2 pickles from Python 3 spell bytes; `_frombuffer` is protocol 5's arrays.
+SAFE_GLOBALS = frozenset({
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+})
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles data only: any other global (os.system, eval, ...) is refused, so a planted
+    file in the cache folder cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it refers to {module}.{name}, which no CIFAR file needs")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module.removeprefix("numpy.core.")  # NumPy 2 name, no warning
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     # The official pickles come from Python 2: bytes keys; accept str keys from re-saved copies.
     with open(path, "rb") as f:
         try:
-            raw = pickle.load(f, encoding="bytes")
+            raw = _BatchUnpickler(f, encoding="bytes").load()
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise UserError(f"cannot read {path} ({e}); delete its folder and run again") from None
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(
+                f"refusing to read {path} ({reason}): it is not an official CIFAR file; "
+                f"delete its folder and run again"
+            ) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} is not a CIFAR pickle (not a dict); delete its folder and run again")
     return {k.decode() if isinstance(k, bytes) else k: val for k, val in raw.items()}
@@ -228,9 +270,12 @@ def _read_split(v: CifarVariant, folder: Path, names: tuple[str, ...]) -> tuple[
     for name in names:
         path = folder / name
         d = _unpickle(path)
-        data = np.asarray(_field(d, "data", path), dtype=np.uint8)
-        labels = np.asarray(_field(d, v.label_key, path), dtype=np.int64)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        try:
+            data = np.asarray(_field(d, "data", path), dtype=np.uint8)
+            labels = np.asarray(_field(d, v.label_key, path), dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"{path} holds data or labels that are not numbers; delete its folder and run again") from None
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
             raise UserError(f"{path} has data of shape {data.shape}, expected (N, 3072); delete its folder and run again")
         xs.append(data)
         ys.append(labels)
@@ -243,7 +288,10 @@ def _read_extracted(v: CifarVariant, folder: Path) -> InMemoryDataset:
     x_train, y_train = _read_split(v, folder, v.train_files)
     x_test, y_test = _read_split(v, folder, (v.test_file,))
     meta_path = folder / v.meta_file
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in _field(_unpickle(meta_path), v.names_key, meta_path)]
+    names = _field(_unpickle(meta_path), v.names_key, meta_path)
+    if not isinstance(names, (list, tuple)):
+        raise UserError(f"{meta_path} has no list of class names; delete its folder and run again")
+    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     for split, y in (("train", y_train), ("test", y_test)):
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(classes)):
             raise UserError(

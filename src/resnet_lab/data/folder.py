@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from resnet_lab.data.dataset import check_global_batch, stratified_holdout
+from resnet_lab.data.preprocess import load_image
 from resnet_lab.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -171,11 +171,24 @@ def _verifies(path: str) -> bool:
         return False
 
 
-class ImageFileDataset(Dataset):
-    """(path, label) pairs decoded by PIL as RGB and passed through `transform`.
+class UnreadableImageError(UserError):
+    """An image that passed the check when the data set was built but fails to decode now.
 
-    A file that still fails to decode (verify() does not catch every truncated file) is
-    replaced by the next readable one, with a warning, so an epoch never dies on it.
+    DataLoader re-raises a worker's exception as ``type("Caught ... Original Traceback ...")``;
+    keeping only the original message's line lets the CLI still print one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "\nOriginal Traceback" in message:
+            message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        super().__init__(message)
+
+
+class ImageFileDataset(Dataset):
+    """(path, label) pairs decoded by PIL (16-bit grayscale scaled to 8 bits) and passed through `transform`.
+
+    A file that fails to decode here (verify() does not catch every truncated file) raises
+    UnreadableImageError: substituting another image would count it twice in an evaluation.
     """
 
     def __init__(self, files: list[tuple[str, int]], transform) -> None:
@@ -186,16 +199,16 @@ class ImageFileDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int):
-        for attempt in range(len(self.files)):
-            path, label = self.files[(index + attempt) % len(self.files)]
-            try:
-                with Image.open(path) as im:
-                    image = im.convert("RGB")
-            except Exception as e:  # noqa: BLE001
-                warnings.warn(f"skipping unreadable image {path}: {e}", RuntimeWarning, stacklevel=2)
-                continue
-            return self.transform(image), label
-        raise UserError("no image in the folder data set can be decoded; check the files")
+        path, label = self.files[index]
+        try:
+            image = load_image(path, "RGB")
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UnreadableImageError(
+                f"cannot decode image {path} ({reason}) although it passed the check when the data set was "
+                f"loaded; replace or delete the file and run again"
+            ) from None
+        return self.transform(image), label
 
 
 class ShardSampler(Sampler[int]):

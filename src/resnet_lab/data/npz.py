@@ -13,23 +13,30 @@ from resnet_lab.errors import UserError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 FORMAT_HINT = "expected arrays x_train/x_test uint8 (N,H,W) or (N,H,W,C) with C 1 or 3, y_train/y_test integer (N,)"
+MIN_SIZE = 8  # the same floor as --image-size and folder data
+MAX_CLASSES = 100_000
+GAP_FACTOR = 10  # at most this many classes per distinct training label
+LABEL_RULE = f"labels must be class indices 0..K-1 with K <= {MAX_CLASSES:,}"
+RENUMBER = "renumber them, e.g. y = np.unique(y, return_inverse=True)[1]"
 
 
 def load_npz(path: str | Path) -> InMemoryDataset:
     """Load and validate an .npz data set; every problem is a UserError naming the array.
 
-    Images are uint8 (N, H, W, C) with C in {1, 3}, or grayscale (N, H, W). Labels are 1-D
-    integers in [0, num_classes) where num_classes = max train label + 1; test labels must
-    fall in that range. An optional string array `classes` names the classes.
+    Images are uint8 (N, H, W, C) with C in {1, 3}, or grayscale (N, H, W), at least 8x8.
+    Labels are 1-D integers in [0, num_classes) where num_classes = max train label + 1 <= 100,000
+    and at most 10x the number of distinct train labels (so one stray label cannot build a
+    huge head); test labels must fall in that range. An optional string array `classes` names
+    the classes.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"npz file not found: {path}; check the path after 'npz:'")
-    arrays = _read_arrays(path)
+    arrays, members = _read_arrays(path)
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise UserError(
-            f"{path} has no array {', '.join(repr(k) for k in missing)} (it has {', '.join(sorted(arrays)) or 'none'}); "
+            f"{path} has no array {', '.join(repr(k) for k in missing)} (it has {', '.join(repr(m) for m in sorted(members)) or 'none'}); "
             f"{FORMAT_HINT}"
         )
 
@@ -41,7 +48,7 @@ def load_npz(path: str | Path) -> InMemoryDataset:
         )
     y_train = _labels(arrays["y_train"], "y_train", len(x_train), path)
     y_test = _labels(arrays["y_test"], "y_test", len(x_test), path)
-    num_classes = int(y_train.max()) + 1
+    num_classes = _num_classes(y_train, path)
     if len(y_test) and int(y_test.max()) >= num_classes:
         raise UserError(
             f"{path}: y_test has label {int(y_test.max())} but y_train only has labels up to {num_classes - 1}; "
@@ -60,20 +67,38 @@ def load_npz(path: str | Path) -> InMemoryDataset:
     )
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    # Each member of an .npz is decompressed every time it is indexed: read each one once.
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(the arrays this loader uses, the names of all members); other members are never read."""
     try:
+        # Sniff first: np.load would hand back a bare array for .npy, or try pickle on anything else.
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            raise UserError(f"{path} is a single .npy array, not an .npz archive; save all four arrays together with np.savez")
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{path} is not a valid .npz archive (not a zip file); save the arrays with np.savez or np.savez_compressed")
+        # Each member of an .npz is decompressed every time it is indexed: read each one once.
         with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise UserError(f"{path} is a single .npy array, not an .npz archive; {FORMAT_HINT}")
-            return {k: z[k] for k in z.files}
-    except UserError:
-        raise
-    except ValueError as e:
-        # allow_pickle=False refuses object arrays, which also keeps untrusted files from running code.
-        raise UserError(f"{path} cannot be read without pickle ({e}); save plain numeric arrays with np.savez") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({e}); save it with np.savez or np.savez_compressed") from None
+            return {k: _member(z, k, path) for k in z.files if k in (*REQUIRED, "classes")}, list(z.files)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npz file ({_first_line(e)}); save it with np.savez or np.savez_compressed") from None
+
+
+def _member(z, key: str, path: Path) -> np.ndarray:
+    try:
+        array = z[key]
+    except Exception:  # noqa: BLE001 - numpy/zlib/zipfile raise many types for a damaged member
+        array = None  # allow_pickle=False refuses object arrays: an untrusted file never runs code
+    if not isinstance(array, np.ndarray):  # a zip member that is not .npy comes back as bytes
+        raise UserError(
+            f"{path}: '{key}' is not a plain numeric array (it holds Python objects, is damaged or is not .npy); "
+            f"save numeric arrays with np.savez"
+        )
+    return array
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _hwc(x: np.ndarray) -> str:
@@ -92,6 +117,11 @@ def _images(x: np.ndarray, name: str, path: Path) -> np.ndarray:
         raise UserError(f"{path}: {name} has shape {x.shape}; {FORMAT_HINT}")
     if min(x.shape) == 0:
         raise UserError(f"{path}: {name} is empty (shape {x.shape}); each split needs at least one image")
+    if min(x.shape[1:3]) < MIN_SIZE:
+        raise UserError(
+            f"{path}: {name} images are {x.shape[1]}x{x.shape[2]} pixels; images must be at least "
+            f"{MIN_SIZE}x{MIN_SIZE} (as for --image-size); upscale them"
+        )
     return x
 
 
@@ -103,9 +133,22 @@ def _labels(y: np.ndarray, name: str, n: int, path: Path) -> np.ndarray:
     if len(y) != n:
         xname = "x" + name[1:]
         raise UserError(f"{path}: {name} has {len(y)} labels but {xname} has {n} images; they must match")
+    # Checked before the int64 cast: uint64 labels above 2**63 would wrap to negative.
     if int(y.min()) < 0:
-        raise UserError(f"{path}: {name} has negative label {int(y.min())}; labels must be class indices 0..K-1")
+        raise UserError(f"{path}: {name} has negative label {int(y.min())}; {LABEL_RULE}")
+    if int(y.max()) >= MAX_CLASSES:
+        raise UserError(f"{path}: {name} has label {int(y.max())}; {LABEL_RULE}; {RENUMBER}")
     return y.astype(np.int64, copy=False)
+
+
+def _num_classes(y_train: np.ndarray, path: Path) -> int:
+    k, distinct = int(y_train.max()) + 1, len(np.unique(y_train))
+    if k > GAP_FACTOR * distinct:
+        raise UserError(
+            f"{path}: y_train's largest label {k - 1} implies {k:,} classes but only {distinct} distinct labels occur; "
+            f"{LABEL_RULE} and at most {GAP_FACTOR}x as many classes as distinct labels; {RENUMBER}"
+        )
+    return k
 
 
 def _classes(names: np.ndarray | None, num_classes: int, path: Path) -> list[str]:
@@ -115,4 +158,4 @@ def _classes(names: np.ndarray | None, num_classes: int, path: Path) -> list[str
         raise UserError(
             f"{path}: classes has shape {names.shape} but the labels need {num_classes} names; fix it or drop the array"
         )
-    return [str(n) for n in names]
+    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]

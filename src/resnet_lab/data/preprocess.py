@@ -12,6 +12,19 @@ from PIL import Image
 from resnet_lab.errors import UserError
 
 
+def load_image(path: str | Path, mode: str) -> Image.Image:
+    """Decode an image file as `mode` ("L" or "RGB").
+
+    16-bit grayscale (PIL modes I;16* and I) is scaled to 8 bits first: PIL's own convert
+    clips every value above 255, which turns almost all of a 16-bit image white.
+    """
+    with Image.open(path) as im:
+        if im.mode == "I" or im.mode.startswith("I;16"):
+            wide = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
+            return Image.fromarray(np.round(wide / 257).astype(np.uint8)).convert(mode)
+        return im.convert(mode)
+
+
 def preprocess_images(
     paths: Sequence[str | Path],
     *,
@@ -36,11 +49,11 @@ def preprocess_images(
         if not path.is_file():
             raise UserError(f"image file not found: {path}; check the path")
         try:
-            with Image.open(path) as im:
-                im = im.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
-                arrays.append(np.asarray(im, dtype=np.uint8))
+            im = load_image(path, mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            arrays.append(np.asarray(im, dtype=np.uint8))
         except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
-            raise UserError(f"cannot read image {path} ({e}); check that it is a valid image file") from None
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"cannot read image {path} ({reason}); check that it is a valid image file") from None
     batch = torch.from_numpy(np.stack(arrays))
     batch = batch.unsqueeze(1) if in_channels == 1 else batch.permute(0, 3, 1, 2)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)

@@ -5,6 +5,7 @@ Our ImageNet nets use torchvision's layer names, so its state dicts load as they
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -23,9 +24,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
+        # weights_only: the unpickler builds tensors and containers only, never calls a global.
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, which would run code from the file.
+        raise UserError(
+            f"cannot read weights from {path}: it is damaged or holds Python objects besides tensors, which are "
+            f"never loaded because they could run code; save model.state_dict() with torch.save, or use .safetensors"
+        ) from None
     except Exception as exc:  # corrupted or not a weights file at all
-        raise UserError(f"cannot read weights from {path}: {str(exc).splitlines()[0]}") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read weights from {path}: {reason}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # one of our checkpoints
     if not isinstance(state, dict):
