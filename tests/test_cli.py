@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnet_lab.cli.main import COMMANDS, main
+from resnet_lab.errors import UserError
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -47,6 +51,9 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["summary", "resnt56"], "did you mean"),
     (["summary", "resnet20", "--norm", "layer"], "invalid choice"),
     (["models", "--nope"], "unrecognized arguments"),
+    (["summary", "resnet20", "--image-size", "0"], "from 8"),  # 0 once meant "native size" silently
+    (["summary", "resnet20", "--image-size", "-5"], "from 8"),
+    (["summary", "resnet6000000000002"], "10,000 layers"),  # once grew until MemoryError
 ])
 def test_bad_input_prints_one_line_and_exits_2(argv, fragment, capsys):
     assert main(argv) == 2
@@ -54,9 +61,10 @@ def test_bad_input_prints_one_line_and_exits_2(argv, fragment, capsys):
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_debug_flag_shows_the_traceback():
-    with pytest.raises(Exception, match="6n\\+2"):
-        main(["--debug", "summary", "resnet21"])
+@pytest.mark.parametrize("argv", [["--debug", "summary", "resnet21"], ["summary", "resnet21", "--debug"]])
+def test_debug_flag_shows_the_traceback_of_the_real_error_before_or_after_the_command(argv):
+    with pytest.raises(UserError, match="6n\\+2"):  # not "unrecognized arguments: --debug"
+        main(argv)
 
 
 def test_python_dash_m_runs_the_cli_and_exits_2_on_bad_input():
@@ -71,3 +79,121 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("resnet-lab")
     out = subprocess.run([str(script), "summary", "plain20"], capture_output=True, text=True, check=True).stdout
     assert "plain20" in out and "269,722" in out
+
+
+# ----------------------------------------------------------------------------- checkpoints from a scratch folder
+
+def _state(name: str = "resnet8", **drop_or_replace) -> dict:
+    """A small checkpoint as 'resnet-lab train' writes it (resnet8, 1 channel, 10 classes), no training."""
+    from resnet_lab.models import create_model
+    from resnet_lab.training import TrainConfig
+
+    info = {"spec": "digits", "name": "digits", "classes": [str(i) for i in range(10)], "mean": [0.5], "std": [0.25],
+            "in_channels": 1, "image_size": 8, "description": "digits", "eval_split": "test"}
+    state = {"model": create_model(name, num_classes=10, in_channels=1).state_dict(),
+             "config": TrainConfig(model="resnet8").to_dict(), "data_info": info}
+    state.update(drop_or_replace)
+    return {k: v for k, v in state.items() if v is not None}
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    torch.save(_state(), tmp_path / "last.pt")
+    return tmp_path / "last.pt"
+
+
+def _one_line_error(capsys, fragment: str) -> str:
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("where", ["folder", "under_a_file", "read_only"])
+def test_export_to_a_place_that_cannot_be_written_is_one_line(where, checkpoint, tmp_path, monkeypatch, capsys):
+    out = {"folder": tmp_path, "under_a_file": checkpoint / "w.safetensors",
+           "read_only": tmp_path / "w.safetensors"}[where]
+    if where == "read_only":  # root ignores chmod, so make the write itself fail as on a read-only mount
+        def denied(path, data):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr("resnet_lab.training.checkpoint.atomic_write_bytes", denied)
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    fragment = {"folder": "is a folder", "under_a_file": "is a file, not a folder", "read_only": "Permission denied"}
+    _one_line_error(capsys, fragment[where])
+
+
+def test_export_refuses_weights_that_contradict_the_checkpoint_config(tmp_path, capsys):
+    torch.save(_state(model=_state("resnet20")["model"]), tmp_path / "other.pt")  # config says resnet8
+    out = tmp_path / "w.safetensors"
+    assert main(["export", "--checkpoint", str(tmp_path / "other.pt"), "--out", str(out)]) == 2
+    _one_line_error(capsys, "does not fit a resnet8")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export", "--out", "w.safetensors"]])
+def test_a_checkpoint_without_data_info_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    torch.save(_state(data_info=None), "partial.pt")
+    assert main([command[0], "--checkpoint", "partial.pt", *command[1:]]) == 2
+    _one_line_error(capsys, "not a complete resnet-lab checkpoint: missing data_info")
+    assert not Path("w.safetensors").exists()
+
+
+def test_random_or_foreign_checkpoints_are_refused_in_one_clean_line(tmp_path, capsys):
+    from resnet_lab.training import load_checkpoint
+
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 8)
+    torch.save(_state(), tmp_path / "p4.pt", pickle_protocol=4)  # weights_only refuses it, torch warns first
+    for name in ("random.pt", "p4.pt"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(UserError):
+                load_checkpoint(tmp_path / name)
+        assert caught == []
+        assert main(["evaluate", "--checkpoint", str(tmp_path / name)]) == 2
+        err = _one_line_error(capsys, "truncated, corrupted or not a resnet-lab checkpoint (")
+        assert "torch.load" not in err and "Re-running" not in err and err.endswith(")\n")
+
+
+def test_a_device_this_machine_lacks_is_refused_in_one_line(checkpoint, monkeypatch, capsys):
+    from resnet_lab.runtime import pick_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--device", "mps"]) == 2
+    _one_line_error(capsys, "MPS")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match="only 1 CUDA GPU"):
+        pick_device("cuda:1")
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    for name in ("meta", "cpu:1", "gpu"):
+        with pytest.raises(UserError, match="unknown device"):
+            pick_device(name)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_atomically_written_files_follow_the_umask_like_any_other(umask, mode, checkpoint, tmp_path):
+    from resnet_lab.training.checkpoint import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.safetensors")]) == 0
+        atomic_write_text(tmp_path / "metrics.jsonl", "{}\n")
+    finally:
+        os.umask(old)
+    for name in ("w.safetensors", "metrics.jsonl"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name  # mkstemp gave 0600 whatever the umask
+
+
+@pytest.mark.parametrize("ci", [None, "1"])
+def test_ci_entry_point_sets_ci_true_itself(ci, tmp_path):
+    """Unset or spelled 1, CI let the shared-data and browser tests skip silently."""
+    (tmp_path / "make").write_text('#!/bin/sh\necho "CI=$CI make $*"\n')
+    (tmp_path / "make").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PATH"] = f"{tmp_path}{os.pathsep}{env['PATH']}"
+    if ci is not None:
+        env["CI"] = ci
+    run = Path(__file__).resolve().parent.parent / ".ci" / "run"
+    out = subprocess.run(["bash", str(run)], env=env, capture_output=True, text=True, check=True).stdout
+    assert out == "CI=true make test\n"

@@ -155,6 +155,24 @@ def test_bad_names_and_depths_are_rejected_with_one_helpful_line(name, fragment)
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
+def test_depth_has_a_documented_upper_bound_refused_before_building_anything():
+    from resnet_lab.models.registry import MAX_DEPTH
+
+    assert MAX_DEPTH == 10_000 and get_spec("resnet9998").depth == 9998  # the bound is not lower than documented
+    for name in ("resnet6000000000002", "preact_resnet10010", "plain" + "9" * 5000):  # once: MemoryError, ValueError
+        with pytest.raises(UserError, match="10,000 layers") as err:
+            get_spec(name)
+        assert "\n" not in str(err.value) and len(str(err.value)) < 250
+
+
+@pytest.mark.parametrize("name,fragment", [("resnet21\n", "6n\\+2"), ("resnet\u0662\u0660", "unknown model"),
+                                           ("x" * 10_000, "10,000 characters")])
+def test_odd_names_give_one_short_line(name, fragment):
+    with pytest.raises(UserError, match=fragment) as err:
+        get_spec(name)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 250
+
+
 @pytest.mark.parametrize("option,value", [("norm", "layer"), ("activation", "gelu"), ("init", "zeros"),
                                           ("shortcut", "D"), ("num_classes", 0), ("bogus", 1)])
 def test_bad_option_values_are_rejected(option, value):

@@ -13,22 +13,45 @@ import torch
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """``auto``/None -> cuda if available, else mps, else cpu."""
+    """``auto``/None -> cuda if available, else mps, else cpu; a device this machine lacks is refused."""
     from .errors import UserError
 
     if requested in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+    unknown = f"unknown device {requested!r}; use cpu, cuda, cuda:N, mps or auto"
     try:
         device = torch.device(requested)
-    except RuntimeError:
-        raise UserError(f"unknown device {requested!r}; use cpu, cuda, cuda:N, mps or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(unknown) from None
+    if device.type not in ("cpu", "cuda", "mps") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise UserError(unknown)
+    _check_available(device)
     return device
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def _check_available(device: torch.device) -> None:
+    """Refuse here, in one line, what would otherwise fail deep inside torch on first use."""
+    from .errors import UserError
+
+    if device.type == "mps" and not _mps_available():
+        raise UserError("--device mps was asked for but MPS (Apple GPU) is not available here; "
+                        "use --device cpu or auto")
+    if device.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise UserError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu")
+    if device.index is not None and device.index >= count:
+        raise UserError(f"--device {device}: only {count} CUDA GPU(s) visible (cuda:0 to cuda:{count - 1}); "
+                        "pick one of those")
 
 
 def cpu_name() -> str:

@@ -58,9 +58,11 @@ def run(args) -> int:
         num_classes=args.num_classes, model_options=model_options(args), quick=args.quick,
         log=lambda msg: print(f"compare: {msg}", file=sys.stderr))
     if args.out:
+        from ..errors import writing
         from ..experiments.compare_report import write_compare_outputs
 
-        written = write_compare_outputs(result, args.out)
+        with writing(args.out):
+            written = write_compare_outputs(result, args.out)
         print(f"compare: wrote {', '.join(str(p) for p in written.values() if p)}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -39,7 +39,7 @@ def run(args) -> int:
 
     from ..data import DeviceLoader, FolderDataset, load_data
     from ..diagnostics import gradient_table, run_gradient_check
-    from ..errors import UserError
+    from ..errors import UserError, writing
     from ..models import create_model
     from ..runtime import pick_device
 
@@ -62,8 +62,9 @@ def run(args) -> int:
     if args.plot:
         from ..diagnostics import plot_gradient_flow
 
-        result["plots"] = [str(p) for p in plot_gradient_flow({name: result["groups"]}, args.plot,
-                                                               title=f"Gradient flow: {name}")]
+        with writing(args.plot, "--plot"):
+            plots = plot_gradient_flow({name: result["groups"]}, args.plot, title=f"Gradient flow: {name}")
+        result["plots"] = [str(p) for p in plots]
     if args.json:
         keys = ("verdict", "reason", "verdict_step", "last_verdict", "global_grad_norm", "steps_run", "groups", "plots")
         print(json.dumps({k: result[k] for k in keys if k in result}, indent=2, default=str))

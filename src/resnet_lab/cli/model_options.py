@@ -23,6 +23,21 @@ def add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) 
                             "recompute the rest in backward (less memory, more compute)")
 
 
+def int_between(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``, refused at parse time with the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low:,} to {high:,}, got {text!r}")
+        return value
+
+    return parse
+
+
 def model_options(args: argparse.Namespace) -> dict:
     """The options given on the command line, to pass to ``create_model``."""
     keys = ("shortcut", "norm", "activation", "init", "zero_init_residual", "checkpointing")

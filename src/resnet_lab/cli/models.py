@@ -48,5 +48,6 @@ def run(args) -> int:
     else:
         print(format_table(rows, [("name", "name"), ("family", "family"), ("layers", "layers"),
                                   ("params", "params"), ("gflops", "GFLOPs"), ("input", "input")]))
-        print("\nAny other depth works too: resnet8, plain200 (CIFAR, 6n+2), preact_resnet290 (9n+2), ...")
+        print("\nAny other depth up to 10,000 layers works too: resnet8, plain200 (CIFAR, 6n+2), "
+              "preact_resnet290 (9n+2), ...")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .model_options import add_model_options, model_options
+from .model_options import add_model_options, int_between, model_options
 from ..report.text_table import format_table
 
 EXAMPLES = """examples:
@@ -19,9 +19,12 @@ def register(sub) -> None:
                        description="Print the stage-by-stage structure of a model with output shapes and parameter counts.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model name, e.g. resnet56")
-    p.add_argument("--num-classes", type=int, help="classifier size (default: 10 for CIFAR nets, 1000 for ImageNet)")
-    p.add_argument("--in-channels", type=int, help="input channels (default 3)")
-    p.add_argument("--image-size", type=int, help="input height = width (default: the model's native size)")
+    # Upper bounds far past any real use; beyond them torch's shape arithmetic overflows.
+    p.add_argument("--num-classes", type=int_between(1, 10_000_000),
+                   help="classifier size (default: 10 for CIFAR nets, 1000 for ImageNet)")
+    p.add_argument("--in-channels", type=int_between(1, 100_000), help="input channels (default 3)")
+    p.add_argument("--image-size", type=int_between(8, 65_536),
+                   help="input height = width, 8 to 65536 (default: the model's native size)")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
 
@@ -29,7 +32,6 @@ def register(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from ..errors import UserError
     from ..models import count_flops, count_params, count_weighted_layers, create_model, stage_summary
 
     options = model_options(args)
@@ -40,9 +42,7 @@ def run(args) -> int:
     with torch.device("meta"):
         model = create_model(args.model, **options)
     spec, cfg = model.spec, model.config
-    size = args.image_size or spec.input_size
-    if size < 8:
-        raise UserError(f"--image-size {size} is too small; use 8 or more")
+    size = spec.input_size if args.image_size is None else args.image_size
     rows = stage_summary(model, size, cfg["in_channels"])
     for row in rows:
         row["output"] = "x".join(map(str, row["output_shape"]))

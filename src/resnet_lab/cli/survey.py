@@ -62,7 +62,7 @@ def run(args) -> int:
     from ..experiments.survey import run_survey
     from ..experiments.survey_report import survey_markdown, survey_text, write_survey_outputs
 
-    from ..errors import UserError
+    from ..errors import UserError, writing
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
@@ -71,7 +71,8 @@ def run(args) -> int:
         args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, batches_at_init=args.batches_at_init,
         batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, high_lr=args.high_lr,
         clip_norm=args.clip_norm, seed=args.seed, full=args.full, device=args.device, threads=args.threads, log=log)
-    written = write_survey_outputs(result, args.out)
+    with writing(args.out):
+        written = write_survey_outputs(result, args.out)
     if log:
         log(f"wrote {written['json']}, {written['markdown']}, {written['html']}, "
             f"{', '.join(str(p) for p in written['plots'])}")

@@ -4,7 +4,7 @@ Registered names map to configs, not to copies of code: a ``ModelSpec`` says whi
 family, block and stage depths a name means; ``create_model`` turns it into a ``ResNet``.
 Besides the listed names, any valid depth is accepted: ``resnet8``, ``plain200``,
 ``cifar_resnet50`` (CIFAR depth 50, since ``resnet50`` is the ImageNet net),
-``preact_resnet272`` ...
+``preact_resnet272`` ..., up to ``MAX_DEPTH`` layers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from .resnet import ResNet
 
 CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
+# The deepest nets in the papers have 1202 (He et al. 2015) and 1001 layers (pre-activation, 2016).
+# Past 10,000 layers a name is a typo or a stress test: building one would only exhaust memory.
+MAX_DEPTH = 10_000
 IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 # Names shown by `resnet-lab models`; other depths are built on demand.
@@ -81,7 +84,7 @@ def _preact(name: str, depth: int) -> ModelSpec:
     return ModelSpec(name, "preact", depth, block, (n,) * 3, widths, "cifar", defaults)
 
 
-_PATTERN = re.compile(r"^(cifar_)?(resnet|plain|preact_resnet)(\d+)$")
+_PATTERN = re.compile(r"^(cifar_)?(resnet|plain|preact_resnet)(\d+)$", re.ASCII)
 
 
 def _close(name: str) -> str:
@@ -89,12 +92,30 @@ def _close(name: str) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else ""
 
 
+def _shown(name) -> str:
+    """A name for a one-line message: a pasted megabyte stays readable."""
+    text = repr(name)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(str(name)):,} characters)"
+
+
+def _depth(name: str, digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    # Compare lengths first: int() of a 5000-digit string is itself an error.
+    if len(digits) > len(str(MAX_DEPTH)) or int(digits) > MAX_DEPTH:
+        raise UserError(f"{_shown(name)}: more than the {MAX_DEPTH:,} layers supported; the deepest nets in the "
+                        "papers have 1202 (resnet1202) and 1001 (preact_resnet1001) layers")
+    return int(digits)
+
+
 def get_spec(name: str) -> ModelSpec:
     """Resolve a model name to its ``ModelSpec``; a bad name raises ``UserError``."""
-    match = _PATTERN.match(name.strip().lower()) if isinstance(name, str) else None
+    key = name.strip().lower() if isinstance(name, str) else ""
+    match = _PATTERN.match(key)
     if not match:
-        raise UserError(f"unknown model {name!r}{_close(str(name))} (see 'resnet-lab models' for the list)")
-    cifar_prefix, kind, depth = match.group(1), match.group(2), int(match.group(3))
+        raise UserError(f"unknown model {_shown(name)}{_close(str(name))} (see 'resnet-lab models' for the list)")
+    cifar_prefix, kind, digits = match.groups()
+    name = key  # messages stay on one line whatever whitespace came with the name
+    depth = _depth(name, digits)
     if kind == "preact_resnet":
         if cifar_prefix:
             raise UserError(f"unknown model {name!r}; pre-activation nets are named preact_resnetN")

@@ -9,12 +9,18 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import secrets
+import warnings
 from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, writing
+
+# What evaluate, predict and export read from a checkpoint besides its weights (see ``_check_complete``).
+_DATA_INFO_TYPES = {"classes": list, "in_channels": int, "image_size": int, "mean": list, "std": list}
+# Lines of torch's load errors that advise about torch.load itself, not about the file.
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -24,7 +30,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Created 0666 so the umask applies as to any other file: mkstemp's 0600 hid runs from a
+    # TensorBoard server or a teammate. O_EXCL: never write into someone else's file.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -63,17 +72,41 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint safely; a truncated, corrupted or foreign file is refused with a clear message."""
+    """Load a checkpoint safely; a truncated, corrupted, foreign or incomplete file is refused in one line."""
     path = resolve_checkpoint_path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on protocol-4 pickles: the refusal says enough
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path} is truncated, corrupted or not a resnet-lab checkpoint ({reason[:160]})") from None
+        raise UserError(f"checkpoint {path} is truncated, corrupted or not a resnet-lab checkpoint "
+                        f"({_load_failure(exc)})") from None
+    _check_complete(state, path)
+    return state
+
+
+def _load_failure(exc: Exception) -> str:
+    """The first sentence of torch's reason, without its advice on re-running torch.load."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(_TORCH_ADVICE)]
+    reason = lines[0].split(". ")[0].rstrip(". ") if lines else type(exc).__name__
+    return reason[:120]
+
+
+def _check_complete(state, path: Path) -> None:
+    """Everything evaluate, predict and export read, checked in one place."""
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UserError(f"{path} is not a resnet-lab checkpoint (no model/config inside); "
                         "for plain state dicts use create_model(..., weights=PATH)")
-    return state
+    missing = [k for k in ("model", "config", "data_info") if not isinstance(state.get(k), dict)]
+    if not missing:
+        config, info = state["config"], state["data_info"]
+        missing += [] if isinstance(config.get("model"), str) else ["config.model"]
+        missing += [] if isinstance(config.get("model_options", {}), dict) else ["config.model_options"]
+        missing += [f"data_info.{k}" for k, kind in _DATA_INFO_TYPES.items() if not isinstance(info.get(k), kind)]
+    if missing:
+        raise UserError(f"checkpoint {path} is not a complete resnet-lab checkpoint: missing {', '.join(missing)}; "
+                        "use a last.pt or best.pt written by 'resnet-lab train'")
 
 
 def all_finite(state_dict: dict) -> bool:
@@ -99,13 +132,18 @@ def checkpoint_weights(state: dict, path: str | Path, ema: bool = False) -> dict
 
 def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = False) -> Path:
     """Write a checkpoint's model weights (or with ``ema`` their average) as ``.safetensors``,
-    with the config as metadata."""
+    with the config as metadata. Weights that do not load into the model the config describes are refused."""
     from safetensors.torch import save
 
-    state = load_checkpoint(checkpoint)
+    from .inference import model_from_checkpoint  # imports this module
+
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'model.safetensors'}")
+    _, state = model_from_checkpoint(checkpoint, ema=ema)  # builds the config's model, loads strictly
     tensors = {k: v.contiguous() for k, v in checkpoint_weights(state, checkpoint, ema).items()}
     meta = {"format": "pt", "resnet_lab_config": json.dumps(state["config"]),
-            "data_info": json.dumps(state.get("data_info", {}))}
-    out = Path(out)
-    atomic_write_bytes(out, save(tensors, metadata=meta))
+            "data_info": json.dumps(state["data_info"])}
+    with writing(out):
+        atomic_write_bytes(out, save(tensors, metadata=meta))
     return out

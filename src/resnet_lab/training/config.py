@@ -7,6 +7,7 @@ A recipe is a set of defaults; anything given explicitly (CLI flag or keyword) w
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..errors import UserError
@@ -109,6 +110,9 @@ DEFAULT = dict(epochs=15, batch_size=128, lr=0.1, schedule="linear", warmup=0.15
                weight_decay=5e-4)
 
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
+# What a resumed run may change: where it runs and how it reports, nothing that alters the result.
+RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout")
+
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
            "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop")}
@@ -148,6 +152,12 @@ def validate(c: TrainConfig) -> None:
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise UserError(f"{name}={getattr(c, name)!r} is not valid; choose one of: {', '.join(allowed)}")
+    for name in ("lr", "weight_decay", "warmup_lr", "clip_norm", "clip_value", "dist_timeout"):
+        value = getattr(c, name)
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    if c.out == "":
+        raise UserError("--out is empty (an unset shell variable?); give a run directory")
     if c.steps is None and c.epochs is None:
         raise UserError("give the run length with --epochs or --steps")
     checks = [
@@ -155,6 +165,8 @@ def validate(c: TrainConfig) -> None:
         (c.steps is None or c.steps >= 1, f"--steps must be at least 1, got {c.steps}"),
         (c.batch_size >= 1, f"--batch-size must be at least 1, got {c.batch_size}"),
         (c.lr > 0, f"--lr must be positive, got {c.lr}"),
+        (c.warmup_lr >= 0, f"--warmup-lr must be >= 0, got {c.warmup_lr}"),
+        (0 < c.warmup_until_error <= 1, f"warmup_until_error is a training error in (0, 1], got {c.warmup_until_error}"),
         (c.weight_decay >= 0, f"--weight-decay must be >= 0, got {c.weight_decay}"),
         (0 <= c.momentum < 1, f"--momentum must be in [0, 1), got {c.momentum}"),
         (0 <= c.warmup < 1, f"--warmup is a fraction of the run in [0, 1), got {c.warmup}"),
