@@ -173,7 +173,7 @@ def test_a_device_this_machine_lacks_is_refused_in_one_line(checkpoint, monkeypa
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
 def test_atomically_written_files_follow_the_umask_like_any_other(umask, mode, checkpoint, tmp_path):
-    from resnet_lab.training.checkpoint import atomic_write_text
+    from resnet_lab.files import atomic_write_text
 
     old = os.umask(umask)
     try:

@@ -467,3 +467,29 @@ def test_overhead_benchmark_smoke_run_writes_its_json(tmp_path):
     assert {"platform", "cpu", "torch"} <= set(result["hardware"])
     assert set(result["median_step_s"]) == {"baseline", "monitor", "monitor_activations", "naive_item"}
     assert set(result["overhead"]) == {"monitor", "monitor_activations", "naive_item"}
+
+
+def test_gradient_flow_of_all_zero_gradients_draws_a_note_without_warnings(tmp_path):
+    """A single-class data set has zero loss and zero gradients: the plot says so, silently."""
+    import warnings
+
+    from resnet_lab.diagnostics.plots import plot_gradient_flow
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = plot_gradient_flow({"run": [(0, 0.0), (1, 0.0)]}, tmp_path / "flow", formats=["svg"])
+    assert "no non-zero gradient norm to plot" in paths[0].read_text()
+
+
+def test_read_jsonl_ignores_a_torn_last_line_but_not_a_damaged_middle_one(tmp_path):
+    from resnet_lab.diagnostics.records import read_jsonl, trim_jsonl
+
+    path = tmp_path / "gradients.jsonl"
+    path.write_text('{"step": 0, "loss": "nan"}\n{"step": 1}\n{"step": 2, "lo')  # killed mid-write
+    assert [r["step"] for r in read_jsonl(path)] == [0, 1]
+    assert math.isnan(read_jsonl(path)[0]["loss"])
+    trim_jsonl(path, lambda r: r["step"] < 1)  # what resume keeps: the steps before its checkpoint
+    assert path.read_text() == '{"step": 0, "loss": "nan"}\n'
+    path.write_text('{"step": 0}\n{"st\n{"step": 2}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_jsonl(path)

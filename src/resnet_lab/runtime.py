@@ -108,6 +108,6 @@ def process_age_s() -> float | None:
 
 def write_json_result(path, result: dict) -> None:
     """Write a benchmark's JSON result atomically: a run killed mid-write keeps the previous file."""
-    from .training.checkpoint import atomic_write_text
+    from .files import write_json
 
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    write_json(path, result)

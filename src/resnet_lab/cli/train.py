@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 
+from ..training.config import CHOICES, RECIPES, TrainConfig
 from .model_options import add_model_options, model_options
 
 EXAMPLES = """examples:
@@ -36,7 +38,7 @@ def register(sub) -> None:
                        description="Train a model of the zoo and write a run directory: config.json, "
                                    "metrics.jsonl, TensorBoard events, last.pt and best.pt.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=("default", "paper", "fast"), default="default")
+    p.add_argument("--recipe", choices=RECIPES, help="default (when not given), paper or fast")
     p.add_argument("--out", help="run directory (default: runs/<model>-<data>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a .pt checkpoint)")
     add_model_options(p)
@@ -45,7 +47,7 @@ def register(sub) -> None:
     g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (paper: 5000)")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no crop/flip augmentation")
-    g.add_argument("--flip", choices=("random", "alternate"),
+    g.add_argument("--flip", choices=CHOICES["flip"],
                    help="random (default): each image flipped with probability 1/2 every epoch; alternate: "
                         "flipped in every other epoch, from a random start (in-memory data only)")
     g.add_argument("--workers", type=int, help="DataLoader workers for folder data (default: up to 4, one per CPU core)")
@@ -57,13 +59,13 @@ def register(sub) -> None:
     g.add_argument("--lr", type=float, help="peak learning rate at batch 128")
     g.add_argument("--no-lr-scaling", dest="lr_scaling", action="store_false", default=None,
                    help="use --lr as given whatever the batch size")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--optimizer", choices=CHOICES["optimizer"])
     g.add_argument("--momentum", type=float)
     g.add_argument("--nesterov", action="store_true", default=None)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--no-wd-on-norm-and-bias", dest="wd_on_norm_and_bias", action="store_false", default=None,
                    help="no weight decay on norm weights and biases")
-    g.add_argument("--schedule", choices=("step", "cosine", "linear", "constant"))
+    g.add_argument("--schedule", choices=CHOICES["schedule"])
     g.add_argument("--milestones", type=float, nargs="+", help="fractions of the run for --schedule step")
     g.add_argument("--warmup", type=float, help="fraction of the run with a linear warm-up")
     g.add_argument("--warmup-lr", type=float, help="paper warm-up lr (at batch 128) until training error < 80%%")
@@ -75,7 +77,7 @@ def register(sub) -> None:
                         "and evaluate it; saved in the checkpoints ('evaluate --ema')")
     g = p.add_argument_group("execution")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
-    g.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"),
+    g.add_argument("--precision", choices=CHOICES["precision"],
                    help="auto: bf16 on a GPU that supports it, else fp32 (the fast recipe's default)")
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
@@ -91,7 +93,7 @@ def register(sub) -> None:
     g = p.add_argument_group("diagnostics and output")
     g.add_argument("--no-monitor", dest="monitor", action="store_false", default=None,
                    help="do not record per-layer gradient norms")
-    g.add_argument("--on-nonfinite", choices=("warn", "skip", "stop"),
+    g.add_argument("--on-nonfinite", choices=CHOICES["on_nonfinite"],
                    help="on NaN/Inf: warn, skip the step, or stop with a report (default stop)")
     g.add_argument("--monitor-every", type=int, help="record per-layer gradient norms every N steps (10)")
     g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
@@ -106,54 +108,49 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-CONFIG_FLAGS = ("val_split", "augment", "flip", "workers", "image_size", "epochs", "steps", "batch_size", "lr", "lr_scaling",
-                "optimizer", "momentum", "nesterov", "weight_decay", "wd_on_norm_and_bias", "schedule",
-                "warmup", "warmup_lr", "label_smoothing", "clip_norm", "clip_value", "ema", "device", "precision",
-                "channels_last", "compile", "cuda_graph", "seed", "deterministic", "sync_bn", "dist_timeout", "monitor", "monitor_every", "on_nonfinite",
-                "checkpoint_every", "eval_every", "tta", "log_every", "tensorboard", "data", "data_dir")
+# Set apart from the plain flags: built from several arguments, or not a flag of their own.
+_NOT_PLAIN = {"model", "model_options", "milestones", "out", "progress", "recipe"}
+
+
+def config_flags(args) -> list[str]:
+    """The ``TrainConfig`` fields that are plain flags of this command: derived, never retyped."""
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _NOT_PLAIN and hasattr(args, f.name)]
 
 
 def config_from_args(args):
     from ..training import resolve_config
 
-    overrides = {k: getattr(args, k) for k in CONFIG_FLAGS}
+    overrides = {k: getattr(args, k) for k in config_flags(args)}
     if args.milestones:
         overrides["milestones"] = tuple(args.milestones)
     overrides["model"] = args.model
     overrides["model_options"] = model_options(args) or None
     overrides["progress"] = not args.quiet
-    config = resolve_config(args.recipe, **overrides)
-    if config.out is None and args.out is None:
+    overrides["out"] = args.out
+    config = resolve_config(args.recipe or "default", **overrides)
+    if config.out is None:
         config.out = f"runs/{config.model}-{config.data.replace(':', '_').replace('/', '_')}"
-    elif args.out:
-        config.out = args.out
     return config
 
 
 def run(args) -> int:
-    from ..training import TrainConfig, TrainingInterrupted, train
+    from ..training import TrainingInterrupted, train
     from ..diagnostics import NonFiniteError
-    from ..training.checkpoint import atomic_write_text
+    from ..files import atomic_write_text
     from ..training.distributed import launched_by_torchrun
 
     if args.resume:
-        _check_resume_model(args)
-        config = TrainConfig(progress=not args.quiet)
-        for k in ("device", "workers", "dist_timeout"):
-            if getattr(args, k) is not None:
-                setattr(config, k, getattr(args, k))
-        if args.tensorboard is not None:
-            config.tensorboard = args.tensorboard
+        config = _resume_config(args)
     else:
         config = config_from_args(args)
     try:
-        result = train(config, resume=args.resume)
+        result = train(config, resume=args.resume, log=_log)
     except NonFiniteError as err:
         print(f"resnet-lab: stopped: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
         if int(os.environ.get("RANK", "0")) == 0:
-            print(f"resnet-lab: {stop}")
+            print(f"resnet-lab: {stop}", file=sys.stderr)
         # Under torchrun a non-zero exit would make it restart the group: a pre-empted job ends cleanly.
         return 0 if launched_by_torchrun() else 128 + stop.signum
     final = result.final
@@ -171,9 +168,37 @@ def run(args) -> int:
     print(f"time: {format_timings(timings)}")
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
     beside += f", flip-TTA {final['tta_test_acc']:.4f}" if final.get("tta_test_acc") is not None else ""
+    skipped = sum(e["kind"] == "skipped" for e in result.events)
+    beside += f"; {skipped} steps skipped (non-finite values, see events.json)" if skipped else ""
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
           f"(best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
+
+
+def _log(line: str) -> None:
+    """Progress to stdout; warnings to stderr, where scripts and people look for them."""
+    print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+
+
+def _resume_config(args):
+    """A resumed run keeps its own settings: only those in ``RESUMABLE`` may be given again."""
+    from ..errors import UserError
+    from ..training.config import RESUMABLE
+
+    _check_resume_model(args)
+    given = [k for k in (*config_flags(args), "milestones", "recipe", "out", *model_options(args))
+             if getattr(args, k, None) is not None]
+    changed = [k for k in given if k not in RESUMABLE and k != "model"]
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise UserError(f"{flags} cannot change when resuming: a resumed run keeps its own settings "
+                        f"(only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE if k != 'progress')} and "
+                        "--quiet may be given); start a new run with another --out to change them")
+    config = TrainConfig(progress=not args.quiet)
+    for k in RESUMABLE:
+        if getattr(args, k, None) is not None:
+            setattr(config, k, getattr(args, k))
+    return config
 
 
 def _check_resume_model(args) -> None:

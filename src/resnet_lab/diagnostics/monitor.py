@@ -83,7 +83,8 @@ class GradientMonitor:
         model: any ``nn.Module`` (all trainable parameters on one device).
         groups: ``"block"`` (default: stem, each residual block, head; top-level children for
             other models), ``"parameter"`` or ``"module_type"``; see ``build_groups``.
-        every: record every ``every``-th step (``step % every == 0``); 1 records each step.
+        every: record every ``every``-th step (``step % every == 0``); 1 records each step;
+            0 records nothing and only applies the non-finite policy.
         track_activations: also record per-block activation mean/std and the fraction of
             dead units (forward hooks; a few reductions per block per training forward).
         update_ratio: measure ``||w_t - w_prev|| / ||w_prev||`` per group (costs one copy of
@@ -94,9 +95,13 @@ class GradientMonitor:
         nonfinite: policy of ``guarded_step`` when loss, gradients or weights are NaN/Inf:
             ``"warn"`` (steps anyway, warns when the record is read; no sync per step),
             ``"skip"`` (drops that optimizer step: weights, buffers and optimizer state are
-            left exactly as before the step) or
+            left exactly as before the step; after ``max_skips`` consecutive skipped steps it
+            gives up as ``stop`` does, since a run that cannot take a step is not training) or
             ``"stop"`` (writes ``report_path`` if set and raises ``NonFiniteError`` before the
             optimizer step, so the weights to checkpoint are the last finite ones).
+            ``skip`` and ``stop`` check the loss, gradients, weights and floating buffers
+            (BatchNorm running statistics overflow before any gradient does).
+        max_skips: consecutive skipped steps after which ``skip`` raises ``NonFiniteError``.
         on_verdict: ``callback(verdict, record)`` called for each recorded step once its
             record is read back (immediately on CPU, usually a step later on CUDA).
         histogram_every: write gradient histograms per group to TensorBoard every N steps
@@ -124,6 +129,7 @@ class GradientMonitor:
         explode_window: int = 20,
         explode_loss: float | None = None,
         nonfinite: str = "warn",
+        max_skips: int = 10,
         on_verdict: Callable[[Verdict, dict], Any] | None = None,
         histogram_every: int = 0,
         tb_writer=None,
@@ -134,7 +140,8 @@ class GradientMonitor:
     ):
         if nonfinite not in POLICIES:
             raise UserError(f"nonfinite={nonfinite!r} is not valid; choose one of: {', '.join(POLICIES)}")
-        for name, value, low in (("every", every, 1), ("histogram_every", histogram_every, 0),
+        for name, value, low in (("every", every, 0), ("histogram_every", histogram_every, 0),
+                                 ("max_skips", max_skips, 1),
                                  ("keep_records", keep_records, 1), ("max_pending", max_pending, 1)):
             if not isinstance(value, int) or value < low:
                 raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -144,6 +151,7 @@ class GradientMonitor:
         self.model = model
         self.groups: list[LayerGroup] = build_groups(model, groups)
         self.every, self.policy, self.histogram_every = every, nonfinite, histogram_every
+        self.max_skips = max_skips
         self.on_verdict = on_verdict
         self.report_path = Path(report_path) if report_path is not None else None
         self.thresholds = Thresholds(vanish_ratio, vanish_floor, vanish_patience, explode_norm,
@@ -170,6 +178,7 @@ class GradientMonitor:
         # poisons BatchNorm running statistics): keep a copy taken at the first training
         # forward of each step (one foreach copy of the buffers, tiny next to the weights).
         self._buffers = list(model.buffers()) if nonfinite != "warn" else []
+        self._float_buffers = [b for b in self._buffers if b.is_floating_point()]
         self._buffer_copy: list[torch.Tensor] | None = None
         self._buffers_saved = False
         self._buffer_hook = (model.register_forward_pre_hook(self._save_buffers)
@@ -189,10 +198,12 @@ class GradientMonitor:
         self._max_pending = max_pending
         self._pool: dict[int, list[torch.Tensor]] = {}
         self._rows: deque = deque(maxlen=keep_records)
+        self._earlier: deque = deque(maxlen=keep_records)  # records of the run before a resume
         self._last_verdict: Verdict | None = None
         self._events: list[Verdict] = []
         self.last_report: NonFiniteReport | None = None
         self.skipped_steps: list[int] = []
+        self._skip_streak = 0
 
     # -- the per-step path (no host synchronisation) ------------------------------------
 
@@ -208,7 +219,7 @@ class GradientMonitor:
         s = self._next_step if step is None else int(step)
         self._next_step, self._current_step = s + 1, s
         self._drain(block=False)
-        if s % self.every:
+        if not self.every or s % self.every:
             return
         if loss is not None and (not isinstance(loss, torch.Tensor) or loss.numel() != 1):
             raise UserError("monitor.step(loss) needs the scalar loss tensor (or no loss at all)")
@@ -390,7 +401,22 @@ class GradientMonitor:
     def records(self) -> list[dict]:
         """All kept records, oldest first (waits for pending ones: one sync)."""
         self._drain(block=True)
-        return [self._record(meta, v, verdict) for meta, v, verdict in self._rows]
+        rows = [self._record(meta, v, verdict) for meta, v, verdict in self._rows]
+        return (list(self._earlier) + rows)[-self._rows.maxlen:]
+
+    def continue_from(self, records: list[dict]) -> None:
+        """Pick up a resumed run: judge its earlier records (from its JSONL file) again, so that
+        verdicts that depend on history (the running median of the gradient norm, the vanishing
+        streak) come out as if the run had never stopped. Call before the first ``step()``."""
+        for r in records:
+            groups = r["groups"]
+            verdict = self._judge.judge(r["step"], r.get("loss"), r["global_grad_norm"], r["global_weight_norm"],
+                                        [g["grad_norm"] for g in groups], [g["weight_norm"] for g in groups])
+            previous, self._last_verdict = self._last_verdict, verdict
+            if verdict.kind != "healthy" and (previous is None or previous.kind != verdict.kind):
+                self._events.append(verdict)
+            self._earlier.append(r)
+            self._next_step = r["step"] + 1
 
     def verdict(self) -> Verdict:
         """The verdict of the latest recorded step (waits for pending records)."""
@@ -436,19 +462,31 @@ class GradientMonitor:
 
     @torch.no_grad()
     def grads_finite(self) -> bool:
-        """Are the loss, gradients and weights of the current step finite? One synchronisation.
+        """Are the loss, gradients, weights and floating buffers of the current step finite?
 
-        Uses the tensor ``step()`` already built; on a step that ``every`` skipped it runs
-        one fused norm over the gradients.
+        One synchronisation. Uses the tensor ``step()`` already built; on a step that ``every``
+        skipped it runs one fused norm over the gradients and weights. Buffers are checked
+        because BatchNorm running statistics can overflow while loss and gradients are finite.
         """
         if self._last_vec is not None and self._last_vec_step == self._current_step:
-            head = self._last_vec[:_HEAD]
+            norms = [self._last_vec[:_HEAD]]
         else:
             grads = [p.grad for p in self._params if p.grad is not None]
-            if not grads:
-                return True
-            head = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-        return bool(torch.isfinite(head).all())
+            norms = [torch.stack(torch._foreach_norm(grads + self._params, 2, dtype=torch.float32))]
+        if self._float_buffers:
+            norms.append(torch.stack(torch._foreach_norm(self._float_buffers, 2, dtype=torch.float32)))
+        return bool(torch.isfinite(torch.cat([n.to(self._acc) for n in norms])).all())
+
+    def _nonfinite_parts(self) -> str:
+        """Which of gradients, weights and buffers hold NaN/Inf (the failure path only)."""
+        def finite(tensors) -> bool:
+            return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+        parts = [name for name, tensors in (
+            ("gradients", [p.grad for p in self._params if p.grad is not None]),
+            ("weights", self._params), ("buffers (BatchNorm running statistics)", self._float_buffers))
+            if not finite(tensors)]
+        return f"non-finite {' and '.join(parts) or 'loss'}"
 
     def guarded_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor | None = None, *,
                      inputs: Any = None, targets: Any = None, loss_fn: Callable | None = None,
@@ -485,29 +523,42 @@ class GradientMonitor:
         """
         if self.policy == "warn" or self.grads_finite():
             self._buffers_saved = False  # the next forward starts a new step
+            self._skip_streak = 0
             return True
 
         s = self._current_step
+        reason = self._nonfinite_parts()
         self._restore_buffers()  # undo the failing forward's effect on BatchNorm statistics
         self._buffers_saved = False
-        self._drain(block=True)  # the sync is paid already: judge this step now
-        reason = (self._last_verdict.reason if self._last_verdict is not None
-                  and self._last_verdict.step == s else "loss, gradients or weights are NaN/Inf")
-        if inputs is not None:
+        self._judge_nonfinite(s, reason)
+        first_of_streak = not self._skip_streak
+        if inputs is not None and first_of_streak:  # one re-run per streak of failures, not per step
             self.locate(inputs, targets, loss_fn, forward_fn=forward_fn)
-        where = f"; first non-finite: {self.last_report}" if self.last_report is not None and \
-            self.last_report.step == s else ""
-        if self.policy == "skip":
+        where = f"; first non-finite: {self.last_report}" if self.last_report is not None else ""
+        if self.policy == "skip" and self._skip_streak < self.max_skips:
+            self._skip_streak += 1
             self.skipped_steps.append(s)
-            warnings.warn(f"GradientMonitor: skipped the optimizer step at step {s}: {reason}{where}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(f"GradientMonitor: skipped the optimizer step at step {s}: {reason}"
+                          f"{where if first_of_streak else ''}", RuntimeWarning, stacklevel=3)
             return False
+        if self.policy == "skip":
+            reason = f"{reason}, the {self.max_skips + 1}th consecutive non-finite step (skip gives up)"
         if self.report_path is not None:
             self.write_report(self.report_path)
         saved = f" (report: {self.report_path})" if self.report_path is not None else ""
         raise NonFiniteError(f"non-finite values at step {s}: {reason}{where}; the optimizer step was not "
-                             f"applied, the weights are the last finite ones{saved}",
-                             step=s, report=self.last_report if where else None)
+                             f"applied{saved}", step=s, report=self.last_report)
+
+    def _judge_nonfinite(self, step: int, reason: str) -> None:
+        """Make the failing step the latest verdict, recorded or not (the report shows it)."""
+        self._drain(block=True)  # the sync is paid already: judge this step now
+        if self._last_verdict is None or self._last_verdict.step != step or self._last_verdict.kind != "nonfinite":
+            self._last_verdict = Verdict("nonfinite", reason, step)
+            self._events.append(self._last_verdict)
+
+    def discard_step(self) -> None:
+        """Forget the current step without judging it: a loss scaler skipped it (fp16 overflow)."""
+        self._buffers_saved = False
 
     def locate(self, inputs: Any, targets: Any = None, loss_fn: Callable | None = None, *,
                forward_fn: Callable | None = None) -> NonFiniteReport:

@@ -214,9 +214,11 @@ class _Tracer:
         call = self._open[id(module)].pop()
         outputs = list(_tensors(output))
         if self.forward_origin is None and call["in_finite"]:
-            for label, t in outputs:
+            # Its own buffers too: BatchNorm running statistics overflow before any output does.
+            own = [(n, b) for n, b in module.named_buffers(recurse=False) if b.is_floating_point()]
+            for label, t in [(f"output{label}", t) for label, t in outputs] + own:
                 if not _all_finite(t):
-                    self.forward_origin = (call["name"], f"output{label}", t.detach().clone())
+                    self.forward_origin = (call["name"], label, t.detach().clone())
                     break
         for label, t in outputs:
             if t.requires_grad:

@@ -98,8 +98,10 @@ def plot_gradient_flow(series, path: str | Path, *, title: str = "Gradient flow"
         ax.set_xticks(ticks[::step], [tick_names[t] for t in ticks[::step]], rotation=60, ha="right",
                       fontsize=7)
     ax.grid(True, which="major", alpha=0.3)
-    if series:
+    if tick_names:
         ax.legend(fontsize=8)
+    else:  # e.g. a single-class data set: the loss is 0 and so is every gradient
+        ax.text(0.5, 0.5, "no non-zero gradient norm to plot", ha="center", va="center", transform=ax.transAxes)
     return _save(fig, path, formats)
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from ..files import atomic_write_text
+
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -50,9 +52,33 @@ def dumps(record: dict) -> str:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read records written by ``JsonlWriter`` (non-finite values come back as floats)."""
-    with open(path, encoding="utf-8") as f:
-        return [_restore(json.loads(line)) for line in f if line.strip()]
+    """Read records written by ``JsonlWriter`` (non-finite values come back as floats).
+
+    A torn last line (a process killed mid-write: no newline at its end) is ignored; a
+    damaged line anywhere else raises ``ValueError`` naming the line.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines and not text.endswith("\n"):
+        lines.pop()  # torn: the record was never completed
+    records = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                records.append(_restore(json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {number}: not a JSON record ({err})") from None
+    return records
+
+
+def trim_jsonl(path: str | Path, keep) -> None:
+    """Rewrite ``path`` (atomically) with only the records for which ``keep(record)`` is true.
+
+    Used on resume: records of steps after the checkpoint are written again by the replay.
+    """
+    path = Path(path)
+    if path.exists():
+        atomic_write_text(path, "".join(dumps(r) + "\n" for r in read_jsonl(path) if keep(r)))
 
 
 class JsonlWriter:

@@ -37,7 +37,7 @@ def add_compare_section(report, result: dict, chart: Path | None) -> None:
 def write_compare_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """compare.json, compare.png/.svg and report.html in ``out_dir``."""
     from ..report import Report, run_metadata
-    from ..training.checkpoint import atomic_write_text
+    from ..files import atomic_write_text
     from .compare_plot import plot_comparison
 
     out = Path(out_dir)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..report import Report, run_metadata
-from ..training.checkpoint import atomic_write_text
+from ..files import atomic_write_text
 
 
 def _pct(value: float | None) -> str:

@@ -124,7 +124,7 @@ def add_survey_section(report, result: dict, figures: dict | None = None, headin
 def write_survey_outputs(result: dict, out_dir: str | Path) -> dict[str, list[Path] | Path]:
     """Write ``survey.json`` (atomically), ``survey.md``, the heat maps (PNG + SVG) and ``report.html``
     (self-contained: the PNG heat maps embedded) into ``out_dir``; returns the written paths."""
-    from ..training.checkpoint import atomic_write_text
+    from ..files import atomic_write_text
     from .survey_plot import plot_survey
 
     out_dir = Path(out_dir)

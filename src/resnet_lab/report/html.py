@@ -113,7 +113,7 @@ class Report:
 
     def write(self, path: str | Path) -> Path:
         """Write the page to ``path`` atomically (a crash leaves the old file or the new one); returns the path."""
-        from ..training.checkpoint import atomic_write_text
+        from ..files import atomic_write_text
 
         path = Path(path)
         atomic_write_text(path, self.to_html())

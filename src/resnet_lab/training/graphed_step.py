@@ -18,13 +18,13 @@ check the update against ``torch.optim.SGD``.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
 from torch import nn
 
 from .ema import WeightEMA
+from .precision import autocast
 
 # Settings the graph cannot hold: each needs the host in the middle of the step.
 GRAPH_BLOCKERS = {
@@ -92,11 +92,7 @@ class TrainStep:
         self.capture_error: str | None = None  # why the step runs eagerly after all
 
     def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        # A graph must not reuse autocast's weight-cast cache across replays.
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16,
-                              cache_enabled=not self.use_graph)
+        return autocast(self.device, self.precision, cache_enabled=not self.use_graph)
 
     def _body(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)

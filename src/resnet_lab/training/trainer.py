@@ -12,12 +12,11 @@ Run directory: ``config.json``, ``metrics.jsonl``, ``tb/`` (TensorBoard), ``last
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import math
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +28,16 @@ from torch import nn
 from ..errors import UserError
 from ..models import create_model
 from ..runtime import hardware_info, pick_device
-from .checkpoint import all_finite, atomic_write_text, load_checkpoint, save_checkpoint
-from .config import TrainConfig, validate
+from ..files import atomic_write_text
+from .checkpoint import all_finite, load_checkpoint, save_checkpoint
+from .config import RESUMABLE, TrainConfig, validate
 from .distributed import DistContext, init_distributed, restart_count, shutdown
+from .eager_step import EagerStep, warnings_to
 from .ema import WeightEMA
 from .graphed_step import TrainStep, graph_blockers
 from ..diagnostics import NonFiniteError
+from ..diagnostics.records import read_jsonl, trim_jsonl
+from .precision import autocast, resolve_precision
 from .schedules import lr_factor
 
 
@@ -129,20 +132,6 @@ def data_info(ds, spec: str, image_size: int) -> dict:
             "description": ds.description(), "eval_split": getattr(ds, "eval_split", "test")}
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 where the device computes it natively (a recent GPU), else fp32."""
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 def check_flip_tta(ds) -> None:
@@ -184,15 +173,46 @@ def evaluate(model: nn.Module, loader, device: torch.device, precision: str = "f
 # ----------------------------------------------------------------------------- the run
 
 def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
-    """Refuse to write over a finished or running run unless resuming it."""
+    """Refuse to write over a run that can be continued unless resuming it; fail early if the
+    folder cannot be written (before data and model are set up)."""
     if out is None:
         return None
     run_dir = Path(out)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file; give a directory")
-    if not resuming and any((run_dir / n).exists() for n in ("config.json", "last.pt", "metrics.jsonl")):
+    if not resuming and (run_dir / "last.pt").exists():
         raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()
+        for leftover in run_dir.glob(".*.tmp"):  # an atomic write that a kill interrupted
+            leftover.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write the run directory {run_dir} ({err.strerror or err}); "
+                        "choose a writable --out") from None
     return run_dir
+
+
+def _resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:
+    """The run's own settings (only those in ``RESUMABLE`` come from ``config``) and its checkpoint.
+
+    A run directory that has ``config.json`` but no ``last.pt`` stopped before its first
+    checkpoint: it starts again from step 0 with its own settings (checkpoint None).
+    """
+    path = Path(resume)
+    if path.is_dir() and not (path / "last.pt").exists() and (path / "config.json").is_file():
+        try:
+            saved, checkpoint = TrainConfig.from_dict(json.loads((path / "config.json").read_text())), None
+        except (ValueError, TypeError) as err:
+            raise UserError(f"{path / 'config.json'} is damaged ({err}); start a new run with another --out") from None
+        log(f"note: {path} stopped before its first checkpoint; starting it again from step 0")
+    else:
+        checkpoint = load_checkpoint(resume)
+        saved = TrainConfig.from_dict(checkpoint["config"])
+    for name in RESUMABLE:
+        setattr(saved, name, getattr(config, name))
+    saved.out = str(path if path.is_dir() else path.parent)
+    return saved, checkpoint
 
 
 class _SignalFlag:
@@ -235,13 +255,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         resume = config.out
     checkpoint = None
     if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        saved = TrainConfig.from_dict(checkpoint["config"])
-        # A resumed run keeps its settings; only where it runs and how it reports may change.
-        for name in ("device", "progress", "tensorboard", "workers", "dist_timeout"):
-            setattr(saved, name, getattr(config, name))
-        saved.out = str(Path(resume) if Path(resume).is_dir() else Path(resume).parent)
-        config = saved
+        config, checkpoint = _resumed_config(resume, config, log)
     validate(config)
     c = config
     run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None or elastic_restart)
@@ -324,18 +338,23 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
 
     writer = None
     if run_dir is not None and ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         record = {**c.to_dict(), "resolved": {"effective_lr": c.effective_lr, "total_steps": total_steps,
                                               "steps_per_epoch": steps_per_epoch, "epochs": num_epochs,
                                               "params": sum(p.numel() for p in model.parameters())},
                   "data_info": info, "hardware": hardware_info(device), "world_size": ctx.world_size}
         if checkpoint is None:
+            _clear_records(run_dir)
             atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2) + "\n")
+        # Exactly-once records: the steps replayed since the checkpoint are written again.
+        trim_jsonl(run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < step)
         if c.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step if checkpoint is not None else None)
+            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)
     monitor = _make_monitor(model, c, run_dir, writer, ctx.is_main)
+    if monitor is not None and checkpoint is not None and run_dir is not None and (run_dir / "gradients.jsonl").exists():
+        monitor.continue_from(read_jsonl(run_dir / "gradients.jsonl"))
+    saved_step = checkpoint["step"] if checkpoint is not None else None  # the step last.pt holds
 
     def checkpoint_state() -> dict:
         weights = model.state_dict()
@@ -348,18 +367,28 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
                 "epoch_sums": ctx.sum_(sums.clone()).tolist() if sums is not None else None,
                 "config": c.to_dict(), "data_info": info, "total_steps": total_steps}
 
-    def save(name: str) -> None:
-        """Called on every rank at the same step (the sums are reduced); rank 0 writes."""
+    def save(name: str) -> bool:
+        """Called on every rank at the same step (the sums are reduced); rank 0 writes.
+
+        False when the state is not finite: a checkpoint never holds NaN/Inf (buffers included).
+        """
+        nonlocal saved_step
         if run_dir is None:
-            return
+            return False
         state = checkpoint_state()
-        if not ctx.is_main:
-            return
-        if not all_finite(state["model"]):  # never leave NaN/Inf weights in a checkpoint
+        if not all_finite(state["model"]) or (ema is not None and not all_finite(state["ema"])):
             events.append({"step": step, "kind": "not_saved", "detail": f"{name}: non-finite weights"})
             log(f"warning: weights are not finite at step {step}; {name}.pt was not overwritten")
-            return
-        save_checkpoint(run_dir / f"{name}.pt", state)
+            return False
+        if ctx.is_main:
+            if monitor is not None:
+                monitor.flush()  # every record before this step is on disk before the checkpoint
+            if events:
+                atomic_write_text(run_dir / "events.json", json.dumps(events, indent=2) + "\n")
+            save_checkpoint(run_dir / f"{name}.pt", state)
+        if name == "last":
+            saved_step = step
+        return True
 
     log(f"training {c.model} ({sum(p.numel() for p in model.parameters()):,} params) on {info['description']}, "
         f"{device.type}, {total_steps} steps ({num_epochs} epochs x {steps_per_epoch}), batch {c.batch_size}, "
@@ -376,142 +405,151 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx: DistContext, log, d
             # With --compile the compiled model runs inside the graph (compiled during the warm-up).
             fused_step = TrainStep(step_fn_model, optimizer, loss_fn, precision, c.clip_norm, c.clip_value, log=log,
                                    ema=ema)
+    eager_step = EagerStep(model, step_fn_model, optimizer, scaler, loss_fn, precision, device, c.clip_norm,
+                           c.clip_value, monitor, ema, events, log)
     sums = None
     run_start = time.perf_counter()
     timings = {"setup_s": run_start - started, "train_s": 0.0, "eval_s": 0.0}
-    with _SignalFlag() as interrupt:
-        while step < total_steps:
-            train_loader.set_epoch(epoch)
-            # loss sum, correct, seen: kept on the device, read once per epoch
-            sums = torch.tensor(acc_state or [0.0, 0.0, 0.0], device=device, dtype=torch.float64)
-            acc_state = None
-            epoch_start = time.perf_counter()
-            sums_at_start = sums.clone()  # a resumed epoch's images per second counts only new images
-            interval_start = sums.clone()
-            batches = (train_loader.iter_from(batch_in_epoch) if hasattr(train_loader, "iter_from")
-                       else _skip(train_loader, batch_in_epoch))
-            bar = _progress(c, epoch, num_epochs, steps_per_epoch, batch_in_epoch)
-            for x, y in batches:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                lr = c.effective_lr * lr_factor(c.schedule, step, total_steps, c.warmup, c.milestones)
-                if not warmup_done:
-                    lr = c.warmup_lr * c.effective_lr / c.lr
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if ema is not None:
-                    ema.set_step(step)
+    try:
+        with _SignalFlag() as interrupt:
+            while step < total_steps:
+                train_loader.set_epoch(epoch)
+                # loss sum, correct, seen: kept on the device, read once per epoch
+                sums = torch.tensor(acc_state or [0.0, 0.0, 0.0], device=device, dtype=torch.float64)
+                acc_state = None
+                epoch_start = time.perf_counter()
+                sums_at_start = sums.clone()  # a resumed epoch's images per second counts only new images
+                interval_start = sums.clone()
+                batches = (train_loader.iter_from(batch_in_epoch) if hasattr(train_loader, "iter_from")
+                           else _skip(train_loader, batch_in_epoch))
+                bar = _progress(c, epoch, num_epochs, steps_per_epoch, batch_in_epoch)
+                for x, y in batches:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    lr = c.effective_lr * lr_factor(c.schedule, step, total_steps, c.warmup, c.milestones)
+                    if not warmup_done:
+                        lr = c.warmup_lr * c.effective_lr / c.lr
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    if ema is not None:
+                        ema.set_step(step)
 
-                if fused_step is not None:
-                    loss, logits = fused_step(x, y, lr)
-                    if monitor is not None:  # the gradients of this step, the update already applied
-                        monitor.step(loss, step=step)
-                else:
-                    with autocast(device, precision):
-                        logits = step_fn_model(x)
-                        loss = loss_fn(logits, y)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    if monitor is not None:  # before clipping: record the raw gradient
-                        monitor.step(loss, step=step)
-                    if c.clip_norm is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm)
-                    if c.clip_value is not None:
-                        nn.utils.clip_grad_value_(model.parameters(), c.clip_value)
-                    try:  # warn: no sync; skip/stop: one finiteness check, and the batch re-run on failure
-                        take_step = monitor is None or monitor.check_step(inputs=x, targets=y, loss_fn=loss_fn)
-                    except NonFiniteError as err:
-                        events.append({"step": step, "kind": "nonfinite", "detail": str(err)})
-                        save("last")  # the weights are still the last finite ones
-                        raise
-                    if take_step:
-                        scaler.step(optimizer)
-                        if ema is not None:
-                            ema.update_()
+                    if fused_step is not None:
+                        loss, logits = fused_step(x, y, lr)
+                        if fused_step.capture_error and not any(e["kind"] == "cuda_graph_fallback" for e in events):
+                            events.append({"step": step, "kind": "cuda_graph_fallback", "detail": fused_step.capture_error})
+                        if monitor is not None:  # the gradients of this step, the update already applied
+                            with warnings_to(log):
+                                monitor.step(loss, step=step)
                     else:
-                        events.append({"step": step, "kind": "skipped", "detail": "non-finite values"})
-                    scaler.update()
+                        loss, logits = eager_step(x, y, step)
 
-                with torch.no_grad():  # no host-to-device copy here: that would synchronise every step
-                    sums[:2] += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
-                    sums[2] += len(y)
-                step += 1
-                batch_in_epoch += 1
-                if c.log_every and step % c.log_every == 0:  # a finer training curve: one sync per interval
-                    loss_i, correct_i, seen_i = (sums - interval_start).tolist()
-                    step_history.append({"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch,
-                                         "train_loss": loss_i / max(seen_i, 1),
-                                         "train_error": 1 - correct_i / max(seen_i, 1), "lr": lr})
-                    interval_start = sums.clone()
-                if not warmup_done and step % 20 == 0:
-                    warmup_done = 1 - sums[1].item() / max(1.0, sums[2].item()) < c.warmup_until_error
-                    if warmup_done:
-                        log(f"paper warm-up done at step {step}: training error below {c.warmup_until_error:.0%}")
-                if bar is not None:
-                    bar.update(1)
-                    if step % 50 == 0:  # reading the loss waits for the GPU: rarely
-                        bar.set_postfix(loss=f"{sums[0].item() / max(1.0, sums[2].item()):.3f}", lr=f"{lr:.3g}")
-                # Ranks agree on stopping every 10 steps (a tiny all-reduce); alone, at every step.
-                if (not ctx.enabled or step % 10 == 0) and ctx.any_rank(bool(interrupt.signum)):
-                    save("last")
+                    with torch.no_grad():  # no host-to-device copy here: that would synchronise every step
+                        sums[:2] += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
+                        sums[2] += len(y)
+                    step += 1
+                    batch_in_epoch += 1
+                    if c.log_every and step % c.log_every == 0:  # a finer training curve: one sync per interval
+                        loss_i, correct_i, seen_i = (sums - interval_start).tolist()
+                        step_history.append({"step": step, "epoch": epoch + batch_in_epoch / steps_per_epoch,
+                                             "train_loss": loss_i / max(seen_i, 1),
+                                             "train_error": 1 - correct_i / max(seen_i, 1), "lr": lr})
+                        interval_start = sums.clone()
+                    if not warmup_done and step % 20 == 0:
+                        warmup_done = 1 - sums[1].item() / max(1.0, sums[2].item()) < c.warmup_until_error
+                        if warmup_done:
+                            log(f"paper warm-up done at step {step}: training error below {c.warmup_until_error:.0%}")
                     if bar is not None:
-                        bar.close()
-                    raise TrainingInterrupted(run_dir, step, interrupt.signum or signal.SIGTERM)
-                if c.checkpoint_every and step % c.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
-                    save("last")
-                if step >= total_steps:
-                    break
-            if bar is not None:
-                bar.close()
+                        bar.update(1)
+                        if step % 50 == 0:  # reading the loss waits for the GPU: rarely
+                            bar.set_postfix(loss=f"{sums[0].item() / max(1.0, sums[2].item()):.3f}", lr=f"{lr:.3g}")
+                    # Ranks agree on stopping every 10 steps (a tiny all-reduce); alone, at every step.
+                    if (not ctx.enabled or step % 10 == 0) and ctx.any_rank(bool(interrupt.signum)):
+                        save("last")
+                        if bar is not None:
+                            bar.close()
+                        raise TrainingInterrupted(run_dir, step, interrupt.signum or signal.SIGTERM)
+                    if c.checkpoint_every and step % c.checkpoint_every == 0 and batch_in_epoch < steps_per_epoch:
+                        save("last")
+                    if step >= total_steps:
+                        break
+                if bar is not None:
+                    bar.close()
 
-            # end of epoch: evaluate, record, checkpoint
-            loss_sum, correct, seen, *_, seen_at_start = ctx.sum_(torch.cat([sums, sums_at_start])).tolist()
-            train_time = time.perf_counter() - epoch_start  # after the read: the GPU has finished the epoch
-            last_epoch = step >= total_steps
-            evaluated = last_epoch or (c.eval_every > 0 and (epoch + 1) % c.eval_every == 0)
-            eval_start = time.perf_counter()
-            test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
-            ema_test = (evaluate(ema.model, test_loader, device, precision, ctx) if evaluated and ema is not None
-                        else {"loss": None, "acc": None})
-            flip_test = (evaluate(model, test_loader, device, precision, ctx, flip=True) if evaluated and c.tta
-                         else {"loss": None, "acc": None})
-            timings["train_s"] += train_time
-            timings["eval_s"] += time.perf_counter() - eval_start
-            row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
-                   "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
-                   **({"ema_test_loss": ema_test["loss"], "ema_test_acc": ema_test["acc"]} if ema is not None else {}),
-                   **({"tta_test_loss": flip_test["loss"], "tta_test_acc": flip_test["acc"]} if c.tta else {}),
-                   "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
-                   "time_s": time.perf_counter() - epoch_start, "elapsed_s": time.perf_counter() - run_start}
-            history.append(row)
-            epoch += 1
-            batch_in_epoch = 0
-            sums = None
-            is_best = evaluated and test["acc"] > best_acc
-            best_acc = max(best_acc, test["acc"]) if evaluated else best_acc
-            if monitor is not None:
-                row["gradients"] = _gradient_summary(monitor)
-            if ctx.is_main:
-                _write_records(run_dir, writer, history, row)
-            save("last")
-            if is_best:
-                save("best")
-            evaluation = (f"{info['eval_split']} loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  " if evaluated
-                          else "")
-            if evaluated and ema is not None:
-                evaluation += f"average acc {row['ema_test_acc']:.4f}  "
-            if evaluated and c.tta:
-                evaluation += f"flip-TTA acc {row['tta_test_acc']:.4f}  "
-            log(f"epoch {row['epoch']:>3}/{num_epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                f"{evaluation}"
-                f"lr {lr:.4g}  {row['images_per_s']:,.0f} img/s  {row['time_s']:.1f}s")
-    if writer is not None:
-        writer.close()
-    if monitor is not None:
-        monitor.close()
+                # end of epoch: evaluate, record, checkpoint
+                loss_sum, correct, seen, *_, seen_at_start = ctx.sum_(torch.cat([sums, sums_at_start])).tolist()
+                train_time = time.perf_counter() - epoch_start  # after the read: the GPU has finished the epoch
+                last_epoch = step >= total_steps
+                evaluated = last_epoch or (c.eval_every > 0 and (epoch + 1) % c.eval_every == 0)
+                eval_start = time.perf_counter()
+                test = evaluate(model, test_loader, device, precision, ctx) if evaluated else {"loss": None, "acc": None}
+                ema_test = (evaluate(ema.model, test_loader, device, precision, ctx) if evaluated and ema is not None
+                            else {"loss": None, "acc": None})
+                flip_test = (evaluate(model, test_loader, device, precision, ctx, flip=True) if evaluated and c.tta
+                             else {"loss": None, "acc": None})
+                timings["train_s"] += train_time
+                timings["eval_s"] += time.perf_counter() - eval_start
+                row = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / max(seen, 1),
+                       "train_acc": correct / max(seen, 1), "test_loss": test["loss"], "test_acc": test["acc"],
+                       **({"ema_test_loss": ema_test["loss"], "ema_test_acc": ema_test["acc"]} if ema is not None else {}),
+                       **({"tta_test_loss": flip_test["loss"], "tta_test_acc": flip_test["acc"]} if c.tta else {}),
+                       "lr": lr, "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
+                       "time_s": time.perf_counter() - epoch_start, "elapsed_s": time.perf_counter() - run_start}
+                history.append(row)
+                epoch += 1
+                batch_in_epoch = 0
+                sums = None
+                is_best = evaluated and test["acc"] > best_acc
+                best_acc = max(best_acc, test["acc"]) if evaluated else best_acc
+                if monitor is not None and c.monitor:
+                    row["gradients"] = _gradient_summary(monitor)
+                if ctx.is_main:
+                    _write_records(run_dir, writer, history, row)
+                save("last")
+                if is_best:
+                    save("best")
+                evaluation = (f"{info['eval_split']} loss {row['test_loss']:.4f} acc {row['test_acc']:.4f}  " if evaluated
+                              else "")
+                if evaluated and ema is not None:
+                    evaluation += f"average acc {row['ema_test_acc']:.4f}  "
+                if evaluated and c.tta:
+                    evaluation += f"flip-TTA acc {row['tta_test_acc']:.4f}  "
+                log(f"epoch {row['epoch']:>3}/{num_epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"{evaluation}"
+                    f"lr {lr:.4g}  {row['images_per_s']:,.0f} img/s  {row['time_s']:.1f}s")
+    except NonFiniteError as err:  # stop, or skip giving up: keep the last finite state
+        events.append({"step": step, "kind": "nonfinite", "detail": str(err)})
+        kept = save("last")
+        raise NonFiniteError(f"{err}; {_checkpoint_note(run_dir, kept, saved_step, step)}", step=err.step,
+                             report=err.report) from None
+    finally:
+        if writer is not None:
+            writer.close()
+        if monitor is not None:
+            monitor.close()
+    if run_dir is not None and saved_step != step:  # the policy let the run end with NaN/Inf weights
+        raise NonFiniteError(f"training ended at step {step} with non-finite weights (--on-nonfinite "
+                             f"{c.on_nonfinite}); {_checkpoint_note(run_dir, False, saved_step, step)}", step=step)
     timings["bookkeeping_s"] = time.perf_counter() - run_start - timings["train_s"] - timings["eval_s"]
     return TrainResult(run_dir, history, model, best_acc, step, info, events, step_history, c, str(device), timings,
                        ema.model if ema is not None else None)
+
+
+def _checkpoint_note(run_dir: Path | None, kept: bool, saved_step: int | None, step: int) -> str:
+    """What the run directory holds after a non-finite stop: said plainly, never assumed."""
+    if run_dir is None:
+        return "nothing was saved (no run directory)"
+    if kept:
+        return f"{run_dir / 'last.pt'} holds the last finite state (step {step})"
+    if saved_step is not None:
+        return f"the state was no longer finite; {run_dir / 'last.pt'} keeps step {saved_step}"
+    return "the state was never finite at a checkpoint: no checkpoint was written"
+
+
+def _clear_records(run_dir: Path) -> None:
+    """A new run in a folder whose earlier attempt died before its first checkpoint: drop that
+    attempt's records, so nothing of it is mistaken for this run's."""
+    for name in ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json"):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _skip(loader, k: int):
@@ -558,14 +596,18 @@ def _write_records(run_dir, writer, history, row) -> None:
 # ----------------------------------------------------------------------------- diagnostics
 
 def _make_monitor(model, c: TrainConfig, run_dir, writer, is_main: bool):
-    """Per-layer gradient norms every ``monitor_every`` steps, and the NaN/Inf policy every step."""
-    if not c.monitor:
+    """Per-layer gradient norms every ``monitor_every`` steps, and the NaN/Inf policy every step.
+
+    ``--no-monitor`` drops the records, never the policy: skip/stop still check every step.
+    """
+    if not c.monitor and c.on_nonfinite == "warn":
         return None
     from ..diagnostics import GradientMonitor
 
     files = run_dir is not None and is_main
-    return GradientMonitor(model, every=c.monitor_every, nonfinite=c.on_nonfinite, tb_writer=writer,
-                           jsonl_path=run_dir / "gradients.jsonl" if files else None,
+    return GradientMonitor(model, every=c.monitor_every if c.monitor else 0, nonfinite=c.on_nonfinite,
+                           tb_writer=writer if c.monitor else None,
+                           jsonl_path=run_dir / "gradients.jsonl" if files and c.monitor else None,
                            report_path=run_dir / "nonfinite_report.json" if files else None)
 
 

@@ -1,0 +1,45 @@
+"""Writing files so that a kill at any instant never leaves half of one: the ground floor that
+checkpoints, run records, reports and benchmark results all write through."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
+
+    A kill at any instant leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0666 so the umask applies as to any other file: mkstemp's 0600 hid runs from a
+    # TensorBoard server or a teammate. O_EXCL: never write into someone else's file.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: str | Path, value) -> None:
+    """Indented JSON, written atomically: a run killed mid-write keeps the previous file."""
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")

@@ -1,0 +1,200 @@
+"""Failure paths of `resnet-lab train`, end to end: non-finite policies, fp16 overflow, runs that
+die early, resume that may not change the run, and an empty --out.
+
+The rule they protect: no policy or check turns itself off silently; nothing that ends with exit
+0 has lost the run; a non-finite stop exits 3 and keeps the last finite state, BatchNorm
+statistics included.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_lab.cli.main import main
+from resnet_lab.diagnostics import GradientMonitor, NonFiniteError
+from resnet_lab.training import load_checkpoint
+from resnet_lab.training.checkpoint import all_finite
+from resnet_lab.training.eager_step import EagerStep
+
+# resnet8 (BatchNorm) on digits at a learning rate that overflows BatchNorm's running variance
+# within a few steps; constant schedule, so a shorter run takes exactly the same first steps.
+DIVERGING = ["train", "--model", "resnet8", "--data", "digits", "--batch-size", "64", "--lr", "1e6",
+             "--schedule", "constant", "--warmup", "0", "--deterministic", "--seed", "1", "--quiet",
+             "--no-tensorboard"]
+
+
+def _train(*argv) -> int:
+    return main([*DIVERGING, *argv])
+
+
+def _stderr_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_stop_exits_3_and_keeps_the_state_of_the_step_before_the_failure(tmp_path, capsys):
+    stopped, before = tmp_path / "stopped", tmp_path / "before"
+    assert _train("--steps", "20", "--on-nonfinite", "stop", "--out", str(stopped)) == 3
+    report = json.loads((stopped / "nonfinite_report.json").read_text())
+    failing = report["step"]
+    assert report["verdict"]["kind"] == "nonfinite" and report["verdict"]["step"] == failing
+    assert report["nonfinite_location"]["module_name"]  # a module is named, not "not reproducible"
+    assert "holds the last finite state" in _stderr_lines(capsys)[-1]
+    kept = load_checkpoint(stopped / "last.pt")
+    assert kept["step"] == failing and all_finite(kept["model"])
+    # A run told to stop just before the failing step ends with exactly that state.
+    assert failing >= 1 and _train("--steps", str(failing), "--out", str(before)) == 0
+    reference = load_checkpoint(before / "last.pt")["model"]
+    assert kept["model"].keys() == reference.keys()
+    for name, tensor in reference.items():  # weights and BatchNorm buffers alike
+        assert torch.equal(kept["model"][name], tensor), name
+
+
+def test_skip_gives_up_with_exit_3_and_a_finite_checkpoint_locating_once(tmp_path, capsys, monkeypatch):
+    import resnet_lab.diagnostics.monitor as monitor_module
+
+    located = []
+    original = monitor_module.locate_nonfinite
+    monkeypatch.setattr(monitor_module, "locate_nonfinite", lambda *a, **k: located.append(1) or original(*a, **k))
+    out = tmp_path / "run"
+    assert _train("--steps", "40", "--on-nonfinite", "skip", "--out", str(out)) == 3
+    lines = _stderr_lines(capsys)
+    skipped = [line for line in lines if line.startswith("warning: skipped the optimizer step")]
+    assert len(skipped) == GradientMonitor(nn.Linear(1, 1)).max_skips  # then it gives up, loudly
+    assert "skip gives up" in lines[-1] and "holds the last finite state" in lines[-1]
+    assert len(located) == 1  # one re-run for the streak, not one per skipped step
+    assert all_finite(load_checkpoint(out / "last.pt")["model"])
+    events = json.loads((out / "events.json").read_text())
+    assert [e["kind"] for e in events].count("skipped") == len(skipped)
+
+
+def test_no_monitor_keeps_the_stop_policy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train("--steps", "20", "--no-monitor", "--out", str(out)) == 3  # default policy: stop
+    assert all_finite(load_checkpoint(out / "last.pt")["model"])
+    assert not (out / "gradients.jsonl").exists()  # no records: that is what --no-monitor turns off
+
+
+def test_warn_policy_ending_with_nonfinite_weights_is_not_exit_0(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train("--steps", "20", "--on-nonfinite", "warn", "--out", str(out)) == 3
+    assert "training ended at step 20 with non-finite weights" in _stderr_lines(capsys)[-1]
+    assert not (out / "last.pt").exists() or all_finite(load_checkpoint(out / "last.pt")["model"])
+
+
+def test_empty_out_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--model", "resnet8", "--steps", "1", "--quiet", "--out", ""]) == 2
+    assert "--out is empty" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_out_that_cannot_be_created_is_refused_before_the_data_is_loaded(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["train", "--model", "resnet8", "--steps", "1", "--quiet", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the run directory" in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- early death, resume
+
+SMALL = ["train", "--model", "resnet8", "--data", "digits", "--steps", "6", "--batch-size", "64",
+         "--deterministic", "--seed", "2", "--quiet", "--no-tensorboard", "--monitor-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small") / "run"
+    assert main([*SMALL, "--out", str(out)]) == 0
+    return out
+
+
+def _died_before_first_checkpoint(run_dir: Path, reference: Path) -> None:
+    """What a run killed in its first epoch leaves: config.json and some records, no last.pt."""
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text((reference / "config.json").read_text())
+    records = (reference / "gradients.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "gradients.jsonl").write_text("".join(records[:3]) + records[3][:20])  # torn last line
+
+
+@pytest.mark.parametrize("how", ["resume", "new run"])
+def test_a_run_that_died_before_its_first_checkpoint_can_be_resumed_or_reused(how, tmp_path, small_reference,
+                                                                             capsys):
+    from resnet_lab.diagnostics.records import read_jsonl
+
+    out = tmp_path / "run"
+    _died_before_first_checkpoint(out, small_reference)
+    argv = ["train", "--resume", str(out), "--quiet"] if how == "resume" else [*SMALL, "--out", str(out)]
+    assert main(argv) == 0
+    ours, reference = load_checkpoint(out / "last.pt"), load_checkpoint(small_reference / "last.pt")
+    for name, tensor in reference["model"].items():
+        assert torch.equal(ours["model"][name], tensor), name
+    assert [r["step"] for r in read_jsonl(out / "gradients.jsonl")] == list(range(6))  # each step once
+
+
+def test_resume_refuses_settings_that_would_change_the_run(small_reference, capsys):
+    before = (small_reference / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(small_reference), "--epochs", "3", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs, --lr cannot change when resuming" in err and err.count("\n") == 1
+    assert (small_reference / "last.pt").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- fp16
+
+class _TinyConvNet(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(8 * 8 * 8, 10))
+
+
+def _fp16_steps(lr: float, steps: int, init_scale: float):
+    """Train the tiny net for ``steps`` fp16 steps under the stop policy; return (model, events)."""
+    torch.manual_seed(0)
+    model = _TinyConvNet()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    monitor = GradientMonitor(model, nonfinite="stop")
+    events: list[dict] = []
+    step = EagerStep(model, model, optimizer, scaler, nn.functional.cross_entropy, "fp16", torch.device("cpu"),
+                     None, None, monitor, None, events, log=lambda _: None)
+    x, y = torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,))
+    for s in range(steps):
+        step(x, y, s)
+    return model, events
+
+
+def test_fp16_overflow_steps_are_the_scalers_business_not_a_stop():
+    # A huge initial loss scale makes the first steps overflow, as GradScaler's probing does.
+    model, events = _fp16_steps(lr=0.01, steps=30, init_scale=2.0 ** 40)
+    overflows = [e for e in events if e["kind"] == "scaler_overflow"]
+    assert overflows and len(overflows) < 30  # it overflowed, backed off, then trained
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fp16_run_that_really_diverges_still_stops():
+    with pytest.raises(NonFiniteError):
+        _fp16_steps(lr=1e12, steps=60, init_scale=2.0 ** 16)
+
+
+def test_a_cuda_graph_that_fell_back_to_eager_is_recorded_in_the_run(tmp_path, monkeypatch, capsys):
+    from resnet_lab.training import graphed_step, trainer
+
+    class FailedCapture(graphed_step.TrainStep):  # what a capture failure leaves: the reason, eager steps
+        def __call__(self, x, y, lr):
+            self.capture_error = "operation not permitted when stream is capturing"
+            return super().__call__(x, y, lr)
+
+    monkeypatch.setattr(trainer, "TrainStep", FailedCapture)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--steps", "2", "--batch-size", "64", "--cuda-graph",
+                 "--on-nonfinite", "warn", "--quiet", "--no-tensorboard", "--out", str(out)]) == 0
+    events = json.loads((out / "events.json").read_text())
+    assert [e["kind"] for e in events] == ["cuda_graph_fallback"]
+    assert "stream is capturing" in events[0]["detail"]
+    assert "cuda_graph_fallback" in (out / "report.html").read_text()
