@@ -1,10 +1,10 @@
-# Two entry points: `make demo` (the main job) and `make test`.
+# Two entry points: `make demo` (the main job) and `make test` (the linter, then the test suite).
 # Each creates .venv and installs the project into it on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(BIN)/resnet-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,12 @@ install: $(BIN)/resnet-lab
 demo: install
 	$(BIN)/resnet-lab demo
 
-test: install browser
+test: install browser lint
 	$(BIN)/python -m pytest -q --durations=15
+
+# The linter (ruff, configured in pyproject.toml); `make test` runs it first.
+lint: install
+	$(BIN)/ruff check src tests benchmarks
 
 # The report test opens pages in headless Chromium: as root with apt-get, install Debian's chromium,
 # chromium-driver (and fonts-liberation, chromium's recommended font) when missing. Elsewhere this

@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     out = args.out or ROOT / "benchmarks" / "results" / f"degradation-{data_tag}-{device.type}.json"
     write_json_result(out, summary)
     if args.report:
-        from resnet_lab.experiments.degradation_report import write_degradation_outputs
+        from resnet_lab.experiments.degradation import write_degradation_outputs
 
         write_degradation_outputs(result, args.report)
     for n in summary["networks"]:

@@ -10,7 +10,9 @@ With ``--extra --ema DECAY`` the run's weight average, with ``--extra --tta`` fl
 augmentation, are evaluated too and reported beside it, never instead.
 ``--variants`` compares sets of flags on the same seeds (each seed runs every variant in turn)
 and reports each variant's accuracy change over the first one, seed by seed.
-Per model: every run, and the medians over seeds against the paper's Table 6 accuracy and the
+Every run records the sha256 of its ``metrics.jsonl`` (``metrics_sha256``) and of the same lines
+without their timing fields (``metrics_values_sha256``: equal for two runs that computed the same
+steps). Per model: every run, and the medians over seeds against the paper's Table 6 accuracy and the
 time target. ``--budget-s`` stops starting runs once spent, so a lent GPU's time is respected.
 
     python benchmarks/bench_fast_cifar.py --data cifar10 --device cuda --runs resnet20:3 resnet56:3 resnet110:1
@@ -21,6 +23,7 @@ time target. ``--budget-s`` stops starting runs once spent, so a lent GPU's time
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -39,6 +42,22 @@ BESIDE = {"ema_test_acc": "weight average", "tta_test_acc": "flip-TTA"}
 # He et al. 2015, Table 6 (CIFAR-10 test accuracy), and the time targets of the fast path.
 TARGETS = {"resnet20": {"acc": 0.9125, "seconds": 15}, "resnet56": {"acc": 0.9303, "seconds": 60},
            "resnet110": {"acc": 0.9357, "seconds": 180}}
+
+
+# Fields of a metrics.jsonl line that measure time, not training: they differ between two runs
+# that computed bit-identical steps.
+TIMING_FIELDS = ("time_s", "elapsed_s", "images_per_s")
+
+
+def metrics_digest(path: Path) -> dict:
+    """sha256 of a run's metrics.jsonl, byte for byte (``metrics_sha256``), and of its lines
+    without the timing fields (``metrics_values_sha256``): two runs that computed the same
+    steps share the second, whatever their speed; two runs that did not, share neither."""
+    raw = Path(path).read_bytes()
+    values = [json.dumps({k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS}, sort_keys=True)
+              for line in raw.decode().splitlines() if line.strip()]
+    return {"metrics_sha256": hashlib.sha256(raw).hexdigest(),
+            "metrics_values_sha256": hashlib.sha256("\n".join(values).encode()).hexdigest()}
 
 
 def run_once(model: str, seed: int, variant: str, args, workdir: Path) -> dict:
@@ -63,10 +82,14 @@ def run_once(model: str, seed: int, variant: str, args, workdir: Path) -> dict:
            "first_epoch_s": history[0]["time_s"],  # minus the median: one-off work (cuDNN autotuning, graph capture)
            "images_per_s_median": statistics.median(h["images_per_s"] for h in history), "notes": notes,
            "test_curve": [(h["epoch"], h["test_acc"]) for h in history if h["test_acc"] is not None],
+           # the run's record, hashed: ties these figures to one metrics.jsonl, and tells a re-run of
+           # the same steps (same values hash) from a different trajectory
+           **metrics_digest(out / "metrics.jsonl"),
            # the rest of the wall time: process launch before the clock starts, and exit
            "timings": {**timings, "exit_s": wall - sum(v for v in timings.values() if v is not None)}}
     extra = "".join(f" ({name} {row[key]:.2%})" for key, name in BESIDE.items() if row[key] is not None)
-    print(f"{model}{_label(variant, args.variants)} seed {seed}: {row['test_acc']:.2%}{extra} in {wall:.1f} s wall ({row['epochs']} epochs; "
+    print(f"{model}{_label(variant, args.variants)} seed {seed}: {row['test_acc']:.2%}{extra} "
+          f"in {wall:.1f} s wall ({row['epochs']} epochs; "
           f"{', '.join(f'{k[:-2]} {v:.1f}' for k, v in row['timings'].items() if v is not None)})"
           f"{' ' + '; '.join(notes) if notes else ''}", flush=True)
     return row
@@ -84,7 +107,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             continue
         # Paired with the first variant on the same seeds (same initial weights, image order and crops).
         first = next(r["variant"] for r in rows if r["model"] == model)
-        base = {r["seed"]: r["test_acc"] for r in rows if (r["model"], r["variant"]) == (model, first) and "error" not in r}
+        base = {r["seed"]: r["test_acc"] for r in rows
+                if (r["model"], r["variant"]) == (model, first) and "error" not in r}
         deltas = [r["test_acc"] - base[r["seed"]] for r in ok if r["seed"] in base] if variant != first else []
         acc, wall = statistics.median(r["test_acc"] for r in ok), statistics.median(r["wall_s"] for r in ok)
         target = TARGETS.get(model)
@@ -144,7 +168,8 @@ def main(argv=None) -> dict:
     for s in result["summary"]:
         target = s["target"] or {}
         paired = s["vs_first_variant"]
-        print(f"{s['model']}{_label(s['variant'], args.variants)}: median {s['median_test_acc']:.2%} in {s['median_wall_s']:.1f} s over {s['seeds']} seed(s)"
+        print(f"{s['model']}{_label(s['variant'], args.variants)}: median {s['median_test_acc']:.2%} "
+              f"in {s['median_wall_s']:.1f} s over {s['seeds']} seed(s)"
               + (f" (target {target['acc']:.2%} in {target['seconds']} s: accuracy "
                  f"{'met' if s['meets_accuracy'] else 'NOT met'}, time {'met' if s['meets_time'] else 'NOT met'})"
                  if target else "")

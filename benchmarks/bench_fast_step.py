@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import itertools
 import statistics
 import sys
@@ -45,7 +46,8 @@ from resnet_lab.runtime import hardware_info, write_json_result  # noqa: E402
 from resnet_lab.training import resolve_config  # noqa: E402
 from resnet_lab.training.ema import WeightEMA  # noqa: E402
 from resnet_lab.training.graphed_step import TrainStep  # noqa: E402
-from resnet_lab.training.trainer import build_optimizer, resolve_precision  # noqa: E402
+from resnet_lab.training.precision import resolve_precision  # noqa: E402
+from resnet_lab.training.setup import build_optimizer  # noqa: E402
 
 CIFAR_TRAIN = 50_000
 TARGETS = {"data_fraction": 0.05, "monitor_fraction": 0.02}
@@ -124,9 +126,10 @@ def measure(name: str, channels_last: bool, device: torch.device, args) -> dict:
     times = {v: [] for v in (*setup["variants"], "data")}
     for r in range(args.rounds):
         for variant, (step, monitor) in setup["variants"].items():
-            times[variant].append(timer(lambda: run_steps(step, monitor, batches, args.steps, counters[variant]))
+            times[variant].append(timer(functools.partial(run_steps, step, monitor, batches, args.steps,
+                                                          counters[variant]))
                                   / args.steps)
-        times["data"].append(timer(lambda: run_data(loader, 2 + r)) / len(loader))
+        times["data"].append(timer(functools.partial(run_data, loader, 2 + r)) / len(loader))
     ms = {v: statistics.median(t) for v, t in times.items()}
     # Overheads as medians of within-round ratios, so drift hits both sides alike.
     monitor_fraction = statistics.median(m / g - 1 for m, g in zip(times["graph_monitor"], times["graph"]))

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from resnet_lab import __version__ as resnet_lab_version  # noqa: E402
-from resnet_lab.experiments.compare import calls_for, time_call  # noqa: E402
+from resnet_lab.measure import calls_for, time_call  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
 from resnet_lab.runtime import hardware_info, write_json_result  # noqa: E402
 

@@ -42,7 +42,8 @@ def browser_missing() -> str | None:
     """Why the browser test cannot run here, or None when it can."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        return f"{' and '.join(missing)} missing: install Debian's chromium and chromium-driver (make test does, as root)"
+        return (f"{' and '.join(missing)} missing: "
+                "install Debian's chromium and chromium-driver (make test does, as root)")
     try:
         import selenium  # noqa: F401
     except ImportError:

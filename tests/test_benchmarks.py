@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -32,6 +33,30 @@ def test_checkpointing_benchmark_smoke(tmp_path):
     assert row["baseline_fused_step_s"] > 0 and row["checkpointed_fused_step_s"] > 0  # the whole SGD step too
     assert row["hook_based_step_s"] > 0  # torch's other checkpoint form, side by side
     assert row["checkpointed_capture_error"] is None  # no GPU: nothing to capture, so nothing failed
+
+
+def test_checkpointing_benchmark_counts_activations_only_on_both_sides():
+    """Activation memory scales with the batch; the weights do not. Counting them on one side only
+    (every convolution saves its weight, but a checkpointed block does so only while recomputing,
+    outside the count) inflated resnet1202's CPU ratio from 3.99x to 4.41x: with the parameters
+    excluded on both sides, each side's memory doubles exactly with the batch (up to BatchNorm's
+    per-channel statistics), and the baseline exceeds the checkpointed run by activations alone."""
+    import torch
+
+    from resnet_lab.models import count_params, create_model
+
+    bench = runpy.run_path(str(BENCH / "bench_checkpointing.py"), run_name="bench_checkpointing")
+    model = "resnet8"
+    weights_mib = count_params(create_model(model)) * 4 / 2**20
+    small, large = (bench["measure"](model, batch, "cpu", repeats=1, blocks=1) for batch in (4, 8))
+    for key in ("baseline_activation_mib", "checkpointed_activation_mib"):
+        # with the weights (0.3 MiB) on a side, its 4-image figure would be well above half the 8-image one
+        assert large[key] == pytest.approx(2 * small[key], rel=0.02), (key, small[key], large[key], weights_mib)
+    # one image's saved tensors, counted by hand: nothing on either side may carry the weights' bytes
+    torch.manual_seed(0)
+    net = create_model(model).train()
+    with_weights = bench["saved_tensor_bytes"](net, torch.randn(4, 3, 32, 32)) / 2**20
+    assert with_weights - small["baseline_activation_mib"] == pytest.approx(weights_mib, abs=0.02)
 
 
 def test_cifar_small_training_benchmark_smoke(tmp_path, shared_data_dir):
@@ -64,6 +89,45 @@ def test_fast_cifar_benchmark_smoke_times_the_real_command(tmp_path):
     timings = run["timings"]  # where the wall time went, read from the run's timings.json
     assert {"startup_s", "setup_s", "train_s", "eval_s", "bookkeeping_s", "report_s", "exit_s"} <= set(timings)
     assert abs(sum(v for v in timings.values() if v is not None) - run["wall_s"]) < 1e-6
+    # each run's metrics.jsonl, hashed: the file, and its values without the timing fields
+    for key in ("metrics_sha256", "metrics_values_sha256"):
+        assert re.fullmatch(r"[0-9a-f]{64}", run[key]) and re.fullmatch(r"[0-9a-f]{64}", longer[key])
+        assert run[key] != longer[key]  # one epoch vs two: different records
+
+
+def test_fast_cifar_metrics_digest_separates_values_from_timings(tmp_path):
+    """Two records of the same steps at different speeds share the values hash, not the file hash;
+    a record whose accuracy differs shares neither."""
+    import hashlib
+
+    bench = runpy.run_path(str(BENCH / "bench_fast_cifar.py"), run_name="bench_fast_cifar")
+    line = {"epoch": 1, "step": 97, "train_loss": 1.5, "test_acc": 0.5279, "lr": 0.4, "time_s": 0.44,
+            "elapsed_s": 0.44, "images_per_s": 150926.3}
+    paths = {}
+    for name, changes in (("graph", {}), ("eager", {"time_s": 0.77, "elapsed_s": 0.77, "images_per_s": 66096.7}),
+                          ("other", {"test_acc": 0.6088})):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text(json.dumps({**line, **changes}) + "\n")
+    digest = {name: bench["metrics_digest"](path) for name, path in paths.items()}
+    assert digest["graph"]["metrics_sha256"] == hashlib.sha256(paths["graph"].read_bytes()).hexdigest()
+    assert digest["graph"]["metrics_sha256"] != digest["eager"]["metrics_sha256"]
+    assert digest["graph"]["metrics_values_sha256"] == digest["eager"]["metrics_values_sha256"]
+    assert digest["other"]["metrics_values_sha256"] != digest["graph"]["metrics_values_sha256"]
+
+
+def test_import_time_benchmark_smoke(tmp_path):
+    result = run_smoke("bench_import_time.py", tmp_path)
+    assert set(result["median_wall_s"]) == {"python", "torch", "resnet_lab", "cli"}
+    assert all(len(times) == 1 and times[0] > 0 for times in result["wall_s"].values())
+    assert result["hardware"]["torch"] and result["time"] and set(result["load_average_1min"]) == {"before", "after"}
+
+
+def test_train_digits_benchmark_smoke(tmp_path):
+    result = run_smoke("bench_train_digits.py", tmp_path)
+    assert result["settings"]["model"] == "resnet8" and len(result["test_curve"]) == 1
+    assert 0 <= result["final_test_acc"] <= 1 and result["meets_target"] == (result["final_test_acc"] >= 0.97)
+    assert result["wall_s"] > result["timings"]["train_s"] > 0
+    assert re.fullmatch(r"[0-9a-f]{64}", result["metrics_sha256"]) and "done:" in result["stdout"]
 
 
 def test_cifar10_layout_from_npz_is_read_by_the_cifar10_loader(tmp_path):

@@ -153,7 +153,8 @@ def test_npz_missing_or_unreadable_file_is_a_user_error(tmp_path):
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (np.array([0, 1, 2, 2**63 + 5] * 3, dtype=np.uint64), r"y_train has label 9223372036854775813; labels must be class indices 0\.\.K-1 with K <= 100,000"),
+        (np.array([0, 1, 2, 2**63 + 5] * 3, dtype=np.uint64),
+         r"y_train has label 9223372036854775813; labels must be class indices 0\.\.K-1 with K <= 100,000"),
         (np.array([0, 1, 2, 2**40] * 3, dtype=np.int64), "y_train has label 1099511627776; .*K <= 100,000"),
         (np.array([0, 1, 2, 9_999_999] * 3), "y_train has label 9999999; .*renumber"),
         (np.array([0, 1, 2, 99] * 3), "largest label 99 implies 100 classes but only 4 distinct labels occur"),
@@ -185,7 +186,8 @@ def test_npz_object_arrays_are_refused_without_unpickling_or_mentioning_allow_pi
         load_data(_save_npz(tmp_path / "obj.npz", **arrays))
     assert "allow_pickle" not in str(err.value)
     # Unused members are never read, so an extra object array does not matter.
-    assert load_data(_save_npz(tmp_path / "extra.npz", **_valid_arrays(), notes=np.array([{}], dtype=object))).num_classes == 4
+    assert load_data(_save_npz(tmp_path / "extra.npz", **_valid_arrays(),
+                               notes=np.array([{}], dtype=object))).num_classes == 4
 
 
 def test_npz_given_an_npy_or_a_text_file_says_what_it_is(tmp_path):
@@ -205,7 +207,8 @@ def test_npz_images_smaller_than_8x8_are_refused_like_image_size(tmp_path, shape
     arrays = _valid_arrays()
     arrays["x_train"] = np.zeros(shape, np.uint8)
     arrays["x_test"] = np.zeros((5, *shape[1:]), np.uint8)
-    with pytest.raises(UserError, match=rf"x_train images are {shape[1]}x{shape[2]} pixels; images must be at least 8x8"):
+    with pytest.raises(UserError,
+                       match=rf"x_train images are {shape[1]}x{shape[2]} pixels; images must be at least 8x8"):
         load_data(_save_npz(tmp_path / "tiny.npz", **arrays))
 
 
@@ -346,8 +349,9 @@ def test_cifar_read_only_data_dir_is_a_one_line_user_error(tmp_path, monkeypatch
 
 def test_cifar100_uses_fine_labels(tmp_path):
     rng = np.random.default_rng(2)
-    split = lambda n: pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                                    b"fine_labels": list(range(n)), b"coarse_labels": [0] * n})
+    def split(n):
+        return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                             b"fine_labels": list(range(n)), b"coarse_labels": [0] * n})
     names = [f"class{i}".encode() for i in range(100)]
     _write_tree(tmp_path, "cifar-100-python", {
         "train": split(6), "test": split(4),
@@ -555,7 +559,7 @@ def test_folder_dataset_excludes_corrupt_files_and_loaders_iterate(tmp_path):
 
 def test_alternate_flip_is_refused_where_it_cannot_apply(tmp_path):
     from resnet_lab.training.config import resolve_config
-    from resnet_lab.training.trainer import make_loaders
+    from resnet_lab.training.setup import make_loaders
 
     ds = load_data(f"folder:{_folder_tree(tmp_path / 'imgs')}")
     with pytest.raises(UserError, match="--flip alternate needs in-memory data"):

@@ -339,7 +339,7 @@ def _host_reads(monkeypatch, model, steps=3):
             return originals[name](self, *args, **kwargs)
         return wrapper
 
-    for i, (x, y) in enumerate(data):
+    for x, y in data:
         model.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()

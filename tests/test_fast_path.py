@@ -32,11 +32,14 @@ def test_tensor_lr_sgd_update_matches_torch_sgd(nesterov):
     ours, theirs = model, copy.deepcopy(model)
     opt_ours, opt_theirs = _two_group_sgd(ours, nesterov), _two_group_sgd(theirs, nesterov)
     lr = torch.tensor(0.0)
-    for step, lr_value in enumerate((0.3, 0.2, 0.05)):  # the lr changes between steps, as in a schedule
+    for lr_value in (0.3, 0.2, 0.05):  # the lr changes between steps, as in a schedule
         x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
-        for m, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            nn.functional.cross_entropy(m(x), y).backward()
+        opt_theirs.zero_grad()
+        nn.functional.cross_entropy(theirs(x), y).backward()
+        # The same gradients on both sides: this compares the updates, not two forward passes (after a
+        # step at lr 0.3 the net is chaotic enough that 1e-8 apart in the weights is 1e-3 in the gradients).
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            p.grad = q.grad.clone()
         grads_before = [p.grad.clone() for p in ours.parameters()]
         for group in opt_theirs.param_groups:
             group["lr"] = lr_value
@@ -81,7 +84,8 @@ def test_fast_recipe_sizes_runs_by_depth_and_runs_the_step_on_the_gpu_path():
     assert resolve_config("fast", model="resnet110").epochs == 100
     assert resolve_config("fast", model="resnet56", epochs=5).epochs == 5
     c = resolve_config("fast")
-    assert (c.cuda_graph, c.precision, c.channels_last, c.on_nonfinite, c.batch_size) == (True, "auto", True, "warn", 512)
+    assert (c.cuda_graph, c.precision, c.channels_last, c.on_nonfinite,
+            c.batch_size) == (True, "auto", True, "warn", 512)
     assert graph_blockers(c, distributed=False) == []
     assert graph_blockers(resolve_config("fast", on_nonfinite="stop", precision="fp16"), distributed=True) == \
         ["precision", "on_nonfinite", "torchrun/DDP"]
@@ -131,7 +135,8 @@ def test_cli_flags_reach_the_fast_recipe():
     assert (c.cuda_graph, c.eval_every, c.precision, c.epochs) == (False, 0, "fp32", 70)
     c = config_from_args(parse(["train", "--cuda-graph", "--checkpointing", "4", "--ema", "0.99", "--tta",
                                 "--flip", "alternate"]))
-    assert c.cuda_graph and c.model_options == {"checkpointing": 4} and (c.ema, c.tta, c.flip) == (0.99, True, "alternate")
+    assert (c.cuda_graph and c.model_options == {"checkpointing": 4}
+            and (c.ema, c.tta, c.flip) == (0.99, True, "alternate"))
 
 
 def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_straight_run(tmp_path):
@@ -164,7 +169,8 @@ def test_compiled_model_runs_inside_the_fused_step(monkeypatch):
     import resnet_lab.training.trainer as trainer
 
     stepped = []
-    monkeypatch.setattr(trainer, "TrainStep", lambda model, *a, **kw: stepped.append(model) or TrainStep(model, *a, **kw))
+    monkeypatch.setattr(trainer, "TrainStep",
+                        lambda model, *a, **kw: stepped.append(model) or TrainStep(model, *a, **kw))
     common = dict(model="resnet8", data="digits", steps=2, batch_size=64, precision="fp32", channels_last=False,
                   progress=False, tensorboard=False, eval_every=0)
     compiled = train(resolve_config("fast", compile=True, **common), log=lambda *_: None)

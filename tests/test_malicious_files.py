@@ -75,7 +75,8 @@ def test_payload_hidden_inside_a_real_looking_batch_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("protocol, numpy_1_names", [(0, False), (2, False), (4, False), (5, False), (0, True), (2, True)])
+@pytest.mark.parametrize("protocol, numpy_1_names",
+                         [(0, False), (2, False), (4, False), (5, False), (0, True), (2, True)])
 def test_restricted_unpickler_still_reads_batches_of_every_protocol(tmp_path, protocol, numpy_1_names):
     """The allow-list must keep what real batches need: numpy arrays under NumPy 1 and 2 names
     (the official files are protocol 2, whose text GLOBAL opcodes can be renamed in place)."""
@@ -97,7 +98,8 @@ def test_malicious_weights_file_is_refused_and_never_runs(tmp_path):
     """create_model(weights=PATH) reads with torch.load(weights_only=True)."""
     marker = tmp_path / "pwned"
     torch.save({"conv1.weight": ShellPayload(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(UserError, match=r"cannot read weights from .*evil.pth: .*never loaded because they could run code") as err:
+    with pytest.raises(UserError, match=r"cannot read weights from .*evil.pth: "
+                                        r".*never loaded because they could run code") as err:
         create_model("resnet18", weights=tmp_path / "evil.pth")
     message = str(err.value)
     assert "\n" not in message and "weights_only" not in message  # never suggest the unsafe load

@@ -288,3 +288,11 @@ def test_top_level_api_works_as_documented():
     for obj in (resnet_lab.create_model, resnet_lab.list_models, BasicBlock, Bottleneck,
                 PreActBasicBlock, PreActBottleneck):
         assert obj.__doc__ and obj.__doc__.strip()
+
+
+def test_bad_values_from_the_library_are_value_errors():
+    """Library callers catch bad values the usual way: UserError is a ValueError."""
+    import resnet_lab
+
+    with pytest.raises(ValueError, match="6n\\+2"):
+        resnet_lab.create_model("resnet21")

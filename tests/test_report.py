@@ -57,6 +57,17 @@ def _figure(kind: str):
     return fig
 
 
+# The demo's survey table: row names like these, a dozen columns (item 9: at 1280 px its first
+# column was squeezed to a few characters and every name wrapped letter by letter).
+SURVEY_LIKE_ROWS = [{"cell": f"{net}{depth}-{norm}-{act}-{init}{suffix}", "grad first": 0.000123 * depth,
+                     "grad last": 0.0457, "first/last": 2.69e-10, "monitor": "vanishing", "loss start": 2.303,
+                     "loss end": 2.2, "drop": "12%", "->90%": None, "->50%": 3, "outcome": "diverged, nonfinite",
+                     "s": 1.2}
+                    for net in ("plain", "resnet") for depth in (20, 56) for norm, act, init in
+                    (("batch", "relu", "he"), ("none", "sigmoid", "normal"))
+                    for suffix in ("", "@lr=1+clip=1")]
+
+
 def build_report(tmp: Path) -> Report:
     """A report using every kind of block, including image files and text that needs escaping."""
     report = Report("ResNet <20> & plain", subtitle="CIFAR-10 \u2014 2 seeds")
@@ -69,6 +80,10 @@ def build_report(tmp: Path) -> Report:
                      columns=[("model", "Model"), ("accuracy", "Test accuracy", ".1%"), ("params", "Params"),
                               ("loss", "Loss")], caption="Final accuracy")
     report.add_table([{f"column_{i}": i * 1234.5678 for i in range(24)}], caption="A wide table")
+    report.add_table(SURVEY_LIKE_ROWS, caption="Survey cells: long hyphenated row names beside many columns")
+    report.add_table([{"event": "the loss became non-finite at step 12 in layer3.8.conv2 and the step was skipped "
+                                "by the monitor, which reran the batch with hooks to find the first module",
+                       "step": 12, "note": "nonfinite"}], caption="A long text in the first column")
     report.add_heading("Figures")
     svg_fig, png_fig = _figure("svg"), _figure("png")
     report.add_figure(svg_fig, "An SVG figure")
@@ -146,7 +161,7 @@ def test_table_formats_and_right_aligns_numbers(html):
     assert '<th scope="col" class="num">Test accuracy</th>' in html
     assert '<td class="num">91.2%</td>' in html and '<td class="num">269,722</td>' in html
     assert '<td class="num">\u2014</td>' in html                 # a missing number in a numeric column
-    assert "<td>resnet20</td>" in html                            # text stays left-aligned
+    assert '<td class="key">resnet20</td>' in html                # text stays left-aligned; a row name on one line
     assert '<div class="table-wrap"><table><caption>Final accuracy</caption>' in html
 
 
@@ -214,5 +229,105 @@ def test_browser_check_catches_broken_images_errors_and_overflow(browser, tmp_pa
     assert [image["tag"] for image in images["failed"]] == ["img", "img", "img"]
     # The report's policy refuses anything not embedded in it, on disk or on the web, and says so.
     refused = [error for error in errors if "Content Security Policy" in error]
-    assert any("missing.png" in error for error in refused) and any("example.invalid" in error for error in refused), errors
+    assert (any("missing.png" in error for error in refused)
+            and any("example.invalid" in error for error in refused)), errors
     assert images["layout"]["phone"]["overflows"]
+
+
+# Every word of every table cell on one line (a cell name wrapping letter by letter splits its words
+# over several lines) and no cell's content wider than the cell, per table; at laptop and phone width.
+_TABLE_WORDS_JS = """
+const bad = [];
+document.querySelectorAll('table').forEach((table, t) => {
+  const caption = table.caption ? table.caption.textContent.slice(0, 40) : `table ${t}`;
+  table.querySelectorAll('th, td').forEach(cell => {
+    const column = cell.cellIndex;
+    if (cell.scrollWidth > cell.clientWidth + 1)
+      bad.push({table: caption, column, text: cell.textContent.slice(0, 60), problem: 'content wider than the cell',
+                scroll_width: cell.scrollWidth, client_width: cell.clientWidth});
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (lines.size > 1)
+          bad.push({table: caption, column, text: m[0], problem: `word over ${lines.size} lines`,
+                    cell_width: cell.clientWidth, word_width: Math.round(range.getBoundingClientRect().width)});
+      }
+    }
+  });
+  // the first column is never narrower than its longest word
+  const firsts = [...table.rows].map(row => row.cells[0]).filter(Boolean);
+  const measure = document.createElement('span');
+  measure.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap';
+  firsts.forEach(cell => {
+    const words = cell.textContent.split(/\\s+/).filter(Boolean);
+    const style = getComputedStyle(cell);
+    const inner = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    cell.appendChild(measure);  // inside the cell: the cell's font
+    for (const word of words) {
+      measure.textContent = word;
+      const width = measure.getBoundingClientRect().width;
+      if (inner + 0.5 < width)
+        bad.push({table: caption, column: 0, text: word, problem: 'first column narrower than its longest word',
+                  column_width: inner, word_width: width});
+    }
+    measure.remove();
+  });
+});
+return {bad, tables: document.querySelectorAll('table').length, inner_width: window.innerWidth,
+        page_overflows: document.documentElement.scrollWidth > window.innerWidth + 1};
+"""
+
+
+def table_readability(path: Path, widths=((1280, 900, False), (390, 844, True))) -> dict[int, dict]:
+    """Open ``path`` in headless Chromium at each (width, height, phone) and run _TABLE_WORDS_JS."""
+    import shutil
+    import tempfile
+
+    from browser import CHROMEDRIVER, CHROMIUM, FLAGS
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="resnet-lab-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in FLAGS + [f"--user-data-dir={profile}", f"--window-size={widths[0][0]},{widths[0][1]}"]:
+        options.add_argument(flag)
+    driver, out = None, {}
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+        driver.get(Path(path).resolve().as_uri())
+        for width, height, phone in widths:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 3 if phone else 1, "mobile": phone})
+            out[width] = driver.execute_script(_TABLE_WORDS_JS)
+    finally:
+        if driver is not None:
+            driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    return out
+
+
+def test_tables_are_readable_at_laptop_and_phone_width(browser, written):
+    """Item 9: at 1280 and 390 px no table squeezes a column below its longest word (a wide table
+    scrolls sideways in its wrapper instead), and no word in any cell breaks over lines."""
+    for width, found in table_readability(written).items():
+        assert found["tables"] == 4 and found["inner_width"] == width
+        assert found["bad"] == [], (width, found["bad"][:5])
+        assert not found["page_overflows"], width
+
+
+def test_table_readability_check_catches_squeezed_columns(browser, tmp_path):
+    """The check above fails on the old stylesheet, which let cells break anywhere."""
+    page = tmp_path / "squeezed.html"
+    report = Report("squeezed on purpose")
+    report.add_table(SURVEY_LIKE_ROWS)
+    page.write_text(report.to_html().replace(
+        "</style>", "td, th { overflow-wrap: anywhere; white-space: normal !important; }</style>", 1))
+    found = table_readability(page)
+    for width in (1280, 390):
+        problems = {item["problem"] for item in found[width]["bad"] if item["column"] == 0}
+        assert "first column narrower than its longest word" in problems, (width, found[width]["bad"][:3])

@@ -21,9 +21,10 @@ from resnet_lab.data import load_data
 from resnet_lab.diagnostics import KINDS
 from resnet_lab.experiments import run_survey
 from resnet_lab.experiments.survey import (CLAIMS, DEMO_SETTINGS, DIVERGE_FACTOR, LOSS_SMOOTH, ORDER, OUTCOMES,
-                                           TRAINED_DROP, VANISH_RATIO, VARIANTS, _batches, judge_claims,
-                                           loss_summary, measure_init_gradients)
-from resnet_lab.experiments.survey_report import survey_markdown, survey_table, write_survey_outputs
+                                           TRAINED_DROP, VANISH_RATIO, VARIANTS, judge_claims, loss_summary,
+                                           measure_init_gradients, survey_markdown, survey_table,
+                                           write_survey_outputs)
+from resnet_lab.experiments.survey.cells import _batches
 from resnet_lab.models import create_model
 
 TINY = dict(depths=(8, 20), steps=5, batch_size=16, image_size=16, batches_at_init=2, seed=0, threads=1, log=None)

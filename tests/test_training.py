@@ -159,7 +159,8 @@ def assert_same_records(run: Path, reference: Path) -> None:
     ours, theirs = read_jsonl(run / "metrics.jsonl"), read_jsonl(reference / "metrics.jsonl")
     assert [r["epoch"] for r in ours] == [r["epoch"] for r in theirs] == [1, 2]
     for a, b in zip(ours, theirs):
-        assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == {k: v for k, v in b.items() if k not in TIMING_KEYS}
+        assert ({k: v for k, v in a.items() if k not in TIMING_KEYS}
+                == {k: v for k, v in b.items() if k not in TIMING_KEYS})
     ours, theirs = read_jsonl(run / "gradients.jsonl"), read_jsonl(reference / "gradients.jsonl")
     assert [r["step"] for r in ours] == [r["step"] for r in theirs]
     for a, b in zip(ours, theirs):
@@ -167,7 +168,8 @@ def assert_same_records(run: Path, reference: Path) -> None:
             [b[k] for k in ("loss", "global_grad_norm", "verdict", "reason")]
         for ga, gb in zip(a["groups"], b["groups"]):
             assert ga["update_ratio"] is None or ga["update_ratio"] == gb["update_ratio"]
-            assert {k: v for k, v in ga.items() if k != "update_ratio"} == {k: v for k, v in gb.items() if k != "update_ratio"}
+            assert ({k: v for k, v in ga.items() if k != "update_ratio"}
+                    == {k: v for k, v in gb.items() if k != "update_ratio"})
 
 
 def test_chaos_random_sigkills_then_resume_end_bit_identical(tmp_path, reference_run):

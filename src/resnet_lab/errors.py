@@ -6,11 +6,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input from the user: the CLI prints the message on one line and exits with status 2.
 
-    The message must say what is wrong and how to fix it.
+    The message must say what is wrong and how to fix it. A ``ValueError``, so that library
+    callers who catch bad values the usual way catch it too.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (or its type): the reason in a one-line error."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @contextmanager

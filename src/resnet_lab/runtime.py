@@ -4,7 +4,6 @@ the writing of such records."""
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import sys

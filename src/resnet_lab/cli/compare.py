@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from .model_options import add_model_options, model_options
-from ..report.text_table import format_table
 
 EXAMPLES = """examples:
   resnet-lab compare                                  # resnet101 vs resnet152 on the best device
@@ -17,10 +16,6 @@ EXAMPLES = """examples:
   resnet-lab compare resnet56 resnet110 --json
   resnet-lab compare resnet101 resnet152 --out runs/compare   # compare.json, compare.png/.svg, report.html
 """
-
-COLUMNS = [("name", "model"), ("params", "params"), ("gflops", "GFLOPs"), ("layers", "layers"),
-           ("input", "input"), ("memory", "train MiB"), ("train_images_per_s", "train img/s"),
-           ("infer_images_per_s", "infer img/s"), ("latency_ms_batch1", "ms @ batch 1"), ("published", "published accuracy")]
 
 
 def register(sub) -> None:
@@ -50,7 +45,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments.compare import compare_models
+    from ..errors import writing
+    from ..experiments.compare import compare_models, compare_text, write_compare_outputs
 
     result = compare_models(
         args.models, device=args.device, batch_size=args.batch_size, image_size=args.image_size,
@@ -58,32 +54,8 @@ def run(args) -> int:
         num_classes=args.num_classes, model_options=model_options(args), quick=args.quick,
         log=lambda msg: print(f"compare: {msg}", file=sys.stderr))
     if args.out:
-        from ..errors import writing
-        from ..experiments.compare_report import write_compare_outputs
-
         with writing(args.out):
             written = write_compare_outputs(result, args.out)
         print(f"compare: wrote {', '.join(str(p) for p in written.values() if p)}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(render(result))
+    print(json.dumps(result, indent=2) if args.json else compare_text(result))
     return 0
-
-
-def render(result: dict) -> str:
-    """The table, the settings that qualify it, and the verdict sentences."""
-    from ..experiments.compare import published_accuracy
-
-    rows = []
-    for r in result["models"]:
-        rows.append({**r, "input": f"{r['input_size']}x{r['input_size']}", "memory": r["peak_train_memory_mib"],
-                     "published": published_accuracy(r)})
-    s, hw = result["settings"], result["hardware"]
-    lines = [format_table(rows, COLUMNS), ""]
-    lines.append(f"{hw.get('gpu') or hw.get('cpu')} ({s['device']}), batch {s['batch_size']}, {s['precision']}"
-                 f"{', channels_last' if s['channels_last'] else ''}; {s['timing']}; memory: {s['memory_method']}.")
-    lines += [f"note: {n}." for n in s["notes"]]
-    if result["verdict"]:
-        lines += ["", "verdict:"] + [f"- {v}" for v in result["verdict"]]
-    return "\n".join(lines)

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..training.config import CHOICES, RECIPES
 from .model_options import add_model_options, model_options
-from ..report.text_table import format_table
 from .train import add_data_options
 
 EXAMPLES = """examples:
@@ -40,7 +40,7 @@ def register(sub) -> None:
                    help="CIFAR depths 6n+2 (default: 20 56; e.g. 20 56 110)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
                    help="one run per seed; errors are reported as mean and spread (default: 0)")
-    p.add_argument("--recipe", choices=("default", "paper", "fast"), default="default",
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
                    help="training recipe, as for 'train' (default: default)")
     p.add_argument("--out", type=Path, default=Path("runs/degradation"), metavar="DIR",
                    help="output folder (default: runs/degradation)")
@@ -52,29 +52,40 @@ def register(sub) -> None:
     g.add_argument("--steps", type=int, help="run length in iterations (overrides --epochs)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr", type=float, help="peak learning rate at batch 128")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--optimizer", choices=CHOICES["optimizer"])
     g.add_argument("--momentum", type=float)
     g.add_argument("--weight-decay", type=float)
-    g.add_argument("--schedule", choices=("step", "cosine", "linear", "constant"))
+    g.add_argument("--schedule", choices=CHOICES["schedule"])
     g.add_argument("--warmup", type=float, help="fraction of the run with a linear warm-up")
     g.add_argument("--val-split", type=int, help="hold out N training images for evaluation")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     g.add_argument("--image-size", type=int, help="resize the images (digits: 16 is 4x faster than 32)")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    g.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    g.add_argument("--precision", choices=CHOICES["precision"])
     g.add_argument("--log-every", type=int, help="steps between points of the finer training curve "
                                                  "(default: about 4 per epoch)")
     g.add_argument("--monitor-every", type=int, help="record gradient norms every N steps (10)")
-    g.add_argument("--on-nonfinite", choices=("warn", "skip", "stop"),
+    g.add_argument("--on-nonfinite", choices=CHOICES["on_nonfinite"],
                    help="on NaN/Inf in a network's training: warn, skip the step, or stop (default stop)")
     g.add_argument("--quiet", action="store_true", help="one line per network instead of per epoch")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
 
 
+def _train_overrides(args) -> dict:
+    """The training flags given on the command line (and the model options), as ``run_degradation`` keywords."""
+    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
+    opts = model_options(args)
+    if opts:
+        overrides["model_options"] = opts
+    return overrides
+
+
 def run(args) -> int:
-    from ..experiments.degradation import run_degradation
-    from ..experiments.degradation_report import write_degradation_outputs
+    from ..diagnostics import NonFiniteError
+    from ..errors import UserError
+    from ..experiments.degradation import degradation_text, run_degradation, write_degradation_outputs
+    from ..training import TrainingInterrupted
 
     def err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -84,21 +95,12 @@ def run(args) -> int:
             err(msg)
 
     if args.out.exists() and not args.out.is_dir():
-        from ..errors import UserError
-
         raise UserError(f"--out {args.out} is a file; give a directory")
-    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
-    opts = model_options(args)
-    if opts:
-        overrides["model_options"] = opts
-    from ..diagnostics import NonFiniteError
-    from ..training import TrainingInterrupted
-
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,
                                  out=args.out if args.save_runs else None, log=quiet_log if args.quiet else err,
-                                 progress=not args.quiet and sys.stderr.isatty(), **overrides)
+                                 progress=not args.quiet and sys.stderr.isatty(), **_train_overrides(args))
     except NonFiniteError as stop:
         print(f"resnet-lab: stopped: {stop}", file=sys.stderr)
         return stop.exit_code
@@ -107,30 +109,6 @@ def run(args) -> int:
               "nothing was written", file=sys.stderr)
         return 128 + stop.signum
     paths = write_degradation_outputs(result, args.out)
-    print(render(result))
+    print(degradation_text(result))
     print(f"\nreport: {paths['report']}\nresults: {paths['results']}\nfigure: {paths['figure']}")
     return 0
-
-
-COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
-           ("train", "final train error"), ("test", "final test error"), ("time", "time (s)")]
-
-
-def render(result: dict) -> str:
-    """The table of final errors and the findings sentences."""
-    multi = len(result["settings"]["seeds"]) > 1
-
-    def cell(net, key):
-        text = f"{100 * net[key]:.2f}%"
-        return text + (f" ± {100 * net[key + '_std']:.2f}" if multi else "")
-
-    rows = [{"model": n["model"], "depth": n["depth"], "shortcut": n["shortcut_option"], "params": n["params"],
-             "train": cell(n, "final_train_error"), "test": cell(n, "final_test_error"),
-             "time": f"{n['time_s']:.1f}"} for n in result["networks"]]
-    s = result["settings"]
-    lines = [format_table(rows, COLUMNS), "",
-             f"{s['data_description']}; recipe {s['recipe']}, {s['epochs_run']} epochs x {s['steps_per_epoch']} steps, "
-             f"seeds {' '.join(map(str, s['seeds']))}, {s['device']}; run time {result['run_time_s']:.1f} s.", "",
-             "findings:"]
-    lines += [f"- {t}" for t in result["findings"]["text"]]
-    return "\n".join(lines)

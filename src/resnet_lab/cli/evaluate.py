@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
-    p.add_argument("--ema", action="store_true", help="the run's weight average (trained with --ema) instead of its weights")
+    p.add_argument("--ema", action="store_true",
+                   help="the run's weight average (trained with --ema) instead of its weights")
     p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror image's")
     p.add_argument("--json", action="store_true", help='print {"test_acc": ..., "test_loss": ..., "n": ...}')
     p.set_defaults(func=run)

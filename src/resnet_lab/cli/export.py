@@ -17,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=("safetensors",), default="safetensors")
     p.add_argument("--out", help="output file (default: next to the checkpoint)")
-    p.add_argument("--ema", action="store_true", help="the run's weight average (trained with --ema) instead of its weights")
+    p.add_argument("--ema", action="store_true",
+                   help="the run's weight average (trained with --ema) instead of its weights")
     p.set_defaults(func=run)
 
 

@@ -12,7 +12,8 @@ def add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) 
     group = parser.add_argument_group("model")
     if model_flag:
         group.add_argument("--model", help="model name (default resnet20; see 'resnet-lab models')")
-    group.add_argument("--shortcut", choices=SHORTCUTS, help="shortcut option (default: A for CIFAR nets, B for ImageNet nets)")
+    group.add_argument("--shortcut", choices=SHORTCUTS,
+                       help="shortcut option (default: A for CIFAR nets, B for ImageNet nets)")
     group.add_argument("--norm", choices=NORMS, help="normalisation layer (default batch)")
     group.add_argument("--activation", choices=ACTIVATIONS, help="activation (default relu)")
     group.add_argument("--init", choices=INITS, help="weight initialisation (default he)")

@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default="auto")
-    p.add_argument("--ema", action="store_true", help="the run's weight average (trained with --ema) instead of its weights")
+    p.add_argument("--ema", action="store_true",
+                   help="the run's weight average (trained with --ema) instead of its weights")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

@@ -16,7 +16,8 @@ EXAMPLES = """examples:
 
 def register(sub) -> None:
     p = sub.add_parser("summary", help="show a model's stages, output shapes and parameters",
-                       description="Print the stage-by-stage structure of a model with output shapes and parameter counts.",
+                       description="Print the stage-by-stage structure of a model with output shapes and "
+                                   "parameter counts.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model name, e.g. resnet56")
     # Upper bounds far past any real use; beyond them torch's shape arithmetic overflows.

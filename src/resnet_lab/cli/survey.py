@@ -59,10 +59,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..experiments.survey import run_survey
-    from ..experiments.survey_report import survey_markdown, survey_text, write_survey_outputs
-
     from ..errors import UserError, writing
+    from ..experiments.survey import run_survey, survey_markdown, survey_text, write_survey_outputs
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")

@@ -50,7 +50,8 @@ def register(sub) -> None:
     g.add_argument("--flip", choices=CHOICES["flip"],
                    help="random (default): each image flipped with probability 1/2 every epoch; alternate: "
                         "flipped in every other epoch, from a random start (in-memory data only)")
-    g.add_argument("--workers", type=int, help="DataLoader workers for folder data (default: up to 4, one per CPU core)")
+    g.add_argument("--workers", type=int,
+                   help="DataLoader workers for folder data (default: up to 4, one per CPU core)")
     g.add_argument("--image-size", type=int, help="training resolution for folder data")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)

@@ -4,6 +4,7 @@
 - `DeviceLoader`: deterministic, shardable, augmented batches built on the training device.
 - `make_folder_loaders`: DataLoaders (PIL decoding in workers) for image folders.
 - `preprocess_images`: image files -> normalised batch, for prediction.
+- `resize_dataset`, `resize_images`: an in-memory data set or a batch at another size.
 """
 
 from resnet_lab.data.cache import default_data_dir
@@ -11,6 +12,7 @@ from resnet_lab.data.dataset import InMemoryDataset, channel_stats, stratified_h
 from resnet_lab.data.device_loader import DeviceLoader
 from resnet_lab.data.folder import FolderDataset, make_folder_loaders
 from resnet_lab.data.preprocess import preprocess_images
+from resnet_lab.data.resize import resize_dataset, resize_images
 from resnet_lab.data.sources import VALID_SPECS, load_data
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "load_data",
     "make_folder_loaders",
     "preprocess_images",
+    "resize_dataset",
+    "resize_images",
     "stratified_holdout",
 ]

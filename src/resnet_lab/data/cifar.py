@@ -27,7 +27,7 @@ import torch
 
 from resnet_lab.data.cache import resolve_data_dir
 from resnet_lab.data.dataset import InMemoryDataset
-from resnet_lab.errors import UserError
+from resnet_lab.errors import UserError, first_line
 
 # Expected MD5 of each official archive, by file name (module level so tests can patch it).
 EXPECTED_MD5: dict[str, str] = {
@@ -249,7 +249,7 @@ def _unpickle(path: Path) -> dict:
         try:
             raw = _BatchUnpickler(f, encoding="bytes").load()
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            reason = first_line(e)
             raise UserError(
                 f"refusing to read {path} ({reason}): it is not an official CIFAR file; "
                 f"delete its folder and run again"
@@ -261,7 +261,8 @@ def _unpickle(path: Path) -> dict:
 
 def _field(d: dict, key: str, path: Path):
     if key not in d:
-        raise UserError(f"{path} has no '{key}' entry, so it is not in the official format; delete its folder and run again")
+        raise UserError(f"{path} has no '{key}' entry, so it is not in the official format; "
+                        "delete its folder and run again")
     return d[key]
 
 
@@ -274,9 +275,11 @@ def _read_split(v: CifarVariant, folder: Path, names: tuple[str, ...]) -> tuple[
             data = np.asarray(_field(d, "data", path), dtype=np.uint8)
             labels = np.asarray(_field(d, v.label_key, path), dtype=np.int64)
         except (TypeError, ValueError, OverflowError):
-            raise UserError(f"{path} holds data or labels that are not numbers; delete its folder and run again") from None
+            raise UserError(f"{path} holds data or labels that are not numbers; "
+                            "delete its folder and run again") from None
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
-            raise UserError(f"{path} has data of shape {data.shape}, expected (N, 3072); delete its folder and run again")
+            raise UserError(f"{path} has data of shape {data.shape}, expected (N, 3072); "
+                            "delete its folder and run again")
         xs.append(data)
         ys.append(labels)
     # Each row is 1024 red, then 1024 green, then 1024 blue values, row-major: already CHW.

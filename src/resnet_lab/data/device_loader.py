@@ -253,7 +253,8 @@ class DeviceLoader:
                 u8 = self._images[i[:, None, None, None], r[:, :, None, None], q[:, None, :, None], self._chans]
             else:
                 r, q = rows[lo:hi], cols[lo:hi]
-                u8 = self._images[i[:, None, None, None], self._chans[:, None, None], r[:, None, :, None], q[:, None, None, :]]
+                u8 = self._images[i[:, None, None, None], self._chans[:, None, None], r[:, None, :, None],
+                                  q[:, None, None, :]]
             if self.channels_last:
                 u8 = u8.permute(0, 3, 1, 2)  # NHWC storage -> NCHW view in channels_last format
             images = torch.addcmul(self._shift, u8, self._scale)  # uint8 is converted inside the kernel

@@ -15,7 +15,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from resnet_lab.data.dataset import check_global_batch, stratified_holdout
 from resnet_lab.data.preprocess import load_image
-from resnet_lab.errors import UserError
+from resnet_lab.errors import UserError, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -203,7 +203,7 @@ class ImageFileDataset(Dataset):
         try:
             image = load_image(path, "RGB")
         except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            reason = first_line(e)
             raise UnreadableImageError(
                 f"cannot decode image {path} ({reason}) although it passed the check when the data set was "
                 f"loaded; replace or delete the file and run again"

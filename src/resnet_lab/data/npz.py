@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from resnet_lab.data.dataset import InMemoryDataset
-from resnet_lab.errors import UserError
+from resnet_lab.errors import UserError, first_line
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 FORMAT_HINT = "expected arrays x_train/x_test uint8 (N,H,W) or (N,H,W,C) with C 1 or 3, y_train/y_test integer (N,)"
@@ -36,7 +36,8 @@ def load_npz(path: str | Path) -> InMemoryDataset:
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise UserError(
-            f"{path} has no array {', '.join(repr(k) for k in missing)} (it has {', '.join(repr(m) for m in sorted(members)) or 'none'}); "
+            f"{path} has no array {', '.join(repr(k) for k in missing)} "
+            f"(it has {', '.join(repr(m) for m in sorted(members)) or 'none'}); "
             f"{FORMAT_HINT}"
         )
 
@@ -44,7 +45,8 @@ def load_npz(path: str | Path) -> InMemoryDataset:
     x_test = _images(arrays["x_test"], "x_test", path)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise UserError(
-            f"{path}: x_train images are {_hwc(x_train)} but x_test images are {_hwc(x_test)}; both splits need the same size and channels"
+            f"{path}: x_train images are {_hwc(x_train)} but x_test images are {_hwc(x_test)}; "
+            "both splits need the same size and channels"
         )
     y_train = _labels(arrays["y_train"], "y_train", len(x_train), path)
     y_test = _labels(arrays["y_test"], "y_test", len(x_test), path)
@@ -74,14 +76,19 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         with open(path, "rb") as f:
             magic = f.read(6)
         if magic == b"\x93NUMPY":
-            raise UserError(f"{path} is a single .npy array, not an .npz archive; save all four arrays together with np.savez")
+            raise UserError(f"{path} is a single .npy array, not an .npz archive; "
+                            "save all four arrays together with np.savez")
         if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} is not a valid .npz archive (not a zip file); save the arrays with np.savez or np.savez_compressed")
+            raise UserError(f"{path} is not a valid .npz archive (not a zip file); "
+                            "save the arrays with np.savez or np.savez_compressed")
         # Each member of an .npz is decompressed every time it is indexed: read each one once.
         with np.load(path, allow_pickle=False) as z:
             return {k: _member(z, k, path) for k in z.files if k in (*REQUIRED, "classes")}, list(z.files)
+    except UserError:  # already says what is wrong (a ValueError, so it must pass first)
+        raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({_first_line(e)}); save it with np.savez or np.savez_compressed") from None
+        raise UserError(f"{path} is not a readable .npz file ({first_line(e)}); "
+                        "save it with np.savez or np.savez_compressed") from None
 
 
 def _member(z, key: str, path: Path) -> np.ndarray:
@@ -97,8 +104,6 @@ def _member(z, key: str, path: Path) -> np.ndarray:
     return array
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _hwc(x: np.ndarray) -> str:
@@ -127,7 +132,8 @@ def _images(x: np.ndarray, name: str, path: Path) -> np.ndarray:
 
 def _labels(y: np.ndarray, name: str, n: int, path: Path) -> np.ndarray:
     if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.integer):
-        raise UserError(f"{path}: {name} has dtype {y.dtype}, expected integer class indices; convert it with .astype(np.int64)")
+        raise UserError(f"{path}: {name} has dtype {y.dtype}, expected integer class indices; "
+                        "convert it with .astype(np.int64)")
     if y.ndim != 1:
         raise UserError(f"{path}: {name} has shape {y.shape}, expected 1-D (N,) class indices (not one-hot)")
     if len(y) != n:

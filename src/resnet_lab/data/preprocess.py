@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from resnet_lab.errors import UserError
+from resnet_lab.errors import UserError, first_line
 
 
 def load_image(path: str | Path, mode: str) -> Image.Image:
@@ -52,7 +52,7 @@ def preprocess_images(
             im = load_image(path, mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im, dtype=np.uint8))
         except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            reason = first_line(e)
             raise UserError(f"cannot read image {path} ({reason}); check that it is a valid image file") from None
     batch = torch.from_numpy(np.stack(arrays))
     batch = batch.unsqueeze(1) if in_channels == 1 else batch.permute(0, 3, 1, 2)

@@ -220,7 +220,7 @@ class _Tracer:
                 if not _all_finite(t):
                     self.forward_origin = (call["name"], label, t.detach().clone())
                     break
-        for label, t in outputs:
+        for _, t in outputs:
             if t.requires_grad:
                 t.register_hook(self._grad_out_hook(call))
         return None

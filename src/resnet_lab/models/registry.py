@@ -139,7 +139,8 @@ def create_model(name: str, *, weights: str | Path | None = None, **options) -> 
     spec = get_spec(name)
     unknown = set(options) - _OPTION_NAMES
     if unknown:
-        raise UserError(f"unknown model option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(_OPTION_NAMES))}")
+        raise UserError(f"unknown model option(s) {', '.join(sorted(unknown))}; "
+                        f"valid: {', '.join(sorted(_OPTION_NAMES))}")
     kwargs = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
     model = ResNet(spec.block, spec.layers, spec.widths, stem=spec.stem, **kwargs)
     model.spec = spec

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import UserError
-from .blocks import SHORTCUTS, BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, _Block
+from .blocks import SHORTCUTS, PreActBasicBlock, PreActBottleneck, _Block
 
 NORMS = ("batch", "group", "none")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")

@@ -44,8 +44,6 @@ def stage_summary(model, input_size: int, in_channels: int = 3) -> list[dict]:
     def params(*modules):
         return sum(count_params(m) for m in modules)
 
-    from torch.utils.flop_counter import FlopCounterMode  # imports triton: 0.2 s that training never needs
-
     was_training = model.training
     model.eval()
     try:

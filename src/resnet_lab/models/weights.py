@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file, never executing code from it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass a .pth/.safetensors file or a torchvision weight name")
+        raise UserError(f"weights file {path} does not exist; "
+                        "pass a .pth/.safetensors file or a torchvision weight name")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -33,7 +34,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"never loaded because they could run code; save model.state_dict() with torch.save, or use .safetensors"
         ) from None
     except Exception as exc:  # corrupted or not a weights file at all
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         raise UserError(f"cannot read weights from {path}: {reason}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # one of our checkpoints
@@ -54,10 +55,12 @@ def load_weights(model: nn.Module, spec, weights: str | Path) -> None:
         try:
             enum = get_weight(f"ResNet{spec.depth}_Weights.{weights}")
         except (ValueError, KeyError, AttributeError):
-            raise UserError(f"unknown torchvision weights {weights!r} for {spec.name}; try IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT") from None
+            raise UserError(f"unknown torchvision weights {weights!r} for {spec.name}; "
+                            "try IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT") from None
         state = enum.get_state_dict(progress=True)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise UserError(f"weights do not match {spec.name} ({first}); the classifier must have the same num_classes") from None
+        raise UserError(f"weights do not match {spec.name} ({first}); "
+                        "the classifier must have the same num_classes") from None

@@ -30,7 +30,8 @@ def inline_svg(svg: str, prefix: str) -> str:
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
     ids = set(re.findall(r'\bid="([^"]+)"', svg))
     if ids:
-        pattern = re.compile(r'(\bid="|url\(#|href="#)(' + "|".join(map(re.escape, sorted(ids, key=len, reverse=True))) + r')(?=["\)])')
+        pattern = re.compile(r'(\bid="|url\(#|href="#)('
+                             + "|".join(map(re.escape, sorted(ids, key=len, reverse=True))) + r')(?=["\)])')
         svg = pattern.sub(lambda m: f"{m.group(1)}{prefix}{m.group(2)}", svg)
     return svg.strip()
 

@@ -12,7 +12,7 @@ header { border-bottom: 1px solid var(--line); margin-bottom: 20px; padding-bott
 h1 { font-size: 1.75rem; line-height: 1.25; margin: 0 0 4px; }
 h2 { font-size: 1.3rem; margin: 32px 0 12px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 1.08rem; margin: 24px 0 8px; }
-p, li, dd, td, th, summary, figcaption, .subtitle { overflow-wrap: anywhere; }
+p, li, dd, summary, figcaption, .subtitle { overflow-wrap: anywhere; }
 .subtitle { color: var(--muted); margin: 0; font-size: 1.05rem; }
 .generated { color: var(--muted); margin: 6px 0 0; font-size: 0.85rem; }
 .meta { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; }
@@ -29,12 +29,20 @@ p, li, dd, td, th, summary, figcaption, .subtitle { overflow-wrap: anywhere; }
 .findings h2 { border: 0; margin: 4px 0 6px; font-size: 1.1rem; }
 .findings ul { margin: 0; padding-left: 1.2em; }
 .findings li { margin: 4px 0; }
+/* Tables never break words: a table wider than the page scrolls sideways inside its wrapper
+   instead of squeezing its columns (overflow-wrap: anywhere in a cell lets the table shrink a
+   column to one letter, so a 12-column table wrapped its first column letter by letter). */
 .table-wrap { overflow-x: auto; -webkit-overflow-scrolling: touch; margin: 12px 0 20px; max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.92rem; }
+td, th { overflow-wrap: normal; word-break: normal; hyphens: manual; }
 caption { caption-side: top; text-align: left; color: var(--muted); padding-bottom: 6px; }
 th, td { padding: 6px 12px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+/* The first column names the row: short names (cell-name-like, hyphens included) stay on one line,
+   long text gets room to wrap between words. */
+td.key, th.key { white-space: nowrap; }
+td.key-long, th.key-long { min-width: 12em; }
 tbody tr:hover { background: #fafbfc; }
 figure { margin: 16px 0 24px; }
 figure img, figure svg { display: block; max-width: 100%; height: auto; margin: 0 auto; }

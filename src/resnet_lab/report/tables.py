@@ -12,6 +12,9 @@ from typing import Any
 # without the braces, e.g. ".2%") or a callable value -> str.
 Column = tuple[str, str] | tuple[str, str, "str | Callable[[Any], str]"]
 
+# A first (text) column whose cells are all at most this long stays on one line (CSS class "key").
+KEY_MAX_CHARS = 40
+
 
 def is_number(value: Any) -> bool:
     """True for ints and floats (numpy's too), False for bools."""
@@ -64,21 +67,33 @@ def render_table(rows: Sequence[dict], columns: Sequence[Column] | None = None, 
     numeric = [all(is_number(row.get(c[0])) or row.get(c[0]) is None for row in rows) and
                any(is_number(row.get(c[0])) for row in rows) for c in columns]
 
-    def cls(is_num: bool) -> str:
-        return ' class="num"' if is_num else ""
+    # The first column names the row. Text that fits on one line (names such as
+    # "resnet20-none-relu-he@lr=1+clip=1") is kept on one line ("key"); longer text gets a
+    # minimum width to wrap in between words ("key-long").
+    first = None
+    if columns and not numeric[0]:
+        texts = [str(columns[0][1])] + [_format_cell(row.get(columns[0][0]),
+                                                     columns[0][2] if len(columns[0]) == 3 else None)
+                                        for row in rows]
+        first = "key" if max(len(text) for text in texts) <= KEY_MAX_CHARS else "key-long"
+
+    def cls(is_num: bool, index: int = -1) -> str:
+        names = (["num"] if is_num else []) + ([first] if index == 0 and first else [])
+        return f' class="{" ".join(names)}"' if names else ""
 
     parts = ['<div class="table-wrap"><table>']
     if caption:
         parts.append(f"<caption>{escape(caption)}</caption>")
     parts.append("<thead><tr>")
-    parts += [f'<th scope="col"{cls(num)}>{escape(str(c[1]))}</th>' for c, num in zip(columns, numeric)]
+    parts += [f'<th scope="col"{cls(num, i)}>{escape(str(c[1]))}</th>'
+              for i, (c, num) in enumerate(zip(columns, numeric))]
     parts.append("</tr></thead><tbody>")
     for row in rows:
         parts.append("<tr>")
-        for column, num in zip(columns, numeric):
+        for i, (column, num) in enumerate(zip(columns, numeric)):
             value = row.get(column[0])
             text = _format_cell(value, column[2] if len(column) == 3 else None)
-            parts.append(f"<td{cls(is_number(value) or (num and value is None))}>{escape(text)}</td>")
+            parts.append(f"<td{cls(is_number(value) or (num and value is None), i)}>{escape(text)}</td>")
         parts.append("</tr>")
     parts.append("</tbody></table></div>")
     return "".join(parts)

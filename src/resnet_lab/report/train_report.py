@@ -86,5 +86,6 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
         report.add_table([{k: r[k] for k in columns if k in r} for r in history],
                          caption="Per-epoch metrics (metrics.jsonl)")
     if result.events:
-        report.add_table(result.events, caption="Events (non-finite values, skipped steps, fp16 overflow steps, CUDA-graph fallback)")
+        report.add_table(result.events,
+                         caption="Events (non-finite values, skipped steps, fp16 overflow steps, CUDA-graph fallback)")
     return report.write(path)

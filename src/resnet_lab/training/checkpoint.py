@@ -35,7 +35,8 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass a .pt file or a run directory made by 'resnet-lab train'")
+        raise UserError(f"checkpoint {path} does not exist; "
+                        "pass a .pt file or a run directory made by 'resnet-lab train'")
     return path
 
 

@@ -70,7 +70,8 @@ def init_distributed(device: torch.device, timeout_s: float = 300.0) -> tuple[Di
     rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise UserError(f"rank {rank}: local rank {local_rank} has no GPU (only {torch.cuda.device_count()} visible); "
+            raise UserError(f"rank {rank}: local rank {local_rank} has no GPU "
+                            f"(only {torch.cuda.device_count()} visible); "
                             "lower --nproc_per_node")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

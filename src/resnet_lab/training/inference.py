@@ -18,14 +18,16 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
     state = load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
     if model_name is not None and model_name != config.model:
-        raise UserError(f"checkpoint {path} holds a {config.model}, not a {model_name}; pass the matching --model or none")
+        raise UserError(f"checkpoint {path} holds a {config.model}, not a {model_name}; "
+                        "pass the matching --model or none")
     info = state["data_info"]
     model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
                          **config.model_options)
     try:
         model.load_state_dict(checkpoint_weights(state, path, ema))
     except RuntimeError:
-        raise UserError(f"checkpoint {path} does not fit a {config.model} with its own options; the file is damaged") from None
+        raise UserError(f"checkpoint {path} does not fit a {config.model} with its own options; "
+                        "the file is damaged") from None
     return model.to(device).eval(), state
 
 
@@ -34,7 +36,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
     ``flip``: with flip test-time augmentation."""
     from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders
-    from .trainer import check_flip_tta, evaluate
+    from .evaluation import check_flip_tta, evaluate
 
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]

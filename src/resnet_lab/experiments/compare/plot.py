@@ -1,10 +1,11 @@
 """The chart of a model comparison: accuracy against training throughput, marker area = memory.
 
-Kept apart from ``compare.py`` so that measuring never imports matplotlib.
+Kept apart from ``run.py`` so that measuring never imports matplotlib.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -33,26 +34,9 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
             return max(r["reference_top1"].values())
         return r["paper_cifar10"] if cifar else r["gflops"]
 
-    biggest = max(r["peak_train_memory_mib"] for r in rows) or 1.0
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
-    import math
-
-    # Labels right of each marker, alternately above and below (in order of x) so that
-    # neighbours with similar throughput do not print over each other.
-    for i, r in enumerate(sorted(shown, key=lambda r: r["train_images_per_s"])):
-        x, y = r["train_images_per_s"], y_of(r)
-        area = 80 + 1500 * r["peak_train_memory_mib"] / biggest  # area, not radius, scales with memory
-        ax.scatter([x], [y], s=area, alpha=0.55, edgecolors="black", linewidths=0.8)
-        label = r["name"]
-        if imagenet:
-            weights = max(r["reference_top1"], key=r["reference_top1"].get)
-            label += f" ({weights})"
-        label += f"\n{r['peak_train_memory_mib']:.0f} MiB, {r['latency_ms_batch1']:.1f} ms @ batch 1"
-        radius = math.sqrt(area / math.pi)  # points
-        above = i % 2 == 0
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(radius * 0.7 + 3, 6 if above else -6),
-                    va="bottom" if above else "top", fontsize=8)
-
+    _draw_models(ax, shown, y_of, biggest=max(r["peak_train_memory_mib"] for r in rows) or 1.0,
+                 with_weights=bool(imagenet))
     ax.set_xlabel(f"training throughput (images/s, batch {settings['batch_size']}, "
                   f"{'/'.join(str(s) for s in sorted({r['input_size'] for r in shown}))} px, {settings['precision']})")
     ax.set_ylabel("ImageNet top-1 (%), torchvision weights" if imagenet
@@ -78,6 +62,24 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
         written.append(out)
     plt.close(fig)
     return written
+
+
+def _draw_models(ax, shown: list[dict], y_of, biggest: float, with_weights: bool) -> None:
+    """One marker per model (area ~ training memory), labelled right of it, alternately above and
+    below (in order of x) so that neighbours with similar throughput do not print over each other."""
+    for i, r in enumerate(sorted(shown, key=lambda r: r["train_images_per_s"])):
+        x, y = r["train_images_per_s"], y_of(r)
+        area = 80 + 1500 * r["peak_train_memory_mib"] / biggest  # area, not radius, scales with memory
+        ax.scatter([x], [y], s=area, alpha=0.55, edgecolors="black", linewidths=0.8)
+        label = r["name"]
+        if with_weights:
+            weights = max(r["reference_top1"], key=r["reference_top1"].get)
+            label += f" ({weights})"
+        label += f"\n{r['peak_train_memory_mib']:.0f} MiB, {r['latency_ms_batch1']:.1f} ms @ batch 1"
+        radius = math.sqrt(area / math.pi)  # points
+        above = i % 2 == 0
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(radius * 0.7 + 3, 6 if above else -6),
+                    va="bottom" if above else "top", fontsize=8)
 
 
 def _pad_limits(ax, xs, ys) -> None:

@@ -15,26 +15,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..report import Report, run_metadata
-from ..files import atomic_write_text
+from ...files import atomic_write_text
+from ...report import Report, run_metadata
+from .table import shortcut_of, with_spread
 
 
 def _pct(value: float | None) -> str:
     return "\u2014" if value is None else f"{100 * value:.2f}%"
 
 
-def _with_spread(net: dict, key: str) -> str:
-    if len(net.get("seeds", [])) > 1:
-        return f"{100 * net[key]:.2f}% ± {100 * net[key + '_std']:.2f}"
-    return _pct(net[key])
-
-
 def network_rows(result: dict) -> list[dict]:
     """One row per network for tables: params, final errors (± spread over seeds), time."""
-    return [{"model": n["model"], "depth": n["depth"], "shortcut": n["shortcut_option"] if "shortcut_option" in n
-             else ("A" if n["shortcut"] else "none"), "params": n["params"],
-             "final_train_error": _with_spread(n, "final_train_error"),
-             "final_test_error": _with_spread(n, "final_test_error"),
+    return [{"model": n["model"], "depth": n["depth"], "shortcut": shortcut_of(n), "params": n["params"],
+             "final_train_error": with_spread(n, "final_train_error"),
+             "final_test_error": with_spread(n, "final_test_error"),
              "best_test_error": _pct(min(n["test_error"])) if n["test_error"] else None,
              "time_s": round(n["time_s"], 1)} for n in result["networks"]]
 
@@ -46,8 +40,9 @@ TABLE_COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcu
 
 def write_degradation_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write results.json, degradation.png/.svg, gradient_flow.png/.svg and report.html in ``out_dir``;
-    return their paths by name (``results``, ``figure``, ``figure_svg``, ``gradients``, ``report``)."""
-    from .degradation_plot import plot_degradation, plot_degradation_gradients
+    return their paths by name (``results``, ``figure``, ``figure_svg``, ``gradients``, ``gradients_svg``,
+    ``report``; no ``gradients*`` without gradient snapshots)."""
+    from .plot import plot_degradation, plot_degradation_gradients
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,10 +52,15 @@ def write_degradation_outputs(result: dict, out_dir: str | Path) -> dict[str, Pa
     paths["figure"], paths["figure_svg"] = png, svg
     grad = plot_degradation_gradients(result, out / "gradient_flow.png")
     if grad:
-        paths["gradients"] = grad[0]
-    paths["report"] = write_report(result, out / "report.html",
-                                   figures={"training": svg, "gradients": grad[1] if grad else None})
+        paths["gradients"], paths["gradients_svg"] = grad
+    paths["report"] = write_report(result, out / "report.html", figures=report_figures(paths))
     return paths
+
+
+def report_figures(paths: dict[str, Path]) -> dict[str, Path | None]:
+    """The figures a report embeds (``training``, ``gradients``: SVG), from the paths
+    ``write_degradation_outputs`` returned."""
+    return {"training": paths["figure_svg"], "gradients": paths.get("gradients_svg")}
 
 
 def write_report(result: dict, path: str | Path, figures: dict | None = None) -> Path:
@@ -119,7 +119,7 @@ def add_degradation_section(report, result: dict, figures: dict | None = None,
     figures = figures or {}
     training = figures.get("training")
     if training is None:
-        from .degradation_plot import degradation_figure
+        from .plot import degradation_figure
 
         training = degradation_figure(result)
     report.add_figure(training, caption="Plain nets (left) and ResNets (right): bold solid lines are training error, "
@@ -129,7 +129,7 @@ def add_degradation_section(report, result: dict, figures: dict | None = None,
     report.add_heading("Gradient flow")
     gradients = figures.get("gradients")
     if gradients is None:
-        from .degradation_plot import gradient_figure
+        from .plot import gradient_figure
 
         gradients = gradient_figure(result)
     if gradients is not None:

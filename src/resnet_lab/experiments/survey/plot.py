@@ -1,5 +1,5 @@
 """Heat maps of a survey: rows = variants (norm/activation/init), columns = depth, plain and
-residual side by side. Kept apart from ``survey.py`` so that measuring never imports matplotlib.
+residual side by side. Kept apart from ``run.py`` so that measuring never imports matplotlib.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot: the process-wide backend is left
 alone and no display is needed).

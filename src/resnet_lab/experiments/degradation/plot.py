@@ -6,7 +6,7 @@ depth; bold solid lines = training error, thin dashed lines = test error; error 
 plain (dashed) and residual (solid) overlaid, log scale.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no display needed); kept apart
-from ``degradation.py`` so that running the experiment never imports matplotlib.
+from ``run.py`` so that running the experiment never imports matplotlib.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""Outputs of a model comparison: compare.json, the chart, and a report section."""
+"""Outputs of a model comparison: compare.json, the chart, and a report section.
+
+``write_compare_outputs(result, out_dir)`` writes them and returns their paths.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .compare import published_accuracy
+from .reference import published_accuracy
 
 COLUMNS = [("name", "model"), ("params", "params"), ("gflops_native", "GFLOPs (native)"), ("layers", "layers"),
            ("peak_train_memory_mib", "train memory (MiB)"), ("train_images_per_s", "train img/s"),
@@ -35,20 +38,23 @@ def add_compare_section(report, result: dict, chart: Path | None) -> None:
 
 
 def write_compare_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
-    """compare.json, compare.png/.svg and report.html in ``out_dir``."""
-    from ..report import Report, run_metadata
-    from ..files import atomic_write_text
-    from .compare_plot import plot_comparison
+    """Write compare.json, compare.png/.svg and report.html in ``out_dir``; return their paths by name
+    (``json``, ``chart``: the SVG a report embeds, ``chart_png``, ``report``)."""
+    from ...files import atomic_write_text
+    from ...report import Report, run_metadata
+    from .plot import plot_comparison
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
     charts = plot_comparison(result, out / "compare.png")
     chart = next((p for p in charts if p.suffix == ".svg"), None)
+    chart_png = next((p for p in charts if p.suffix == ".png"), None)
     s = result["settings"]
     report = Report("Model comparison", f"measured on {s['device']}")
     report.set_meta(settings=s, data="synthetic inputs (timing only)", seeds="-",
                     run_time_s=result.get("run_time_s", 0.0), **run_metadata(s["device"]))
     add_compare_section(report, result, chart)
     report.add_json(result, caption="Raw data (compare.json)")
-    return {"json": out / "compare.json", "chart": chart, "report": report.write(out / "report.html")}
+    return {"json": out / "compare.json", "chart": chart, "chart_png": chart_png,
+            "report": report.write(out / "report.html")}

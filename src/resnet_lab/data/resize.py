@@ -1,0 +1,38 @@
+"""Resizing images: a batch (``resize_images``) or a whole in-memory data set (``resize_dataset``).
+
+Both resample bilinearly with antialiasing (``align_corners=False``), so images shrunk here look
+the same whether a data set was resized once up front or each batch on the fly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.nn import functional as F
+
+from ..errors import UserError
+from .dataset import InMemoryDataset
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` (N, C, H, W) resized to ``size`` x ``size``; uint8 images stay uint8 (rounded, clamped
+    to 0-255, contiguous), floating-point batches stay floating point."""
+    if x.dtype == torch.uint8:
+        out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return out.round().clamp_(0, 255).to(torch.uint8).contiguous()
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_dataset(ds, size: int):
+    """A copy of an in-memory data set with every image resized (bilinear) to ``size`` x ``size``;
+    anything else (an image folder: its loader resizes) or a data set already that size is returned as is."""
+    if not isinstance(ds, InMemoryDataset) or ds.image_size == size:
+        return ds
+    if size < 8:
+        raise UserError(f"--image-size must be at least 8, got {size}")
+    return dataclasses.replace(ds, name=f"{ds.name} at {size}x{size}", x_train=resize_images(ds.x_train, size),
+                               x_test=resize_images(ds.x_test, size), mean=None, std=None)
+
+
+__all__ = ["resize_dataset", "resize_images"]

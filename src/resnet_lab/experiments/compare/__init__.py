@@ -1,0 +1,22 @@
+"""Models measured side by side on this machine, and which to choose for which budget.
+
+- ``run``: ``compare_models`` measures the models (``runner``: one model and its timed calls) and
+  returns data;
+- ``reference``: published accuracy (torchvision's ImageNet top-1, the papers' CIFAR-10);
+- ``findings``: ``verdict``, the sentences on which model to pick, one function per sentence family;
+- ``table``: the terminal table (``compare_text``);
+- ``report``: ``write_compare_outputs`` writes compare.json, the chart and report.html and returns
+  their paths (``add_compare_section``);
+- ``plot``: the chart (imports matplotlib when drawing).
+
+Timing and memory helpers (``time_call``, ``calls_for``, ``saved_tensor_bytes``) live in ``resnet_lab.measure``.
+"""
+
+from .findings import verdict
+from .reference import PAPER_CIFAR10, published_accuracy, reference_cifar10, reference_top1
+from .report import add_compare_section, write_compare_outputs
+from .run import PRECISIONS, compare_models
+from .table import compare_text
+
+__all__ = ["PAPER_CIFAR10", "PRECISIONS", "add_compare_section", "compare_models", "compare_text",
+           "published_accuracy", "reference_cifar10", "reference_top1", "verdict", "write_compare_outputs"]

@@ -1,0 +1,312 @@
+"""The degradation experiment (He et al. 2015, Fig. 1 and Fig. 6): plain and residual nets of
+several depths, trained with one recipe on one data set, compared on training error.
+
+``run_degradation(depths=(20, 56))`` trains ``plain20``, ``resnet20``, ``plain56`` and ``resnet56``
+(CIFAR family, option A shortcuts, so a plain net and its residual twin have the same
+parameters) for every seed with identical settings, and records for each network:
+
+* training and test error per epoch (mean over seeds, and the spread over seeds);
+* a finer training-error curve every ``log_every`` steps;
+* gradient-flow snapshots (per layer group gradient norm) at a few epochs.
+
+Then it says (``findings``), from the measured final training errors and never by assumption,
+whether degradation showed up: the deeper *plain* net ending with a higher training error than
+the shallower one, while the deeper *ResNet* ends lower than the shallower ResNet.
+
+It returns data; ``write_degradation_outputs`` (``report``) writes ``results.json``, the figures
+and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ...errors import UserError
+from .findings import findings
+from .networks import model_name, network_entry, snapshot_epochs
+
+#: Points per epoch of the finer training curve when ``log_every`` is not given.
+POINTS_PER_EPOCH = 4
+KINDS = ("plain", "resnet")
+
+
+# --------------------------------------------------------------------------- checks
+
+def _distinct_ints(values: Sequence[int], what: str, example: str) -> list[int]:
+    """Integers, at least one, none repeated: the shared check for --depths and --seeds."""
+    try:
+        values = [int(v) for v in values]
+    except (TypeError, ValueError):
+        raise UserError(f"{what} must be integers such as {example}, got {values!r}") from None
+    if not values:
+        raise UserError(f"give at least one {what[:-1]}, e.g. --{what} {example}")
+    if len(set(values)) != len(values):
+        raise UserError(f"each {what[:-1]} once, please: {' '.join(map(str, values))}")
+    return values
+
+
+def _check_depths(depths: Sequence[int]) -> list[int]:
+    from ...models import get_spec
+
+    depths = _distinct_ints(depths, "depths", "20 56")
+    for d in depths:
+        get_spec(model_name("resnet", d))  # the zoo's own message for a depth that is not 6n+2
+    return sorted(depths)
+
+
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    return _distinct_ints(seeds, "seeds", "0 1 2")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+# --------------------------------------------------------------------------- data
+
+def limit_dataset(ds, train: int | None = None, test: int | None = None, seed: int = 0):
+    """A copy of an in-memory data set with at most ``train``/``test`` images, drawn by a seeded
+    shuffle (the shared CIFAR files are sorted by class, so a plain prefix would be one class)."""
+    import torch
+
+    from ...data import InMemoryDataset
+
+    if not isinstance(ds, InMemoryDataset):
+        raise UserError("a limit on the number of images needs in-memory data (digits, cifar10, npz:PATH)")
+    for label, n in (("train", train), ("test", test)):
+        if n is not None and n < 1:
+            raise UserError(f"the {label} image limit must be at least 1, got {n}")
+    g = torch.Generator().manual_seed(seed)
+
+    def pick(x, y, n):
+        if n is None or n >= len(y):
+            return x, y
+        idx = torch.randperm(len(y), generator=g)[:n].sort().values
+        return x[idx].contiguous(), y[idx]
+
+    x_train, y_train = pick(ds.x_train, ds.y_train, train)
+    x_test, y_test = pick(ds.x_test, ds.y_test, test)
+    name = ds.name if (train, test) == (None, None) else f"{ds.name} [subset]"
+    return dataclasses.replace(ds, name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                               mean=None, std=None)
+
+
+def _load_dataset(dataset, data: str, first):
+    """The data set every net trains on: ``dataset`` if given, else ``data`` loaded; resized to the
+    config's ``image_size`` when it is in memory (folder data: the trainer resizes)."""
+    from ...data import resize_dataset
+
+    if dataset is None:
+        from ...data import load_data
+
+        dataset = load_data(data, first.data_dir, val_split=first.val_split, seed=0)
+    if first.image_size is not None:
+        dataset = resize_dataset(dataset, first.image_size)
+    return dataset
+
+
+# --------------------------------------------------------------------------- the plan
+
+@dataclasses.dataclass
+class _Plan:
+    """Every network's validated config, resolved before any data is loaded or any net trained."""
+    depths: list[int]
+    seeds: list[int]
+    shortcut: str
+    configs: dict  # (kind, depth, seed) -> TrainConfig
+    run_dirs: dict  # (kind, depth, seed) -> Path, when the runs are kept
+
+    @property
+    def first(self):
+        return self.configs[(KINDS[0], self.depths[0], self.seeds[0])]
+
+
+def _kind_options(model_options: dict | None) -> tuple[str, dict]:
+    """The ResNets' shortcut option and each kind's model options: the plain nets never get
+    shortcuts; any other model option applies to every net alike."""
+    options = dict(model_options or {})
+    shortcut = options.pop("shortcut", None) or "A"
+    if shortcut == "none":
+        raise UserError("shortcut 'none' would make the ResNets plain; choose A (the paper's, default), B or C")
+    return shortcut, {"plain": options, "resnet": {**options, "shortcut": shortcut} if shortcut != "A" else options}
+
+
+def _run_dirs(configs: dict, out: str | Path | None) -> dict:
+    """Where each run is kept (``out/runs/<model>-seed<s>``); refuses folders that hold a run."""
+    if out is None:
+        return {}
+    run_dirs = {(k, d, s): Path(out) / "runs" / f"{model_name(k, d)}-seed{s}" for (k, d, s) in configs}
+    taken = [str(p) for p in run_dirs.values() if (p / "config.json").exists()]
+    if taken:
+        raise UserError(f"{taken[0]} already holds a run; choose another output folder or remove it")
+    return run_dirs
+
+
+def _plan(depths, seeds, recipe: str, log_every, common: dict, train_overrides: dict) -> _Plan:
+    """Check the arguments and resolve (and validate) every network's config; no run folders yet."""
+    from ...training import resolve_config
+
+    depths = _check_depths(depths)
+    seeds = _check_seeds(seeds)
+    if log_every is not None and log_every < 0:
+        raise UserError(f"log_every must be >= 0, got {log_every}")
+    for reserved in ("model", "seed", "out", "data"):
+        if reserved in train_overrides:
+            raise UserError(f"{reserved} is set by the experiment; it cannot be overridden")
+    common = {**common, **train_overrides}
+    shortcut, kind_options = _kind_options(common.pop("model_options", None))
+    common.setdefault("eval_every", 1)  # the curves need the test error of every epoch
+    configs = {(k, d, s): resolve_config(recipe, model=model_name(k, d), seed=s, model_options=kind_options[k] or None,
+                                         **common)
+               for d in depths for k in KINDS for s in seeds}
+    return _Plan(depths, seeds, shortcut, configs, {})
+
+
+def _run_length(dataset, first, log_every: int | None) -> dict:
+    """Steps per epoch, the finer curve's ``log_every``, total steps and the epochs that run."""
+    steps_per_epoch = len(dataset.y_train) // first.batch_size if hasattr(dataset, "y_train") else None
+    if steps_per_epoch == 0:
+        raise UserError(f"batch size {first.batch_size} leaves no full batch in {dataset.description()}; "
+                        "lower --batch-size")
+    if log_every is None:
+        log_every = max(1, (steps_per_epoch or 4 * POINTS_PER_EPOCH) // POINTS_PER_EPOCH)
+    total_steps = first.steps or (first.epochs * steps_per_epoch if steps_per_epoch else None)
+    epochs_run = math.ceil(total_steps / steps_per_epoch) if total_steps and steps_per_epoch else first.epochs
+    return {"steps_per_epoch": steps_per_epoch, "log_every": log_every, "total_steps": total_steps,
+            "epochs_run": epochs_run}
+
+
+def _parameter_counts(plan: _Plan, dataset) -> dict:
+    """Parameters per (kind, depth), from meta copies (a plain net and its option-A twin agree)."""
+    import torch
+
+    from ...models import count_params, create_model
+
+    params = {}
+    for d in plan.depths:
+        for k in KINDS:
+            with torch.device("meta"):
+                net = create_model(model_name(k, d), num_classes=dataset.num_classes,
+                                   in_channels=dataset.in_channels, **plan.configs[(k, d, plan.seeds[0])].model_options)
+            params[(k, d)] = count_params(net)
+    return params
+
+
+# --------------------------------------------------------------------------- training
+
+def _train_one(c, dataset, say, verbose: bool) -> dict:
+    """Train one network with one seed; its record (the per-epoch errors and the histories)."""
+    from ...diagnostics import NonFiniteError
+    from ...training import train
+
+    t0 = time.perf_counter()
+    try:
+        result = train(c, log=(lambda m: say(f"  {m}")) if verbose else (lambda *_: None), dataset=dataset)
+    except NonFiniteError as err:  # name the network; a lower lr or on_nonfinite="skip" helps
+        raise NonFiniteError(f"{c.model} (seed {c.seed}): {err}; lower the learning rate or pass "
+                             "on_nonfinite='skip' (--on-nonfinite skip)", step=err.step,
+                             report=err.report) from err
+    seconds = time.perf_counter() - t0
+    history = result.history
+    train_error = [1.0 - h["train_acc"] for h in history]
+    test_error = [1.0 - h["test_acc"] for h in history]
+    say(f"  {c.model} seed {c.seed}: final training error {_pct(train_error[-1])}, "
+        f"test error {_pct(test_error[-1])} ({seconds:.1f} s)")
+    return {"seed": c.seed, "train_error": train_error, "test_error": test_error,
+            "final_train_error": train_error[-1], "final_test_error": test_error[-1],
+            "train_loss": [h["train_loss"] for h in history],
+            "test_loss": [h["test_loss"] for h in history],
+            "steps": result.steps, "time_s": seconds,
+            "images_per_s": statistics.fmean(h["images_per_s"] for h in history),
+            "history": history, "step_history": result.step_history,
+            "run_dir": str(result.run_dir) if result.run_dir else None}
+
+
+def _train_networks(plan: _Plan, dataset, params: dict, snap: list[int], say, verbose: bool) -> list[dict]:
+    """Every network (by depth, plain before residual), every seed; one entry per network."""
+    networks = []
+    done, total = 0, len(plan.configs)
+    for d in plan.depths:
+        for k in KINDS:
+            runs = []
+            for s in plan.seeds:
+                c = plan.configs[(k, d, s)]
+                if (k, d, s) in plan.run_dirs:
+                    c.out = str(plan.run_dirs[(k, d, s)])
+                done += 1
+                say(f"[{done}/{total}] {c.model}, seed {s}")
+                runs.append(_train_one(c, dataset, say, verbose))
+            networks.append(network_entry(k, d, params[(k, d)], runs, snap, plan.shortcut))
+    return networks
+
+
+def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, snap: list[int]) -> dict:
+    first = plan.first
+    return {
+        "depths": plan.depths, "seeds": plan.seeds, "recipe": recipe, "data": data, "shortcut": plan.shortcut,
+        "data_description": dataset.description(), "eval_split": getattr(dataset, "eval_split", "test"),
+        "device": str(dev), "epochs": first.epochs, "steps": first.steps, "epochs_run": length["epochs_run"],
+        "steps_per_epoch": length["steps_per_epoch"], "total_steps": length["total_steps"],
+        "log_every": length["log_every"], "snapshot_epochs": snap,
+        "train": {k: v for k, v in first.to_dict().items()
+                  if k not in ("model", "seed", "out", "progress", "tensorboard", "log_every", "data")},
+        "effective_lr": first.effective_lr,
+    }
+
+
+# --------------------------------------------------------------------------- the experiment
+
+def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", seeds: Sequence[int] = (0,),
+                    recipe: str = "default", epochs: int | None = None, device: str = "auto",
+                    log_every: int | None = None, out: str | Path | None = None,
+                    log: Callable[[str], object] | None = print, progress: bool = False, dataset=None,
+                    **train_overrides) -> dict:
+    """Train plain and residual nets of each depth with the same recipe, data and seeds.
+
+    Args:
+        depths: CIFAR depths (6n+2: 8, 14, 20, 32, 44, 56, 110, ...); default 20 and 56.
+        data: data set spec (``digits``, ``cifar10``, ``npz:PATH``, ...), loaded once for all nets.
+        seeds: one run per seed and network; curves and final errors are means over seeds, with
+            their sample standard deviation as the spread.
+        recipe, epochs, device, **train_overrides: as ``resolve_config`` (``batch_size``, ``lr``,
+            ``schedule``, ``steps``, ``data_dir``, ``val_split``, ...), the same for every net.
+        log_every: steps between points of the finer training curve (default: about
+            ``POINTS_PER_EPOCH`` per epoch).
+        out: also keep each net's run directory (checkpoints, metrics) in ``out/runs/<model>-seed<s>``.
+        log: progress messages (``None``: silent); ``progress``: tqdm bars per epoch.
+        dataset: an already loaded data set (then ``data`` only names it).
+        image_size (a train override): also resizes in-memory data (digits: ``image_size=16``
+            trains about four times faster than the default 32x32 upsampling of its 8x8 images).
+
+    Returns a JSON-ready dict: ``settings``, ``networks`` (one entry per net: ``model, depth, shortcut,
+    shortcut_option, params, seeds, epochs, train_error, test_error`` (lists per epoch) and their
+    ``_std``, ``final_train_error, final_test_error`` and their ``_std``, ``step_curve``,
+    ``gradient_flow``, ``time_s``, per-seed ``runs``), ``findings``, ``run_time_s``, ``hardware``.
+    """
+    from ...runtime import hardware_info, pick_device
+
+    say = log or (lambda *_: None)
+    common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress)
+    plan = _plan(depths, seeds, recipe, log_every, common, train_overrides)
+    dev = pick_device(plan.first.device)
+    plan.run_dirs = _run_dirs(plan.configs, out)
+    start = time.perf_counter()
+    dataset = _load_dataset(dataset, data, plan.first)
+    length = _run_length(dataset, plan.first, log_every)
+    for c in plan.configs.values():
+        c.log_every = length["log_every"]
+    params = _parameter_counts(plan, dataset)
+    say(f"degradation: {', '.join(model_name(k, d) for d in plan.depths for k in KINDS)} on "
+        f"{dataset.description()}, {dev}, {len(plan.seeds)} seed(s), {length['epochs_run']} epochs x "
+        f"{length['steps_per_epoch']} steps, recipe {recipe}")
+    snap = snapshot_epochs(length["epochs_run"] or 1)
+    networks = _train_networks(plan, dataset, params, snap, say, verbose=log is not None)
+    settings = _settings(plan, length, dataset, data, recipe, dev, snap)
+    return {"experiment": "degradation", "settings": settings, "networks": networks,
+            "findings": findings(networks, settings), "run_time_s": time.perf_counter() - start,
+            "hardware": hardware_info(dev)}

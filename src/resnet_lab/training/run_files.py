@@ -1,0 +1,173 @@
+"""A run's directory: what `resnet-lab train` writes there, and the rules that keep it safe.
+
+Files (rank 0 only): ``config.json``, ``metrics.jsonl`` (one row per epoch), ``events.json``
+(non-finite steps, fp16 overflows, graph fallback), ``gradients.jsonl`` and
+``nonfinite_report.json`` (the gradient monitor), ``tb/`` (TensorBoard), ``last.pt``,
+``best.pt``. Everything is written atomically; a checkpoint never holds NaN/Inf; after a
+resume every record exists once.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from ..diagnostics.records import read_jsonl, trim_jsonl
+from ..errors import UserError
+from ..files import atomic_write_text, write_json
+from ..runtime import hardware_info
+from .checkpoint import all_finite, load_checkpoint, save_checkpoint
+from .config import RESUMABLE, TrainConfig
+
+# Scalars of a metrics row that go to TensorBoard, by chart group.
+_TB_GROUPS = {"train_loss": "loss", "test_loss": "loss", "train_acc": "accuracy", "test_acc": "accuracy",
+              "ema_test_acc": "accuracy", "tta_test_acc": "accuracy", "lr": "lr", "images_per_s": "speed"}
+
+
+def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
+    """Refuse to write over a run that can be continued unless resuming it; fail early if the
+    folder cannot be written (before data and model are set up)."""
+    if out is None:
+        return None
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file; give a directory")
+    if not resuming and (run_dir / "last.pt").exists():
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()
+        for leftover in run_dir.glob(".*.tmp"):  # an atomic write that a kill interrupted
+            leftover.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write the run directory {run_dir} ({err.strerror or err}); "
+                        "choose a writable --out") from None
+    return run_dir
+
+
+def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:
+    """The run's own settings (only those in ``RESUMABLE`` come from ``config``) and its checkpoint.
+
+    A run directory that has ``config.json`` but no ``last.pt`` stopped before its first
+    checkpoint: it starts again from step 0 with its own settings (checkpoint None).
+    """
+    path = Path(resume)
+    if path.is_dir() and not (path / "last.pt").exists() and (path / "config.json").is_file():
+        try:
+            saved, checkpoint = TrainConfig.from_dict(json.loads((path / "config.json").read_text())), None
+        except (ValueError, TypeError) as err:
+            raise UserError(f"{path / 'config.json'} is damaged ({err}); start a new run with another --out") from None
+        log(f"note: {path} stopped before its first checkpoint; starting it again from step 0")
+    else:
+        checkpoint = load_checkpoint(resume)
+        saved = TrainConfig.from_dict(checkpoint["config"])
+    for name in RESUMABLE:
+        setattr(saved, name, getattr(config, name))
+    saved.out = str(path if path.is_dir() else path.parent)
+    return saved, checkpoint
+
+
+class RunFiles:
+    """The files of one run; with no run directory (a library call) it writes nothing."""
+
+    def __init__(self, run_dir: Path | None, c: TrainConfig, parts, state, ctx, device, resumed: bool, log):
+        self.run_dir, self.c, self.parts, self.state, self.ctx, self.device, self.log = \
+            run_dir, c, parts, state, ctx, device, log
+        self.saved_step = state.step if resumed else None  # the step last.pt holds
+        self.writer = None
+        writes = run_dir is not None and ctx.is_main
+        if writes:
+            if not resumed:
+                _clear_records(run_dir)
+                write_json(run_dir / "config.json", self._config_record())
+            # Exactly once: the steps replayed since the checkpoint are recorded again.
+            trim_jsonl(run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < state.step)
+            if c.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step)
+        self.monitor = _make_monitor(parts.model, c, run_dir if writes else None, self.writer)
+        if self.monitor is not None and resumed and writes and (run_dir / "gradients.jsonl").exists():
+            self.monitor.continue_from(read_jsonl(run_dir / "gradients.jsonl"))
+
+    def _config_record(self) -> dict:
+        p = self.parts
+        return {**self.c.to_dict(), "resolved": {"effective_lr": self.c.effective_lr, "total_steps": p.total_steps,
+                                                 "steps_per_epoch": p.steps_per_epoch, "epochs": p.num_epochs,
+                                                 "params": p.params},
+                "data_info": p.info, "hardware": hardware_info(self.device), "world_size": self.ctx.world_size}
+
+    def save(self, name: str) -> bool:
+        """Write ``name``.pt. Called on every rank at the same step; rank 0 writes. False when the
+        state is not finite: a checkpoint never holds NaN/Inf (BatchNorm buffers included)."""
+        if self.run_dir is None:
+            return False
+        state = self.state.state_dict(self.parts, self.c, self.device, self.ctx)
+        if not all_finite(state["model"]) or (state["ema"] is not None and not all_finite(state["ema"])):
+            self.state.events.append({"step": self.state.step, "kind": "not_saved",
+                                      "detail": f"{name}: non-finite weights"})
+            self.log(f"warning: weights are not finite at step {self.state.step}; {name}.pt was not overwritten")
+            return False
+        if self.ctx.is_main:
+            if self.monitor is not None:
+                self.monitor.flush()  # every record before this step is on disk before the checkpoint
+            if self.state.events:
+                write_json(self.run_dir / "events.json", self.state.events)
+            save_checkpoint(self.run_dir / f"{name}.pt", state)
+        if name == "last":
+            self.saved_step = self.state.step
+        return True
+
+    def write_epoch(self, row: dict) -> None:
+        """The epoch's metrics row: metrics.jsonl (rewritten whole, atomically: never half a line)
+        and TensorBoard scalars."""
+        if not self.ctx.is_main:
+            return
+        if self.run_dir is not None:
+            atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.state.history))
+        if self.writer is not None:
+            for key, group in _TB_GROUPS.items():
+                if row.get(key) is not None:  # not on an epoch without evaluation, --ema or --tta
+                    self.writer.add_scalar(f"{group}/{key}", row[key], row["step"])
+            self.writer.flush()
+
+    def checkpoint_note(self, kept: bool) -> str:
+        """What the run directory holds after a non-finite stop: said plainly, never assumed."""
+        last = self.run_dir / "last.pt" if self.run_dir is not None else None
+        if last is None:
+            return "nothing was saved (no run directory)"
+        if kept:
+            return f"{last} holds the last finite state (step {self.state.step})"
+        if self.saved_step is not None:
+            return f"the state was no longer finite; {last} keeps step {self.saved_step}"
+        return "the state was never finite at a checkpoint: no checkpoint was written"
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.monitor is not None:
+            self.monitor.close()
+
+
+def _clear_records(run_dir: Path) -> None:
+    """A new run in a folder whose earlier attempt died before its first checkpoint: drop that
+    attempt's records, so nothing of it is mistaken for this run's."""
+    for name in ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _make_monitor(model, c: TrainConfig, run_dir: Path | None, writer):
+    """Per-layer gradient norms every ``monitor_every`` steps, and the NaN/Inf policy every step.
+
+    ``--no-monitor`` drops the records, never the policy: skip/stop still check every step.
+    """
+    if not c.monitor and c.on_nonfinite == "warn":
+        return None
+    from ..diagnostics import GradientMonitor
+
+    records = run_dir is not None and c.monitor
+    return GradientMonitor(model, every=c.monitor_every if c.monitor else 0, nonfinite=c.on_nonfinite,
+                           tb_writer=writer if c.monitor else None,
+                           jsonl_path=run_dir / "gradients.jsonl" if records else None,
+                           report_path=run_dir / "nonfinite_report.json" if run_dir is not None else None)

@@ -1,0 +1,137 @@
+"""Everything a run trains with, built once from its config: data, model, optimiser, loaders."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..models import create_model
+from .config import TrainConfig
+from .ema import WeightEMA
+from .evaluation import check_flip_tta
+from .precision import resolve_precision
+
+
+@dataclass
+class RunParts:
+    """The objects of one run. ``step_model`` is what the step calls: the model itself, or it
+    wrapped by DistributedDataParallel and/or ``torch.compile``."""
+
+    model: nn.Module
+    step_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: WeightEMA | None
+    train_loader: object
+    test_loader: object
+    info: dict
+    precision: str
+    steps_per_epoch: int
+    total_steps: int
+    num_epochs: int
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunParts:
+    """Data, then the model (seeded, so the same config gives the same initial weights), then
+    what trains it."""
+    from ..data import FolderDataset, load_data
+
+    ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.seed)
+    if c.tta:
+        check_flip_tta(ds)
+    for warning in getattr(ds, "warnings", []):
+        log(f"warning: {warning}")
+
+    torch.manual_seed(c.seed)
+    model = create_model(c.model, num_classes=ds.num_classes, in_channels=ds.in_channels, **c.model_options)
+    image_size = (c.image_size or model.spec.input_size) if isinstance(ds, FolderDataset) else ds.image_size
+    info = data_info(ds, c.data, image_size)
+    model.to(device)
+    if c.channels_last:
+        model.to(memory_format=torch.channels_last)
+    precision = resolve_precision(c.precision, device)
+    optimizer = build_optimizer(model, c)
+    ema = WeightEMA(model, c.ema) if c.ema else None  # a copy of the plain model, before any wrapping
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    train_loader, test_loader = make_loaders(ds, c, device, image_size, ctx.rank, ctx.world_size)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise UserError(f"batch size {c.batch_size} leaves no full batch in {info['description']}; lower --batch-size")
+    total_steps = c.steps or c.epochs * steps_per_epoch
+    return RunParts(model, wrap_model(model, c, ctx, device), optimizer, scaler, ema, train_loader, test_loader,
+                    info, precision, steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch))
+
+
+def wrap_model(model: nn.Module, c: TrainConfig, ctx, device: torch.device) -> nn.Module:
+    """DistributedDataParallel under torchrun (SyncBatchNorm with ``sync_bn``), then ``torch.compile``."""
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if c.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(model) if c.compile else model
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def build_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if c.wd_on_norm_and_bias or p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": c.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if c.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=c.effective_lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
+    cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
+    return cls(groups, lr=c.effective_lr)
+
+
+def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank: int = 0, world_size: int = 1):
+    """(train, eval) loaders: on-device batches for in-memory data, DataLoader workers for folders."""
+    from ..data import DeviceLoader, FolderDataset, make_folder_loaders
+
+    if c.flip != "random" and not (c.augment and ds.hflip):
+        raise UserError(f"--flip {c.flip} changes how training images are mirrored, but {ds.name} is trained "
+                        f"{'without augmentation' if not c.augment else 'without flips'}; drop --flip")
+    if isinstance(ds, FolderDataset):
+        if c.flip != "random":
+            raise UserError(f"--flip {c.flip} needs in-memory data (cifar10/100, npz:PATH); "
+                            "image folders flip at random")
+        return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size)
+    common = dict(mean=ds.mean, std=ds.std, device=device, hflip=ds.hflip, seed=c.seed,
+                  channels_last=c.channels_last, rank=rank, world_size=world_size)
+    train = DeviceLoader(ds.x_train, ds.y_train, c.batch_size, train=True, augment=c.augment, flip=c.flip, **common)
+    test = DeviceLoader(ds.x_test, ds.y_test, c.batch_size, train=False, augment=False, **common)
+    return train, test
+
+
+def data_info(ds, spec: str, image_size: int) -> dict:
+    """What a checkpoint must remember to feed new images the way training did."""
+    return {"spec": spec, "name": ds.name, "classes": list(ds.classes), "mean": list(ds.mean),
+            "std": list(ds.std), "in_channels": ds.in_channels, "image_size": image_size,
+            "description": ds.description(), "eval_split": getattr(ds, "eval_split", "test")}
