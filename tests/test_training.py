@@ -232,8 +232,9 @@ def test_sigterm_saves_at_the_step_boundary_and_resume_continues(tmp_path, refer
     out = tmp_path / "run"
     proc = _start_and_wait(out, min_step=5)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM
+    assert b"interrupted at step" in stderr and b"interrupted" not in stdout  # a notice, so on stderr
     assert load_checkpoint(out / "last.pt")["step"] < 44
     run_cli("train", "--resume", str(out), "--quiet")
     assert_same_weights(weights(out), weights(reference_run))

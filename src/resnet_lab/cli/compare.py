@@ -19,6 +19,8 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
+    from ..experiments.compare.run import PRECISIONS
+
     p = sub.add_parser(
         "compare", help="measure models side by side and say which to choose",
         description="Measure models side by side in one run (interleaved, warm-up, medians): parameters, GFLOPs, "
@@ -31,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     p.add_argument("--batch-size", type=int, help="batch for throughput and memory (default: 8 on CPU, 64 on GPU)")
     p.add_argument("--image-size", type=int, help="input height = width (default: each model's native size)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 = autocast (default fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 = autocast (default fp32)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and inputs")
     p.add_argument("--warmup", type=int, help="untimed rounds (default: 1 on CPU, 3 on GPU)")
     p.add_argument("--repeats", type=int, help="timed rounds, the median is reported (default: 3 on CPU, 10 on GPU)")

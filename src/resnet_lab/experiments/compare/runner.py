@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from ...measure import SavedTensorCounter, parameter_storages, sync, tensor_bytes
 from ...models import create_model
+from ...training.precision import autocast
 
 KINDS = ("train", "infer", "latency")
 
@@ -36,14 +37,12 @@ class ModelRunner:
         self.x = x.to(device).contiguous(memory_format=fmt)
         self.x1 = x[:1].to(device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, cfg["num_classes"], (batch_size,), generator=g).to(device)
-        self.bf16 = precision == "bf16"
+        self.precision = precision
         self.iters = dict.fromkeys(KINDS, 1)
         self.samples = {k: [] for k in KINDS}  # seconds per call, one per timed round
 
     def autocast(self):
-        if self.bf16:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.precision)
 
     def train_step(self, forward_hooks=None) -> None:
         """One SGD step; ``forward_hooks`` (a context) wraps only the forward pass."""
