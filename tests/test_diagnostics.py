@@ -74,7 +74,7 @@ class TimesNaN(nn.Module):
 
 
 class SmallMLP(nn.Module):
-    """Not from this package, no ``layerN`` attributes: groups are its top-level children."""
+    """Not from this package, no ``layerN`` attributes: its containers are opened into groups."""
 
     def __init__(self):
         super().__init__()
@@ -98,13 +98,15 @@ def regression_loss(output, y):  # MSE to one-hot targets of size 10: absurd lr 
 
 # -- grouping ---------------------------------------------------------------------------
 
-def test_block_groups_follow_resnet_layout_and_fall_back_to_children():
+def test_block_groups_follow_resnet_layout_and_other_models_open_their_containers():
     names = [g.name for g in build_groups(resnet18())]
     assert names == ["stem"] + [f"layer{s}.{b}" for s in (1, 2, 3, 4) for b in (0, 1)] + ["head"]
     zoo = build_groups(create_model("resnet20"))
     assert [g.name for g in zoo][:2] == ["stem", "layer1.0"] and zoo[-1].name == "head"
     assert [g.depth_index for g in zoo] == list(range(11))
-    assert [(g.name, g.depth_index) for g in build_groups(SmallMLP())] == [("embed", 0), ("body", 1), ("out", 2)]
+    # Fewer than 8 top-level groups: the Sequential is opened (its layers are the units of depth).
+    assert [(g.name, g.depth_index) for g in build_groups(SmallMLP())] == [("embed", 0), ("body.0", 1), ("body.2", 2),
+                                                                             ("out", 3)]
     model = resnet18()
     per_param = build_groups(model, "parameter")
     assert [g.name for g in per_param] == [n for n, _ in model.named_parameters()]
@@ -385,8 +387,8 @@ def test_update_ratio_is_the_exact_relative_weight_change():
 def test_plain_loop_with_a_custom_model_records_every_step_with_activations(tmp_path):
     model = SmallMLP()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    monitor = GradientMonitor(model, track_activations=True, jsonl_path=tmp_path / "g.jsonl",
-                              tb_writer=tmp_path / "tb", histogram_every=2)
+    monitor = GradientMonitor(model, groups=["embed", "body", "out"], track_activations=True,  # named groups
+                              jsonl_path=tmp_path / "g.jsonl", tb_writer=tmp_path / "tb", histogram_every=2)
     for x, y in batches(4, shape=(3, 8, 8)):
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
@@ -424,7 +426,7 @@ def test_dead_units_are_counted():
     model = SmallMLP()
     with torch.no_grad():
         model.body[2].bias.fill_(-1e3)  # every unit of body's output is negative: all dead
-    monitor = GradientMonitor(model, track_activations=True)
+    monitor = GradientMonitor(model, groups=["embed", "body", "out"], track_activations=True)
     x, y = batches(1, shape=(3, 8, 8))[0]
     F.cross_entropy(model(x), y).backward()
     monitor.step()

@@ -13,6 +13,8 @@ EXAMPLES = """examples:
   resnet-lab gradients --model resnet56 --steps 20
   resnet-lab gradients --model plain56 --activation sigmoid --norm none --plot flow.png
   resnet-lab gradients --model plain20 --norm none --lr 5 --clip-norm 1.0 --json
+  resnet-lab gradients --model torchvision:mobilenet_v3_small --steps 5   # any torchvision classifier
+  resnet-lab gradients --model torchvision:vgg11 --groups 1.features,1.classifier
 """
 
 
@@ -32,6 +34,10 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print verdict, reason, groups and global_grad_norm as JSON")
     p.add_argument("--plot", metavar="PATH", help="write the gradient-flow plot (PNG and SVG)")
+    p.add_argument("--groups", default="auto",
+                   help="layer groups: auto (default: ResNet blocks; other models opened to 8-64 groups in "
+                        "execution order), parameter, module_type, a nesting depth (e.g. 2) or module names "
+                        "separated by commas")
     p.set_defaults(func=run)
 
 
@@ -55,11 +61,20 @@ def run(args) -> int:
         raise UserError("the gradient check needs in-memory data (digits, cifar10, cifar100, npz:PATH)")
     torch.manual_seed(args.seed)
     name = args.model or "resnet20"
-    model = create_model(name, num_classes=ds.num_classes, in_channels=ds.in_channels, **model_options(args)).to(device)
+    if name.startswith("torchvision:"):
+        if model_options(args):
+            raise UserError("--shortcut, --norm, --activation, --init ... are resnet-lab model options; "
+                            "drop them for a torchvision model")
+        from ..models.foreign import torchvision_model
+
+        model = torchvision_model(name.split(":", 1)[1], ds.num_classes, ds.in_channels, ds.image_size).to(device)
+    else:
+        model = create_model(name, num_classes=ds.num_classes, in_channels=ds.in_channels,
+                             **model_options(args)).to(device)
     loader = DeviceLoader(ds.x_train, ds.y_train, min(args.batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
                           device=device, train=True, augment=True, hflip=ds.hflip, seed=args.seed)
     result = run_gradient_check(model, loader, steps=args.steps, lr=args.lr, clip_norm=args.clip_norm,
-                                optimizer=args.optimizer)
+                                optimizer=args.optimizer, groups=parse_groups(args.groups))
     if args.plot:
         from ..diagnostics import plot_gradient_flow
 
@@ -72,9 +87,22 @@ def run(args) -> int:
         return 0
     print(f"{name} on {ds.description()}, {result['steps_run']} steps at lr {args.lr:g}"
           + (f", clip-norm {args.clip_norm:g}" if args.clip_norm else ""))
+    print(f"{len(result['groups'])} layer groups, in {result['group_order']} order")
     print(gradient_table(result["groups"]))
     print(f"\nglobal gradient norm {result['global_grad_norm']:.3g}")
     print(f"verdict: {result['verdict']}: {result['reason']}")
     for path in result.get("plots", []):
         print(f"wrote {path}")
     return 0
+
+
+def parse_groups(text: str):
+    """--groups: a named grouping, a nesting depth, or module names separated by commas."""
+    from ..diagnostics.groups import GROUPINGS
+
+    if text in GROUPINGS:
+        return text
+    if text.strip().isdigit():
+        return int(text)
+    return [n.strip() for n in text.split(",") if n.strip()]
+

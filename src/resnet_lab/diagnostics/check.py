@@ -132,6 +132,7 @@ def run_gradient_check(
         "last_groups": records[-1]["groups"] if records else [],
         "global_grad_norm": statistics.fmean(finite) if finite else math.nan,
         "steps_run": steps_run,
+        "group_order": monitor.group_order,
         "nonfinite": monitor.last_report.to_dict() if monitor.last_report is not None else None,
         "records": records,
     }

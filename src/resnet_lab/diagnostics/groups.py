@@ -1,27 +1,36 @@
 """How a model's parameters are split into *layer groups*, each with a depth index.
 
 A gradient report is only readable if it has one row per meaningful unit of depth, so
-the default (``"block"``) follows the torchvision ResNet layout: the stem (everything
-registered before the first ``layerN``), one group per residual block (``layer2.3``), and
-the head (everything after the last stage). Any other ``nn.Module`` falls back to its
-top-level children in registration order, which is the natural depth order of a
-hand-written ``nn.Sequential`` or a small custom net.
+the default (``"block"``, alias ``"auto"``) follows the torchvision ResNet layout when the
+model has one: the stem (everything registered before the first ``layerN``), one group per
+residual block (``layer2.3``), and the head (everything after the last stage). Any other
+``nn.Module`` is opened level by level through its containers (``Sequential``,
+``ModuleList``, ``ModuleDict``, any module with children) until the groups number at least
+``MIN_GROUPS`` (8) without passing ``MAX_GROUPS`` (64), or nothing is left to open: a
+MobileNet gets its inverted-residual blocks, a transformer its encoder layers.
 
-``depth_index`` counts groups from the input (0) to the output. Registration order is
-used as a proxy for execution order; for the zoo, torchvision and ``nn.Sequential``
-models the two agree at group level.
+``depth_index`` counts groups from the input (0) to the output. Groups are built in
+registration order; ``GradientMonitor`` then re-orders the groups of opened models by the
+order their modules first run in the first training forward pass (``execution_order``), since
+registration order is not always the order of execution.
+
+Users may also give a nesting depth (an integer), a list of module names, or a mapping from
+regular expressions over parameter names to group names.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 from torch import nn
 
 from ..errors import UserError
 
-GROUPINGS = ("block", "parameter", "module_type")
+GROUPINGS = ("block", "auto", "parameter", "module_type")
+MIN_GROUPS, MAX_GROUPS = 8, 64
+OTHER = "(other)"  # parameters that a user-given list or mapping does not name
 
 _STAGE = re.compile(r"^layer\d+$")
 
@@ -40,6 +49,8 @@ class LayerGroup:
             or is not a module at all.
         input_of: for the stem, the module whose *input* is the stem's output (the first
             block); None otherwise.
+        runs_in: the module whose first call places this group in execution order (None:
+            keep its place).
     """
 
     name: str
@@ -47,6 +58,7 @@ class LayerGroup:
     param_names: tuple[str, ...]
     module_name: str | None = None
     input_of: str | None = None
+    runs_in: str | None = None
 
 
 def _trainable(module: nn.Module, prefix: str) -> list[str]:
@@ -93,38 +105,119 @@ def _block_groups(model: nn.Module) -> list[tuple[str, list[str], str | None, st
     return out
 
 
-def build_groups(model: nn.Module, grouping: str = "block") -> list[LayerGroup]:
+def _units_at(model: nn.Module, depth: int) -> list[tuple[str, list[str], str | None, str | None, str]]:
+    """Groups at nesting ``depth``: modules opened down to it through any module with trainable
+    children; a leaf met earlier stays whole, and a module's own parameters (e.g. a ViT's class
+    token) form a group of their own."""
+    units = []
+
+    def visit(name: str, module: nn.Module, level: int) -> None:
+        prefix = f"{name}." if name else ""
+        children = [(f"{prefix}{n}", c) for n, c in module.named_children() if _trainable(c, "")]
+        if level >= depth or not children:
+            units.append((name or "(root)", _trainable(module, prefix), name or None, None, name))
+            return
+        own = [f"{prefix}{n}" for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        if own:
+            units.append((f"{name or '(root)'} (own)", own, None, None, name))
+        for child_name, child in children:
+            visit(child_name, child, level + 1)
+
+    visit("", model, 0)
+    return units
+
+
+def _opened_groups(model: nn.Module):
+    """The shallowest level with at least MIN_GROUPS groups, not past MAX_GROUPS."""
+    chosen = _units_at(model, 1)
+    depth = 1
+    while len(chosen) < MIN_GROUPS:
+        depth += 1
+        deeper = _units_at(model, depth)
+        if [u[0] for u in deeper] == [u[0] for u in chosen] or len(deeper) > MAX_GROUPS:
+            break  # nothing left to open, or too many rows to read
+        chosen = deeper
+    return chosen
+
+
+def _named_groups(model: nn.Module, names: Sequence[str]):
+    """One group per named module (its parameters not claimed by a deeper named module)."""
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules]
+    if unknown:
+        raise UserError(f"groups: no module named {', '.join(map(repr, unknown))} in the model; "
+                        "see model.named_modules() for the names")
+    owner = {}
+    for p in _trainable(model, ""):  # the longest (deepest) named prefix wins
+        matches = [n for n in names if n == "" or p.startswith(f"{n}.")]
+        owner[p] = max(matches, key=len) if matches else OTHER
+    return _collect(owner, list(names), runs_in=True)
+
+
+def _mapped_groups(model: nn.Module, mapping: Mapping[str, str]):
+    """Parameter names matched against regular expressions, in the mapping's order."""
+    try:
+        patterns = [(re.compile(rx), group) for rx, group in mapping.items()]
+    except re.error as err:
+        raise UserError(f"groups: {err.pattern!r} is not a valid regular expression ({err})") from None
+    owner = {p: next((g for rx, g in patterns if rx.search(p)), OTHER) for p in _trainable(model, "")}
+    return _collect(owner, list(dict.fromkeys(g for _, g in patterns)), runs_in=False)
+
+
+def _collect(owner: dict[str, str], order: list[str], runs_in: bool):
+    groups = {g: [p for p, o in owner.items() if o == g] for g in [*order, OTHER]}
+    return [(g, params, g if runs_in and g != OTHER else None, None, g if runs_in and g != OTHER else None)
+            for g, params in groups.items() if params]
+
+
+def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping[str, str] = "block"
+                 ) -> list[LayerGroup]:
     """Split ``model``'s trainable parameters into layer groups.
 
     Args:
         model: any ``nn.Module``.
-        grouping: ``"block"`` (stem / each residual block / head, or top-level children for
-            other models), ``"parameter"`` (one group per parameter, in registration order)
-            or ``"module_type"`` (one group per module class, e.g. ``Conv2d``; the depth index
-            is the order of first appearance and carries no depth meaning).
+        grouping: ``"block"`` or ``"auto"`` (stem / each residual block / head for ResNets;
+            other models opened level by level to 8-64 groups), an integer (open every
+            container down to that nesting depth), a list of module names (one group each),
+            a mapping ``{regex over parameter names: group name}`` (first match wins),
+            ``"parameter"`` (one group per parameter) or ``"module_type"`` (one group per module
+            class, e.g. ``Conv2d``; the depth index is the order of first appearance and carries
+            no depth meaning). Parameters a list or mapping does not name go to ``"(other)"``.
 
     Every trainable parameter belongs to exactly one group.
     """
-    if grouping not in GROUPINGS:
-        raise UserError(f"groups={grouping!r} is not valid; choose one of: {', '.join(GROUPINGS)}")
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError("the model has no trainable parameters: nothing to monitor "
                         "(did you freeze every layer with requires_grad=False?)")
+    raw = _raw_groups(model, grouping)
+    return [LayerGroup(name, i, tuple(params), module, input_of, runs_in)
+            for i, (name, params, module, input_of, *rest) in enumerate(raw)
+            for runs_in in [rest[0] if rest else None]]
 
-    if grouping == "block":
-        raw = _block_groups(model)
-    elif grouping == "parameter":
-        raw = [(n, [n], None, None) for n, p in model.named_parameters() if p.requires_grad]
-    else:
-        by_type: dict[str, list[str]] = {}
-        seen: set[int] = set()  # a tied parameter counts once, like named_parameters()
-        for mod_name, module in model.named_modules():
-            prefix = f"{mod_name}." if mod_name else ""
-            for n, p in module.named_parameters(recurse=False):
-                if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    by_type.setdefault(type(module).__name__, []).append(prefix + n)
-        raw = [(t, names, None, None) for t, names in by_type.items()]
 
-    return [LayerGroup(name, i, tuple(params), module, input_of)
-            for i, (name, params, module, input_of) in enumerate(raw)]
+def _raw_groups(model: nn.Module, grouping):
+    if isinstance(grouping, Mapping):
+        return _mapped_groups(model, grouping)
+    if isinstance(grouping, int) and not isinstance(grouping, bool):
+        if grouping < 1:
+            raise UserError(f"groups={grouping} is not a nesting depth; give an integer >= 1")
+        return _units_at(model, grouping)
+    if isinstance(grouping, (list, tuple)):
+        return _named_groups(model, grouping)
+    if grouping not in GROUPINGS:
+        raise UserError(f"groups={grouping!r} is not valid; choose one of: {', '.join(GROUPINGS)}, "
+                        "a nesting depth, a list of module names or a {regex: group} mapping")
+    if grouping in ("block", "auto"):
+        has_stages = any(_STAGE.match(n) for n, _ in model.named_children())
+        return _block_groups(model) if has_stages else _opened_groups(model)
+    if grouping == "parameter":
+        return [(n, [n], None, None) for n, p in model.named_parameters() if p.requires_grad]
+    by_type: dict[str, list[str]] = {}
+    seen: set[int] = set()  # a tied parameter counts once, like named_parameters()
+    for mod_name, module in model.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        for n, p in module.named_parameters(recurse=False):
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                by_type.setdefault(type(module).__name__, []).append(prefix + n)
+    return [(t, names, None, None) for t, names in by_type.items()]

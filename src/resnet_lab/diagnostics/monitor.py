@@ -39,6 +39,7 @@ one extra copy of the parameters in memory and about three passes over them per 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections import deque
@@ -81,8 +82,11 @@ class GradientMonitor:
 
     Args:
         model: any ``nn.Module`` (all trainable parameters on one device).
-        groups: ``"block"`` (default: stem, each residual block, head; top-level children for
-            other models), ``"parameter"`` or ``"module_type"``; see ``build_groups``.
+        groups: ``"block"``/``"auto"`` (default: stem, each residual block, head; any other
+            model opened level by level to 8-64 groups, ordered by execution in the first
+            training forward: ``group_order`` says which order is in use), a nesting depth, a
+            list of module names, a ``{regex: group}`` mapping over parameter names,
+            ``"parameter"`` or ``"module_type"``; see ``build_groups``.
         every: record every ``every``-th step (``step % every == 0``); 1 records each step;
             0 records nothing and only applies the non-finite policy.
         track_activations: also record per-block activation mean/std and the fraction of
@@ -117,7 +121,7 @@ class GradientMonitor:
         self,
         model: nn.Module,
         *,
-        groups: str = "block",
+        groups: str | int | list | dict = "block",
         every: int = 1,
         track_activations: bool = False,
         update_ratio: bool = True,
@@ -156,24 +160,20 @@ class GradientMonitor:
         self.report_path = Path(report_path) if report_path is not None else None
         self.thresholds = Thresholds(vanish_ratio, vanish_floor, vanish_patience, explode_norm,
                                      explode_factor, explode_window, explode_loss)
-        self._judge = VerdictJudge(self.thresholds, [g.name for g in self.groups],
-                                   depth_ordered=groups != "module_type")
-
-        named = dict(model.named_parameters())
-        self._param_names = [n for g in self.groups for n in g.param_names]
-        self._params = [named[n] for n in self._param_names]
-        self._group_ids = [i for i, g in enumerate(self.groups) for _ in g.param_names]
-        devices = {p.device for p in self._params}
+        self._depth_ordered = groups != "module_type"
+        devices = {p.device for p in model.parameters() if p.requires_grad}
         if len(devices) != 1:
             raise UserError(f"GradientMonitor needs all trainable parameters on one device, found "
                             f"{', '.join(sorted(map(str, devices)))}; monitor each part separately")
         self.device = devices.pop()
         # float64 so that squaring large norms cannot overflow; MPS has no float64.
         self._acc = torch.float32 if self.device.type == "mps" else torch.float64
-        self._weight_index = torch.tensor(self._group_ids, dtype=torch.long, device=self.device) + len(self.groups)
-        self._index_cache: dict[tuple, tuple[torch.Tensor, tuple[bool, ...]]] = {}
-
-        self._tracker = ActivationTracker(model, self.groups) if track_activations else None
+        self._track_activations = track_activations
+        self._tracker = None
+        self._index_groups()
+        # Groups of an opened model are re-ordered by when their modules first run (see groups.py).
+        self.group_order = "registration"
+        self._order_hooks = self._watch_execution_order()
         # skip/stop must also undo what the failing forward did to the buffers (a NaN batch
         # poisons BatchNorm running statistics): keep a copy taken at the first training
         # forward of each step (one foreach copy of the buffers, tiny next to the weights).
@@ -218,6 +218,8 @@ class GradientMonitor:
         """
         s = self._next_step if step is None else int(step)
         self._next_step, self._current_step = s + 1, s
+        if self._order_hooks:
+            self._apply_execution_order()
         self._drain(block=False)
         if not self.every or s % self.every:
             return
@@ -276,6 +278,47 @@ class GradientMonitor:
         if self.histogram_every and s % self.histogram_every == 0:
             self._write_histograms(s)
         self._drain(block=False)
+
+    def _index_groups(self) -> None:
+        """Everything derived from ``self.groups``: parameter order, group ids, verdict judge."""
+        named = dict(self.model.named_parameters())
+        self._judge = VerdictJudge(self.thresholds, [g.name for g in self.groups], depth_ordered=self._depth_ordered)
+        self._param_names = [n for g in self.groups for n in g.param_names]
+        self._params = [named[n] for n in self._param_names]
+        self._group_ids = [i for i, g in enumerate(self.groups) for _ in g.param_names]
+        self._weight_index = torch.tensor(self._group_ids, dtype=torch.long, device=self.device) + len(self.groups)
+        self._index_cache: dict[tuple, tuple[torch.Tensor, tuple[bool, ...]]] = {}
+        if self._tracker is not None:  # re-ordered: the same hooks and statistics, new depth indices
+            by_name = {g.name: g for g in self.groups}
+            self._tracker.groups = [by_name[g.name] for g in self._tracker.groups]
+        elif self._track_activations:
+            self._tracker = ActivationTracker(self.model, self.groups)
+
+    def _watch_execution_order(self) -> list:
+        """Hooks that note the first training call of each group's module (removed at the first step)."""
+        modules = dict(self.model.named_modules())
+        self._first_call: dict[str, int] = {}
+
+        def note(name):
+            def hook(module, args):
+                if module.training:
+                    self._first_call.setdefault(name, len(self._first_call))
+            return hook
+        names = dict.fromkeys(g.runs_in for g in self.groups if g.runs_in is not None)
+        return [modules[name].register_forward_pre_hook(note(name)) for name in names]
+
+    def _apply_execution_order(self) -> None:
+        """Re-order the groups by the first training forward pass, once, before any record."""
+        for hook in self._order_hooks:
+            hook.remove()
+        self._order_hooks = []
+        if not self._first_call:
+            return  # no training forward seen (e.g. a functional call): registration order stays
+        position = {i: self._first_call.get(g.runs_in, len(self._first_call)) for i, g in enumerate(self.groups)}
+        order = sorted(range(len(self.groups)), key=lambda i: (position[i], i))
+        self.groups = [dataclasses.replace(self.groups[i], depth_index=k) for k, i in enumerate(order)]
+        self.group_order = "execution"
+        self._index_groups()
 
     def _index(self, present: tuple[bool, ...], has_update: bool):
         """Group index for [present grads..., weights..., (weight changes...)], cached.
@@ -443,6 +486,9 @@ class GradientMonitor:
         self.flush()
         if self._tracker is not None:
             self._tracker.remove()
+        for hook in self._order_hooks:
+            hook.remove()
+        self._order_hooks = []
         if self._buffer_hook is not None:
             self._buffer_hook.remove()
             self._buffer_hook = None
@@ -585,6 +631,7 @@ class GradientMonitor:
             "thresholds": asdict(self.thresholds),
             "groups": [{"name": g.name, "depth_index": g.depth_index, "params": len(g.param_names)}
                        for g in self.groups],
+            "group_order": self.group_order,
             "recent_records": [json.loads(dumps(r)) for r in self.records()[-last:]],
         }
         path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,43 @@
+"""Models from other libraries, for the gradient diagnostics: torchvision's by name."""
+
+from __future__ import annotations
+
+import difflib
+
+from torch import nn
+
+from ..errors import UserError
+
+
+class RepeatChannels(nn.Module):
+    """Grey images repeated to the channels a model takes (torchvision's take three)."""
+
+    def __init__(self, channels: int = 3):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x):
+        return x.expand(-1, self.channels, -1, -1)
+
+
+def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    """Any torchvision classification model by name with random weights (nothing is downloaded),
+    with ``num_classes`` outputs; 1-channel inputs are repeated to 3 channels."""
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
+        raise UserError(f"torchvision has no classification model {name!r}; {hint}")
+    options = {"image_size": image_size} if name.startswith("vit_") else {}  # ViTs are built for one size
+    try:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"torchvision:{name} cannot be built with {num_classes} classes at {image_size}x{image_size} "
+                        f"({err})") from None
+    if in_channels == 1:
+        return nn.Sequential(RepeatChannels(3), model)
+    if in_channels != 3:
+        raise UserError(f"torchvision models take 3-channel images; this data has {in_channels} channels")
+    return model

@@ -1,0 +1,112 @@
+"""Layer groups for models that are not laid out like a ResNet: opened to 8-64 groups, ordered by
+execution in the first training forward, or given by the user."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from resnet_lab import create_model
+from resnet_lab.diagnostics import GradientMonitor, build_groups
+from resnet_lab.errors import UserError
+
+
+def transformer_classifier(layers: int = 4) -> nn.Module:
+    """Post-norm encoder layers: registered self_attn, linear1, linear2, norm1, norm2; run
+    self_attn, norm1, linear1, linear2, norm2."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    return nn.Sequential(nn.TransformerEncoder(layer, layers, enable_nested_tensor=False), nn.Flatten(),
+                         nn.Linear(32 * 5, 10))
+
+
+def first_calls(model: nn.Module, names: set[str], forward) -> list[str]:
+    """The order in which the named modules first run in one forward pass (a hook trace)."""
+    modules = dict(model.named_modules())
+    seen: list[str] = []
+    hooks = [modules[n].register_forward_pre_hook(lambda m, a, n=n: seen.append(n) if n not in seen else None)
+             for n in names]
+    forward()
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def monitored_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **options) -> GradientMonitor:
+    monitor = GradientMonitor(model, **options)
+    model.train()
+    F.cross_entropy(model(x), y).backward()
+    monitor.step()
+    return monitor
+
+
+def test_transformer_gets_groups_per_encoder_layer_in_execution_order():
+    model = transformer_classifier()
+    x, y = torch.randn(4, 5, 32), torch.randint(0, 10, (4,))
+    monitor = monitored_step(model, x, y)
+    names = [g.name for g in monitor.groups]
+    assert monitor.group_order == "execution"
+    for i in range(4):  # every encoder layer has its own groups
+        assert any(n.startswith(f"0.layers.{i}.") for n in names)
+    trace = first_calls(model, set(names), lambda: model(x))
+    assert names == trace  # norm1 right after self_attn, as it runs, not as it is registered
+    assert names.index("0.layers.0.norm1") < names.index("0.layers.0.linear1")
+    assert [g.depth_index for g in monitor.groups] == list(range(len(names)))
+    record = monitor.records()[0]
+    assert [g["name"] for g in record["groups"]] == names and all(g["grad_norm"] > 0 for g in record["groups"])
+
+
+def test_mobilenet_gets_its_blocks_as_groups_in_execution_order():
+    model = torchvision.models.mobilenet_v3_small(num_classes=10)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
+    monitor = monitored_step(model, x, y)
+    names = [g.name for g in monitor.groups]
+    assert len(names) >= 10 and names[0] == "features.0" and names[-1] == "classifier.3"
+    model.eval()  # the trace: same module order, without touching BatchNorm statistics again
+    assert names == first_calls(model, set(names), lambda: model(x))
+
+
+def test_resnets_keep_the_block_layout_in_registration_order():
+    model = create_model("resnet8")
+    monitor = monitored_step(model, torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,)))
+    assert [g.name for g in monitor.groups] == ["stem", "layer1.0", "layer2.0", "layer3.0", "head"]
+    assert monitor.group_order == "registration"
+
+
+def test_user_groups_are_honoured():
+    model = transformer_classifier()
+    by_depth = [g.name for g in build_groups(model, 3)]
+    assert by_depth == [f"0.layers.{i}" for i in range(4)] + ["2"]
+    named = {g.name: len(g.param_names) for g in build_groups(model, ["0.layers.0", "0.layers", "2"])}
+    assert named == {"0.layers.0": 12, "0.layers": 36, "2": 2}  # the deepest named module claims a parameter
+    mapped = {g.name: g.param_names for g in build_groups(model, {r"self_attn": "attention", r"linear": "ffn"})}
+    assert list(mapped) == ["attention", "ffn", "(other)"]
+    assert all("self_attn" in p for p in mapped["attention"]) and all("norm" in p or p.startswith("2.")
+                                                                       for p in mapped["(other)"])
+    every = [p for g in build_groups(model, {r"linear": "ffn"}) for p in g.param_names]
+    assert sorted(every) == sorted(n for n, _ in model.named_parameters())  # nothing left out
+
+
+@pytest.mark.parametrize("groups,fragment", [(0, "nesting depth"), (["nope"], "no module named"),
+                                             ({"(": "x"}, "regular expression"), ("layers", "groups=")])
+def test_bad_user_groups_are_one_line(groups, fragment):
+    with pytest.raises(UserError, match=fragment):
+        build_groups(transformer_classifier(1), groups)
+
+
+def test_gradients_command_surveys_a_torchvision_model_by_name(capsys):
+    import json
+
+    from resnet_lab.cli.main import main
+
+    argv = ["gradients", "--model", "torchvision:mobilenet_v3_small", "--steps", "2", "--batch-size", "8", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["groups"]) >= 10 and result["verdict"] in ("healthy", "vanishing", "exploding")
+    assert main([*argv[:-1], "--groups", "1.features,1.classifier"]) == 0  # module names (behind the RGB adapter)
+    assert "2 layer groups, in execution order" in capsys.readouterr().out
+    assert main(["gradients", "--model", "torchvision:mobilenet_v3_smal", "--steps", "1"]) == 2
+    assert "did you mean mobilenet_v3_small" in capsys.readouterr().err
