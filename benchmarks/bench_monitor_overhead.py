@@ -51,7 +51,13 @@ TARGETS = {"cpu": 0.03, "cuda": 0.02}
 VARIANTS = ("baseline", "monitor", "monitor_activations", "naive_item")
 
 
-def build_model(name: str):
+def build_model(name: str, size: int | None):
+    """A zoo model, or ``torchvision:NAME`` (any torchvision classifier, its groups found by the
+    monitor's automatic grouping; ViTs are built for ``size``)."""
+    if name.startswith("torchvision:"):
+        from resnet_lab.models.foreign import torchvision_model
+
+        return torchvision_model(name.split(":", 1)[1], 10, 3, size or 224), name
     try:
         from resnet_lab.models import create_model
 
@@ -104,20 +110,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a couple of steps")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
+    if args.smoke and args.model is None:
+        args.model = "resnet8"
     args.model = args.model or ("resnet50" if cuda else "resnet20")
     args.rounds = args.rounds or (20 if cuda else 30)
     args.amp = cuda if args.amp is None else args.amp
     if args.smoke:
-        args.model, args.batch, args.size, args.steps, args.rounds, args.warmup = "resnet8", 4, 16, 2, 2, 1
+        args.batch, args.size, args.steps, args.rounds, args.warmup = 4, 32, 2, 2, 1
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    out = args.out or ROOT / "benchmarks" / "results" / f"monitor_overhead-{args.device}.json"
+    tag = "" if args.out or ":" not in args.model else "-" + args.model.split(":", 1)[1]
+    out = args.out or ROOT / "benchmarks" / "results" / f"monitor_overhead-{args.device}{tag}.json"
 
     torch.manual_seed(0)
-    model, model_name = build_model(args.model)
+    model, model_name = build_model(args.model, args.size)
     model = model.to(device).train()
     spec = getattr(model, "spec", None)
     args.size = args.size or (spec.input_size if spec is not None else 32)
@@ -193,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "monitor_overhead",
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model_name,
+        "groups": len(monitors["monitor"].groups),
+        "parameter_tensors": sum(len(g.param_names) for g in monitors["monitor"].groups),
         "device": args.device,
         "amp_bf16": args.amp,
         "batch_size": args.batch,

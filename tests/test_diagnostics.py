@@ -471,6 +471,15 @@ def test_overhead_benchmark_smoke_run_writes_its_json(tmp_path):
     assert set(result["overhead"]) == {"monitor", "monitor_activations", "naive_item"}
 
 
+def test_overhead_benchmark_takes_a_torchvision_model_and_records_its_groups(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_monitor_overhead.py"), "--smoke", "--threads", "1",
+                    "--model", "torchvision:mobilenet_v3_small", "--out", str(out)], check=True, capture_output=True,
+                   timeout=120)
+    result = json.loads(out.read_text())
+    assert result["model"] == "torchvision:mobilenet_v3_small" and result["groups"] >= 10
+
+
 def test_gradient_flow_of_all_zero_gradients_draws_a_note_without_warnings(tmp_path):
     """A single-class data set has zero loss and zero gradients: the plot says so, silently."""
     import warnings

@@ -110,3 +110,63 @@ def test_gradients_command_surveys_a_torchvision_model_by_name(capsys):
     assert "2 layer groups, in execution order" in capsys.readouterr().out
     assert main(["gradients", "--model", "torchvision:mobilenet_v3_smal", "--steps", "1"]) == 2
     assert "did you mean mobilenet_v3_small" in capsys.readouterr().err
+
+
+def sigmoid_everywhere(model: nn.Module) -> nn.Module:
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, nn.Sigmoid())
+        else:
+            sigmoid_everywhere(child)
+    return model
+
+
+@pytest.mark.parametrize("build,lr,expected", [
+    (lambda: sigmoid_everywhere(torchvision.models.vgg11(num_classes=10)), 0.01, "vanishing"),
+    (lambda: torchvision.models.vgg11(num_classes=10), 0.01, "healthy"),
+    (lambda: torchvision.models.vgg11_bn(num_classes=10), 0.01, "healthy"),
+    (lambda: torchvision.models.vgg11_bn(num_classes=10), 50.0, "exploding"),
+], ids=["vgg11-sigmoid", "vgg11", "vgg11_bn", "vgg11_bn-lr50"])
+def test_vgg_verdicts_match_the_known_behaviour(build, lr, expected):
+    from resnet_lab.diagnostics import run_gradient_check
+
+    torch.manual_seed(0)
+    model = build()
+    batch = (torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+    result = run_gradient_check(model, [batch], steps=6 if expected == "exploding" else 4, lr=lr)
+    assert result["verdict"] == expected, result["reason"]
+    assert result["group_order"] == "execution" and len(result["groups"]) >= 10
+
+
+@pytest.mark.parametrize("name,build,shape", [
+    ("densenet121", lambda: torchvision.models.densenet121(num_classes=10), (2, 3, 32, 32)),
+    ("vit_b_16", lambda: torchvision.models.vit_b_16(image_size=32, num_classes=10), (2, 3, 32, 32)),
+    ("convnext_tiny", lambda: torchvision.models.convnext_tiny(num_classes=10), (2, 3, 32, 32)),
+])
+def test_other_torchvision_models_get_8_to_64_groups_in_execution_order(name, build, shape):
+    torch.manual_seed(0)
+    model = build()
+    x = torch.randn(*shape)
+    monitor = monitored_step(model, x, torch.randint(0, 10, (shape[0],)))
+    groups = monitor.groups
+    assert 8 <= len(groups) <= 64, [g.name for g in groups]
+    model.eval()
+    trace = first_calls(model, {g.runs_in for g in groups}, lambda: model(x))
+    assert [g.runs_in for g in groups] == trace
+
+
+def test_an_lstm_language_model_reads_embedding_lstm_head():
+    class LanguageModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(32, 50)  # registered first, runs last
+            self.embed = nn.Embedding(50, 16)
+            self.lstm = nn.LSTM(16, 32, num_layers=2, batch_first=True)
+
+        def forward(self, tokens):
+            return self.head(self.lstm(self.embed(tokens))[0][:, -1])
+
+    model = LanguageModel()
+    tokens = torch.randint(0, 50, (4, 7))
+    monitor = monitored_step(model, tokens, torch.randint(0, 50, (4,)))
+    assert [g.name for g in monitor.groups] == ["embed", "lstm", "head"]
