@@ -108,6 +108,8 @@ def test_gradients_command_surveys_a_torchvision_model_by_name(capsys):
     assert len(result["groups"]) >= 10 and result["verdict"] in ("healthy", "vanishing", "exploding")
     assert main([*argv[:-1], "--groups", "1.features,1.classifier"]) == 0  # module names (behind the RGB adapter)
     assert "2 layer groups, in execution order" in capsys.readouterr().out
+    assert main([*argv[:-1], "--groups", r"features\.[0-5]\.=early,classifier=head"]) == 0  # REGEX=GROUP pairs
+    assert "3 layer groups" in capsys.readouterr().out  # early, head and (other)
     assert main(["gradients", "--model", "torchvision:mobilenet_v3_smal", "--steps", "1"]) == 2
     assert "did you mean mobilenet_v3_small" in capsys.readouterr().err
 
@@ -170,3 +172,14 @@ def test_an_lstm_language_model_reads_embedding_lstm_head():
     tokens = torch.randint(0, 50, (4, 7))
     monitor = monitored_step(model, tokens, torch.randint(0, 50, (4,)))
     assert [g.name for g in monitor.groups] == ["embed", "lstm", "head"]
+
+
+def test_activation_swaps_every_relu_of_a_torchvision_model_and_other_zoo_options_are_refused(capsys):
+    from resnet_lab.cli.main import main
+    from resnet_lab.models.foreign import torchvision_model
+
+    model = torchvision_model("mobilenet_v3_small", 10, in_channels=1, image_size=32, activation="tanh")
+    kinds = {type(m) for m in model.modules()}
+    assert nn.ReLU not in kinds and nn.Tanh in kinds
+    assert main(["gradients", "--model", "torchvision:vgg11", "--norm", "none", "--steps", "1"]) == 2
+    assert "--norm are resnet-lab model options" in capsys.readouterr().err

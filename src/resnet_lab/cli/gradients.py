@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   resnet-lab gradients --model plain56 --activation sigmoid --norm none --plot flow.png
   resnet-lab gradients --model plain20 --norm none --lr 5 --clip-norm 1.0 --json
   resnet-lab gradients --model torchvision:mobilenet_v3_small --steps 5   # any torchvision classifier
+  resnet-lab gradients --model torchvision:vgg11 --activation sigmoid --plot vgg11-sigmoid   # ReLUs swapped
   resnet-lab gradients --model torchvision:vgg11 --groups 1.features,1.classifier
 """
 
@@ -36,8 +37,9 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="PATH", help="write the gradient-flow plot (PNG and SVG)")
     p.add_argument("--groups", default="auto",
                    help="layer groups: auto (default: ResNet blocks; other models opened to 8-64 groups in "
-                        "execution order), parameter, module_type, a nesting depth (e.g. 2) or module names "
-                        "separated by commas")
+                        "execution order), parameter, module_type, a nesting depth (e.g. 2), module names "
+                        "separated by commas, or REGEX=GROUP pairs over parameter names (e.g. 'attn=attention,"
+                        "linear=ffn')")
     p.set_defaults(func=run)
 
 
@@ -62,12 +64,15 @@ def run(args) -> int:
     torch.manual_seed(args.seed)
     name = args.model or "resnet20"
     if name.startswith("torchvision:"):
-        if model_options(args):
-            raise UserError("--shortcut, --norm, --activation, --init ... are resnet-lab model options; "
-                            "drop them for a torchvision model")
+        options = model_options(args)
+        activation = options.pop("activation", "relu")  # replaces its ReLUs; the other options are the zoo's
+        if options:
+            raise UserError(f"--{', --'.join(k.replace('_', '-') for k in options)} are resnet-lab model options; "
+                            "drop them for a torchvision model (--activation applies)")
         from ..models.foreign import torchvision_model
 
-        model = torchvision_model(name.split(":", 1)[1], ds.num_classes, ds.in_channels, ds.image_size).to(device)
+        model = torchvision_model(name.split(":", 1)[1], ds.num_classes, ds.in_channels, ds.image_size,
+                                  activation).to(device)
     else:
         model = create_model(name, num_classes=ds.num_classes, in_channels=ds.in_channels,
                              **model_options(args)).to(device)
@@ -79,7 +84,8 @@ def run(args) -> int:
         from ..diagnostics import plot_gradient_flow
 
         with writing(args.plot, "--plot"):
-            plots = plot_gradient_flow({name: result["groups"]}, args.plot, title=f"Gradient flow: {name}")
+            label = name + "".join(f", {k}={v}" for k, v in model_options(args).items())
+            plots = plot_gradient_flow({label: result["groups"]}, args.plot, title=f"Gradient flow: {label}")
         result["plots"] = [str(p) for p in plots]
     if args.json:
         keys = ("verdict", "reason", "verdict_step", "last_verdict", "global_grad_norm", "steps_run", "groups", "plots")
@@ -97,12 +103,16 @@ def run(args) -> int:
 
 
 def parse_groups(text: str):
-    """--groups: a named grouping, a nesting depth, or module names separated by commas."""
+    """--groups: a named grouping, a nesting depth, module names separated by commas, or
+    REGEX=GROUP pairs separated by commas (parameter names matched in order)."""
     from ..diagnostics.groups import GROUPINGS
 
     if text in GROUPINGS:
         return text
     if text.strip().isdigit():
         return int(text)
-    return [n.strip() for n in text.split(",") if n.strip()]
+    items = [n.strip() for n in text.split(",") if n.strip()]
+    if items and all("=" in n for n in items):
+        return dict(n.rsplit("=", 1) for n in items)
+    return items
 

@@ -20,9 +20,24 @@ class RepeatChannels(nn.Module):
         return x.expand(-1, self.channels, -1, -1)
 
 
-def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 224) -> nn.Module:
+def swap_relu(model: nn.Module, activation: str) -> nn.Module:
+    """Every ``nn.ReLU`` of ``model`` replaced, in place, by ``activation`` (relu, sigmoid, tanh):
+    the classic experiment of a deep net without normalisation and with saturating units."""
+    from .resnet import act_factory
+
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU):
+            setattr(model, name, act_factory(activation)())
+        else:
+            swap_relu(child, activation)
+    return model
+
+
+def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 224,
+                      activation: str = "relu") -> nn.Module:
     """Any torchvision classification model by name with random weights (nothing is downloaded),
-    with ``num_classes`` outputs; 1-channel inputs are repeated to 3 channels."""
+    with ``num_classes`` outputs; 1-channel inputs are repeated to 3 channels; ``activation``
+    replaces its ReLUs (see ``swap_relu``)."""
     import torchvision
 
     known = torchvision.models.list_models(module=torchvision.models)
@@ -36,6 +51,8 @@ def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_s
     except (TypeError, ValueError, RuntimeError) as err:
         raise UserError(f"torchvision:{name} cannot be built with {num_classes} classes at {image_size}x{image_size} "
                         f"({err})") from None
+    if activation != "relu":
+        swap_relu(model, activation)
     if in_channels == 1:
         return nn.Sequential(RepeatChannels(3), model)
     if in_channels != 3:
