@@ -559,13 +559,14 @@ class GradientMonitor:
         ``if monitor.check_step(inputs=x, targets=y, loss_fn=f): scaler.step(optimizer)``.
 
         ``warn``: True, no sync. ``skip``/``stop``: one sync to check the finiteness of loss,
-        gradients and weights. On a non-finite step the buffers (BatchNorm running statistics)
-        are restored to their value before this step's forward pass, so with the optimizer
-        step dropped the model state is exactly the previous step's; if ``inputs`` (and
-        ``targets``/``loss_fn``) are given, the batch is re-run to locate the first non-finite
-        module (``self.last_report``). ``skip`` then warns and returns False; ``stop`` writes
-        ``report_path`` (if set) and raises ``NonFiniteError``: the weights are still the last
-        finite ones, safe to checkpoint before exiting with ``error.exit_code``.
+        gradients, weights and floating buffers. On a non-finite step the buffers (BatchNorm
+        running statistics) are restored to their value before this step's forward pass, so
+        with the optimizer step dropped the model state is exactly the previous step's; if
+        ``inputs`` (and ``targets``/``loss_fn``) are given, the batch is re-run to locate the
+        first non-finite module (``self.last_report``), once per streak of failing steps.
+        ``skip`` then warns and returns False (after ``max_skips`` in a row it stops instead);
+        ``stop`` writes ``report_path`` (if set) and raises ``NonFiniteError``: the state is the
+        previous step's, safe to checkpoint before exiting with ``error.exit_code``.
         """
         if self.policy == "warn" or self.grads_finite():
             self._buffers_saved = False  # the next forward starts a new step
