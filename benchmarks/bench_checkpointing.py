@@ -35,7 +35,8 @@ import torch
 from resnet_lab.measure import saved_tensor_bytes  # also used by `resnet-lab compare`
 from resnet_lab.models import create_model
 from resnet_lab.models import resnet as resnet_module
-from resnet_lab.runtime import hardware_info, write_json_result
+from resnet_lab.runtime import hardware_info
+from resnet_lab.files import write_json
 from resnet_lab.training.graphed_step import TrainStep
 
 
@@ -133,7 +134,7 @@ def main(argv=None) -> dict:
                        for m in args.models for k in args.blocks]}
     result["load_average_1min"] = {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)}
     out = args.out or Path(__file__).parent / "results" / f"checkpointing-{args.device}.json"
-    write_json_result(out, result)
+    write_json(out, result)
     for row in result["rows"]:
         print(f"{row['model']} (checkpoint every {row['blocks_per_checkpoint']} block(s)): "
               f"activations {row['baseline_activation_mib']} -> {row['checkpointed_activation_mib']} MiB "

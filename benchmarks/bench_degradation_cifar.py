@@ -21,7 +21,8 @@ import torch
 
 from resnet_lab.data import load_data
 from resnet_lab.experiments.degradation import limit_dataset, run_degradation
-from resnet_lab.runtime import pick_device, write_json_result
+from resnet_lab.runtime import pick_device
+from resnet_lab.files import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
         "findings": {k: v for k, v in result["findings"].items()},
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"degradation-{data_tag}-{device.type}.json"
-    write_json_result(out, summary)
+    write_json(out, summary)
     if args.report:
         from resnet_lab.experiments.degradation import write_degradation_outputs
 

@@ -146,7 +146,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    from resnet_lab.runtime import hardware_info, pick_device, write_json_result
+    from resnet_lab.runtime import hardware_info, pick_device
+    from resnet_lab.files import write_json
 
     args = parse_args(argv)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_cifar-{pick_device(args.device).type}.json")
@@ -164,7 +165,7 @@ def main(argv=None) -> dict:
                     continue
                 result["runs"].append(run_once(model, seed, variant, args, Path(tmp)))
                 result["summary"] = summarise(result["runs"])
-                write_json_result(out, result)  # after each run: a cut-off keeps the rest
+                write_json(out, result)  # after each run: a cut-off keeps the rest
     for s in result["summary"]:
         target = s["target"] or {}
         paired = s["vs_first_variant"]

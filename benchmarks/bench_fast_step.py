@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 from resnet_lab.data import DeviceLoader  # noqa: E402
 from resnet_lab.diagnostics import GradientMonitor  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
-from resnet_lab.runtime import hardware_info, write_json_result  # noqa: E402
+from resnet_lab.runtime import hardware_info  # noqa: E402
+from resnet_lab.files import write_json  # noqa: E402
 from resnet_lab.training import resolve_config  # noqa: E402
 from resnet_lab.training.ema import WeightEMA  # noqa: E402
 from resnet_lab.training.graphed_step import TrainStep  # noqa: E402
@@ -186,7 +187,7 @@ def main(argv=None) -> dict:
     result = {"benchmark": "fast_step", "hardware": hardware_info(device), "targets": TARGETS,
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"fast_step-{device.type}.json")
-    write_json_result(out, result)
+    write_json(out, result)
     print(f"wrote {out}")
     return result
 

@@ -39,7 +39,8 @@ def time_process(code: str) -> float:
 
 
 def main(argv=None) -> dict:
-    from resnet_lab.runtime import hardware_info, write_json_result
+    from resnet_lab.runtime import hardware_info
+    from resnet_lab.files import write_json
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=7)
@@ -63,7 +64,7 @@ def main(argv=None) -> dict:
               "wall_s": times, "median_wall_s": medians,
               "median_import_s": {name: medians[name] - medians["python"] for name in VARIANTS if name != "python"}}
     out = args.out or ROOT / "benchmarks" / "results" / "import_time-cpu.json"
-    write_json_result(out, result)
+    write_json(out, result)
     for name, code in VARIANTS.items():
         print(f"{code:28s} {medians[name]:.2f} s median wall over {args.rounds} round(s)"
               + (f" ({medians[name] - medians['python']:.2f} s more than `python -c pass`)"

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from resnet_lab.diagnostics import GradientMonitor  # noqa: E402
-from resnet_lab.runtime import write_json_result  # noqa: E402
+from resnet_lab.files import write_json  # noqa: E402
 
 TARGETS = {"cpu": 0.03, "cuda": 0.02}
 VARIANTS = ("baseline", "monitor", "monitor_activations", "naive_item")
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_overhead": target,
         "within_target": overhead["monitor"] <= target,
     }
-    write_json_result(out, result)
+    write_json(out, result)
     print(f"{model_name} on {args.device} ({result['hardware']['gpu'] or result['hardware']['cpu']}), "
           f"batch {args.batch}: baseline {medians['baseline'] * 1e3:.1f} ms/step")
     for v, o in overhead.items():

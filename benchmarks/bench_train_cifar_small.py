@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from resnet_lab.runtime import hardware_info, pick_device, write_json_result
+from resnet_lab.runtime import hardware_info, pick_device
+from resnet_lab.files import write_json
 from resnet_lab.training import resolve_config, train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,7 +37,7 @@ def main(argv=None) -> dict:
               "epochs": [{k: r[k] for k in ("epoch", "train_acc", "test_acc", "images_per_s", "elapsed_s")}
                          for r in result.history]}
     out = args.out or Path(__file__).parent / "results" / f"train_cifar_small-{args.model}-{device.type}.json"
-    write_json_result(out, record)
+    write_json(out, record)
     print(f"wrote {out}")
     return record
 

@@ -30,7 +30,8 @@ TARGET_ACC = 0.97
 
 
 def main(argv=None) -> dict:
-    from resnet_lab.runtime import hardware_info, write_json_result
+    from resnet_lab.runtime import hardware_info
+    from resnet_lab.files import write_json
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet20")
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
               "target_acc": TARGET_ACC, "meets_target": history[-1]["test_acc"] >= TARGET_ACC,
               "metrics_sha256": hashlib.sha256(raw).hexdigest(), "stdout": proc.stdout}
     out = args.out or ROOT / "benchmarks" / "results" / f"train_digits-{args.model}-cpu.json"
-    write_json_result(out, result)
+    write_json(out, result)
     print(proc.stdout, end="")
     print(f"{args.model} on digits, {args.epochs} epochs: final test accuracy {result['final_test_acc']:.2%} "
           f"(target {TARGET_ACC:.0%}: {'met' if result['meets_target'] else 'NOT met'}) in {wall:.1f} s wall")

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 from resnet_lab import __version__ as resnet_lab_version  # noqa: E402
 from resnet_lab.measure import calls_for, time_call  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
-from resnet_lab.runtime import hardware_info, write_json_result  # noqa: E402
+from resnet_lab.runtime import hardware_info  # noqa: E402
+from resnet_lab.files import write_json  # noqa: E402
 
 CONFIGS = ("fp32", "bf16_cl", "compiled_bf16_cl")
 IMPLS = ("ours", "torchvision")
@@ -202,7 +203,7 @@ def main(argv=None) -> dict:
                   for stat, fn in (("min", min), ("median", statistics.median))},
     }
     out = args.out or ROOT / "benchmarks" / "results" / f"vs_torchvision-{device.type}.json"
-    write_json_result(out, result)
+    write_json(out, result)
     print(f"ratio ours/torchvision: train min {result['ratio']['train_min']:.3f} median "
           f"{result['ratio']['train_median']:.3f}; infer min {result['ratio']['infer_min']:.3f} median "
           f"{result['ratio']['infer_median']:.3f}\nwrote {out}")

@@ -103,10 +103,3 @@ def process_age_s() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def write_json_result(path, result: dict) -> None:
-    """Write a benchmark's JSON result atomically: a run killed mid-write keeps the previous file."""
-    from .files import write_json
-
-    write_json(path, result)

@@ -190,9 +190,8 @@ def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping
         raise UserError("the model has no trainable parameters: nothing to monitor "
                         "(did you freeze every layer with requires_grad=False?)")
     raw = _raw_groups(model, grouping)
-    return [LayerGroup(name, i, tuple(params), module, input_of, runs_in)
-            for i, (name, params, module, input_of, *rest) in enumerate(raw)
-            for runs_in in [rest[0] if rest else None]]
+    # (name, params, then the optional LayerGroup fields in order: module_name, input_of, runs_in)
+    return [LayerGroup(name, i, tuple(params), *optional) for i, (name, params, *optional) in enumerate(raw)]
 
 
 def _raw_groups(model: nn.Module, grouping):

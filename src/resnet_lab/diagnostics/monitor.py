@@ -103,8 +103,9 @@ class GradientMonitor:
             gives up as ``stop`` does, since a run that cannot take a step is not training) or
             ``"stop"`` (writes ``report_path`` if set and raises ``NonFiniteError`` before the
             optimizer step, so the weights to checkpoint are the last finite ones).
-            ``skip`` and ``stop`` check the loss, gradients, weights and floating buffers
-            (BatchNorm running statistics overflow before any gradient does).
+            ``skip`` and ``stop`` check gradients and floating buffers every step (BatchNorm
+            running statistics overflow before any gradient does), loss and weights on
+            recorded steps.
         max_skips: consecutive skipped steps after which ``skip`` raises ``NonFiniteError``.
         on_verdict: ``callback(verdict, record)`` called for each recorded step once its
             record is read back (immediately on CPU, usually a step later on CUDA).
@@ -508,20 +509,21 @@ class GradientMonitor:
 
     @torch.no_grad()
     def grads_finite(self) -> bool:
-        """Are the loss, gradients, weights and floating buffers of the current step finite?
+        """Are the gradients and floating buffers (and, on a recorded step, loss and weights) finite?
 
         One synchronisation. Uses the tensor ``step()`` already built; on a step that ``every``
-        skipped it runs one fused norm over the gradients and weights. Buffers are checked
-        because BatchNorm running statistics can overflow while loss and gradients are finite.
+        skipped it runs one fused norm over the gradients (weights that overflowed in the last
+        update show up there as NaN). Buffers are checked because BatchNorm running statistics
+        can overflow while loss and gradients are finite.
         """
         if self._last_vec is not None and self._last_vec_step == self._current_step:
             norms = [self._last_vec[:_HEAD]]
         else:
             grads = [p.grad for p in self._params if p.grad is not None]
-            norms = [torch.stack(torch._foreach_norm(grads + self._params, 2, dtype=torch.float32))]
+            norms = [torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))] if grads else []
         if self._float_buffers:
             norms.append(torch.stack(torch._foreach_norm(self._float_buffers, 2, dtype=torch.float32)))
-        return bool(torch.isfinite(torch.cat([n.to(self._acc) for n in norms])).all())
+        return not norms or bool(torch.isfinite(torch.cat([n.to(self._acc) for n in norms])).all())
 
     def _nonfinite_parts(self) -> str:
         """Which of gradients, weights and buffers hold NaN/Inf (the failure path only)."""
@@ -558,10 +560,11 @@ class GradientMonitor:
         For trainers that step the optimizer themselves (e.g. through an AMP ``GradScaler``):
         ``if monitor.check_step(inputs=x, targets=y, loss_fn=f): scaler.step(optimizer)``.
 
-        ``warn``: True, no sync. ``skip``/``stop``: one sync to check the finiteness of loss,
-        gradients, weights and floating buffers. On a non-finite step the buffers (BatchNorm
-        running statistics) are restored to their value before this step's forward pass, so
-        with the optimizer step dropped the model state is exactly the previous step's; if
+        ``warn``: True, no sync. ``skip``/``stop``: one sync to check the finiteness of the
+        gradients and floating buffers (loss and weights too on recorded steps). On a non-finite
+        step the buffers (BatchNorm running statistics) are restored to their value before this
+        step's forward pass, so with the optimizer step dropped the model state is exactly the
+        previous step's; if
         ``inputs`` (and ``targets``/``loss_fn``) are given, the batch is re-run to locate the
         first non-finite module (``self.last_report``), once per streak of failing steps.
         ``skip`` then warns and returns False (after ``max_skips`` in a row it stops instead);

@@ -1,8 +1,8 @@
 """One training step without a CUDA graph: forward, backward, diagnostics, clip, optimiser step.
 
 ``EagerStep(x, y, step)`` returns ``(loss, logits)`` like the graphed ``TrainStep``. Around the
-optimiser step it applies the gradient monitor's non-finite policy (skip/stop check loss,
-gradients, weights and BatchNorm buffers once per step) and, under fp16, leaves the loss
+optimiser step it applies the gradient monitor's non-finite policy (skip/stop check the
+gradients and BatchNorm buffers every step, in one sync) and, under fp16, leaves the loss
 scaler's routine overflow steps to the scaler: ``GradScaler`` raises its scale until a step
 overflows, skips that step and halves the scale, by design. Such a step is recorded as a
 ``scaler_overflow`` event, not judged as a failure; gradients that overflow at a loss scale of 1
