@@ -198,3 +198,14 @@ def test_a_cuda_graph_that_fell_back_to_eager_is_recorded_in_the_run(tmp_path, m
     assert [e["kind"] for e in events] == ["cuda_graph_fallback"]
     assert "stream is capturing" in events[0]["detail"]
     assert "cuda_graph_fallback" in (out / "report.html").read_text()
+
+
+def test_a_gradient_whose_norm_overflows_float32_is_named_as_such_not_as_a_nonfinite_loss():
+    model = nn.Linear(4, 4)
+    monitor = GradientMonitor(model, nonfinite="stop")
+    loss = model(torch.ones(1, 4)).sum()
+    loss.backward()
+    model.weight.grad.fill_(3e38)  # every element finite; the float32 norm is not
+    monitor.step(loss)
+    with pytest.raises(NonFiniteError, match="too large to measure"):
+        monitor.check_step()

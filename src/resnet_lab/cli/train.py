@@ -95,7 +95,13 @@ def register(sub) -> None:
     g.add_argument("--no-monitor", dest="monitor", action="store_false", default=None,
                    help="do not record per-layer gradient norms")
     g.add_argument("--on-nonfinite", choices=CHOICES["on_nonfinite"],
-                   help="on NaN/Inf: warn, skip the step, or stop with a report (default stop)")
+                   help="on NaN/Inf: warn, skip the step, stop with a report (default), or roll back to the "
+                        "last checkpoint's state, lower the learning rate and go on (also on a loss spike)")
+    g.add_argument("--rollback-factor", type=float, help="rollback: multiply the learning rate by this (0.5)")
+    g.add_argument("--max-rollbacks", type=int, help="rollback: stop (exit 3) at the failure after this many (3)")
+    g.add_argument("--spike-factor", type=float,
+                   help="rollback: a loss over this x the median of the last 50, and above the untrained "
+                        "model's, is a blow-up too (10; 0: NaN/Inf only)")
     g.add_argument("--monitor-every", type=int, help="record per-layer gradient norms every N steps (10)")
     g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
     g.add_argument("--tta", action="store_true", default=None,

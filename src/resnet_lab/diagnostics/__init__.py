@@ -10,6 +10,7 @@ The pieces:
   model's top-level children.
 * ``locate_nonfinite`` / ``NonFiniteReport`` / ``NonFiniteError`` / ``nonfinite_state``
   (``nonfinite``): where a NaN/Inf first appeared, and checkpoint safety.
+* ``Rollback`` (``rollback``): settings of the rollback policy (last good state, lower lr, go on).
 * ``JsonlWriter`` / ``read_jsonl`` / ``TensorBoardLogger`` (``records``): outputs.
 * ``gradient_table`` / ``average_groups`` (``table``): text for the CLI.
 * ``run_gradient_check`` (``check``): N monitored training steps -> verdict, for the CLI.
@@ -22,6 +23,7 @@ from .groups import GROUPINGS, LayerGroup, build_groups
 from .monitor import POLICIES, GradientMonitor
 from .nonfinite import NonFiniteError, NonFiniteReport, locate_nonfinite, nonfinite_state, tensor_stats
 from .records import JsonlWriter, TensorBoardLogger, read_jsonl
+from .rollback import Rollback
 from .table import average_groups, gradient_table
 from .verdicts import KINDS, Thresholds, Verdict
 
@@ -29,7 +31,7 @@ _PLOTS = ("plot_gradient_flow", "plot_heatmap", "plot_loss")
 
 __all__ = [
     "GROUPINGS", "KINDS", "POLICIES", "GradientMonitor", "JsonlWriter", "LayerGroup", "NonFiniteError",
-    "NonFiniteReport", "TensorBoardLogger", "Thresholds", "Verdict", "average_groups", "build_groups",
+    "NonFiniteReport", "Rollback", "TensorBoardLogger", "Thresholds", "Verdict", "average_groups", "build_groups",
     "gradient_table", "locate_nonfinite", "nonfinite_state", "read_jsonl", "run_gradient_check",
     "tensor_stats", *_PLOTS,
 ]

@@ -12,9 +12,10 @@ Usage in any training loop::
     print(monitor.verdict())          # reading results synchronises, once
     monitor.close()
 
-With a non-finite policy (``nonfinite="skip"`` or ``"stop"``), replace ``optimizer.step()``
-by ``monitor.guarded_step(optimizer, inputs=x, targets=y, loss_fn=loss_fn)`` (or, when the
-trainer steps the optimizer itself, ``if monitor.check_step(...): optimizer.step()``).
+With a non-finite policy (``nonfinite="skip"``, ``"stop"`` or ``"rollback"``), replace
+``optimizer.step()`` by ``monitor.guarded_step(optimizer, inputs=x, targets=y, loss_fn=loss_fn)``
+(or, when the trainer steps the optimizer itself,
+``if monitor.check_step(..., optimizer=optimizer): optimizer.step()``).
 
 How the cost stays small: ``step()`` issues one ``torch._foreach_norm`` over all gradients
 and weights, reduces the squared norms to per-group sums with one ``index_add_`` over a
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -56,9 +58,10 @@ from .activations import ActivationTracker
 from .groups import LayerGroup, build_groups
 from .nonfinite import NonFiniteError, NonFiniteReport, locate_nonfinite
 from .records import JsonlWriter, TensorBoardLogger, dumps
+from .rollback import LastGoodState, LossSpikes, Rollback
 from .verdicts import Thresholds, Verdict, VerdictJudge
 
-POLICIES = ("warn", "skip", "stop")
+POLICIES = ("warn", "skip", "stop", "rollback")
 
 # Layout of the record tensor: [loss, global grad norm, global weight norm, G grad norms,
 # G weight norms, (G update ratios), (3 activation stats per tracked group)].
@@ -103,9 +106,12 @@ class GradientMonitor:
             gives up as ``stop`` does, since a run that cannot take a step is not training) or
             ``"stop"`` (writes ``report_path`` if set and raises ``NonFiniteError`` before the
             optimizer step, so the weights to checkpoint are the last finite ones).
-            ``skip`` and ``stop`` check gradients and floating buffers every step (BatchNorm
-            running statistics overflow before any gradient does), loss and weights on
-            recorded steps.
+            ``"rollback"`` (puts back the last good weights, buffers and optimizer state, lowers
+            the learning rate and drops the batch; see ``rollback.py`` and ``rollback=``).
+            ``skip``, ``stop`` and ``rollback`` check gradients and floating buffers every step
+            (BatchNorm running statistics overflow before any gradient does), loss and weights
+            on recorded steps; ``rollback`` reads the loss every step (the spike test).
+        rollback: the ``Rollback`` settings of the rollback policy (default ``Rollback()``).
         max_skips: consecutive skipped steps after which ``skip`` raises ``NonFiniteError``.
         on_verdict: ``callback(verdict, record)`` called for each recorded step once its
             record is read back (immediately on CPU, usually a step later on CUDA).
@@ -135,6 +141,7 @@ class GradientMonitor:
         explode_loss: float | None = None,
         nonfinite: str = "warn",
         max_skips: int = 10,
+        rollback: Rollback | None = None,
         on_verdict: Callable[[Verdict, dict], Any] | None = None,
         histogram_every: int = 0,
         tb_writer=None,
@@ -205,6 +212,12 @@ class GradientMonitor:
         self.last_report: NonFiniteReport | None = None
         self.skipped_steps: list[int] = []
         self._skip_streak = 0
+        self.rollback = rollback or Rollback()
+        self.rollbacks: list[dict] = []  # one entry per rollback: step, back_to, reason, lr_scale
+        self.lr_scale = 1.0  # the product of the rollbacks' learning-rate factors
+        self._spikes = LossSpikes(self.rollback.spike_factor, self.rollback.spike_window)
+        self._good = LastGoodState(model) if nonfinite == "rollback" else None
+        self._step_loss: torch.Tensor | None = None
 
     # -- the per-step path (no host synchronisation) ------------------------------------
 
@@ -219,6 +232,7 @@ class GradientMonitor:
         """
         s = self._next_step if step is None else int(step)
         self._next_step, self._current_step = s + 1, s
+        self._step_loss = loss.detach() if self._good is not None and isinstance(loss, torch.Tensor) else None
         if self._order_hooks:
             self._apply_execution_order()
         self._drain(block=False)
@@ -507,7 +521,6 @@ class GradientMonitor:
 
     # -- non-finite handling -------------------------------------------------------------
 
-    @torch.no_grad()
     def grads_finite(self) -> bool:
         """Are the gradients and floating buffers (and, on a recorded step, loss and weights) finite?
 
@@ -516,6 +529,11 @@ class GradientMonitor:
         update show up there as NaN). Buffers are checked because BatchNorm running statistics
         can overflow while loss and gradients are finite.
         """
+        return self._check()[0]
+
+    @torch.no_grad()
+    def _check(self) -> tuple[bool, float | None]:
+        """``grads_finite``, and under ``rollback`` the step's loss, in the same one sync."""
         if self._last_vec is not None and self._last_vec_step == self._current_step:
             norms = [self._last_vec[:_HEAD]]
         else:
@@ -523,7 +541,12 @@ class GradientMonitor:
             norms = [torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))] if grads else []
         if self._float_buffers:
             norms.append(torch.stack(torch._foreach_norm(self._float_buffers, 2, dtype=torch.float32)))
-        return not norms or bool(torch.isfinite(torch.cat([n.to(self._acc) for n in norms])).all())
+        if self._step_loss is not None:
+            norms.append(self._step_loss.reshape(1))
+        if not norms:
+            return True, None
+        values = torch.cat([n.to(self.device, self._acc) for n in norms]).tolist()
+        return all(map(math.isfinite, values)), values[-1] if self._step_loss is not None else None
 
     def _nonfinite_parts(self) -> str:
         """Which of gradients, weights and buffers hold NaN/Inf (the failure path only)."""
@@ -534,7 +557,14 @@ class GradientMonitor:
             ("gradients", [p.grad for p in self._params if p.grad is not None]),
             ("weights", self._params), ("buffers (BatchNorm running statistics)", self._float_buffers))
             if not finite(tensors)]
-        return f"non-finite {' and '.join(parts) or 'loss'}"
+        if parts:
+            return f"non-finite {' and '.join(parts)}"
+        recorded = self._last_vec is not None and self._last_vec_step == self._current_step
+        loss = self._last_vec[0] if recorded else self._step_loss
+        if loss is not None and not torch.isfinite(loss).all():
+            return "non-finite loss"
+        # Every element finite, yet a norm overflowed: float32 norms end at 3.4e38.
+        return "gradients or buffers too large to measure (a norm over 3.4e38, float32's largest)"
 
     def guarded_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor | None = None, *,
                      inputs: Any = None, targets: Any = None, loss_fn: Callable | None = None,
@@ -542,49 +572,61 @@ class GradientMonitor:
         """``optimizer.step()`` under the monitor's non-finite policy; True if it stepped.
 
         Pass ``loss`` to have it call ``step(loss)`` first (otherwise call ``step`` yourself).
-        The decision is ``check_step``'s (see there); a skipped step also zeroes the
+        The decision is ``check_step``'s (see there); a step not taken also zeroes the
         gradients, so that they cannot leak into the next step.
         """
         if loss is not None:
             self.step(loss)
-        if self.check_step(inputs=inputs, targets=targets, loss_fn=loss_fn, forward_fn=forward_fn):
+        if self.check_step(inputs=inputs, targets=targets, loss_fn=loss_fn, forward_fn=forward_fn,
+                           optimizer=optimizer):
             optimizer.step()
             return True
         optimizer.zero_grad(set_to_none=True)
         return False
 
     def check_step(self, *, inputs: Any = None, targets: Any = None, loss_fn: Callable | None = None,
-                   forward_fn: Callable | None = None) -> bool:
+                   forward_fn: Callable | None = None, optimizer: torch.optim.Optimizer | None = None) -> bool:
         """May the optimizer step now? Applies the non-finite policy; call after ``step()``.
 
         For trainers that step the optimizer themselves (e.g. through an AMP ``GradScaler``):
-        ``if monitor.check_step(inputs=x, targets=y, loss_fn=f): scaler.step(optimizer)``.
+        ``if monitor.check_step(inputs=x, targets=y, loss_fn=f, optimizer=opt): scaler.step(opt)``.
 
-        ``warn``: True, no sync. ``skip``/``stop``: one sync to check the finiteness of the
-        gradients and floating buffers (loss and weights too on recorded steps). On a non-finite
-        step the buffers (BatchNorm running statistics) are restored to their value before this
-        step's forward pass, so with the optimizer step dropped the model state is exactly the
-        previous step's; if
-        ``inputs`` (and ``targets``/``loss_fn``) are given, the batch is re-run to locate the
-        first non-finite module (``self.last_report``), once per streak of failing steps.
-        ``skip`` then warns and returns False (after ``max_skips`` in a row it stops instead);
-        ``stop`` writes ``report_path`` (if set) and raises ``NonFiniteError``: the state is the
-        previous step's, safe to checkpoint before exiting with ``error.exit_code``.
+        ``warn``: True, no sync. ``skip``/``stop``/``rollback``: one sync to check the finiteness of
+        the gradients and floating buffers (loss and weights too on recorded steps). On a
+        non-finite step the buffers (BatchNorm running statistics) are restored to their value
+        before this step's forward pass, so with the optimizer step dropped the model state is
+        exactly the previous step's; if ``inputs`` (and ``targets``/``loss_fn``) are given, the
+        batch is re-run to locate the first non-finite module (``self.last_report``), once per
+        streak of failing steps. ``skip`` then warns and returns False (after ``max_skips`` in a
+        row it stops instead); ``stop`` writes ``report_path`` (if set) and raises
+        ``NonFiniteError``: the state is the previous step's, safe to checkpoint before exiting
+        with ``error.exit_code``. ``rollback`` (needs ``optimizer``) also treats a loss spike as a
+        failure, puts back the last good state, scales the learning rate and returns False.
         """
-        if self.policy == "warn" or self.grads_finite():
+        if self.policy == "warn":
+            return True
+        if self._good is not None and optimizer is None:
+            raise UserError("the rollback policy needs the optimizer: call check_step(..., optimizer=optimizer)")
+        finite, loss = self._check()
+        spike = finite and loss is not None and self._spikes.is_spike(loss)
+        if finite and not spike:
             self._buffers_saved = False  # the next forward starts a new step
             self._skip_streak = 0
+            if self._good is not None:
+                self._note_good_step(optimizer, loss)
             return True
 
         s = self._current_step
-        reason = self._nonfinite_parts()
+        reason = self._spike_reason(loss) if spike else self._nonfinite_parts()
         self._restore_buffers()  # undo the failing forward's effect on BatchNorm statistics
         self._buffers_saved = False
-        self._judge_nonfinite(s, reason)
+        self._judge_failure(s, reason, "exploding" if spike else "nonfinite")
         first_of_streak = not self._skip_streak
-        if inputs is not None and first_of_streak:  # one re-run per streak of failures, not per step
+        if inputs is not None and first_of_streak and not spike:  # one re-run per streak, not per step
             self.locate(inputs, targets, loss_fn, forward_fn=forward_fn)
-        where = f"; first non-finite: {self.last_report}" if self.last_report is not None else ""
+        where = f"; first non-finite: {self.last_report}" if self.last_report is not None and not spike else ""
+        if self.policy == "rollback":
+            return self._roll_back(optimizer, s, reason, where)
         if self.policy == "skip" and self._skip_streak < self.max_skips:
             self._skip_streak += 1
             self.skipped_steps.append(s)
@@ -593,17 +635,68 @@ class GradientMonitor:
             return False
         if self.policy == "skip":
             reason = f"{reason}, the {self.max_skips + 1}th consecutive non-finite step (skip gives up)"
+        raise self._give_up(s, reason, where)
+
+    def _give_up(self, step: int, reason: str, where: str) -> NonFiniteError:
         if self.report_path is not None:
             self.write_report(self.report_path)
         saved = f" (report: {self.report_path})" if self.report_path is not None else ""
-        raise NonFiniteError(f"non-finite values at step {s}: {reason}{where}; the optimizer step was not "
-                             f"applied{saved}", step=s, report=self.last_report)
+        return NonFiniteError(f"{'' if reason.startswith('loss spike') else 'non-finite values '}at step {step}: "
+                              f"{reason}{where}; the optimizer step was not applied{saved}", step=step,
+                              report=self.last_report)
 
-    def _judge_nonfinite(self, step: int, reason: str) -> None:
+    # -- the rollback policy (see rollback.py) ------------------------------------------
+
+    def keep_state(self, optimizer: torch.optim.Optimizer, step: int | None = None) -> None:
+        """Keep the current weights, buffers and optimizer state as the state to roll back to
+        (``rollback`` keeps one every ``Rollback.every`` good steps by itself)."""
+        if self._good is None:
+            raise UserError(f"keep_state() is for the rollback policy; this monitor's is {self.policy!r}")
+        self._good.keep(optimizer, self._next_step if step is None else step)
+
+    def _note_good_step(self, optimizer: torch.optim.Optimizer, loss: float | None) -> None:
+        if loss is not None:
+            self._spikes.add(loss)
+        every, s = self.rollback.every, self._current_step
+        if self._good.step is None or (every and s % every == 0):
+            self._good.keep(optimizer, s)
+
+    def _spike_reason(self, loss: float) -> str:
+        return (f"loss spike: {loss:.4g} is over {self.rollback.spike_factor:g}x the median of the last "
+                f"{len(self._spikes.recent)} losses and above the untrained model's")
+
+    def _roll_back(self, optimizer: torch.optim.Optimizer, step: int, reason: str, where: str) -> bool:
+        if self._good.step is None:
+            raise self._give_up(step, f"{reason} (rollback: no good state kept yet)", where)
+        self._good.restore(optimizer)  # giving up too: the state to keep is the last good one
+        if len(self.rollbacks) >= self.rollback.max_rollbacks:
+            raise self._give_up(step, f"{reason}, after {len(self.rollbacks)} rollbacks (rollback gives up; the "
+                                      f"state is step {self._good.step}'s again)", where)
+        self.lr_scale *= self.rollback.factor
+        for group in optimizer.param_groups:
+            group["lr"] *= self.rollback.factor
+        self.rollbacks.append({"step": step, "back_to": self._good.step, "reason": reason + where,
+                               "lr_scale": self.lr_scale})
+        warnings.warn(f"GradientMonitor: rolled back at step {step} to the state of step {self._good.step}: "
+                      f"{reason}{where}; learning rate x{self.rollback.factor:g} (now x{self.lr_scale:g} of the "
+                      f"schedule)", RuntimeWarning, stacklevel=3)
+        return False
+
+    def rollback_state_dict(self) -> dict:
+        """What a resumed run needs to roll back exactly as the first would have, the kept state included."""
+        return {"lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "spikes": self._spikes.state_dict(),
+                "kept": self._good.state_dict()}
+
+    def load_rollback_state_dict(self, state: dict) -> None:
+        self.lr_scale, self.rollbacks = state["lr_scale"], list(state["rollbacks"])
+        self._spikes.load_state_dict(state["spikes"])
+        self._good.load_state_dict(state["kept"])
+
+    def _judge_failure(self, step: int, reason: str, kind: str) -> None:
         """Make the failing step the latest verdict, recorded or not (the report shows it)."""
         self._drain(block=True)  # the sync is paid already: judge this step now
-        if self._last_verdict is None or self._last_verdict.step != step or self._last_verdict.kind != "nonfinite":
-            self._last_verdict = Verdict("nonfinite", reason, step)
+        if self._last_verdict is None or self._last_verdict.step != step or self._last_verdict.kind != kind:
+            self._last_verdict = Verdict(kind, reason, step)
             self._events.append(self._last_verdict)
 
     def discard_step(self) -> None:
@@ -631,6 +724,7 @@ class GradientMonitor:
             "verdict": verdict.to_dict(),
             "events": [e.to_dict() for e in self._events],
             "skipped_steps": self.skipped_steps,
+            "rollbacks": self.rollbacks,
             "nonfinite_location": self.last_report.to_dict() if self.last_report is not None else None,
             "thresholds": asdict(self.thresholds),
             "groups": [{"name": g.name, "depth_index": g.depth_index, "params": len(g.param_names)}

@@ -61,7 +61,10 @@ class TrainConfig:
     # diagnostics
     monitor: bool = True
     monitor_every: int = 10  # record gradient norms every N steps (NaN/Inf policy: every step)
-    on_nonfinite: str = "stop"  # warn | skip | stop
+    on_nonfinite: str = "stop"  # warn | skip | stop | rollback
+    rollback_factor: float = 0.5  # rollback: the learning rate is multiplied by this at each rollback
+    max_rollbacks: int = 3  # rollback: the next failure stops the run (exit 3)
+    spike_factor: float = 10.0  # rollback: a loss over this x its recent median is a blow-up (0: NaN/Inf only)
     # output
     out: str | None = None
     eval_every: int = 1  # evaluate every N epochs and after the last (0: after the last only)
@@ -115,7 +118,7 @@ RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout")
 
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
-           "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop")}
+           "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop", "rollback")}
 
 
 def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:
@@ -180,6 +183,9 @@ def validate(c: TrainConfig) -> None:
         (c.log_every >= 0, f"--log-every must be >= 0, got {c.log_every}"),
         (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),
         (all(0 < m < 1 for m in c.milestones), f"--milestones are fractions of the run in (0, 1), got {c.milestones}"),
+        (0 < c.rollback_factor < 1, f"--rollback-factor must be in (0, 1), got {c.rollback_factor}"),
+        (c.max_rollbacks >= 0, f"--max-rollbacks must be >= 0, got {c.max_rollbacks}"),
+        (c.spike_factor == 0 or c.spike_factor > 1, f"--spike-factor must be > 1 (0: off), got {c.spike_factor}"),
         (c.monitor_every >= 1, f"--monitor-every must be at least 1, got {c.monitor_every}"),
         (c.workers is None or c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
         (c.dist_timeout > 0, f"--dist-timeout must be positive, got {c.dist_timeout}"),

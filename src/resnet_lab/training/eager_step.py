@@ -65,11 +65,19 @@ class EagerStep:
         """The monitor's policy (warn: no sync; skip/stop: one check). A skip is logged on one line."""
         if self.monitor is None:
             return True
+        rollbacks = len(self.monitor.rollbacks)
         with warnings_to(self.log):
-            take = self.monitor.check_step(inputs=x, targets=y, loss_fn=self.loss_fn)
-        if not take:
+            take = self.monitor.check_step(inputs=x, targets=y, loss_fn=self.loss_fn, optimizer=self.optimizer)
+        if take:
+            return True
+        if len(self.monitor.rollbacks) > rollbacks:
+            r = self.monitor.rollbacks[-1]
+            self.events.append({"step": step, "kind": "rollback",
+                                "detail": f"{r['reason']}; back to step {r['back_to']}'s state, learning rate "
+                                          f"x{r['lr_scale']:g} of the schedule"})
+        else:
             self.events.append({"step": step, "kind": "skipped", "detail": "non-finite values; step not applied"})
-        return take
+        return False
 
     @torch.no_grad()
     def _routine_overflow(self, loss: torch.Tensor) -> bool:

@@ -71,7 +71,9 @@ def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainC
 class RunFiles:
     """The files of one run; with no run directory (a library call) it writes nothing."""
 
-    def __init__(self, run_dir: Path | None, c: TrainConfig, parts, state, ctx, device, resumed: bool, log):
+    def __init__(self, run_dir: Path | None, c: TrainConfig, parts, state, ctx, device, checkpoint: dict | None,
+                 log):
+        resumed = checkpoint is not None
         self.run_dir, self.c, self.parts, self.state, self.ctx, self.device, self.log = \
             run_dir, c, parts, state, ctx, device, log
         self.saved_step = state.step if resumed else None  # the step last.pt holds
@@ -90,6 +92,8 @@ class RunFiles:
         self.monitor = _make_monitor(parts.model, c, run_dir if writes else None, self.writer)
         if self.monitor is not None and resumed and writes and (run_dir / "gradients.jsonl").exists():
             self.monitor.continue_from(read_jsonl(run_dir / "gradients.jsonl"))
+        if c.on_nonfinite == "rollback" and checkpoint is not None:
+            self.monitor.load_rollback_state_dict(checkpoint["rollback"])
 
     def _config_record(self) -> dict:
         p = self.parts
@@ -104,6 +108,8 @@ class RunFiles:
         if self.run_dir is None:
             return False
         state = self.state.state_dict(self.parts, self.c, self.device, self.ctx)
+        if self.c.on_nonfinite == "rollback":  # the state to go back to travels with the run
+            state["rollback"] = self.monitor.rollback_state_dict()
         if not all_finite(state["model"]) or (state["ema"] is not None and not all_finite(state["ema"])):
             self.state.events.append({"step": self.state.step, "kind": "not_saved",
                                       "detail": f"{name}: non-finite weights"})
@@ -164,10 +170,13 @@ def _make_monitor(model, c: TrainConfig, run_dir: Path | None, writer):
     """
     if not c.monitor and c.on_nonfinite == "warn":
         return None
-    from ..diagnostics import GradientMonitor
+    from ..diagnostics import GradientMonitor, Rollback
 
     records = run_dir is not None and c.monitor
+    # The state to roll back to is kept every 10 steps and saved in each checkpoint (exact resume).
+    rollback = Rollback(c.rollback_factor, c.max_rollbacks, spike_factor=c.spike_factor or None)
     return GradientMonitor(model, every=c.monitor_every if c.monitor else 0, nonfinite=c.on_nonfinite,
+                           rollback=rollback,
                            tb_writer=writer if c.monitor else None,
                            jsonl_path=run_dir / "gradients.jsonl" if records else None,
                            report_path=run_dir / "nonfinite_report.json" if run_dir is not None else None)

@@ -23,7 +23,7 @@ from ..diagnostics import NonFiniteError
 from ..errors import UserError
 from ..runtime import pick_device
 from .config import TrainConfig, validate
-from .distributed import init_distributed, restart_count, shutdown
+from .distributed import init_distributed, launched_by_torchrun, restart_count, shutdown
 from .eager_step import EagerStep, warnings_to
 from .evaluation import evaluate, evaluate_epoch
 from .graphed_step import TrainStep, graph_blockers
@@ -110,6 +110,9 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     c = config
     run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None or elastic_restart)
     device = pick_device(c.device)
+    if c.on_nonfinite == "rollback" and launched_by_torchrun():
+        raise UserError("--on-nonfinite rollback runs in one process for now (each rank would judge its own "
+                        "loss); under torchrun use skip or stop")
     if c.sync_bn and device.type == "cpu":
         raise UserError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); on CPUs use --norm group or none")
     ctx, device = init_distributed(device, c.dist_timeout)
@@ -152,7 +155,7 @@ class _Run:
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
             log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
-        self.files = RunFiles(run_dir, c, p, self.state, ctx, device, checkpoint is not None, log)
+        self.files = RunFiles(run_dir, c, p, self.state, ctx, device, checkpoint, log)
         log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}, "
             f"{p.total_steps} steps ({p.num_epochs} epochs x {p.steps_per_epoch}), batch {c.batch_size}, "
             f"lr {c.effective_lr:g}, {p.precision}")
@@ -222,6 +225,8 @@ class _Run:
         lr = c.effective_lr * lr_factor(c.schedule, s.step, self.parts.total_steps, c.warmup, c.milestones)
         if not s.warmup_done:
             lr = c.warmup_lr * c.effective_lr / c.lr
+        if self.files.monitor is not None:
+            lr *= self.files.monitor.lr_scale  # lowered by each rollback
         for group in self.parts.optimizer.param_groups:
             group["lr"] = lr
         if self.parts.ema is not None:
@@ -266,6 +271,9 @@ class _Run:
                "train_acc": correct / max(seen, 1), **evaluation, "lr": epoch["lr"],
                "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
                "time_s": time.perf_counter() - epoch["start"], "elapsed_s": time.perf_counter() - self.run_start}
+        since = s.history[-1]["step"] if s.history else 0
+        if any(e["kind"] == "rollback" for e in s.events if e["step"] >= since):  # in metrics.jsonl too
+            row["events"] = [e for e in s.events if e["step"] >= since]
         s.history.append(row)
         s.epoch, s.batch_in_epoch, s.sums = s.epoch + 1, 0, None
         is_best = evaluated and row["test_acc"] > s.best_acc
