@@ -245,3 +245,11 @@ def test_gpu_lent_calls_carry_the_data_in_two_parts_and_check_it(tmp_path):
     assert "(fast_cifar," in printed and "data_error.txt" not in names
     printed, names = call(2, "0" * 64)
     assert "(fast_cifar," not in printed and "data_error.txt" in names
+
+
+def test_fixed_costs_benchmark_smoke(tmp_path):
+    result = run_smoke("bench_fixed_costs.py", tmp_path)
+    (run,) = result["runs"]
+    assert run["wall_s"] > run["fixed_s"] > run["startup_s"] > 0 and len(result["import_torch_wall_s"]) == 1
+    assert result["fixed_over_import_torch"] == result["median"]["fixed_s"] / result["import_torch_wall_s"][0]
+    assert result["target_met"] == (result["fixed_over_import_torch"] <= 1.3)

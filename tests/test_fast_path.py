@@ -228,3 +228,55 @@ def test_tta_is_reported_apart_and_refused_where_training_never_flips(tmp_path):
     assert 0 <= result.final["tta_test_acc"] <= 1 and 0 <= result.final["test_acc"] <= 1  # both, side by side
     with pytest.raises(UserError, match="--tta"):
         train(resolve_config(data="digits", **common), log=lambda *_: None)  # mirrored digits are other shapes
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_trainer_sgd_is_torch_sgd_bit_for_bit_and_shares_its_checkpoint_layout(nesterov, foreach):
+    """resnet_lab's SGD (no torch.optim, so no torch._dynamo import at start-up) against torch's own."""
+    from resnet_lab.training.sgd import SGD
+
+    torch.manual_seed(0)
+    ours, theirs = create_model("resnet8", num_classes=10, in_channels=3), None
+    theirs = copy.deepcopy(ours)
+
+    def groups(m):
+        return [{"params": [p for p in m.parameters() if p.ndim > 1], "weight_decay": 5e-4},
+                {"params": [p for p in m.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    opt_ours = SGD(groups(ours), lr=0.1, momentum=0.9, nesterov=nesterov)
+    opt_theirs = torch.optim.SGD(groups(theirs), lr=0.1, momentum=0.9, nesterov=nesterov, foreach=foreach)
+    for step, lr_value in enumerate((0.3, 0.2, 0.05)):
+        x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+        opt_theirs.zero_grad()
+        nn.functional.cross_entropy(theirs(x), y).backward()
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            p.grad = q.grad.clone()
+        for opt in (opt_ours, opt_theirs):
+            for group in opt.param_groups:
+                group["lr"] = lr_value
+            opt.step()
+        for p, q in zip(ours.parameters(), theirs.parameters()):
+            assert torch.equal(p, q)
+        if step == 1:  # swap states half-way: each loads the other's checkpoint and goes on identically
+            saved_ours, saved_theirs = opt_ours.state_dict(), opt_theirs.state_dict()
+            assert saved_ours.keys() == saved_theirs.keys()
+            assert saved_ours["param_groups"] == [{**g, "foreach": None} for g in saved_theirs["param_groups"]]
+            opt_ours.load_state_dict(saved_theirs)
+            opt_theirs.load_state_dict(saved_ours)
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(opt_ours.state[p]["momentum_buffer"], opt_theirs.state[q]["momentum_buffer"])
+    opt_ours.zero_grad()
+    assert all(p.grad is None for p in ours.parameters())
+
+
+def test_a_training_run_never_imports_torch_dynamo(tmp_path):
+    """torch.optim imports torch._dynamo on first use, as long as importing torch itself."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from resnet_lab.cli.main import main; "
+            f"assert main(['train', '--model', 'resnet8', '--data', 'digits', '--steps', '2', '--quiet', "
+            f"'--out', {str(tmp_path / 'run')!r}]) == 0; "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -15,6 +15,7 @@ from .config import TrainConfig
 from .ema import WeightEMA
 from .evaluation import check_flip_tta
 from .precision import resolve_precision
+from .sgd import SGD
 
 
 @dataclass
@@ -98,7 +99,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def build_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, c: TrainConfig) -> "SGD | torch.optim.Optimizer":
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if c.wd_on_norm_and_bias or p.ndim > 1 else no_decay).append(p)
@@ -106,7 +107,8 @@ def build_optimizer(model: nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     if c.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=c.effective_lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
+        # torch.optim.SGD's arithmetic and checkpoint layout without torch.optim's start-up cost (sgd.py).
+        return SGD(groups, lr=c.effective_lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0)
     cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
     return cls(groups, lr=c.effective_lr)
 
