@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import tarfile
 import urllib.error
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -655,3 +657,33 @@ def test_default_workers_stay_within_the_cores_of_each_process(monkeypatch):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
         monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_ranks))
         assert folder.default_workers() == expected, (cpus, local_ranks)
+
+
+def test_a_compressed_npz_is_read_from_an_uncompressed_copy_after_the_first_load(tmp_path, monkeypatch):
+    """savez_compressed files are inflated once, not at every run; a changed file is read afresh."""
+    from resnet_lab.data.cache import uncompressed_copy
+    from resnet_lab.data.npz import load_npz
+
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8), "y_train": np.arange(20) % 4,
+              "x_test": rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8), "y_test": np.arange(6) % 4}
+    source = tmp_path / "data.npz"
+    np.savez_compressed(source, **arrays)
+    first = load_npz(source)
+    copy = uncompressed_copy(source)
+    assert copy.is_file()
+    with zipfile.ZipFile(copy) as z:
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in z.infolist())
+    np.savez(copy, _members=np.array(["x_train", "y_train", "x_test", "y_test"]),
+             **{**arrays, "y_train": (np.arange(20) + 1) % 4})  # mark the copy: is it what is read?
+    assert (load_npz(source).y_train.numpy() == (np.arange(20) + 1) % 4).all()
+    assert torch.equal(first.x_train, load_npz(source).x_train)
+    # A changed source has another key: the marked copy is never read for it.
+    np.savez_compressed(source, **{**arrays, "y_train": np.arange(20) % 4})
+    os.utime(source, ns=(1, 1))
+    assert (load_npz(source).y_train.numpy() == np.arange(20) % 4).all()
+    # A damaged copy is ignored and rewritten.
+    uncompressed_copy(source).write_bytes(b"not a zip")
+    assert (load_npz(source).y_train.numpy() == np.arange(20) % 4).all()
+    assert zipfile.is_zipfile(uncompressed_copy(source))

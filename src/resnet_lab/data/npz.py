@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from resnet_lab.data.cache import uncompressed_copy
 from resnet_lab.data.dataset import InMemoryDataset
 from resnet_lab.errors import UserError, first_line
 
@@ -81,14 +82,50 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         if not zipfile.is_zipfile(path):
             raise UserError(f"{path} is not a valid .npz archive (not a zip file); "
                             "save the arrays with np.savez or np.savez_compressed")
+        copy = _read_uncompressed_copy(path)
+        if copy is not None:
+            return copy
         # Each member of an .npz is decompressed every time it is indexed: read each one once.
         with np.load(path, allow_pickle=False) as z:
-            return {k: _member(z, k, path) for k in z.files if k in (*REQUIRED, "classes")}, list(z.files)
+            arrays, members = {k: _member(z, k, path) for k in z.files if k in (*REQUIRED, "classes")}, list(z.files)
+        _write_uncompressed_copy(path, arrays, members)
+        return arrays, members
     except UserError:  # already says what is wrong (a ValueError, so it must pass first)
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise UserError(f"{path} is not a readable .npz file ({first_line(e)}); "
                         "save it with np.savez or np.savez_compressed") from None
+
+
+def _read_uncompressed_copy(path: Path) -> tuple[dict[str, np.ndarray], list[str]] | None:
+    """The arrays from the uncompressed copy of ``path``, or None (no copy, or one that fails to load:
+    it is read like any untrusted file, and then ignored and rewritten)."""
+    copy = uncompressed_copy(path)
+    try:
+        with np.load(copy, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k != "_members"}
+            return arrays, [str(m) for m in z["_members"]]
+    except Exception:  # noqa: BLE001 - missing, damaged or foreign: the source decides
+        return None
+
+
+def _write_uncompressed_copy(path: Path, arrays: dict[str, np.ndarray], members: list[str]) -> None:
+    """Keep an uncompressed copy of a compressed archive that has the four arrays (best effort: a
+    read-only cache folder only costs the next load its inflating)."""
+    with zipfile.ZipFile(path) as z:
+        compressed = any(info.compress_type != zipfile.ZIP_STORED for info in z.infolist())
+    if not compressed or any(k not in arrays for k in REQUIRED):
+        return
+    import io
+
+    from ..files import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, _members=np.array(members), **arrays)
+    try:
+        atomic_write_bytes(uncompressed_copy(path), buffer.getvalue())
+    except OSError:
+        pass
 
 
 def _member(z, key: str, path: Path) -> np.ndarray:
