@@ -40,6 +40,8 @@ def register(sub) -> None:
     g.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out among the runs)")
     g.add_argument("--shard", metavar="I/N", help="run only runs I, I+N, I+2N, ... (to split a sweep across "
                                                   "machines into one folder)")
+    g.add_argument("--probe-steps", type=int, default=20, metavar="N",
+                   help="steps each worker trains in the --jobs auto probe (default 20)")
     g.add_argument("--status", action="store_true", help="print the table of runs and their states, run nothing")
     g.add_argument("--status-every", type=float, default=30.0, metavar="S",
                    help="seconds between status lines (default 30; 0: none)")
@@ -106,7 +108,8 @@ def run(args) -> int:
     shard = _shard(args.shard) if args.shard else (0, 1)
     try:
         result = run_sweep(grid_from_args(args), args.out, jobs=jobs, devices=args.devices, shard=shard,
-                           threads=args.threads, log=_log, status_every=args.status_every)
+                           threads=args.threads, log=_log, status_every=args.status_every,
+                           probe_steps=args.probe_steps)
     except SweepInterrupted as stop:
         print(f"resnet-lab: sweep {stop}", file=sys.stderr)
         return 128 + stop.signum

@@ -54,6 +54,7 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     workers). On a CPU the count changes the last bits of the result: give it to reproduce a run.
     """
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
+    _check_positive(probe_steps, "--probe-steps")
     runs = expand(grid)
     out = _prepare_out(Path(out))
     check_compatible(out, runs)
@@ -62,12 +63,7 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
         _write_spec(out, r)
     before = statuses(out, mine)
     todo = [r for r in mine if before[r.name].state != "done"]
-    probe = _previous_probe(out, devices[0]) if jobs == "auto" else None
-    if jobs == "auto":
-        from .probe import probe_jobs
-
-        probe = probe or probe_jobs(todo[0] if todo else mine[0], out, devices[0], len(todo), probe_steps, log)
-        jobs = probe["jobs"]
+    jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
     threads = threads or threads_per_worker(jobs * len(devices))
     invocation = {"jobs": jobs, "devices": devices, "threads": threads, "shard": list(shard), "host": platform.node()}
 
@@ -111,9 +107,29 @@ def check_jobs(jobs) -> int | str:
 
 
 def check_threads(threads) -> int | None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise UserError(f"--threads must be a positive integer, got {threads!r}")
-    return threads
+    return None if threads is None else _check_positive(threads, "--threads")
+
+
+def _check_positive(value, flag: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{flag} must be a positive integer, got {value!r}")
+    return value
+
+
+def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_steps: int, log) -> tuple[int, dict | None]:
+    """``jobs`` as given, or measured (``auto``): by an earlier probe on this machine, else now."""
+    if jobs != "auto":
+        return jobs, None
+    probe = _previous_probe(out, device)
+    if probe is None and not todo:
+        return 1, None  # nothing left to run: nothing to measure
+    if probe is None:
+        from .probe import probe_jobs
+
+        probe = probe_jobs(todo[0], out, device, len(todo), probe_steps, log)
+    else:
+        log(f"sweep: jobs auto -> {probe['jobs']} (the probe of {probe['measured']} in sweep.json)")
+    return probe["jobs"], probe
 
 
 def check_shard(shard) -> tuple[int, int]:
