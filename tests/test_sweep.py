@@ -153,11 +153,22 @@ def test_sweep_sigkilled_halfway_continues_without_redoing_finished_runs(tmp_pat
         assert_same_run(out / f"resnet8-seed{seed}", reference[seed])
 
 
-def test_a_killed_worker_is_reported_failed_and_resumes_exactly_next_time(tmp_path, reference):
+def test_sigterm_stops_cleanly_a_killed_worker_is_failed_and_both_resume_exactly(tmp_path, reference):
     out = tmp_path / "sweep"
     argv = [*TRAIN, "--seed", "0", "--threads", "1", "--out", str(out)]
     parent = start_sweep(*argv)
     wait_for(lambda: read_status(out / "resnet8", "x").step >= 3, parent)
+    parent.send_signal(signal.SIGTERM)  # forwarded: the worker saves a checkpoint, the sweep waits for it
+    stdout, stderr = parent.communicate(timeout=120)
+    assert parent.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM received; stopping 1 running worker(s)" in stdout
+    assert "sweep interrupted; 1 running run(s) saved a checkpoint; run the same command again" in stderr
+    stopped = read_status(out / "resnet8", "resnet8")
+    assert stopped.state == "interrupted" and 3 <= stopped.step < STEPS
+    assert json.loads((out / "sweep.json").read_text())["runs"][0]["state"] == "interrupted"
+
+    parent = start_sweep(*argv)
+    wait_for(lambda: read_status(out / "resnet8", "x").step >= stopped.step + 2, parent)
     os.kill(worker_pid(out / "resnet8"), signal.SIGKILL)
     stdout, stderr = parent.communicate(timeout=120)
     assert parent.returncode == 1

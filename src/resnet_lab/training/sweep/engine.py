@@ -67,8 +67,11 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     threads = threads or threads_per_worker(jobs * len(devices))
     invocation = {"jobs": jobs, "devices": devices, "threads": threads, "shard": list(shard), "host": platform.node()}
 
-    def refresh() -> None:
-        write_manifest(out, grid, runs, statuses(out, runs), last_invocation=invocation, probe=probe)
+    def refresh(running=()) -> None:
+        states = statuses(out, runs)
+        for name in running:  # launched, perhaps not yet holding its lock
+            states[name].state = "running" if states[name].state != "done" else "done"
+        write_manifest(out, grid, runs, states, last_invocation=invocation, probe=probe)
 
     _announce(out, mine, todo, before, f"{jobs} job(s) per device of {threads} thread(s) on {', '.join(devices)}",
               shard, log)

@@ -43,8 +43,12 @@ class Outcome:
 
 
 class Scheduler:
-    def __init__(self, out: Path, todo: list[RunSpec], total: int, done_before: int, devices: list[str], jobs: int,
-                 threads: int, log: Callable[[str], object], on_change: Callable[[], None], status_every: float):
+    """``todo``: the runs to train, of ``total`` in this shard; ``on_change(running names)`` after each
+    start and end (the manifest's refresh)."""
+
+    def __init__(self, out: Path, todo: list[RunSpec], total: int, done_before: int, devices: list[str],
+                 jobs: int, threads: int, log: Callable[[str], object], on_change: Callable[[list[str]], None],
+                 status_every: float):
         self.out, self.queue, self.total, self.devices, self.jobs = out, list(todo), total, devices, jobs
         self.threads = threads
         self.log, self.on_change = log, on_change
@@ -96,7 +100,7 @@ class Scheduler:
             offset = (run_dir / STDERR_FILE).stat().st_size if (run_dir / STDERR_FILE).exists() else 0
             self.running[spec.name] = _Worker(spec, device, launch(run_dir, device, self.threads),
                                             time.monotonic(), offset)
-            self.on_change()
+            self.on_change(list(self.running))
 
     def _free_device(self) -> str | None:
         """The device with the fewest running workers (the first of equals), if one has a free slot."""
@@ -113,7 +117,7 @@ class Scheduler:
                 continue
             del self.running[name]
             self._settle(worker, code, time.monotonic() - worker.started)
-            self.on_change()
+            self.on_change(list(self.running))
 
     def _settle(self, worker: _Worker, code: int, wall_s: float) -> None:
         run_dir = self.out / worker.spec.name
