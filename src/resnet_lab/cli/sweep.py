@@ -141,8 +141,9 @@ def _print_table(states) -> None:
     rows = [{"run": s.name, "state": s.state, "step": f"{s.step:,}/{s.total_steps:,}" if s.total_steps else "-",
              "train_error": _pct(s.result.get("final_train_error")), "test_acc": s.result.get("test_acc"),
              "time": s.result.get("train_time_s"), "reason": _short(s.reason)} for s in states]
-    print(format_table(rows, [("run", "run"), ("state", "state"), ("step", "step"), ("train_error", "train error"),
-                              ("test_acc", "test acc"), ("time", "train s"), ("reason", "reason")]))
+    columns = [("run", "run"), ("state", "state"), ("step", "step"), ("train_error", "train error"),
+               ("test_acc", "test acc"), ("time", "train s")]
+    print(format_table(rows, columns + ([("reason", "reason")] if any(r["reason"] for r in rows) else [])))
 
 
 def _short(reason: str | None, width: int = 72) -> str:
