@@ -3,8 +3,9 @@
 A process per run, so a crash, an out-of-memory kill or a non-finite stop takes down that run
 only. The worker takes the run's lock first (another live worker on the same directory: exit
 ``BUSY``), then trains the run from ``sweep_run.json`` or resumes it exactly from ``last.pt``.
-On Linux it asks the kernel for SIGTERM when the sweep that started it dies (even by SIGKILL):
-it then saves a checkpoint at the step boundary and exits, as ``train`` does on SIGTERM.
+On Linux it asks the kernel for a signal when the sweep that started it dies (even by SIGKILL)
+and then acts as on one SIGTERM: it saves a checkpoint at the step boundary and exits, as
+``train`` does.
 
 Exit status: 0 done, 2 bad settings, 3 non-finite stop, 128 + signal when interrupted (a
 checkpoint was saved), ``BUSY`` when the run is locked by another process.
@@ -53,15 +54,25 @@ def launch(run_dir: Path, device: str, threads: int) -> subprocess.Popen:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """SIGTERM when the sweep dies (Linux); if it died before we asked, stop now."""
+    """One SIGTERM when the sweep dies (Linux); if it died before we asked, stop now.
+
+    The kernel sends SIGHUP, which we turn into a single SIGTERM: here it sent the parent-death
+    signal twice (the sweep SIGKILLed, tests/test_sweep.py), and a second SIGTERM makes the
+    trainer stop at once, without the checkpoint the first one asked for.
+    """
     if sys.platform.startswith("linux"):
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        signal.signal(signal.SIGHUP, _parent_died)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
     if os.getppid() != parent_pid:
         print("the sweep that started this worker has exited; stopping", file=sys.stderr)
         sys.exit(128 + signal.SIGTERM)
+
+
+def _parent_died(signum, frame) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # any repeat of it
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str]) -> int:
