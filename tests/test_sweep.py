@@ -30,8 +30,9 @@ from resnet_lab.training.sweep.worker import BUSY
 CLI = [sys.executable, "-m", "resnet_lab"]
 STEPS = 30
 TRAIN = ["--model", "resnet8", "--steps", str(STEPS), "--batch-size", "32", "--deterministic",
-         "--checkpoint-every", "1", "--no-tensorboard"]
-FIXED = {"steps": STEPS, "batch_size": 32, "deterministic": True, "checkpoint_every": 1, "tensorboard": False}
+         "--checkpoint-every", "1", "--log-every", "5", "--no-tensorboard"]
+FIXED = {"steps": STEPS, "batch_size": 32, "deterministic": True, "checkpoint_every": 1, "log_every": 5,
+         "tensorboard": False}
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 TIMING_KEYS = {"images_per_s", "time_s", "elapsed_s"}  # measured: they differ between any two runs
 
@@ -67,6 +68,10 @@ def assert_same_run(run: Path, reference: Path) -> None:
     for key in ours["model"]:
         assert torch.equal(ours["model"][key], theirs["model"][key]), f"{run.name}: {key} differs"
     assert untimed(read_jsonl(run / "metrics.jsonl")) == untimed(read_jsonl(reference / "metrics.jsonl"))
+    # The finer curve is kept in the checkpoint: a resumed run has every point once (the one
+    # right after a resume covers only the steps since it, so its values may differ).
+    assert [r["step"] for r in ours["step_history"]] == [r["step"] for r in theirs["step_history"]] == \
+        list(range(5, STEPS + 1, 5))
 
 
 def untimed(rows: list[dict]) -> list[dict]:
@@ -280,3 +285,27 @@ def worker_pid(run_dir: Path) -> int:
         if b"resnet_lab.training.sweep" in cmdline and str(run_dir).encode() in cmdline:
             return int(entry.name)
     raise AssertionError(f"no worker for {run_dir}")
+
+
+# ----------------------------------------------------------------------------- degradation on the sweep engine
+
+def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(tmp_path):
+    from resnet_lab.experiments import run_degradation
+
+    settings = dict(data="digits", seeds=(0,), epochs=1, device="cpu", batch_size=64, image_size=16, log=None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: the same bits
+    try:
+        alone = run_degradation((8,), **settings)
+    finally:
+        torch.set_num_threads(threads)
+    swept = run_degradation((8,), **settings, jobs=2, threads=1, out=tmp_path)
+    assert [n["model"] for n in swept["networks"]] == ["plain8", "resnet8"]
+    same = ("train_error", "test_error", "final_train_error", "final_test_error", "params", "step_curve")
+    for a, b in zip(alone["networks"], swept["networks"]):
+        assert {k: a[k] for k in same} == {k: b[k] for k in same}
+        assert a["step_curve"] and a["gradient_flow"] == b["gradient_flow"]
+    assert swept["findings"] == alone["findings"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["plain8-seed0", "resnet8-seed0", "sweep.json"]
+    with pytest.raises(UserError, match="pass data=SPEC instead of dataset="):
+        run_degradation((8,), **settings, jobs=2, out=tmp_path, dataset=object())

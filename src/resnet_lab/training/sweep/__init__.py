@@ -10,9 +10,9 @@ resumable at any point.
 - ``engine``: ``run_sweep`` and ``sweep_status``, the API.
 """
 
-from .engine import SweepInterrupted, SweepResult, check_shard, run_sweep, sweep_status
+from .engine import SweepFailed, SweepInterrupted, SweepResult, check_shard, run_sweep, sweep_status
 from .grid import MODEL_OPTIONS, Grid, RunSpec, expand
 from .run_state import STATES, RunStatus
 
-__all__ = ["MODEL_OPTIONS", "STATES", "Grid", "RunSpec", "RunStatus", "SweepInterrupted", "SweepResult", "check_shard",
-           "expand", "run_sweep", "sweep_status"]
+__all__ = ["MODEL_OPTIONS", "STATES", "Grid", "RunSpec", "RunStatus", "SweepFailed", "SweepInterrupted",
+           "SweepResult", "check_shard", "expand", "run_sweep", "sweep_status"]

@@ -30,6 +30,18 @@ class SweepInterrupted(Exception):
         self.out, self.signum, self.stopped = out, signum, stopped
 
 
+class SweepFailed(Exception):
+    """Some runs of the sweep failed (the others were trained); ``result`` says which and why."""
+
+    def __init__(self, result: "SweepResult"):
+        failed = [r.name for r in result.runs if result.states[r.name].state != "done"]
+        first = failed[0]
+        super().__init__(f"{len(failed)} of {len(result.runs)} runs did not finish ({', '.join(failed)}); why: "
+                         f"{result.states[first].reason or result.states[first].state} (see "
+                         f"{result.out / first / 'worker.err'}); run the same command again to retry them")
+        self.result = result
+
+
 @dataclass
 class SweepResult:
     out: Path
