@@ -67,13 +67,7 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     """
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     _check_positive(probe_steps, "--probe-steps")
-    runs = expand(grid)
-    out = _prepare_out(Path(out))
-    check_compatible(out, runs)
-    mine = [r for r in runs if r.index % shard[1] == shard[0]]
-    for r in mine:
-        _write_spec(out, r)
-    before = statuses(out, mine)
+    out, runs, mine, before = _take_stock(grid, Path(out), shard)
     todo = [r for r in mine if before[r.name].state != "done"]
     jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
     threads = threads or threads_per_worker(jobs * len(devices))
@@ -82,7 +76,8 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     def refresh(running=()) -> None:
         states = statuses(out, runs)
         for name in running:  # launched, perhaps not yet holding its lock
-            states[name].state = "running" if states[name].state != "done" else "done"
+            if states[name].state != "done":
+                states[name].state = "running"
         write_manifest(out, grid, runs, states, last_invocation=invocation, probe=probe)
 
     _announce(out, mine, todo, before, f"{jobs} job(s) per device of {threads} thread(s) on {', '.join(devices)}",
@@ -94,6 +89,17 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     if outcome.signum:
         raise SweepInterrupted(out, outcome.signum, outcome.interrupted)
     return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe)
+
+
+def _take_stock(grid: Grid, out: Path, shard: tuple[int, int]):
+    """The grid's runs, this shard's share of them (each with its spec on disk) and their states."""
+    runs = expand(grid)
+    out = _prepare_out(out)
+    check_compatible(out, runs)
+    mine = [r for r in runs if r.index % shard[1] == shard[0]]
+    for r in mine:
+        _write_spec(out, r)
+    return out, runs, mine, statuses(out, mine)
 
 
 def sweep_status(out: str | Path) -> list[RunStatus]:
