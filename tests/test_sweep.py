@@ -257,6 +257,19 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, t
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["--threads", "2"], "--threads apply to concurrent training; add --jobs N"),
+    (["--jobs", "0"], "--jobs must be a positive integer or 'auto', got 0"),
+    (["--jobs", "2", "--val-split", "100"], "--val-split with --jobs"),
+    (["--jobs", "2", "--shortcut", "B"], "--shortcut B with --jobs is not supported"),
+])
+def test_bad_degradation_jobs_input_is_one_line_exit_2(args, fragment, tmp_path, capsys):
+    assert main(["degradation", "--depths", "8", "--epochs", "1", "--out", str(tmp_path / "d"), *args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d" / "runs").exists()
+
+
 def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path), "--status"]) == 2
     assert "holds no sweep" in capsys.readouterr().err

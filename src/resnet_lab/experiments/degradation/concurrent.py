@@ -14,15 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import UserError
-from ...training.sweep import MODEL_OPTIONS, Grid, SweepFailed, run_sweep
+from ...training.sweep import MODEL_OPTIONS, Grid, SweepFailed, check_jobs, check_threads, run_sweep
 from .networks import model_name
 
 #: run_degradation's settings that a worker gets otherwise (its device), or never needs.
 _NOT_FIXED = ("device", "progress", "model_options")
 
 
-def check_sweepable(dataset, shortcut: str, val_split: int | None, out) -> None:
-    """Refuse, in one line, what the workers could not reproduce."""
+def check_sweepable(jobs, threads, dataset, shortcut: str, val_split: int | None, out) -> None:
+    """Refuse, in one line and before any work, bad sweep settings and what the workers could not reproduce."""
+    check_jobs(jobs)
+    check_threads(threads)
     if out is None:
         raise UserError("training the networks concurrently (--jobs) keeps their run directories: give an output "
                         "folder (out=...)")

@@ -317,7 +317,7 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
     common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress)
     plan = _plan(depths, seeds, recipe, log_every, common, train_overrides)
     if jobs is not None:
-        check_sweepable(dataset, plan.shortcut, plan.first.val_split, out)
+        check_sweepable(jobs, threads, dataset, plan.shortcut, plan.first.val_split, out)
     dev = pick_device(plan.first.device)
     plan.run_dirs = _run_dirs(plan.configs, out) if jobs is None else {}  # a sweep checks its own folder
     start = time.perf_counter()

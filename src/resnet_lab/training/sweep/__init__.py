@@ -10,9 +10,10 @@ resumable at any point.
 - ``engine``: ``run_sweep`` and ``sweep_status``, the API.
 """
 
-from .engine import SweepFailed, SweepInterrupted, SweepResult, check_shard, run_sweep, sweep_status
+from .engine import (SweepFailed, SweepInterrupted, SweepResult, check_jobs, check_shard, check_threads, run_sweep,
+                     sweep_status)
 from .grid import MODEL_OPTIONS, Grid, RunSpec, expand
 from .run_state import STATES, RunStatus
 
 __all__ = ["MODEL_OPTIONS", "STATES", "Grid", "RunSpec", "RunStatus", "SweepFailed", "SweepInterrupted",
-           "SweepResult", "check_shard", "expand", "run_sweep", "sweep_status"]
+           "SweepResult", "check_jobs", "check_shard", "check_threads", "expand", "run_sweep", "sweep_status"]
