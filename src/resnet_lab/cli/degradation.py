@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   resnet-lab degradation --depths 20 56 110 --seeds 0 1 2 --out runs/deg3
   resnet-lab degradation --data npz:../shared/data/cifar10-small.npz --epochs 5 --device cuda
   resnet-lab degradation --recipe paper --data cifar10 --device cuda --out runs/paper-fig6
+  resnet-lab degradation --depths 20 32 44 56 110 --jobs 4 --devices cuda:0 cuda:1 --out runs/fig6
+      # the networks trained concurrently, each in its own process; run it again to continue
 
 writes DIR/results.json (one entry per network: per-epoch training and test error, final errors,
 parameters, finer training curve, gradient-flow snapshots), DIR/degradation.png/.svg (plain left,
@@ -46,6 +48,12 @@ def register(sub) -> None:
                    help="output folder (default: runs/degradation)")
     p.add_argument("--save-runs", action="store_true",
                    help="also keep each network's run directory (checkpoints, metrics) in DIR/runs/")
+    g = p.add_argument_group("concurrent training (as for 'sweep'; without --jobs: one network after another)")
+    g.add_argument("--jobs", metavar="N|auto",
+                   help="train the networks as a sweep: N at once per device, each in a process of its own, run "
+                        "directories kept in DIR/runs/ (the same command again continues a killed run)")
+    g.add_argument("--devices", nargs="+", metavar="DEVICE", help="with --jobs: devices to spread the networks over")
+    g.add_argument("--threads", type=int, help="with --jobs: CPU threads per network (default: the cores shared out)")
     add_data_options(p)
     g = p.add_argument_group("training (as for 'train'; the same for every network)")
     g.add_argument("--epochs", type=int)
@@ -81,11 +89,31 @@ def _train_overrides(args) -> dict:
     return overrides
 
 
+def _concurrency(args) -> dict:
+    """--jobs, --devices, --threads as ``run_degradation`` keywords (none without --jobs)."""
+    from ..errors import UserError
+
+    if args.jobs is None:
+        given = [f for f, v in (("--devices", args.devices), ("--threads", args.threads)) if v is not None]
+        if given:
+            raise UserError(f"{' and '.join(given)} apply to concurrent training; add --jobs N (or auto)")
+        return {}
+    if args.jobs == "auto":
+        jobs = "auto"
+    else:
+        try:
+            jobs = int(args.jobs)
+        except ValueError:
+            raise UserError(f"--jobs must be a positive integer or auto, got {args.jobs!r}") from None
+    return {"jobs": jobs, "devices": args.devices or [args.device], "threads": args.threads}
+
+
 def run(args) -> int:
     from ..diagnostics import NonFiniteError
     from ..errors import UserError
     from ..experiments.degradation import degradation_text, run_degradation, write_degradation_outputs
     from ..training import TrainingInterrupted
+    from ..training.sweep import SweepFailed, SweepInterrupted
 
     def err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -99,8 +127,12 @@ def run(args) -> int:
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,
-                                 out=args.out if args.save_runs else None, log=quiet_log if args.quiet else err,
-                                 progress=not args.quiet and sys.stderr.isatty(), **_train_overrides(args))
+                                 out=args.out if args.save_runs or args.jobs else None,
+                                 log=quiet_log if args.quiet else err, progress=not args.quiet and sys.stderr.isatty(),
+                                 **_concurrency(args), **_train_overrides(args))
+    except (SweepFailed, SweepInterrupted) as stop:
+        print(f"resnet-lab: degradation: {stop}", file=sys.stderr)
+        return 128 + stop.signum if isinstance(stop, SweepInterrupted) else 1
     except NonFiniteError as stop:
         print(f"resnet-lab: stopped: {stop}", file=sys.stderr)
         return stop.exit_code

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..runtime import process_age_s
 
 # Order here is the order shown by `resnet-lab --help`.
-COMMANDS = ["models", "summary", "train", "evaluate", "predict", "export", "gradients", "demo", "degradation",
+COMMANDS = ["models", "summary", "train", "sweep", "evaluate", "predict", "export", "gradients", "demo", "degradation",
             "survey", "compare"]
 
 

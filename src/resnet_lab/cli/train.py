@@ -53,7 +53,8 @@ def register(sub) -> None:
                         "flipped in every other epoch, from a random start (in-memory data only)")
     g.add_argument("--workers", type=int,
                    help="DataLoader workers for folder data (default: up to 4, one per CPU core)")
-    g.add_argument("--image-size", type=int, help="training resolution for folder data")
+    g.add_argument("--image-size", type=int, help="training resolution (in-memory data is resized once; "
+                                                  "digits at 16 trains about 4x faster than at 32)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--steps", type=int, help="run length in iterations (overrides --epochs)")

@@ -57,7 +57,7 @@ class TrainConfig:
     sync_bn: bool = False  # torchrun on GPUs: BatchNorm statistics over the global batch
     dist_timeout: float = 300.0  # seconds before a collective waiting for a lost rank fails
     workers: int | None = None  # folder data only; None: up to 4, one per CPU core this process has
-    image_size: int | None = None  # folder data only; default: the model's native size
+    image_size: int | None = None  # training resolution; folder data default: the model's native size
     # diagnostics
     monitor: bool = True
     monitor_every: int = 10  # record gradient norms every N steps (NaN/Inf policy: every step)

@@ -44,9 +44,11 @@ class RunParts:
 def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunParts:
     """Data, then the model (seeded, so the same config gives the same initial weights), then
     what trains it."""
-    from ..data import FolderDataset, load_data
+    from ..data import FolderDataset, load_data, resize_dataset
 
     ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.seed)
+    if c.image_size is not None:  # in-memory data: resized once, here (folder loaders resize each image)
+        ds = resize_dataset(ds, c.image_size)
     if c.tta:
         check_flip_tta(ds)
     for warning in getattr(ds, "warnings", []):

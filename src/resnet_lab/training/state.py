@@ -20,6 +20,7 @@ class RunState:
     warmup_done: bool = True  # the paper's warm-up (lr 0.01 until training error < 80%) is over
     best_acc: float = -1.0
     history: list = field(default_factory=list)  # one metrics row per epoch
+    step_history: list = field(default_factory=list)  # every log_every steps: a resumed run keeps the earlier rows
     events: list = field(default_factory=list)  # non-finite steps, fp16 overflows, graph fallback
     epoch_sums: list | None = None  # loss sum, correct, seen of an epoch interrupted mid-way
     sums: torch.Tensor | None = field(default=None, repr=False)  # the same, live on the device during an epoch
@@ -33,6 +34,7 @@ class RunState:
                         "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "warmup_done": self.warmup_done, "best_acc": self.best_acc, "history": self.history,
+                "step_history": self.step_history,
                 "events": self.events,
                 "epoch_sums": ctx.sum_(self.sums.clone()).tolist() if self.sums is not None else None,
                 "config": config.to_dict(), "data_info": parts.info, "total_steps": parts.total_steps}
@@ -50,5 +52,6 @@ class RunState:
                                                       checkpoint["batch_in_epoch"])
         self.warmup_done, self.best_acc = checkpoint["warmup_done"], checkpoint["best_acc"]
         self.history, self.events = checkpoint["history"], checkpoint.get("events", [])
+        self.step_history = checkpoint.get("step_history", [])  # absent from checkpoints of earlier versions
         # The saved sums are global (reduced over ranks): count them once, on rank 0.
         self.epoch_sums = checkpoint["epoch_sums"] if is_main else None

@@ -52,7 +52,7 @@ class TrainResult:
     steps: int
     data_info: dict
     events: list[dict] = field(default_factory=list)
-    step_history: list[dict] = field(default_factory=list)  # every ``log_every`` steps (this process)
+    step_history: list[dict] = field(default_factory=list)  # every ``log_every`` steps (kept across a resume)
     config: TrainConfig | None = None  # as run (a resumed run's own settings)
     device: str = "cpu"
     # Where this process's wall time went: setup (data, model, optimiser), training steps,
@@ -161,7 +161,6 @@ class _Run:
             f"lr {c.effective_lr:g}, {p.precision}")
         p.model.train()
         self.train_step = self._step_function()
-        self.step_history: list[dict] = []
         self.run_start = time.perf_counter()
         self.timings = {"setup_s": self.run_start - started, "train_s": 0.0, "eval_s": 0.0}
 
@@ -238,7 +237,7 @@ class _Run:
         c, s, sums = self.c, self.state, self.state.sums
         if c.log_every and s.step % c.log_every == 0:  # a finer training curve: one sync per interval
             loss_i, correct_i, seen_i = (sums - self._interval_start).tolist()
-            self.step_history.append({"step": s.step, "epoch": s.epoch + s.batch_in_epoch / self.parts.steps_per_epoch,
+            s.step_history.append({"step": s.step, "epoch": s.epoch + s.batch_in_epoch / self.parts.steps_per_epoch,
                                       "train_loss": loss_i / max(seen_i, 1),
                                       "train_error": 1 - correct_i / max(seen_i, 1), "lr": lr})
             self._interval_start = sums.clone()
@@ -300,7 +299,7 @@ class _Run:
         t = self.timings
         t["bookkeeping_s"] = time.perf_counter() - self.run_start - t["train_s"] - t["eval_s"]
         p = self.parts
-        return TrainResult(files.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, self.step_history,
+        return TrainResult(files.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, s.step_history,
                            self.c, str(self.device), t, p.ema.model if p.ema is not None else None)
 
 

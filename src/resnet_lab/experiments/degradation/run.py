@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
+from .concurrent import check_sweepable, sweep_grid, train_as_sweep
 from .findings import findings
 from .networks import model_name, network_entry, snapshot_epochs
 
@@ -212,37 +213,54 @@ def _train_one(c, dataset, say, verbose: bool) -> dict:
                              "on_nonfinite='skip' (--on-nonfinite skip)", step=err.step,
                              report=err.report) from err
     seconds = time.perf_counter() - t0
-    history = result.history
+    record = _record(c.seed, result.history, result.step_history, result.steps, seconds, result.run_dir)
+    say(f"  {c.model} seed {c.seed}: final training error {_pct(record['final_train_error'])}, "
+        f"test error {_pct(record['final_test_error'])} ({seconds:.1f} s)")
+    return record
+
+
+def _record(seed: int, history: list[dict], step_history: list[dict], steps: int, seconds: float, run_dir) -> dict:
+    """One network's run: its per-epoch errors and losses and its histories."""
     train_error = [1.0 - h["train_acc"] for h in history]
     test_error = [1.0 - h["test_acc"] for h in history]
-    say(f"  {c.model} seed {c.seed}: final training error {_pct(train_error[-1])}, "
-        f"test error {_pct(test_error[-1])} ({seconds:.1f} s)")
-    return {"seed": c.seed, "train_error": train_error, "test_error": test_error,
+    return {"seed": seed, "train_error": train_error, "test_error": test_error,
             "final_train_error": train_error[-1], "final_test_error": test_error[-1],
             "train_loss": [h["train_loss"] for h in history],
             "test_loss": [h["test_loss"] for h in history],
-            "steps": result.steps, "time_s": seconds,
+            "steps": steps, "time_s": seconds,
             "images_per_s": statistics.fmean(h["images_per_s"] for h in history),
-            "history": history, "step_history": result.step_history,
-            "run_dir": str(result.run_dir) if result.run_dir else None}
+            "history": history, "step_history": step_history,
+            "run_dir": str(run_dir) if run_dir else None}
 
 
-def _train_networks(plan: _Plan, dataset, params: dict, snap: list[int], say, verbose: bool) -> list[dict]:
-    """Every network (by depth, plain before residual), every seed; one entry per network."""
-    networks = []
-    done, total = 0, len(plan.configs)
-    for d in plan.depths:
-        for k in KINDS:
-            runs = []
-            for s in plan.seeds:
-                c = plan.configs[(k, d, s)]
-                if (k, d, s) in plan.run_dirs:
-                    c.out = str(plan.run_dirs[(k, d, s)])
-                done += 1
-                say(f"[{done}/{total}] {c.model}, seed {s}")
-                runs.append(_train_one(c, dataset, say, verbose))
-            networks.append(network_entry(k, d, params[(k, d)], runs, snap, plan.shortcut))
-    return networks
+def _record_of_run(run_dir: Path, checkpoint: dict) -> dict:
+    """The record of a network trained by a sweep worker, from its checkpoint (time: its epochs' time)."""
+    history = checkpoint["history"]
+    return _record(checkpoint["config"]["seed"], history, checkpoint.get("step_history", []), checkpoint["step"],
+                   sum(h["time_s"] for h in history), run_dir)
+
+
+def _train_networks(plan: _Plan, dataset, say, verbose: bool) -> dict:
+    """Every network (by depth, plain before residual), every seed, one after another in this process."""
+    records = {}
+    for done, key in enumerate(sorted(plan.configs, key=_network_order), start=1):
+        c = plan.configs[key]
+        if key in plan.run_dirs:
+            c.out = str(plan.run_dirs[key])
+        say(f"[{done}/{len(plan.configs)}] {c.model}, seed {key[2]}")
+        records[key] = _train_one(c, dataset, say, verbose)
+    return records
+
+
+def _network_order(key: tuple) -> tuple:
+    kind, depth, seed = key
+    return depth, KINDS.index(kind), seed
+
+
+def _entries(plan: _Plan, params: dict, snap: list[int], records: dict) -> list[dict]:
+    """One entry per network, its seeds' records summarised."""
+    return [network_entry(k, d, params[(k, d)], [records[(k, d, s)] for s in plan.seeds], snap, plan.shortcut)
+            for d in plan.depths for k in KINDS]
 
 
 def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, snap: list[int]) -> dict:
@@ -265,6 +283,7 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
                     recipe: str = "default", epochs: int | None = None, device: str = "auto",
                     log_every: int | None = None, out: str | Path | None = None,
                     log: Callable[[str], object] | None = print, progress: bool = False, dataset=None,
+                    jobs: int | str | None = None, devices: Sequence[str] | None = None, threads: int | None = None,
                     **train_overrides) -> dict:
     """Train plain and residual nets of each depth with the same recipe, data and seeds.
 
@@ -282,6 +301,10 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
         dataset: an already loaded data set (then ``data`` only names it).
         image_size (a train override): also resizes in-memory data (digits: ``image_size=16``
             trains about four times faster than the default 32x32 upsampling of its 8x8 images).
+        jobs: train the networks as a sweep (``concurrent.py``): each in a worker process, ``jobs``
+            (or ``"auto"``) at once on each of ``devices`` with ``threads`` CPU threads each, in
+            ``out/runs``; calling again with the same arguments continues a killed call. ``None``
+            (default): one after another in this process.
 
     Returns a JSON-ready dict: ``settings``, ``networks`` (one entry per net: ``model, depth, shortcut,
     shortcut_option, params, seeds, epochs, train_error, test_error`` (lists per epoch) and their
@@ -293,8 +316,10 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
     say = log or (lambda *_: None)
     common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress)
     plan = _plan(depths, seeds, recipe, log_every, common, train_overrides)
+    if jobs is not None:
+        check_sweepable(jobs, threads, dataset, plan.shortcut, plan.first.val_split, out)
     dev = pick_device(plan.first.device)
-    plan.run_dirs = _run_dirs(plan.configs, out)
+    plan.run_dirs = _run_dirs(plan.configs, out) if jobs is None else {}  # a sweep checks its own folder
     start = time.perf_counter()
     dataset = _load_dataset(dataset, data, plan.first)
     length = _run_length(dataset, plan.first, log_every)
@@ -305,7 +330,13 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
         f"{dataset.description()}, {dev}, {len(plan.seeds)} seed(s), {length['epochs_run']} epochs x "
         f"{length['steps_per_epoch']} steps, recipe {recipe}")
     snap = snapshot_epochs(length["epochs_run"] or 1)
-    networks = _train_networks(plan, dataset, params, snap, say, verbose=log is not None)
+    if jobs is None:
+        records = _train_networks(plan, dataset, say, verbose=log is not None)
+    else:
+        fixed = {"eval_every": 1, **common, **train_overrides, "log_every": length["log_every"]}
+        records = train_as_sweep(sweep_grid(plan.depths, plan.seeds, KINDS, recipe, fixed), out, list(plan.configs),
+                                 jobs, devices, threads, say, _record_of_run)
+    networks = _entries(plan, params, snap, records)
     settings = _settings(plan, length, dataset, data, recipe, dev, snap)
     return {"experiment": "degradation", "settings": settings, "networks": networks,
             "findings": findings(networks, settings), "run_time_s": time.perf_counter() - start,

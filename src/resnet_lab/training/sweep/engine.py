@@ -1,0 +1,213 @@
+"""``run_sweep``: train every run of a grid, a few at a time per device, resumably; ``sweep_status``.
+
+Run it again with the same grid and it goes on: done runs are skipped, interrupted ones resume
+from their ``last.pt``, failed ones are tried again. Everything it decides comes from the run
+directories (``run_state.py``); ``sweep.json`` is rewritten from them after every change.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ...errors import UserError, writing
+from ...files import write_json
+from .grid import Grid, RunSpec, expand
+from .manifest import check_compatible, read_manifest, statuses, write_manifest
+from .run_state import SPEC_FILE, RunStatus, read_spec
+from .scheduler import Scheduler
+from .worker import threads_per_worker
+
+
+class SweepInterrupted(Exception):
+    """SIGINT/SIGTERM stopped the sweep; every running worker saved a checkpoint first."""
+
+    def __init__(self, out: Path, signum: int, stopped: list[str]):
+        super().__init__(f"interrupted; {len(stopped)} running run(s) saved a checkpoint; run the same command "
+                         f"again to continue (see the state with 'resnet-lab sweep --out {out} --status')")
+        self.out, self.signum, self.stopped = out, signum, stopped
+
+
+class SweepFailed(Exception):
+    """Some runs of the sweep failed (the others were trained); ``result`` says which and why."""
+
+    def __init__(self, result: "SweepResult"):
+        failed = [r.name for r in result.runs if result.states[r.name].state != "done"]
+        first = failed[0]
+        super().__init__(f"{len(failed)} of {len(result.runs)} runs did not finish ({', '.join(failed)}); why: "
+                         f"{result.states[first].reason or result.states[first].state} (see "
+                         f"{result.out / first / 'worker.err'}); run the same command again to retry them")
+        self.result = result
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    runs: list[RunSpec]  # this shard's runs, in grid order
+    states: dict[str, RunStatus]
+    failed: dict[str, str] = field(default_factory=dict)  # name -> reason
+    jobs: int = 1
+    probe: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(self.states[r.name].state == "done" for r in self.runs)
+
+
+def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("auto",), shard=(0, 1),
+              threads: int | None = None, log: Callable[[str], object] = print, status_every: float = 30.0,
+              probe_steps: int = 20) -> SweepResult:
+    """Train the runs of ``grid`` (those of ``shard`` ``(i, n)``: index % n == i) in ``out/<run name>``,
+    at most ``jobs`` at once on each of ``devices``; ``jobs="auto"`` measures 1, 2, 4, 8 first.
+
+    ``threads``: CPU threads per worker (default: this process's cores shared out among the
+    workers). On a CPU the count changes the last bits of the result: give it to reproduce a run.
+    """
+    jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
+    _check_positive(probe_steps, "--probe-steps")
+    out, runs, mine, before = _take_stock(grid, Path(out), shard)
+    todo = [r for r in mine if before[r.name].state != "done"]
+    jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
+    threads = threads or threads_per_worker(jobs * len(devices))
+    invocation = {"jobs": jobs, "devices": devices, "threads": threads, "shard": list(shard), "host": platform.node()}
+
+    def refresh(running=()) -> None:
+        states = statuses(out, runs)
+        for name in running:  # launched, perhaps not yet holding its lock
+            if states[name].state != "done":
+                states[name].state = "running"
+        write_manifest(out, grid, runs, states, last_invocation=invocation, probe=probe)
+
+    _announce(out, mine, todo, before, f"{jobs} job(s) per device of {threads} thread(s) on {', '.join(devices)}",
+              shard, log)
+    refresh()
+    outcome = Scheduler(out, todo, len(mine), len(mine) - len(todo), devices, jobs, threads, log, refresh,
+                        status_every).run()
+    refresh()
+    if outcome.signum:
+        raise SweepInterrupted(out, outcome.signum, outcome.interrupted)
+    return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe)
+
+
+def _take_stock(grid: Grid, out: Path, shard: tuple[int, int]):
+    """The grid's runs, this shard's share of them (each with its spec on disk) and their states."""
+    runs = expand(grid)
+    out = _prepare_out(out)
+    check_compatible(out, runs)
+    mine = [r for r in runs if r.index % shard[1] == shard[0]]
+    for r in mine:
+        _write_spec(out, r)
+    return out, runs, mine, statuses(out, mine)
+
+
+def sweep_status(out: str | Path) -> list[RunStatus]:
+    """Every run's state, from the run directories (the grid from ``sweep.json``, else from the runs' specs)."""
+    out = Path(out)
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is not None:
+        names = [r.name for r in expand(Grid.from_dict(manifest["grid"]))]
+    else:
+        specs = sorted((read_spec(p.parent) or {}, p.parent.name) for p in out.glob(f"*/{SPEC_FILE}"))
+        names = [name for spec, name in sorted(specs, key=lambda s: (s[0].get("index", 0), s[1]))]
+    if not names:
+        raise UserError(f"{out} holds no sweep (no sweep.json and no run with {SPEC_FILE}); "
+                        "give the --out of a sweep")
+    from .run_state import read_status
+
+    return [read_status(out / name, name) for name in names]
+
+
+def check_jobs(jobs) -> int | str:
+    if jobs == "auto":
+        return jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"--jobs must be a positive integer or 'auto', got {jobs!r}")
+    return jobs
+
+
+def check_threads(threads) -> int | None:
+    return None if threads is None else _check_positive(threads, "--threads")
+
+
+def _check_positive(value, flag: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{flag} must be a positive integer, got {value!r}")
+    return value
+
+
+def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_steps: int, log) -> tuple[int, dict | None]:
+    """``jobs`` as given, or measured (``auto``): by an earlier probe on this machine, else now."""
+    if jobs != "auto":
+        return jobs, None
+    probe = _previous_probe(out, device)
+    if probe is None and not todo:
+        return 1, None  # nothing left to run: nothing to measure
+    if probe is None:
+        from .probe import probe_jobs
+
+        probe = probe_jobs(todo[0], out, device, len(todo), probe_steps, log)
+    else:
+        log(f"sweep: jobs auto -> {probe['jobs']} (the probe of {probe['measured']} in sweep.json)")
+    return probe["jobs"], probe
+
+
+def check_shard(shard) -> tuple[int, int]:
+    try:
+        index, count = (int(v) for v in shard)
+    except (TypeError, ValueError):
+        raise UserError(f"--shard is I/N (e.g. 0/2), got {shard!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {index}/{count}: I must be from 0 to N-1 (e.g. 0/{max(count, 2)} and "
+                        f"1/{max(count, 2)})")
+    return index, count
+
+
+def check_devices(devices) -> list[str]:
+    from ...runtime import pick_device
+
+    devices = [devices] if isinstance(devices, str) else list(devices)
+    if not devices:
+        raise UserError("give at least one device (--devices cpu, or cuda:0 cuda:1)")
+    resolved = [str(pick_device(d)) for d in devices]
+    if len(set(resolved)) != len(resolved):
+        raise UserError(f"--devices names a device twice ({' '.join(devices)}); use --jobs for more workers per device")
+    return resolved
+
+
+def _prepare_out(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a directory")
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_spec(out: Path, spec: RunSpec) -> None:
+    """The run's own record of its settings: what its worker trains, and what a later grid must match."""
+    run_dir = out / spec.name
+    if not (run_dir / SPEC_FILE).exists():
+        write_json(run_dir / SPEC_FILE, {"name": spec.name, "index": spec.index, "settings": spec.settings,
+                                         "config": spec.config.to_dict()})
+
+
+def _previous_probe(out: Path, device: str) -> dict | None:
+    """A probe recorded by an earlier invocation on this machine and device: not measured twice."""
+    try:
+        probe = (read_manifest(out) or {}).get("probe")
+    except UserError:
+        return None
+    if probe and probe.get("device") == device and probe.get("host") == platform.node():
+        return probe
+    return None
+
+
+def _announce(out: Path, mine, todo, before: dict, how: str, shard, log) -> None:
+    resume = sum(before[r.name].state == "interrupted" for r in todo)
+    retry = [r.name for r in todo if before[r.name].state == "failed"]
+    part = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
+    log(f"sweep: {len(mine)} runs{part} in {out}: {len(mine) - len(todo)} done, {len(todo)} to run"
+        f"{f' ({resume} resumed from their checkpoint)' if resume else ''}; {how}")
+    for name in retry:
+        log(f"sweep: trying {name} again (it failed before: {before[name].reason})")

@@ -1,0 +1,83 @@
+"""``sweep.json``: the grid, every run's settings and state, and the jobs probe, written atomically.
+
+A cache and a summary, never the only truth: each write re-reads every run's state from its
+directory (``run_state.py``), so shards writing into one folder, or a sweep killed between two
+writes, leave a file that the next write puts right.
+
+Re-using an output folder (the rule, stated once): a grid may go on in a folder when every run
+already there is one of its runs with the same settings. Adding runs (more seeds, another
+model) is allowed; changing the settings of a run that has started, or leaving out a run that
+exists, is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ...errors import UserError
+from ...files import write_json
+from ..config import RESUMABLE, TrainConfig
+from .grid import Grid, RunSpec
+from .run_state import SPEC_FILE, RunStatus, read_status, trained_config
+
+MANIFEST = "sweep.json"
+FORMAT = 1
+#: Settings that do not change what a run computes: a run may continue with other values.
+_NOT_COMPARED = {*RESUMABLE, "out", "progress"}
+
+
+def read_manifest(out: Path) -> dict | None:
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        Grid.from_dict(manifest["grid"])
+        return manifest
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{path} is damaged ({err}); run the sweep command that made {out} again to rebuild it "
+                        "from the run directories") from None
+
+
+def statuses(out: Path, runs: list[RunSpec]) -> dict[str, RunStatus]:
+    return {r.name: read_status(out / r.name, r.name) for r in runs}
+
+
+def write_manifest(out: Path, grid: Grid, runs: list[RunSpec], states: dict[str, RunStatus], **extra) -> None:
+    """Every run's settings and state, the grid and ``extra`` (jobs, devices, probe, ...)."""
+    write_json(out / MANIFEST, {
+        "format": FORMAT, "grid": grid.to_dict(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "counts": {s: sum(st.state == s for st in states.values()) for s in ("done", "running", "interrupted",
+                                                                             "pending", "failed")},
+        **extra,
+        "runs": [{"name": r.name, "index": r.index, "dir": r.name, "settings": r.settings, **states[r.name].to_dict(),
+                  "config": _comparable(r.config.to_dict())} for r in runs],
+    })
+
+
+def check_compatible(out: Path, runs: list[RunSpec]) -> None:
+    """Refuse a grid that would change or drop runs already in ``out`` (see the module's rule)."""
+    by_name = {r.name: r for r in runs}
+    existing = sorted(p.parent.name for p in out.glob(f"*/{SPEC_FILE}"))
+    strangers = [name for name in existing if name not in by_name]
+    if strangers:
+        raise UserError(f"{out} holds runs that are not in this grid ({', '.join(strangers[:3])}"
+                        f"{', ...' if len(strangers) > 3 else ''}); give the grid that made them (see "
+                        f"{out / MANIFEST}), a grid that includes them, or another --out")
+    for name in existing:
+        saved = trained_config(out / name)
+        if saved is None:
+            continue
+        ours, theirs = _comparable(by_name[name].config.to_dict()), _comparable(TrainConfig.from_dict(saved).to_dict())
+        changed = next((k for k in ours if ours[k] != theirs.get(k)), None)
+        if changed is not None:
+            raise UserError(f"{out / name} was started with {changed}={theirs.get(changed)!r}, this grid gives it "
+                            f"{changed}={ours[changed]!r}; give the settings that made it (see {out / MANIFEST}) "
+                            "or another --out")
+
+
+def _comparable(config: dict) -> dict:
+    config = {k: v for k, v in config.items() if k not in _NOT_COMPARED}
+    return json.loads(json.dumps(config))  # tuples as lists, as read back from a file

@@ -1,0 +1,324 @@
+"""Sweeps: a grid of runs trained by worker processes, several at once, resumable at any point.
+
+Every run here is resnet8 on the bundled digits, 30 steps of batch 32, one CPU thread per
+process (the thread count is part of a CPU result, bit for bit), so that the sweep's runs can
+be compared tensor for tensor with the same runs done one by one by `resnet-lab train`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_lab.cli.main import main
+from resnet_lab.diagnostics.records import read_jsonl
+from resnet_lab.errors import UserError
+from resnet_lab.training import load_checkpoint
+from resnet_lab.training.sweep import Grid, expand, sweep_status
+from resnet_lab.training.sweep.manifest import check_compatible
+from resnet_lab.training.sweep.run_state import is_locked, read_status, take_lock
+from resnet_lab.training.sweep.worker import BUSY
+
+CLI = [sys.executable, "-m", "resnet_lab"]
+STEPS = 30
+TRAIN = ["--model", "resnet8", "--steps", str(STEPS), "--batch-size", "32", "--deterministic",
+         "--checkpoint-every", "1", "--log-every", "5", "--no-tensorboard"]
+FIXED = {"steps": STEPS, "batch_size": 32, "deterministic": True, "checkpoint_every": 1, "log_every": 5,
+         "tensorboard": False}
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TIMING_KEYS = {"images_per_s", "time_s", "elapsed_s"}  # measured: they differ between any two runs
+
+
+def sweep(*args, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(CLI + ["sweep", *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    return proc
+
+
+def start_sweep(*args) -> subprocess.Popen:
+    return subprocess.Popen(CLI + ["sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[int, Path]:
+    """Seeds 0 and 1 trained one by one with `resnet-lab train`, one thread each."""
+    base = tmp_path_factory.mktemp("reference")
+    runs = {}
+    for seed in (0, 1):
+        runs[seed] = base / f"seed{seed}"
+        subprocess.run(CLI + ["train", *TRAIN, "--seed", str(seed), "--quiet", "--out", str(runs[seed])],
+                       check=True, capture_output=True, env=ONE_THREAD, timeout=600)
+    return runs
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    """Same final weights, tensor for tensor, and the same metrics rows (timings aside)."""
+    ours, theirs = load_checkpoint(run / "last.pt"), load_checkpoint(reference / "last.pt")
+    assert ours["step"] == theirs["step"] == STEPS
+    assert ours["model"].keys() == theirs["model"].keys()
+    for key in ours["model"]:
+        assert torch.equal(ours["model"][key], theirs["model"][key]), f"{run.name}: {key} differs"
+    assert untimed(read_jsonl(run / "metrics.jsonl")) == untimed(read_jsonl(reference / "metrics.jsonl"))
+    # The finer curve is kept in the checkpoint: a resumed run has every point once (the one
+    # right after a resume covers only the steps since it, so its values may differ).
+    assert [r["step"] for r in ours["step_history"]] == [r["step"] for r in theirs["step_history"]] == \
+        list(range(5, STEPS + 1, 5))
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+# ----------------------------------------------------------------------------- the grid
+
+def test_grid_order_and_names_depend_only_on_the_settings():
+    a = expand(Grid({"seed": [0, 1], "model": ["resnet8", "resnet14"]}, {"steps": 2}))
+    b = expand(Grid({"model": ["resnet8", "resnet14"], "seed": [0, 1]}, {"steps": 2}))
+    assert [r.name for r in a] == [r.name for r in b] == [
+        "resnet8-seed0", "resnet8-seed1", "resnet14-seed0", "resnet14-seed1"]
+    assert [r.config.seed for r in a] == [0, 1, 0, 1] and a[2].config.model == "resnet14"
+    named = expand(Grid({"model": ["resnet8"], "data": ["npz:../x/cifar10-small.npz"], "lr": [0.05],
+                         "batch_size": [64], "norm": ["group"]}, {"steps": 2}))
+    assert named[0].name == "resnet8-npz_cifar10-small-bs64-lr0.05-normgroup"
+    assert named[0].config.model_options == {"norm": "group"}
+
+
+@pytest.mark.parametrize("grid, fragment", [
+    (Grid({"seed": [0, 0]}), "repeats a value"),
+    (Grid({"seed": []}), "has no values"),
+    (Grid({"out": ["x"]}), "not a setting a sweep can set"),
+    (Grid({"lr": [0.1, -1.0]}), "--lr must be positive"),
+])
+def test_bad_grids_are_refused_before_anything_runs(grid, fragment):
+    with pytest.raises(UserError, match=fragment):
+        expand(grid)
+
+
+# ----------------------------------------------------------------------------- exactness
+
+def test_two_jobs_at_once_give_the_runs_of_train_one_by_one(tmp_path, reference, capsys):
+    out = tmp_path / "sweep"
+    proc = sweep(*TRAIN, "--seed", "0", "1", "--jobs", "2", "--threads", "1", "--out", str(out))
+    assert "2 job(s) per device of 1 thread(s)" in proc.stdout
+    assert "done resnet8-seed0" in proc.stdout and "done resnet8-seed1" in proc.stdout
+    for seed in (0, 1):
+        assert_same_run(out / f"resnet8-seed{seed}", reference[seed])
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert manifest["counts"]["done"] == 2
+    assert [r["name"] for r in manifest["runs"]] == ["resnet8-seed0", "resnet8-seed1"]
+    run = manifest["runs"][0]
+    assert run["state"] == "done" and run["settings"] == {"model": "resnet8", "seed": 0}
+    assert run["result"]["steps"] == STEPS and 0 <= run["result"]["final_train_error"] <= 1
+    # --status: the table, from the run directories, running nothing
+    assert main(["sweep", "--out", str(out), "--status"]) == 0
+    table = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
+    assert table[0] == ["run", "state", "step"] and ["resnet8-seed1", "done", "30/30"] in table
+    # The same folder with other settings for its runs is refused in one line, and so is dropping a run.
+    assert main(["sweep", *TRAIN, "--seed", "0", "1", "--lr", "0.05", "--out", str(out)]) == 2
+    assert "resnet8-seed0 was started with lr=0.1, this grid gives it lr=0.05" in capsys.readouterr().err
+    assert main(["sweep", *TRAIN, "--seed", "0", "--out", str(out)]) == 2
+    assert "not in this grid (resnet8-seed0, resnet8-seed1)" in capsys.readouterr().err
+    check_compatible(out, expand(Grid({"model": ["resnet8"], "seed": [0, 1, 2]}, FIXED)))  # more seeds may join
+
+
+# ----------------------------------------------------------------------------- kills
+
+def test_sweep_sigkilled_halfway_continues_without_redoing_finished_runs(tmp_path, reference):
+    """Parent SIGKILLed once seed 0 is done and seed 1 is mid-run: its worker is told (SIGTERM via
+    PR_SET_PDEATHSIG), checkpoints and exits; the same command then finishes seed 1 only."""
+    out = tmp_path / "sweep"
+    argv = [*TRAIN, "--seed", "0", "1", "--jobs", "1", "--threads", "1", "--out", str(out)]
+    parent = start_sweep(*argv)
+    try:
+        wait_for(lambda: read_status(out / "resnet8-seed0", "x").state == "done", parent)
+        wait_for(lambda: 3 <= read_status(out / "resnet8-seed1", "x").step < STEPS - 5, parent)
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: not is_locked(out / "resnet8-seed1"))  # the orphaned worker has stopped
+    stopped = read_status(out / "resnet8-seed1", "resnet8-seed1")
+    assert stopped.state == "interrupted" and stopped.step < STEPS
+    assert "interrupted at step" in (out / "resnet8-seed1" / "worker.err").read_text()
+    finished = (out / "resnet8-seed0" / "last.pt").stat().st_mtime_ns
+    proc = sweep(*argv)
+    assert "1 done, 1 to run (1 resumed from their checkpoint)" in proc.stdout
+    assert "done resnet8-seed0" not in proc.stdout
+    assert (out / "resnet8-seed0" / "last.pt").stat().st_mtime_ns == finished
+    assert (out / "resnet8-seed0" / "worker.out").read_text().count("training resnet8") == 1
+    for seed in (0, 1):
+        assert_same_run(out / f"resnet8-seed{seed}", reference[seed])
+
+
+def test_sigterm_stops_cleanly_a_killed_worker_is_failed_and_both_resume_exactly(tmp_path, reference):
+    out = tmp_path / "sweep"
+    argv = [*TRAIN, "--seed", "0", "--threads", "1", "--out", str(out)]
+    parent = start_sweep(*argv)
+    wait_for(lambda: read_status(out / "resnet8", "x").step >= 3, parent)
+    parent.send_signal(signal.SIGTERM)  # forwarded: the worker saves a checkpoint, the sweep waits for it
+    stdout, stderr = parent.communicate(timeout=120)
+    assert parent.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM received; stopping 1 running worker(s)" in stdout
+    assert "sweep interrupted; 1 running run(s) saved a checkpoint; run the same command again" in stderr
+    stopped = read_status(out / "resnet8", "resnet8")
+    assert stopped.state == "interrupted" and 3 <= stopped.step < STEPS
+    assert json.loads((out / "sweep.json").read_text())["runs"][0]["state"] == "interrupted"
+
+    parent = start_sweep(*argv)
+    wait_for(lambda: read_status(out / "resnet8", "x").step >= stopped.step + 2, parent)
+    os.kill(worker_pid(out / "resnet8"), signal.SIGKILL)
+    stdout, stderr = parent.communicate(timeout=120)
+    assert parent.returncode == 1
+    assert "FAILED resnet8: killed by SIGKILL" in stdout
+    assert "1 of 1 runs failed (resnet8)" in stderr and "run the same command again" in stderr
+    assert json.loads((out / "sweep.json").read_text())["runs"][0]["reason"] == "killed by SIGKILL"
+    again = sweep(*argv)
+    assert "trying resnet8 again (it failed before: killed by SIGKILL)" in again.stdout
+    assert_same_run(out / "resnet8", reference[0])
+
+
+def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    proc = sweep("--model", "resnet8", "--steps", "4", "--batch-size", "32", "--no-tensorboard",
+                 "--lr", "0.1", "1e9", "--jobs", "auto", "--probe-steps", "4", "--status-every", "0",
+                 "--out", str(out), check=False)
+    assert proc.returncode == 1
+    assert "done resnet8-lr0.1:" in proc.stdout and "FAILED resnet8-lr1e+09: stopped: non-finite" in proc.stdout
+    assert "(exit status 3)" in proc.stdout
+    assert "1 of 2 runs failed (resnet8-lr1e+09)" in proc.stderr
+    assert [s.state for s in sweep_status(out)] == ["done", "failed"]
+    assert main(["sweep", "--out", str(out), "--status"]) == 0
+    table = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
+    assert ["resnet8-lr1e+09", "failed", "1/4"] in table and ["resnet8-lr0.1", "done", "4/4"] in table
+    # jobs auto: 1 then 2 workers of the first run's settings, measured and recorded; the probe folder removed
+    manifest = json.loads((out / "sweep.json").read_text())
+    probe = manifest["probe"]
+    assert [r["jobs"] for r in probe["results"]] == [1, 2]  # never more workers than runs
+    assert probe["jobs"] in (1, 2) and manifest["last_invocation"]["jobs"] == probe["jobs"]
+    assert all(r["images_per_s"] > 0 for r in probe["results"]) and probe["run"] == "resnet8-lr0.1"
+    assert f"sweep: jobs auto -> {probe['jobs']}" in proc.stdout and not (out / ".probe").exists()
+
+
+def test_a_locked_run_is_never_trained_twice(tmp_path):
+    """A second worker on a run whose lock is held (a live worker, another shard) exits BUSY, untouched."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    fd = take_lock(run_dir)
+    try:
+        assert is_locked(run_dir) and take_lock(run_dir) is None
+        proc = subprocess.run([sys.executable, "-m", "resnet_lab.training.sweep", str(run_dir), "cpu", "1",
+                               str(os.getpid())], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == BUSY and "sweep.lock is held" in proc.stderr
+        assert sorted(p.name for p in run_dir.iterdir()) == ["sweep.lock"]
+    finally:
+        os.close(fd)
+    assert not is_locked(run_dir)
+
+
+# ----------------------------------------------------------------------------- shards, jobs auto
+
+def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
+    out = tmp_path / "sweep"
+    shards = [start_sweep(*TRAIN, "--seed", "0", "1", "--threads", "1", "--shard", f"{i}/2", "--out", str(out))
+              for i in (0, 1)]
+    for i, proc in enumerate(shards):
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        assert f"1 runs (shard {i}/2)" in stdout and f"done resnet8-seed{i}" in stdout
+    for seed in (0, 1):
+        assert_same_run(out / f"resnet8-seed{seed}", reference[seed])
+    assert [s.state for s in sweep_status(out)] == ["done", "done"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--shard", "2/2"], "--shard 2/2: I must be from 0 to N-1"),
+    (["--shard", "1"], "--shard is I/N"),
+    (["--jobs", "0"], "--jobs must be a positive integer or 'auto', got 0"),
+    (["--jobs", "many"], "--jobs must be a positive integer or auto"),
+    (["--threads", "0"], "--threads must be a positive integer"),
+    (["--devices", "cpu", "cpu"], "names a device twice"),
+    (["--seed", "1", "1"], "repeats a value"),
+])
+def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", "resnet8", "--steps", "2", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--threads", "2"], "--threads apply to concurrent training; add --jobs N"),
+    (["--jobs", "0"], "--jobs must be a positive integer or 'auto', got 0"),
+    (["--jobs", "2", "--val-split", "100"], "--val-split with --jobs"),
+    (["--jobs", "2", "--shortcut", "B"], "--shortcut B with --jobs is not supported"),
+])
+def test_bad_degradation_jobs_input_is_one_line_exit_2(args, fragment, tmp_path, capsys):
+    assert main(["degradation", "--depths", "8", "--epochs", "1", "--out", str(tmp_path / "d"), *args]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "d" / "runs").exists()
+
+
+def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
+    assert main(["sweep", "--out", str(tmp_path), "--status"]) == 2
+    assert "holds no sweep" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def wait_for(condition, proc: subprocess.Popen | None = None, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the sweep ended first: {proc.stdout.read()[-1500:]} {proc.stderr.read()[-1500:]}")
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def worker_pid(run_dir: Path) -> int:
+    """The worker training ``run_dir`` (its command line names the folder)."""
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"resnet_lab.training.sweep" in cmdline and str(run_dir).encode() in cmdline:
+            return int(entry.name)
+    raise AssertionError(f"no worker for {run_dir}")
+
+
+# ----------------------------------------------------------------------------- degradation on the sweep engine
+
+def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(tmp_path):
+    from resnet_lab.experiments import run_degradation
+
+    settings = dict(data="digits", seeds=(0,), epochs=1, device="cpu", batch_size=64, image_size=16, log=None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: the same bits
+    try:
+        alone = run_degradation((8,), **settings)
+    finally:
+        torch.set_num_threads(threads)
+    swept = run_degradation((8,), **settings, jobs=2, threads=1, out=tmp_path)
+    assert [n["model"] for n in swept["networks"]] == ["plain8", "resnet8"]
+    same = ("train_error", "test_error", "final_train_error", "final_test_error", "params", "step_curve")
+    for a, b in zip(alone["networks"], swept["networks"]):
+        assert {k: a[k] for k in same} == {k: b[k] for k in same}
+        assert a["step_curve"] and a["gradient_flow"] == b["gradient_flow"]
+    assert swept["findings"] == alone["findings"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["plain8-seed0", "resnet8-seed0", "sweep.json"]
+    with pytest.raises(UserError, match="pass data=SPEC instead of dataset="):
+        run_degradation((8,), **settings, jobs=2, out=tmp_path, dataset=object())
