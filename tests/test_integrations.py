@@ -111,6 +111,7 @@ def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=(
     return trainer, module, callback
 
 
+@pytest.mark.slow
 def test_lightning_logs_gradient_scalars_to_csv_and_tensorboard(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -137,6 +138,7 @@ def test_lightning_logs_gradient_scalars_to_csv_and_tensorboard(tmp_path):
         assert (out / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_lightning_diverging_learning_rate_is_judged(tmp_path):
     _, _, callback = lightning_run(tmp_path, lr=1e4, steps=6, callback_kwargs={"every": 1, "out": tmp_path / "g"})
     kinds = {e.kind for e in callback.monitor.events()}
@@ -145,6 +147,7 @@ def test_lightning_diverging_learning_rate_is_judged(tmp_path):
     assert {e["kind"] for e in report["events"]} & {"exploding", "nonfinite"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_lightning_locates_a_nan_made_by_one_named_layer_and_skips_the_step(tmp_path, optimizer):
     trainer, module, callback = lightning_run(
@@ -171,3 +174,114 @@ def test_lightning_callback_rejects_bad_arguments():
         from resnet_lab.integrations.common import make_monitor
 
         make_monitor(nn.Linear(2, 2), None, 1, {"jsonl_path": "x"}, print)
+
+
+# -- Hugging Face transformers -------------------------------------------------------------
+
+class TinyTextData(torch.utils.data.Dataset):
+    def __init__(self, n: int = 32, length: int = 12):
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(5, 100, (n, length), generator=g)
+        self.labels = torch.randint(0, 2, (n,), generator=g)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
+
+
+def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, **options):
+    """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer``."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from resnet_lab.integrations.huggingface import GradientMonitorCallback
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32, num_labels=2)
+    model = transformers.BertForSequenceClassification(config)
+    if fault is not None:
+        model.get_submodule(fault).register_forward_hook(nan_hook)
+    monitor_options = {k: options.pop(k) for k in ("every", "nonfinite", "out") if k in options}
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8, logging_steps=2,
+        report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
+        **{"learning_rate": 1e-3, **options})
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=TinyTextData())
+    if attach:
+        callback = GradientMonitorCallback.attach(trainer, **monitor_options)
+    else:
+        callback = GradientMonitorCallback(**monitor_options)
+        trainer.add_callback(callback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    return trainer, callback
+
+
+@pytest.mark.slow
+def test_huggingface_logs_gradient_scalars_to_log_history_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer, callback = hf_run(tmp_path, report_to=["tensorboard"])
+    logged = [h for h in trainer.state.log_history if "gradients/global_grad_norm" in h]
+    assert [h["step"] for h in logged] == [2, 4]  # the Trainer's logging_steps, its step numbers
+    assert any(k.startswith("gradients/grad_norm/") and "encoder.layer.1" in k for k in logged[0])
+    assert logged[0]["gradients/verdict"] == 0.0
+    out = tmp_path / "hf"
+    assert [json.loads(line)["step"] for line in (out / "gradients.jsonl").read_text().splitlines()] == [2, 4]
+    trainer.save_state()  # trainer_state.json: the log history as saved with checkpoints
+    saved = json.loads((out / "trainer_state.json").read_text())
+    assert [h["step"] for h in saved["log_history"] if "gradients/global_grad_norm" in h] == [2, 4]
+    event_dirs = {p.parent for p in out.rglob("events.out.tfevents.*")}
+    tags = set().union(*(EventAccumulator(str(d)).Reload().Tags()["scalars"] for d in event_dirs))
+    assert any("gradients/global_grad_norm" in t for t in tags), tags
+    for name in ("gradient_report.json", "gradient_table.txt", "gradient_flow.png"):
+        assert (out / name).is_file(), name
+
+
+def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):
+    trainer, _ = hf_run(tmp_path, attach=False, steps=2)
+    assert any("gradients/global_grad_norm" in h for h in trainer.state.log_history)
+
+
+@pytest.mark.slow
+def test_huggingface_diverging_learning_rate_is_judged(tmp_path):
+    # No clipping (max_grad_norm=0): the Trainer clips before the callback sees the gradients.
+    _, callback = hf_run(tmp_path, steps=6, every=1, optim="sgd", learning_rate=1e4, max_grad_norm=0.0)
+    kinds = {e.kind for e in callback.monitor.events()}
+    assert kinds & {"exploding", "nonfinite"}, kinds
+
+
+def test_huggingface_locates_a_nan_made_by_one_named_layer(tmp_path):
+    layer = "bert.encoder.layer.1.attention.self.query"
+    trainer, callback = hf_run(tmp_path, steps=2, every=1, nonfinite="skip", fault=layer)
+    report = callback.monitor.last_report
+    assert report is not None and report.module_name == layer and report.phase == "forward"
+    assert callback.monitor.skipped_steps == [1, 2]
+    saved = json.loads((tmp_path / "hf" / "gradient_report.json").read_text())
+    assert saved["nonfinite_location"]["module_name"] == layer
+
+
+def test_accelerate_loop_uses_the_monitor_directly():
+    """A plain accelerate loop needs no adapter: step() after accelerator.backward(), check_step() before the step."""
+    accelerate = pytest.importorskip("accelerate")
+    from resnet_lab.diagnostics import GradientMonitor
+
+    torch.manual_seed(0)
+    accelerator = accelerate.Accelerator(cpu=True)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 8), torch.randint(0, 2, (32,)))
+    model, opt, loader = accelerator.prepare(model, opt, torch.utils.data.DataLoader(data, batch_size=8))
+    monitor = GradientMonitor(accelerator.unwrap_model(model), nonfinite="skip")
+    for x, y in loader:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        accelerator.backward(loss)
+        monitor.step(loss)
+        if monitor.check_step(inputs=x, targets=y, loss_fn=F.cross_entropy):
+            opt.step()
+    assert monitor.verdict().kind == "healthy" and len(monitor.records()) == 4
+    monitor.close()
