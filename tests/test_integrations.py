@@ -285,3 +285,19 @@ def test_accelerate_loop_uses_the_monitor_directly():
             opt.step()
     assert monitor.verdict().kind == "healthy" and len(monitor.records()) == 4
     monitor.close()
+
+
+def test_overhead_benchmark_smoke(tmp_path):
+    import runpy
+
+    out = tmp_path / "result.json"
+    argv, sys.argv = sys.argv, ["bench_integrations_overhead.py", "--smoke", "--out", str(out)]
+    try:
+        runpy.run_path(str(ROOT / "benchmarks" / "bench_integrations_overhead.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    result = json.loads(out.read_text())
+    assert result["hardware"]["torch"] and result["date"] and "before" in result["load_average_1min"]
+    for adapter in ("lightning", "huggingface"):
+        r = result["adapters"][adapter]
+        assert r["step_s_with"] > 0 and r["step_s_without"] > 0 and len(r["overhead_per_round"]) == 1
