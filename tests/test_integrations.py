@@ -301,3 +301,45 @@ def test_overhead_benchmark_smoke(tmp_path):
     for adapter in ("lightning", "huggingface"):
         r = result["adapters"][adapter]
         assert r["step_s_with"] > 0 and r["step_s_without"] > 0 and len(r["overhead_per_round"]) == 1
+
+
+def test_schedulers_follow_a_rollbacks_lower_learning_rate():
+    """After a rollback (monitor.lr_scale 0.5) schedulers that recompute the lr from base values
+    must not undo it: LambdaLR (the HF linear schedule) and OneCycleLR give half the lr."""
+    from types import SimpleNamespace
+
+    from resnet_lab.integrations.common import SchedulerFollower
+
+    def schedulers():
+        a = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+        b = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        return [torch.optim.lr_scheduler.LambdaLR(a, lambda s: 1 - s / 10),
+                torch.optim.lr_scheduler.OneCycleLR(b, max_lr=0.1, total_steps=10)]
+
+    plain, followed = schedulers(), schedulers()
+    follower = SchedulerFollower()
+    follower.follow(SimpleNamespace(lr_scale=0.5), followed)
+    follower.follow(SimpleNamespace(lr_scale=0.5), followed)  # no new rollback: nothing more
+    for p, f in zip(plain, followed):
+        for _ in range(3):
+            p.optimizer.step(), f.optimizer.step(), p.step(), f.step()
+        assert f.get_last_lr()[0] == pytest.approx(0.5 * p.get_last_lr()[0])
+
+
+def test_check_step_hands_the_optimizer_to_a_monitor_that_takes_it():
+    from resnet_lab.diagnostics import GradientMonitor
+    from resnet_lab.integrations.common import check_step
+
+    class RollbackMonitor(GradientMonitor):  # the signature the rollback policy adds
+        def check_step(self, *, optimizer=None, **kwargs):
+            self.seen = optimizer
+            return super().check_step(**kwargs)
+
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(3, 2)).sum().backward()
+    for cls in (GradientMonitor, RollbackMonitor):
+        monitor = cls(model)
+        monitor.step()
+        assert check_step(monitor, opt) is True
+    assert monitor.seen is opt

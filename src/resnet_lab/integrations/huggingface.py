@@ -25,7 +25,9 @@ Trainer's own logs) are added to the Trainer's logs: ``trainer_state.json``'s ``
 every ``report_to`` integration, which needs this callback to run before them: ``attach`` puts
 it first (passed in ``callbacks=[...]`` it comes after them and reaches ``log_history`` only).
 Files go to ``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report.
-Only the world process zero writes; every process runs its monitor.
+Only the world process zero writes; every process runs its monitor. The optimizer goes to
+``check_step`` when the monitor takes it (``rollback`` policy) and the Trainer's scheduler follows
+a lowered lr. A ``stop`` raised in the step leaves ``gradient_report.json`` (the monitor writes it).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ fp16 (``precision="16-mixed"``): a step whose gradients overflow at a loss scale
 scaler's routine (it skips the step and lowers the scale): it is discarded, not judged.
 The loss recorded is the one handed to backward: divided by ``accumulate_grad_batches``.
 
+The optimizer goes to ``check_step`` when the monitor takes it (the ``rollback`` policy restores
+weights and optimizer state itself and lowers the lr; the schedulers' base lrs follow, see
+``common.SchedulerFollower``); whenever ``check_step`` says no, the step is dropped.
+
 DDP and other multi-process strategies: every rank runs its monitor (the policy decides on
 each rank's own gradients, which DDP has already averaged, so all ranks agree); only global
 rank 0 logs and writes files.
