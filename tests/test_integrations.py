@@ -67,7 +67,7 @@ def test_a_dropped_step_leaves_weights_and_optimizer_state_unchanged(make):
 # -- PyTorch Lightning ---------------------------------------------------------------------
 
 def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=("csv",), fault=None,
-                  optimizer="sgd"):
+                  optimizer="sgd", plugins=None):
     """A resnet8 LightningModule on random CIFAR-shaped data, trained ``steps`` optimizer steps."""
     L = pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -103,7 +103,7 @@ def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=(
     made = {"csv": lambda: CSVLogger(tmp_path, name="csv"), "tb": lambda: TensorBoardLogger(tmp_path, name="tb")}
     callback = GradientMonitorCallback(**(callback_kwargs or {}))
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=[made[k]() for k in loggers],
-                        callbacks=[callback], log_every_n_steps=1, enable_checkpointing=False,
+                        callbacks=[callback], log_every_n_steps=1, enable_checkpointing=False, plugins=plugins,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on num_workers etc.
@@ -162,6 +162,21 @@ def test_lightning_locates_a_nan_made_by_one_named_layer_and_skips_the_step(tmp_
     for name, value in module.state_dict().items():
         assert torch.equal(value, module.initial_state[name]), name
     assert not trainer.optimizers[0].state
+
+
+def test_lightning_fp16_scaler_overflow_steps_are_not_failures(tmp_path):
+    """fp16 with a loss scale far too high: every step overflows, which the scaler handles (it skips
+    the step and halves the scale). The stop policy must not stop, nor count a skipped step."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    _, module, callback = lightning_run(tmp_path, steps=3, plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+                                        callback_kwargs={"nonfinite": "stop", "every": 1, "out": tmp_path / "g"})
+    assert callback.monitor.skipped_steps == [] and callback.monitor.events() == []
+    assert scaler.get_scale() == 2.0 ** 37  # halved at each of the 3 overflowing steps
+    for name, value in module.state_dict().items():
+        if name.endswith("weight"):
+            assert torch.equal(value, module.initial_state[name]), name  # the scaler did not step
 
 
 def test_lightning_callback_rejects_bad_arguments():
