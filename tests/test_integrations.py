@@ -164,6 +164,7 @@ def test_lightning_locates_a_nan_made_by_one_named_layer_and_skips_the_step(tmp_
     assert not trainer.optimizers[0].state
 
 
+@pytest.mark.slow
 def test_lightning_fp16_scaler_overflow_steps_are_not_failures(tmp_path):
     """fp16 with a loss scale far too high: every step overflows, which the scaler handles (it skips
     the step and halves the scale). The stop policy must not stop, nor count a skipped step."""
@@ -302,6 +303,7 @@ def test_accelerate_loop_uses_the_monitor_directly():
     monitor.close()
 
 
+@pytest.mark.slow
 def test_overhead_benchmark_smoke(tmp_path):
     import runpy
 
