@@ -79,13 +79,24 @@ class EagerStep:
             self.events.append({"step": step, "kind": "skipped", "detail": "non-finite values; step not applied"})
         return False
 
-    @torch.no_grad()
     def _routine_overflow(self, loss: torch.Tensor) -> bool:
-        """Did the gradients overflow while the loss is finite and the scale above 1? One sync."""
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-        overflowed = bool(torch.isfinite(loss.detach()) & ~torch.isfinite(norms).all())
-        return overflowed and self.scaler.get_scale() > 1
+        return routine_overflow(self.model.parameters(), loss, self.scaler)
+
+
+@torch.no_grad()
+def routine_overflow(params, loss: torch.Tensor | None, scaler: torch.amp.GradScaler) -> bool:
+    """Did the gradients overflow while the loss is finite and the scale above 1? One sync.
+
+    Such a step is the loss scaler's own business (it skips the step and lowers its scale), not
+    a failure. ``loss=None`` (a trainer that does not hand over the loss) judges the gradients alone.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return False
+    overflowed = ~torch.isfinite(torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))).all()
+    if loss is not None:
+        overflowed = overflowed & torch.isfinite(loss.detach())
+    return bool(overflowed) and scaler.get_scale() > 1
 
 
 @contextlib.contextmanager

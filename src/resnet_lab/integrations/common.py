@@ -1,0 +1,126 @@
+"""What the trainer adapters share: the monitor's records as logger scalars, the policy call,
+keeping an LR scheduler in line with a rollback, and the end-of-run report.
+
+Nothing here knows a trainer; the adapters only decide *when* to call these.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from ..diagnostics import GradientMonitor, gradient_table
+from ..diagnostics.verdicts import KINDS
+from ..errors import UserError
+
+JSONL_NAME, REPORT_NAME, TABLE_NAME = "gradients.jsonl", "gradient_report.json", "gradient_table.txt"
+# Set by the adapters themselves: a user value would point the files away from the run directory.
+_RESERVED = ("model", "jsonl_path", "report_path")
+
+
+def make_monitor(model, out: Path | None, every: int, options: dict, on_record) -> GradientMonitor:
+    """A monitor writing ``gradients.jsonl`` into ``out`` (None: no files, e.g. a rank other than 0)."""
+    taken = [k for k in _RESERVED if k in options]
+    if taken:
+        raise UserError(f"{', '.join(taken)} is set by the callback; pass out=DIRECTORY to choose where files go")
+    user_hook = options.pop("on_verdict", None)
+
+    def on_verdict(verdict, record):
+        on_record(record)
+        if user_hook is not None:
+            user_hook(verdict, record)
+
+    return GradientMonitor(model, every=every, on_verdict=on_verdict,
+                           jsonl_path=out / JSONL_NAME if out is not None else None,
+                           report_path=out / REPORT_NAME if out is not None else None, **options)
+
+
+def scalars(record: dict, prefix: str = "gradients/") -> dict[str, float]:
+    """One monitor record as flat scalars for a logger (TensorBoard, CSV, W&B...).
+
+    The verdict is a number, its index in ``KINDS`` (0 healthy, 1 vanishing, 2 exploding,
+    3 nonfinite), since loggers take numbers only; the JSONL file has it in words.
+    """
+    out = {f"{prefix}global_grad_norm": record["global_grad_norm"],
+           f"{prefix}global_weight_norm": record["global_weight_norm"],
+           f"{prefix}verdict": float(KINDS.index(record["verdict"]))}
+    for g in record["groups"]:
+        name = f"{g['depth_index']:02d}.{g['name']}"
+        for quantity in ("grad_norm", "update_ratio"):
+            if g[quantity] is not None:
+                out[f"{prefix}{quantity}/{name}"] = g[quantity]
+    return out
+
+
+def check_step(monitor: GradientMonitor, optimizer, **locate) -> bool:
+    """``monitor.check_step``, handing over the optimizer when the monitor takes one (the
+    rollback policy restores its state); False means: do not apply this optimizer step."""
+    if "optimizer" in inspect.signature(monitor.check_step).parameters:
+        locate["optimizer"] = optimizer
+    return monitor.check_step(**locate)
+
+
+class SchedulerFollower:
+    """Keeps LR schedulers in line with the monitor's rollbacks.
+
+    A rollback multiplies each param group's lr by a factor (``monitor.lr_scale`` is the product
+    so far); a scheduler that recomputes the lr from its base values (LambdaLR, OneCycleLR, the
+    Hugging Face linear schedule) would undo that at its next step, so its base values are
+    scaled by the same factor.
+    """
+
+    def __init__(self):
+        self.applied = 1.0
+
+    def follow(self, monitor: GradientMonitor, schedulers: Iterable) -> None:
+        scale = getattr(monitor, "lr_scale", 1.0)
+        if scale == self.applied:
+            return
+        factor, self.applied = scale / self.applied, scale
+        for scheduler in schedulers:
+            if hasattr(scheduler, "base_lrs"):
+                scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+            for group in getattr(getattr(scheduler, "optimizer", None), "param_groups", []):
+                for key in ("initial_lr", "max_lr", "min_lr"):  # OneCycleLR's own base values
+                    if isinstance(group.get(key), float):
+                        group[key] *= factor
+
+
+def drop_step(optimizer) -> None:
+    """Make the coming ``optimizer.step()`` a no-op: torch optimizers leave a parameter whose
+    ``.grad`` is None untouched (no weight decay, no momentum or Adam moment update, no step count)."""
+    optimizer.zero_grad(set_to_none=True)
+
+
+def write_final_report(monitor: GradientMonitor, out: Path) -> list[Path]:
+    """The end-of-run report of ``resnet-lab gradients``/``train``: the JSON diagnostic report,
+    the per-group table, and the gradient-flow, heat-map and loss plots (PNG)."""
+    out.mkdir(parents=True, exist_ok=True)
+    records = monitor.records()
+    paths = [monitor.write_report(out / REPORT_NAME)]
+    if not records:
+        return paths
+    (out / TABLE_NAME).write_text(gradient_table(records) + "\n", encoding="utf-8")
+    paths.append(out / TABLE_NAME)
+    from ..diagnostics import plots  # matplotlib: only when a report is written
+
+    paths += plots.plot_gradient_flow({"mean over recorded steps": records}, out / "gradient_flow.png")
+    paths += plots.plot_heatmap(records, out / "gradient_heatmap.png")
+    paths += plots.plot_loss(records, monitor.events(), out / "gradient_loss.png")
+    return paths
+
+
+def unscale_loss(loss: torch.Tensor | None, scaler) -> torch.Tensor | None:
+    """The loss as the model computed it, from the scaled loss a fp16 loss scaler backpropagates."""
+    if loss is None or scaler is None or not scaler.is_enabled():
+        return loss
+    return loss.detach() / scaler.get_scale()
+
+
+def positive_int(name: str, value) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+    return value

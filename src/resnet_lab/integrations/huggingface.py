@@ -1,0 +1,134 @@
+"""``GradientMonitorCallback``: resnet-lab's gradient diagnostics in a Hugging Face ``Trainer``.
+
+    from resnet_lab.integrations.huggingface import GradientMonitorCallback
+    trainer = Trainer(model, args, train_dataset=data)
+    GradientMonitorCallback.attach(trainer, nonfinite="skip")
+    trainer.train()
+
+At ``on_train_begin`` it puts a ``GradientMonitor`` on the model (keyword arguments go to it). In
+``on_pre_optimizer_step`` it records the step and applies the non-finite policy; a step the
+policy drops has its gradients set to None, so the optimizer step leaves weights and state alone.
+
+When it reads the gradients: the Trainer calls ``on_pre_optimizer_step`` after backward AND
+after its gradient clipping (``max_grad_norm``, 1.0 by default), and offers no callback event in
+between. The per-group norms are therefore those the optimizer applies: clipping scales every
+group alike, so the flow over depth is kept, but a clipped global norm cannot exceed
+``max_grad_norm``, so ``exploding`` is judged on the loss (or use ``max_grad_norm=0``); NaN/Inf
+survive clipping. The Trainer's own ``grad_norm`` log is the norm before clipping. Under fp16
+without clipping the gradients are unscaled here first (the scaler would otherwise do it in
+its step), and the scaler's routine overflow steps are discarded, not judged.
+
+The loss (``output.loss`` of the model's training forward, when the model computes it) and the
+batch (the keyword arguments of that forward, for locating a NaN) are taken by hooks on the
+model. Records (every ``every`` steps, default the Trainer's ``logging_steps``, numbered like the
+Trainer's own logs) are added to the Trainer's logs: ``trainer_state.json``'s ``log_history`` and
+every ``report_to`` integration, which needs this callback to run before them: ``attach`` puts
+it first (passed in ``callbacks=[...]`` it comes after them and reaches ``log_history`` only).
+Files go to ``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report.
+Only the world process zero writes; every process runs its monitor. The optimizer goes to
+``check_step`` when the monitor takes it (``rollback`` policy) and the Trainer's scheduler follows
+a lowered lr. A ``stop`` raised in the step leaves ``gradient_report.json`` (the monitor writes it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ..training.eager_step import routine_overflow
+from .common import (SchedulerFollower, check_step, drop_step, make_monitor, positive_int, scalars,
+                     write_final_report)
+
+
+class GradientMonitorCallback(TrainerCallback):
+    """Args: ``out``: directory for ``gradients.jsonl`` and the report (default ``args.output_dir``);
+    ``every``: record every N optimizer steps (default ``logging_steps``); ``locate``: re-run a
+    failing batch to locate the NaN (skip/stop policies); other keyword arguments: ``GradientMonitor``'s."""
+
+    def __init__(self, out: str | Path | None = None, *, every: int | None = None, locate: bool = True,
+                 **monitor_kwargs):
+        self.out = Path(out) if out is not None else None
+        self.every = positive_int("every", every)
+        self.locate, self.monitor_kwargs = locate, monitor_kwargs
+        self.monitor = None
+        self.report_paths: list[Path] = []
+        self._pending: dict[str, float] = {}
+        self._inputs = self._loss = None
+        self._follower = SchedulerFollower()
+
+    @classmethod
+    def attach(cls, trainer, **kwargs) -> "GradientMonitorCallback":
+        """Create the callback and put it first, so that its scalars reach every ``report_to`` logger."""
+        callback = cls(**kwargs)
+        trainer.callback_handler.callbacks.insert(0, callback)
+        return callback
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.out = self.out or Path(args.output_dir)
+        every = self.every or max(1, int(state.logging_steps or args.logging_steps))
+        self.monitor = make_monitor(model, self.out if state.is_world_process_zero else None, every,
+                                    dict(self.monitor_kwargs), self._collect)
+        self._hooks = [model.register_forward_pre_hook(self._keep_inputs, with_kwargs=True),
+                       model.register_forward_hook(self._keep_loss)]
+        self._world_zero, self._finished = state.is_world_process_zero, False
+
+    def _keep_inputs(self, module, args, kwargs):
+        if module.training:
+            self._inputs = (args, kwargs)  # references, no copy: the batch lives until the step ends
+
+    def _keep_loss(self, module, args, output):
+        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if module.training:
+            self._loss = loss.detach() if loss is not None else None
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, lr_scheduler=None, model=None, **kwargs):
+        scaler = getattr(optimizer, "scaler", None)  # accelerate's AcceleratedOptimizer under fp16
+        if scaler is not None and scaler.is_enabled():
+            try:
+                scaler.unscale_(optimizer.optimizer)
+            except RuntimeError:
+                pass  # already unscaled, by the Trainer's clipping
+            if routine_overflow(model.parameters(), self._loss, scaler):
+                self.monitor.discard_step()
+                return
+        # Numbered like the Trainer's logs: global_step counts this step once it is taken.
+        self.monitor.step(self._loss, step=state.global_step + 1)
+        if not check_step(self.monitor, optimizer, **self._locator()):
+            drop_step(optimizer)
+        self._follower.follow(self.monitor, [lr_scheduler] if lr_scheduler is not None else [])
+
+    def _locator(self) -> dict:
+        if not self.locate or self._inputs is None:
+            return {}
+        positional, keywords = self._inputs
+
+        def forward(model, _):
+            out = model(*positional, **keywords)
+            loss = out.get("loss") if isinstance(out, dict) else getattr(out, "loss", None)
+            return loss if loss is not None else out
+        return {"inputs": keywords or positional, "forward_fn": forward}
+
+    def _collect(self, record: dict) -> None:
+        self._pending.update(scalars(record))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.monitor is None or logs is None or any(k.startswith("eval_") for k in logs):
+            return
+        self.monitor.flush()  # the Trainer has just synchronised for its own logs
+        if self._pending and self._world_zero:
+            logs.update(self._pending)
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1].update(self._pending)  # the Trainer stored a copy of logs already
+        self._pending = {}
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.monitor is None or self._finished:
+            return
+        self._finished = True
+        for hook in self._hooks:
+            hook.remove()
+        self.monitor.close()
+        if self._world_zero:
+            self.report_paths = write_final_report(self.monitor, self.out)
+        self._inputs = self._loss = None

@@ -1,0 +1,118 @@
+"""``GradientMonitorCallback``: resnet-lab's gradient diagnostics in a PyTorch Lightning ``Trainer``.
+
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+    trainer = L.Trainer(callbacks=[GradientMonitorCallback(nonfinite="skip")])
+
+At fit start it puts a ``GradientMonitor`` on the LightningModule (keyword arguments go to it:
+``groups``, ``nonfinite``, thresholds...). In ``on_before_optimizer_step`` (after backward, and
+under AMP after the precision plugin has unscaled the gradients, before Lightning's gradient
+clipping: the raw gradient) it records the step and applies the non-finite policy: a step the
+policy drops has its gradients set to None, so that the optimizer step leaves weights and
+optimizer state untouched. Each record (every ``every`` steps, default the trainer's
+``log_every_n_steps``) goes to all the trainer's loggers as scalars (see ``common.scalars``)
+and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
+``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``).
+
+fp16 (``precision="16-mixed"``): a step whose gradients overflow at a loss scale above 1 is the
+scaler's routine (it skips the step and lowers the scale): it is discarded, not judged.
+The loss recorded is the one handed to backward: divided by ``accumulate_grad_batches``.
+
+The optimizer goes to ``check_step`` when the monitor takes it (the ``rollback`` policy restores
+weights and optimizer state itself and lowers the lr; the schedulers' base lrs follow, see
+``common.SchedulerFollower``); whenever ``check_step`` says no, the step is dropped.
+
+DDP and other multi-process strategies: every rank runs its monitor (the policy decides on
+each rank's own gradients, which DDP has already averaged, so all ranks agree); only global
+rank 0 logs and writes files.
+
+Locating a NaN: the failing batch is run again through ``forward_fn(module, batch)``, by
+default ``module.training_step(batch, batch_idx)`` (its loss, also from a ``{"loss": ...}``
+dict), with hooks on every submodule; the report names the first module that produced a
+non-finite value, e.g. ``net.layer2.0.conv1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+
+from ..training.eager_step import routine_overflow
+from .common import (SchedulerFollower, check_step, drop_step, make_monitor, positive_int, scalars,
+                     unscale_loss, write_final_report)
+
+
+class GradientMonitorCallback(pl.Callback):
+    """Args: ``out``: directory for ``gradients.jsonl`` and the report (default: the trainer's
+    ``log_dir``); ``every``: record every N optimizer steps (default: ``log_every_n_steps``);
+    ``forward_fn``: ``forward_fn(module, batch) -> loss or output`` for locating a NaN;
+    ``locate``: re-run the failing batch to locate it (skip/stop policies); other keyword
+    arguments: ``GradientMonitor``'s."""
+
+    def __init__(self, out: str | Path | None = None, *, every: int | None = None,
+                 forward_fn: Callable[[pl.LightningModule, Any], Any] | None = None, locate: bool = True,
+                 **monitor_kwargs):
+        self.out = Path(out) if out is not None else None
+        self.every = positive_int("every", every)
+        self.forward_fn, self.locate, self.monitor_kwargs = forward_fn, locate, monitor_kwargs
+        self.monitor = None
+        self.report_paths: list[Path] = []
+        self._batch = self._loss = None
+        self._follower = SchedulerFollower()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.out is None:
+            self.out = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
+        self._trainer, self._finished = trainer, False
+        self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
+                                    self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._batch = (batch, batch_idx)  # kept for the NaN locator; a reference, no copy
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self._loss = loss.detach()  # under fp16 the scaled loss (unscaled below)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        loss = unscale_loss(self._loss, scaler)
+        if scaler is not None and scaler.is_enabled() and routine_overflow(pl_module.parameters(), loss, scaler):
+            self.monitor.discard_step()  # the scaler skips this step itself
+            return
+        self.monitor.step(loss, step=trainer.global_step)
+        if not check_step(self.monitor, optimizer, **self._locator()):
+            drop_step(optimizer)
+        self._follower.follow(self.monitor, [c.scheduler for c in trainer.lr_scheduler_configs])
+
+    def _locator(self) -> dict:
+        if not self.locate or self._batch is None:
+            return {}
+        batch, batch_idx = self._batch
+
+        def forward(module, inputs):
+            out = (self.forward_fn(module, inputs) if self.forward_fn is not None
+                   else module.training_step(inputs, batch_idx))
+            return out["loss"] if isinstance(out, dict) else out
+        return {"inputs": batch, "forward_fn": forward}
+
+    def _log(self, record: dict) -> None:
+        trainer = self._trainer
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars(record), step=record["step"])
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._finish(trainer)  # e.g. the stop policy's NonFiniteError: the report says where
+
+    def _finish(self, trainer: pl.Trainer) -> None:
+        if self.monitor is None or self._finished:
+            return
+        self._finished = True
+        self.monitor.close()
+        if trainer.is_global_zero:
+            self.report_paths = write_final_report(self.monitor, self.out)
+        self._batch = self._loss = None

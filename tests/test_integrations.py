@@ -1,0 +1,362 @@
+"""The Lightning and Hugging Face adapters over GradientMonitor, with the real libraries on CPU:
+scalars reach the trainers' own loggers, a diverging run is judged, a NaN made by one named
+layer is located to it, a dropped step leaves the optimizer state alone, and importing
+resnet_lab imports neither library."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from resnet_lab.errors import UserError
+from resnet_lab.integrations.common import drop_step
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the HF models here are built from configs, never downloaded
+
+
+def nan_hook(module, args, output):
+    """A forward hook that turns a layer's output into NaN: the injected fault."""
+    return output * float("nan")
+
+
+def test_importing_resnet_lab_imports_no_trainer_library():
+    code = ("import sys, resnet_lab, resnet_lab.integrations, resnet_lab.diagnostics; "
+            "print([m for m in ('lightning', 'pytorch_lightning', 'transformers', 'accelerate') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-2),
+    lambda params: torch.optim.Adam(params, lr=1e-2, weight_decay=1e-2),
+    lambda params: torch.optim.AdamW(params, lr=1e-2),
+], ids=["sgd-momentum-wd", "adam", "adamw"])
+def test_a_dropped_step_leaves_weights_and_optimizer_state_unchanged(make):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = make(model.parameters())
+    for _ in range(2):  # a real state to protect: momentum buffers, Adam moments and step counts
+        opt.zero_grad()
+        model(torch.randn(5, 4)).sum().backward()
+        opt.step()
+    weights, state = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    model(torch.randn(5, 4)).sum().backward()
+    drop_step(opt)
+    opt.step()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    after = opt.state_dict()["state"]
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            assert torch.equal(torch.as_tensor(after[index][key]), torch.as_tensor(value)), (index, key)
+
+
+# -- PyTorch Lightning ---------------------------------------------------------------------
+
+def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=("csv",), fault=None,
+                  optimizer="sgd", plugins=None):
+    """A resnet8 LightningModule on random CIFAR-shaped data, trained ``steps`` optimizer steps."""
+    L = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+    from resnet_lab.models import create_model
+
+    class Classifier(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = create_model("resnet8", num_classes=10)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            if optimizer == "adam":
+                return torch.optim.Adam(self.parameters(), lr=lr)
+            return torch.optim.SGD(self.parameters(), lr=lr, momentum=0.9)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,)))
+    module = Classifier()
+    if fault is not None:
+        module.net.get_submodule(fault).register_forward_hook(nan_hook)
+    module.initial_state = copy.deepcopy(module.state_dict())
+    made = {"csv": lambda: CSVLogger(tmp_path, name="csv"), "tb": lambda: TensorBoardLogger(tmp_path, name="tb")}
+    callback = GradientMonitorCallback(**(callback_kwargs or {}))
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", logger=[made[k]() for k in loggers],
+                        callbacks=[callback], log_every_n_steps=1, enable_checkpointing=False, plugins=plugins,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice on num_workers etc.
+        trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=16))
+    return trainer, module, callback
+
+
+@pytest.mark.slow
+def test_lightning_logs_gradient_scalars_to_csv_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer, _, callback = lightning_run(tmp_path, callback_kwargs={"every": 2}, loggers=("csv", "tb"))
+    out = Path(trainer.log_dir)
+    assert callback.out == out  # default: the first logger's log_dir
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    logged = [r for r in rows if r.get("gradients/global_grad_norm")]
+    assert [int(r["step"]) for r in logged] == [0, 2]  # every=2 over 4 steps
+    group_columns = [k for k in rows[0] if k.startswith("gradients/grad_norm/")]
+    assert group_columns[0] == "gradients/grad_norm/00.net.conv1" and len(group_columns) >= 8  # in execution order
+    assert any(k.startswith("gradients/update_ratio/") and logged[1][k] for k in rows[0])  # from the 2nd record
+    assert float(logged[0]["gradients/verdict"]) == 0.0  # healthy
+
+    events = EventAccumulator(str(Path(trainer.loggers[1].log_dir))).Reload()
+    assert "gradients/global_grad_norm" in events.Tags()["scalars"]
+
+    records = [json.loads(line) for line in (out / "gradients.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 2]
+    report = json.loads((out / "gradient_report.json").read_text())
+    assert report["verdict"]["kind"] == "healthy"
+    for name in ("gradient_table.txt", "gradient_flow.png", "gradient_heatmap.png", "gradient_loss.png"):
+        assert (out / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_lightning_diverging_learning_rate_is_judged(tmp_path):
+    _, _, callback = lightning_run(tmp_path, lr=1e4, steps=6, callback_kwargs={"every": 1, "out": tmp_path / "g"})
+    kinds = {e.kind for e in callback.monitor.events()}
+    assert kinds & {"exploding", "nonfinite"}, kinds
+    report = json.loads((tmp_path / "g" / "gradient_report.json").read_text())
+    assert {e["kind"] for e in report["events"]} & {"exploding", "nonfinite"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_lightning_locates_a_nan_made_by_one_named_layer_and_skips_the_step(tmp_path, optimizer):
+    trainer, module, callback = lightning_run(
+        tmp_path, steps=3, fault="layer2.0.conv1", optimizer=optimizer,
+        callback_kwargs={"nonfinite": "skip", "every": 1, "out": tmp_path / "g"})
+    report = callback.monitor.last_report
+    assert report is not None and report.module_name == "net.layer2.0.conv1" and report.phase == "forward"
+    assert callback.monitor.skipped_steps == [0, 1, 2]
+    saved = json.loads((tmp_path / "g" / "gradient_report.json").read_text())
+    assert saved["nonfinite_location"]["module_name"] == "net.layer2.0.conv1"
+    # Every step was dropped: the weights are still the initial ones and the optimizer has no state.
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, module.initial_state[name]), name
+    assert not trainer.optimizers[0].state
+
+
+@pytest.mark.slow
+def test_lightning_fp16_scaler_overflow_steps_are_not_failures(tmp_path):
+    """fp16 with a loss scale far too high: every step overflows, which the scaler handles (it skips
+    the step and halves the scale). The stop policy must not stop, nor count a skipped step."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    _, module, callback = lightning_run(tmp_path, steps=3, plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+                                        callback_kwargs={"nonfinite": "stop", "every": 1, "out": tmp_path / "g"})
+    assert callback.monitor.skipped_steps == [] and callback.monitor.events() == []
+    assert scaler.get_scale() == 2.0 ** 37  # halved at each of the 3 overflowing steps
+    for name, value in module.state_dict().items():
+        if name.endswith("weight"):
+            assert torch.equal(value, module.initial_state[name]), name  # the scaler did not step
+
+
+def test_lightning_callback_rejects_bad_arguments():
+    pytest.importorskip("lightning")
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    with pytest.raises(UserError, match="every must be an integer"):
+        GradientMonitorCallback(every=0)
+    with pytest.raises(UserError, match="set by the callback"):
+        from resnet_lab.integrations.common import make_monitor
+
+        make_monitor(nn.Linear(2, 2), None, 1, {"jsonl_path": "x"}, print)
+
+
+# -- Hugging Face transformers -------------------------------------------------------------
+
+class TinyTextData(torch.utils.data.Dataset):
+    def __init__(self, n: int = 32, length: int = 12):
+        g = torch.Generator().manual_seed(0)
+        self.ids = torch.randint(5, 100, (n, length), generator=g)
+        self.labels = torch.randint(0, 2, (n,), generator=g)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
+
+
+def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, **options):
+    """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer``."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from resnet_lab.integrations.huggingface import GradientMonitorCallback
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32, num_labels=2)
+    model = transformers.BertForSequenceClassification(config)
+    if fault is not None:
+        model.get_submodule(fault).register_forward_hook(nan_hook)
+    monitor_options = {k: options.pop(k) for k in ("every", "nonfinite", "out") if k in options}
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8, logging_steps=2,
+        report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
+        **{"learning_rate": 1e-3, **options})
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=TinyTextData())
+    if attach:
+        callback = GradientMonitorCallback.attach(trainer, **monitor_options)
+    else:
+        callback = GradientMonitorCallback(**monitor_options)
+        trainer.add_callback(callback)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    return trainer, callback
+
+
+@pytest.mark.slow
+def test_huggingface_logs_gradient_scalars_to_log_history_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer, callback = hf_run(tmp_path, report_to=["tensorboard"])
+    logged = [h for h in trainer.state.log_history if "gradients/global_grad_norm" in h]
+    assert [h["step"] for h in logged] == [2, 4]  # the Trainer's logging_steps, its step numbers
+    assert any(k.startswith("gradients/grad_norm/") and "encoder.layer.1" in k for k in logged[0])
+    assert logged[0]["gradients/verdict"] == 0.0
+    out = tmp_path / "hf"
+    assert [json.loads(line)["step"] for line in (out / "gradients.jsonl").read_text().splitlines()] == [2, 4]
+    trainer.save_state()  # trainer_state.json: the log history as saved with checkpoints
+    saved = json.loads((out / "trainer_state.json").read_text())
+    assert [h["step"] for h in saved["log_history"] if "gradients/global_grad_norm" in h] == [2, 4]
+    event_dirs = {p.parent for p in out.rglob("events.out.tfevents.*")}
+    tags = set().union(*(EventAccumulator(str(d)).Reload().Tags()["scalars"] for d in event_dirs))
+    assert any("gradients/global_grad_norm" in t for t in tags), tags
+    for name in ("gradient_report.json", "gradient_table.txt", "gradient_flow.png"):
+        assert (out / name).is_file(), name
+
+
+def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):
+    trainer, _ = hf_run(tmp_path, attach=False, steps=2)
+    assert any("gradients/global_grad_norm" in h for h in trainer.state.log_history)
+
+
+@pytest.mark.slow
+def test_huggingface_diverging_learning_rate_is_judged(tmp_path):
+    # No clipping (max_grad_norm=0): the Trainer clips before the callback sees the gradients.
+    _, callback = hf_run(tmp_path, steps=6, every=1, optim="sgd", learning_rate=1e4, max_grad_norm=0.0)
+    kinds = {e.kind for e in callback.monitor.events()}
+    assert kinds & {"exploding", "nonfinite"}, kinds
+
+
+def test_huggingface_locates_a_nan_made_by_one_named_layer(tmp_path):
+    layer = "bert.encoder.layer.1.attention.self.query"
+    trainer, callback = hf_run(tmp_path, steps=2, every=1, nonfinite="skip", fault=layer)
+    report = callback.monitor.last_report
+    assert report is not None and report.module_name == layer and report.phase == "forward"
+    assert callback.monitor.skipped_steps == [1, 2]
+    saved = json.loads((tmp_path / "hf" / "gradient_report.json").read_text())
+    assert saved["nonfinite_location"]["module_name"] == layer
+
+
+def test_accelerate_loop_uses_the_monitor_directly():
+    """A plain accelerate loop needs no adapter: step() after accelerator.backward(), check_step() before the step."""
+    accelerate = pytest.importorskip("accelerate")
+    from resnet_lab.diagnostics import GradientMonitor
+
+    torch.manual_seed(0)
+    accelerator = accelerate.Accelerator(cpu=True)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = torch.utils.data.TensorDataset(torch.randn(32, 8), torch.randint(0, 2, (32,)))
+    model, opt, loader = accelerator.prepare(model, opt, torch.utils.data.DataLoader(data, batch_size=8))
+    monitor = GradientMonitor(accelerator.unwrap_model(model), nonfinite="skip")
+    for x, y in loader:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        accelerator.backward(loss)
+        monitor.step(loss)
+        if monitor.check_step(inputs=x, targets=y, loss_fn=F.cross_entropy):
+            opt.step()
+    assert monitor.verdict().kind == "healthy" and len(monitor.records()) == 4
+    monitor.close()
+
+
+@pytest.mark.slow
+def test_overhead_benchmark_smoke(tmp_path):
+    import runpy
+
+    out = tmp_path / "result.json"
+    argv, sys.argv = sys.argv, ["bench_integrations_overhead.py", "--smoke", "--out", str(out)]
+    try:
+        runpy.run_path(str(ROOT / "benchmarks" / "bench_integrations_overhead.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    result = json.loads(out.read_text())
+    assert result["hardware"]["torch"] and result["date"] and "before" in result["load_average_1min"]
+    for adapter in ("lightning", "huggingface"):
+        r = result["adapters"][adapter]
+        assert r["step_s_with"] > 0 and r["step_s_without"] > 0 and len(r["overhead_per_round"]) == 1
+
+
+def test_schedulers_follow_a_rollbacks_lower_learning_rate():
+    """After a rollback (monitor.lr_scale 0.5) schedulers that recompute the lr from base values
+    must not undo it: LambdaLR (the HF linear schedule) and OneCycleLR give half the lr."""
+    from types import SimpleNamespace
+
+    from resnet_lab.integrations.common import SchedulerFollower
+
+    def schedulers():
+        a = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+        b = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+        return [torch.optim.lr_scheduler.LambdaLR(a, lambda s: 1 - s / 10),
+                torch.optim.lr_scheduler.OneCycleLR(b, max_lr=0.1, total_steps=10)]
+
+    plain, followed = schedulers(), schedulers()
+    follower = SchedulerFollower()
+    follower.follow(SimpleNamespace(lr_scale=0.5), followed)
+    follower.follow(SimpleNamespace(lr_scale=0.5), followed)  # no new rollback: nothing more
+    for p, f in zip(plain, followed):
+        for _ in range(3):
+            p.optimizer.step(), f.optimizer.step(), p.step(), f.step()
+        assert f.get_last_lr()[0] == pytest.approx(0.5 * p.get_last_lr()[0])
+
+
+def test_check_step_hands_the_optimizer_to_a_monitor_that_takes_it():
+    from resnet_lab.diagnostics import GradientMonitor
+    from resnet_lab.integrations.common import check_step
+
+    class RollbackMonitor(GradientMonitor):  # the signature the rollback policy adds
+        def check_step(self, *, optimizer=None, **kwargs):
+            self.seen = optimizer
+            return super().check_step(**kwargs)
+
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(3, 2)).sum().backward()
+    for cls in (GradientMonitor, RollbackMonitor):
+        monitor = cls(model)
+        monitor.step()
+        assert check_step(monitor, opt) is True
+    assert monitor.seen is opt
