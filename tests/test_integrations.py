@@ -67,8 +67,9 @@ def test_a_dropped_step_leaves_weights_and_optimizer_state_unchanged(make):
 # -- PyTorch Lightning ---------------------------------------------------------------------
 
 def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=("csv",), fault=None,
-                  optimizer="sgd", plugins=None):
-    """A resnet8 LightningModule on random CIFAR-shaped data, trained ``steps`` optimizer steps."""
+                  optimizer="sgd", plugins=None, fault_steps=None):
+    """A resnet8 LightningModule on random CIFAR-shaped data, trained ``steps`` optimizer steps;
+    ``fault`` names a layer whose output is NaN (at every step, or at ``fault_steps``)."""
     L = pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -98,7 +99,9 @@ def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=(
     data = torch.utils.data.TensorDataset(torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,)))
     module = Classifier()
     if fault is not None:
-        module.net.get_submodule(fault).register_forward_hook(nan_hook)
+        module.net.get_submodule(fault).register_forward_hook(
+            lambda m, a, out: nan_hook(m, a, out) if fault_steps is None or module.trainer.global_step in fault_steps
+            else out)
     module.initial_state = copy.deepcopy(module.state_dict())
     made = {"csv": lambda: CSVLogger(tmp_path, name="csv"), "tb": lambda: TensorBoardLogger(tmp_path, name="tb")}
     callback = GradientMonitorCallback(**(callback_kwargs or {}))
@@ -207,7 +210,7 @@ class TinyTextData(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
 
 
-def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, **options):
+def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_steps=None, **options):
     """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer``."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
@@ -217,14 +220,17 @@ def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, **option
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=32, num_labels=2)
     model = transformers.BertForSequenceClassification(config)
+    made = {}
     if fault is not None:
-        model.get_submodule(fault).register_forward_hook(nan_hook)
-    monitor_options = {k: options.pop(k) for k in ("every", "nonfinite", "out") if k in options}
+        model.get_submodule(fault).register_forward_hook(
+            lambda m, a, out: nan_hook(m, a, out)
+            if fault_steps is None or made["trainer"].state.global_step in fault_steps else out)
+    monitor_options = {k: options.pop(k) for k in ("every", "nonfinite", "out", "rollback") if k in options}
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8, logging_steps=2,
         report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
         **{"learning_rate": 1e-3, **options})
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=TinyTextData())
+    trainer = made["trainer"] = transformers.Trainer(model=model, args=args, train_dataset=TinyTextData())
     if attach:
         callback = GradientMonitorCallback.attach(trainer, **monitor_options)
     else:
@@ -343,20 +349,37 @@ def test_schedulers_follow_a_rollbacks_lower_learning_rate():
         assert f.get_last_lr()[0] == pytest.approx(0.5 * p.get_last_lr()[0])
 
 
-def test_check_step_hands_the_optimizer_to_a_monitor_that_takes_it():
-    from resnet_lab.diagnostics import GradientMonitor
-    from resnet_lab.integrations.common import check_step
+@pytest.mark.slow
+def test_lightning_rollback_puts_back_the_kept_state_lowers_the_lr_and_goes_on(tmp_path):
+    from resnet_lab.diagnostics import Rollback
 
-    class RollbackMonitor(GradientMonitor):  # the signature the rollback policy adds
-        def check_step(self, *, optimizer=None, **kwargs):
-            self.seen = optimizer
-            return super().check_step(**kwargs)
+    trainer, module, callback = lightning_run(
+        tmp_path, steps=6, fault="layer2.0.conv1", fault_steps={3},
+        callback_kwargs={"nonfinite": "rollback", "rollback": Rollback(every=2), "every": 1})
+    (event,) = callback.monitor.rollbacks
+    assert event["step"] == 3 and event["back_to"] == 2 and "net.layer2.0.conv1" in event["reason"]
+    assert trainer.global_step == 6 and trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
+    assert all(torch.isfinite(v).all() for v in module.state_dict().values() if v.is_floating_point())
 
-    model = nn.Linear(2, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    model(torch.randn(3, 2)).sum().backward()
-    for cls in (GradientMonitor, RollbackMonitor):
-        monitor = cls(model)
-        monitor.step()
-        assert check_step(monitor, opt) is True
-    assert monitor.seen is opt
+
+@pytest.mark.slow
+def test_huggingface_rollback_puts_back_the_kept_state_and_the_schedule_follows(tmp_path):
+    from resnet_lab.diagnostics import Rollback
+
+    trainer, callback = hf_run(tmp_path, steps=6, fault="bert.encoder.layer.1.attention.self.query",
+                               fault_steps={3}, nonfinite="rollback", rollback=Rollback(every=2), every=1,
+                               lr_scheduler_type="constant")
+    (event,) = callback.monitor.rollbacks
+    # HF numbers steps from 1: the fault in the 4th step (global_step 3 while it runs) is step 4.
+    assert event["step"] == 4 and event["back_to"] == 2 and "layer.1.attention.self.query" in event["reason"]
+    assert trainer.state.global_step == 6
+    assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.5e-3)  # the schedule keeps the lower lr
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_rollback_across_processes_is_refused_in_one_line():
+    from resnet_lab.errors import UserError
+    from resnet_lab.integrations.common import make_monitor
+
+    with pytest.raises(UserError, match="one process"):
+        make_monitor(nn.Linear(2, 2), None, 1, {"nonfinite": "rollback"}, print, world_size=2)

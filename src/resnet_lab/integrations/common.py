@@ -1,12 +1,11 @@
-"""What the trainer adapters share: the monitor's records as logger scalars, the policy call,
-keeping an LR scheduler in line with a rollback, and the end-of-run report.
+"""What the trainer adapters share: the monitor's records as logger scalars, keeping an LR
+scheduler in line with a rollback, and the end-of-run report.
 
 Nothing here knows a trainer; the adapters only decide *when* to call these.
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Iterable
 
@@ -21,8 +20,11 @@ JSONL_NAME, REPORT_NAME, TABLE_NAME = "gradients.jsonl", "gradient_report.json",
 _RESERVED = ("model", "jsonl_path", "report_path")
 
 
-def make_monitor(model, out: Path | None, every: int, options: dict, on_record) -> GradientMonitor:
+def make_monitor(model, out: Path | None, every: int, options: dict, on_record, world_size: int = 1) -> GradientMonitor:
     """A monitor writing ``gradients.jsonl`` into ``out`` (None: no files, e.g. a rank other than 0)."""
+    if options.get("nonfinite") == "rollback" and world_size > 1:  # as `resnet-lab train` under torchrun
+        raise UserError("nonfinite='rollback' runs in one process for now (each rank would judge its own loss "
+                        "and could roll back alone); with several processes use 'skip' or 'stop'")
     taken = [k for k in _RESERVED if k in options]
     if taken:
         raise UserError(f"{', '.join(taken)} is set by the callback; pass out=DIRECTORY to choose where files go")
@@ -53,14 +55,6 @@ def scalars(record: dict, prefix: str = "gradients/") -> dict[str, float]:
             if g[quantity] is not None:
                 out[f"{prefix}{quantity}/{name}"] = g[quantity]
     return out
-
-
-def check_step(monitor: GradientMonitor, optimizer, **locate) -> bool:
-    """``monitor.check_step``, handing over the optimizer when the monitor takes one (the
-    rollback policy restores its state); False means: do not apply this optimizer step."""
-    if "optimizer" in inspect.signature(monitor.check_step).parameters:
-        locate["optimizer"] = optimizer
-    return monitor.check_step(**locate)
 
 
 class SchedulerFollower:

@@ -26,7 +26,7 @@ every ``report_to`` integration, which needs this callback to run before them: `
 it first (passed in ``callbacks=[...]`` it comes after them and reaches ``log_history`` only).
 Files go to ``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report.
 Only the world process zero writes; every process runs its monitor. The optimizer goes to
-``check_step`` when the monitor takes it (``rollback`` policy) and the Trainer's scheduler follows
+``check_step`` (the ``rollback`` policy restores its state) and the Trainer's scheduler follows
 a lowered lr. A ``stop`` raised in the step leaves ``gradient_report.json`` (the monitor writes it).
 """
 
@@ -37,7 +37,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, check_step, drop_step, make_monitor, positive_int, scalars,
+from .common import (SchedulerFollower, drop_step, make_monitor, positive_int, scalars,
                      write_final_report)
 
 
@@ -68,7 +68,7 @@ class GradientMonitorCallback(TrainerCallback):
         self.out = self.out or Path(args.output_dir)
         every = self.every or max(1, int(state.logging_steps or args.logging_steps))
         self.monitor = make_monitor(model, self.out if state.is_world_process_zero else None, every,
-                                    dict(self.monitor_kwargs), self._collect)
+                                    dict(self.monitor_kwargs), self._collect, args.world_size)
         self._hooks = [model.register_forward_pre_hook(self._keep_inputs, with_kwargs=True),
                        model.register_forward_hook(self._keep_loss)]
         self._world_zero, self._finished = state.is_world_process_zero, False
@@ -94,7 +94,7 @@ class GradientMonitorCallback(TrainerCallback):
                 return
         # Numbered like the Trainer's logs: global_step counts this step once it is taken.
         self.monitor.step(self._loss, step=state.global_step + 1)
-        if not check_step(self.monitor, optimizer, **self._locator()):
+        if not self.monitor.check_step(optimizer=optimizer, **self._locator()):
             drop_step(optimizer)
         self._follower.follow(self.monitor, [lr_scheduler] if lr_scheduler is not None else [])
 

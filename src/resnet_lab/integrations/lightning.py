@@ -17,8 +17,8 @@ fp16 (``precision="16-mixed"``): a step whose gradients overflow at a loss scale
 scaler's routine (it skips the step and lowers the scale): it is discarded, not judged.
 The loss recorded is the one handed to backward: divided by ``accumulate_grad_batches``.
 
-The optimizer goes to ``check_step`` when the monitor takes it (the ``rollback`` policy restores
-weights and optimizer state itself and lowers the lr; the schedulers' base lrs follow, see
+The optimizer goes to ``check_step`` (the ``rollback`` policy restores weights and optimizer
+state itself and lowers the lr; the schedulers' base lrs follow, see
 ``common.SchedulerFollower``); whenever ``check_step`` says no, the step is dropped.
 
 DDP and other multi-process strategies: every rank runs its monitor (the policy decides on
@@ -39,7 +39,7 @@ from typing import Any, Callable
 import lightning.pytorch as pl
 
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, check_step, drop_step, make_monitor, positive_int, scalars,
+from .common import (SchedulerFollower, drop_step, make_monitor, positive_int, scalars,
                      unscale_loss, write_final_report)
 
 
@@ -66,7 +66,8 @@ class GradientMonitorCallback(pl.Callback):
             self.out = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
         self._trainer, self._finished = trainer, False
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
-                                    self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log)
+                                    self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
+                                    trainer.world_size)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._batch = (batch, batch_idx)  # kept for the NaN locator; a reference, no copy
@@ -81,7 +82,7 @@ class GradientMonitorCallback(pl.Callback):
             self.monitor.discard_step()  # the scaler skips this step itself
             return
         self.monitor.step(loss, step=trainer.global_step)
-        if not check_step(self.monitor, optimizer, **self._locator()):
+        if not self.monitor.check_step(optimizer=optimizer, **self._locator()):
             drop_step(optimizer)
         self._follower.follow(self.monitor, [c.scheduler for c in trainer.lr_scheduler_configs])
 
