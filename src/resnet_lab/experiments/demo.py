@@ -109,12 +109,14 @@ def _depth_headline(degradation: dict) -> str | None:
 
 
 def _claim_headlines(survey: dict) -> list[str]:
+    from .survey.table import budget_text
+
     lines = []
     for claim in survey["claims"]:
-        if claim["supported"] is not None and claim.get("id") in ("residual_gradient", "sigmoid_vanishes",
-                                                                   "clip_prevents_blowup"):
-            mark = "supported" if claim["supported"] else "contradicted"
-            lines.append(f"{claim['claim']} ({mark}): {claim['evidence']}")
+        if claim["verdict"] != "not measured" and claim.get("id") in ("residual_gradient", "sigmoid_vanishes",
+                                                                       "clip_prevents_blowup"):
+            verdict = "inconclusive at this budget" if claim["verdict"] == "inconclusive" else claim["verdict"]
+            lines.append(f"{claim['claim']} ({verdict}, {budget_text(claim['budget'])}): {claim['evidence']}")
     return lines
 
 
