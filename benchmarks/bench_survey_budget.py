@@ -10,6 +10,7 @@ the claims SUPPORTED at one budget and CONTRADICTED at the other (``findings.rev
 ``--cells-of FILE`` runs only the cells that FILE's verdicts were judged from (its claims'
 ``measured``): the long run re-decides those verdicts at a tenth of the full design's cost.
     python benchmarks/bench_survey_budget.py --compare A.json B.json   # re-judge both with today's rules
+    python benchmarks/bench_survey_budget.py --print A.json            # its claims as the survey prints them
     python benchmarks/bench_survey_budget.py --smoke --out /tmp/x.json
 """
 
@@ -57,6 +58,16 @@ def compare(short_path: Path, long_path: Path) -> dict:
     return {"claims": rows, "reversed": reversals(short, long)}
 
 
+def show(path: Path) -> str:
+    """A results file's settings line and claims as ``resnet-lab survey`` prints them (rules of today)."""
+    from resnet_lab.experiments.survey import judge_claims
+    from resnet_lab.experiments.survey.table import claim_lines, settings_line
+
+    result = json.loads(path.read_text())
+    result["claims"] = judge_claims(result["cells"])
+    return "\n".join([settings_line(result), "", "claims:", *(f"- {line}" for line in claim_lines(result))])
+
+
 def main(argv=None) -> int:
     from resnet_lab.files import write_json
 
@@ -66,7 +77,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--cells-of", type=Path, metavar="FILE", help="run only the cells FILE's verdicts rest on")
     p.add_argument("--compare", type=Path, nargs=2, metavar=("SHORT", "LONG"))
+    p.add_argument("--print", type=Path, metavar="FILE", dest="show",
+                   help="print FILE's settings line and claims, judged again with today's rules")
     args = p.parse_args(argv)
+    if args.show:
+        print(show(args.show))
+        return 0
     if args.compare:
         out = compare(*args.compare)
         for row in out["claims"]:
@@ -83,4 +99,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code:  # a reversal: the default budget decides from noise
+        sys.exit(code)

@@ -407,6 +407,33 @@ def test_outputs_written(survey, tmp_path):
     assert "http://" not in html.replace("http://www.w3.org", "")
 
 
+def test_budget_benchmark_smoke(tmp_path, capsys):
+    """bench_survey_budget.py: the smoke run, a rerun of only the cells its verdicts rest on, the comparison."""
+    import runpy
+    import sys
+
+    script = str(RESULTS.parent / "bench_survey_budget.py")
+
+    def bench(*argv):
+        saved = sys.argv
+        sys.argv = [script, *argv]
+        try:
+            runpy.run_path(script, run_name="__main__")
+        finally:
+            sys.argv = saved
+
+    short, long = tmp_path / "short.json", tmp_path / "long.json"
+    bench("--smoke", "--out", str(short))
+    bench("--smoke", "--factor", "2", "--cells-of", str(short), "--out", str(long))
+    a, b = (json.loads(p.read_text()) for p in (short, long))
+    assert a["hardware"]["torch"] and a["time"] and len(a["load_average"]) == 2
+    assert b["settings"]["steps"] == 2 * a["settings"]["steps"] and b["factor"] == 2
+    assert {c["name"] for c in b["cells"]} == {n for c in a["claims"] for n in c["measured"]}
+    capsys.readouterr()
+    bench("--compare", str(short), str(long))
+    assert "reversed: none" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------- physics
 
 def test_known_physics_at_56_layers(digits):

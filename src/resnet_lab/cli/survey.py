@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
-  resnet-lab survey --depths 8 20 56 --image-size 16 --steps 20 --threads 1   # about 40 s on 2 CPU cores
+  resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --threads 1    # the demo's budget, 3 seeds
   resnet-lab survey --depths 20 56 110 --device cuda --steps 50
   resnet-lab survey --full --depths 8 20                # the whole product: 36 cells per depth
   resnet-lab survey --markdown > survey.md

@@ -1,7 +1,7 @@
 """The main job: degradation, the gradient survey and a model comparison, one report.
 
 ``run_demo()`` runs the three experiments with settings sized for a 2-core CPU and the
-bundled digits (about 3 minutes); ``data=`` and ``device=`` scale the same job up. Each
+bundled digits; ``data=`` and ``device=`` scale the same job up. Each
 experiment's writer returns the paths it wrote; the combined report embeds those figures.
 """
 
@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-# Sized on a 2-core CPU with the digits data so that the whole demo takes about 3 minutes.
+# Sized for a 2-core CPU with the digits data. The survey's part (3 seeds x 24 steps, the budget
+# that decides its claims without a 10x longer run reversing one) took 212 s on a busy 2-core CPU
+# (benchmarks/results/survey-digits-default-cpu.json).
 CPU_DIGITS = {
     "degradation": {"depths": (20, 56), "epochs": 15, "image_size": 16, "batch_size": 64},
     "survey": None,  # the survey module's own DEMO_SETTINGS

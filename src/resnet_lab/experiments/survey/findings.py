@@ -89,10 +89,13 @@ def _pct(x) -> str:
 
 
 def spread(c: dict, key: str, fmt_one: Callable = fmt_ratio) -> str:
-    """``6.5 (6.4..7.3)``: the median over the seeds and their min..max (one seed: the value)."""
+    """``6.5 (6.4..7.3)``: the median over the seeds and their min..max (one seed: the value); where a
+    seed has no value (non-finite), every seed's: ``per seed n/a, 12%, n/a``, or ``n/a`` if none has one."""
     if c[key] is None:
         values = [r[key] for r in c["runs"]]
-        return "/".join(fmt_one(v) if v is not None else "n/a" for v in values)
+        if all(v is None for v in values):
+            return "n/a"
+        return "per seed " + ", ".join(fmt_one(v) if v is not None else "n/a" for v in values)
     lo, hi = c[f"{key}_range"]
     return fmt_one(c[key]) if len(c["runs"]) == 1 or lo == hi else f"{fmt_one(c[key])} ({fmt_one(lo)}..{fmt_one(hi)})"
 
