@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 # Sized for a 2-core CPU with the digits data. The survey's part (3 seeds x 24 steps, the budget
-# that decides its claims without a 10x longer run reversing one) took 212 s on a busy 2-core CPU
-# (benchmarks/results/survey-digits-default-cpu.json).
+# that decides its claims without a 10x longer run reversing one) took 120 s on a 2-core CPU at load
+# average 2 (benchmarks/results/survey-digits-default-rerun-cpu.json), 212 s at load 5-7.
 CPU_DIGITS = {
     "degradation": {"depths": (20, 56), "epochs": 15, "image_size": 16, "batch_size": 64},
     "survey": None,  # the survey module's own DEMO_SETTINGS

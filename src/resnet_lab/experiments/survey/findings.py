@@ -84,7 +84,8 @@ def fmt_ratio(x) -> str:
     return "n/a" if x is None else f"{x:.2g}"
 
 
-def _pct(x) -> str:
+def pct(x) -> str:
+    """``12%``, ``-3%``, never ``-0%``."""
     return f"{100 * x:.0f}%".replace("-0%", "0%")
 
 
@@ -108,15 +109,15 @@ def outcome_counts(c: dict) -> str:
 
 def _short(c: dict) -> str:
     """``loss drop 12% (8..15%), trained 3/3``."""
-    return f"loss drop {spread(c, 'loss_drop', _pct)}, {outcome_counts(c)}"
+    return f"loss drop {spread(c, 'loss_drop', pct)}, {outcome_counts(c)}"
 
 
 def _describe(c: dict) -> str:
     """``plain20-batch-relu-he: loss drop 64% (60..70%) in 30 steps, trained 3/3, monitor healthy 3/3``."""
     n = len(c["runs"])
     monitor = ", ".join(f"{k} {v}/{n}" for k, v in c["verdicts"].items())
-    return f"{c['name']}: loss drop {spread(c, 'loss_drop', _pct)} in {c['steps']} steps, {outcome_counts(c)}, " \
-           f"monitor {monitor}"
+    return (f"{c['name']}: loss drop {spread(c, 'loss_drop', pct)} in {c['steps']} steps, {outcome_counts(c)}, "
+            f"monitor {monitor}")
 
 
 def _ratios(cells: list[dict]) -> str:

@@ -4,7 +4,8 @@ min..max), the run's settings, the claims with their verdict, budget and evidenc
 from __future__ import annotations
 
 from ...report.text_table import format_table
-from .findings import CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt_ratio, outcome_counts, spread
+from .findings import (CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt_ratio, outcome_counts, pct,
+                       spread)
 
 # (key, header) of the table; the values are made by cell_rows.
 COLUMNS = [("name", "cell"), ("grad_first", "grad first"), ("grad_last", "grad last"), ("ratio", "first/last"),
@@ -24,17 +25,13 @@ def _f(x):
     return None if x is None else round(x, 3)
 
 
-def _pct(x) -> str:
-    return f"{100 * x:.0f}%".replace("-0%", "0%")
-
-
 def cell_rows(result: dict) -> list[dict]:
     """One row per cell, its numbers rounded for reading (for ``COLUMNS``): medians over the seeds;
     first/last and the drop with their min..max, the outcome with its count over the seeds."""
     rows = []
     for c in result["cells"]:
         unanimous = len(c["outcomes"]) == 1
-        rows.append({**c, "drop": spread(c, "loss_drop", _pct), "grad_first": _g(c["grad_first"]),
+        rows.append({**c, "drop": spread(c, "loss_drop", pct), "grad_first": _g(c["grad_first"]),
                      "grad_last": _g(c["grad_last"]), "ratio": spread(c, "ratio", fmt_ratio),
                      "loss_start": _f(c["loss_start"]), "loss_end": _f(c["loss_end"]),
                      "outcome": c["outcome"] if unanimous else outcome_counts(c), "time_s": round(c["time_s"], 1)})
@@ -46,13 +43,14 @@ def mark(verdict: str) -> str:
 
 
 def budget_text(budget: dict | None) -> str:
-    """``3 seeds x 48 steps`` or ``3 seeds, 2 batches at init``; empty when nothing was measured."""
+    """``3 seeds x 24 steps`` or ``3 seeds, gradients at init over 2 batches``; empty when nothing was measured."""
     if not budget:
         return ""
     seeds = f"{budget['seeds']} seed{'s' if budget['seeds'] != 1 else ''}"
     if "steps" in budget:
         return f"{seeds} x {budget['steps']} steps"
-    return f"{seeds}, gradients at init over {budget['batches_at_init']} batches"
+    n = budget["batches_at_init"]
+    return f"{seeds}, gradients at init over {n} batch{'es' if n != 1 else ''}"
 
 
 def claim_lines(result: dict, evidence: str = "Evidence: ") -> list[str]:
