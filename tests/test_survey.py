@@ -1,9 +1,12 @@
 """`run_survey`, its claims, outputs and CLI.
 
-A tiny survey (depths 8 and 20, 5 steps, batch 8, 16 px) runs once per module: the tests check the
-structure of its JSON, that the numbers come from real runs (re-measured independently here), and
-that every claim's verdict follows from the cells by the documented rule (re-derived here). The
-known physics is checked on 56-layer nets at initialisation (no training: fast).
+A tiny survey (depths 8 and 20, 2 seeds, 5 steps, batch 16, 16 px) runs once per module: the tests
+check the structure of its JSON, that the numbers come from real runs (re-measured independently
+here), and that every claim's verdict follows from the per-seed runs by the documented rule
+(re-derived here). The verdict rule itself (SUPPORTED / CONTRADICTED only when every seed agrees,
+else INCONCLUSIVE) is checked on hand-made per-seed numbers, and the committed budget check (the
+demo's budget against 10x its steps) on its results files. The known physics is checked on 56-layer
+nets at initialisation (no training: fast).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import inspect
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,17 +25,25 @@ from resnet_lab.data import load_data
 from resnet_lab.diagnostics import KINDS
 from resnet_lab.experiments import run_survey
 from resnet_lab.experiments.survey import (CLAIMS, DEMO_SETTINGS, DIVERGE_FACTOR, LOSS_SMOOTH, ORDER, OUTCOMES,
-                                           TRAINED_DROP, VANISH_RATIO, VARIANTS, judge_claims, loss_summary,
-                                           measure_init_gradients, survey_markdown, survey_table,
-                                           write_survey_outputs)
+                                           TRAINED_DROP, VANISH_RATIO, VARIANTS, VERDICTS, cell_name, combine_runs,
+                                           decide, judge_claims, loss_summary, measure_init_gradients,
+                                           survey_markdown, survey_table, survey_text, write_survey_outputs)
+from resnet_lab.experiments.survey.findings import reversals
 from resnet_lab.experiments.survey.cells import _batches
 from resnet_lab.models import create_model
 
-TINY = dict(depths=(8, 20), steps=5, batch_size=16, image_size=16, batches_at_init=2, seed=0, threads=1, log=None)
-CELL_KEYS = {"name", "group", "variant", "depth", "shortcut", "norm", "activation", "init", "lr", "clip_norm",
-             "first_block", "last_block", "grad_first_batches", "grad_last_batches", "grad_first", "grad_last",
-             "ratio", "verdict", "reason", "verdict_step", "steps_run", "global_grad_norm", "losses", "loss_start",
-             "loss_end", "loss_drop", "steps_to_90", "steps_to_half", "outcome", "time_s"}
+TINY = dict(depths=(8, 20), steps=5, seeds=2, batch_size=16, image_size=16, batches_at_init=2, seed=0, threads=1,
+            log=None)
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+NUMBERS = {"grad_first", "grad_last", "ratio", "loss_start", "loss_end", "loss_drop", "global_grad_norm"}
+CELL_KEYS = ({"name", "group", "variant", "depth", "shortcut", "norm", "activation", "init", "lr", "clip_norm",
+              "steps", "batches_at_init", "seeds", "runs", "first_block", "last_block", "steps_to_90",
+              "steps_to_half", "outcomes", "outcome", "verdicts", "verdict", "time_s"}
+             | NUMBERS | {f"{k}_range" for k in NUMBERS})
+RUN_KEYS = {"seed", "first_block", "last_block", "grad_first_batches", "grad_last_batches", "grad_first", "grad_last",
+            "ratio", "verdict", "reason", "verdict_step", "steps_run", "global_grad_norm", "losses", "loss_start",
+            "loss_end", "loss_drop", "steps_to_90", "steps_to_half", "outcome", "time_s"}
+CLAIM_KEYS = {"id", "claim", "verdict", "supported", "budget", "measured", "evidence", "cells"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,7 +79,7 @@ def test_survey_json_structure(survey):
     assert set(survey) == {"settings", "design", "data", "cells", "claims", "run_time_s", "hardware"}
     s = survey["settings"]
     assert s["depths"] == [8, 20] and s["steps"] == 5 and s["batch_size"] == 16 and s["image_size"] == 16
-    assert s["seed"] == 0 and s["threads"] == 1 and s["high_lr"] == pytest.approx(10 * s["lr"])
+    assert s["seeds"] == [0, 1] and s["threads"] == 1 and s["high_lr"] == pytest.approx(10 * s["lr"])
     assert survey["hardware"]["torch"] == torch.__version__ and survey["run_time_s"] > 0
     cells = survey["cells"]
     # one switch at a time: every variant for every depth and shortcut, plus the high-lr pair
@@ -76,46 +88,60 @@ def test_survey_json_structure(survey):
     for c in cells:
         assert set(c) == CELL_KEYS, c["name"]
         assert c["variant"] == f"{c['norm']}/{c['activation']}/{c['init']}"
+        assert c["seeds"] == [r["seed"] for r in c["runs"]] == [0, 1]
+        for r in c["runs"]:
+            assert set(r) == RUN_KEYS, c["name"]
     high = [c for c in cells if c["group"] == "high_lr"]
     assert [c["clip_norm"] for c in high] == [None, 1.0] and {c["lr"] for c in high} == {s["high_lr"]}
     assert [c["id"] for c in survey["claims"]] == list(CLAIMS)
+    names = {c["name"] for c in cells}
     for claim in survey["claims"]:
-        assert claim["supported"] in (True, False, None)
+        assert set(claim) == CLAIM_KEYS and claim["verdict"] in VERDICTS
+        assert claim["supported"] == {"supported": True, "contradicted": False}.get(claim["verdict"])
         assert claim["evidence"] and claim["claim"] == CLAIMS[claim["id"]]
-        names = {c["name"] for c in cells}
-        assert set(claim["cells"]) <= names
+        assert set(claim["cells"]) <= names and set(claim["measured"]) <= names
+        if claim["verdict"] != "not measured":
+            assert claim["budget"]["seeds"] == 2
+            assert claim["budget"].get("steps", 5) == 5 and claim["budget"].get("batches_at_init", 2) == 2
     json.loads(json.dumps(survey, allow_nan=False))  # valid JSON as returned: no NaN/Inf
 
 
 def test_numbers_come_from_runs(survey):
     s = survey["settings"]
     for c in survey["cells"]:
-        assert len(c["grad_first_batches"]) == len(c["grad_last_batches"]) == s["batches_at_init"]
-        assert c["grad_first"] == pytest.approx(statistics.fmean(c["grad_first_batches"]), rel=1e-12)
-        assert c["grad_last"] == pytest.approx(statistics.fmean(c["grad_last_batches"]), rel=1e-12)
-        assert math.isfinite(c["grad_first"]) and c["grad_first"] > 0, c["name"]
-        assert math.isfinite(c["grad_last"]) and c["grad_last"] > 0, c["name"]
-        assert c["ratio"] == pytest.approx(c["grad_first"] / c["grad_last"], rel=1e-12)
-        assert (c["first_block"], c["last_block"]) == ("layer1.0", f"layer3.{(c['depth'] - 2) // 6 - 1}")
-        assert c["verdict"] in KINDS and c["reason"]
-        assert c["outcome"] in OUTCOMES and c["time_s"] > 0
-        # the losses are the monitor's records of the short run
-        assert 1 <= c["steps_run"] <= s["steps"] and len(c["losses"]) == c["steps_run"]
-        assert c["loss_start"] == c["losses"][0]
-        if c["loss_end"] is not None:
-            assert c["loss_end"] == pytest.approx(statistics.fmean(c["losses"][-LOSS_SMOOTH:]))
-            assert c["loss_drop"] == pytest.approx(1 - c["loss_end"] / c["loss_start"])
-        else:
-            assert c["outcome"] == "diverged"
-    # real measurements differ from cell to cell
-    assert len({round(c["grad_first"], 12) for c in survey["cells"]}) > len(survey["cells"]) // 2
+        for r in c["runs"]:
+            assert len(r["grad_first_batches"]) == len(r["grad_last_batches"]) == s["batches_at_init"]
+            assert r["grad_first"] == pytest.approx(statistics.fmean(r["grad_first_batches"]), rel=1e-12)
+            assert r["grad_last"] == pytest.approx(statistics.fmean(r["grad_last_batches"]), rel=1e-12)
+            assert math.isfinite(r["grad_first"]) and r["grad_first"] > 0, c["name"]
+            assert math.isfinite(r["grad_last"]) and r["grad_last"] > 0, c["name"]
+            assert r["ratio"] == pytest.approx(r["grad_first"] / r["grad_last"], rel=1e-12)
+            assert (r["first_block"], r["last_block"]) == ("layer1.0", f"layer3.{(c['depth'] - 2) // 6 - 1}")
+            assert r["verdict"] in KINDS and r["reason"]
+            assert r["outcome"] in OUTCOMES and r["time_s"] > 0
+            # the losses are the monitor's records of the short run
+            assert 1 <= r["steps_run"] <= s["steps"] and len(r["losses"]) == r["steps_run"]
+            assert r["loss_start"] == r["losses"][0]
+            if r["loss_end"] is not None:
+                assert r["loss_end"] == pytest.approx(statistics.fmean(r["losses"][-LOSS_SMOOTH:]))
+                assert r["loss_drop"] == pytest.approx(1 - r["loss_end"] / r["loss_start"])
+            else:
+                assert r["outcome"] == "diverged"
+        # the summary is the median over the seeds with its range
+        ratios = [r["ratio"] for r in c["runs"]]
+        assert c["ratio"] == pytest.approx(statistics.median(ratios)) and c["ratio_range"] == [min(ratios),
+                                                                                               max(ratios)]
+        assert sum(c["outcomes"].values()) == len(c["runs"]) and c["outcome"] in c["outcomes"]
+    # real measurements differ from cell to cell, and from seed to seed
+    assert len({round(c["runs"][0]["grad_first"], 12) for c in survey["cells"]}) > len(survey["cells"]) // 2
+    assert all(c["runs"][0]["grad_first"] != c["runs"][1]["grad_first"] for c in survey["cells"])
 
 
 def test_init_gradients_match_an_independent_measurement(survey, digits):
-    """Re-measure one cell by hand: same seed, same batches, the first and last blocks' gradients."""
+    """Re-measure one cell's seed 1 by hand: same seed, same batches, the first and last blocks' gradients."""
     c = _cell(survey, "plain", 20, "batch", "tanh", "he")
-    batches = _batches(digits, 16, 2, device=torch.device("cpu"), seed=0, image_size=16)
-    torch.manual_seed(0)
+    batches = _batches(digits, 16, 2, device=torch.device("cpu"), seed=1, image_size=16)
+    torch.manual_seed(1)
     model = create_model("plain20", norm="batch", activation="tanh", init="he", num_classes=10, in_channels=1)
     model.train()
     first, last = [], []
@@ -124,72 +150,220 @@ def test_init_gradients_match_an_independent_measurement(survey, digits):
         torch.nn.functional.cross_entropy(model(x), y).backward()
         for out, block in ((first, model.layer1[0]), (last, model.layer3[-1])):
             out.append(math.sqrt(sum(float(p.grad.double().square().sum()) for p in block.parameters())))
-    assert c["grad_first_batches"] == pytest.approx(first, rel=1e-6)
-    assert c["grad_last_batches"] == pytest.approx(last, rel=1e-6)
+    assert c["runs"][1]["grad_first_batches"] == pytest.approx(first, rel=1e-6)
+    assert c["runs"][1]["grad_last_batches"] == pytest.approx(last, rel=1e-6)
 
 
 def test_high_lr_pair_blows_up_without_clipping_only(survey):
     raw, clipped = [c for c in survey["cells"] if c["group"] == "high_lr"]
     assert raw["shortcut"] == "residual" and raw["norm"] == "none" and raw["depth"] == 20
-    assert raw["outcome"] == "diverged" and raw["verdict"] in ("exploding", "nonfinite")
-    assert clipped["outcome"] != "diverged" and clipped["steps_run"] == survey["settings"]["steps"]
+    for r, k in zip(raw["runs"], clipped["runs"]):
+        assert r["outcome"] == "diverged" and r["verdict"] in ("exploding", "nonfinite")
+        assert k["outcome"] != "diverged" and k["steps_run"] == survey["settings"]["steps"]
 
 
 # ------------------------------------------------------------------------------- claims
 
-def _recompute(result: dict) -> dict:
-    """The documented rules, written out again from the cells."""
-    def find(*key, **kw):
-        return _cell(result, *key, **kw)
+def _verdict(answers) -> str:
+    """The documented rule, written out again: every seed agrees, or inconclusive."""
+    answers = list(answers)
+    if all(a is True for a in answers):
+        return "supported"
+    return "contradicted" if all(a is False for a in answers) else "inconclusive"
 
-    def rank(c, by_verdict=False):
-        order = {"diverged": 0, "stalled": 1, "trained": 2}[c["outcome"]]
-        drop = -math.inf if c["loss_drop"] is None else c["loss_drop"]
-        return (order, int(c["verdict"] == "healthy"), drop) if by_verdict else (order, drop)
+
+def _better(a, b, by_verdict=False, at_least=False):
+    """Trained beats not trained, then healthy beats not (by_verdict), then (both trained) the drop."""
+    ka = (a["outcome"] == "trained",) + ((a["verdict"] == "healthy",) if by_verdict else ())
+    kb = (b["outcome"] == "trained",) + ((b["verdict"] == "healthy",) if by_verdict else ())
+    if ka != kb:
+        return ka > kb
+    if a["outcome"] != "trained":
+        return None
+    return a["loss_drop"] >= b["loss_drop"] if at_least else a["loss_drop"] > b["loss_drop"]
+
+
+def _recompute(result: dict) -> dict:
+    """The documented rules, written out again from the per-seed runs."""
+    def runs(*key, **kw):
+        return _cell(result, *key, **kw)["runs"]
+
+    def all_pairs(a, b, **kw):
+        return [_better(x, y, **kw) for x in a for y in b]
+
+    def every(verdicts):
+        verdicts = list(verdicts)
+        if "contradicted" in verdicts:
+            return "contradicted"
+        return "supported" if all(v == "supported" for v in verdicts) else "inconclusive"
 
     depths = sorted({c["depth"] for c in result["cells"] if c["group"] == "switches"})
     deep = depths[-1]
     tens = [d for d in depths if 20 <= d < 100]
     out = {}
-    out["bn_plain_trainable"] = (all(find("plain", d, "batch", "relu", "he")["outcome"] == "trained" for d in tens)
-                                 if tens else None)
-    out["residual_gradient"] = all(1 / ORDER <= find("residual", d, "batch", "relu", "he")["ratio"] <= ORDER
-                                   for d in depths)
-    out["sigmoid_vanishes"] = find("plain", deep, "none", "sigmoid", "he")["ratio"] < VANISH_RATIO
-    out["he_beats_normal"] = (rank(find("plain", deep, "none", "relu", "he"), True)
-                              > rank(find("plain", deep, "none", "relu", "normal"), True))
-    raw, clipped = [c for c in result["cells"] if c["group"] == "high_lr"]
-    out["clip_prevents_blowup"] = (clipped["outcome"] != "diverged") if raw["outcome"] == "diverged" else None
-    out["residual_trains_faster"] = (rank(find("residual", deep, "batch", "relu", "he"))
-                                     >= rank(find("plain", deep, "batch", "relu", "he")))
+    out["bn_plain_trainable"] = (every(_verdict(True if r["outcome"] == "trained" else
+                                                (False if r["loss_end"] is None else None)
+                                                for r in runs("plain", d, "batch", "relu", "he")) for d in tens)
+                                 if tens else "not measured")
+    out["residual_gradient"] = every(_verdict(1 / ORDER <= r["ratio"] <= ORDER
+                                              for r in runs("residual", d, "batch", "relu", "he")) for d in depths)
+    out["sigmoid_vanishes"] = _verdict(r["ratio"] < VANISH_RATIO for r in runs("plain", deep, "none", "sigmoid", "he"))
+    out["he_beats_normal"] = _verdict(all_pairs(runs("plain", deep, "none", "relu", "he"),
+                                                runs("plain", deep, "none", "relu", "normal"), by_verdict=True))
+    raw, clipped = [c["runs"] for c in result["cells"] if c["group"] == "high_lr"]
+    out["clip_prevents_blowup"] = ("not measured" if all(r["outcome"] != "diverged" for r in raw) else
+                                   _verdict(None if r["outcome"] != "diverged" else k["outcome"] != "diverged"
+                                            for r, k in zip(raw, clipped)))
+    out["residual_trains_faster"] = _verdict(all_pairs(runs("residual", deep, "batch", "relu", "he"),
+                                                       runs("plain", deep, "batch", "relu", "he"), at_least=True))
     return out
 
 
 def test_claims_follow_from_the_cells(survey):
     expected = _recompute(survey)
-    got = {c["id"]: c["supported"] for c in survey["claims"]}
+    got = {c["id"]: c["verdict"] for c in survey["claims"]}
     assert got == expected
-    # the evidence quotes the cells it rests on
+    # the evidence quotes the cells it rests on, and the claim records their per-seed values
     for claim in survey["claims"]:
         assert any(name in claim["evidence"] for name in claim["cells"])
+        for name, values in claim["measured"].items():
+            assert all(len(v) == 2 for v in values.values()), name
+
+
+def _edit_runs(cell: dict, **per_seed) -> None:
+    """Set per-seed values (lists, one per seed) in a cell's runs and recompute its summary."""
+    for key, values in per_seed.items():
+        for r, v in zip(cell["runs"], values):
+            r[key] = v
+    cell.update(combine_runs({k: v for k, v in cell.items() if k != "runs"}, cell["runs"]))
 
 
 def test_claims_change_when_the_measurements_change(survey):
     """Nothing is hard-coded: edit the measurements and the verdicts follow."""
-    cells = [dict(c) for c in survey["cells"]]
+    cells = json.loads(json.dumps(survey["cells"]))
     by = {c["name"]: c for c in cells}
-    by["resnet20-batch-relu-he"]["ratio"] = 1e3
-    by["plain20-none-sigmoid-he"]["ratio"] = 0.5
-    by["plain20-batch-relu-he"].update(outcome="stalled", loss_drop=0.0)
+    _edit_runs(by["resnet20-batch-relu-he"], ratio=[1e3, 2e3])
+    _edit_runs(by["plain20-none-sigmoid-he"], ratio=[0.5, 0.6])
+    _edit_runs(by["plain20-batch-relu-he"], outcome=["diverged"] * 2, loss_end=[None] * 2, loss_drop=[None] * 2)
     raw, clipped = (by["resnet20-none-relu-he@lr=1"], by["resnet20-none-relu-he@lr=1+clip=1"])
-    clipped.update(outcome="diverged", loss_end=None, loss_drop=None)
-    claims = {c["id"]: c["supported"] for c in judge_claims(cells)}
-    assert claims["residual_gradient"] is False and claims["sigmoid_vanishes"] is False
-    assert claims["bn_plain_trainable"] is False and claims["clip_prevents_blowup"] is False
-    raw.update(outcome="stalled", loss_end=2.0, loss_drop=0.1)
-    assert {c["id"]: c for c in judge_claims(cells)}["clip_prevents_blowup"]["supported"] is None
+    _edit_runs(clipped, outcome=["diverged"] * 2, loss_end=[None] * 2, loss_drop=[None] * 2)
+    claims = {c["id"]: c["verdict"] for c in judge_claims(cells)}
+    assert claims["residual_gradient"] == claims["sigmoid_vanishes"] == "contradicted"
+    assert claims["bn_plain_trainable"] == claims["clip_prevents_blowup"] == "contradicted"
+    _edit_runs(raw, outcome=["stalled"] * 2, loss_end=[2.0] * 2, loss_drop=[0.1] * 2)
+    assert {c["id"]: c for c in judge_claims(cells)}["clip_prevents_blowup"]["verdict"] == "not measured"
     shallow = [c for c in cells if c["depth"] == 8]
-    assert {c["id"]: c["supported"] for c in judge_claims(shallow)}["bn_plain_trainable"] is None
+    assert {c["id"]: c["verdict"] for c in judge_claims(shallow)}["bn_plain_trainable"] == "not measured"
+
+
+# ------------------------------------------------------------------------------- the verdict rule, by hand
+
+def _run(seed: int, **values) -> dict:
+    """One seed's measurements of a cell, made up: a healthy run that trained, unless told otherwise."""
+    run = {"seed": seed, "first_block": "layer1.0", "last_block": "layer3.8", "grad_first": 1.0, "grad_last": 1.0,
+           "ratio": 1.0, "loss_start": 2.3, "loss_end": 1.0, "loss_drop": 0.57, "global_grad_norm": 1.0,
+           "steps_to_90": 3, "steps_to_half": 10, "outcome": "trained", "verdict": "healthy", "time_s": 0.1}
+    return {**run, **values}
+
+
+def _handmade(shortcut: str, depth: int, norm: str, activation: str, init: str, **per_seed) -> dict:
+    """A cell measured with as many seeds as the lists in ``per_seed`` are long."""
+    n = len(next(iter(per_seed.values())))
+    runs = [_run(i, **{k: v[i] for k, v in per_seed.items()}) for i in range(n)]
+    cell = {"name": cell_name(shortcut, depth, norm, activation, init), "group": "switches",
+            "variant": f"{norm}/{activation}/{init}", "depth": depth, "shortcut": shortcut, "norm": norm,
+            "activation": activation, "init": init, "lr": 0.1, "clip_norm": None, "steps": 24, "batches_at_init": 2}
+    return combine_runs(cell, runs)
+
+
+def _judge(*cells) -> dict:
+    return {c["id"]: c for c in judge_claims(list(cells))}
+
+
+def test_decide_needs_every_seed():
+    assert decide([True, True, True]) == "supported"
+    assert decide([False, False, False]) == "contradicted"
+    assert decide([True, False, True]) == decide([True, None, True]) == decide([None, None]) == "inconclusive"
+    assert decide([]) == "inconclusive"
+
+
+def test_cases_that_differ_by_less_than_the_seeds_spread_are_inconclusive():
+    """resnet56 beats plain56 on average (drop 0.70 vs 0.62), but the seeds overlap: no verdict."""
+    res = _handmade("residual", 56, "batch", "relu", "he", loss_drop=[0.55, 0.70, 0.85])
+    plain = _handmade("plain", 56, "batch", "relu", "he", loss_drop=[0.60, 0.62, 0.64])
+    claim = _judge(res, plain)["residual_trains_faster"]
+    assert claim["verdict"] == "inconclusive" and claim["supported"] is None
+    assert claim["budget"] == {"seeds": 3, "steps": 24}
+    assert claim["measured"]["resnet56-batch-relu-he"]["loss_drop"] == [0.55, 0.70, 0.85]
+    assert "70% (55%..85%)" in claim["evidence"] and "62% (60%..64%)" in claim["evidence"]
+    text = survey_text({"cells": [res, plain], "claims": [claim], "data": "digits", "run_time_s": 1.0,
+                        "hardware": {"cpu": "x"}, "settings": {**DEMO_SETTINGS, "seeds": [0, 1, 2], "momentum": 0.9,
+                                                               "lr": 0.1, "high_lr": 1.0, "clip_norm": 1.0,
+                                                               "device": "cpu"}})
+    assert ("INCONCLUSIVE at this budget (3 seeds x 24 steps): Residual nets train at least as fast as their "
+            "plain twins at depth") in text
+
+
+def test_seeds_that_agree_decide_a_comparison():
+    res = _handmade("residual", 56, "batch", "relu", "he", loss_drop=[0.80, 0.85, 0.90])
+    plain = _handmade("plain", 56, "batch", "relu", "he", loss_drop=[0.30, 0.40, 0.50])
+    assert _judge(res, plain)["residual_trains_faster"]["verdict"] == "supported"
+    assert _judge(_handmade("residual", 56, "batch", "relu", "he", loss_drop=[0.30, 0.40, 0.50]),
+                  _handmade("plain", 56, "batch", "relu", "he", loss_drop=[0.80, 0.85, 0.90])
+                  )["residual_trains_faster"]["verdict"] == "contradicted"
+    # a run that trained beats one that did not, whatever the drops
+    stalled = _handmade("plain", 56, "batch", "relu", "he", outcome=["stalled"] * 3, loss_drop=[0.05, 0.0, 0.08])
+    assert _judge(res, stalled)["residual_trains_faster"]["verdict"] == "supported"
+    # two nets that both stalled are not ranked by their losses' noise: inconclusive
+    res_stalled = _handmade("residual", 56, "batch", "relu", "he", outcome=["stalled"] * 3,
+                            loss_drop=[-0.6, -0.3, 0.02])
+    assert _judge(res_stalled, stalled)["residual_trains_faster"]["verdict"] == "inconclusive"
+
+
+@pytest.mark.parametrize("ratios, verdict", [([5.0, 6.0, 7.0], "supported"), ([8.0, 9.5, 11.0], "inconclusive"),
+                                             ([11.0, 12.0, 15.0], "contradicted"), ([0.05, 0.2, 1.0], "inconclusive")])
+def test_threshold_claims_against_every_seed(ratios, verdict):
+    """Within an order of magnitude (1/10..10): decided only when no seed is across the threshold."""
+    claim = _judge(_handmade("residual", 56, "batch", "relu", "he", ratio=ratios))["residual_gradient"]
+    assert claim["verdict"] == verdict and claim["budget"] == {"seeds": 3, "batches_at_init": 2}
+
+
+def test_a_stalled_plain_net_is_no_evidence_against_trainability():
+    """The demo used to print CONTRADICTED because plain56 lowered its loss 2% in 16 steps."""
+    def judge(**per_seed):
+        return _judge(_handmade("plain", 56, "batch", "relu", "he", **per_seed))["bn_plain_trainable"]["verdict"]
+
+    assert judge(outcome=["trained"] * 3) == "supported"
+    assert judge(outcome=["stalled", "trained", "stalled"], loss_drop=[0.02, 0.2, 0.05]) == "inconclusive"
+    assert judge(outcome=["diverged"] * 3, loss_end=[None] * 3, loss_drop=[None] * 3) == "contradicted"
+    # a finite rise (a spike in the first steps) is not a dead run
+    assert judge(outcome=["diverged"] * 3, loss_end=[5.0] * 3, loss_drop=[-1.2] * 3) == "inconclusive"
+
+
+def test_reversals_are_supported_against_contradicted_only():
+    def claims(*verdicts):
+        return [{"id": i, "verdict": v} for i, v in enumerate(verdicts)]
+
+    assert reversals(claims("supported", "inconclusive", "contradicted", "not measured"),
+                     claims("supported", "supported", "inconclusive", "supported")) == []
+    assert reversals(claims("supported", "contradicted"), claims("contradicted", "supported")) == [0, 1]
+
+
+def test_demo_budget_gives_no_verdict_a_longer_run_reverses():
+    """The committed check: the demo's survey at its budget and at 10x its steps (same seeds), judged
+    again here with today's rules. A verdict SUPPORTED at one and CONTRADICTED at the other means the
+    default budget (or the claim's rule) decides from noise."""
+    short, long = (json.loads((RESULTS / f"survey-digits-{which}-cpu.json").read_text())
+                   for which in ("default", "10x"))
+    assert short["settings"]["seeds"] == long["settings"]["seeds"] == list(range(DEMO_SETTINGS["seeds"]))
+    assert long["settings"]["steps"] == 10 * short["settings"]["steps"]
+    for key in ("depths", "steps", "batch_size", "image_size", "batches_at_init"):
+        assert short["settings"][key] == list(DEMO_SETTINGS[key]) if key == "depths" else DEMO_SETTINGS[key], key
+    short_claims, long_claims = judge_claims(short["cells"]), judge_claims(long["cells"])
+    assert reversals(short_claims, long_claims) == []
+    # the files' own verdicts are today's rules' verdicts
+    assert [c["verdict"] for c in short["claims"]] == [c["verdict"] for c in short_claims]
+    assert [c["verdict"] for c in long["claims"]] == [c["verdict"] for c in long_claims]
 
 
 def test_loss_summary_rules():
@@ -233,6 +407,33 @@ def test_outputs_written(survey, tmp_path):
     assert "http://" not in html.replace("http://www.w3.org", "")
 
 
+def test_budget_benchmark_smoke(tmp_path, capsys):
+    """bench_survey_budget.py: the smoke run, a rerun of only the cells its verdicts rest on, the comparison."""
+    import runpy
+    import sys
+
+    script = str(RESULTS.parent / "bench_survey_budget.py")
+
+    def bench(*argv):
+        saved = sys.argv
+        sys.argv = [script, *argv]
+        try:
+            runpy.run_path(script, run_name="__main__")
+        finally:
+            sys.argv = saved
+
+    short, long = tmp_path / "short.json", tmp_path / "long.json"
+    bench("--smoke", "--out", str(short))
+    bench("--smoke", "--factor", "2", "--cells-of", str(short), "--out", str(long))
+    a, b = (json.loads(p.read_text()) for p in (short, long))
+    assert a["hardware"]["torch"] and a["time"] and len(a["load_average"]) == 2
+    assert b["settings"]["steps"] == 2 * a["settings"]["steps"] and b["factor"] == 2
+    assert {c["name"] for c in b["cells"]} == {n for c in a["claims"] for n in c["measured"]}
+    capsys.readouterr()
+    bench("--compare", str(short), str(long))
+    assert "reversed: none" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------- physics
 
 def test_known_physics_at_56_layers(digits):
@@ -255,7 +456,7 @@ def test_known_physics_at_56_layers(digits):
 
 def test_demo_settings_are_valid():
     assert set(DEMO_SETTINGS) <= set(inspect.signature(run_survey).parameters)
-    assert max(DEMO_SETTINGS["depths"]) >= 20
+    assert max(DEMO_SETTINGS["depths"]) >= 20 and DEMO_SETTINGS["seeds"] >= 3
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -282,8 +483,8 @@ def test_cli_out_must_be_a_folder(capsys, tmp_path):
 def test_cli_runs_and_writes(capsys, tmp_path):
     out = tmp_path / "s"
     assert main(["survey", "--depths", "8", "--steps", "2", "--batch-size", "4", "--image-size", "8",
-                 "--batches-at-init", "1", "--threads", "1", "--high-lr", "1", "--out", str(out), "--json",
-                 "--quiet"]) == 0
+                 "--batches-at-init", "1", "--seeds", "1", "--threads", "1", "--high-lr", "1", "--out", str(out),
+                 "--json", "--quiet"]) == 0
     captured = capsys.readouterr()
     data = json.loads(captured.out)
     assert captured.err == "" and len(data["cells"]) == 2 * len(VARIANTS) + 2

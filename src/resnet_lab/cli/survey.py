@@ -8,15 +8,16 @@ import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
-  resnet-lab survey --depths 8 20 56 --image-size 16 --steps 20 --threads 1   # about 40 s on 2 CPU cores
+  resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --threads 1    # the demo's budget, 3 seeds
   resnet-lab survey --depths 20 56 110 --device cuda --steps 50
   resnet-lab survey --full --depths 8 20                # the whole product: 36 cells per depth
   resnet-lab survey --markdown > survey.md
   resnet-lab survey --json --quiet | jq '.claims'
 
 Writes survey.json, survey.md, report.html and the heat maps (survey_gradient_ratio.png/.svg,
-survey_loss_drop.png/.svg) to --out. A claim can come out CONTRADICTED: that is a measurement,
-not an error (short runs measure the first steps of training only).
+survey_loss_drop.png/.svg) to --out. Each claim is judged over --seeds seeds: SUPPORTED or
+CONTRADICTED only if every seed agrees, else INCONCLUSIVE at this budget (more --steps or another
+--seeds may decide it). A CONTRADICTED claim is a measurement, not an error.
 """
 
 
@@ -45,7 +46,10 @@ def register(sub) -> None:
     p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping threshold at --high-lr (default 1)")
     p.add_argument("--full", action="store_true",
                    help="the whole product norm x activation x init per depth and shortcut (36 cells per depth)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds each cell is measured with (default 3); a claim is SUPPORTED or CONTRADICTED only "
+                        "if every seed agrees, otherwise INCONCLUSIVE at this budget")
+    p.add_argument("--seed", type=int, default=0, help="the first seed (default 0): seeds SEED, SEED+1, ...")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--threads", type=int,
                    help="CPU threads for torch (default: torch's); 1 is often fastest for these small nets")
@@ -66,7 +70,8 @@ def run(args) -> int:
         raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
     result = run_survey(
-        args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, batches_at_init=args.batches_at_init,
+        args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,
+        batches_at_init=args.batches_at_init,
         batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, high_lr=args.high_lr,
         clip_norm=args.clip_norm, seed=args.seed, full=args.full, device=args.device, threads=args.threads, log=log)
     with writing(args.out):

@@ -1,7 +1,7 @@
 """The main job: degradation, the gradient survey and a model comparison, one report.
 
 ``run_demo()`` runs the three experiments with settings sized for a 2-core CPU and the
-bundled digits (about 3 minutes); ``data=`` and ``device=`` scale the same job up. Each
+bundled digits; ``data=`` and ``device=`` scale the same job up. Each
 experiment's writer returns the paths it wrote; the combined report embeds those figures.
 """
 
@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-# Sized on a 2-core CPU with the digits data so that the whole demo takes about 3 minutes.
+# Sized for a 2-core CPU with the digits data. The survey's part (3 seeds x 24 steps, the budget
+# that decides its claims without a 10x longer run reversing one) took 120 s on a 2-core CPU at load
+# average 2 (benchmarks/results/survey-digits-default-rerun-cpu.json), 212 s at load 5-7.
 CPU_DIGITS = {
     "degradation": {"depths": (20, 56), "epochs": 15, "image_size": 16, "batch_size": 64},
     "survey": None,  # the survey module's own DEMO_SETTINGS
@@ -109,12 +111,14 @@ def _depth_headline(degradation: dict) -> str | None:
 
 
 def _claim_headlines(survey: dict) -> list[str]:
+    from .survey.table import budget_text
+
     lines = []
     for claim in survey["claims"]:
-        if claim["supported"] is not None and claim.get("id") in ("residual_gradient", "sigmoid_vanishes",
-                                                                   "clip_prevents_blowup"):
-            mark = "supported" if claim["supported"] else "contradicted"
-            lines.append(f"{claim['claim']} ({mark}): {claim['evidence']}")
+        if claim["verdict"] != "not measured" and claim.get("id") in ("residual_gradient", "sigmoid_vanishes",
+                                                                       "clip_prevents_blowup"):
+            verdict = "inconclusive at this budget" if claim["verdict"] == "inconclusive" else claim["verdict"]
+            lines.append(f"{claim['claim']} ({verdict}, {budget_text(claim['budget'])}): {claim['evidence']}")
     return lines
 
 

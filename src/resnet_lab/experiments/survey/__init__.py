@@ -1,9 +1,11 @@
 """The survey: the folklore of training deep nets, measured one switch at a time.
 
 - ``design``: the cells (configurations) it runs, the rules, the claims (``CLAIMS``);
-- ``cells``: measuring one cell (gradients at initialisation, a short run);
-- ``run``: ``run_survey`` runs every cell and judges the claims; returns data;
+- ``cells``: measuring one cell with one seed (gradients at initialisation, a short run);
+- ``spread``: one cell's per-seed runs combined (medians, min..max, outcome counts) for reading;
+- ``run``: ``run_survey`` runs every cell with every seed and judges the claims; returns data;
 - ``findings``: ``judge_claims``, one rule per claim, the evidence written apart from the rule;
+  ``decide``, the one rule that turns per-seed answers into SUPPORTED / CONTRADICTED / INCONCLUSIVE;
 - ``table``: the terminal table and text (``survey_table``, ``survey_text``);
 - ``report``: ``write_survey_outputs`` writes survey.json, survey.md, the heat maps and report.html
   and returns their paths (``survey_markdown``, ``add_survey_section``);
@@ -13,12 +15,13 @@
 from .cells import loss_summary, measure_init_gradients
 from .design import (CLAIMS, DEMO_SETTINGS, DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, OUTCOMES,
                      TRAINED_DROP, VANISH_RATIO, VARIANTS, cell_name)
-from .findings import judge_claims, training_rank
+from .findings import VERDICTS, decide, judge_claims, trains_better
 from .report import add_survey_section, survey_markdown, write_survey_outputs
 from .run import run_survey
+from .spread import combine_runs
 from .table import claim_lines, survey_table, survey_text
 
 __all__ = ["CLAIMS", "DEMO_SETTINGS", "DESIGN", "DIVERGE_FACTOR", "FULL_DESIGN", "LOSS_SMOOTH", "ORDER", "OUTCOMES",
-           "TRAINED_DROP", "VANISH_RATIO", "VARIANTS", "add_survey_section", "cell_name", "claim_lines",
-           "judge_claims", "loss_summary", "measure_init_gradients", "run_survey", "survey_markdown", "survey_table",
-           "survey_text", "training_rank", "write_survey_outputs"]
+           "TRAINED_DROP", "VANISH_RATIO", "VARIANTS", "VERDICTS", "add_survey_section", "cell_name", "claim_lines",
+           "combine_runs", "decide", "judge_claims", "loss_summary", "measure_init_gradients", "run_survey",
+           "survey_markdown", "survey_table", "survey_text", "trains_better", "write_survey_outputs"]

@@ -1,11 +1,11 @@
-"""Measuring one survey cell: gradient norms at initialisation, then a short run and what its losses say.
+"""Measuring one survey cell with one seed: gradient norms at initialisation, then a short run and what its losses say.
 
 * at initialisation, averaged over ``batches_at_init`` batches (forward + backward, no optimizer
   step, gradients zeroed in between, BatchNorm statistics restored afterwards): the gradient norm
   of the FIRST residual block (``layer1.0``) and of the LAST one (``layer3.<last>``) and their
   ratio first/last (the same block-level grouping as the gradient monitor);
-* in a short run (``steps`` SGD steps, momentum 0.9, on the same fixed batches for every cell,
-  through ``run_gradient_check``): the monitor's verdict and reason, the loss at the first step,
+* in a short run (``steps`` SGD steps, momentum 0.9, on the same fixed batches for every cell
+  of one seed, through ``run_gradient_check``): the monitor's verdict and reason, the loss at the first step,
   the loss at the end (mean of the last ``LOSS_SMOOTH`` step losses), the relative drop, and the
   steps until the step loss first fell below 90 % and 50 % of the first loss (None if never).
 """
@@ -24,6 +24,7 @@ from ...diagnostics import build_groups, run_gradient_check
 from ...errors import UserError
 from ...models import create_model
 from .design import DIVERGE_FACTOR, LOSS_SMOOTH, PREFIX, TRAINED_DROP
+
 
 def _finite(x) -> float | None:
     """A float, or None for NaN/Inf (JSON has no NaN)."""
@@ -113,7 +114,8 @@ def loss_summary(losses: list[float | None], stopped: bool = False) -> dict:
 
 def run_cell(cell: dict, init_batches, train_batches, *, steps: int, seed: int, device, num_classes: int,
              in_channels: int) -> dict:
-    """Build the cell's net from ``seed``, measure its gradients at init, run it; the cell with its measurements."""
+    """Build the cell's net from ``seed``, measure its gradients at init, run it; this seed's
+    measurements (``seed`` and the rest; the cell's configuration is not repeated)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     model = create_model(f"{PREFIX[cell['shortcut']]}{cell['depth']}", norm=cell["norm"],
@@ -122,7 +124,7 @@ def run_cell(cell: dict, init_batches, train_batches, *, steps: int, seed: int, 
     init = measure_init_gradients(model, init_batches)
     check = run_gradient_check(model, train_batches, steps=steps, lr=cell["lr"], clip_norm=cell["clip_norm"])
     losses = [_finite(r["loss"]) for r in check["records"]]
-    return {**cell, **init, "verdict": check["verdict"], "reason": check["reason"],
+    return {"seed": seed, **init, "verdict": check["verdict"], "reason": check["reason"],
             "verdict_step": check["verdict_step"], "steps_run": check["steps_run"],
             "global_grad_norm": _finite(check["global_grad_norm"]), "losses": losses,
             **loss_summary(losses, stopped=check["steps_run"] < steps

@@ -89,7 +89,7 @@ def _draw(result: dict, which: str) -> Figure:
     fig.colorbar(image, ax=list(axes), shrink=0.9, label=label)
     s = result["settings"]
     fig.suptitle(f"{title}\n{s['data']} {s['image_size']}px, batch {s['batch_size']}, {s['steps']} steps at lr "
-                 f"{s['lr']:g}, seed {s['seed']}", fontsize=9)
+                 f"{s['lr']:g}, median of {len(s['seeds'])} seed{'s' if len(s['seeds']) != 1 else ''}", fontsize=9)
     return fig
 
 

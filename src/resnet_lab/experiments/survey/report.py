@@ -8,7 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .table import COLUMNS, cell_rows, claim_lines, mark, settings_line, survey_table
+from .table import COLUMNS, budget_text, cell_rows, claim_lines, mark, settings_line, survey_table
+
+
+# How a verdict comes from several seeds (findings.decide), for readers of the outputs.
+VERDICT_RULE = (
+    "Verdicts: every cell is measured with several seeds; a claim is SUPPORTED only if it holds in every "
+    "seed (for \"A beats B\": every seed of A against every seed of B, so the difference must exceed the "
+    "seeds' spread), CONTRADICTED only if it fails in every seed, otherwise INCONCLUSIVE at this budget. "
+    "Numbers are medians over the seeds with their min..max.")
 
 
 def survey_markdown(result: dict) -> str:
@@ -16,13 +24,14 @@ def survey_markdown(result: dict) -> str:
     r = result["settings"]["rules"]
     lines = ["# Training claims, measured", "", settings_line(result) + ".", "", "## Claims", ""]
     for c in result["claims"]:
-        lines.append(f"- **{mark(c['supported'])}**: {c['claim']}. {c['evidence']}")
+        budget = budget_text(c["budget"])
+        lines.append(f"- **{mark(c['verdict'])}**{f' ({budget})' if budget else ''}: {c['claim']}. {c['evidence']}")
     lines += ["", "## Design", "", result["design"], "",
               f"Rules: loss end = mean of the last {r['loss_smooth']} step losses; *trained* = loss fell at least "
               f"{100 * r['trained_drop']:.0f}%; *diverged* = a non-finite value or the loss at least "
               f"{r['diverge_factor']:g}x its start; *within an order of magnitude* = 1/{r['order']:g} <= first/last "
               f"<= {r['order']:g}; *vanishing* = first/last < {r['vanish_ratio']:g} (the gradient monitor's "
-              f"threshold).", "", "## Cells", "", survey_table(result, markdown=True), ""]
+              f"threshold).", "", VERDICT_RULE, "", "## Cells", "", survey_table(result, markdown=True), ""]
     return "\n".join(lines)
 
 
@@ -35,9 +44,9 @@ def build_report(result: dict, figures: dict | None = None):
     report = Report("Training claims, measured",
                     subtitle=f"{len(result['cells'])} cells, one switch at a time: depth x shortcut x norm x "
                              f"activation x init, plus a learning rate too high with and without clipping")
-    settings = {k: v for k, v in s.items() if k not in ("seed", "rules")}
+    settings = {k: v for k, v in s.items() if k not in ("seeds", "rules")}
     settings.update({f"rule {k}": v for k, v in s["rules"].items()})
-    report.set_meta(settings=settings, data=f"{result['data']} (run at {s['image_size']}px)", seeds=[s["seed"]],
+    report.set_meta(settings=settings, data=f"{result['data']} (run at {s['image_size']}px)", seeds=s["seeds"],
                     run_time_s=result["run_time_s"], **run_metadata(s["device"]))
     add_survey_section(report, result, figures, heading=None)
     report.add_json(result, caption="Raw data (survey.json)")
@@ -54,7 +63,7 @@ def add_survey_section(report, result: dict, figures: dict | None = None, headin
     report.add_paragraph(
         "Each claim is judged from the cells by a fixed rule (see resnet_lab.experiments.survey.judge_claims); "
         "a contradicted claim is a result, not an error: short runs on a small data set measure what happens "
-        "in the first steps of training.")
+        "in the first steps of training. " + VERDICT_RULE)
     report.add_heading("Heat maps")
     if figures:
         captions = {"ratio": "First/last block gradient norm at initialisation (log colour scale; blue: the "

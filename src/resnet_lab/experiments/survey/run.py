@@ -1,10 +1,10 @@
 """Quantify the folklore of training deep nets by flipping one switch at a time.
 
 ``run_survey(depths=(8, 20, 56))`` builds CIFAR-style nets on one data set and measures each *cell*
-(one configuration of the design, ``design.py``): the gradient norms of the first and last blocks
-at initialisation and a short run (``cells.py``). Each claim (``CLAIMS``) is then judged from the
-measured cells by a fixed rule (``findings.judge_claims``), and written with the numbers that
-support or contradict it.
+(one configuration of the design, ``design.py``) with several seeds: the gradient norms of the
+first and last blocks at initialisation and a short run (``cells.py``), combined over the seeds
+(``spread.py``). Each claim (``CLAIMS``) is then judged from every seed's measurements by a fixed
+rule (``findings.judge_claims``), and written with the numbers, their spread and the budget.
 
 Everything returned is plain JSON-ready data; printing is ``table.survey_text``, files are
 ``report.write_survey_outputs``, figures ``plot.plot_survey``.
@@ -24,9 +24,11 @@ from .cells import _batches, run_cell
 from .design import (DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, TRAINED_DROP, VANISH_RATIO,
                      plan_cells)
 from .findings import fmt, fmt_ratio, judge_claims
+from .spread import combine_runs
 
 
-def _validate(depths, steps, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size, high_lr_depth):
+def _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size,
+              high_lr_depth):
     if not depths:
         raise UserError("give at least one depth, e.g. --depths 8 20 56")
     for d in list(depths) + [high_lr_depth]:
@@ -36,7 +38,8 @@ def _validate(depths, steps, batches_at_init, batch_size, lr, high_lr, clip_norm
             near = sorted({max(8, d - (d - 2) % 6), max(8, d - (d - 2) % 6 + 6)})
             raise UserError(f"depth {d}: the survey uses CIFAR-style nets with 6n+2 layers (8, 14, 20, 26, 32, 44, "
                             f"56, 110, ...); nearest: {', '.join(map(str, near))}")
-    for name, value in (("steps", steps), ("batches_at_init", batches_at_init), ("batch_size", batch_size)):
+    for name, value in (("steps", steps), ("seeds", seeds), ("batches_at_init", batches_at_init),
+                        ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UserError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
     for name, value in (("lr", lr), ("high_lr", high_lr), ("clip_norm", clip_norm)):
@@ -52,6 +55,7 @@ def run_survey(
     data: str = "digits",
     data_dir: str | None = None,
     steps: int = 30,
+    seeds: int = 3,
     batches_at_init: int = 3,
     batch_size: int = 32,
     image_size: int | None = None,
@@ -61,6 +65,7 @@ def run_survey(
     clip_norm: float = 1.0,
     seed: int = 0,
     full: bool = False,
+    only=None,
     device: str = "cpu",
     threads: int | None = None,
     log: Callable[[str], object] | None = print,
@@ -71,6 +76,8 @@ def run_survey(
         depths: CIFAR depths (6n+2), e.g. (8, 20, 56); plain and residual nets of each.
         data: a ``load_data`` spec (digits by default: bundled, no network); ``data_dir`` its cache.
         steps: SGD steps (momentum 0.9) of each cell's short run, at ``lr``.
+        seeds: how many seeds (``seed``, ``seed + 1``, ...) each cell is measured with; each claim
+            must hold in every seed to be supported (``findings.decide``).
         batches_at_init: batches the gradient norms at initialisation are averaged over.
         batch_size: images per batch (the same fixed batches for every cell).
         image_size: resize the images to this side (the digits are 8x8 originals upsampled to 32,
@@ -78,29 +85,33 @@ def run_survey(
         high_lr, clip_norm: the learning rate "far too high" (default 10x ``lr``) of the clipping
             pair (a residual net without normalisation), and its clipping threshold; ``high_lr_depth``
             its depth (default: 20 if measured, else the deepest depth).
-        seed: seeds every model (each cell starts from the same seed) and the batch order.
+        seed: the first seed; a seed sets every model's weights (each cell of one seed starts from
+            the same seed) and the batch order.
         full: the whole product of switches (36 cells per depth) instead of one switch at a time.
+        only: cell names to run, the rest of the design skipped (e.g. the cells a claim was judged
+            from, ``claim["measured"]``); a claim whose cells are missing comes out NOT MEASURED.
         device: cpu, cuda, mps or auto.
         threads: CPU threads for torch during the survey (restored afterwards); None leaves torch's
             setting. These nets are small: on two busy cores one thread was 5x faster than two.
         log: progress lines (None: silent).
 
     Returns ``{"settings", "design", "cells", "claims", "data", "run_time_s", "hardware"}``; each cell
-    has ``name, group, variant, depth, shortcut, norm, activation, init, lr, clip_norm,
-    first_block, last_block, grad_first_batches, grad_last_batches, grad_first, grad_last, ratio,
-    verdict, reason, verdict_step, steps_run, global_grad_norm, losses, loss_start, loss_end,
-    loss_drop, steps_to_90, steps_to_half, outcome, time_s`` (None for a non-finite number); each
-    claim ``{id, claim, supported (True/False/None = not measurable here), evidence, cells}``.
+    has its configuration (``name, group, variant, depth, shortcut, norm, activation, init, lr,
+    clip_norm, steps, batches_at_init``), ``runs`` (per seed: ``seed, first_block, last_block,
+    grad_first_batches, grad_last_batches, grad_first, grad_last, ratio, verdict, reason,
+    verdict_step, steps_run, global_grad_norm, losses, loss_start, loss_end, loss_drop, steps_to_90,
+    steps_to_half, outcome, time_s``; None for a non-finite number) and their summary
+    (``spread.combine_runs``: medians, ``<key>_range``, ``outcomes``, ``verdicts``); each claim
+    ``{id, claim, verdict, supported, budget, measured, evidence, cells}`` (``findings.judge_claims``).
 
-    Cost: about (cells x (steps + batches_at_init)) forward/backward passes; the default design
-    has 16 cells per depth plus 2. The demo settings (``DEMO_SETTINGS``) take about 30-45 s on two
-    busy CPU cores; the defaults (depths 8, 20, 56, 30 steps, batch 32) take minutes on a CPU.
+    Cost: about (seeds x cells x (steps + batches_at_init)) forward/backward passes; the default
+    design has 16 cells per depth plus 2. See ``DEMO_SETTINGS`` for the demo's budget and its time.
     """
     depths = (depths,) if isinstance(depths, int) else tuple(depths)
     high_lr = 10 * lr if high_lr is None else high_lr
     if high_lr_depth is None:
         high_lr_depth = 20 if 20 in depths else (max(depths) if depths else 20)
-    _validate(depths, steps, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size, high_lr_depth)
+    _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size, high_lr_depth)
     depths = tuple(sorted(set(depths)))
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UserError(f"threads must be a positive integer, got {threads!r}")
@@ -110,7 +121,8 @@ def run_survey(
         torch.set_num_threads(threads)
     try:
         return _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_size, lr, high_lr,
-                       high_lr_depth, clip_norm, seed, full, dev, log or (lambda _msg: None))
+                       high_lr_depth, clip_norm, list(range(seed, seed + seeds)), full, only, dev,
+                       log or (lambda _msg: None))
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -124,31 +136,54 @@ def _load(data: str, data_dir: str | None):
     return ds
 
 
-def _progress(i: int, total: int, c: dict) -> str:
-    return (f"[{i}/{total}] {c['name']}: first/last {fmt_ratio(c['ratio'])}, loss {fmt(c['loss_start'])} -> "
-            f"{fmt(c['loss_end'])} ({c['outcome']}), {c['verdict']} ({c['time_s']:.1f} s)")
+def _select(plan: list[dict], only) -> list[dict]:
+    """The planned cells named in ``only`` (all if None); a name the design does not plan is an error."""
+    if only is None:
+        return plan
+    names = set(only)
+    unknown = names - {c["name"] for c in plan}
+    if unknown:
+        raise UserError(f"not cells of this design: {', '.join(sorted(unknown))}")
+    return [c for c in plan if c["name"] in names]
+
+
+def _progress(i: int, total: int, name: str, r: dict) -> str:
+    return (f"[{i}/{total}] {name} seed {r['seed']}: first/last {fmt_ratio(r['ratio'])}, loss {fmt(r['loss_start'])} "
+            f"-> {fmt(r['loss_end'])} ({r['outcome']}), {r['verdict']} ({r['time_s']:.1f} s)")
+
+
+def _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say) -> list[list[dict]]:
+    """Every cell with every seed: per cell, its runs in seed order. Seed by seed, so that each
+    seed's batches are built once."""
+    runs = [[] for _ in plan]
+    done, total = 0, len(plan) * len(seeds)
+    for seed in seeds:
+        batches = _batches(ds, batch_size, max(steps, batches_at_init), device=dev, seed=seed, image_size=image_size)
+        for cell, cell_runs in zip(plan, runs):
+            cell_runs.append(run_cell(cell, batches[:batches_at_init], batches[:steps], steps=steps, seed=seed,
+                                      device=dev, num_classes=ds.num_classes, in_channels=ds.in_channels))
+            done += 1
+            say(_progress(done, total, cell["name"], cell_runs[-1]))
+    return runs
 
 
 def _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_size, lr, high_lr, high_lr_depth,
-            clip_norm, seed, full, dev, say) -> dict:
+            clip_norm, seeds, full, only, dev, say) -> dict:
     t_start = time.perf_counter()
     ds = _load(data, data_dir)
     size = image_size or ds.image_size
-    batches = _batches(ds, batch_size, max(steps, batches_at_init), device=dev, seed=seed, image_size=image_size)
-    init_batches, train_batches = batches[:batches_at_init], batches[:steps]
+    plan = _select(plan_cells(depths, full, lr, high_lr, high_lr_depth, clip_norm), only)
+    say(f"{len(plan)} cells x {len(seeds)} seeds on {ds.description()} at {size}x{size}, batch {batch_size}, "
+        f"{steps} steps, device {dev}")
+    runs = _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say)
+    cells = [combine_runs({**cell, "steps": steps, "batches_at_init": batches_at_init}, cell_runs)
+             for cell, cell_runs in zip(plan, runs)]
 
-    plan = plan_cells(depths, full, lr, high_lr, high_lr_depth, clip_norm)
-    say(f"{len(plan)} cells on {ds.description()} at {size}x{size}, batch {batch_size}, {steps} steps, device {dev}")
-    cells = []
-    for i, cell in enumerate(plan, 1):
-        cells.append(run_cell(cell, init_batches, train_batches, steps=steps, seed=seed, device=dev,
-                              num_classes=ds.num_classes, in_channels=ds.in_channels))
-        say(_progress(i, len(plan), cells[-1]))
-
-    settings = {"depths": list(depths), "data": data, "steps": steps, "batches_at_init": batches_at_init,
-                "batch_size": batch_size, "image_size": size, "lr": lr, "momentum": 0.9, "optimizer": "sgd",
-                "high_lr": high_lr, "high_lr_depth": high_lr_depth, "clip_norm": clip_norm, "seed": seed,
-                "full": full, "device": str(dev), "threads": torch.get_num_threads(),
+    settings = {"depths": list(depths), "data": data, "steps": steps, "seeds": seeds,
+                "batches_at_init": batches_at_init, "batch_size": batch_size, "image_size": size, "lr": lr,
+                "momentum": 0.9, "optimizer": "sgd", "high_lr": high_lr, "high_lr_depth": high_lr_depth,
+                "clip_norm": clip_norm, "full": full, "only": None if only is None else [c["name"] for c in plan],
+                "device": str(dev), "threads": torch.get_num_threads(),
                 "rules": {"loss_smooth": LOSS_SMOOTH, "trained_drop": TRAINED_DROP,
                           "diverge_factor": DIVERGE_FACTOR, "order": ORDER, "vanish_ratio": VANISH_RATIO}}
     return {"settings": settings, "design": FULL_DESIGN if full else DESIGN,

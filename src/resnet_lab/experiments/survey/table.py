@@ -1,13 +1,19 @@
-"""A survey in the terminal: the table of cells (one row per cell), the run's settings, the claims."""
+"""A survey in the terminal: the table of cells (one row per cell, medians over the seeds with their
+min..max), the run's settings, the claims with their verdict, budget and evidence."""
 
 from __future__ import annotations
 
 from ...report.text_table import format_table
+from .findings import (CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt_ratio, outcome_counts, pct,
+                       spread)
 
 # (key, header) of the table; the values are made by cell_rows.
 COLUMNS = [("name", "cell"), ("grad_first", "grad first"), ("grad_last", "grad last"), ("ratio", "first/last"),
            ("verdict", "monitor"), ("loss_start", "loss start"), ("loss_end", "loss end"), ("drop", "drop"),
            ("steps_to_90", "->90%"), ("steps_to_half", "->50%"), ("outcome", "outcome"), ("time_s", "s")]
+# Verdicts as printed: an inconclusive one names why (the budget, not the network).
+MARKS = {SUPPORTED: "SUPPORTED", CONTRADICTED: "CONTRADICTED", INCONCLUSIVE: "INCONCLUSIVE at this budget",
+         NOT_MEASURED: "NOT MEASURED"}
 
 
 def _g(x):
@@ -20,23 +26,40 @@ def _f(x):
 
 
 def cell_rows(result: dict) -> list[dict]:
-    """One row per cell, its numbers rounded for reading (for ``COLUMNS``)."""
+    """One row per cell, its numbers rounded for reading (for ``COLUMNS``): medians over the seeds;
+    first/last and the drop with their min..max, the outcome with its count over the seeds."""
     rows = []
     for c in result["cells"]:
-        drop = None if c["loss_drop"] is None else f"{100 * c['loss_drop']:.0f}%".replace("-0%", "0%")
-        rows.append({**c, "drop": drop, "grad_first": _g(c["grad_first"]), "grad_last": _g(c["grad_last"]),
-                     "ratio": _g(c["ratio"]), "loss_start": _f(c["loss_start"]), "loss_end": _f(c["loss_end"]),
-                     "time_s": round(c["time_s"], 1)})
+        unanimous = len(c["outcomes"]) == 1
+        rows.append({**c, "drop": spread(c, "loss_drop", pct), "grad_first": _g(c["grad_first"]),
+                     "grad_last": _g(c["grad_last"]), "ratio": spread(c, "ratio", fmt_ratio),
+                     "loss_start": _f(c["loss_start"]), "loss_end": _f(c["loss_end"]),
+                     "outcome": c["outcome"] if unanimous else outcome_counts(c), "time_s": round(c["time_s"], 1)})
     return rows
 
 
-def mark(supported) -> str:
-    return {True: "SUPPORTED", False: "CONTRADICTED", None: "NOT MEASURED"}[supported]
+def mark(verdict: str) -> str:
+    return MARKS[verdict]
+
+
+def budget_text(budget: dict | None) -> str:
+    """``3 seeds x 24 steps`` or ``3 seeds, gradients at init over 2 batches``; empty when nothing was measured."""
+    if not budget:
+        return ""
+    seeds = f"{budget['seeds']} seed{'s' if budget['seeds'] != 1 else ''}"
+    if "steps" in budget:
+        return f"{seeds} x {budget['steps']} steps"
+    n = budget["batches_at_init"]
+    return f"{seeds}, gradients at init over {n} batch{'es' if n != 1 else ''}"
 
 
 def claim_lines(result: dict, evidence: str = "Evidence: ") -> list[str]:
-    """One line per claim: verdict, the claim, the evidence."""
-    return [f"{mark(c['supported'])}: {c['claim']}. {evidence}{c['evidence']}" for c in result["claims"]]
+    """One line per claim: verdict and budget, the claim, the evidence (medians with min..max over the seeds)."""
+    lines = []
+    for c in result["claims"]:
+        budget = budget_text(c["budget"])
+        lines.append(f"{mark(c['verdict'])}{f' ({budget})' if budget else ''}: {c['claim']}. {evidence}{c['evidence']}")
+    return lines
 
 
 def survey_table(result: dict, markdown: bool = False) -> str:
@@ -49,9 +72,11 @@ def settings_line(result: dict) -> str:
     s, hw = result["settings"], result["hardware"]
     where = hw.get("gpu") or hw.get("cpu") or s["device"]
     batches = f"{s['batches_at_init']} batch{'es' if s['batches_at_init'] != 1 else ''}"
+    seeds = s["seeds"]
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})"
     return (f"{result['data']}, run at {s['image_size']}px; batch {s['batch_size']}, {s['steps']} SGD steps "
             f"(momentum {s['momentum']}) at lr {s['lr']:g}; gradients at init averaged over {batches}; "
-            f"high lr {s['high_lr']:g} with clip_norm {s['clip_norm']:g}; seed {s['seed']}; "
+            f"high lr {s['high_lr']:g} with clip_norm {s['clip_norm']:g}; {seed_text}; "
             f"{len(result['cells'])} cells in {result['run_time_s']:.1f} s on {where} ({s['device']}, "
             f"{s['threads']} thread{'s' if s['threads'] != 1 else ''})")
 
