@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import sys
-import threading
 import time
 
 from ..training.config import CHOICES, RECIPES, TrainConfig
@@ -152,8 +151,6 @@ def run(args) -> int:
         config = _resume_config(args)
     else:
         config = config_from_args(args)
-    if int(os.environ.get("RANK", "0")) == 0:
-        _import_report_libraries_meanwhile()
     try:
         result = train(config, resume=args.resume, log=_log)
     except NonFiniteError as err:
@@ -184,18 +181,6 @@ def run(args) -> int:
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
           f"(best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
-
-
-def _import_report_libraries_meanwhile() -> None:
-    """Import matplotlib in a thread while the run sets up and trains (torch's kernels release the
-    GIL): the report at the end then costs only its drawing, not a third of a second of imports."""
-    def load():
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
-
-    threading.Thread(target=load, name="import-matplotlib", daemon=True).start()
 
 
 def _log(line: str) -> None:
