@@ -209,3 +209,10 @@ def test_a_gradient_whose_norm_overflows_float32_is_named_as_such_not_as_a_nonfi
     monitor.step(loss)
     with pytest.raises(NonFiniteError, match="too large to measure"):
         monitor.check_step()
+
+
+def test_an_absurd_image_size_is_refused_before_resizing_the_data(tmp_path, capsys):
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "22400", "--steps", "1",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--image-size must be in 8..1024" in err[0]

@@ -112,6 +112,9 @@ FAST_EPOCHS = ((20, 40), (56, 70), (110, 100))  # (up to this depth, epochs); de
 DEFAULT = dict(epochs=15, batch_size=128, lr=0.1, schedule="linear", warmup=0.15, nesterov=True,
                weight_decay=5e-4)
 
+# A bound against typos (--image-size 22400): in-memory data is resized whole, up front (1024 px is 3 MB an image).
+MAX_IMAGE_SIZE = 1024
+
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.
 RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout")
@@ -189,7 +192,8 @@ def validate(c: TrainConfig) -> None:
         (c.monitor_every >= 1, f"--monitor-every must be at least 1, got {c.monitor_every}"),
         (c.workers is None or c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
         (c.dist_timeout > 0, f"--dist-timeout must be positive, got {c.dist_timeout}"),
-        (c.image_size is None or c.image_size >= 8, f"--image-size must be at least 8, got {c.image_size}"),
+        (c.image_size is None or 8 <= c.image_size <= MAX_IMAGE_SIZE,
+         f"--image-size must be in 8..{MAX_IMAGE_SIZE}, got {c.image_size}"),
     ]
     for ok, message in checks:
         if not ok:
