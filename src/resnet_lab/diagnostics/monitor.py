@@ -647,18 +647,11 @@ class GradientMonitor:
 
     # -- the rollback policy (see rollback.py) ------------------------------------------
 
-    def keep_state(self, optimizer: torch.optim.Optimizer, step: int | None = None) -> None:
-        """Keep the current weights, buffers and optimizer state as the state to roll back to
-        (``rollback`` keeps one every ``Rollback.every`` good steps by itself)."""
-        if self._good is None:
-            raise UserError(f"keep_state() is for the rollback policy; this monitor's is {self.policy!r}")
-        self._good.keep(optimizer, self._next_step if step is None else step)
-
     def _note_good_step(self, optimizer: torch.optim.Optimizer, loss: float | None) -> None:
         if loss is not None:
             self._spikes.add(loss)
-        every, s = self.rollback.every, self._current_step
-        if self._good.step is None or (every and s % every == 0):
+        s = self._current_step
+        if self._good.step is None or s % self.rollback.every == 0:
             self._good.keep(optimizer, s)
 
     def _spike_reason(self, loss: float) -> str:

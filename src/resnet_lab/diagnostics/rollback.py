@@ -33,9 +33,8 @@ class Rollback:
     Args:
         factor: the learning rate is multiplied by this at each rollback (0 < factor < 1).
         max_rollbacks: rollbacks allowed; the next failure raises ``NonFiniteError``.
-        every: keep the state every N steps that pass the check, and at the first (0: only the
-            first and when the caller calls ``GradientMonitor.keep_state``). A state is kept from
-            inside ``check_step``: its weights have just given a finite, spike-free loss.
+        every: keep the state at the first step and every N steps that pass the check. It is
+            kept from inside ``check_step``: its weights have just given a finite, spike-free loss.
         spike_factor: a finite loss this many times the recent median counts as a blow-up too
             (None: only NaN/Inf do).
         spike_window: losses in the recent median (and in the untrained model's median).
@@ -50,7 +49,7 @@ class Rollback:
     def __post_init__(self):
         if not 0 < self.factor < 1:
             raise UserError(f"rollback factor must be between 0 and 1 (exclusive), got {self.factor}")
-        for name, low in (("max_rollbacks", 0), ("every", 0), ("spike_window", 1)):
+        for name, low in (("max_rollbacks", 0), ("every", 1), ("spike_window", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
                 raise UserError(f"rollback {name} must be an integer >= {low}, got {value!r}")
