@@ -126,7 +126,10 @@ TRAIN_OPTIONS = {
     "--clip-norm": (float, finite(0, low_open=True)),
     "--label-smoothing": (float, finite(0, 1, high_open=True)),
     "--val-split": (int, lambda v: v >= 0),
-    "--image-size": (int, lambda v: v >= 8),
+    "--image-size": (int, lambda v: 8 <= v <= 1024),
+    "--rollback-factor": (float, finite(0, 1, low_open=True, high_open=True)),
+    "--max-rollbacks": (int, lambda v: v >= 0),
+    "--spike-factor": (float, lambda v: v == 0 or finite(1, low_open=True)(v)),
     "--workers": (int, lambda v: v >= 0),
     "--checkpoint-every": (int, lambda v: v >= 0),
 }

@@ -158,7 +158,8 @@ def validate(c: TrainConfig) -> None:
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise UserError(f"{name}={getattr(c, name)!r} is not valid; choose one of: {', '.join(allowed)}")
-    for name in ("lr", "weight_decay", "warmup_lr", "clip_norm", "clip_value", "dist_timeout"):
+    for name in ("lr", "weight_decay", "warmup_lr", "clip_norm", "clip_value", "dist_timeout", "rollback_factor",
+                 "spike_factor"):
         value = getattr(c, name)
         if value is not None and not math.isfinite(value):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
