@@ -78,8 +78,10 @@ def write_train_report(result, config, path: str | Path, device="cpu") -> Path:
             from ..diagnostics import plot_gradient_flow
 
             keep = dict(list(flows.items())[:: max(1, len(flows) // 5)])  # at most ~5 lines
-            paths = plot_gradient_flow(keep, Path(path).with_name("gradient_flow"), title="Gradient flow")
-            report.add_figure(next(p for p in paths if p.suffix == ".svg"),
+            # SVG only: the report embeds it, and a PNG beside it doubled the drawing time.
+            paths = plot_gradient_flow(keep, Path(path).with_name("gradient_flow"), title="Gradient flow",
+                                       formats=["svg"])
+            report.add_figure(paths[0],
                               "Gradient L2 norm per layer group (stem = 0) at the end of epochs.")
         columns = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc",
                    "tta_test_acc", "lr", "images_per_s", "time_s")
