@@ -41,7 +41,8 @@ def _table6_report(result: dict, figure: Path) -> Report:
     report.set_meta(settings={"depths": " ".join(map(str, s["depths"])), "recipe": "paper", "steps": s["steps"],
                               "paper's steps": s["paper_steps"], "jobs": s["jobs"], "devices": " ".join(s["devices"]),
                               "date": result["date"]},
-                    data=f"{s['data_description']} (from {s['data']}); errors on the full test set, at the end",
+                    data=f"{s['data_description']} (from {s['data']}); errors on the whole test split, at the end "
+                         "of training",
                     seeds=s["seeds"], run_time_s=result["run_time_s"], **meta)
     report.add_findings(result["findings"]["text"], title="Findings")
     report.add_table(table6_rows(result), COLUMNS,

@@ -37,7 +37,7 @@ def table6_text(result: dict, markdown: bool = False) -> str:
     """The table, then the findings; test error at the end of training, on the full test set."""
     s = result["settings"]
     lines = [format_table(table6_rows(result), COLUMNS, markdown=markdown), "",
-             f"Test error (%) at the end of training on the full test set; {s['data_description']}, recipe paper, "
+             f"Test error (%) at the end of training on the whole test split; {s['data_description']}, recipe paper, "
              f"{s['steps']:,} steps{'' if s['papers_budget'] else ' (not the paper schedule)'}, "
              f"{result['hardware'].get('gpu') or result['hardware']['cpu']}, {result['date']}.", "", "findings:"]
     return "\n".join(lines + [f"- {t}" for t in result["findings"]["text"]])
