@@ -16,7 +16,7 @@ from ..runtime import process_age_s
 
 # Order here is the order shown by `resnet-lab --help`.
 COMMANDS = ["models", "summary", "train", "sweep", "evaluate", "predict", "export", "gradients", "demo", "degradation",
-            "survey", "compare"]
+            "survey", "compare", "reproduce"]
 
 
 class _Parser(argparse.ArgumentParser):

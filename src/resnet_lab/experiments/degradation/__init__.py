@@ -11,8 +11,8 @@
 from .findings import TIE
 from .networks import model_name, snapshot_epochs
 from .report import add_degradation_section, report_figures, write_degradation_outputs
-from .run import limit_dataset, run_degradation
+from .run import check_depths, check_seeds, limit_dataset, run_degradation
 from .table import degradation_text
 
-__all__ = ["TIE", "add_degradation_section", "degradation_text", "limit_dataset", "model_name", "report_figures",
-           "run_degradation", "snapshot_epochs", "write_degradation_outputs"]
+__all__ = ["TIE", "add_degradation_section", "check_depths", "check_seeds", "degradation_text", "limit_dataset",
+           "model_name", "report_figures", "run_degradation", "snapshot_epochs", "write_degradation_outputs"]

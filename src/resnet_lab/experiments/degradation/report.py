@@ -38,10 +38,12 @@ TABLE_COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcu
                  ("best_test_error", "best test error"), ("time_s", "time (s)")]
 
 
-def write_degradation_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
+def write_degradation_outputs(result: dict, out_dir: str | Path, lead: tuple[str, list[str]] | None = None
+                              ) -> dict[str, Path]:
     """Write results.json, degradation.png/.svg, gradient_flow.png/.svg and report.html in ``out_dir``;
     return their paths by name (``results``, ``figure``, ``figure_svg``, ``gradients``, ``gradients_svg``,
-    ``report``; no ``gradients*`` without gradient snapshots)."""
+    ``report``; no ``gradients*`` without gradient snapshots). ``lead``: (title, sentences) shown
+    first in the report, e.g. a reproduction's verdict on the same numbers."""
     from .plot import plot_degradation, plot_degradation_gradients
 
     out = Path(out_dir)
@@ -53,7 +55,7 @@ def write_degradation_outputs(result: dict, out_dir: str | Path) -> dict[str, Pa
     grad = plot_degradation_gradients(result, out / "gradient_flow.png")
     if grad:
         paths["gradients"], paths["gradients_svg"] = grad
-    paths["report"] = write_report(result, out / "report.html", figures=report_figures(paths))
+    paths["report"] = write_report(result, out / "report.html", figures=report_figures(paths), lead=lead)
     return paths
 
 
@@ -63,8 +65,10 @@ def report_figures(paths: dict[str, Path]) -> dict[str, Path | None]:
     return {"training": paths["figure_svg"], "gradients": paths.get("gradients_svg")}
 
 
-def write_report(result: dict, path: str | Path, figures: dict | None = None) -> Path:
-    """The self-contained HTML report; ``figures`` are image files to embed (drawn here if absent)."""
+def write_report(result: dict, path: str | Path, figures: dict | None = None,
+                 lead: tuple[str, list[str]] | None = None) -> Path:
+    """The self-contained HTML report; ``figures`` are image files to embed (drawn here if absent);
+    ``lead``: (title, sentences) shown before the experiment's own findings."""
     s = result["settings"]
     seeds = s.get("seeds", [])
     report = Report("Degradation: plain vs residual networks",
@@ -91,6 +95,8 @@ def write_report(result: dict, path: str | Path, figures: dict | None = None) ->
         f"{s['data_description']} (from {s['data']})"
     report.set_meta(settings=settings, data=f"{data}; errors on the {s.get('eval_split', 'test')} split",
                     seeds=seeds, run_time_s=result["run_time_s"], **meta)
+    if lead:
+        report.add_findings(lead[1], title=lead[0])
     add_degradation_section(report, result, figures, heading=None)
     report.add_section("Raw data")
     report.add_json(result, caption="results.json")

@@ -51,7 +51,7 @@ def _distinct_ints(values: Sequence[int], what: str, example: str) -> list[int]:
     return values
 
 
-def _check_depths(depths: Sequence[int]) -> list[int]:
+def check_depths(depths: Sequence[int]) -> list[int]:
     from ...models import get_spec
 
     depths = _distinct_ints(depths, "depths", "20 56")
@@ -60,7 +60,7 @@ def _check_depths(depths: Sequence[int]) -> list[int]:
     return sorted(depths)
 
 
-def _check_seeds(seeds: Sequence[int]) -> list[int]:
+def check_seeds(seeds: Sequence[int]) -> list[int]:
     return _distinct_ints(seeds, "seeds", "0 1 2")
 
 
@@ -152,8 +152,8 @@ def _plan(depths, seeds, recipe: str, log_every, common: dict, train_overrides: 
     """Check the arguments and resolve (and validate) every network's config; no run folders yet."""
     from ...training import resolve_config
 
-    depths = _check_depths(depths)
-    seeds = _check_seeds(seeds)
+    depths = check_depths(depths)
+    seeds = check_seeds(seeds)
     if log_every is not None and log_every < 0:
         raise UserError(f"log_every must be >= 0, got {log_every}")
     for reserved in ("model", "seed", "out", "data"):

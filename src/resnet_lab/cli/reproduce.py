@@ -1,0 +1,83 @@
+"""`resnet-lab reproduce table6|fig6`: the paper's CIFAR-10 Table 6 and Fig. 6, with its recipe."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """examples:
+  resnet-lab reproduce table6 --out runs/table6 --devices cuda --jobs 4      # the paper's 64k iterations
+  resnet-lab reproduce fig6 --out runs/fig6 --devices cuda --jobs 4
+  resnet-lab reproduce table6 --out /tmp/t6 --depths 20 --seeds 0 --steps 20 \\
+      --data npz:../shared/data/cifar10-small.npz                           # a smoke test, not the paper's budget
+
+Each run is a sweep run in DIR/runs/: run the same command again to continue (SIGTERM: every
+run saves a checkpoint and the command exits 143). table6 writes DIR/results.json, table6.md,
+table6.png/.svg and report.html; fig6 writes the degradation experiment's files.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reproduce", help="reproduce the paper's CIFAR-10 Table 6 or Fig. 6 (recipe paper)",
+                       description="Train the paper's CIFAR-10 experiments with its recipe (He et al. 2015, "
+                                   "section 4.2: 64k iterations, batch 128, lr 0.1 /10 at 32k and 48k) on the "
+                                   "sweep engine, resumably, and compare with the published figures.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = p.add_subparsers(dest="which", metavar="WHAT", required=True, parser_class=type(p))
+    _add(which, "table6", "resnet{depth} test error at the end of training vs the paper's Table 6",
+         [20, 32, 44, 56, 110])
+    _add(which, "fig6", "plain vs resnet at each depth: the degradation experiment with the paper's recipe",
+         [20, 32, 44, 56])
+
+
+def _add(which, name: str, help_text: str, depths: list[int]) -> None:
+    p = which.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (runs in DIR/runs/)")
+    p.add_argument("--depths", type=int, nargs="+", default=depths, metavar="N",
+                   help=f"CIFAR depths 6n+2 (default: {' '.join(map(str, depths))})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="S", help="seeds (default: 0 1)")
+    p.add_argument("--data", default="cifar10", metavar="cifar10|npz:PATH",
+                   help="the full CIFAR-10 training set (default: cifar10)")
+    p.add_argument("--steps", type=int, help="iterations instead of the paper's 64,000 (smoke tests; the "
+                                             "report marks it not comparable)")
+    p.add_argument("--jobs", default="1", metavar="N|auto", help="runs at once per device (default: 1)")
+    p.add_argument("--devices", nargs="+", metavar="DEVICE", help="devices to spread the runs over (default: auto)")
+    p.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out)")
+    p.set_defaults(func=run)
+
+
+def _jobs(text: str) -> int | str:
+    from ..errors import UserError
+
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--jobs must be a positive integer or auto, got {text!r}") from None
+
+
+def run(args) -> int:
+    from ..errors import UserError
+    from ..experiments import reproduce
+    from ..training.sweep import SweepFailed, SweepInterrupted
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file; give a directory")
+    train = reproduce.run_table6 if args.which == "table6" else reproduce.run_fig6
+    try:
+        result = train(args.out, args.depths, args.seeds, data=args.data, steps=args.steps, jobs=_jobs(args.jobs),
+                       devices=args.devices, threads=args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (SweepFailed, SweepInterrupted) as stop:
+        print(f"resnet-lab: reproduce {args.which}: {stop}", file=sys.stderr)
+        return 128 + stop.signum if isinstance(stop, SweepInterrupted) else 1
+    if args.which == "table6":
+        paths = reproduce.write_table6_outputs(result, args.out)
+        print(reproduce.table6_text(result))
+    else:
+        paths = reproduce.write_fig6_outputs(result, args.out)
+        print(reproduce.fig6_text(result))
+    print(f"\nreport: {paths['report']}\nresults: {paths['results']}")
+    return 0

@@ -1,0 +1,96 @@
+"""Verdicts of the reproductions, from the measured numbers only.
+
+Table 6: per depth, whether our mean test error at the end of training is within
+``WITHIN_POINTS`` of the paper's (or below it); only when the budget was the paper's 64k
+iterations, since a shorter run says nothing about the paper's figure.
+
+Fig. 6: whether each half of the paper's pattern showed up in the final training errors: the
+plain nets get worse with every step in depth (plain20 < plain32 < plain44 < plain56), and the
+deepest ResNet ends below the shallowest (resnet56 < resnet20).
+"""
+
+from __future__ import annotations
+
+from .paper import PAPER_STEPS, WITHIN_POINTS
+
+
+# --------------------------------------------------------------------------- Table 6
+
+def table6_verdict(ours: float | None, paper: float | None, steps: int) -> dict:
+    """One depth: ``comparable`` (the paper's budget and a published figure), ``gap`` (points,
+    ours - paper), ``reproduced`` (gap <= WITHIN_POINTS) and the sentence."""
+    if steps != PAPER_STEPS:
+        return {"comparable": False, "gap": None, "reproduced": None,
+                "text": f"not comparable: {steps:,} steps instead of {PAPER_STEPS:,}"}
+    if paper is None or ours is None:
+        return {"comparable": False, "gap": None, "reproduced": None, "text": "no published figure for this depth"}
+    gap = ours - paper
+    reproduced = gap <= WITHIN_POINTS
+    text = (f"within {WITHIN_POINTS} points of the paper (or better): {ours:.2f}% vs {paper:.2f}%" if reproduced
+            else f"misses by {gap:.2f} points: {ours:.2f}% vs {paper:.2f}%")
+    return {"comparable": True, "gap": gap, "reproduced": reproduced, "text": text}
+
+
+def table6_findings(depths: list[dict], steps: int) -> dict:
+    """Every depth's verdict (by depth) and the sentences, the budget first."""
+    verdicts = {d["depth"]: table6_verdict(d["ours"]["mean"], d["paper_error"], steps) for d in depths}
+    budget = (f"Budget: {steps:,} iterations, the paper's schedule." if steps == PAPER_STEPS else
+              f"Budget: {steps:,} iterations, not the paper's schedule ({PAPER_STEPS:,}): no figure below "
+              "can be compared with the paper's.")
+    text = [budget] + [f"ResNet-{d}: {v['text']}." for d, v in verdicts.items()]
+    return {"budget_is_papers": steps == PAPER_STEPS, "within_points": WITHIN_POINTS,
+            "per_depth": {str(d): v for d, v in verdicts.items()}, "text": text}
+
+
+# --------------------------------------------------------------------------- Fig. 6
+
+def _gap(lo: dict, hi: dict) -> dict:
+    """``hi - lo`` final training error (fraction) and whether it exceeds the two nets' seed spreads."""
+    gap = hi["final_train_error"] - lo["final_train_error"]
+    spread = (lo.get("final_train_error_std") or 0.0) + (hi.get("final_train_error_std") or 0.0)
+    return {"from": lo["model"], "to": hi["model"], "gap": gap, "spread": spread, "clear": abs(gap) > spread}
+
+
+def _ladder(nets: list[dict]) -> str:
+    return " < ".join(f"{n['model']} {_pm(n)}" for n in nets)
+
+
+def _pm(net: dict) -> str:
+    std = net.get("final_train_error_std")
+    return f"{100 * net['final_train_error']:.1f}%" + (f" ± {100 * std:.1f}" if len(net["seeds"]) > 1 else "")
+
+
+def fig6_pattern(networks: list[dict]) -> dict:
+    """Whether each half of Fig. 6 showed up in the final training errors (mean over seeds).
+
+    ``plain_degrades``: every deeper plain net ends higher than the one before it;
+    ``resnet_improves``: the deepest ResNet ends lower than the shallowest. Each step's gap is
+    kept with the sum of the two seed spreads (``clear``: the gap exceeds it).
+    """
+    plain = sorted((n for n in networks if not n["shortcut"]), key=lambda n: n["depth"])
+    res = sorted((n for n in networks if n["shortcut"]), key=lambda n: n["depth"])
+    if len(plain) < 2:
+        return {"judged": False, "plain_degrades": None, "resnet_improves": None, "steps": [],
+                "text": ["One depth only: the pattern needs two or more --depths."]}
+    steps = [_gap(a, b) for a, b in zip(plain, plain[1:])]
+    res_gap = _gap(res[0], res[-1])
+    plain_degrades = all(s["gap"] > 0 for s in steps)
+    resnet_improves = res_gap["gap"] < 0
+    return {"judged": True, "plain_degrades": plain_degrades, "resnet_improves": resnet_improves,
+            "pattern_shown": plain_degrades and resnet_improves, "plain_steps": steps, "resnet_gap": res_gap,
+            "text": _fig6_sentences(plain, res, steps, res_gap, plain_degrades, resnet_improves)}
+
+
+def _fig6_sentences(plain, res, steps, res_gap, plain_degrades: bool, resnet_improves: bool) -> list[str]:
+    first = (f"Plain half: shown, final training error rises with every step in depth ({_ladder(plain)})."
+             if plain_degrades else
+             "Plain half: not shown, final training error does not rise with every step in depth: "
+             + ", ".join(f"{n['model']} {_pm(n)}" for n in plain) + ".")
+    second = (f"ResNet half: {'shown' if resnet_improves else 'not shown'}, {res[-1]['model']} ended at "
+              f"{_pm(res[-1])} vs {_pm(res[0])} for {res[0]['model']}.")
+    if len(plain[0]["seeds"]) < 2:
+        return [first, second, "One seed: no spread over seeds to weigh the gaps against; give two or more --seeds."]
+    unclear = [f"{s['from']} vs {s['to']}" for s in [*steps, res_gap] if not s["clear"]]
+    spread = ("Every gap is larger than the spread over seeds (sum of the two standard deviations)." if not unclear
+              else f"Within the spread over seeds (sum of the two standard deviations): {', '.join(unclear)}.")
+    return [first, second, spread]

@@ -1,0 +1,117 @@
+"""Table 6 of He et al. (2015): the CIFAR ResNets trained with the paper's recipe, test error at the end.
+
+``run_table6(out, depths=(20, 32, 44, 56, 110), seeds=(0, 1))`` trains ``resnet{depth}`` for
+every seed on the full training set (no validation split) with ``recipe="paper"`` through the
+sweep engine, one run per depth x seed in ``out/runs/resnet{depth}-seed{s}``: calling it again
+continues (done runs are skipped, interrupted ones resume from their checkpoint). The figure
+kept per run is the test error after the LAST step, never the best epoch's: the paper reports
+the end of training. Returns data; ``report.write_table6_outputs`` writes it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ...errors import UserError
+from ..degradation import check_depths, check_seeds
+from .findings import table6_findings
+from .paper import PAPER_STEPS, paper_entry
+
+DEFAULT_DEPTHS = (20, 32, 44, 56, 110)
+
+
+def check_data(data: str) -> str:
+    """The paper's data set, whole: ``cifar10`` or an ``npz:PATH`` copy of it (a file that exists)."""
+    if data == "cifar10":
+        return data
+    if not isinstance(data, str) or not data.startswith("npz:"):
+        raise UserError(f"--data must be cifar10 or npz:PATH (CIFAR-10 as .npz), got {data!r}")
+    if not Path(data[4:]).is_file():
+        raise UserError(f"--data {data}: no such file")
+    return data
+
+
+def check_steps(steps: int | None) -> int:
+    """The run length: the paper's 64k iterations unless a positive ``steps`` is given."""
+    if steps is None:
+        return PAPER_STEPS
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UserError(f"--steps must be a positive integer, got {steps!r}")
+    return steps
+
+
+def table6_grid(depths: list[int], seeds: list[int], data: str, steps: int):
+    """resnet{depth} x seed, paper recipe; evaluated every epoch for the curves (and after the last step)."""
+    from ...training.sweep import Grid
+
+    return Grid({"model": [f"resnet{d}" for d in depths], "seed": list(seeds)},
+                {"recipe": "paper", "data": data, "steps": steps, "val_split": 0, "eval_every": 1})
+
+
+def seed_record(run_dir: Path) -> dict:
+    """One finished run, from its ``last.pt``: final errors (%), the per-epoch curves, time."""
+    from ...training import load_checkpoint
+
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    history, info = ckpt["history"], ckpt.get("data_info") or {}
+    if info.get("eval_split", "test") != "test":  # the paper's figure is on the test set, nothing else
+        raise UserError(f"{run_dir} was evaluated on {info['eval_split']!r}, not the test set")
+    curve = [{"step": h["step"], "train_error": 100 * (1 - h["train_acc"]),
+              "test_error": None if h.get("test_acc") is None else 100 * (1 - h["test_acc"])} for h in history]
+    return {"seed": ckpt["config"]["seed"], "test_error": curve[-1]["test_error"],
+            "train_error": curve[-1]["train_error"], "steps": ckpt["step"],
+            "time_s": sum(h.get("time_s", 0.0) for h in history), "data": info.get("description"),
+            "run_dir": str(run_dir), "curve": curve}
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, sample std (``None`` with one value) and n of a depth's per-seed test errors (%)."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+            "n": len(values), "per_seed": values}
+
+
+def depth_entry(depth: int, records: list[dict]) -> dict:
+    """The published figures and ours for one depth."""
+    ours = summarise([r["test_error"] for r in records])
+    ours["seeds"] = [r["seed"] for r in records]
+    return {"depth": depth, "model": f"resnet{depth}", **paper_entry(depth), "ours": ours, "runs": records}
+
+
+def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Sequence[int] = (0, 1), *,
+               data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
+               devices: Sequence[str] | None = None, threads: int | None = None,
+               log: Callable[[str], object] | None = print) -> dict:
+    """Train every depth x seed (resumably, in ``out/runs``) and return the Table 6 comparison.
+
+    Returns a JSON-ready dict: ``settings`` (depths, seeds, data, recipe, steps, paper_steps,
+    papers_budget, jobs, devices), ``depths`` (per depth: ``paper_error``, ``reimplementation_error``
+    and its source, ``ours`` {mean, std, n, per_seed, seeds}, per-seed ``runs`` with curves),
+    ``findings``, ``hardware``, ``date``, ``run_time_s``.
+    Raises ``SweepFailed`` / ``SweepInterrupted`` as ``run_sweep`` does.
+    """
+    from ...runtime import hardware_info, pick_device
+    from ...training.sweep import SweepFailed, run_sweep
+
+    depths, seeds = check_depths(depths), check_seeds(seeds)
+    data, steps = check_data(data), check_steps(steps)
+    say = log or (lambda *_: None)
+    devices = list(devices or ["auto"])
+    start = time.perf_counter()
+    runs = Path(out) / "runs"
+    say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
+        f"{steps:,} steps{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, data {data}")
+    result = run_sweep(table6_grid(depths, seeds, data, steps), runs, jobs=jobs, devices=devices, threads=threads,
+                       log=say, status_every=60.0)
+    if not result.ok:
+        raise SweepFailed(result)
+    entries = [depth_entry(d, [seed_record(runs / f"resnet{d}-seed{s}") for s in seeds]) for d in depths]
+    settings = {"depths": depths, "seeds": seeds, "data": data, "data_description": entries[0]["runs"][0]["data"],
+                "recipe": "paper", "steps": steps, "paper_steps": PAPER_STEPS, "papers_budget": steps == PAPER_STEPS,
+                "jobs": result.jobs, "devices": devices, "eval_split": "test"}
+    return {"experiment": "table6", "settings": settings, "depths": entries,
+            "findings": table6_findings(entries, steps), "hardware": hardware_info(pick_device(devices[0])),
+            "date": datetime.date.today().isoformat(), "run_time_s": time.perf_counter() - start}

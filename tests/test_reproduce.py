@@ -1,0 +1,99 @@
+"""`resnet-lab reproduce table6|fig6`: the paper's Table 6 and Fig. 6 on the sweep engine (tiny CPU budgets)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_lab.cli.main import main
+from resnet_lab.experiments.reproduce import (PAPER_STEPS, fig6_pattern, run_fig6, run_table6, table6_verdict,
+                                              write_fig6_outputs)
+
+
+@pytest.fixture
+def small_cifar(shared_data_dir) -> str:
+    return f"npz:{shared_data_dir / 'cifar10-small.npz'}"
+
+
+def _net(kind: str, depth: int, error: float, std: float = 0.0, seeds=(0, 1)) -> dict:
+    return {"model": f"{kind}{depth}", "depth": depth, "shortcut": kind == "resnet", "seeds": list(seeds),
+            "final_train_error": error, "final_train_error_std": std}
+
+
+# --------------------------------------------------------------------------- findings from hand-made numbers
+
+def test_table6_verdict_from_the_numbers():
+    assert table6_verdict(7.0, 6.97, PAPER_STEPS)["reproduced"] is True  # 0.03 points worse: within 0.3
+    assert table6_verdict(6.5, 6.97, PAPER_STEPS)["reproduced"] is True  # better
+    missed = table6_verdict(7.5, 6.97, PAPER_STEPS)
+    assert missed["reproduced"] is False and missed["text"].startswith("misses by 0.53 points")
+    short = table6_verdict(7.0, 6.97, 1000)
+    assert short["comparable"] is False and short["text"] == "not comparable: 1,000 steps instead of 64,000"
+
+
+def test_fig6_pattern_says_yes_and_no():
+    paper_like = [_net("plain", 20, .05), _net("plain", 32, .07), _net("plain", 44, .09), _net("plain", 56, .11),
+                  _net("resnet", 20, .06), _net("resnet", 56, .02)] + [_net("resnet", d, .04) for d in (32, 44)]
+    yes = fig6_pattern(paper_like)
+    assert yes["plain_degrades"] and yes["resnet_improves"] and yes["pattern_shown"]
+    assert yes["text"][0].startswith("Plain half: shown") and yes["text"][1].startswith("ResNet half: shown")
+    broken = [_net("plain", 20, .05), _net("plain", 32, .08), _net("plain", 44, .07), _net("plain", 56, .11),
+              _net("resnet", 20, .03), _net("resnet", 56, .04, std=.02)] + [_net("resnet", d, .04) for d in (32, 44)]
+    no = fig6_pattern(broken)
+    assert no["plain_degrades"] is False and no["resnet_improves"] is False and not no["pattern_shown"]
+    assert "resnet20 vs resnet56" in no["text"][2]  # a 1-point gap inside a 2-point spread is flagged
+    assert fig6_pattern([_net("plain", 20, .1), _net("resnet", 20, .1)])["judged"] is False
+
+
+# --------------------------------------------------------------------------- table6 end to end
+
+def test_table6_cli_results_table_and_resume(tmp_path, small_cifar, capsys):
+    out = tmp_path / "t6"
+    assert main(["reproduce", "table6", "--out", str(out), "--depths", "20", "--seeds", "0", "1", "--steps", "2",
+                 "--jobs", "2", "--data", small_cifar]) == 0
+    text = capsys.readouterr().out
+    assert "resnet20" in text and "not comparable: 2 steps instead of 64,000" in text
+    result = json.loads((out / "results.json").read_text())
+    (entry,) = result["depths"]
+    assert entry["paper_error"] == 8.75 and entry["reimplementation_error"] == 8.27
+    assert entry["reimplementation"]["source"] == "akamaster/pytorch_resnet_cifar10"
+    ours = entry["ours"]
+    assert ours["n"] == 2 and len(ours["per_seed"]) == 2 and ours["std"] is not None
+    assert result["settings"]["steps"] == 2 and result["settings"]["papers_budget"] is False
+    assert result["findings"]["per_depth"]["20"]["comparable"] is False
+    assert all(r["steps"] == 2 for r in entry["runs"]) and result["hardware"]["cpu"] and result["date"]
+    # the figure is the last evaluation's, on the whole test split
+    assert ours["per_seed"][0] == entry["runs"][0]["curve"][-1]["test_error"]
+    assert "| resnet20 |" in (out / "table6.md").read_text()
+    assert "Table 6" in (out / "report.html").read_text()
+
+    lines = []
+    again = run_table6(out, [20], [0, 1], data=small_cifar, steps=2, jobs=2, log=lines.append)
+    assert any("2 done, 0 to run" in line for line in lines)  # nothing retrained
+    assert again["depths"][0]["ours"]["per_seed"] == ours["per_seed"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--depths", "21"], "6n+2"), (["--data", "digits"], "cifar10 or npz:PATH"), (["--steps", "0"], "--steps"),
+    (["--data", "npz:/nonexistent.npz"], "no such file"), (["--jobs", "two"], "--jobs")])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert main(["reproduce", "table6", "--out", str(tmp_path / "x"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+# --------------------------------------------------------------------------- fig6 end to end
+
+def test_fig6_preset_writes_degradation_outputs_and_the_two_halves(tmp_path, small_cifar):
+    out = tmp_path / "f6"
+    result = run_fig6(out, [20, 32], [0], data=small_cifar, steps=2, jobs=2, log=None)
+    assert result["settings"]["recipe"] == "paper" and result["settings"]["depths"] == [20, 32]
+    assert {n["model"] for n in result["networks"]} == {"plain20", "resnet20", "plain32", "resnet32"}
+    pattern = result["reproduce"]["pattern"]
+    assert pattern["judged"] and isinstance(pattern["plain_degrades"], bool)
+    assert result["reproduce"]["papers_budget"] is False
+    paths = write_fig6_outputs(result, out)
+    assert paths["figure"].exists() and (out / "runs" / "plain32-seed0" / "last.pt").exists()
+    assert json.loads(paths["results"].read_text())["reproduce"]["steps"] == 2
+    assert "Fig. 6 pattern" in paths["report"].read_text()
