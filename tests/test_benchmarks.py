@@ -253,3 +253,21 @@ def test_fixed_costs_benchmark_smoke(tmp_path):
     assert run["wall_s"] > run["fixed_s"] > run["startup_s"] > 0 and len(result["import_torch_wall_s"]) == 1
     assert result["fixed_over_import_torch"] == result["median"]["fixed_s"] / result["import_torch_wall_s"][0]
     assert result["target_met"] == (result["fixed_over_import_torch"] <= 1.3)
+
+
+def test_sweep_concurrency_benchmark_smoke(tmp_path):
+    """Real sweeps of 1 and 2 runs (resnet8, digits, CPU): steady-state images/s per count after the
+    warm-up epochs, ratios to one job, and the count the engine's --jobs auto probe picks."""
+    result = run_smoke("bench_sweep_concurrency.py", tmp_path)
+    assert result["hardware"]["torch"] and result["time"] and result["what_is_timed"]
+    rows = {r["jobs"]: r for r in result["rows"]}
+    assert set(rows) == {1, 2} and all(r["measured"] for r in rows.values()), rows
+    assert rows[1]["ratio_to_1_job"] == 1.0 and rows[2]["ratio_to_1_job"] > 0
+    assert "--jobs 2" in rows[2]["command"] and rows[2]["sweep_exit_status"] == 143  # stopped by SIGTERM
+    for run in rows[2]["runs"]:  # each run: its warm-up epoch left out, at least one epoch timed
+        assert run["epochs"] >= 1 and run["images"] > 0 and run["images_per_s"] > 0
+    assert abs(rows[2]["images_per_s"] - sum(r["images_per_s"] for r in rows[2]["runs"])) < 1e-6
+    assert result["best"]["jobs"] in (1, 2)
+    auto = result["jobs_auto"]
+    assert auto["jobs"] in (1, 2) and auto["probe"]["jobs"] == auto["jobs"], auto
+    assert result["elapsed_s"] < 80 + 30  # the budget, plus the last stop's wait
