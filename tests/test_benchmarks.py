@@ -271,3 +271,158 @@ def test_sweep_concurrency_benchmark_smoke(tmp_path):
     auto = result["jobs_auto"]
     assert auto["jobs"] in (1, 2) and auto["probe"]["jobs"] == auto["jobs"], auto
     assert result["elapsed_s"] < 80 + 30  # the budget, plus the last stop's wait
+
+
+def _reproduce_repo(tmp_path: Path) -> Path:
+    """A bare checkout with the two scripts the reproduction calls need besides the library."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    for script in ("gpu_reproduce.sh", "pack_run_state.py", "bench_sweep_concurrency.py"):
+        shutil.copy(BENCH / script, repo / "benchmarks" / script)
+    (repo / ".gpudata").mkdir()
+    return repo
+
+
+def _call(repo: Path, out: Path, call: str, **env) -> str:
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(out), "CALL": call, "PYTHON": sys.executable, **env}
+    done = subprocess.run(["bash", "benchmarks/gpu_reproduce.sh"], cwd=repo, env=env, capture_output=True,
+                          text=True, check=True)
+    assert [p.name for p in out.iterdir()] == [f"reproduce-call{call}.tgz"], done.stdout  # one file back
+    return done.stdout
+
+
+def _table6_parser():
+    """`resnet-lab reproduce table6` as its interface is specified (used until the command is merged)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="resnet-lab reproduce table6", allow_abbrev=False)
+    p.add_argument("--out", required=True)
+    p.add_argument("--depths", type=int, nargs="+")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--data")
+    p.add_argument("--jobs")
+    p.add_argument("--devices", nargs="+")
+    p.add_argument("--steps", type=int)
+    return p
+
+
+def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, monkeypatch):
+    """Calls 1 and 2 on a stand-in for CIFAR-10 (DRY_RUN=1): the data joined and checked, then the
+    concurrency benchmark first, degradation and Table 6 under `timeout -s TERM`, each command
+    accepted by its real parser; a wrong checksum trains nothing; every call returns one archive."""
+    import argparse
+    import hashlib
+    import lzma
+    import shlex
+
+    import numpy as np
+
+    from resnet_lab.cli.main import build_parser
+    from resnet_lab.errors import UserError
+
+    repo = _reproduce_repo(tmp_path)
+    raw = tmp_path / "raw.npz"
+    np.savez(raw, x_train=np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3), y_train=np.arange(10))
+    packed = lzma.compress(raw.read_bytes(), format=lzma.FORMAT_XZ,
+                           filters=[{"id": lzma.FILTER_DELTA, "dist": 3}, {"id": lzma.FILTER_LZMA2, "preset": 6}])
+    (repo / ".gpudata" / "p00").write_bytes(packed[: len(packed) // 2])
+    (repo / ".gpudata" / "p01").write_bytes(packed[len(packed) // 2:])
+    sha = hashlib.sha256(raw.read_bytes()).hexdigest()
+    env = {"DRY_RUN": "1", "CIFAR_DIR": str(tmp_path / "cifar"), "WORK": str(tmp_path / "work"), "CIFAR_SHA": sha}
+    _call(repo, tmp_path / "out1", "1", **env)
+    printed = _call(repo, tmp_path / "out2", "2", **env)
+    assert (tmp_path / "cifar" / "cifar10-full.npz").read_bytes() == raw.read_bytes()
+    lines = [line for line in printed.splitlines() if line.startswith("[dry run]")]
+    assert [line.split()[2].rstrip(",") for line in lines] == ["(sweep_concurrency", "(degradation", "(table6"]
+    commands = [shlex.split(line.split(") ", 1)[1]) for line in lines]
+    bench, degradation, table6 = commands
+    assert degradation[1:4] == ["-m", "resnet_lab", "degradation"] and table6[3:5] == ["reproduce", "table6"]
+    args = build_parser().parse_args(degradation[3:])
+    assert (args.recipe, args.depths, args.seeds, args.jobs) == ("paper", [20, 32, 44, 56], [0, 1], "4")
+    assert args.data.startswith("npz:") and args.devices == ["cuda"]
+    try:  # the real command once it is merged, else its specified interface
+        parsed = build_parser().parse_args(table6[3:])
+    except UserError as err:
+        if "invalid choice: 'reproduce'" not in str(err):
+            raise
+        parsed = _table6_parser().parse_args(table6[5:])
+    assert parsed.depths == [20, 32, 44, 56] and parsed.seeds == [0, 1] and parsed.devices == ["cuda"]
+
+    class Parsed(Exception):
+        pass
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr(sys, "argv", bench[1:])
+    with pytest.raises(Parsed) as parsed:
+        runpy.run_path(str(BENCH / "bench_sweep_concurrency.py"), run_name="__main__")
+    assert parsed.value.args[0].device == "cuda" and parsed.value.args[0].budget_s == 150
+    monkeypatch.undo()
+    printed = _call(repo, tmp_path / "out3", "2", **{**env, "CIFAR_SHA": "0" * 64})
+    assert "[dry run]" not in printed and "does not match its sha256" in printed
+
+
+def _fake_run_tree(work: Path) -> dict:
+    """The reproduction's sweeps as a session leaves them: 16 degradation and 8 Table 6 runs, each with a
+    last.pt of the measured size for its depth (random bytes: incompressible), a best.pt and small files."""
+    import random
+
+    sizes = {20: 1_100_000, 32: 1_900_000, 44: 2_700_000, 56: 3_500_000}  # ResNet-56 with optimizer state ~3.5 MB
+    rng = random.Random(0)
+    steps = {}
+    runs = [("degradation/runs", f"{kind}{d}-seed{s}", d) for kind in ("plain", "resnet") for d in sizes
+            for s in (0, 1)] + [("table6/runs", f"resnet{d}-seed{s}", d) for d in sizes for s in (0, 1)]
+    for folder, name, depth in runs:
+        run = work / folder / name
+        run.mkdir(parents=True)
+        steps[f"{folder}/{name}"] = step = rng.randrange(0, 64_000)
+        (run / "last.pt").write_bytes(rng.randbytes(sizes[depth]))
+        (run / "best.pt").write_bytes(rng.randbytes(sizes[depth]))
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": step}) + "\n")
+        (run / "sweep_run.json").write_text("{}")
+    (work / "jobs.txt").write_text("4\n")
+    return steps
+
+
+def test_pack_keeps_the_archive_under_the_limit_and_continues_next_session(tmp_path):
+    """A fake run tree of the full reproduction (about 54 MB of last.pt, as much again of best.pt): the
+    archive stays under the limit, keeps every small file and the most advanced runs' last.pt, lists the
+    rest; CALL=state of the next session unpacks it where the sweeps continue from."""
+    import tarfile
+
+    sys.path.insert(0, str(BENCH))
+    from pack_run_state import pack
+
+    steps = _fake_run_tree(tmp_path / "work")
+    results = tmp_path / "results"
+    (results / "logs").mkdir(parents=True)
+    (results / "logs" / "degradation.stdout").write_text("log\n")
+    for limit in (56, 20):
+        archive = tmp_path / f"state{limit}.tgz"
+        manifest = pack(tmp_path / "work", results, archive, limit)
+        assert archive.stat().st_size <= limit * 2**20 <= 64 * 2**20
+        kept = {n.removeprefix("state/").removesuffix("/last.pt") for n in manifest["checkpoints_kept"]}
+        dropped = {x["file"].removeprefix("state/").removesuffix("/last.pt") for x in manifest["left_out"]
+                   if x["file"].endswith("last.pt")}
+        assert kept | dropped == set(steps) and not kept & dropped and kept
+        assert max(steps, key=steps.get) in kept  # the most advanced run first
+        with tarfile.open(archive) as tar:
+            names = set(tar.getnames())
+        assert not any(n.endswith("best.pt") for n in names) and "results/logs/degradation.stdout" in names
+        assert all(f"state/{run}/metrics.jsonl" in names for run in steps) and "state/jobs.txt" in names
+    assert len(kept) < len(steps)  # at 20 MiB some last.pt cannot come back, and are listed
+
+    repo = _reproduce_repo(tmp_path)
+    (tmp_path / "state56.tgz").rename(repo / ".gpudata" / "state.tgz")
+    printed = _call(repo, tmp_path / "out", "state", WORK=str(tmp_path / "next"), CIFAR_DIR=str(tmp_path / "c"))
+    restored = {str(p.parent.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("last.pt")}
+    assert restored and restored <= set(steps) and (tmp_path / "next" / "jobs.txt").read_text() == "4\n", printed
