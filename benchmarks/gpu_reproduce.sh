@@ -29,12 +29,17 @@
 #   3. once degradation is done: `resnet-lab reproduce table6` (ResNets 20-56, seeds 0 1), the same way;
 #   4. pack_run_state.py: results, logs and the sweeps' small files, and their last.pt while the archive
 #      stays under PACK_LIMIT_MIB (56), into $OUT/reproduce-call<CALL>.tgz (the only file left in $OUT).
+#      The 24 runs' last.pt total about 110 MB (ResNet-20 2.2 MB, ResNet-56 7.0 MB), so the last call of
+#      a session is followed by CALL=pack PART=1 (seconds; the printed line says how many parts there are),
+#      returning reproduce-callpack-part1.tgz. The next session carries the parts back as
+#      .gpudata/state.tgz and state1.tgz, one per CALL=state call.
 # DRY_RUN=1 prints the training commands instead of running them (the data and pack steps still run;
 # CIFAR_DIR and CIFAR_SHA let the tests run them on a small stand-in).
 
 set -u
 OUT="${OUT:?set OUT to the output folder}"
-CALL="${CALL:?set CALL=1, 2, state or more}"
+CALL="${CALL:?set CALL=1, 2, state, more or pack}"
+PART="${PART:-0}"
 DRY_RUN="${DRY_RUN:-0}"
 CALL_S="${CALL_S:-540}"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
@@ -75,13 +80,16 @@ step() {
 }
 
 case "$CALL" in
-    state)
-        if tar xzf .gpudata/state.tgz -C "$WORK" --strip-components=1 state; then
-            log "unpacked .gpudata/state.tgz into $WORK: $(find "$WORK" -name last.pt | wc -l) last.pt"
-        else
-            log "no usable .gpudata/state.tgz: the sweeps start from scratch"
-        fi
-        tar xzf .gpudata/state.tgz -O pack_manifest.json > "$RES/previous_pack_manifest.json" 2> /dev/null
+    state)  # every .gpudata/state*.tgz carried (the parts of the last pack: as many per call as fit)
+        for archive in .gpudata/state*.tgz; do
+            if tar xzf "$archive" -C "$WORK" --strip-components=1 state; then
+                log "unpacked $archive into $WORK: $(find "$WORK" -name last.pt | wc -l) last.pt there now"
+            else
+                log "no usable $archive: its runs start from scratch"
+            fi
+        done
+        ;;
+    pack)  # only a further part of the pack (PART=1, 2, ...): the last.pt that did not fit part 0
         ;;
     1)
         cp .gpudata/p00 "$DATA/" && log "placed p00 in $DATA" || log ".gpudata/p00 missing: call 2 will lack the data"
@@ -118,13 +126,12 @@ case "$CALL" in
             fi
         fi
         ;;
-    *) echo "gpu_reproduce: CALL must be 1, 2, state or more, got $CALL" >&2; exit 2 ;;
+    *) echo "gpu_reproduce: CALL must be 1, 2, state, more or pack, got $CALL" >&2; exit 2 ;;
 esac
 
 # One archive back: results and logs, the sweeps' small files, and as many last.pt as fit.
-log "call $CALL done in $(( $(date +%s) - START ))s; packing"
+log "call $CALL done in $(( $(date +%s) - START ))s; packing part $PART"
+NAME="reproduce-call$CALL$([ "$PART" = 0 ] || echo "-part$PART").tgz"
 "$PYTHON" benchmarks/pack_run_state.py --state "$WORK" --results "$RES" --limit-mib "${PACK_LIMIT_MIB:-56}" \
-    --out "/tmp/reproduce-call$CALL.tgz" | tee "/tmp/pack-call$CALL.txt" \
-    && rm -rf "${OUT:?}"/* && mv "/tmp/reproduce-call$CALL.tgz" "$OUT/"
-cat "/tmp/pack-call$CALL.txt"
+    --part "$PART" --out "/tmp/$NAME" && rm -rf "${OUT:?}"/* && mv "/tmp/$NAME" "$OUT/"
 ls -la "$OUT"
