@@ -253,3 +253,183 @@ def test_fixed_costs_benchmark_smoke(tmp_path):
     assert run["wall_s"] > run["fixed_s"] > run["startup_s"] > 0 and len(result["import_torch_wall_s"]) == 1
     assert result["fixed_over_import_torch"] == result["median"]["fixed_s"] / result["import_torch_wall_s"][0]
     assert result["target_met"] == (result["fixed_over_import_torch"] <= 1.3)
+
+
+def test_sweep_concurrency_benchmark_smoke(tmp_path):
+    """Real sweeps of 1 and 2 runs (resnet8, digits, CPU): steady-state images/s per count after the
+    warm-up epochs, ratios to one job, and the count the engine's --jobs auto probe picks."""
+    result = run_smoke("bench_sweep_concurrency.py", tmp_path)
+    assert result["hardware"]["torch"] and result["time"] and result["what_is_timed"]
+    rows = {r["jobs"]: r for r in result["rows"]}
+    assert set(rows) == {1, 2} and all(r["measured"] for r in rows.values()), rows
+    assert rows[1]["ratio_to_1_job"] == 1.0 and rows[2]["ratio_to_1_job"] > 0
+    assert "--jobs 2" in rows[2]["command"] and rows[2]["sweep_exit_status"] == 143  # stopped by SIGTERM
+    for run in rows[2]["runs"]:  # each run: its warm-up epoch left out, at least one epoch timed
+        assert run["epochs"] >= 1 and run["images"] > 0 and run["images_per_s"] > 0
+    assert abs(rows[2]["images_per_s"] - sum(r["images_per_s"] for r in rows[2]["runs"])) < 1e-6
+    assert result["best"]["jobs"] in (1, 2)
+    auto = result["jobs_auto"]
+    assert auto["jobs"] in (1, 2) and auto["probe"]["jobs"] == auto["jobs"], auto
+    assert result["elapsed_s"] < 80 + 30  # the budget, plus the last stop's wait
+
+
+def _reproduce_repo(tmp_path: Path) -> Path:
+    """A bare checkout with the two scripts the reproduction calls need besides the library."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    for script in ("gpu_reproduce.sh", "pack_run_state.py", "bench_sweep_concurrency.py"):
+        shutil.copy(BENCH / script, repo / "benchmarks" / script)
+    (repo / ".gpudata").mkdir()
+    return repo
+
+
+def _call(repo: Path, out: Path, call: str, **env) -> str:
+    import os
+    import subprocess
+
+    env = {**os.environ, "OUT": str(out), "CALL": call, "PYTHON": sys.executable, **env}
+    done = subprocess.run(["bash", "benchmarks/gpu_reproduce.sh"], cwd=repo, env=env, capture_output=True,
+                          text=True, check=True)
+    part = f"-part{env['PART']}" if env.get("PART", "0") != "0" else ""
+    assert [p.name for p in out.iterdir()] == [f"reproduce-call{call}{part}.tgz"], done.stdout  # one file back
+    return done.stdout
+
+
+def _table6_parser():
+    """`resnet-lab reproduce table6` as its interface is specified (used until the command is merged)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="resnet-lab reproduce table6", allow_abbrev=False)
+    p.add_argument("--out", required=True)
+    p.add_argument("--depths", type=int, nargs="+")
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--data")
+    p.add_argument("--jobs")
+    p.add_argument("--devices", nargs="+")
+    p.add_argument("--steps", type=int)
+    return p
+
+
+def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, monkeypatch):
+    """Calls 1 and 2 on a stand-in for CIFAR-10 (DRY_RUN=1): the data joined and checked, then the
+    concurrency benchmark first, degradation and Table 6 under `timeout -s TERM`, each command
+    accepted by its real parser; a wrong checksum trains nothing; every call returns one archive."""
+    import argparse
+    import hashlib
+    import lzma
+    import shlex
+
+    import numpy as np
+
+    from resnet_lab.cli.main import build_parser
+    from resnet_lab.errors import UserError
+
+    repo = _reproduce_repo(tmp_path)
+    raw = tmp_path / "raw.npz"
+    np.savez(raw, x_train=np.arange(3000, dtype=np.uint8).reshape(10, 10, 10, 3), y_train=np.arange(10))
+    packed = lzma.compress(raw.read_bytes(), format=lzma.FORMAT_XZ,
+                           filters=[{"id": lzma.FILTER_DELTA, "dist": 3}, {"id": lzma.FILTER_LZMA2, "preset": 6}])
+    (repo / ".gpudata" / "p00").write_bytes(packed[: len(packed) // 2])
+    (repo / ".gpudata" / "p01").write_bytes(packed[len(packed) // 2:])
+    sha = hashlib.sha256(raw.read_bytes()).hexdigest()
+    env = {"DRY_RUN": "1", "CIFAR_DIR": str(tmp_path / "cifar"), "WORK": str(tmp_path / "work"), "CIFAR_SHA": sha}
+    _call(repo, tmp_path / "out1", "1", **env)
+    printed = _call(repo, tmp_path / "out2", "2", **env)
+    assert (tmp_path / "cifar" / "cifar10-full.npz").read_bytes() == raw.read_bytes()
+    lines = [line for line in printed.splitlines() if line.startswith("[dry run]")]
+    assert [line.split()[2].rstrip(",") for line in lines] == ["(sweep_concurrency", "(degradation", "(table6"]
+    commands = [shlex.split(line.split(") ", 1)[1]) for line in lines]
+    bench, degradation, table6 = commands
+    assert degradation[1:4] == ["-m", "resnet_lab", "degradation"] and table6[3:5] == ["reproduce", "table6"]
+    args = build_parser().parse_args(degradation[3:])
+    assert (args.recipe, args.depths, args.seeds, args.jobs) == ("paper", [20, 32, 44, 56], [0, 1], "4")
+    assert args.data.startswith("npz:") and args.devices == ["cuda"]
+    try:  # the real command once it is merged, else its specified interface
+        parsed = build_parser().parse_args(table6[3:])
+    except UserError as err:
+        if "invalid choice: 'reproduce'" not in str(err):
+            raise
+        parsed = _table6_parser().parse_args(table6[5:])
+    assert parsed.depths == [20, 32, 44, 56] and parsed.seeds == [0, 1] and parsed.devices == ["cuda"]
+
+    class Parsed(Exception):
+        pass
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr(sys, "argv", bench[1:])
+    with pytest.raises(Parsed) as parsed:
+        runpy.run_path(str(BENCH / "bench_sweep_concurrency.py"), run_name="__main__")
+    assert parsed.value.args[0].device == "cuda" and parsed.value.args[0].budget_s == 150
+    monkeypatch.undo()
+    printed = _call(repo, tmp_path / "out3", "2", **{**env, "CIFAR_SHA": "0" * 64})
+    assert "[dry run]" not in printed and "does not match its sha256" in printed
+
+
+def _fake_run_tree(work: Path) -> dict:
+    """The reproduction's sweeps as a session leaves them: 16 degradation and 8 Table 6 runs, each with a
+    last.pt of the measured size for its depth (random bytes: incompressible), a best.pt and small files."""
+    import random
+
+    sizes = {20: 2_222_815, 32: 3_815_000, 44: 5_407_000, 56: 6_999_127}  # measured: 20 and 56 (paper recipe)
+    rng = random.Random(0)
+    steps = {}
+    runs = [("degradation/runs", f"{kind}{d}-seed{s}", d) for kind in ("plain", "resnet") for d in sizes
+            for s in (0, 1)] + [("table6/runs", f"resnet{d}-seed{s}", d) for d in sizes for s in (0, 1)]
+    for folder, name, depth in runs:
+        run = work / folder / name
+        run.mkdir(parents=True)
+        steps[f"{folder}/{name}"] = step = rng.randrange(0, 64_000)
+        (run / "last.pt").write_bytes(rng.randbytes(sizes[depth]))
+        (run / "best.pt").write_bytes(rng.randbytes(sizes[depth]))
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": step}) + "\n")
+        (run / "sweep_run.json").write_text("{}")
+    (work / "jobs.txt").write_text("4\n")
+    return steps
+
+
+def test_pack_keeps_each_part_under_the_limit_and_continues_next_session(tmp_path):
+    """A fake run tree of the full reproduction (about 110 MB of last.pt, as much again of best.pt): each
+    part stays under the limit, part 0 keeps every small file and the most advanced run's last.pt, the
+    parts together hold every last.pt once; CALL=pack returns a further part, and CALL=state of the
+    next session unpacks all parts carried, where the sweeps continue from."""
+    import shutil
+    import tarfile
+
+    sys.path.insert(0, str(BENCH))
+    from pack_run_state import pack
+
+    steps = _fake_run_tree(tmp_path / "work")
+    results = tmp_path / "results"
+    (results / "logs").mkdir(parents=True)
+    (results / "logs" / "degradation.stdout").write_text("log\n")
+    kept = []
+    manifest = pack(tmp_path / "work", results, tmp_path / "state0.tgz", 56)
+    assert manifest["parts"] == 2  # 106 MiB of last.pt
+    for part in range(manifest["parts"]):
+        archive = tmp_path / f"state{part}.tgz"
+        manifest = pack(tmp_path / "work", results, archive, 56, part)
+        assert archive.stat().st_size <= 56 * 2**20 < 64 * 2**20
+        kept += [n.removeprefix("state/").removesuffix("/last.pt") for n in manifest["checkpoints_kept"]]
+        with tarfile.open(archive) as tar:
+            names = set(tar.getnames())
+        assert not any(n.endswith("best.pt") for n in names)
+        if part == 0:
+            assert max(steps, key=steps.get) in kept  # the most advanced run first
+            assert "results/logs/degradation.stdout" in names and "state/jobs.txt" in names
+            assert all(f"state/{run}/metrics.jsonl" in names for run in steps)
+    assert sorted(kept) == sorted(steps)  # every last.pt in exactly one part
+
+    repo = _reproduce_repo(tmp_path)
+    _call(repo, tmp_path / "outpack", "pack", PART="1", WORK=str(tmp_path / "work"), CIFAR_DIR=str(tmp_path / "c"))
+    for part, name in enumerate(("state.tgz", "state1.tgz")):
+        shutil.copy(tmp_path / f"state{part}.tgz", repo / ".gpudata" / name)
+    printed = _call(repo, tmp_path / "out", "state", WORK=str(tmp_path / "next"), CIFAR_DIR=str(tmp_path / "c"))
+    restored = {str(p.parent.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("last.pt")}
+    assert restored == set(steps) and (tmp_path / "next" / "jobs.txt").read_text() == "4\n", printed

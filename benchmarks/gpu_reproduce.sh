@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Issue #16 on a lent GPU: the sweep concurrency measurement first, then the paper-recipe
+# reproductions (Fig. 6 degradation, then Table 6) as resumable sweeps, packed after every call
+# so that a later session continues them. Run from the repo root of a checkout; no pip needed.
+#
+# What it does to the data: full CIFAR-10 travels as .gpudata/p00 and p01 (made as in gpu_suite.sh's
+# header: the uncompressed .npz, xz'd, split in two); call 1 copies p00 to $CIFAR_DIR (/tmp/cifar),
+# call 2 joins it with p01, checks the sha256 and trains only if it matches. Nothing of the data is
+# packed or returned.
+#
+# Schedule (one session = about 15 minutes of device time, each call at most CALL_S = 540 s):
+#   first session:
+#     OUT=$OUT CALL=1 bash benchmarks/gpu_reproduce.sh     # carry .gpudata/p00: places it (seconds)
+#     OUT=$OUT CALL=2 bash benchmarks/gpu_reproduce.sh     # carry .gpudata/p01: data, benchmark, training, pack
+#   a later session continues: copy the last session's $OUT/reproduce-call2.tgz to .gpudata/state.tgz, then
+#     OUT=$OUT CALL=state bash benchmarks/gpu_reproduce.sh # carry .gpudata/state.tgz: unpacks into $WORK (seconds)
+#     OUT=$OUT CALL=1 ...; OUT=$OUT CALL=2 ...             # as above; call 2 skips the benchmark (jobs.txt kept)
+#   and, while device time is left in a session, more training with nothing carried:
+#     OUT=$OUT CALL=more CALL_S=300 bash benchmarks/gpu_reproduce.sh
+# The calls must follow one another within about 30 s: an idle machine is given back and its
+# files (data, $WORK) are lost; then start again from CALL=state with the last archive.
+#
+# Call 2 (and CALL=more):
+#   1. bench_sweep_concurrency.py (cap 210 s, --budget-s 150): images/s of 1, 2, 4, 8 ResNet-20 runs at
+#      batch 128 on the GPU, and --jobs auto's pick; the best count goes to $WORK/jobs.txt (JOBS= overrides);
+#   2. `resnet-lab degradation --recipe paper` (64k iterations, fp32, batch 128) on full CIFAR-10, depths
+#      20 32 44 56, plain and ResNet, seeds 0 1 (16 runs), --jobs from jobs.txt, under `timeout -s TERM`:
+#      the sweep checkpoints every run and exits 143; the same command continues it next call;
+#   3. once degradation is done: `resnet-lab reproduce table6` (ResNets 20-56, seeds 0 1), the same way;
+#   4. pack_run_state.py: results, logs and the sweeps' small files, and their last.pt while the archive
+#      stays under PACK_LIMIT_MIB (56), into $OUT/reproduce-call<CALL>.tgz (the only file left in $OUT).
+#      The 24 runs' last.pt total about 110 MB (ResNet-20 2.2 MB, ResNet-56 7.0 MB), so the last call of
+#      a session is followed by CALL=pack PART=1 (seconds; the printed line says how many parts there are),
+#      returning reproduce-callpack-part1.tgz. The next session carries the parts back as
+#      .gpudata/state.tgz and state1.tgz, one per CALL=state call.
+# DRY_RUN=1 prints the training commands instead of running them (the data and pack steps still run;
+# CIFAR_DIR and CIFAR_SHA let the tests run them on a small stand-in).
+
+set -u
+OUT="${OUT:?set OUT to the output folder}"
+CALL="${CALL:?set CALL=1, 2, state, more or pack}"
+PART="${PART:-0}"
+DRY_RUN="${DRY_RUN:-0}"
+CALL_S="${CALL_S:-540}"
+PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
+DATA="${CIFAR_DIR:-/tmp/cifar}"
+WORK="${WORK:-/tmp/reproduce}"  # the sweeps: kept on the machine between calls, packed after each
+NPZ="$DATA/cifar10-full.npz"
+# sha256 of the uncompressed .npz copy of ../shared/data/cifar10-full.npz (same arrays)
+SHA="${CIFAR_SHA:-296b65a512bfbb3e749d9ae279f2c3190609da2ed136e1cb81ba47a246fd773b}"
+DEPTHS="${DEPTHS:-20 32 44 56}"
+SEEDS="${SEEDS:-0 1}"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+cd "$(dirname "$0")/.." || exit 1
+mkdir -p "$OUT/results/logs" "$DATA" "$WORK" || exit 1
+OUT="$(cd "$OUT" && pwd)"
+RES="$OUT/results"
+SUMMARY="$RES/reproduce_summary.txt"
+START=$(date +%s)
+log() { echo "[gpu_reproduce $(date +%H:%M:%S)] $*" | tee -a "$SUMMARY"; }
+left() { echo $(( CALL_S - 30 - ($(date +%s) - START) )); }  # 30 s kept for the pack
+
+# step NAME CAP COMMAND...: under `timeout -s TERM` (a sweep checkpoints and exits 143), at most CAP and what
+# the call has left; its output in results/logs/NAME.{stdout,stderr}; sets RC.
+step() {
+    local name=$1 cap=$2; shift 2
+    local limit; limit=$(left); [ "$cap" -lt "$limit" ] && limit=$cap
+    if [ "$DRY_RUN" = "1" ]; then
+        echo "[dry run] ($name, cap ${cap}s) $(printf '%q ' "$@")"; RC=0; return 0
+    fi
+    if [ "$limit" -lt 30 ]; then log "SKIP $name: ${limit}s left in this call"; RC=124; return 0; fi
+    log "START $name (limit ${limit}s): $*"
+    local t0; t0=$(date +%s)
+    timeout -s TERM -k 90 "$limit" "$@" >> "$RES/logs/$name.stdout" 2>> "$RES/logs/$name.stderr"
+    RC=$?
+    log "END   $name rc=$RC after $(( $(date +%s) - t0 ))s (0 done, 124/143 stopped and checkpointed: rerun continues)"
+    tail -n 3 "$RES/logs/$name.stderr" | sed 's/^/    /' | tee -a "$SUMMARY"
+}
+
+case "$CALL" in
+    state)  # every .gpudata/state*.tgz carried (the parts of the last pack: as many per call as fit)
+        for archive in .gpudata/state*.tgz; do
+            if tar xzf "$archive" -C "$WORK" --strip-components=1 state; then
+                log "unpacked $archive into $WORK: $(find "$WORK" -name last.pt | wc -l) last.pt there now"
+            else
+                log "no usable $archive: its runs start from scratch"
+            fi
+        done
+        ;;
+    pack)  # only a further part of the pack (PART=1, 2, ...): the last.pt that did not fit part 0
+        ;;
+    1)
+        cp .gpudata/p00 "$DATA/" && log "placed p00 in $DATA" || log ".gpudata/p00 missing: call 2 will lack the data"
+        ;;
+    2|more)
+        if [ "$CALL" = 2 ]; then
+            if command -v xz > /dev/null; then
+                cat "$DATA/p00" .gpudata/p01 | xz -d > "$NPZ"
+            else
+                cat "$DATA/p00" .gpudata/p01 | "$PYTHON" -c \
+                    "import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)" > "$NPZ"
+            fi
+        fi
+        if ! echo "$SHA  $NPZ" | sha256sum -c --quiet; then
+            log "the joined CIFAR-10 ($NPZ) does not match its sha256: nothing trained"
+        else
+            [ "$DRY_RUN" = "1" ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
+            if [ ! -s "$WORK/jobs.txt" ]; then  # measurement first, once: later calls reuse its count
+                step sweep_concurrency 210 "$PYTHON" benchmarks/bench_sweep_concurrency.py --device cuda \
+                    --data "npz:$NPZ" --budget-s 150 --out "$RES/sweep_concurrency-cuda.json"
+                "$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['best']['jobs'])" \
+                    "$RES/sweep_concurrency-cuda.json" > "$WORK/jobs.txt" 2> /dev/null || echo 4 > "$WORK/jobs.txt"
+                cp "$RES/sweep_concurrency-cuda.json" "$WORK/" 2> /dev/null
+            fi
+            N="${JOBS:-$(cat "$WORK/jobs.txt")}"
+            log "training with --jobs $N per GPU"
+            # shellcheck disable=SC2086  # DEPTHS and SEEDS are lists
+            step degradation 9999 "$PYTHON" -m resnet_lab degradation --recipe paper --depths $DEPTHS --seeds $SEEDS \
+                --data "npz:$NPZ" --jobs "$N" --devices cuda --quiet --out "$WORK/degradation"
+            if [ "$RC" = 0 ]; then
+                # shellcheck disable=SC2086
+                step table6 9999 "$PYTHON" -m resnet_lab reproduce table6 --out "$WORK/table6" --depths $DEPTHS \
+                    --seeds $SEEDS --data "npz:$NPZ" --jobs "$N" --devices cuda
+            fi
+        fi
+        ;;
+    *) echo "gpu_reproduce: CALL must be 1, 2, state, more or pack, got $CALL" >&2; exit 2 ;;
+esac
+
+# One archive back: results and logs, the sweeps' small files, and as many last.pt as fit.
+log "call $CALL done in $(( $(date +%s) - START ))s; packing part $PART"
+NAME="reproduce-call$CALL$([ "$PART" = 0 ] || echo "-part$PART").tgz"
+"$PYTHON" benchmarks/pack_run_state.py --state "$WORK" --results "$RES" --limit-mib "${PACK_LIMIT_MIB:-56}" \
+    --part "$PART" --out "/tmp/$NAME" && rm -rf "${OUT:?}"/* && mv "/tmp/$NAME" "$OUT/"
+ls -la "$OUT"
