@@ -22,6 +22,7 @@ from torch import nn
 from ..diagnostics import NonFiniteError
 from ..errors import UserError
 from ..runtime import pick_device
+from ..signals import StopSignals
 from .config import TrainConfig, validate
 from .distributed import init_distributed, launched_by_torchrun, restart_count, shutdown
 from .eager_step import EagerStep, warnings_to
@@ -65,29 +66,13 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-class _SignalFlag:
-    """Turn SIGINT/SIGTERM into a flag the loop checks at each step boundary."""
-
-    def __init__(self):
-        self.signum = 0
-        self._previous = {}
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
+class _SignalFlag(StopSignals):
+    """SIGINT/SIGTERM as a flag the loop checks at each step boundary; a second one stops at once."""
 
     def _handle(self, signum, frame):
-        if self.signum:  # a second signal: stop at once
+        if self.signum:
             raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        super()._handle(signum, frame)
 
 
 def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[str], None] = print,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ...signals import StopSignals
 from .grid import RunSpec
 from .progress import StatusClock, failed_line, finished_line
 from .run_state import STDERR_FILE, RunStatus, clear_failure, is_locked, read_status, write_failure
@@ -59,7 +60,7 @@ class Scheduler:
         self._forwarded = 0
 
     def run(self) -> Outcome:
-        with _Signals() as signals:
+        with StopSignals() as signals:
             while self.queue or self.running:
                 if signals.signum and self._forwarded < signals.count:
                     self._forward(signals.signum, signals.count)
@@ -163,26 +164,3 @@ def _failure_reason(stderr: Path, offset: int, code: int) -> str:
         lines = []
     ended = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
     return f"{lines[-1]} ({ended})" if lines else ended
-
-
-class _Signals:
-    """SIGINT/SIGTERM to the sweep become a flag (and a count) the loop reads."""
-
-    def __init__(self):
-        self.signum, self.count, self._previous = 0, 0, {}
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = self.signum or signum
-        self.count += 1
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
