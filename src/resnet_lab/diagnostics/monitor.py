@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import warnings
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -545,8 +544,12 @@ class GradientMonitor:
             norms.append(self._step_loss.reshape(1))
         if not norms:
             return True, None
-        values = torch.cat([n.to(self.device, self._acc) for n in norms]).tolist()
-        return all(map(math.isfinite, values)), values[-1] if self._step_loss is not None else None
+        values = torch.cat([n.to(self.device, self._acc) for n in norms])
+        finite = torch.isfinite(values).all()
+        if self._step_loss is None:
+            return bool(finite), None
+        finite_flag, loss = torch.stack([finite.to(self._acc), values[-1]]).tolist()  # still one sync
+        return bool(finite_flag), loss
 
     def _nonfinite_parts(self) -> str:
         """Which of gradients, weights and buffers hold NaN/Inf (the failure path only)."""
