@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue #16 on a lent GPU: the sweep concurrency measurement first, then the paper-recipe
-# reproductions (Fig. 6 degradation, then Table 6) as resumable sweeps, packed after every call
+# reproductions (Fig. 6 and Table 6, `reproduce all`: one resumable sweep), packed after every call
 # so that a later session continues them. Run from the repo root of a checkout; no pip needed.
 #
 # What it does to the data: full CIFAR-10 travels as .gpudata/p00 and p01 (made as in gpu_suite.sh's
@@ -23,13 +23,14 @@
 # Call 2 (and CALL=more):
 #   1. bench_sweep_concurrency.py (cap 210 s, --budget-s 150): images/s of 1, 2, 4, 8 ResNet-20 runs at
 #      batch 128 on the GPU, and --jobs auto's pick; the best count goes to $WORK/jobs.txt (JOBS= overrides);
-#   2. `resnet-lab degradation --recipe paper` (64k iterations, fp32, batch 128) on full CIFAR-10, depths
-#      20 32 44 56, plain and ResNet, seeds 0 1 (16 runs), --jobs from jobs.txt, under `timeout -s TERM`:
-#      the sweep checkpoints every run and exits 143; the same command continues it next call;
-#   3. once degradation is done: `resnet-lab reproduce table6` (ResNets 20-56, seeds 0 1), the same way;
-#   4. pack_run_state.py: results, logs and the sweeps' small files, and their last.pt while the archive
+#   2. `resnet-lab reproduce all` (64k iterations, fp32, batch 128) on full CIFAR-10: Fig. 6's plain and
+#      ResNet nets at depths 20 32 44 56 and Table 6's ResNets, seeds 0 1, one sweep (16 runs: the ResNets
+#      serve both), --jobs from jobs.txt, under `timeout -s TERM`: the sweep checkpoints every run and exits
+#      143; the same command continues it next call; once every run is done it writes $WORK/paper/fig6/
+#      and $WORK/paper/table6/ (results.json, tables, figures, report.html);
+#   3. pack_run_state.py: results, logs and the sweeps' small files, and their last.pt while the archive
 #      stays under PACK_LIMIT_MIB (56), into $OUT/reproduce-call<CALL>.tgz (the only file left in $OUT).
-#      The 24 runs' last.pt total about 110 MB (ResNet-20 2.2 MB, ResNet-56 7.0 MB), so the last call of
+#      The 16 runs' last.pt total about 75 MB (ResNet-20 2.2 MB, ResNet-56 7.0 MB), so the last call of
 #      a session is followed by CALL=pack PART=1 (seconds; the printed line says how many parts there are),
 #      returning reproduce-callpack-part1.tgz. The next session carries the parts back as
 #      .gpudata/state.tgz and state1.tgz, one per CALL=state call.
@@ -117,13 +118,8 @@ case "$CALL" in
             N="${JOBS:-$(cat "$WORK/jobs.txt")}"
             log "training with --jobs $N per GPU"
             # shellcheck disable=SC2086  # DEPTHS and SEEDS are lists
-            step degradation 9999 "$PYTHON" -m resnet_lab degradation --recipe paper --depths $DEPTHS --seeds $SEEDS \
-                --data "npz:$NPZ" --jobs "$N" --devices cuda --quiet --out "$WORK/degradation"
-            if [ "$RC" = 0 ]; then
-                # shellcheck disable=SC2086
-                step table6 9999 "$PYTHON" -m resnet_lab reproduce table6 --out "$WORK/table6" --depths $DEPTHS \
-                    --seeds $SEEDS --data "npz:$NPZ" --jobs "$N" --devices cuda
-            fi
+            step reproduce 9999 "$PYTHON" -m resnet_lab reproduce all --out "$WORK/paper" --depths $DEPTHS \
+                --plain-depths $DEPTHS --seeds $SEEDS --data "npz:$NPZ" --jobs "$N" --devices cuda
         fi
         ;;
     *) echo "gpu_reproduce: CALL must be 1, 2, state, more or pack, got $CALL" >&2; exit 2 ;;

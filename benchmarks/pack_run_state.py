@@ -11,8 +11,8 @@ What goes in, in this order:
    most advanced run first, while the archive stays under the limit; the rest go to parts 1, 2, ...
    (``--part K``, one archive per call); ``best.pt`` and other checkpoints never (a resumed run
    writes a new ``best.pt`` when it next improves). Measured 2026-11-29 on CPU (paper recipe):
-   last.pt of ResNet-20 2.2 MB, ResNet-56 7.0 MB (weights and momentum), so the 24 runs of the
-   reproduction hold about 110 MB (106 MiB): two parts.
+   last.pt of ResNet-20 2.2 MB, ResNet-56 7.0 MB (weights and momentum), so the 16 runs of the
+   reproduction (`reproduce all`, depths 20-56, seeds 0 1) hold about 74 MB (70 MiB): two parts.
 
 ``pack_manifest.json`` (in the archive and printed) lists what was kept and what is in other parts:
 a run whose ``last.pt`` does not come back restarts from step 0. Unpack with

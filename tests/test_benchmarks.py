@@ -297,24 +297,9 @@ def _call(repo: Path, out: Path, call: str, **env) -> str:
     return done.stdout
 
 
-def _table6_parser():
-    """`resnet-lab reproduce table6` as its interface is specified (used until the command is merged)."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="resnet-lab reproduce table6", allow_abbrev=False)
-    p.add_argument("--out", required=True)
-    p.add_argument("--depths", type=int, nargs="+")
-    p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--data")
-    p.add_argument("--jobs")
-    p.add_argument("--devices", nargs="+")
-    p.add_argument("--steps", type=int)
-    return p
-
-
 def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, monkeypatch):
     """Calls 1 and 2 on a stand-in for CIFAR-10 (DRY_RUN=1): the data joined and checked, then the
-    concurrency benchmark first, degradation and Table 6 under `timeout -s TERM`, each command
+    concurrency benchmark first, `reproduce all` under `timeout -s TERM`, each command
     accepted by its real parser; a wrong checksum trains nothing; every call returns one archive."""
     import argparse
     import hashlib
@@ -324,7 +309,6 @@ def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, m
     import numpy as np
 
     from resnet_lab.cli.main import build_parser
-    from resnet_lab.errors import UserError
 
     repo = _reproduce_repo(tmp_path)
     raw = tmp_path / "raw.npz"
@@ -339,20 +323,13 @@ def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, m
     printed = _call(repo, tmp_path / "out2", "2", **env)
     assert (tmp_path / "cifar" / "cifar10-full.npz").read_bytes() == raw.read_bytes()
     lines = [line for line in printed.splitlines() if line.startswith("[dry run]")]
-    assert [line.split()[2].rstrip(",") for line in lines] == ["(sweep_concurrency", "(degradation", "(table6"]
+    assert [line.split()[2].rstrip(",") for line in lines] == ["(sweep_concurrency", "(reproduce"]
     commands = [shlex.split(line.split(") ", 1)[1]) for line in lines]
-    bench, degradation, table6 = commands
-    assert degradation[1:4] == ["-m", "resnet_lab", "degradation"] and table6[3:5] == ["reproduce", "table6"]
-    args = build_parser().parse_args(degradation[3:])
-    assert (args.recipe, args.depths, args.seeds, args.jobs) == ("paper", [20, 32, 44, 56], [0, 1], "4")
+    bench, reproduce = commands
+    assert reproduce[1:5] == ["-m", "resnet_lab", "reproduce", "all"]
+    args = build_parser().parse_args(reproduce[3:])
+    assert (args.depths, args.plain_depths, args.seeds, args.jobs) == ([20, 32, 44, 56], [20, 32, 44, 56], [0, 1], "4")
     assert args.data.startswith("npz:") and args.devices == ["cuda"]
-    try:  # the real command once it is merged, else its specified interface
-        parsed = build_parser().parse_args(table6[3:])
-    except UserError as err:
-        if "invalid choice: 'reproduce'" not in str(err):
-            raise
-        parsed = _table6_parser().parse_args(table6[5:])
-    assert parsed.depths == [20, 32, 44, 56] and parsed.seeds == [0, 1] and parsed.devices == ["cuda"]
 
     class Parsed(Exception):
         pass
@@ -373,15 +350,14 @@ def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, m
 
 
 def _fake_run_tree(work: Path) -> dict:
-    """The reproduction's sweeps as a session leaves them: 16 degradation and 8 Table 6 runs, each with a
-    last.pt of the measured size for its depth (random bytes: incompressible), a best.pt and small files."""
+    """The reproduction's sweep as a session leaves it: `reproduce all`'s 16 runs, each with a last.pt of the
+    measured size for its depth (random bytes: incompressible), a best.pt and small files."""
     import random
 
     sizes = {20: 2_222_815, 32: 3_815_000, 44: 5_407_000, 56: 6_999_127}  # measured: 20 and 56 (paper recipe)
     rng = random.Random(0)
     steps = {}
-    runs = [("degradation/runs", f"{kind}{d}-seed{s}", d) for kind in ("plain", "resnet") for d in sizes
-            for s in (0, 1)] + [("table6/runs", f"resnet{d}-seed{s}", d) for d in sizes for s in (0, 1)]
+    runs = [("paper/runs", f"{kind}{d}-seed{s}", d) for kind in ("plain", "resnet") for d in sizes for s in (0, 1)]
     for folder, name, depth in runs:
         run = work / folder / name
         run.mkdir(parents=True)
@@ -395,7 +371,7 @@ def _fake_run_tree(work: Path) -> dict:
 
 
 def test_pack_keeps_each_part_under_the_limit_and_continues_next_session(tmp_path):
-    """A fake run tree of the full reproduction (about 110 MB of last.pt, as much again of best.pt): each
+    """A fake run tree of the full reproduction (about 74 MB of last.pt, as much again of best.pt): each
     part stays under the limit, part 0 keeps every small file and the most advanced run's last.pt, the
     parts together hold every last.pt once; CALL=pack returns a further part, and CALL=state of the
     next session unpacks all parts carried, where the sweeps continue from."""
@@ -411,7 +387,7 @@ def test_pack_keeps_each_part_under_the_limit_and_continues_next_session(tmp_pat
     (results / "logs" / "degradation.stdout").write_text("log\n")
     kept = []
     manifest = pack(tmp_path / "work", results, tmp_path / "state0.tgz", 56)
-    assert manifest["parts"] == 2  # 106 MiB of last.pt
+    assert manifest["parts"] == 2  # 70 MiB of last.pt
     for part in range(manifest["parts"]):
         archive = tmp_path / f"state{part}.tgz"
         manifest = pack(tmp_path / "work", results, archive, 56, part)

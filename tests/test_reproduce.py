@@ -97,3 +97,36 @@ def test_fig6_preset_writes_degradation_outputs_and_the_two_halves(tmp_path, sma
     assert paths["figure"].exists() and (out / "runs" / "plain32-seed0" / "last.pt").exists()
     assert json.loads(paths["results"].read_text())["reproduce"]["steps"] == 2
     assert "Fig. 6 pattern" in paths["report"].read_text()
+
+
+# --------------------------------------------------------------------------- both from one sweep
+
+def test_all_trains_the_shared_resnets_once_and_writes_both(tmp_path, small_cifar, capsys):
+    """Fig. 6's ResNet-20 is Table 6's: `reproduce all` trains plain20, resnet20 and resnet32 once each,
+    then both reproductions read the same run; a second call trains nothing."""
+    out = tmp_path / "paper"
+    argv = ["reproduce", "all", "--out", str(out), "--depths", "20", "32", "--plain-depths", "20", "--seeds", "0",
+            "--steps", "2", "--data", small_cifar, "--jobs", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "reproduce all: 3 runs" in printed.err and "Fig. 6 pattern" in printed.out and "resnet32" in printed.out
+    runs = sorted(p.parent.name for p in (out / "runs").glob("*/last.pt"))
+    assert runs == ["plain20-seed0", "resnet20-seed0", "resnet32-seed0"]
+    fig6 = json.loads((out / "fig6" / "results.json").read_text())
+    table6 = json.loads((out / "table6" / "results.json").read_text())
+    (resnet20,) = [n for n in fig6["networks"] if n["model"] == "resnet20"]
+    assert resnet20["runs"][0]["run_dir"] == table6["depths"][0]["runs"][0]["run_dir"]
+    assert 100 * resnet20["final_test_error"] == pytest.approx(table6["depths"][0]["ours"]["mean"])
+    assert [d["depth"] for d in table6["depths"]] == [20, 32] and (out / "table6" / "report.html").exists()
+    manifest = json.loads((out / "runs" / "sweep.json").read_text())
+    assert [r["name"] for r in manifest["runs"]] == runs  # the whole sweep, not the last part read back
+    stamps = {name: (out / "runs" / name / "last.pt").stat().st_mtime_ns for name in runs}
+    assert main(argv) == 0
+    assert {name: (out / "runs" / name / "last.pt").stat().st_mtime_ns for name in runs} == stamps
+
+
+def test_all_refuses_a_plain_depth_without_its_resnet(tmp_path, capsys):
+    assert main(["reproduce", "all", "--out", str(tmp_path / "p"), "--depths", "20", "--plain-depths", "32"]) == 2
+    err = capsys.readouterr().err
+    assert "--plain-depths 32 not in --depths" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()

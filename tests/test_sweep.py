@@ -22,7 +22,7 @@ from resnet_lab.cli.main import main
 from resnet_lab.diagnostics.records import read_jsonl
 from resnet_lab.errors import UserError
 from resnet_lab.training import load_checkpoint
-from resnet_lab.training.sweep import Grid, expand, sweep_status
+from resnet_lab.training.sweep import Grid, expand, run_sweep, sweep_status
 from resnet_lab.training.sweep.manifest import check_compatible
 from resnet_lab.training.sweep.run_state import is_locked, read_status, take_lock
 from resnet_lab.training.sweep.worker import BUSY
@@ -122,12 +122,22 @@ def test_two_jobs_at_once_give_the_runs_of_train_one_by_one(tmp_path, reference,
     assert main(["sweep", "--out", str(out), "--status"]) == 0
     table = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
     assert table[0] == ["run", "state", "step"] and ["resnet8-seed1", "done", "30/30"] in table
-    # The same folder with other settings for its runs is refused in one line, and so is dropping a run.
+    # The same folder with other settings for its runs is refused in one line, and so is dropping a run
+    # for another one.
     assert main(["sweep", *TRAIN, "--seed", "0", "1", "--lr", "0.05", "--out", str(out)]) == 2
     assert "resnet8-seed0 was started with lr=0.1, this grid gives it lr=0.05" in capsys.readouterr().err
-    assert main(["sweep", *TRAIN, "--seed", "0", "--out", str(out)]) == 2
-    assert "not in this grid (resnet8-seed0, resnet8-seed1)" in capsys.readouterr().err
+    assert main(["sweep", *TRAIN, "--seed", "0", "2", "--out", str(out)]) == 2
+    assert "not in this grid (resnet8-seed1)" in capsys.readouterr().err
     check_compatible(out, expand(Grid({"model": ["resnet8"], "seed": [0, 1, 2]}, FIXED)))  # more seeds may join
+    # A part of the sweep goes on alone (here: nothing left to train) and sweep.json keeps the whole.
+    before = (out / "resnet8-seed0" / "last.pt").stat().st_mtime_ns
+    lines = []
+    part = run_sweep(Grid({"model": ["resnet8"], "seed": [0]}, FIXED), out, log=lines.append)
+    assert part.ok and [r.name for r in part.runs] == ["resnet8-seed0"]
+    assert any(f"part of the sweep in {out} (1 of its 2 runs)" in line for line in lines)
+    assert (out / "resnet8-seed0" / "last.pt").stat().st_mtime_ns == before
+    assert [r["name"] for r in json.loads((out / "sweep.json").read_text())["runs"]] == ["resnet8-seed0",
+                                                                                      "resnet8-seed1"]
 
 
 # ----------------------------------------------------------------------------- kills

@@ -1,4 +1,4 @@
-"""`resnet-lab reproduce table6|fig6`: the paper's CIFAR-10 Table 6 and Fig. 6, with its recipe."""
+"""`resnet-lab reproduce table6|fig6|all`: the paper's CIFAR-10 Table 6 and Fig. 6, with its recipe."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
+  resnet-lab reproduce all --out runs/paper --devices cuda --jobs 4         # both, the ResNets trained once
   resnet-lab reproduce table6 --out runs/table6 --devices cuda --jobs 4      # the paper's 64k iterations
   resnet-lab reproduce fig6 --out runs/fig6 --devices cuda --jobs 4
   resnet-lab reproduce table6 --out /tmp/t6 --depths 20 --seeds 0 --steps 20 \\
@@ -14,7 +15,8 @@ EXAMPLES = """examples:
 
 Each run is a sweep run in DIR/runs/: run the same command again to continue (SIGTERM: every
 run saves a checkpoint and the command exits 143). table6 writes DIR/results.json, table6.md,
-table6.png/.svg and report.html; fig6 writes the degradation experiment's files.
+table6.png/.svg and report.html; fig6 writes the degradation experiment's files; all writes
+both, in DIR/fig6/ and DIR/table6/ (Fig. 6's ResNets are Table 6's runs: all trains them once).
 """
 
 
@@ -29,9 +31,12 @@ def register(sub) -> None:
          [20, 32, 44, 56, 110])
     _add(which, "fig6", "plain vs resnet at each depth: the degradation experiment with the paper's recipe",
          [20, 32, 44, 56])
+    both = _add(which, "all", "fig6 and table6 from one sweep: their ResNets trained once", [20, 32, 44, 56, 110])
+    both.add_argument("--plain-depths", type=int, nargs="+", default=[20, 32, 44, 56], metavar="N",
+                      help="Fig. 6's depths, plain and ResNet, each one of --depths (default: 20 32 44 56)")
 
 
-def _add(which, name: str, help_text: str, depths: list[int]) -> None:
+def _add(which, name: str, help_text: str, depths: list[int]) -> argparse.ArgumentParser:
     p = which.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (runs in DIR/runs/)")
@@ -46,6 +51,7 @@ def _add(which, name: str, help_text: str, depths: list[int]) -> None:
     p.add_argument("--devices", nargs="+", metavar="DEVICE", help="devices to spread the runs over (default: auto)")
     p.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out)")
     p.set_defaults(func=run)
+    return p
 
 
 def _jobs(text: str) -> int | str:
@@ -66,18 +72,31 @@ def run(args) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")
-    train = reproduce.run_table6 if args.which == "table6" else reproduce.run_fig6
+    options = dict(data=args.data, steps=args.steps, jobs=_jobs(args.jobs), devices=args.devices,
+                   threads=args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        result = train(args.out, args.depths, args.seeds, data=args.data, steps=args.steps, jobs=_jobs(args.jobs),
-                       devices=args.devices, threads=args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+        if args.which == "all":
+            results = reproduce.run_all(args.out, args.depths, args.plain_depths, args.seeds, **options)
+        else:
+            train = reproduce.run_table6 if args.which == "table6" else reproduce.run_fig6
+            results = {args.which: train(args.out, args.depths, args.seeds, **options)}
     except (SweepFailed, SweepInterrupted) as stop:
         print(f"resnet-lab: reproduce {args.which}: {stop}", file=sys.stderr)
         return 128 + stop.signum if isinstance(stop, SweepInterrupted) else 1
-    if args.which == "table6":
-        paths = reproduce.write_table6_outputs(result, args.out)
+    for which, result in results.items():
+        folder = args.out / which if args.which == "all" else args.out
+        paths = _write_outputs(reproduce, which, result, folder)
+        print(f"report: {paths['report']}\nresults: {paths['results']}\n")
+    return 0
+
+
+def _write_outputs(reproduce, which: str, result: dict, folder: Path) -> dict:
+    """The reproduction's files in ``folder``, its text on stdout; the files' paths."""
+    if which == "table6":
+        paths = reproduce.write_table6_outputs(result, folder)
         print(reproduce.table6_text(result))
     else:
-        paths = reproduce.write_fig6_outputs(result, args.out)
+        paths = reproduce.write_fig6_outputs(result, folder)
         print(reproduce.fig6_text(result))
-    print(f"\nreport: {paths['report']}\nresults: {paths['results']}")
-    return 0
+    print()
+    return paths

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from ..degradation import run_degradation
 from .findings import fig6_pattern
 from .paper import PAPER_STEPS
-from .table6 import check_data, check_steps
+from .table6 import check_data, check_steps, paper_settings
 
 DEFAULT_DEPTHS = (20, 32, 44, 56)
 
@@ -25,8 +25,10 @@ def run_fig6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Seq
              log: Callable[[str], object] | None = print) -> dict:
     """Plain and residual nets at each depth, paper recipe; ``run_degradation``'s result plus ``reproduce``."""
     data, steps = check_data(data), check_steps(steps)
+    settings = paper_settings(data, steps)  # the same runs as Table 6's ResNets
     result = run_degradation(depths, data=data, seeds=seeds, recipe="paper", out=out, log=log, jobs=jobs,
-                             devices=list(devices or ["auto"]), threads=threads, steps=steps, val_split=0)
+                             devices=list(devices or ["auto"]), threads=threads, steps=steps,
+                             val_split=settings["val_split"], log_every=settings["log_every"])
     result["reproduce"] = {"figure": "He et al. (2015), Fig. 6 (left: plain nets, middle: ResNets)",
                            "steps": steps, "paper_steps": PAPER_STEPS, "papers_budget": steps == PAPER_STEPS,
                            "pattern": fig6_pattern(result["networks"])}

@@ -9,6 +9,10 @@ from __future__ import annotations
 #: Iterations of the paper's CIFAR-10 schedule (lr /10 at 32k and 48k, stop at 64k).
 PAPER_STEPS = 64_000
 
+#: Steps between the points of every reproduction run's finer training curve. One value for Fig. 6
+#: and Table 6, so that their ResNets are the same runs (``reproduce all`` trains them once).
+CURVE_EVERY = 100
+
 #: Table 6 test error (%) by depth; for 110 layers the best of 5 runs (their mean below).
 TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 #: ResNet-110 over 5 runs: mean and std (%), runs.

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from ...errors import UserError
 from ..degradation import check_depths, check_seeds
 from .findings import table6_findings
-from .paper import PAPER_STEPS, paper_entry
+from .paper import CURVE_EVERY, PAPER_STEPS, paper_entry
 
 DEFAULT_DEPTHS = (20, 32, 44, 56, 110)
 
@@ -44,12 +44,18 @@ def check_steps(steps: int | None) -> int:
     return steps
 
 
+def paper_settings(data: str, steps: int) -> dict:
+    """Every reproduction run's settings besides model and seed (Fig. 6's too: ``fig6.py``): the paper's
+    recipe on the whole training set, evaluated every epoch for the curves (and after the last step)."""
+    return {"recipe": "paper", "data": data, "steps": steps, "val_split": 0, "eval_every": 1,
+            "log_every": CURVE_EVERY}
+
+
 def table6_grid(depths: list[int], seeds: list[int], data: str, steps: int):
-    """resnet{depth} x seed, paper recipe; evaluated every epoch for the curves (and after the last step)."""
+    """resnet{depth} x seed with ``paper_settings``."""
     from ...training.sweep import Grid
 
-    return Grid({"model": [f"resnet{d}" for d in depths], "seed": list(seeds)},
-                {"recipe": "paper", "data": data, "steps": steps, "val_split": 0, "eval_every": 1})
+    return Grid({"model": [f"resnet{d}" for d in depths], "seed": list(seeds)}, paper_settings(data, steps))
 
 
 def seed_record(run_dir: Path) -> dict:

@@ -15,7 +15,7 @@ from typing import Callable
 from ...errors import UserError, writing
 from ...files import write_json
 from .grid import Grid, RunSpec, expand
-from .manifest import check_compatible, read_manifest, statuses, write_manifest
+from .manifest import check_compatible, enclosing_sweep, read_manifest, statuses, write_manifest
 from .run_state import SPEC_FILE, RunStatus, read_spec
 from .scheduler import Scheduler
 from .worker import threads_per_worker
@@ -67,7 +67,7 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     """
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     _check_positive(probe_steps, "--probe-steps")
-    out, runs, mine, before = _take_stock(grid, Path(out), shard)
+    out, grid, runs, mine, before = _take_stock(grid, Path(out), shard, log)
     todo = [r for r in mine if before[r.name].state != "done"]
     jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
     threads = threads or threads_per_worker(jobs * len(devices))
@@ -91,15 +91,21 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
     return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe)
 
 
-def _take_stock(grid: Grid, out: Path, shard: tuple[int, int]):
-    """The grid's runs, this shard's share of them (each with its spec on disk) and their states."""
-    runs = expand(grid)
+def _take_stock(grid: Grid, out: Path, shard: tuple[int, int], log):
+    """The sweep this grid goes on with and all its runs, this grid's shard of them (each with its
+    spec on disk) and their states."""
+    given = expand(grid)
     out = _prepare_out(out)
-    check_compatible(out, runs)
-    mine = [r for r in runs if r.index % shard[1] == shard[0]]
+    whole_grid, whole = enclosing_sweep(out, grid, given)
+    check_compatible(out, whole)
+    if len(whole) > len(given):
+        log(f"sweep: this grid is part of the sweep in {out} ({len(given)} of its {len(whole)} runs): only "
+            "those are trained")
+    by_name = {r.name: r for r in whole}
+    mine = [by_name[r.name] for r in given if r.index % shard[1] == shard[0]]
     for r in mine:
         _write_spec(out, r)
-    return out, runs, mine, statuses(out, mine)
+    return out, whole_grid, whole, mine, statuses(out, mine)
 
 
 def sweep_status(out: str | Path) -> list[RunStatus]:

@@ -7,7 +7,10 @@ writes, leave a file that the next write puts right.
 Re-using an output folder (the rule, stated once): a grid may go on in a folder when every run
 already there is one of its runs with the same settings. Adding runs (more seeds, another
 model) is allowed; changing the settings of a run that has started, or leaving out a run that
-exists, is refused in one line.
+exists, is refused in one line. A grid that is part of the folder's sweep (each of its runs one
+of the sweep's, with the same settings) trains its own runs only, and ``sweep.json`` keeps
+describing the whole sweep: ``reproduce all`` trains Fig. 6's and Table 6's networks as one
+sweep, and then each reproduction reads its part back.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from ...errors import UserError
 from ...files import write_json
 from ..config import RESUMABLE, TrainConfig
-from .grid import Grid, RunSpec
+from .grid import Grid, RunSpec, expand
 from .run_state import SPEC_FILE, RunStatus, read_status, trained_config
 
 MANIFEST = "sweep.json"
@@ -55,6 +58,23 @@ def write_manifest(out: Path, grid: Grid, runs: list[RunSpec], states: dict[str,
         "runs": [{"name": r.name, "index": r.index, "dir": r.name, "settings": r.settings, **states[r.name].to_dict(),
                   "config": _comparable(r.config.to_dict())} for r in runs],
     })
+
+
+def enclosing_sweep(out: Path, grid: Grid, runs: list[RunSpec]) -> tuple[Grid, list[RunSpec]]:
+    """The sweep ``grid`` goes on with: the folder's own (``sweep.json``) when ``grid`` is part of
+    it (see the module's rule), else ``grid`` itself."""
+    manifest = read_manifest(out)
+    if manifest is None:
+        return grid, runs
+    saved = Grid.from_dict(manifest["grid"])
+    try:
+        whole = expand(saved)
+    except UserError:  # e.g. its data file moved: this grid is judged on its own
+        return grid, runs
+    theirs = {r.name: _comparable(r.config.to_dict()) for r in whole}
+    if all(theirs.get(r.name) == _comparable(r.config.to_dict()) for r in runs):
+        return saved, whole
+    return grid, runs
 
 
 def check_compatible(out: Path, runs: list[RunSpec]) -> None:
