@@ -72,7 +72,8 @@ step() {
 # PHASE picks the steps: the lent GPU comes with 64 MiB of files per call, so full CIFAR-10
 # arrives in two calls (gpu_lent_call.sh): a and b run while its first part travels. Phases a-c
 # hold what is not yet measured (see benchmarks/README.md); d refreshes what was.
-#   a: environment; the fast recipe end to end on digits with the weight average in the graph;
+#   a: environment; the step's kernel profile by category and images/s by batch size (resnet20, 56);
+#      the fast recipe end to end on digits with the weight average in the graph;
 #      the compiled step body inside the graph;
 #   b: checkpointing at batch 128 (every block vs every 4 blocks; eager and as a graphed SGD step);
 #      the step in both memory formats;
@@ -87,6 +88,8 @@ phase() { case "$PHASE" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 if phase a; then
     step env 20 bash -c "nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv; \
         '$PYTHON' -c 'import sys, torch, torchvision; print(sys.version); print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
+    # Issue #17's first step: where the graphed step's time goes (kernel categories) and images/s by batch size.
+    step profile_step 120 "$PYTHON" benchmarks/bench_profile_step.py --device cuda --out "$OUT/profile_step-cuda.json"
     # The trainer's graphed path end to end (data on the device, monitor, weight average, evaluation, checkpoints).
     step fast_smoke 60 "$PYTHON" -m resnet_lab train --recipe fast --model resnet20 --data digits --device cuda \
         --epochs 6 --ema 0.99 --quiet --out "$OUT/fast_smoke"
@@ -134,7 +137,7 @@ fi
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
-    for f in fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar fast_cifar_flip vs_torchvision \
+    for f in profile_step fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar fast_cifar_flip vs_torchvision \
              monitor_overhead vs_torchvision_compiled resnet50_batch256; do
         [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done

@@ -75,6 +75,34 @@ def test_fast_step_benchmark_smoke(tmp_path):
     assert row["graph_capture_error"] is None and row["compiled_capture_error"] is None  # no GPU: nothing captured
 
 
+def test_profile_step_benchmark_smoke_puts_every_operator_in_a_category(tmp_path):
+    result = run_smoke("bench_profile_step.py", tmp_path)
+    (profile,) = result["profiles"]
+    for mode in ("eager", "graph"):
+        table = profile[mode]
+        assert table["kernels_seen"] > 0 and sum(table["share"].values()) == pytest.approx(1.0)
+        assert sum(table["ms_per_step"].values()) == pytest.approx(table["ms_per_step_total"])
+        assert {"conv_forward", "conv_backward", "batchnorm"} <= set(table["share"])  # a ResNet step has all three
+        assert all(row["category"] in result["categories"] for row in table["top"])
+    assert [row["batch"] for row in result["batch_sweep"]] == [4, 8]
+    assert all(row["images_per_s"] > 0 for row in result["batch_sweep"])
+
+
+def test_profile_categories_name_the_kernels_of_both_devices():
+    sys.path.insert(0, str(BENCH))
+    from bench_profile_step import category
+
+    assert category("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc") == "conv_forward"
+    assert category("sm90_xmma_dgrad_implicit_gemm_bf16") == "conv_backward"
+    assert category("aten::convolution_backward") == "conv_backward"
+    assert category("void at::native::batch_norm_collect_statistics_channels_last_kernel") == "batchnorm"
+    assert category("void at::native::(anonymous namespace)::multi_tensor_apply_kernel") == "optimizer"
+    assert category("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>>") \
+        == "elementwise"
+    assert category("void at::native::unrolled_elementwise_kernel<at::native::direct_copy_kernel_cuda>") \
+        == "copy_cast"
+
+
 def test_fast_cifar_benchmark_smoke_times_the_real_command(tmp_path):
     # Two variants on the same seed: the recipe as is, and one more epoch (a flag the result shows).
     result = run_smoke("bench_fast_cifar.py", tmp_path, "--variants", "", "--epochs 2")
