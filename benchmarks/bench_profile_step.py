@@ -120,7 +120,7 @@ def profile_table(step: TrainStep, batches, steps: int, device: torch.device, to
                 for k, t, n in sorted(kernels, key=lambda k: -k[1])[:top]]
     return {"clock": "device kernels" if on_device else "cpu operators (self time)",
             "kernels_seen": len(kernels), "ms_per_step_total": total / 1e3 / steps, "ms_per_step": ms_per_step,
-            "share": {c: t / max(total, 1e-12) for c, t in by_category.items()}, "top": top_rows}
+            "share": {c: by_category[c] / max(total, 1e-12) for c in ms_per_step}, "top": top_rows}
 
 
 def step_ms(step: TrainStep, batches, steps: int, rounds: int, device: torch.device) -> float:
