@@ -345,3 +345,21 @@ def test_all_finite_finds_one_bad_value_among_many_tensors():
         broken = dict(state)
         broken["w3"] = torch.ones(3, 3).index_put_((torch.tensor([1]), torch.tensor([2])), torch.tensor(bad))
         assert not all_finite(broken)
+
+
+@pytest.mark.parametrize("min_s, saved_at", [(0.0, [22, 44, 66]), (1e9, [66])])
+def test_checkpoint_min_s_saves_last_at_epoch_ends_no_more_often_than_asked(tmp_path, monkeypatch, min_s, saved_at):
+    """Every epoch end by default; with a long interval only the last step, which always saves (a sweep
+    reads a run as done from it). The fast recipe asks for at most one save per 30 s."""
+    from resnet_lab.training import run_files
+
+    saves = []
+    real_save = run_files.save_checkpoint
+    monkeypatch.setattr(run_files, "save_checkpoint",
+                        lambda path, state: (saves.append((path.name, state["step"])), real_save(path, state))[1])
+    config = resolve_config("default", model="resnet8", data="digits", epochs=3, batch_size=64, image_size=16,
+                            checkpoint_min_s=min_s, out=str(tmp_path / "run"), progress=False, tensorboard=False)
+    train(config, log=lambda *_: None)
+    assert [step for name, step in saves if name == "last.pt"] == saved_at
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 66
+    assert resolve_config("fast").checkpoint_min_s == 30.0 and resolve_config("paper").checkpoint_min_s == 0.0

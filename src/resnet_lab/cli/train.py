@@ -105,6 +105,9 @@ def register(sub) -> None:
                         "model's, is a blow-up too (10; 0: NaN/Inf only)")
     g.add_argument("--monitor-every", type=int, help="record per-layer gradient norms every N steps (10)")
     g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N steps")
+    g.add_argument("--checkpoint-min-s", type=float, metavar="S",
+                   help="at epoch ends, save last.pt only if S seconds passed since it was saved (default 0: every "
+                        "epoch end; recipe fast: 30); the last step and an interruption always save")
     g.add_argument("--tta", action="store_true", default=None,
                    help="also evaluate each image with its mirror image (flip test-time augmentation); "
                         "reported apart as tta_test_acc, never instead of the single-view accuracy")

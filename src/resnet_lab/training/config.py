@@ -70,6 +70,9 @@ class TrainConfig:
     eval_every: int = 1  # evaluate every N epochs and after the last (0: after the last only)
     log_every: int = 0  # also record the running training loss/error every N steps (0: per epoch only)
     checkpoint_every: int = 0  # also save `last` every N steps (0: at epoch ends only)
+    # At an epoch end, save `last` only once this many seconds have passed since it was last saved (0: at
+    # every epoch end). The last step, an interruption and a non-finite stop always save.
+    checkpoint_min_s: float = 0.0
     tensorboard: bool = True
     progress: bool = True
     recipe: str = "default"
@@ -101,11 +104,12 @@ PAPER = dict(steps=64_000, epochs=None, batch_size=128, lr=0.1, optimizer="sgd",
 # from 0.1 at 128, a linear warm-up then linear decay to zero, Nesterov momentum, label
 # smoothing, no weight decay on norms/biases. How it runs: bf16 + channels_last on a GPU, the
 # whole step replayed as one CUDA graph, NaN/Inf watched without stopping the GPU (warn),
-# evaluation every 5 epochs. Deeper nets get more epochs (FAST_EPOCHS).
+# evaluation every 5 epochs, `last.pt` at most every 30 s (a 15 s run saves it once, at the end; a
+# kill loses at most 30 s). Deeper nets get more epochs (FAST_EPOCHS).
 FAST = dict(epochs=None, steps=None, batch_size=512, lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True,
             weight_decay=5e-4, wd_on_norm_and_bias=False, schedule="linear", warmup=0.15,
             label_smoothing=0.1, precision="auto", channels_last=True, cuda_graph=True, on_nonfinite="warn",
-            eval_every=5)
+            eval_every=5, checkpoint_min_s=30.0)
 FAST_EPOCHS = ((20, 40), (56, 70), (110, 100))  # (up to this depth, epochs); deeper: the last entry
 
 # Without --recipe: a one-cycle schedule that trains well in few epochs on small data.
@@ -117,7 +121,7 @@ MAX_IMAGE_SIZE = 1024
 
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.
-RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout")
+RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "checkpoint_min_s")
 
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
@@ -186,6 +190,7 @@ def validate(c: TrainConfig) -> None:
         (c.eval_every >= 0, f"--eval-every must be >= 0, got {c.eval_every}"),
         (c.log_every >= 0, f"--log-every must be >= 0, got {c.log_every}"),
         (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),
+        (c.checkpoint_min_s >= 0, f"--checkpoint-min-s must be >= 0 seconds, got {c.checkpoint_min_s}"),
         (all(0 < m < 1 for m in c.milestones), f"--milestones are fractions of the run in (0, 1), got {c.milestones}"),
         (0 < c.rollback_factor < 1, f"--rollback-factor must be in (0, 1), got {c.rollback_factor}"),
         (c.max_rollbacks >= 0, f"--max-rollbacks must be >= 0, got {c.max_rollbacks}"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from ..diagnostics.records import read_jsonl, trim_jsonl
@@ -77,6 +78,7 @@ class RunFiles:
         self.run_dir, self.c, self.parts, self.state, self.ctx, self.device, self.log = \
             run_dir, c, parts, state, ctx, device, log
         self.saved_step = state.step if resumed else None  # the step last.pt holds
+        self._saved_at = time.perf_counter()
         self.writer = None
         writes = run_dir is not None and ctx.is_main
         if writes:
@@ -122,8 +124,12 @@ class RunFiles:
                 write_json(self.run_dir / "events.json", self.state.events)
             save_checkpoint(self.run_dir / f"{name}.pt", state)
         if name == "last":
-            self.saved_step = self.state.step
+            self.saved_step, self._saved_at = self.state.step, time.perf_counter()
         return True
+
+    def seconds_since_save(self) -> float:
+        """Since ``last.pt`` was last written by this process (or since the run started)."""
+        return time.perf_counter() - self._saved_at
 
     def write_epoch(self, row: dict) -> None:
         """The epoch's metrics row: metrics.jsonl (rewritten whole, atomically: never half a line)

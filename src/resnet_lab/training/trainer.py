@@ -265,7 +265,8 @@ class _Run:
         if self.files.monitor is not None and c.monitor:
             row["gradients"] = _gradient_summary(self.files.monitor)
         self.files.write_epoch(row)
-        self.files.save("last")
+        if s.step >= p.total_steps or self.ctx.any_rank(self.files.seconds_since_save() >= c.checkpoint_min_s):
+            self.files.save("last")
         if is_best:
             self.files.save("best")
         self.log(_epoch_line(row, p.num_epochs, p.info["eval_split"], evaluated))
