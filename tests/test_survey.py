@@ -6,7 +6,8 @@ here), and that every claim's verdict follows from the per-seed runs by the docu
 (re-derived here). The verdict rule itself (SUPPORTED / CONTRADICTED only when every seed agrees,
 else INCONCLUSIVE) is checked on hand-made per-seed numbers, and the committed budget check (the
 demo's budget against 10x its steps) on its results files. The known physics is checked on 56-layer
-nets at initialisation (no training: fast).
+nets at initialisation (no training: fast). Measured as a sweep (``jobs=``), a few cells are
+compared with the same cells measured in this process, resumed, failed and interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,8 +35,10 @@ from resnet_lab.experiments.survey import (CLAIMS, DEMO_SETTINGS, DIVERGE_FACTOR
                                            decide, judge_claims, loss_summary, measure_init_gradients,
                                            survey_markdown, survey_table, survey_text, write_survey_outputs)
 from resnet_lab.experiments.survey.findings import reversals
+from resnet_lab.errors import UserError
 from resnet_lab.experiments.survey.cells import _batches
 from resnet_lab.models import create_model
+from resnet_lab.training.sweep import SweepFailed, sweep_status
 
 TINY = dict(depths=(8, 20), steps=5, seeds=2, batch_size=16, image_size=16, batches_at_init=2, seed=0, threads=1,
             log=None)
@@ -466,11 +474,18 @@ def test_demo_settings_are_valid():
     (["survey", "--depths", "8", "--steps", "0"], "steps"),
     (["survey", "--depths", "8", "--lr", "-1"], "lr"),
     (["survey", "--data", "nosuchdata"], "unknown data set"),
+    (["survey", "--depths", "8", "--jobs", "0"], "--jobs must be a positive integer or 'auto', got 0"),
+    (["survey", "--depths", "8", "--jobs", "many"], "--jobs must be a positive integer or auto, got 'many'"),
+    (["survey", "--depths", "8", "--devices", "cpu"], "--devices applies to measuring the cells as a sweep"),
+    (["survey", "--depths", "8", "--jobs", "2", "--threads", "0"], "threads must be a positive integer, got 0"),
+    (["survey", "--depths", "8", "--jobs", "2", "--devices", "cpu", "cpu"], "names a device twice"),
+    (["survey", "--depths", "8", "--jobs", "2", "--batch-size", "5000"], "--batch-size 5000 is larger than"),
 ])
 def test_cli_bad_input_exits_2(capsys, argv, fragment, tmp_path):
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("resnet-lab: error:") and fragment in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o" / "cells").exists()  # refused before any cell was started
 
 
 def test_cli_out_must_be_a_folder(capsys, tmp_path):
@@ -496,4 +511,94 @@ def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["survey", "--help"])
     assert exc.value.code == 0
-    assert "examples:\n  resnet-lab survey" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "examples:\n  resnet-lab survey" in out and "--jobs N|auto" in out and "--devices DEVICE" in out
+
+
+# ------------------------------------------------------------------------------- measured as a sweep (jobs=)
+
+# Four cells (three claims judged), two seeds: each cell and seed is a worker process (~5 s each here).
+SWEPT = dict(depths=(8,), steps=4, seeds=2, batch_size=16, image_size=16, batches_at_init=2, threads=1,
+             only=["plain8-batch-relu-he", "resnet8-batch-relu-he", "resnet8-none-relu-he@lr=1",
+                   "resnet8-none-relu-he@lr=1+clip=1"])
+
+
+def _untimed(cells: list[dict]) -> list[dict]:
+    """The cells' measurements without their timings (which differ between any two runs)."""
+    return [{**{k: v for k, v in c.items() if k != "time_s"},
+             "runs": [{k: v for k, v in r.items() if k != "time_s"} for r in c["runs"]]} for c in cells]
+
+
+def test_survey_as_a_sweep_equals_in_process_resumes_and_reports_a_failed_cell(tmp_path, capsys):
+    alone = run_survey(**SWEPT, log=None)  # one thread (the module's fixture), as each worker
+    lines = []
+    swept = run_survey(**SWEPT, jobs=2, out=tmp_path, log=lines.append)
+    assert _untimed(swept["cells"]) == _untimed(alone["cells"]) and swept["claims"] == alone["claims"]
+    assert sum(c["verdict"] != "not measured" for c in swept["claims"]) == 3
+    s = swept["settings"]
+    assert (s["jobs"], s["threads"], s["devices"], s["cells_dir"]) == (2, 1, ["cpu"], str(tmp_path / "cells"))
+    assert "2 job(s) per device of 1 thread(s) on cpu" in lines[1]
+    assert sum(" done resnet8-none-relu-he@lr=1-seed1: first/last " in line for line in lines) == 1
+    cells = tmp_path / "cells"
+    names = [f"{c}-seed{seed}" for seed in (0, 1) for c in SWEPT["only"]]
+    assert sorted(p.name for p in cells.iterdir()) == sorted(names + ["sweep.json"])
+    assert [r.state for r in sweep_status(cells)] == ["done"] * 8
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(cells), "--status"]) == 0  # the cells' table, each with its line
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["run", "state", "result"] and len(table) == 2 + 8
+    assert table[2].split()[:4] == ["plain8-batch-relu-he-seed0", "done", "first/last", "1.1,"]
+
+    # Two cells unfinished, as after a kill: one without its result, one whose result cannot be written
+    # (a directory in the way: its worker measures, then fails to write). The rest are not measured again.
+    results = {name: cells / name / "sweep_result.json" for name in names}
+    redo, broken = "resnet8-batch-relu-he-seed1", "plain8-batch-relu-he-seed0"
+    results[redo].unlink()
+    results[broken].unlink()
+    results[broken].mkdir()
+    kept = {name: p.stat().st_mtime_ns for name, p in results.items() if name not in (redo, broken)}
+    lines.clear()
+    with pytest.raises(SweepFailed, match=rf"1 of 8 runs did not finish \({re.escape(broken)}\); why: "
+                                          r"IsADirectoryError.*\(exit status 1\) \(see .*worker.err\)"):
+        run_survey(**SWEPT, jobs=2, out=tmp_path, log=lines.append)
+    assert any(f"FAILED {broken}: IsADirectoryError" in line and "worker.err" in line for line in lines)
+    assert results[redo].is_file() and not (tmp_path / "survey.json").exists()
+    kept[redo] = results[redo].stat().st_mtime_ns
+    results[broken].rmdir()
+    lines.clear()
+    again = run_survey(**SWEPT, jobs=2, out=tmp_path, log=lines.append)
+    assert "7 done, 1 to run" in lines[1] and f"trying {broken} again" in lines[2]
+    assert {name: results[name].stat().st_mtime_ns for name in kept} == kept
+    assert _untimed(again["cells"]) == _untimed(alone["cells"]) and again["claims"] == alone["claims"]
+
+    # Other settings for cells already measured: refused in one line, nothing measured.
+    argv = ["survey", "--depths", "8", "--steps", "5", "--seeds", "2", "--batch-size", "16", "--image-size", "16",
+            "--batches-at-init", "2", "--jobs", "2", "--quiet", "--out", str(tmp_path)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was started with steps=4, this grid gives it steps=5" in err
+    assert {name: results[name].stat().st_mtime_ns for name in kept} == kept
+    with pytest.raises(UserError, match="give an output folder"):
+        run_survey(**SWEPT, jobs=2)
+
+
+def test_survey_cli_with_jobs_stops_on_sigterm_keeping_the_measured_cells(tmp_path):
+    out = tmp_path / "s"
+    cli = [sys.executable, "-m", "resnet_lab", "survey", "--depths", "8", "--steps", "2", "--seeds", "1",
+           "--batch-size", "8", "--image-size", "8", "--batches-at-init", "1", "--jobs", "2", "--threads", "1",
+           "--out", str(out)]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not list(out.glob("cells/*/sweep_result.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "survey: sweep: SIGTERM received; stopping" in stderr
+    assert re.search(r"resnet-lab: survey interrupted; \d running run\(s\) stopped \(they start again from the "
+                     r"beginning\); run the same command again to continue", stderr)
+    states = {r.name: r.state for r in sweep_status(out / "cells")}
+    assert len(states) == 2 * len(VARIANTS) + 2 and "failed" not in states.values()
+    assert 1 <= list(states.values()).count("done") < len(states)
+    assert not (out / "survey.json").exists() and stdout == ""

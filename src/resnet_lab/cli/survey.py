@@ -13,11 +13,19 @@ EXAMPLES = """examples:
   resnet-lab survey --full --depths 8 20                # the whole product: 36 cells per depth
   resnet-lab survey --markdown > survey.md
   resnet-lab survey --json --quiet | jq '.claims'
+  resnet-lab survey --data cifar10 --depths 8 20 56 --steps 600 --jobs 8 --devices cuda:0 --out runs/survey-c10
+  resnet-lab sweep --out runs/survey-c10/cells --status    # each cell's state, while it runs or after
 
 Writes survey.json, survey.md, report.html and the heat maps (survey_gradient_ratio.png/.svg,
 survey_loss_drop.png/.svg) to --out. Each claim is judged over --seeds seeds: SUPPORTED or
 CONTRADICTED only if every seed agrees, else INCONCLUSIVE at this budget (more --steps or another
 --seeds may decide it). A CONTRADICTED claim is a measurement, not an error.
+
+With --jobs, each cell and seed is measured by a worker process of its own (the sweep engine:
+'resnet-lab sweep'), N at once per device, in DIR/cells/<cell>-seed<s>; killed at any point, the
+same command again measures only the cells without a result (one stopped partway starts again).
+A cell that fails is reported with its log and no claim is judged (exit 1). The --jobs example
+above is a GPU budget that has not been run on a GPU yet.
 """
 
 
@@ -52,9 +60,16 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="the first seed (default 0): seeds SEED, SEED+1, ...")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--threads", type=int,
-                   help="CPU threads for torch (default: torch's); 1 is often fastest for these small nets")
+                   help="CPU threads for torch (default: torch's); 1 is often fastest for these small nets. With "
+                        "--jobs: per worker (default: the cores shared out among the workers)")
     p.add_argument("--out", type=Path, default=Path("runs/survey"), metavar="DIR",
                    help="where to write the outputs (default runs/survey)")
+    g = p.add_argument_group("concurrent cells (as for 'sweep'; without --jobs: one cell after another)")
+    g.add_argument("--jobs", metavar="N|auto",
+                   help="measure each cell and seed in a worker process of its own, N at once per device (auto: "
+                        "measure 1, 2, 4, 8 first), runs kept in DIR/cells/; the same command again continues")
+    g.add_argument("--devices", nargs="+", metavar="DEVICE",
+                   help="with --jobs: devices to spread the cells over (default: --device), e.g. cuda:0 cuda:1")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the result as JSON")
     out.add_argument("--markdown", action="store_true", help="print the table and claims as Markdown")
@@ -62,18 +77,38 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _jobs(text: str | None):
+    from ..errors import UserError
+
+    if text is None or text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--jobs must be a positive integer or auto, got {text!r}") from None
+
+
 def run(args) -> int:
     from ..errors import UserError, writing
     from ..experiments.survey import run_survey, survey_markdown, survey_text, write_survey_outputs
+    from ..training.sweep import SweepFailed, SweepInterrupted
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
-    result = run_survey(
-        args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,
-        batches_at_init=args.batches_at_init,
-        batch_size=args.batch_size, image_size=args.image_size, lr=args.lr, high_lr=args.high_lr,
-        clip_norm=args.clip_norm, seed=args.seed, full=args.full, device=args.device, threads=args.threads, log=log)
+    jobs = _jobs(args.jobs)
+    try:
+        result = run_survey(
+            args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,
+            batches_at_init=args.batches_at_init, batch_size=args.batch_size, image_size=args.image_size, lr=args.lr,
+            high_lr=args.high_lr, clip_norm=args.clip_norm, seed=args.seed, full=args.full, device=args.device,
+            threads=args.threads, jobs=jobs, devices=args.devices, out=args.out, log=log)
+    except SweepInterrupted as stop:
+        print(f"resnet-lab: survey {stop}", file=sys.stderr)
+        return 128 + stop.signum
+    except SweepFailed as failed:
+        print(f"resnet-lab: survey: {failed}; no claim was judged", file=sys.stderr)
+        return 1
     with writing(args.out):
         written = write_survey_outputs(result, args.out)
     if log:

@@ -138,6 +138,12 @@ def _verdict(result) -> int:
 def _print_table(states) -> None:
     from ..report.text_table import format_table
 
+    if any(s.result.get("summary") for s in states):  # tasks (a survey's cells): each its own line
+        rows = [{"run": s.name, "state": s.state, "result": s.result.get("summary"), "reason": _short(s.reason)}
+                for s in states]
+        columns = [("run", "run"), ("state", "state"), ("result", "result")]
+        print(format_table(rows, columns + ([("reason", "reason")] if any(r["reason"] for r in rows) else [])))
+        return
     rows = [{"run": s.name, "state": s.state, "step": f"{s.step:,}/{s.total_steps:,}" if s.total_steps else "-",
              "train_error": _pct(s.result.get("final_train_error")), "test_acc": s.result.get("test_acc"),
              "time": s.result.get("train_time_s"), "reason": _short(s.reason)} for s in states]

@@ -132,12 +132,26 @@ def run_cell(cell: dict, init_batches, train_batches, *, steps: int, seed: int, 
             "time_s": time.perf_counter() - t0}
 
 
+def load_survey_data(data: str, data_dir: str | None):
+    """The data set the cells are measured on (in memory: the fixed batches are drawn from it)."""
+    from ...data import FolderDataset, load_data
+
+    ds = load_data(data, data_dir)
+    if isinstance(ds, FolderDataset):
+        raise UserError("the survey needs in-memory data (digits, cifar10, cifar100, npz:PATH), not an image folder")
+    return ds
+
+
+def check_batch_size(ds, batch_size: int) -> None:
+    if batch_size > len(ds.x_train):
+        raise UserError(f"--batch-size {batch_size} is larger than the {len(ds.x_train):,} training images")
+
+
 def _batches(ds, batch_size: int, count: int, *, device, seed: int, image_size: int | None) -> list:
     """``count`` fixed training batches (shuffled, no augmentation), resized if asked."""
     from ...data import DeviceLoader, resize_images
 
-    if batch_size > len(ds.x_train):
-        raise UserError(f"--batch-size {batch_size} is larger than the {len(ds.x_train):,} training images")
+    check_batch_size(ds, batch_size)
     loader = DeviceLoader(ds.x_train, ds.y_train, batch_size, mean=ds.mean, std=ds.std, device=device,
                           train=True, augment=False, hflip=False, seed=seed)
     out = []

@@ -7,7 +7,8 @@ first and last blocks at initialisation and a short run (``cells.py``), combined
 rule (``findings.judge_claims``), and written with the numbers, their spread and the budget.
 
 Everything returned is plain JSON-ready data; printing is ``table.survey_text``, files are
-``report.write_survey_outputs``, figures ``plot.plot_survey``.
+``report.write_survey_outputs``, figures ``plot.plot_survey``. With ``jobs=`` the cells are
+measured as a sweep, each cell and seed in a worker process of its own (``concurrent.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import torch
 
 from ...errors import UserError
 from ...runtime import hardware_info, pick_device
-from .cells import _batches, run_cell
+from ...training.sweep import check_devices
+from .cells import _batches, check_batch_size, load_survey_data, run_cell
+from .concurrent import check_sweepable, measure_as_sweep
 from .design import (DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, TRAINED_DROP, VANISH_RATIO,
                      plan_cells)
-from .findings import fmt, fmt_ratio, judge_claims
+from .findings import judge_claims
 from .spread import combine_runs
+from .table import run_line
 
 
 def _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size,
@@ -68,6 +72,9 @@ def run_survey(
     only=None,
     device: str = "cpu",
     threads: int | None = None,
+    jobs: int | str | None = None,
+    devices=None,
+    out=None,
     log: Callable[[str], object] | None = print,
 ) -> dict:
     """Run the survey and judge the claims; returns JSON-ready data.
@@ -93,6 +100,13 @@ def run_survey(
         device: cpu, cuda, mps or auto.
         threads: CPU threads for torch during the survey (restored afterwards); None leaves torch's
             setting. These nets are small: on two busy cores one thread was 5x faster than two.
+            With ``jobs``: the threads of each worker (default: the cores shared out among them).
+        jobs: measure the cells as a sweep (``concurrent.py``): each cell and seed in a worker
+            process, ``jobs`` (or ``"auto"``) at once on each of ``devices`` (default ``[device]``),
+            in ``out/cells/<cell>-seed<s>``; the same call again measures only the cells without a
+            result, and refuses an ``out`` whose cells were measured with other settings. Raises
+            ``SweepFailed`` (some cells failed: no claim is judged) or ``SweepInterrupted``.
+            ``None`` (default): one cell after another in this process.
         log: progress lines (None: silent).
 
     Returns ``{"settings", "design", "cells", "claims", "data", "run_time_s", "hardware"}``; each cell
@@ -115,25 +129,20 @@ def run_survey(
     depths = tuple(sorted(set(depths)))
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UserError(f"threads must be a positive integer, got {threads!r}")
-    dev = pick_device(device)
+    check_sweepable(jobs, threads, devices, out)
+    sweep = None
+    if jobs is not None:
+        sweep = {"jobs": jobs, "devices": check_devices(devices or [device]), "threads": threads, "out": out}
+    dev = pick_device(device if sweep is None else sweep["devices"][0])
     saved_threads = torch.get_num_threads()
-    if threads is not None:
+    if threads is not None and sweep is None:
         torch.set_num_threads(threads)
     try:
         return _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_size, lr, high_lr,
                        high_lr_depth, clip_norm, list(range(seed, seed + seeds)), full, only, dev,
-                       log or (lambda _msg: None))
+                       log or (lambda _msg: None), sweep)
     finally:
         torch.set_num_threads(saved_threads)
-
-
-def _load(data: str, data_dir: str | None):
-    from ...data import FolderDataset, load_data
-
-    ds = load_data(data, data_dir)
-    if isinstance(ds, FolderDataset):
-        raise UserError("the survey needs in-memory data (digits, cifar10, cifar100, npz:PATH), not an image folder")
-    return ds
 
 
 def _select(plan: list[dict], only) -> list[dict]:
@@ -148,8 +157,7 @@ def _select(plan: list[dict], only) -> list[dict]:
 
 
 def _progress(i: int, total: int, name: str, r: dict) -> str:
-    return (f"[{i}/{total}] {name} seed {r['seed']}: first/last {fmt_ratio(r['ratio'])}, loss {fmt(r['loss_start'])} "
-            f"-> {fmt(r['loss_end'])} ({r['outcome']}), {r['verdict']} ({r['time_s']:.1f} s)")
+    return f"[{i}/{total}] {name} seed {r['seed']}: {run_line(r)} ({r['time_s']:.1f} s)"
 
 
 def _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say) -> list[list[dict]]:
@@ -168,14 +176,24 @@ def _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, de
 
 
 def _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_size, lr, high_lr, high_lr_depth,
-            clip_norm, seeds, full, only, dev, say) -> dict:
+            clip_norm, seeds, full, only, dev, say, sweep) -> dict:
     t_start = time.perf_counter()
-    ds = _load(data, data_dir)
+    ds = load_survey_data(data, data_dir)
+    check_batch_size(ds, batch_size)
     size = image_size or ds.image_size
     plan = _select(plan_cells(depths, full, lr, high_lr, high_lr_depth, clip_norm), only)
     say(f"{len(plan)} cells x {len(seeds)} seeds on {ds.description()} at {size}x{size}, batch {batch_size}, "
-        f"{steps} steps, device {dev}")
-    runs = _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say)
+        f"{steps} steps, device {dev if sweep is None else ', '.join(sweep['devices'])}")
+    workers = {}
+    if sweep is None:
+        runs = _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say)
+    else:
+        shared = {"data": data, "data_dir": data_dir, "steps": steps, "batches_at_init": batches_at_init,
+                  "batch_size": batch_size, "image_size": image_size}
+        runs, swept = measure_as_sweep(plan, seeds, shared, sweep["out"], sweep["jobs"], sweep["devices"],
+                                       sweep["threads"], say)
+        workers = {"threads": swept.threads, "jobs": swept.jobs, "devices": swept.devices,
+                   "cells_dir": str(swept.out)}
     cells = [combine_runs({**cell, "steps": steps, "batches_at_init": batches_at_init}, cell_runs)
              for cell, cell_runs in zip(plan, runs)]
 
@@ -183,7 +201,7 @@ def _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_si
                 "batches_at_init": batches_at_init, "batch_size": batch_size, "image_size": size, "lr": lr,
                 "momentum": 0.9, "optimizer": "sgd", "high_lr": high_lr, "high_lr_depth": high_lr_depth,
                 "clip_norm": clip_norm, "full": full, "only": None if only is None else [c["name"] for c in plan],
-                "device": str(dev), "threads": torch.get_num_threads(),
+                "device": str(dev), "threads": torch.get_num_threads(), **workers,
                 "rules": {"loss_smooth": LOSS_SMOOTH, "trained_drop": TRAINED_DROP,
                           "diverge_factor": DIVERGE_FACTOR, "order": ORDER, "vanish_ratio": VANISH_RATIO}}
     return {"settings": settings, "design": FULL_DESIGN if full else DESIGN,

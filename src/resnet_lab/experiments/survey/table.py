@@ -4,7 +4,7 @@ min..max), the run's settings, the claims with their verdict, budget and evidenc
 from __future__ import annotations
 
 from ...report.text_table import format_table
-from .findings import (CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt_ratio, outcome_counts, pct,
+from .findings import (CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt, fmt_ratio, outcome_counts, pct,
                        spread)
 
 # (key, header) of the table; the values are made by cell_rows.
@@ -36,6 +36,12 @@ def cell_rows(result: dict) -> list[dict]:
                      "loss_start": _f(c["loss_start"]), "loss_end": _f(c["loss_end"]),
                      "outcome": c["outcome"] if unanimous else outcome_counts(c), "time_s": round(c["time_s"], 1)})
     return rows
+
+
+def run_line(r: dict) -> str:
+    """One seed's measurements of a cell in one line (the progress lines)."""
+    return (f"first/last {fmt_ratio(r['ratio'])}, loss {fmt(r['loss_start'])} -> {fmt(r['loss_end'])} "
+            f"({r['outcome']}), {r['verdict']}")
 
 
 def mark(verdict: str) -> str:
@@ -77,8 +83,15 @@ def settings_line(result: dict) -> str:
     return (f"{result['data']}, run at {s['image_size']}px; batch {s['batch_size']}, {s['steps']} SGD steps "
             f"(momentum {s['momentum']}) at lr {s['lr']:g}; gradients at init averaged over {batches}; "
             f"high lr {s['high_lr']:g} with clip_norm {s['clip_norm']:g}; {seed_text}; "
-            f"{len(result['cells'])} cells in {result['run_time_s']:.1f} s on {where} ({s['device']}, "
-            f"{s['threads']} thread{'s' if s['threads'] != 1 else ''})")
+            f"{len(result['cells'])} cells in {result['run_time_s']:.1f} s on {where} ({_workers(s)})")
+
+
+def _workers(s: dict) -> str:
+    """``cpu, 1 thread``; measured as a sweep: ``2 jobs per device of 1 thread on cpu``."""
+    threads = f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}"
+    if not s.get("jobs"):
+        return f"{s['device']}, {threads}"
+    return f"{s['jobs']} job{'s' if s['jobs'] != 1 else ''} per device of {threads} on {', '.join(s['devices'])}"
 
 
 def survey_text(result: dict) -> str:

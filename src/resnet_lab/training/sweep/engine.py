@@ -14,7 +14,7 @@ from typing import Callable
 
 from ...errors import UserError, writing
 from ...files import write_json
-from .grid import Grid, RunSpec, expand
+from .grid import TRAIN, Grid, RunSpec, expand
 from .manifest import check_compatible, enclosing_sweep, read_manifest, statuses, write_manifest
 from .run_state import SPEC_FILE, RunStatus, read_spec
 from .scheduler import Scheduler
@@ -22,10 +22,12 @@ from .worker import threads_per_worker
 
 
 class SweepInterrupted(Exception):
-    """SIGINT/SIGTERM stopped the sweep; every running worker saved a checkpoint first."""
+    """SIGINT/SIGTERM stopped the sweep; every running training worker saved a checkpoint first (a
+    task's worker keeps none: its run starts again, ``task.py``)."""
 
-    def __init__(self, out: Path, signum: int, stopped: list[str]):
-        super().__init__(f"interrupted; {len(stopped)} running run(s) saved a checkpoint; run the same command "
+    def __init__(self, out: Path, signum: int, stopped: list[str], checkpointed: bool = True):
+        what = "saved a checkpoint" if checkpointed else "stopped (they start again from the beginning)"
+        super().__init__(f"interrupted; {len(stopped)} running run(s) {what}; run the same command "
                          f"again to continue (see the state with 'resnet-lab sweep --out {out} --status')")
         self.out, self.signum, self.stopped = out, signum, stopped
 
@@ -50,24 +52,29 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
     jobs: int = 1
     probe: dict | None = None
+    threads: int | None = None  # CPU threads per worker
+    devices: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return all(self.states[r.name].state == "done" for r in self.runs)
 
 
-def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("auto",), shard=(0, 1),
-              threads: int | None = None, log: Callable[[str], object] = print, status_every: float = 30.0,
-              probe_steps: int = 20) -> SweepResult:
+def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None, jobs: int | str = 1,
+              devices=("auto",), shard=(0, 1), threads: int | None = None, log: Callable[[str], object] = print,
+              status_every: float = 30.0, probe_steps: int = 20) -> SweepResult:
     """Train the runs of ``grid`` (those of ``shard`` ``(i, n)``: index % n == i) in ``out/<run name>``,
     at most ``jobs`` at once on each of ``devices``; ``jobs="auto"`` measures 1, 2, 4, 8 first.
+
+    ``runs``: the grid's runs when they are not the ``train`` runs of ``expand(grid)`` but tasks
+    (``task.py``, e.g. the survey's cells); ``grid`` is then only their record in ``sweep.json``.
 
     ``threads``: CPU threads per worker (default: this process's cores shared out among the
     workers). On a CPU the count changes the last bits of the result: give it to reproduce a run.
     """
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     _check_positive(probe_steps, "--probe-steps")
-    out, grid, runs, mine, before = _take_stock(grid, Path(out), shard, log)
+    out, grid, runs, mine, before = _take_stock(grid, runs, Path(out), shard, log)
     todo = [r for r in mine if before[r.name].state != "done"]
     jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
     threads = threads or threads_per_worker(jobs * len(devices))
@@ -87,16 +94,17 @@ def run_sweep(grid: Grid, out: str | Path, *, jobs: int | str = 1, devices=("aut
                         status_every).run()
     refresh()
     if outcome.signum:
-        raise SweepInterrupted(out, outcome.signum, outcome.interrupted)
-    return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe)
+        raise SweepInterrupted(out, outcome.signum, outcome.interrupted,
+                               checkpointed=all(r.task == TRAIN for r in mine))
+    return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe, threads, devices)
 
 
-def _take_stock(grid: Grid, out: Path, shard: tuple[int, int], log):
+def _take_stock(grid: Grid, runs: list[RunSpec] | None, out: Path, shard: tuple[int, int], log):
     """The sweep this grid goes on with and all its runs, this grid's shard of them (each with its
-    spec on disk) and their states."""
-    given = expand(grid)
+    spec on disk) and their states. Task runs (``runs`` given) are their own whole sweep."""
+    given = expand(grid) if runs is None else list(runs)
     out = _prepare_out(out)
-    whole_grid, whole = enclosing_sweep(out, grid, given)
+    whole_grid, whole = enclosing_sweep(out, grid, given) if runs is None else (grid, given)
     check_compatible(out, whole)
     if len(whole) > len(given):
         log(f"sweep: this grid is part of the sweep in {out} ({len(given)} of its {len(whole)} runs): only "
@@ -109,11 +117,11 @@ def _take_stock(grid: Grid, out: Path, shard: tuple[int, int], log):
 
 
 def sweep_status(out: str | Path) -> list[RunStatus]:
-    """Every run's state, from the run directories (the grid from ``sweep.json``, else from the runs' specs)."""
+    """Every run's state, from the run directories (the runs listed in ``sweep.json``, else the runs' specs)."""
     out = Path(out)
     manifest = read_manifest(out) if out.is_dir() else None
     if manifest is not None:
-        names = [r.name for r in expand(Grid.from_dict(manifest["grid"]))]
+        names = [r["name"] for r in manifest["runs"]]
     else:
         specs = sorted((read_spec(p.parent) or {}, p.parent.name) for p in out.glob(f"*/{SPEC_FILE}"))
         names = [name for spec, name in sorted(specs, key=lambda s: (s[0].get("index", 0), s[1]))]
@@ -194,8 +202,9 @@ def _write_spec(out: Path, spec: RunSpec) -> None:
     """The run's own record of its settings: what its worker trains, and what a later grid must match."""
     run_dir = out / spec.name
     if not (run_dir / SPEC_FILE).exists():
+        task = {} if spec.task == TRAIN else {"task": spec.task}  # a train run's spec as it always was
         write_json(run_dir / SPEC_FILE, {"name": spec.name, "index": spec.index, "settings": spec.settings,
-                                         "config": spec.config.to_dict()})
+                                         **task, "config": spec.config_dict()})
 
 
 def _previous_probe(out: Path, device: str) -> dict | None:

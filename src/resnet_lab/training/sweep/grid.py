@@ -5,6 +5,9 @@ runs, ``resnet20-seed0``, ``resnet20-seed1``, ``resnet32-seed0``, ``resnet32-see
 order. The order and the names depend only on the settings, never on the order they were given
 in: the axes are sorted by ``TrainConfig``'s field order (model and data first), so the same
 grid always makes the same run directories, on every machine and shard.
+
+Runs of another kind (``task.py``: a function run in the worker, such as a survey cell) are made
+as ``RunSpec`` s by their experiment; their ``Grid`` is then only the record in ``sweep.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ NOT_SWEEPABLE = ("out", "progress", "model_options")
 #: Short prefixes in run names; other settings use their name without underscores.
 _NAME_PREFIX = {"model": "", "recipe": "", "data": "", "batch_size": "bs", "weight_decay": "wd",
                 "label_smoothing": "ls", "warmup": "warmup", "epochs": "ep", "steps": "steps"}
+#: The task of a run trained by ``train``; any other task names the function its worker runs (``task.py``).
+TRAIN = "train"
 _ORDER = ["model", "data", "recipe"] + [f.name for f in dataclasses.fields(TrainConfig)] + list(MODEL_OPTIONS)
 
 
@@ -49,7 +54,11 @@ class RunSpec:
     index: int
     name: str
     settings: dict  # the axes' values for this run
-    config: TrainConfig
+    config: TrainConfig | dict  # a dict (JSON-ready) for a run that is not a train run
+    task: str = TRAIN
+
+    def config_dict(self) -> dict:
+        return dict(self.config) if isinstance(self.config, dict) else self.config.to_dict()
 
 
 def expand(grid: Grid) -> list[RunSpec]:

@@ -22,8 +22,8 @@ from pathlib import Path
 from ...errors import UserError
 from ...files import write_json
 from ..config import RESUMABLE, TrainConfig
-from .grid import Grid, RunSpec, expand
-from .run_state import SPEC_FILE, RunStatus, read_status, trained_config
+from .grid import TRAIN, Grid, RunSpec, expand
+from .run_state import SPEC_FILE, RunStatus, read_spec, read_status, trained_config
 
 MANIFEST = "sweep.json"
 FORMAT = 1
@@ -38,6 +38,8 @@ def read_manifest(out: Path) -> dict | None:
     try:
         manifest = json.loads(path.read_text())
         Grid.from_dict(manifest["grid"])
+        if not all(isinstance(r["name"], str) for r in manifest["runs"]):  # what sweep_status lists
+            raise TypeError("a run's name is not a string")
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise UserError(f"{path} is damaged ({err}); run the sweep command that made {out} again to rebuild it "
@@ -56,7 +58,7 @@ def write_manifest(out: Path, grid: Grid, runs: list[RunSpec], states: dict[str,
                                                                              "pending", "failed")},
         **extra,
         "runs": [{"name": r.name, "index": r.index, "dir": r.name, "settings": r.settings, **states[r.name].to_dict(),
-                  "config": _comparable(r.config.to_dict())} for r in runs],
+                  "config": _comparable_spec(r)} for r in runs],
     })
 
 
@@ -71,8 +73,8 @@ def enclosing_sweep(out: Path, grid: Grid, runs: list[RunSpec]) -> tuple[Grid, l
         whole = expand(saved)
     except UserError:  # e.g. its data file moved: this grid is judged on its own
         return grid, runs
-    theirs = {r.name: _comparable(r.config.to_dict()) for r in whole}
-    if all(theirs.get(r.name) == _comparable(r.config.to_dict()) for r in runs):
+    theirs = {r.name: _comparable_spec(r) for r in whole}
+    if all(theirs.get(r.name) == _comparable_spec(r) for r in runs):
         return saved, whole
     return grid, runs
 
@@ -87,15 +89,31 @@ def check_compatible(out: Path, runs: list[RunSpec]) -> None:
                         f"{', ...' if len(strangers) > 3 else ''}); give the grid that made them (see "
                         f"{out / MANIFEST}), a grid that includes them, or another --out")
     for name in existing:
-        saved = trained_config(out / name)
-        if saved is None:
+        theirs = _comparable_saved(out / name, by_name[name].task)
+        if theirs is None:
             continue
-        ours, theirs = _comparable(by_name[name].config.to_dict()), _comparable(TrainConfig.from_dict(saved).to_dict())
+        ours = _comparable_spec(by_name[name])
         changed = next((k for k in ours if ours[k] != theirs.get(k)), None)
         if changed is not None:
             raise UserError(f"{out / name} was started with {changed}={theirs.get(changed)!r}, this grid gives it "
                             f"{changed}={ours[changed]!r}; give the settings that made it (see {out / MANIFEST}) "
                             "or another --out")
+
+
+def _comparable_spec(spec: RunSpec) -> dict:
+    return _comparable(spec.config_dict())
+
+
+def _comparable_saved(run_dir: Path, task: str) -> dict | None:
+    """The settings a run in ``run_dir`` was started with, as ``_comparable_spec`` gives them (None: none yet)."""
+    spec = read_spec(run_dir) or {}
+    if spec.get("task", TRAIN) != task:
+        raise UserError(f"{run_dir} is a run of another kind ({spec.get('task', TRAIN)}, not {task}); give "
+                        "another --out")
+    if task != TRAIN:
+        return _comparable(spec["config"]) if isinstance(spec.get("config"), dict) else None
+    saved = trained_config(run_dir)
+    return None if saved is None else _comparable(TrainConfig.from_dict(saved).to_dict())
 
 
 def _comparable(config: dict) -> dict:

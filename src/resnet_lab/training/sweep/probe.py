@@ -1,7 +1,8 @@
 """``jobs="auto"``: how many runs at once train the most images per second on this device.
 
 The probe trains ``steps`` steps of one run's settings in 1, 2, 4 and 8 workers at once (never
-more than the runs left), adds up the images/s each worker measured over its training steps,
+more than the runs left), adds up the images/s each worker measured over its training steps (a
+task's worker: what its result says, ``task.py``),
 and stops at the first count that does not beat the best so far. It trains in
 ``out/.probe`` (removed afterwards); ``sweep.json`` records what it measured.
 """
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Callable
 
 from ...files import write_json
-from .grid import RunSpec
+from .grid import TRAIN, RunSpec
 from .run_state import SPEC_FILE, STDERR_FILE, read_status
+from .task import images_per_s as task_images_per_s
 from .worker import launch, threads_per_worker
 
 COUNTS = (1, 2, 4, 8)
@@ -45,11 +47,9 @@ def probe_jobs(spec: RunSpec, out: Path, device: str, runs_left: int, steps: int
 
 def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: int) -> float:
     """``count`` workers of the run's settings at once, ``steps`` steps each: their images/s summed."""
-    config = dataclasses.replace(spec.config, steps=steps, epochs=None, eval_every=0, tensorboard=False)
     dirs = [base / f"worker{i}" for i in range(count)]
     for run_dir in dirs:
-        write_json(run_dir / SPEC_FILE, {"name": f"probe-{run_dir.name}", "index": -1, "settings": {},
-                                         "config": config.to_dict()})
+        write_json(run_dir / SPEC_FILE, _probe_spec(spec, steps, run_dir.name))
     workers = [launch(run_dir, device, threads_per_worker(count)) for run_dir in dirs]
     try:
         codes = [w.wait() for w in workers]
@@ -67,8 +67,16 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: i
             reason = (run_dir / STDERR_FILE).read_text().strip().splitlines()[-1:] or [f"exit status {code}"]
             raise UserError(f"the jobs probe could not train {spec.name} ({reason[0]}); fix that run's settings "
                             "or give --jobs N")
-        rates.append(_images_per_s(run_dir))
+        rates.append(_images_per_s(run_dir) if spec.task == TRAIN else task_images_per_s(run_dir))
     return sum(rates)
+
+
+def _probe_spec(spec: RunSpec, steps: int, worker: str) -> dict:
+    head = {"name": f"probe-{worker}", "index": -1, "settings": {}}
+    if spec.task != TRAIN:  # a task is shortened through its config's steps (task.py)
+        return {**head, "task": spec.task, "config": {**spec.config_dict(), "steps": steps}}
+    config = dataclasses.replace(spec.config, steps=steps, epochs=None, eval_every=0, tensorboard=False)
+    return {**head, "config": config.to_dict()}
 
 
 def _images_per_s(run_dir: Path) -> float:

@@ -6,10 +6,12 @@ Besides what ``train`` writes (``run_files.py``), a sweep run's directory holds:
 - ``sweep.lock``: locked (``fcntl.flock``) by the worker training it, for as long as it lives, so
   two sweeps never train the same run at once and a live worker is told from a dead one;
 - ``sweep_failure.json``: why its last worker failed (removed when a worker starts again);
-- ``worker.out`` / ``worker.err``: the workers' output, appended attempt after attempt.
+- ``worker.out`` / ``worker.err``: the workers' output, appended attempt after attempt;
+- ``sweep_result.json``: a task's result (a run that is not ``train``, ``task.py``), written
+  atomically when it finished.
 
 States: ``done`` (``last.pt`` holds the last step: the checkpoint, not the metrics, says so,
-since metrics.jsonl is written just before the checkpoint), ``running`` (locked),
+since metrics.jsonl is written just before the checkpoint; or a task's result exists), ``running`` (locked),
 ``failed``, ``interrupted`` (a checkpoint or config to resume from), ``pending`` (nothing yet).
 """
 
@@ -28,6 +30,7 @@ LOCK_FILE = "sweep.lock"
 FAILURE_FILE = "sweep_failure.json"
 STDOUT_FILE = "worker.out"
 STDERR_FILE = "worker.err"
+RESULT_FILE = "sweep_result.json"
 STATES = ("pending", "running", "interrupted", "done", "failed")
 
 
@@ -37,7 +40,8 @@ class RunStatus:
     state: str
     step: int = 0
     total_steps: int | None = None
-    result: dict = field(default_factory=dict)  # final_train_error, test_acc, best_acc, steps, train_time_s
+    # train: final_train_error, test_acc, best_acc, steps, train_time_s; a task: its summary (task.py)
+    result: dict = field(default_factory=dict)
     reason: str | None = None  # why it failed
 
     def to_dict(self) -> dict:
@@ -52,6 +56,9 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
     result = summary(checkpoint["history"]) if checkpoint else {}
     if checkpoint and step >= total:
         return RunStatus(name, "done", step, total, result)
+    finished = _read_json(run_dir / RESULT_FILE)
+    if isinstance(finished, dict):
+        return RunStatus(name, "done", result={"summary": finished.get("summary")})
     if is_locked(run_dir):
         return RunStatus(name, "running", step, total, result)
     failure = _read_json(run_dir / FAILURE_FILE)

@@ -1,8 +1,9 @@
 """The loop that keeps at most ``jobs`` workers per device busy until every run is done or failed.
 
 Workers run in sessions of their own, so a terminal's Ctrl-C reaches only the sweep, which then
-sends each worker exactly one SIGTERM (two signals would make a worker stop without saving its
-checkpoint). The sweep waits for them all before it returns.
+sends each worker exactly one SIGTERM (two signals would make a training worker stop without
+saving its checkpoint; a task's worker just stops, ``task.py``). The sweep waits for them all
+before it returns.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...signals import StopSignals
-from .grid import RunSpec
+from .grid import TRAIN, RunSpec
 from .progress import StatusClock, failed_line, finished_line
 from .run_state import STDERR_FILE, RunStatus, clear_failure, is_locked, read_status, write_failure
 from .worker import BUSY, launch
@@ -78,8 +79,10 @@ class Scheduler:
     def _forward(self, signum: int, count: int) -> None:
         """One SIGTERM per worker per signal received: the worker saves a checkpoint and exits."""
         if self._forwarded == 0:
+            training = all(w.spec.task == TRAIN for w in self.running.values())
+            how = "at their next step (each saves a checkpoint)" if training else "(a task keeps no checkpoint)"
             self.log(f"sweep: {signal.Signals(signum).name} received; stopping {len(self.running)} running "
-                     "worker(s) at their next step (each saves a checkpoint)")
+                     f"worker(s) {how}")
         for worker in self.running.values():
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
@@ -129,7 +132,9 @@ class Scheduler:
             self.queue.insert(0, worker.spec)  # locked by another process since we looked: wait for it
         elif code in _INTERRUPTED:
             self.outcome.interrupted.append(worker.spec.name)
-            self.log(f"sweep: {worker.spec.name} interrupted at step {status.step} (checkpoint saved)")
+            where = (f"at step {status.step} (checkpoint saved)" if worker.spec.task == TRAIN
+                     else "(it starts again next time)")
+            self.log(f"sweep: {worker.spec.name} interrupted {where}")
         else:
             self._count_failed(worker, code, run_dir)
 

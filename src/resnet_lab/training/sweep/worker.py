@@ -2,7 +2,8 @@
 
 A process per run, so a crash, an out-of-memory kill or a non-finite stop takes down that run
 only. The worker takes the run's lock first (another live worker on the same directory: exit
-``BUSY``), then trains the run from ``sweep_run.json`` or resumes it exactly from ``last.pt``.
+``BUSY``), then trains the run from ``sweep_run.json`` or resumes it exactly from ``last.pt``;
+a run whose spec names another task runs that instead (``task.py``).
 On Linux it asks the kernel for a signal when the sweep that started it dies (even by SIGKILL)
 and then acts as on one SIGTERM: it saves a checkpoint at the step boundary and exits, as
 ``train`` does.
@@ -19,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .grid import TRAIN
 from .run_state import STDERR_FILE, STDOUT_FILE, read_spec, take_lock
 
 BUSY = 75  # EX_TEMPFAIL: "try again later"
@@ -81,6 +83,11 @@ def main(argv: list[str]) -> int:
     if take_lock(run_dir) is None:
         print(f"{run_dir} is being trained by another process (its sweep.lock is held)", file=sys.stderr)
         return BUSY
+    spec = read_spec(run_dir) or {}
+    if spec.get("task", TRAIN) != TRAIN:
+        from .task import run_task
+
+        return run_task(run_dir, spec, device, threads)
     return _train(run_dir, device, threads)
 
 
