@@ -125,3 +125,17 @@ def test_npz_with_a_pickled_object_array_is_refused_and_never_runs(tmp_path):
         load_data(f"npz:{tmp_path / 'evil.npz'}")
     assert "allow_pickle" not in str(err.value)
     assert not marker.exists()
+
+
+def test_a_sweep_spec_cannot_make_a_worker_import_or_call_code_of_its_choosing(tmp_path, capsys):
+    """A run's sweep_run.json names its task; only registered names run, never a module path."""
+    from resnet_lab.experiments.survey.concurrent import TASK, measure_cell_run
+    from resnet_lab.training.sweep.run_state import RESULT_FILE
+    from resnet_lab.training.sweep.task import resolve, run_task
+
+    marker = tmp_path / "ran"
+    spec = {"task": "os:system", "config": {"0": f"touch {marker}"}}
+    assert run_task(tmp_path, spec, "cpu", 1) == 2
+    assert "unknown sweep task 'os:system'" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / RESULT_FILE).exists()
+    assert resolve(TASK) is measure_cell_run  # the survey's cells are the registered task

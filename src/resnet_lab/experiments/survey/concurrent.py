@@ -17,8 +17,8 @@ from ...errors import UserError
 from ...training.sweep import Grid, RunSpec, SweepFailed, check_jobs, check_threads, run_sweep
 from ...training.sweep.run_state import RESULT_FILE
 
-#: The function a cell's worker calls (``task.py``).
-TASK = f"{__name__}:measure_cell_run"
+#: The task a cell's worker runs: ``measure_cell_run`` (registered in ``training/sweep/task.py``).
+TASK = "survey-cell"
 #: The cell's own fields in a run's config (the rest: the seed and the settings every cell shares).
 CELL_FIELDS = ("name", "group", "variant", "depth", "shortcut", "norm", "activation", "init", "lr", "clip_norm")
 

@@ -1,6 +1,8 @@
 """Runs that are not ``train`` runs: a function that a sweep's worker calls, such as one survey cell.
 
-A run's ``sweep_run.json`` names its task as ``"package.module:function"``. The worker calls
+A run's ``sweep_run.json`` names its task by one of the names in ``TASKS``, never by a module
+path: a spec file is data, and no file we read may make the worker import or call code of its
+choosing. The worker calls
 ``function(config, device)`` with the spec's ``config`` (a JSON-ready dict) and the device it was
 given, after setting its CPU threads; the function returns a JSON-ready dict, which the worker
 writes atomically to ``sweep_result.json``: the run is done when that file exists. The dict holds
@@ -26,13 +28,17 @@ from ...files import write_json
 from .run_state import RESULT_FILE
 
 
+#: Every task a sweep can run: its name in a run's spec -> the function, imported when a worker needs it.
+TASKS = {"survey-cell": "resnet_lab.experiments.survey.concurrent:measure_cell_run"}
+
+
 def resolve(task: str) -> Callable[[dict, str], dict]:
-    """The function a task names (``"package.module:function"``)."""
-    module, _, name = task.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise UserError(f"the sweep task {task!r} names no function (expected 'package.module:function')") from None
+    """The function of a registered task; any other name is refused."""
+    if task not in TASKS:
+        raise UserError(f"unknown sweep task {task!r} (known: {', '.join(TASKS)}); the run's sweep_run.json was "
+                        "not written by this version of resnet-lab: run the command that made it again")
+    module, _, name = TASKS[task].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def run_task(run_dir: Path, spec: dict, device: str, threads: int) -> int:
