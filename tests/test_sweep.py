@@ -217,6 +217,21 @@ def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_p
     assert f"sweep: jobs auto -> {probe['jobs']}" in proc.stdout and not (out / ".probe").exists()
 
 
+def test_the_jobs_probe_counts_only_the_time_when_every_worker_trains():
+    """Two workers of 1 step per second each; the second starts 5 s late. Summing each one's own rate
+    says 2 steps/s whatever the stagger; over the 5 s both trained, they did 10 steps: 2/s, and a
+    worker that ran alone the whole time must not count as concurrency (a lower bound instead)."""
+    from resnet_lab.training.sweep.probe import overlap_rate
+
+    first = [(t, t) for t in range(0, 11)]  # (time, step): steps 0-10 during seconds 0-10
+    late = [(t, t - 5) for t in range(5, 16)]  # the same, seconds 5-15
+    assert overlap_rate([first, late], batch_size=1) == pytest.approx(2.0)
+    slow = [(t, t / 2) for t in range(5, 16)]  # half the speed while both train
+    assert overlap_rate([first, slow], batch_size=32) == pytest.approx(32 * 1.5)
+    apart = [(t, t - 20) for t in range(20, 31)]  # never at the same time: 20 steps over 30 s
+    assert overlap_rate([first, apart], batch_size=1) == pytest.approx(20 / 30)
+
+
 def test_a_locked_run_is_never_trained_twice(tmp_path):
     """A second worker on a run whose lock is held (a live worker, another shard) exits BUSY, untouched."""
     run_dir = tmp_path / "run"

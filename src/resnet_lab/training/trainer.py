@@ -224,7 +224,8 @@ class _Run:
             loss_i, correct_i, seen_i = (sums - self._interval_start).tolist()
             s.step_history.append({"step": s.step, "epoch": s.epoch + s.batch_in_epoch / self.parts.steps_per_epoch,
                                       "train_loss": loss_i / max(seen_i, 1),
-                                      "train_error": 1 - correct_i / max(seen_i, 1), "lr": lr})
+                                      "train_error": 1 - correct_i / max(seen_i, 1), "lr": lr,
+                                      "time": time.time()})  # wall clock: the jobs probe lines workers up
             self._interval_start = sums.clone()
         if not s.warmup_done and s.step % 20 == 0:
             s.warmup_done = 1 - sums[1].item() / max(1.0, sums[2].item()) < c.warmup_until_error

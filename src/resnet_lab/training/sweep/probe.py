@@ -1,10 +1,14 @@
 """``jobs="auto"``: how many runs at once train the most images per second on this device.
 
 The probe trains ``steps`` steps of one run's settings in 1, 2, 4 and 8 workers at once (never
-more than the runs left), adds up the images/s each worker measured over its training steps (a
-task's worker: what its result says, ``task.py``),
-and stops at the first count that does not beat the best so far. It trains in
-``out/.probe`` (removed afterwards); ``sweep.json`` records what it measured.
+more than the runs left) and stops at the first count that does not beat the best so far. It
+trains in ``out/.probe`` (removed afterwards); ``sweep.json`` records what it measured.
+
+What a count scores (``overlap_rate``): the images all its workers trained per second while every
+one of them was past its first quarter of steps (start-up, autotuning, graph capture) and none
+had finished, from the wall-clock time of each worker's finer-curve rows. Workers start seconds
+apart (each imports torch), so summing each one's own rate would count steps that ran alone as
+if they had run together. A task's workers report their own rate (``task.py``).
 """
 
 from __future__ import annotations
@@ -58,7 +62,6 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: i
             w.kill()
             w.wait()
         raise
-    rates = []
     for run_dir, code in zip(dirs, codes):
         status = read_status(run_dir, run_dir.name)
         if code != 0 or status.state != "done":
@@ -67,15 +70,47 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: i
             reason = (run_dir / STDERR_FILE).read_text().strip().splitlines()[-1:] or [f"exit status {code}"]
             raise UserError(f"the jobs probe could not train {spec.name} ({reason[0]}); fix that run's settings "
                             "or give --jobs N")
-        rates.append(_images_per_s(run_dir) if spec.task == TRAIN else task_images_per_s(run_dir))
-    return sum(rates)
+    if spec.task != TRAIN:
+        return sum(task_images_per_s(run_dir) for run_dir in dirs)
+    from ..checkpoint import load_checkpoint
+
+    curves = [_steady_points(load_checkpoint(d / "last.pt").get("step_history", []), steps) for d in dirs]
+    if any(len(points) < 2 for points in curves):  # too few steps for a curve: each worker's own rate
+        return sum(_images_per_s(run_dir) for run_dir in dirs)
+    return overlap_rate(curves, spec.config.batch_size)
+
+
+def _steady_points(step_history: list[dict], steps: int) -> list[tuple[float, int]]:
+    """(wall time, step) of the rows after the first quarter of the run's steps."""
+    return [(row["time"], row["step"]) for row in step_history if "time" in row and row["step"] >= steps // 4]
+
+
+def overlap_rate(curves: list[list[tuple[float, int]]], batch_size: int) -> float:
+    """Images per second of all workers together, over the time when all of them were training.
+
+    ``curves``: per worker, (wall time, step) points. Without such a time (a worker finished
+    before another started) the images of every worker over the whole span: a lower bound."""
+    start, end = max(c[0][0] for c in curves), min(c[-1][0] for c in curves)
+    if end <= start:
+        start, end = min(c[0][0] for c in curves), max(c[-1][0] for c in curves)
+    steps = sum(_steps_at(c, end) - _steps_at(c, start) for c in curves)
+    return steps * batch_size / max(end - start, 1e-9)
+
+
+def _steps_at(curve: list[tuple[float, int]], t: float) -> float:
+    """The step a worker had reached at time ``t``, linear between its points (clamped at the ends)."""
+    import numpy as np
+
+    times, steps = zip(*curve)
+    return float(np.interp(t, times, steps))
 
 
 def _probe_spec(spec: RunSpec, steps: int, worker: str) -> dict:
     head = {"name": f"probe-{worker}", "index": -1, "settings": {}}
     if spec.task != TRAIN:  # a task is shortened through its config's steps (task.py)
         return {**head, "task": spec.task, "config": {**spec.config_dict(), "steps": steps}}
-    config = dataclasses.replace(spec.config, steps=steps, epochs=None, eval_every=0, tensorboard=False)
+    config = dataclasses.replace(spec.config, steps=steps, epochs=None, eval_every=0, tensorboard=False,
+                                 log_every=max(1, steps // 10))  # timed rows for overlap_rate
     return {**head, "config": config.to_dict()}
 
 
