@@ -17,6 +17,8 @@
 #     OUT=$OUT CALL=1 ...; OUT=$OUT CALL=2 ...             # as above; call 2 skips the benchmark (jobs.txt kept)
 #   and, while device time is left in a session, more training with nothing carried:
 #     OUT=$OUT CALL=more CALL_S=300 bash benchmarks/gpu_reproduce.sh
+#   or the survey's claims on CIFAR-10 at a real budget (issue #16 item 4; resumable the same way):
+#     OUT=$OUT CALL=survey CALL_S=300 bash benchmarks/gpu_reproduce.sh  # SURVEY_STEPS (600), SURVEY_JOBS (8)
 # The calls must follow one another within about 30 s: an idle machine is given back and its
 # files (data, $WORK) are lost; then start again from CALL=state with the last archive.
 #
@@ -39,7 +41,7 @@
 
 set -u
 OUT="${OUT:?set OUT to the output folder}"
-CALL="${CALL:?set CALL=1, 2, state, more or pack}"
+CALL="${CALL:?set CALL=1, 2, state, more, survey or pack}"
 PART="${PART:-0}"
 DRY_RUN="${DRY_RUN:-0}"
 CALL_S="${CALL_S:-540}"
@@ -122,7 +124,16 @@ case "$CALL" in
                 --plain-depths $DEPTHS --seeds $SEEDS --data "npz:$NPZ" --jobs "$N" --devices cuda
         fi
         ;;
-    *) echo "gpu_reproduce: CALL must be 1, 2, state, more or pack, got $CALL" >&2; exit 2 ;;
+    survey)  # the data placed by calls 1 and 2 of this session; the cells' results come back in the pack
+        if ! echo "$SHA  $NPZ" | sha256sum -c --quiet; then
+            log "no checked CIFAR-10 at $NPZ (run calls 1 and 2 first): nothing measured"
+        else
+            step survey 9999 "$PYTHON" -m resnet_lab survey --data "npz:$NPZ" --depths 8 20 56 \
+                --steps "${SURVEY_STEPS:-600}" --seeds 3 --device cuda --jobs "${SURVEY_JOBS:-8}" --quiet \
+                --out "$WORK/survey"
+        fi
+        ;;
+    *) echo "gpu_reproduce: CALL must be 1, 2, state, more, survey or pack, got $CALL" >&2; exit 2 ;;
 esac
 
 # One archive back: results and logs, the sweeps' small files, and as many last.pt as fit.

@@ -358,6 +358,11 @@ def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, m
     args = build_parser().parse_args(reproduce[3:])
     assert (args.depths, args.plain_depths, args.seeds, args.jobs) == ([20, 32, 44, 56], [20, 32, 44, 56], [0, 1], "4")
     assert args.data.startswith("npz:") and args.devices == ["cuda"]
+    # CALL=survey, on the data the two calls placed: the survey's cells as a sweep on the GPU
+    (survey_line,) = [line for line in _call(repo, tmp_path / "out4", "survey", **env).splitlines()
+                      if line.startswith("[dry run]")]
+    survey = build_parser().parse_args(shlex.split(survey_line.split(") ", 1)[1])[3:])
+    assert (survey.steps, survey.seeds, survey.jobs, survey.device) == (600, 3, "8", "cuda")
 
     class Parsed(Exception):
         pass
