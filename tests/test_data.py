@@ -382,11 +382,11 @@ def _loader(x, batch_size=8, **kw) -> DeviceLoader:
     return DeviceLoader(x, torch.arange(len(x)), batch_size, mean=MEAN3, std=STD3, **kw)
 
 
-def _matches_a_window(out: torch.Tensor, image: torch.Tensor, flips: bool) -> bool:
-    """Reference: zero-pad the raw image by 4, normalise, compare with every 32x32 window."""
-    padded = _normalise(F.pad(image[None], (4, 4, 4, 4)))[0]
-    for dy in range(9):
-        for dx in range(9):
+def _matches_a_window(out: torch.Tensor, image: torch.Tensor, flips: bool, pad: int = 4, mode: str = "constant") -> bool:
+    """Reference: pad the raw image by ``pad`` (``F.pad``'s mode), normalise, compare with every 32x32 window."""
+    padded = _normalise(F.pad(image[None].float(), (pad,) * 4, mode=mode))[0]
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
             window = padded[:, dy : dy + 32, dx : dx + 32]
             if torch.allclose(out, window, atol=1e-5):
                 return True
@@ -408,6 +408,35 @@ def test_augmented_batches_are_padded_crops_and_flips_of_the_inputs():
         # Random pixels: a mirrored crop never equals an unmirrored one, so this counts flips.
         flipped = sum(not _matches_a_window(o, x[i], flips=False) for o, i in zip(images, idx))
         assert (flipped >= 3) if hflip else (flipped == 0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_translate_and_reflect_padding_crop_windows_of_the_padded_image(channels_last):
+    """--translate N: windows of the image padded by N; --pad-mode reflect: padded with the image mirrored at
+    its border (F.pad's "reflect", torchvision's padding_mode="reflect"), never with black."""
+    x = _images(24)
+    for pad, mode in ((2, "zeros"), (3, "reflect")):
+        images, idx = next(iter(_loader(x, 24, hflip=False, pad=pad, pad_mode=mode, channels_last=channels_last)))
+        reference = "reflect" if mode == "reflect" else "constant"
+        assert all(_matches_a_window(o, x[i], False, pad, reference) for o, i in zip(images, idx))
+        zeros_too = all(_matches_a_window(o, x[i], False, pad) for o, i in zip(images, idx))
+        assert zeros_too is (mode == "zeros")  # random pixels: a reflected border is never black
+    images, idx = next(iter(_loader(x, 8, hflip=False, pad=0)))  # no translation: the images themselves
+    assert torch.allclose(images, _normalise(x[idx].float()), atol=1e-5)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--translate", "17"], "--translate is a shift in pixels from 0 to 16, got 17"),
+    (["--pad-mode", "reflect", "--translate", "16", "--image-size", "16"], "too large for (16, 16) images"),
+    (["--pad-mode", "edge"], "invalid choice: 'edge'"),
+])
+def test_bad_translation_is_one_line_exit_2(argv, fragment, tmp_path, capsys):
+    from resnet_lab.cli.main import main
+
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--steps", "1", "--device", "cpu", "--out",
+                 str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
 
 
 def _flipped_by_image(loader, x) -> dict[int, bool]:

@@ -50,6 +50,12 @@ def register(sub) -> None:
     g.add_argument("--flip", choices=CHOICES["flip"],
                    help="random (default): each image flipped with probability 1/2 every epoch; alternate: "
                         "flipped in every other epoch, from a random start (in-memory data only)")
+    g.add_argument("--translate", type=int, metavar="PIXELS",
+                   help="random crop of the image padded by this many pixels (default 4, the paper's; 0: none; "
+                        "in-memory data only)")
+    g.add_argument("--pad-mode", choices=CHOICES["pad_mode"],
+                   help="what the crop's padding holds: zeros (default: black, torchvision's RandomCrop) or "
+                        "reflect (the image mirrored at its border)")
     g.add_argument("--workers", type=int,
                    help="DataLoader workers for folder data (default: up to 4, one per CPU core)")
     g.add_argument("--image-size", type=int, help="training resolution (in-memory data is resized once; "

@@ -28,6 +28,13 @@ _PERMUTATION, _AUGMENT, _FIRST_FLIP = 0, 1, 2  # separate random streams
 FLIP_MODES = ("random", "alternate")
 
 
+def _reflected(size: int, pad: int, device) -> torch.Tensor:
+    """Indices of a side of ``size`` padded by ``pad`` mirrored pixels (``F.pad`` mode "reflect": the
+    edge pixel is not repeated): for size 4, pad 2: 2 1 0 1 2 3 2 1."""
+    i = torch.arange(-pad, size + pad, device=device).abs()
+    return torch.where(i < size, i, 2 * (size - 1) - i)
+
+
 def _splitmix64(x: int) -> int:
     x = (x + 0x9E3779B97F4A7C15) & _MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
@@ -55,8 +62,9 @@ class DeviceLoader:
         batch_size: GLOBAL batch size B; each rank yields B / world_size images per batch.
         mean, std: per-channel statistics on the [0, 1] scale.
         train: shuffle each epoch (a permutation of (seed, epoch)); False keeps data order.
-        augment: random crop of the image zero-padded by `pad` pixels (torchvision's
-            RandomCrop(size, padding=pad) semantics: padding is black before normalisation).
+        augment: random crop of the image padded by `pad` pixels: with `pad_mode="zeros"`
+            torchvision's RandomCrop(size, padding=pad) (padding black before normalisation),
+            with "reflect" its padding_mode="reflect" (the image mirrored at its border).
         hflip: with augment, also flip half the images left-right.
         flip: "random" draws each image's flip afresh every epoch; "alternate" draws it once
             and then flips every image in every other epoch (Jordan 2024, "94% on CIFAR-10 in
@@ -92,6 +100,7 @@ class DeviceLoader:
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
         pad: int = 4,
+        pad_mode: str = "zeros",
     ) -> None:
         if x.dtype != torch.uint8 or x.ndim != 4:
             raise ValueError(f"x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
@@ -131,17 +140,23 @@ class DeviceLoader:
 
         # Keep the images in the memory layout of the output (NHWC for channels_last) so the
         # gather writes its result directly in that layout. With augmentation, store them
-        # already zero-padded: a crop is then a plain window, no bounds checks per batch.
+        # already padded: a crop is then a plain window, no bounds checks per batch.
         p = self.pad
-        shape = (n, h + 2 * p, w + 2 * p, c) if channels_last else (n, c, h + 2 * p, w + 2 * p)
-        self._images = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+        if pad_mode not in ("zeros", "reflect") or (pad_mode == "reflect" and p >= min(h, w)):
+            raise ValueError(f"pad_mode must be zeros or reflect (then pad < {min(h, w)}), got {pad_mode!r}, {p}")
         # Upload first, then pad on the device: one plain host-to-device copy.
         source = x.to(self.device)
-        source = source.permute(0, 2, 3, 1) if channels_last else source
-        if channels_last:
-            self._images[:, p : p + h, p : p + w, :].copy_(source)
+        if pad_mode == "reflect" and p:  # index the rows and columns of the mirrored border: stays uint8
+            rows, cols = _reflected(h, p, self.device), _reflected(w, p, self.device)
+            source = source.index_select(2, rows).index_select(3, cols)
+            self._images = source.permute(0, 2, 3, 1).contiguous() if channels_last else source.contiguous()
         else:
-            self._images[:, :, p : p + h, p : p + w].copy_(source)
+            shape = (n, h + 2 * p, w + 2 * p, c) if channels_last else (n, c, h + 2 * p, w + 2 * p)
+            self._images = torch.zeros(shape, dtype=torch.uint8, device=self.device)
+            if channels_last:
+                self._images[:, p : p + h, p : p + w, :].copy_(source.permute(0, 2, 3, 1))
+            else:
+                self._images[:, :, p : p + h, p : p + w].copy_(source)
         self._labels = y.to(self.device, torch.int64)
 
         # out = u8 * (1 / (255 std)) + (-mean / std): one fused multiply-add per batch.

@@ -25,6 +25,8 @@ class TrainConfig:
     val_split: int = 0  # >0: hold out this many training images for evaluation (paper: 5000)
     augment: bool = True
     flip: str = "random"  # random | alternate: every image flipped in every other epoch (with augment)
+    translate: int = 4  # with augment: a random crop of the image padded by this many pixels (0: none)
+    pad_mode: str = "zeros"  # zeros (black before normalisation, torchvision's RandomCrop) | reflect
     # optimisation
     epochs: int | None = 15  # length in epochs, or ...
     steps: int | None = None  # ... in iterations (the paper counts iterations); steps wins if set
@@ -125,7 +127,8 @@ RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "ch
 
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
-           "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop", "rollback")}
+           "flip": ("random", "alternate"), "pad_mode": ("zeros", "reflect"),
+           "on_nonfinite": ("warn", "skip", "stop", "rollback")}
 
 
 def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:
@@ -187,6 +190,7 @@ def validate(c: TrainConfig) -> None:
         (c.clip_value is None or c.clip_value > 0, f"--clip-value must be positive, got {c.clip_value}"),
         (0 <= c.ema < 1, f"--ema is a decay per step in [0, 1) (e.g. 0.999; 0: off), got {c.ema}"),
         (c.val_split >= 0, f"--val-split must be >= 0, got {c.val_split}"),
+        (0 <= c.translate <= 16, f"--translate is a shift in pixels from 0 to 16, got {c.translate}"),
         (c.eval_every >= 0, f"--eval-every must be >= 0, got {c.eval_every}"),
         (c.log_every >= 0, f"--log-every must be >= 0, got {c.log_every}"),
         (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),

@@ -123,13 +123,20 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
         raise UserError(f"--flip {c.flip} changes how training images are mirrored, but {ds.name} is trained "
                         f"{'without augmentation' if not c.augment else 'without flips'}; drop --flip")
     if isinstance(ds, FolderDataset):
+        if (c.translate, c.pad_mode) != (4, "zeros"):
+            raise UserError("--translate and --pad-mode set the crop of in-memory data (cifar10/100, npz:PATH); "
+                            "image folders are cropped their own way")
         if c.flip != "random":
             raise UserError(f"--flip {c.flip} needs in-memory data (cifar10/100, npz:PATH); "
                             "image folders flip at random")
         return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size)
     common = dict(mean=ds.mean, std=ds.std, device=device, hflip=ds.hflip, seed=c.seed,
                   channels_last=c.channels_last, rank=rank, world_size=world_size)
-    train = DeviceLoader(ds.x_train, ds.y_train, c.batch_size, train=True, augment=c.augment, flip=c.flip, **common)
+    if c.augment and c.pad_mode == "reflect" and c.translate >= min(ds.x_train.shape[-2:]):
+        raise UserError(f"--pad-mode reflect mirrors at most the image's side less one pixel: --translate "
+                        f"{c.translate} is too large for {tuple(ds.x_train.shape[-2:])} images")
+    train = DeviceLoader(ds.x_train, ds.y_train, c.batch_size, train=True, augment=c.augment, flip=c.flip,
+                         pad=c.translate, pad_mode=c.pad_mode, **common)
     test = DeviceLoader(ds.x_test, ds.y_test, c.batch_size, train=False, augment=False, **common)
     return train, test
 
