@@ -4,6 +4,7 @@
 #
 #   OUT=$OUT CALL=1 bash benchmarks/gpu_lent_call.sh    # carry .gpudata/p00: phases a and b
 #   OUT=$OUT CALL=2 bash benchmarks/gpu_lent_call.sh    # carry .gpudata/p01: the data, then phase c
+#   OUT=$OUT CALL=3 bash benchmarks/gpu_lent_call.sh    # nothing carried, right after call 2: phase e
 #
 # Each call leaves one file, $OUT/call<N>.tgz (such machines return at most 8 files).
 # DRY_RUN=1 prints the suite's commands instead of running them (the data steps still run;
@@ -11,7 +12,7 @@
 
 set -u
 OUT="${OUT:?set OUT to the output folder}"
-CALL="${CALL:?set CALL=1 or CALL=2}"
+CALL="${CALL:?set CALL=1, 2 or 3}"
 PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
 DATA="${CIFAR_DIR:-/tmp/cifar}"
 # sha256 of the uncompressed .npz copy of ../shared/data/cifar10-full.npz (same arrays)
@@ -40,7 +41,15 @@ case "$CALL" in
             echo "gpu_lent_call: the joined CIFAR-10 does not match its sha256; phase c not run" | tee "$OUT/data_error.txt"
         fi
         ;;
-    *) echo "gpu_lent_call: CALL must be 1 or 2, got $CALL" >&2; exit 2 ;;
+    3)  # the data call 2 placed, while the machine keeps its files
+        if echo "$SHA  $DATA/cifar10-full.npz" | sha256sum -c --quiet; then
+            CIFAR10_NPZ="$DATA/cifar10-full.npz" PHASE=e SUITE_BUDGET_S="${SUITE_BUDGET_S:-540}" OUT="$OUT" \
+                bash benchmarks/gpu_suite.sh
+        else
+            echo "gpu_lent_call: no checked CIFAR-10 in $DATA (run call 2 first); phase e not run" | tee "$OUT/data_error.txt"
+        fi
+        ;;
+    *) echo "gpu_lent_call: CALL must be 1, 2 or 3, got $CALL" >&2; exit 2 ;;
 esac
 
 # One archive back instead of many files.

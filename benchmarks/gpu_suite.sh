@@ -81,7 +81,11 @@ step() {
 #      `resnet-lab train --recipe fast --data cifar10` (FAST_RUNS); weight average and flip-TTA beside;
 #      resnet20 with random vs alternating flips, paired seeds;
 #   d: ours vs torchvision (fp32, bf16 + channels_last, compiled ResNet-50), monitor overhead,
-#      ResNet-50 at batch 256.
+#      ResNet-50 at batch 256;
+#   e: issue #17 item 4 (fewer epochs), not in the default PHASE: resnet20 fast-recipe variants on a
+#      45k/5k split of the training set (--val-split 5000: never tuned on the test set), 2 seeds each,
+#      paired: label smoothing 0.2, --translate 2, --pad-mode reflect, --zero-init-residual,
+#      --flip alternate; needs CIFAR10_NPZ (gpu_lent_call.sh CALL=3, after call 2).
 PHASE="${PHASE:-abcd}"
 phase() { case "$PHASE" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 
@@ -134,11 +138,21 @@ if phase d; then
         --out "$OUT/vs_torchvision-cuda-resnet50-batch256.json"
 fi
 
+if phase e; then
+    [ -d /tmp/cifar/cifar-10-batches-py ] || step cifar_layout 60 "$PYTHON" benchmarks/cifar10_layout_from_npz.py \
+        "${CIFAR10_NPZ:-/tmp/cifar/cifar10-full.npz}" /tmp/cifar
+    # A variant without a value starts with a space, or argparse would take it for the benchmark's own flag.
+    step fast_cifar_tune 520 env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
+        --device cuda --data cifar10 --runs resnet20:2 --variants "" "--label-smoothing 0.2" "--translate 2" \
+        "--pad-mode reflect" " --zero-init-residual" "--flip alternate" --budget-s 450 \
+        --out "$OUT/fast_cifar-cuda-tune-val5000.json" --extra --val-split 5000
+fi
+
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
     for f in profile_step fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar fast_cifar_flip vs_torchvision \
-             monitor_overhead vs_torchvision_compiled resnet50_batch256; do
+             monitor_overhead vs_torchvision_compiled resnet50_batch256 fast_cifar_tune; do
         [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done
 fi

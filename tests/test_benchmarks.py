@@ -195,7 +195,7 @@ def test_every_gpu_suite_command_parses(monkeypatch):
     from resnet_lab.cli.main import build_parser
     from resnet_lab.cli.train import config_from_args
 
-    env = {**os.environ, "OUT": "/tmp/gpu-suite-dry-run", "DRY_RUN": "1", "PYTHON": "python"}
+    env = {**os.environ, "OUT": "/tmp/gpu-suite-dry-run", "DRY_RUN": "1", "PYTHON": "python", "PHASE": "abcde"}
     dry = subprocess.run(["bash", str(BENCH / "gpu_suite.sh")], env=env, capture_output=True, text=True, check=True)
     commands = [shlex.split(line.split(") ", 1)[1]) for line in dry.stdout.splitlines() if line.startswith("[dry run]")]
     assert len(commands) >= 8, dry.stdout
@@ -222,8 +222,13 @@ def test_every_gpu_suite_command_parses(monkeypatch):
             with monkeypatch.context() as m:
                 m.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
                 m.setattr(sys, "argv", [script, *args])
-                with pytest.raises(Parsed):
+                with pytest.raises(Parsed) as parsed:
                     runpy.run_path(str(BENCH.parent / script), run_name="__main__")
+            if script.endswith("bench_fast_cifar.py"):  # each variant is `train` flags: check them too
+                ns = parsed.value.args[0]
+                for variant in ns.variants:
+                    config_from_args(build_parser().parse_args(["train", "--recipe", "fast", "--model", "resnet20",
+                                                                *shlex.split(variant), *ns.extra]))
         checked += 1
     assert checked == len(commands) - 1
 

@@ -382,7 +382,8 @@ def _loader(x, batch_size=8, **kw) -> DeviceLoader:
     return DeviceLoader(x, torch.arange(len(x)), batch_size, mean=MEAN3, std=STD3, **kw)
 
 
-def _matches_a_window(out: torch.Tensor, image: torch.Tensor, flips: bool, pad: int = 4, mode: str = "constant") -> bool:
+def _matches_a_window(out: torch.Tensor, image: torch.Tensor, flips: bool, pad: int = 4,
+                      mode: str = "constant") -> bool:
     """Reference: pad the raw image by ``pad`` (``F.pad``'s mode), normalise, compare with every 32x32 window."""
     padded = _normalise(F.pad(image[None].float(), (pad,) * 4, mode=mode))[0]
     for dy in range(2 * pad + 1):
