@@ -130,3 +130,18 @@ def test_all_refuses_a_plain_depth_without_its_resnet(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--plain-depths 32 not in --depths" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p").exists()
+
+
+def test_resnet110_runs_get_the_papers_warm_up_and_its_mean_of_five():
+    """Section 4.2: for 110 layers lr 0.01 until training error is below 80%, then 0.1; Table 6 gives
+    110's best and its mean over 5 runs, both shown."""
+    from resnet_lab.experiments.reproduce.combined import all_grid
+    from resnet_lab.experiments.reproduce.table6 import depth_entry
+    from resnet_lab.training.sweep import expand
+
+    runs = {r.name: r.config for r in expand(all_grid([56, 110], [56], [0], "cifar10", PAPER_STEPS))}
+    assert sorted(runs) == ["plain56-seed0", "resnet110-seed0", "resnet56-seed0"]  # no plain110: not in Fig. 6
+    assert (runs["resnet110-seed0"].warmup_lr, runs["resnet110-seed0"].warmup_until_error) == (0.01, 0.8)
+    assert runs["resnet56-seed0"].warmup_lr == 0.0
+    entry = depth_entry(110, [{"test_error": 6.5, "seed": 0}])
+    assert entry["paper_error"] == 6.43 and entry["paper_mean"] == {"mean": 6.61, "std": 0.16, "n": 5}
