@@ -145,3 +145,32 @@ def test_resnet110_runs_get_the_papers_warm_up_and_its_mean_of_five():
     assert runs["resnet56-seed0"].warmup_lr == 0.0
     entry = depth_entry(110, [{"test_error": 6.5, "seed": 0}])
     assert entry["paper_error"] == 6.43 and entry["paper_mean"] == {"mean": 6.61, "std": 0.16, "n": 5}
+
+
+def test_sigterm_checkpoints_the_running_runs_and_exits_143(tmp_path, small_cifar):
+    """A reproduction stopped by SIGTERM (a lent machine's time running out): every running run saves its
+    checkpoint at the next step boundary and the command exits 143 saying how to continue."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from resnet_lab.training import load_checkpoint
+
+    out = tmp_path / "t6"
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_lab", "reproduce", "table6", "--out", str(out),
+                             "--depths", "20", "--seeds", "0", "--steps", "2000", "--data", small_cifar],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = out / "runs" / "resnet20-seed0"
+    deadline = time.time() + 240
+    def training() -> bool:  # the worker prints this line when its run files are set up, just before the loop
+        return (run / "worker.out").exists() and "training resnet20" in (run / "worker.out").read_text()
+
+    while not training() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted; 1 running run(s) saved a checkpoint; run the same command again" in err
+    assert 0 < load_checkpoint(run / "last.pt")["step"] < 2000
