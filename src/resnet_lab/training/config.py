@@ -72,6 +72,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also save `last` every N steps (0: at epoch ends only)
     tensorboard: bool = True
     progress: bool = True
+    report: str = "wait"  # report.html: wait (rendered before exit) | background (after exit) | none
     recipe: str = "default"
 
     def to_dict(self) -> dict:
@@ -101,11 +102,12 @@ PAPER = dict(steps=64_000, epochs=None, batch_size=128, lr=0.1, optimizer="sgd",
 # from 0.1 at 128, a linear warm-up then linear decay to zero, Nesterov momentum, label
 # smoothing, no weight decay on norms/biases. How it runs: bf16 + channels_last on a GPU, the
 # whole step replayed as one CUDA graph, NaN/Inf watched without stopping the GPU (warn),
-# evaluation every 5 epochs. Deeper nets get more epochs (FAST_EPOCHS).
+# evaluation every 5 epochs, the report drawn by a detached process after the command exits
+# (off the critical path of a short run). Deeper nets get more epochs (FAST_EPOCHS).
 FAST = dict(epochs=None, steps=None, batch_size=512, lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True,
             weight_decay=5e-4, wd_on_norm_and_bias=False, schedule="linear", warmup=0.15,
             label_smoothing=0.1, precision="auto", channels_last=True, cuda_graph=True, on_nonfinite="warn",
-            eval_every=5)
+            eval_every=5, report="background")
 FAST_EPOCHS = ((20, 40), (56, 70), (110, 100))  # (up to this depth, epochs); deeper: the last entry
 
 # Without --recipe: a one-cycle schedule that trains well in few epochs on small data.
@@ -117,11 +119,12 @@ MAX_IMAGE_SIZE = 1024
 
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.
-RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout")
+RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "report")
 
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
-           "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop", "rollback")}
+           "flip": ("random", "alternate"), "on_nonfinite": ("warn", "skip", "stop", "rollback"),
+           "report": ("wait", "background", "none")}
 
 
 def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:
