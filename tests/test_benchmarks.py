@@ -117,6 +117,7 @@ def test_fast_cifar_benchmark_smoke_times_the_real_command(tmp_path):
     timings = run["timings"]  # where the wall time went, read from the run's timings.json
     assert {"startup_s", "setup_s", "train_s", "eval_s", "bookkeeping_s", "report_s", "exit_s"} <= set(timings)
     assert abs(sum(v for v in timings.values() if v is not None) - run["wall_s"]) < 1e-6
+    assert run["report_after_exit_s"] >= 0  # the recipe's background report, waited for before the next run
     # each run's metrics.jsonl, hashed: the file, and its values without the timing fields
     for key in ("metrics_sha256", "metrics_values_sha256"):
         assert re.fullmatch(r"[0-9a-f]{64}", run[key]) and re.fullmatch(r"[0-9a-f]{64}", longer[key])
@@ -286,6 +287,7 @@ def test_fixed_costs_benchmark_smoke(tmp_path):
     assert run["wall_s"] > run["fixed_s"] > run["startup_s"] > 0 and len(result["import_torch_wall_s"]) == 1
     assert result["fixed_over_import_torch"] == result["median"]["fixed_s"] / result["import_torch_wall_s"][0]
     assert result["target_met"] == (result["fixed_over_import_torch"] <= 1.3)
+    assert run["report_after_exit_s"] >= 0  # the background report was waited for, after the timed exit
 
 
 def test_sweep_concurrency_benchmark_smoke(tmp_path):

@@ -15,8 +15,8 @@ from ..errors import UserError
 from ..runtime import process_age_s
 
 # Order here is the order shown by `resnet-lab --help`.
-COMMANDS = ["models", "summary", "train", "sweep", "evaluate", "predict", "export", "gradients", "demo", "degradation",
-            "survey", "compare", "reproduce"]
+COMMANDS = ["models", "summary", "train", "report", "sweep", "evaluate", "predict", "export", "gradients", "demo",
+            "degradation", "survey", "compare", "reproduce"]
 
 
 class _Parser(argparse.ArgumentParser):

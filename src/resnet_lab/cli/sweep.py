@@ -21,8 +21,9 @@ RUN_DIR/worker.out and worker.err); DIR/sweep.json sums up every run's settings,
 """
 
 # Not for a sweep: it owns --out (one folder per run), the device (--devices), resuming (run the
-# command again) and the output; torchrun's options need torchrun.
-_NOT_COPIED = {"out", "resume", "device", "quiet", "sync_bn", "dist_timeout", "help", "debug"}
+# command again) and the output (no report per run: 'resnet-lab report RUN_DIR' renders one);
+# torchrun's options need torchrun.
+_NOT_COPIED = {"out", "resume", "device", "quiet", "report", "sync_bn", "dist_timeout", "help", "debug"}
 
 
 def register(sub) -> None:

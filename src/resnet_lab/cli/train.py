@@ -36,7 +36,8 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a model (paper recipe, fast recipe, resume, TensorBoard)",
                        description="Train a model of the zoo and write a run directory: config.json, "
-                                   "metrics.jsonl, TensorBoard events, last.pt and best.pt.",
+                                   "metrics.jsonl, TensorBoard events, last.pt, best.pt, result.json, "
+                                   "timings.json and report.html.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=RECIPES, help="default (when not given), paper or fast")
     p.add_argument("--out", help="run directory (default: runs/<model>-<data>)")
@@ -121,6 +122,10 @@ def register(sub) -> None:
                    help="evaluate every N epochs and after the last (default 1; fast recipe 5; 0: last only)")
     g.add_argument("--log-every", type=int, help="record the running training loss/error every N steps")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+    g.add_argument("--report", choices=CHOICES["report"],
+                   help="report.html: wait (drawn before the command exits; the default), background (drawn "
+                        "by a detached process after it exits, log in RUN_DIR/report.log; the fast recipe's "
+                        "default) or none ('resnet-lab report RUN_DIR' draws it at any time)")
     g.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
     p.set_defaults(func=run)
 
@@ -173,14 +178,14 @@ def run(args) -> int:
     final = result.final
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    from ..report.train_report import format_timings, write_train_report
+    from ..report.train_report import format_timings
 
     timings = {"startup_s": args.startup_s, **result.timings}  # start-up: None when called from Python
     if result.run_dir is not None:
         report_start = time.perf_counter()
-        report = write_train_report(result, result.config, result.run_dir / "report.html", result.device)
-        timings["report_s"] = time.perf_counter() - report_start
-        print(f"report: {report}")
+        print(_report(result.config.report, result.run_dir))
+        if result.config.report != "none":  # background: the time to start the renderer
+            timings["report_s"] = time.perf_counter() - report_start
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
     print(f"time: {format_timings(timings)}")
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
@@ -190,6 +195,23 @@ def run(args) -> int:
     print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
           f"(best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
+
+
+def _report(mode: str, run_dir) -> str:
+    """Draw report.html now (wait), start a detached renderer (background), or not (none); the line to print."""
+    from ..report.background import LOG_NAME, start_report_renderer
+    from ..report.train_report import write_run_report
+
+    if mode == "none":
+        return f"report: not rendered (--report none); 'resnet-lab report {run_dir}' renders it"
+    if mode == "background":
+        try:
+            start_report_renderer(run_dir)
+            return (f"report: {run_dir / 'report.html'} (rendering in the background; log and any failure in "
+                    f"{run_dir / LOG_NAME}; 'resnet-lab report {run_dir}' renders it now)")
+        except OSError as err:  # no process to spare: draw it here rather than lose it
+            _log(f"warning: could not start the background report renderer ({err}); rendering it now")
+    return f"report: {write_run_report(run_dir)}"
 
 
 def _log(line: str) -> None:

@@ -19,7 +19,13 @@ def run_metadata(device: Any = "cpu") -> dict:
     """
     from ..runtime import hardware_info
 
-    info = hardware_info(device)
+    return metadata_from(hardware_info(device))
+
+
+def metadata_from(hardware: Mapping[str, Any]) -> dict:
+    """:func:`run_metadata` from a ``hardware_info`` record saved earlier (a run's result.json or
+    config.json): the library versions it holds, joined by those of this process's packages."""
+    info = dict(hardware)
     versions = {key: info.pop(key) for key in _VERSION_KEYS if key in info}
     for package in _EXTRA_PACKAGES:
         try:

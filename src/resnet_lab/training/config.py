@@ -77,6 +77,7 @@ class TrainConfig:
     checkpoint_min_s: float = 0.0
     tensorboard: bool = True
     progress: bool = True
+    report: str = "wait"  # report.html: wait (rendered before exit) | background (after exit) | none
     recipe: str = "default"
 
     def to_dict(self) -> dict:
@@ -107,11 +108,12 @@ PAPER = dict(steps=64_000, epochs=None, batch_size=128, lr=0.1, optimizer="sgd",
 # smoothing, no weight decay on norms/biases. How it runs: bf16 + channels_last on a GPU, the
 # whole step replayed as one CUDA graph, NaN/Inf watched without stopping the GPU (warn),
 # evaluation every 5 epochs, `last.pt` at most every 30 s (a 15 s run saves it once, at the end; a
-# kill loses at most 30 s). Deeper nets get more epochs (FAST_EPOCHS).
+# kill loses at most 30 s), the report drawn by a detached process after the command exits (off the
+# critical path of a short run). Deeper nets get more epochs (FAST_EPOCHS).
 FAST = dict(epochs=None, steps=None, batch_size=512, lr=0.1, optimizer="sgd", momentum=0.9, nesterov=True,
             weight_decay=5e-4, wd_on_norm_and_bias=False, schedule="linear", warmup=0.15,
             label_smoothing=0.1, precision="auto", channels_last=True, cuda_graph=True, on_nonfinite="warn",
-            eval_every=5, checkpoint_min_s=30.0)
+            eval_every=5, checkpoint_min_s=30.0, report="background")
 FAST_EPOCHS = ((20, 40), (56, 70), (110, 100))  # (up to this depth, epochs); deeper: the last entry
 
 # Without --recipe: a one-cycle schedule that trains well in few epochs on small data.
@@ -123,12 +125,12 @@ MAX_IMAGE_SIZE = 1024
 
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.
-RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "checkpoint_min_s")
+RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "checkpoint_min_s", "report")
 
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
            "flip": ("random", "alternate"), "pad_mode": ("zeros", "reflect"),
-           "on_nonfinite": ("warn", "skip", "stop", "rollback")}
+           "on_nonfinite": ("warn", "skip", "stop", "rollback"), "report": ("wait", "background", "none")}
 
 
 def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:

@@ -3,7 +3,10 @@
 Files (rank 0 only): ``config.json``, ``metrics.jsonl`` (one row per epoch), ``events.json``
 (non-finite steps, fp16 overflows, graph fallback), ``gradients.jsonl`` and
 ``nonfinite_report.json`` (the gradient monitor), ``tb/`` (TensorBoard), ``last.pt``,
-``best.pt``. Everything is written atomically; a checkpoint never holds NaN/Inf; after a
+``best.pt``, and ``result.json`` once the run has finished (steps, best accuracy, the
+trainer's timings, the settings and hardware as run). With these the report
+(``report.html``, ``resnet-lab report``) is drawn from the folder alone, never from a
+checkpoint. Everything is written atomically; a checkpoint never holds NaN/Inf; after a
 resume every record exists once.
 """
 
@@ -144,6 +147,17 @@ class RunFiles:
                     self.writer.add_scalar(f"{group}/{key}", row[key], row["step"])
             self.writer.flush()
 
+    def write_result(self, timings: dict) -> None:
+        """``result.json``: what a finished run ended with and the report needs besides the records.
+        Its ``config`` is the run's as run: a resumed run's ``RESUMABLE`` settings may differ from
+        config.json's; its ``hardware`` is this process's (a resumed run may have moved)."""
+        if self.run_dir is None or not self.ctx.is_main:
+            return
+        s = self.state
+        write_json(self.run_dir / "result.json",
+                   {"steps": s.step, "best_acc": s.best_acc if s.best_acc >= 0 else None, "timings": timings,
+                    "config": self.c.to_dict(), "hardware": hardware_info(self.device)})
+
     def checkpoint_note(self, kept: bool) -> str:
         """What the run directory holds after a non-finite stop: said plainly, never assumed."""
         last = self.run_dir / "last.pt" if self.run_dir is not None else None
@@ -165,7 +179,8 @@ class RunFiles:
 def _clear_records(run_dir: Path) -> None:
     """A new run in a folder whose earlier attempt died before its first checkpoint: drop that
     attempt's records, so nothing of it is mistaken for this run's."""
-    for name in ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json"):
+    for name in ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json",
+                 "result.json", "report.html", "report.log"):
         (run_dir / name).unlink(missing_ok=True)
 
 

@@ -285,6 +285,7 @@ class _Run:
                                  f"{self.c.on_nonfinite}); {files.checkpoint_note(False)}", step=s.step)
         t = self.timings
         t["bookkeeping_s"] = time.perf_counter() - self.run_start - t["train_s"] - t["eval_s"]
+        files.write_result(dict(t))
         p = self.parts
         return TrainResult(files.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, s.step_history,
                            self.c, str(self.device), t, p.ema.model if p.ema is not None else None)

@@ -1,0 +1,110 @@
+"""What a training run's report is drawn from, read from its run directory alone.
+
+The files are those `resnet-lab train` writes (see ``training/run_files.py``): ``config.json``,
+``metrics.jsonl``, ``events.json`` and, once the run has finished, ``result.json``. Never a
+checkpoint: drawing a report needs no ``torch.load``, and a stopped run may have none. A run
+without ``result.json`` (stopped, or still training) is read from its records so far.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+# config.json holds the settings and, beside them, these records (run_files.py, _config_record).
+_NOT_SETTINGS = ("resolved", "data_info", "hardware", "world_size")
+# What the report reads from each metrics row (evaluation values are None on epochs without one).
+_ROW_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_acc", "images_per_s", "elapsed_s")
+
+
+@dataclass
+class RunRecord:
+    settings: dict  # TrainConfig fields as run
+    data_info: dict  # description, eval_split, ...
+    history: list[dict]  # metrics.jsonl: one row per epoch
+    events: list[dict]  # events.json
+    steps: int
+    best_acc: float | None
+    hardware: dict  # hardware_info of the process that finished the run (or started it, when unfinished)
+    timings: dict | None  # the trainer's own (setup, training, evaluation, bookkeeping); None when unfinished
+    finished: bool
+
+    @property
+    def device(self) -> str:
+        return str(self.hardware.get("device", "cpu"))
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """The run in ``run_dir``; a ``UserError`` (one line: what is wrong, how to fix it) when the
+    folder is not a run directory or one of its files is damaged."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; give the run directory that 'resnet-lab train --out' wrote")
+    if not (run_dir / "config.json").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json); give the folder that "
+                        "'resnet-lab train --out' wrote")
+    config = _read_json(run_dir / "config.json", dict)
+    result = _read_json(run_dir / "result.json", dict) if (run_dir / "result.json").exists() else None
+    events = _read_json(run_dir / "events.json", list) if (run_dir / "events.json").exists() else []
+    history = _read_history(run_dir / "metrics.jsonl")
+    try:
+        record = RunRecord(settings={k: v for k, v in config.items() if k not in _NOT_SETTINGS},
+                           data_info=dict(config["data_info"]), history=history, events=events,
+                           steps=history[-1]["step"] if history else 0, best_acc=_best_acc(history),
+                           hardware=dict(config.get("hardware") or {}), timings=None, finished=result is not None)
+        if result is not None:
+            record.settings.update(result["config"])
+            record.steps, record.best_acc = int(result["steps"]), result["best_acc"]
+            record.hardware, record.timings = dict(result["hardware"]), dict(result["timings"])
+        missing = [k for k in ("model", "seed") if k not in record.settings] + \
+                  [k for k in ("description", "eval_split") if k not in record.data_info]
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{run_dir} has a damaged record (config.json or result.json: {err!r}); {_FIX}") from None
+    if missing:
+        raise UserError(f"{run_dir / 'config.json'} is damaged (no {', '.join(missing)}); {_FIX}")
+    return record
+
+
+_FIX = "restore the file, or train the run again: the report is drawn from what 'resnet-lab train' wrote"
+
+
+def _read_json(path: Path, kind: type):
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path} cannot be read ({err}); {_FIX}") from None
+    if not isinstance(value, kind):
+        raise UserError(f"{path} is damaged (a JSON {type(value).__name__}, not a {kind.__name__}); {_FIX}")
+    return value
+
+
+def _read_history(path: Path) -> list[dict]:
+    """metrics.jsonl, strictly: it is rewritten whole and atomically, so any bad line is damage."""
+    if not path.exists():
+        return []  # stopped before its first epoch ended
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} cannot be read ({err}); {_FIX}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise UserError(f"{path} is damaged (line {number}: {err}); {_FIX}") from None
+        missing = [k for k in _ROW_KEYS if k not in row] if isinstance(row, dict) else ["record"]
+        if missing:
+            raise UserError(f"{path} is damaged (line {number} has no {', '.join(missing)}); {_FIX}")
+        rows.append(row)
+    return rows
+
+
+def _best_acc(history: list[dict]) -> float | None:
+    """As the trainer keeps it: the best accuracy of the evaluated epochs."""
+    evaluated = [r["test_acc"] for r in history if r["test_acc"] is not None]
+    return max(evaluated) if evaluated else None

@@ -1,0 +1,176 @@
+"""A training run's report drawn from its run directory: `write_run_report`, `resnet-lab report`,
+and `train --report wait|background|none`.
+
+What it protects: the report drawn from the folder alone says what the in-memory result says
+(no checkpoint read); it can be drawn for a stopped run and again after a resume; a bad folder
+is refused in one line (exit 2); the fast recipe draws it in a detached process after the
+command exits, and that process's output (a failure's traceback included) is in report.log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from resnet_lab.cli.main import main
+from resnet_lab.report.background import start_report_renderer, wait_for_report
+from resnet_lab.report.train_report import format_timings, write_run_report
+from resnet_lab.training import TrainingInterrupted, resolve_config, train
+from resnet_lab.training.config import RESUMABLE
+from resnet_lab.training.eager_step import EagerStep
+
+# resnet8 on digits at 16x16, batch 512: 2 steps an epoch, a couple of seconds on a CPU.
+TINY = dict(model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2, monitor_every=1, seed=0,
+            progress=False, tensorboard=False)
+TINY_ARGV = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+             "--epochs", "1", "--quiet", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run (with a weight average) and its in-memory result."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    result = train(resolve_config("default", **TINY, ema=0.9, out=str(out)), log=lambda _: None)
+    return out, result
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_report_from_the_run_directory_says_what_the_in_memory_result_says(finished, tmp_path):
+    run, result = finished
+    copy = _copy(run, tmp_path)
+    for checkpoint in copy.glob("*.pt"):  # drawn from the records alone: no torch.load
+        checkpoint.unlink()
+    page = write_run_report(copy).read_text()
+    final = result.final
+    assert "<title>Training resnet8</title>" in page
+    assert (f"final test accuracy {final['test_acc']:.2%} (best {result.best_acc:.2%}) after 2 epochs, "
+            f"{result.steps} steps") in page
+    assert f"weight average (--ema 0.9): final test accuracy {final['ema_test_acc']:.2%}" in page
+    assert f"throughput {final['images_per_s']:,.0f} images/s on {result.device}" in page
+    assert f"training time: {format_timings(result.timings)}" in page
+    assert f"gradient monitor: {final['gradients']['verdict']}" in page
+    assert page.count("<figure>") == 2 and 'src="data:image/svg+xml;base64,' in page  # curves, gradient flow
+    assert "Per-epoch metrics (metrics.jsonl)" in page and "not finished" not in page
+    assert "Library versions" in page and json.loads((run / "result.json").read_text())["steps"] == result.steps
+
+
+def test_report_command_draws_the_report_and_prints_its_path(finished, tmp_path, capsys):
+    copy = _copy(finished[0], tmp_path)
+    (copy / "report.html").unlink(missing_ok=True)
+    assert main(["report", str(copy)]) == 0
+    assert capsys.readouterr().out == f"report: {copy / 'report.html'}\n"
+    assert "final test accuracy" in (copy / "report.html").read_text()
+
+
+DAMAGE = {
+    "missing": (None, "is not a directory"),
+    "a_file": (None, "is not a directory"),
+    "no_config": ("config.json", "not a run directory (no config.json)"),
+    "config_not_json": ("config.json", "config.json cannot be read"),
+    "metrics_bad_line": ("metrics.jsonl", "metrics.jsonl is damaged (line 2"),
+    "metrics_row_incomplete": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has no"),
+    "result_a_list": ("result.json", "result.json is damaged (a JSON list"),
+    "result_incomplete": ("result.json", "damaged record"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_report_command_refuses_a_bad_run_directory_in_one_line(case, finished, tmp_path, capsys):
+    name, fragment = DAMAGE[case]
+    target = tmp_path / "missing" if case == "missing" else _copy(finished[0], tmp_path)
+    if case == "a_file":
+        target = target / "config.json"
+    elif case == "no_config":
+        (target / name).unlink()
+    elif case != "missing":
+        text = {"config_not_json": "{", "metrics_bad_line": (target / name).read_text().splitlines()[0] + "\n{\n",
+                "metrics_row_incomplete": '{"epoch": 1}\n', "result_a_list": "[]", "result_incomplete": "{}"}[case]
+        (target / name).write_text(text)
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "resnet-lab train" in err  # the fix: which folder to give, or where the files come from
+
+
+def test_fast_recipe_draws_the_report_in_the_background_after_the_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY_ARGV, "--recipe", "fast", "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (f"report: {out / 'report.html'} (rendering in the background; log and any failure in "
+            f"{out / 'report.log'}; 'resnet-lab report {out}' renders it now)") in printed
+    # Polled, never raced: the renderer imports torch and matplotlib on a machine shared with others.
+    page = wait_for_report(out, timeout_s=120).read_text()
+    assert "final test accuracy" in page and page.count("<figure>") == 2
+    log = (out / "report.log").read_text()
+    assert f"rendering {out / 'report.html'}" in log and "Traceback" not in log, log
+    assert json.loads((out / "timings.json").read_text())["report_s"] is not None  # the launch, timed
+
+
+def test_a_renderer_that_fails_says_so_in_report_log(tmp_path):
+    start_report_renderer(tmp_path)  # an empty folder: no run to draw
+    with pytest.raises(RuntimeError, match="not a run directory"):
+        wait_for_report(tmp_path, timeout_s=120)
+    assert "resnet-lab: error:" in (tmp_path / "report.log").read_text()
+
+
+def test_report_none_draws_nothing_and_says_how_to_draw_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY_ARGV, "--report", "none", "--out", str(out)]) == 0
+    assert f"report: not rendered (--report none); 'resnet-lab report {out}' renders it" in capsys.readouterr().out
+    assert not (out / "report.html").exists() and not (out / "report.log").exists()
+    assert "report_s" not in json.loads((out / "timings.json").read_text())
+
+
+def test_report_setting_defaults_and_it_is_a_how_it_reports_setting():
+    assert resolve_config("fast").report == "background"
+    assert resolve_config("default").report == "wait" and resolve_config("paper").report == "wait"
+    from resnet_lab.training.sweep.manifest import _NOT_COMPARED
+
+    assert "report" in RESUMABLE and "report" in _NOT_COMPARED  # a resumed run or a sweep may change it
+
+
+def test_sweep_does_not_take_report_its_runs_write_none(tmp_path, capsys):
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--model", "resnet8", "--report", "wait"]) == 2
+    assert "unrecognized arguments: --report" in capsys.readouterr().err
+
+
+def test_a_run_stopped_by_a_nonfinite_loss_gets_a_report_of_its_records(tmp_path, capsys):
+    out = tmp_path / "stopped"
+    diverging = ["train", "--model", "resnet8", "--data", "digits", "--batch-size", "64", "--lr", "1e6",
+                 "--schedule", "constant", "--warmup", "0", "--seed", "1", "--quiet", "--no-tensorboard"]
+    assert main([*diverging, "--steps", "20", "--on-nonfinite", "stop", "--out", str(out)]) == 3
+    assert not (out / "result.json").exists()
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "not finished: no epoch recorded" in page and "nonfinite" in page  # the events table
+
+
+def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resume(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    original = EagerStep.__call__
+
+    def interrupt_in_epoch_2(self, x, y, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, x, y, step)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EagerStep, "__call__", interrupt_in_epoch_2)
+        with pytest.raises(TrainingInterrupted):
+            train(resolve_config("default", **TINY, out=str(out)), log=lambda _: None)
+    page = write_run_report(out).read_text()
+    assert "not finished: its records up to step 2" in page and "final test accuracy" in page  # epoch 1 of 2
+    # a resumed run may change how it reports; its report replaces the unfinished one
+    assert main(["train", "--resume", str(out), "--report", "wait", "--quiet"]) == 0
+    page = (out / "report.html").read_text()
+    assert "not finished" not in page and "after 2 epochs, 4 steps" in page
