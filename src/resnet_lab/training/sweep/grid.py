@@ -27,7 +27,7 @@ NOT_SWEEPABLE = ("out", "progress", "model_options")
 #: Short prefixes in run names; other settings use their name without underscores.
 _NAME_PREFIX = {"model": "", "recipe": "", "data": "", "batch_size": "bs", "weight_decay": "wd",
                 "label_smoothing": "ls", "warmup": "warmup", "epochs": "ep", "steps": "steps"}
-#: The task of a run trained by ``train``; any other task names the function its worker runs (``task.py``).
+#: The task of a run trained by ``train``; any other is a registered task (``task.TASKS``) its worker runs.
 TRAIN = "train"
 _ORDER = ["model", "data", "recipe"] + [f.name for f in dataclasses.fields(TrainConfig)] + list(MODEL_OPTIONS)
 
