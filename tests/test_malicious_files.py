@@ -135,7 +135,9 @@ def test_a_sweep_spec_cannot_make_a_worker_import_or_call_code_of_its_choosing(t
 
     marker = tmp_path / "ran"
     spec = {"task": "os:system", "config": {"0": f"touch {marker}"}}
-    assert run_task(tmp_path, spec, "cpu", 1) == 2
+    threads = torch.get_num_threads()
+    assert run_task(tmp_path, spec, "cpu", threads + 1) == 2
+    assert torch.get_num_threads() == threads  # refused before the worker's settings are touched
     assert "unknown sweep task 'os:system'" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / RESULT_FILE).exists()
     assert resolve(TASK) is measure_cell_run  # the survey's cells are the registered task

@@ -45,9 +45,10 @@ def run_task(run_dir: Path, spec: dict, device: str, threads: int) -> int:
     """The worker's part for a task run: call it, write its result; the exit status."""
     import torch
 
-    torch.set_num_threads(threads)  # on CPU part of the result: the same count gives the same bits
     try:
-        result = resolve(spec["task"])(dict(spec["config"]), device)
+        task = resolve(spec["task"])  # an unknown name is refused before anything else happens
+        torch.set_num_threads(threads)  # on CPU part of the result: the same count gives the same bits
+        result = task(dict(spec["config"]), device)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
