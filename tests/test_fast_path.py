@@ -164,9 +164,14 @@ def test_fused_step_run_interrupted_and_resumed_ends_with_the_weights_of_a_strai
         assert torch.equal(a, b), f"average {name}"  # the checkpoint carries the weight average
 
 
-def test_compiled_model_runs_inside_the_fused_step(monkeypatch):
-    """--compile with the fast recipe: the compiled model is what the step (and a GPU's graph) runs."""
+def test_compiled_model_runs_inside_the_fused_step(monkeypatch, tmp_path):
+    """--compile with the fast recipe: the compiled model is what the step (and a GPU's graph) runs, and
+    its kernels are cached in resnet-lab's cache folder (kept between runs), not in /tmp."""
     import resnet_lab.training.trainer as trainer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset below; restored after the test")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")  # as in a fresh process: resnet-lab chooses the folder
 
     stepped = []
     monkeypatch.setattr(trainer, "TrainStep",
@@ -175,6 +180,7 @@ def test_compiled_model_runs_inside_the_fused_step(monkeypatch):
                   progress=False, tensorboard=False, eval_every=0)
     compiled = train(resolve_config("fast", compile=True, **common), log=lambda *_: None)
     assert isinstance(stepped[0], torch._dynamo.eval_frame.OptimizedModule)
+    assert any((tmp_path / "resnet-lab" / "inductor").rglob("*")), "the compiled kernels were cached elsewhere"
     plain = train(resolve_config("fast", **common), log=lambda *_: None)
     for (name, a), b in zip(compiled.model.state_dict().items(), plain.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=name)

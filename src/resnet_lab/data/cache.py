@@ -6,17 +6,18 @@ import os
 from pathlib import Path
 
 
-def default_data_dir() -> Path:
-    """The cache folder for downloaded data sets.
-
-    `$RESNET_LAB_DATA` if set, else `$XDG_CACHE_HOME/resnet-lab`, else `~/.cache/resnet-lab`.
-    """
-    explicit = os.environ.get("RESNET_LAB_DATA")
-    if explicit:
-        return Path(explicit).expanduser()
+def cache_home() -> Path:
+    """resnet-lab's folder for what it keeps between runs: `$XDG_CACHE_HOME/resnet-lab`, else
+    `~/.cache/resnet-lab` (the data sets' default home, and torch.compile's kernels)."""
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "resnet-lab"
+
+
+def default_data_dir() -> Path:
+    """The cache folder for downloaded data sets: `$RESNET_LAB_DATA` if set, else `cache_home()`."""
+    explicit = os.environ.get("RESNET_LAB_DATA")
+    return Path(explicit).expanduser() if explicit else cache_home()
 
 
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
