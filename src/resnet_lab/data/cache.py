@@ -1,4 +1,5 @@
-"""Where downloaded data sets live on disk."""
+"""Where resnet-lab keeps things on disk between runs: downloaded data sets, uncompressed .npz copies, and
+the folder torch.compile's kernels are cached in."""
 
 from __future__ import annotations
 
