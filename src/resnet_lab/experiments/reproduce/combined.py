@@ -2,7 +2,7 @@
 
 Fig. 6's ResNets are Table 6's runs (same model, seed and settings: ``table6.paper_settings``),
 so training the two reproductions apart trains ResNet-20 to 56 twice. ``run_all`` trains the
-union once as one resumable sweep in ``out/runs`` (the plain nets, then every ResNet, by depth),
+union once as one resumable sweep in ``out/runs`` (by depth, each plain net before its ResNet),
 then reads each reproduction back from it: ``run_fig6`` and ``run_table6`` find their runs done
 (a grid that is part of the folder's sweep trains only its own runs, and here none is left).
 """
