@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from resnet_lab.data import DeviceLoader  # noqa: E402
 from resnet_lab.files import write_json  # noqa: E402
+from resnet_lab.measure import sync, time_call  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
 from resnet_lab.runtime import hardware_info  # noqa: E402
 from resnet_lab.training import resolve_config  # noqa: E402
@@ -87,11 +88,6 @@ def run(step: TrainStep, batches, steps: int) -> None:
         step(x, y, 0.01)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _self_time_us(event, on_device: bool) -> float:
     if on_device:  # the attribute was renamed from cuda to device in torch 2.x
         return float(getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0))
@@ -124,21 +120,9 @@ def profile_table(step: TrainStep, batches, steps: int, device: torch.device, to
 
 
 def step_ms(step: TrainStep, batches, steps: int, rounds: int, device: torch.device) -> float:
-    """Median milliseconds per step over ``rounds`` of ``steps`` (CUDA events on a GPU)."""
-    times = []
-    for _ in range(rounds):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            run(step, batches, steps)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / steps)
-        else:
-            t0 = time.perf_counter()
-            run(step, batches, steps)
-            times.append((time.perf_counter() - t0) * 1e3 / steps)
-    return statistics.median(times)
+    """Median milliseconds per step over ``rounds`` of ``steps`` back-to-back steps."""
+    return statistics.median(time_call(lambda: run(step, batches, steps), 1, device) * 1e3 / steps
+                             for _ in range(rounds))
 
 
 def profile_model(name: str, device: torch.device, args) -> dict:
