@@ -18,6 +18,11 @@ The benchmark polls each run's ``metrics.jsonl`` (one row per epoch, written ato
 - aggregate: the sum over the N runs (all N were training throughout: the sweep is stopped with
   SIGTERM only after every run has ``--epochs-measured`` epochs after T0, and no run ends earlier).
 
+With ``--compare-graph`` it then measures the best count once more with every step replayed as one
+CUDA graph (``--cuda-graph --on-nonfinite warn``: the same arithmetic, fewer kernel launches; the
+NaN policy warns instead of stopping, which the graph needs), as ``graphed_at_best`` with its ratio
+to the eager figure: what ``reproduce --cuda-graph`` would gain.
+
 Then, unless ``--no-probe`` or the budget is spent, it asks ``--jobs auto`` which count it picks:
 the same sweep with 8 runs (``--probe-runs``) and ``--jobs auto`` (the engine's probe: ``--probe-steps`` steps in
 1, 2, 4, 8 workers), stopped with SIGTERM once the probe has printed its pick; the probe's own
@@ -48,6 +53,9 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 GOAL = 3.0  # issue #16: aggregate images/s at the best job count >= 3x one job
 STOP_WAIT_S = 60  # a SIGTERMed sweep's workers checkpoint and exit; after this, SIGKILL
+
+
+GRAPHED = ["--cuda-graph", "--on-nonfinite", "warn"]  # what reproduce --cuda-graph adds to the paper recipe
 
 
 def sweep_command(args, jobs, seeds: int, out: Path, extra=()) -> list[str]:
@@ -81,10 +89,10 @@ def _read_rows(run_dir: Path) -> list[dict]:
         return []
 
 
-def measure_count(args, jobs: int, base: Path, deadline: float) -> dict:
+def measure_count(args, jobs: int, base: Path, deadline: float, extra=()) -> dict:
     """``jobs`` runs at once until each has ``epochs_measured`` epochs after warm-up (or the deadline)."""
-    out = base / f"jobs{jobs}"
-    cmd = sweep_command(args, jobs, jobs, out)
+    out = base / f"jobs{jobs}{'-graphed' if extra else ''}"
+    cmd = sweep_command(args, jobs, jobs, out, extra)
     t_launch = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=_env(), text=True)
@@ -134,6 +142,20 @@ def measure_count(args, jobs: int, base: Path, deadline: float) -> dict:
     return row
 
 
+def compare_graph(args, best: dict | None, base: Path, start: float) -> dict:
+    """The best count again with CUDA-graph steps; ``ratio_to_eager``: its images/s over the eager one's."""
+    left = args.budget_s - (time.perf_counter() - start) - (0 if args.no_probe else args.probe_reserve_s)
+    if best is None or left < 10:
+        return {"measured": False, "why_not": "no eager count measured" if best is None else "budget spent"}
+    row = measure_count(args, best["jobs"], base, time.perf_counter() + left - STOP_WAIT_S / 4, GRAPHED)
+    if row.get("images_per_s"):
+        eager = best["images_per_s"]
+        row["ratio_to_eager"] = row["images_per_s"] / eager
+        print(f"{best['jobs']} job(s) with CUDA-graph steps: {row['images_per_s']:,.0f} images/s in all, "
+              f"{row['ratio_to_eager']:.2f}x the eager steps", flush=True)
+    return row
+
+
 def probe_pick(args, base: Path, deadline: float) -> dict:
     """What ``--jobs auto`` picks: the engine's probe in a real sweep of ``--probe-runs`` runs (it tries
     1, 2, 4, 8 workers, never more than the runs), stopped once it has picked."""
@@ -177,6 +199,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--probe-steps", type=int, default=20, help="as for sweep --probe-steps")
     p.add_argument("--probe-runs", type=int, default=8, help="runs in the probed sweep (8: all of 1, 2, 4, 8 tried)")
     p.add_argument("--no-probe", action="store_true", help="skip asking --jobs auto for its pick")
+    p.add_argument("--compare-graph", action="store_true",
+                   help="also measure the best count with CUDA-graph steps (reproduce --cuda-graph)")
+    p.add_argument("--graph-reserve-s", type=float, default=40.0, help="kept back for --compare-graph")
     p.add_argument("--poll-s", type=float, default=0.05)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="more sweep/train flags, last")
     p.add_argument("--smoke", action="store_true", help="CPU, resnet8, digits at 8 px, jobs 1 and 2: for the tests")
@@ -185,7 +210,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.smoke:
         args.device, args.model, args.data, args.jobs = "cpu", "resnet8", "digits", [1, 2]
         args.epochs_measured, args.probe_steps, args.probe_runs, args.probe_reserve_s = 1, 2, 2, 20.0
-        args.budget_s = min(args.budget_s, 80.0)
+        args.budget_s = min(args.budget_s, 80.0 + (args.graph_reserve_s if args.compare_graph else 0.0))
         args.train_args = ["--image-size", "8", *args.train_args]
     return args
 
@@ -203,8 +228,9 @@ def main(argv=None) -> dict:
               "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "what_is_timed": __doc__.split("\n\n")[2:5], "goal_ratio": GOAL, "rows": []}
     with tempfile.TemporaryDirectory(prefix="sweep-concurrency-") as tmp:
+        reserve = (0 if args.no_probe else args.probe_reserve_s) + (args.graph_reserve_s if args.compare_graph else 0)
         for i, jobs in enumerate(args.jobs):
-            left = args.budget_s - (time.perf_counter() - start) - (0 if args.no_probe else args.probe_reserve_s)
+            left = args.budget_s - (time.perf_counter() - start) - reserve
             share = left / (len(args.jobs) - i) - STOP_WAIT_S / 4  # room for the stop
             if share < 5:
                 result["rows"].append({"jobs": jobs, "measured": False, "why_not": "budget spent"})
@@ -225,7 +251,10 @@ def main(argv=None) -> dict:
         measured = [r for r in result["rows"] if "ratio_to_1_job" in r]
         best = max(measured, key=lambda r: r["images_per_s"], default=None)
         result["best"] = None if best is None else {"jobs": best["jobs"], "ratio_to_1_job": best["ratio_to_1_job"],
+                                                    "images_per_s": best["images_per_s"],
                                                     "meets_goal": best["ratio_to_1_job"] >= GOAL}
+        if args.compare_graph:
+            result["graphed_at_best"] = compare_graph(args, result["best"], Path(tmp), start)
         left = args.budget_s - (time.perf_counter() - start)
         if args.no_probe:
             result["jobs_auto"] = {"why_not": "--no-probe"}

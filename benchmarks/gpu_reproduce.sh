@@ -23,8 +23,10 @@
 # files (data, $WORK) are lost; then start again from CALL=state with the last archive.
 #
 # Call 2 (and CALL=more):
-#   1. bench_sweep_concurrency.py (cap 210 s, --budget-s 150): images/s of 1, 2, 4, 8 ResNet-20 runs at
-#      batch 128 on the GPU, and --jobs auto's pick; the best count goes to $WORK/jobs.txt (JOBS= overrides);
+#   1. bench_sweep_concurrency.py (cap 250 s, --budget-s 190): images/s of 1, 2, 4, 8 ResNet-20 runs at
+#      batch 128 on the GPU, the best count again with CUDA-graph steps (--compare-graph), and --jobs auto's
+#      pick; the best count goes to $WORK/jobs.txt (JOBS= overrides), and --cuda-graph to $WORK/graph.txt
+#      when the graph was >= 10% faster (the reproduction then runs with it, in every later call too);
 #   2. `resnet-lab reproduce all` (64k iterations, fp32, batch 128) on full CIFAR-10: Fig. 6's plain and
 #      ResNet nets at depths 20 32 44 56 and Table 6's ResNets, seeds 0 1, one sweep (16 runs: the ResNets
 #      serve both), --jobs from jobs.txt, under `timeout -s TERM`: the sweep checkpoints every run and exits
@@ -110,18 +112,24 @@ case "$CALL" in
             log "the joined CIFAR-10 ($NPZ) does not match its sha256: nothing trained"
         else
             [ "$DRY_RUN" = "1" ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
-            if [ ! -s "$WORK/jobs.txt" ]; then  # measurement first, once: later calls reuse its count
-                step sweep_concurrency 210 "$PYTHON" benchmarks/bench_sweep_concurrency.py --device cuda \
-                    --data "npz:$NPZ" --budget-s 150 --out "$RES/sweep_concurrency-cuda.json"
+            if [ ! -s "$WORK/jobs.txt" ]; then  # measurement first, once: later calls reuse its choices
+                step sweep_concurrency 250 "$PYTHON" benchmarks/bench_sweep_concurrency.py --device cuda \
+                    --data "npz:$NPZ" --budget-s 190 --compare-graph --out "$RES/sweep_concurrency-cuda.json"
                 "$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['best']['jobs'])" \
                     "$RES/sweep_concurrency-cuda.json" > "$WORK/jobs.txt" 2> /dev/null || echo 4 > "$WORK/jobs.txt"
+                # CUDA-graph steps for the reproduction only if measured >= 10% faster at that count; kept for
+                # every later call (a run's settings cannot change once it has started).
+                "$PYTHON" -c "import json, sys; r = json.load(open(sys.argv[1])).get('graphed_at_best') or {}; \
+print('--cuda-graph' if r.get('ratio_to_eager', 0) >= 1.1 else '')" "$RES/sweep_concurrency-cuda.json" \
+                    > "$WORK/graph.txt" 2> /dev/null || : > "$WORK/graph.txt"
                 cp "$RES/sweep_concurrency-cuda.json" "$WORK/" 2> /dev/null
             fi
             N="${JOBS:-$(cat "$WORK/jobs.txt")}"
-            log "training with --jobs $N per GPU"
-            # shellcheck disable=SC2086  # DEPTHS and SEEDS are lists
+            GRAPH="$(cat "$WORK/graph.txt" 2> /dev/null)"
+            log "training with --jobs $N per GPU${GRAPH:+, $GRAPH}"
+            # shellcheck disable=SC2086  # DEPTHS, SEEDS and GRAPH are lists
             step reproduce 9999 "$PYTHON" -m resnet_lab reproduce all --out "$WORK/paper" --depths $DEPTHS \
-                --plain-depths $DEPTHS --seeds $SEEDS --data "npz:$NPZ" --jobs "$N" --devices cuda
+                --plain-depths $DEPTHS --seeds $SEEDS --data "npz:$NPZ" --jobs "$N" --devices cuda $GRAPH
         fi
         ;;
     survey)  # the data placed by calls 1 and 2 of this session; the cells' results come back in the pack

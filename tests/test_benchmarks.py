@@ -292,8 +292,9 @@ def test_fixed_costs_benchmark_smoke(tmp_path):
 
 def test_sweep_concurrency_benchmark_smoke(tmp_path):
     """Real sweeps of 1 and 2 runs (resnet8, digits, CPU): steady-state images/s per count after the
-    warm-up epochs, ratios to one job, and the count the engine's --jobs auto probe picks."""
-    result = run_smoke("bench_sweep_concurrency.py", tmp_path)
+    warm-up epochs, ratios to one job, the best count again with --cuda-graph (on a CPU the same eager
+    step: only the plumbing is checked), and the count the engine's --jobs auto probe picks."""
+    result = run_smoke("bench_sweep_concurrency.py", tmp_path, "--compare-graph", "--graph-reserve-s", "25")
     assert result["hardware"]["torch"] and result["time"] and result["what_is_timed"]
     rows = {r["jobs"]: r for r in result["rows"]}
     assert set(rows) == {1, 2} and all(r["measured"] for r in rows.values()), rows
@@ -303,9 +304,12 @@ def test_sweep_concurrency_benchmark_smoke(tmp_path):
         assert run["epochs"] >= 1 and run["images"] > 0 and run["images_per_s"] > 0
     assert abs(rows[2]["images_per_s"] - sum(r["images_per_s"] for r in rows[2]["runs"])) < 1e-6
     assert result["best"]["jobs"] in (1, 2)
+    graphed = result["graphed_at_best"]
+    assert graphed["measured"] and "--cuda-graph --on-nonfinite warn" in graphed["command"], graphed
+    assert f"--jobs {result['best']['jobs']}" in graphed["command"] and graphed["ratio_to_eager"] > 0
     auto = result["jobs_auto"]
     assert auto["jobs"] in (1, 2) and auto["probe"]["jobs"] == auto["jobs"], auto
-    assert result["elapsed_s"] < 80 + 30  # the budget, plus the last stop's wait
+    assert result["elapsed_s"] < 105 + 30  # the budget, plus the last stop's wait
 
 
 def _reproduce_repo(tmp_path: Path) -> Path:
@@ -364,7 +368,13 @@ def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, m
     assert reproduce[1:5] == ["-m", "resnet_lab", "reproduce", "all"]
     args = build_parser().parse_args(reproduce[3:])
     assert (args.depths, args.plain_depths, args.seeds, args.jobs) == ([20, 32, 44, 56], [20, 32, 44, 56], [0, 1], "4")
-    assert args.data.startswith("npz:") and args.devices == ["cuda"]
+    assert args.data.startswith("npz:") and args.devices == ["cuda"] and not args.cuda_graph
+    # A later call (CALL=more) keeps the first call's choices: the count and, if measured faster, CUDA graphs.
+    (tmp_path / "work" / "graph.txt").write_text("--cuda-graph\n")
+    (more,) = [line for line in _call(repo, tmp_path / "out5", "more", **env).splitlines()
+               if line.startswith("[dry run]")]
+    again = build_parser().parse_args(shlex.split(more.split(") ", 1)[1])[3:])
+    assert again.cuda_graph and again.jobs == "4" and "--compare-graph" in " ".join(bench)
     # CALL=survey, on the data the two calls placed: the survey's cells as a sweep on the GPU
     (survey_line,) = [line for line in _call(repo, tmp_path / "out4", "survey", **env).splitlines()
                       if line.startswith("[dry run]")]
@@ -383,7 +393,8 @@ def test_gpu_reproduce_calls_place_the_data_and_every_command_parses(tmp_path, m
     monkeypatch.setattr(sys, "argv", bench[1:])
     with pytest.raises(Parsed) as parsed:
         runpy.run_path(str(BENCH / "bench_sweep_concurrency.py"), run_name="__main__")
-    assert parsed.value.args[0].device == "cuda" and parsed.value.args[0].budget_s == 150
+    assert parsed.value.args[0].device == "cuda" and parsed.value.args[0].budget_s == 190
+    assert parsed.value.args[0].compare_graph
     monkeypatch.undo()
     printed = _call(repo, tmp_path / "out3", "2", **{**env, "CIFAR_SHA": "0" * 64})
     assert "[dry run]" not in printed and "does not match its sha256" in printed
@@ -407,6 +418,7 @@ def _fake_run_tree(work: Path) -> dict:
         (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": step}) + "\n")
         (run / "sweep_run.json").write_text("{}")
     (work / "jobs.txt").write_text("4\n")
+    (work / "graph.txt").write_text("--cuda-graph\n")
     return steps
 
 
@@ -449,3 +461,4 @@ def test_pack_keeps_each_part_under_the_limit_and_continues_next_session(tmp_pat
     printed = _call(repo, tmp_path / "out", "state", WORK=str(tmp_path / "next"), CIFAR_DIR=str(tmp_path / "c"))
     restored = {str(p.parent.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("last.pt")}
     assert restored == set(steps) and (tmp_path / "next" / "jobs.txt").read_text() == "4\n", printed
+    assert (tmp_path / "next" / "graph.txt").read_text() == "--cuda-graph\n"  # the runs' settings go on

@@ -103,10 +103,11 @@ def test_fig6_preset_writes_degradation_outputs_and_the_two_halves(tmp_path, sma
 
 def test_all_trains_the_shared_resnets_once_and_writes_both(tmp_path, small_cifar, capsys):
     """Fig. 6's ResNet-20 is Table 6's: `reproduce all` trains plain20, resnet20 and resnet32 once each,
-    then both reproductions read the same run; a second call trains nothing."""
+    then both reproductions read the same run; a second call trains nothing. With --cuda-graph (on a CPU
+    the same eager step) every run, Fig. 6's read-back included, carries the graph's settings."""
     out = tmp_path / "paper"
     argv = ["reproduce", "all", "--out", str(out), "--depths", "20", "32", "--plain-depths", "20", "--seeds", "0",
-            "--steps", "2", "--data", small_cifar, "--jobs", "2"]
+            "--steps", "2", "--data", small_cifar, "--jobs", "2", "--cuda-graph"]
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "reproduce all: 3 runs" in printed.err and "Fig. 6 pattern" in printed.out and "resnet32" in printed.out
@@ -118,6 +119,9 @@ def test_all_trains_the_shared_resnets_once_and_writes_both(tmp_path, small_cifa
     assert resnet20["runs"][0]["run_dir"] == table6["depths"][0]["runs"][0]["run_dir"]
     assert 100 * resnet20["final_test_error"] == pytest.approx(table6["depths"][0]["ours"]["mean"])
     assert [d["depth"] for d in table6["depths"]] == [20, 32] and (out / "table6" / "report.html").exists()
+    assert table6["settings"]["cuda_graph"] and fig6["reproduce"]["cuda_graph"]
+    assert all((c["cuda_graph"], c["on_nonfinite"]) == (True, "warn")
+               for c in (json.loads((out / "runs" / name / "config.json").read_text()) for name in runs))
     manifest = json.loads((out / "runs" / "sweep.json").read_text())
     assert [r["name"] for r in manifest["runs"]] == runs  # the whole sweep, not the last part read back
     stamps = {name: (out / "runs" / name / "last.pt").stat().st_mtime_ns for name in runs}

@@ -50,6 +50,10 @@ def _add(which, name: str, help_text: str, depths: list[int]) -> argparse.Argume
     p.add_argument("--jobs", default="1", metavar="N|auto", help="runs at once per device (default: 1)")
     p.add_argument("--devices", nargs="+", metavar="DEVICE", help="devices to spread the runs over (default: auto)")
     p.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="on a GPU, replay each step as one CUDA graph: the same arithmetic, fewer kernel launches; "
+                        "NaN/Inf are then recorded (--on-nonfinite warn), not stopped on. Part of the runs' "
+                        "settings: give it from the first call on")
     p.set_defaults(func=run)
     return p
 
@@ -73,7 +77,8 @@ def run(args) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")
     options = dict(data=args.data, steps=args.steps, jobs=_jobs(args.jobs), devices=args.devices,
-                   threads=args.threads, log=lambda m: print(m, file=sys.stderr, flush=True))
+                   threads=args.threads, cuda_graph=args.cuda_graph,
+                   log=lambda m: print(m, file=sys.stderr, flush=True))
     try:
         if args.which == "all":
             results = reproduce.run_all(args.out, args.depths, args.plain_depths, args.seeds, **options)

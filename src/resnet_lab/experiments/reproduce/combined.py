@@ -20,18 +20,19 @@ from .fig6 import run_fig6
 from .table6 import DEFAULT_DEPTHS, check_data, check_steps, paper_settings, run_table6
 
 
-def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data: str, steps: int):
+def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data: str, steps: int,
+             cuda_graph: bool = False):
     """plain{d} and resnet{d} at Fig. 6's depths, resnet{d} at the others, by depth; x seed."""
     from ...training.sweep import Grid
 
     models = [f"{kind}{d}" for d in depths for kind in ("plain", "resnet") if kind == "resnet" or d in plain_depths]
-    return Grid({"model": models, "seed": list(seeds)}, paper_settings(data, steps))
+    return Grid({"model": models, "seed": list(seeds)}, paper_settings(data, steps, cuda_graph))
 
 
 def run_all(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, plain_depths: Sequence[int] = PLAIN_DEPTHS,
             seeds: Sequence[int] = (0, 1), *, data: str = "cifar10", steps: int | None = None,
             jobs: int | str = 1, devices: Sequence[str] | None = None, threads: int | None = None,
-            log: Callable[[str], object] | None = print) -> dict:
+            cuda_graph: bool = False, log: Callable[[str], object] | None = print) -> dict:
     """Train Fig. 6's and Table 6's networks once, in ``out/runs``; ``{"fig6": ..., "table6": ...}``,
     each as ``run_fig6`` / ``run_table6`` return it. ``plain_depths``: Fig. 6's depths (plain and
     ResNet), each one of ``depths`` (Table 6's). Raises ``SweepFailed`` / ``SweepInterrupted``."""
@@ -46,13 +47,14 @@ def run_all(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, plain_depth
     data, steps = check_data(data), check_steps(steps)
     say = log or (lambda *_: None)
     devices = list(devices or ["auto"])
-    grid = all_grid(depths, plain_depths, seeds, data, steps)
+    grid = all_grid(depths, plain_depths, seeds, data, steps, cuda_graph)
     say(f"reproduce all: {len(grid.axes['model']) * len(seeds)} runs, each trained once for Fig. 6 and Table 6")
     trained = run_sweep(grid, Path(out) / "runs", jobs=jobs, devices=devices, threads=threads, log=say,
                         status_every=60.0)
     if not trained.ok:
         raise SweepFailed(trained)
-    common = dict(data=data, steps=steps, jobs=trained.jobs, devices=devices, threads=threads, log=log)
+    common = dict(data=data, steps=steps, jobs=trained.jobs, devices=devices, threads=threads, cuda_graph=cuda_graph,
+                  log=log)
     results = {"fig6": run_fig6(out, plain_depths, seeds, **common), "table6": run_table6(out, depths, seeds, **common)}
     for result in results.values():  # each read its runs back in seconds: the time is the whole call's
         result["run_time_s"] = time.perf_counter() - start

@@ -21,15 +21,17 @@ DEFAULT_DEPTHS = (20, 32, 44, 56)
 
 def run_fig6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Sequence[int] = (0, 1), *,
              data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
-             devices: Sequence[str] | None = None, threads: int | None = None,
+             devices: Sequence[str] | None = None, threads: int | None = None, cuda_graph: bool = False,
              log: Callable[[str], object] | None = print) -> dict:
     """Plain and residual nets at each depth, paper recipe; ``run_degradation``'s result plus ``reproduce``."""
     data, steps = check_data(data), check_steps(steps)
-    settings = paper_settings(data, steps)  # the same runs as Table 6's ResNets
+    settings = paper_settings(data, steps, cuda_graph)  # the same runs as Table 6's ResNets
+    overrides = {k: v for k, v in settings.items() if k not in ("recipe", "data", "log_every")}
     result = run_degradation(depths, data=data, seeds=seeds, recipe="paper", out=out, log=log, jobs=jobs,
-                             devices=list(devices or ["auto"]), threads=threads, steps=steps,
-                             val_split=settings["val_split"], log_every=settings["log_every"])
+                             devices=list(devices or ["auto"]), threads=threads, log_every=settings["log_every"],
+                             **overrides)
     result["reproduce"] = {"figure": "He et al. (2015), Fig. 6 (left: plain nets, middle: ResNets)",
                            "steps": steps, "paper_steps": PAPER_STEPS, "papers_budget": steps == PAPER_STEPS,
+                           "cuda_graph": cuda_graph,
                            "pattern": fig6_pattern(result["networks"])}
     return result

@@ -44,18 +44,22 @@ def check_steps(steps: int | None) -> int:
     return steps
 
 
-def paper_settings(data: str, steps: int) -> dict:
+def paper_settings(data: str, steps: int, cuda_graph: bool = False) -> dict:
     """Every reproduction run's settings besides model and seed (Fig. 6's too: ``fig6.py``): the paper's
-    recipe on the whole training set, evaluated every epoch for the curves (and after the last step)."""
+    recipe on the whole training set, evaluated every epoch for the curves (and after the last step).
+    ``cuda_graph``: each step replayed as one CUDA graph on a GPU (the same arithmetic, fewer kernel
+    launches); the graph needs the NaN policy ``warn`` (a non-finite step is recorded, not stopped on)."""
+    graph = {"cuda_graph": True, "on_nonfinite": "warn"} if cuda_graph else {}
     return {"recipe": "paper", "data": data, "steps": steps, "val_split": 0, "eval_every": 1,
-            "log_every": CURVE_EVERY}
+            "log_every": CURVE_EVERY, **graph}
 
 
-def table6_grid(depths: list[int], seeds: list[int], data: str, steps: int):
+def table6_grid(depths: list[int], seeds: list[int], data: str, steps: int, cuda_graph: bool = False):
     """resnet{depth} x seed with ``paper_settings``."""
     from ...training.sweep import Grid
 
-    return Grid({"model": [f"resnet{d}" for d in depths], "seed": list(seeds)}, paper_settings(data, steps))
+    return Grid({"model": [f"resnet{d}" for d in depths], "seed": list(seeds)},
+                paper_settings(data, steps, cuda_graph))
 
 
 def seed_record(run_dir: Path) -> dict:
@@ -89,7 +93,7 @@ def depth_entry(depth: int, records: list[dict]) -> dict:
 
 def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Sequence[int] = (0, 1), *,
                data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
-               devices: Sequence[str] | None = None, threads: int | None = None,
+               devices: Sequence[str] | None = None, threads: int | None = None, cuda_graph: bool = False,
                log: Callable[[str], object] | None = print) -> dict:
     """Train every depth x seed (resumably, in ``out/runs``) and return the Table 6 comparison.
 
@@ -110,14 +114,14 @@ def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: S
     runs = Path(out) / "runs"
     say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
         f"{steps:,} steps{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, data {data}")
-    result = run_sweep(table6_grid(depths, seeds, data, steps), runs, jobs=jobs, devices=devices, threads=threads,
-                       log=say, status_every=60.0)
+    result = run_sweep(table6_grid(depths, seeds, data, steps, cuda_graph), runs, jobs=jobs, devices=devices,
+                       threads=threads, log=say, status_every=60.0)
     if not result.ok:
         raise SweepFailed(result)
     entries = [depth_entry(d, [seed_record(runs / f"resnet{d}-seed{s}") for s in seeds]) for d in depths]
     settings = {"depths": depths, "seeds": seeds, "data": data, "data_description": entries[0]["runs"][0]["data"],
                 "recipe": "paper", "steps": steps, "paper_steps": PAPER_STEPS, "papers_budget": steps == PAPER_STEPS,
-                "jobs": result.jobs, "devices": devices, "eval_split": "test"}
+                "jobs": result.jobs, "devices": devices, "eval_split": "test", "cuda_graph": cuda_graph}
     return {"experiment": "table6", "settings": settings, "depths": entries,
             "findings": table6_findings(entries, steps), "hardware": hardware_info(pick_device(devices[0])),
             "date": datetime.date.today().isoformat(), "run_time_s": time.perf_counter() - start}
