@@ -232,6 +232,36 @@ def test_the_jobs_probe_counts_only_the_time_when_every_worker_trains():
     assert overlap_rate([first, apart], batch_size=1) == pytest.approx(20 / 30)
 
 
+def test_live_lines_show_each_running_runs_step_and_the_sweeps_count_on_a_terminal(tmp_path):
+    """On a terminal: a live line per running run (its step of its total, from its own files) and one
+    for the sweep; plain lines go above them. Off a terminal nothing is drawn and lines pass through."""
+    import io
+
+    from resnet_lab.training.sweep.progress import LiveLines
+
+    run = tmp_path / "resnet8-seed0"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"resolved": {"total_steps": 30}}))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 12}) + "\n")
+    screen, printed = io.StringIO(), []
+    live = LiveLines(tmp_path, total=4, finished=0, file=screen, enabled=True, every_s=0)
+    live.started("resnet8-seed0")
+    live.refresh(finished=1)
+    live.write(printed.append, "[1/4] done resnet8-seed1")
+    drawn = screen.getvalue()
+    assert "resnet8-seed0" in drawn and "12/30" in drawn and "sweep" in drawn and "1/4" in drawn
+    assert printed == ["[1/4] done resnet8-seed1"]
+    live.ended("resnet8-seed0")
+    live.close()
+    quiet, plain = io.StringIO(), []  # not a terminal: a log file or a pipe
+    off = LiveLines(tmp_path, total=4, finished=0, file=quiet)
+    off.started("resnet8-seed0")
+    off.refresh(finished=1)
+    off.write(plain.append, "a line")
+    off.close()
+    assert quiet.getvalue() == "" and plain == ["a line"]
+
+
 def test_a_locked_run_is_never_trained_twice(tmp_path):
     """A second worker on a run whose lock is held (a live worker, another shard) exits BUSY, untouched."""
     run_dir = tmp_path / "run"

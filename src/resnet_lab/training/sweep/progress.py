@@ -1,6 +1,7 @@
 """What a sweep prints: a line per finished or failed run and a periodic status line with an ETA.
 
-Plain lines (no bars, no carriage returns): as readable in a log file as in a terminal.
+Plain lines (no bars, no carriage returns): as readable in a log file as in a terminal. On a
+terminal, ``LiveLines`` adds a live line per running run and one for the whole sweep below them.
 """
 
 from __future__ import annotations
@@ -52,3 +53,79 @@ class StatusClock:
         else:
             eta = "ETA after the first run ends"
         return f"sweep: {', '.join(parts)}; {elapsed} elapsed, {eta}"
+
+
+class LiveLines:
+    """On a terminal: one live line per running run (its step of its total, from the run's own
+    ``config.json`` and ``metrics.jsonl``, so at epoch ends) under one for the whole sweep (runs
+    finished of all, with tqdm's ETA). Off a terminal (a log file, a pipe) it draws nothing: the
+    plain lines say it all. ``write`` prints a plain line above the live ones."""
+
+    def __init__(self, out, total: int, finished: int, file=None, enabled: bool | None = None,
+                 every_s: float = 1.0):
+        import sys
+
+        self.file = file or sys.stderr
+        self.enabled = self.file.isatty() if enabled is None else enabled
+        self.out, self.every_s, self.last = out, every_s, 0.0
+        self.runs: dict = {}  # name -> its tqdm line
+        self.sweep = self._line(total, "sweep", "runs", finished) if self.enabled else None
+
+    def _line(self, total, desc: str, unit: str, initial: int = 0):
+        from tqdm import tqdm  # each new line takes the next free row
+
+        return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=self.file, leave=False,
+                    dynamic_ncols=True)
+
+    def write(self, log, line: str) -> None:
+        if not self.enabled:
+            log(line)
+            return
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=self.file):
+            log(line)
+
+    def started(self, name: str) -> None:
+        if self.enabled:
+            self.runs[name] = self._line(None, name, "step")
+
+    def ended(self, name: str) -> None:
+        if self.enabled and name in self.runs:
+            self.runs.pop(name).close()
+
+    def refresh(self, finished: int) -> None:
+        """The runs finished, and each running run's step, at most every ``every_s`` seconds (its files
+        are read each time)."""
+        if not self.enabled or time.monotonic() - self.last < self.every_s:
+            return
+        self.last = time.monotonic()
+        self.sweep.n = finished
+        self.sweep.refresh()
+        for name, line in self.runs.items():
+            total, step = _progress_of(self.out / name)
+            if total and line.total != total:
+                line.total = total
+            line.n = step
+            line.refresh()
+
+    def close(self) -> None:
+        for line in [*self.runs.values(), *([self.sweep] if self.sweep is not None else [])]:
+            line.close()
+        self.runs.clear()
+
+
+def _progress_of(run_dir) -> tuple[int | None, int]:
+    """(total steps, last step recorded) of a run, from its config.json and metrics.jsonl."""
+    import json
+
+    try:
+        total = json.loads((run_dir / "config.json").read_text())["resolved"]["total_steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        total = None
+    try:
+        rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+        step = json.loads(rows[-1])["step"] if rows else 0
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        step = 0
+    return total, step

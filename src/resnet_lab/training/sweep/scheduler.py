@@ -17,7 +17,7 @@ from typing import Callable
 
 from ...signals import StopSignals
 from .grid import TRAIN, RunSpec
-from .progress import StatusClock, failed_line, finished_line
+from .progress import LiveLines, StatusClock, failed_line, finished_line
 from .run_state import STDERR_FILE, RunStatus, clear_failure, is_locked, read_status, write_failure
 from .worker import BUSY, launch
 
@@ -50,10 +50,12 @@ class Scheduler:
 
     def __init__(self, out: Path, todo: list[RunSpec], total: int, done_before: int, devices: list[str],
                  jobs: int, threads: int, log: Callable[[str], object], on_change: Callable[[list[str]], None],
-                 status_every: float):
+                 status_every: float, live: LiveLines | None = None):
         self.out, self.queue, self.total, self.devices, self.jobs = out, list(todo), total, devices, jobs
         self.threads = threads
-        self.log, self.on_change = log, on_change
+        self.live = live or LiveLines(out, total, done_before)
+        self.log = lambda line: self.live.write(log, line)  # above the live lines, on a terminal
+        self.on_change = on_change
         self.running: dict[str, _Worker] = {}
         self.outcome = Outcome()
         self.finished = done_before  # done or failed, for the "[k/N]" of each line
@@ -61,19 +63,23 @@ class Scheduler:
         self._forwarded = 0
 
     def run(self) -> Outcome:
-        with StopSignals() as signals:
-            while self.queue or self.running:
-                if signals.signum and self._forwarded < signals.count:
-                    self._forward(signals.signum, signals.count)
-                self._reap()
-                if not signals.signum:
-                    self._launch()
-                elif not self.running:
-                    break
-                if self.clock.due():
-                    self.log(self.clock.line(self._counts(), len(self.queue) + len(self.running)))
-                time.sleep(_POLL_S)
-            self.outcome.signum = signals.signum
+        try:
+            with StopSignals() as signals:
+                while self.queue or self.running:
+                    if signals.signum and self._forwarded < signals.count:
+                        self._forward(signals.signum, signals.count)
+                    self._reap()
+                    if not signals.signum:
+                        self._launch()
+                    elif not self.running:
+                        break
+                    if self.clock.due():
+                        self.log(self.clock.line(self._counts(), len(self.queue) + len(self.running)))
+                    self.live.refresh(self.finished)
+                    time.sleep(_POLL_S)
+                self.outcome.signum = signals.signum
+        finally:
+            self.live.close()
         return self.outcome
 
     def _forward(self, signum: int, count: int) -> None:
@@ -104,6 +110,7 @@ class Scheduler:
             offset = (run_dir / STDERR_FILE).stat().st_size if (run_dir / STDERR_FILE).exists() else 0
             self.running[spec.name] = _Worker(spec, device, launch(run_dir, device, self.threads),
                                             time.monotonic(), offset)
+            self.live.started(spec.name)
             self.on_change(list(self.running))
 
     def _free_device(self) -> str | None:
@@ -121,6 +128,7 @@ class Scheduler:
                 continue
             del self.running[name]
             self._settle(worker, code, time.monotonic() - worker.started)
+            self.live.ended(name)
             self.on_change(list(self.running))
 
     def _settle(self, worker: _Worker, code: int, wall_s: float) -> None:
