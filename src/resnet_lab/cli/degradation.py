@@ -98,14 +98,9 @@ def _concurrency(args) -> dict:
         if given:
             raise UserError(f"{' and '.join(given)} apply to concurrent training; add --jobs N (or auto)")
         return {}
-    if args.jobs == "auto":
-        jobs = "auto"
-    else:
-        try:
-            jobs = int(args.jobs)
-        except ValueError:
-            raise UserError(f"--jobs must be a positive integer or auto, got {args.jobs!r}") from None
-    return {"jobs": jobs, "devices": args.devices or [args.device], "threads": args.threads}
+    from .sweep import jobs_value
+
+    return {"jobs": jobs_value(args.jobs), "devices": args.devices or [args.device], "threads": args.threads}
 
 
 def run(args) -> int:

@@ -58,25 +58,15 @@ def _add(which, name: str, help_text: str, depths: list[int]) -> argparse.Argume
     return p
 
 
-def _jobs(text: str) -> int | str:
-    from ..errors import UserError
-
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"--jobs must be a positive integer or auto, got {text!r}") from None
-
-
 def run(args) -> int:
     from ..errors import UserError
     from ..experiments import reproduce
     from ..training.sweep import SweepFailed, SweepInterrupted
+    from .sweep import jobs_value
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")
-    options = dict(data=args.data, steps=args.steps, jobs=_jobs(args.jobs), devices=args.devices,
+    options = dict(data=args.data, steps=args.steps, jobs=jobs_value(args.jobs), devices=args.devices,
                    threads=args.threads, cuda_graph=args.cuda_graph,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     try:

@@ -77,26 +77,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _jobs(text: str | None):
-    from ..errors import UserError
-
-    if text is None or text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"--jobs must be a positive integer or auto, got {text!r}") from None
-
-
 def run(args) -> int:
     from ..errors import UserError, writing
     from ..experiments.survey import run_survey, survey_markdown, survey_text, write_survey_outputs
     from ..training.sweep import SweepFailed, SweepInterrupted
+    from .sweep import jobs_value
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
-    jobs = _jobs(args.jobs)
+    jobs = jobs_value(args.jobs)
     try:
         result = run_survey(
             args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,

@@ -105,7 +105,7 @@ def run(args) -> int:
     if args.status:
         _print_table(sweep_status(args.out))
         return 0
-    jobs = args.jobs if args.jobs == "auto" else _int(args.jobs, "--jobs", "a positive integer or auto")
+    jobs = jobs_value(args.jobs)
     shard = _shard(args.shard) if args.shard else (0, 1)
     try:
         result = run_sweep(grid_from_args(args), args.out, jobs=jobs, devices=args.devices, shard=shard,
@@ -161,6 +161,11 @@ def _short(reason: str | None, width: int = 72) -> str:
 
 def _pct(value) -> str | None:
     return None if value is None else f"{100 * value:.2f}%"
+
+
+def jobs_value(text: str | None) -> int | str | None:
+    """``--jobs`` as given on the command line (N or auto; None when absent), for every command that has it."""
+    return text if text is None or text == "auto" else _int(text, "--jobs", "a positive integer or auto")
 
 
 def _int(text: str, flag: str, what: str) -> int:

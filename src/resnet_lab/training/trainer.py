@@ -266,7 +266,8 @@ class _Run:
         if self.files.monitor is not None and c.monitor:
             row["gradients"] = _gradient_summary(self.files.monitor)
         self.files.write_epoch(row)
-        if s.step >= p.total_steps or self.ctx.any_rank(self.files.seconds_since_save() >= c.checkpoint_min_s):
+        if s.step >= p.total_steps or not c.checkpoint_min_s or \
+                self.ctx.any_rank(self.files.seconds_since_save() >= c.checkpoint_min_s):  # ranks agree on time
             self.files.save("last")
         if is_best:
             self.files.save("best")

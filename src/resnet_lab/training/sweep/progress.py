@@ -103,10 +103,9 @@ class LiveLines:
         self.sweep.n = finished
         self.sweep.refresh()
         for name, line in self.runs.items():
-            total, step = _progress_of(self.out / name)
-            if total and line.total != total:
-                line.total = total
-            line.n = step
+            if line.total is None:  # config.json appears once the worker has set the run up
+                line.total = _total_steps(self.out / name)
+            line.n = _last_step(self.out / name)
             line.refresh()
 
     def close(self) -> None:
@@ -115,17 +114,22 @@ class LiveLines:
         self.runs.clear()
 
 
-def _progress_of(run_dir) -> tuple[int | None, int]:
-    """(total steps, last step recorded) of a run, from its config.json and metrics.jsonl."""
+def _total_steps(run_dir) -> int | None:
+    """The run's total steps, from the config.json its worker writes at the start (None until then)."""
     import json
 
     try:
-        total = json.loads((run_dir / "config.json").read_text())["resolved"]["total_steps"]
+        return json.loads((run_dir / "config.json").read_text())["resolved"]["total_steps"]
     except (OSError, ValueError, KeyError, TypeError):
-        total = None
+        return None
+
+
+def _last_step(run_dir) -> int:
+    """The step of the run's last metrics row (0 before its first epoch ends)."""
+    import json
+
     try:
         rows = (run_dir / "metrics.jsonl").read_text().splitlines()
-        step = json.loads(rows[-1])["step"] if rows else 0
+        return json.loads(rows[-1])["step"] if rows else 0
     except (OSError, ValueError, KeyError, TypeError, IndexError):
-        step = 0
-    return total, step
+        return 0
