@@ -31,6 +31,30 @@ def test_each_subcommand_has_help_with_examples(command, capsys):
     assert "examples:" in capsys.readouterr().out
 
 
+def test_help_and_a_refused_flag_never_import_torch():
+    """Every command's choices come from torch-free modules and the packages import their names on
+    first use (``lazy.py``), so help and a mistyped flag answer at once, not after torch's ~1.5 s."""
+    code = ("import sys\n"
+            "from resnet_lab.cli.main import COMMANDS, main\n"
+            "for argv in [['--help'], *([c, '--help'] for c in COMMANDS)]:\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "status = main(['train', '--no-such-flag'])\n"
+            "print(status, sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "2 []", done.stdout[-2000:] + done.stderr[-2000:]
+    assert "unrecognized arguments: --no-such-flag" in done.stderr
+
+
+def test_the_cli_offers_the_optimizers_the_gradient_check_takes():
+    from resnet_lab.diagnostics.check import OPTIMIZERS
+    from resnet_lab.training.config import CHOICES
+
+    assert CHOICES["optimizer"] == OPTIMIZERS  # 'gradients --optimizer' offers the trainer's
+
+
 def test_models_json_has_the_documented_keys(capsys):
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

@@ -290,6 +290,20 @@ def test_top_level_api_works_as_documented():
         assert obj.__doc__ and obj.__doc__.strip()
 
 
+@pytest.mark.parametrize("package", ["resnet_lab", "resnet_lab.diagnostics"])
+def test_every_lazily_exported_name_resolves_and_is_listed(package):
+    """The packages import their names on first use (``lazy.py``); a name moved or renamed in its
+    module must fail here, not in a user's ``from resnet_lab import ...``."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        module.nonexistent  # noqa: B018
+
+
 def test_bad_values_from_the_library_are_value_errors():
     """Library callers catch bad values the usual way: UserError is a ValueError."""
     import resnet_lab

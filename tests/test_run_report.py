@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,18 @@ def test_report_command_refuses_a_bad_run_directory_in_one_line(case, finished, 
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert "resnet-lab train" in err  # the fix: which folder to give, or where the files come from
+
+
+def test_report_command_never_imports_torch(finished, tmp_path):
+    """The renderer that draws every fast-recipe run's report after it exits would spend ~1.5 s
+    importing torch; the command line names its command, so only that module is imported."""
+    copy = _copy(finished[0], tmp_path)
+    code = ("import sys; from resnet_lab.cli.main import main; status = main(['report', sys.argv[1]]); "
+            "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')); "
+            "print(status, loaded[:3])")
+    done = subprocess.run([sys.executable, "-c", code, str(copy)], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
+    assert "final test accuracy" in (copy / "report.html").read_text()
 
 
 def test_fast_recipe_draws_the_report_in_the_background_after_the_command(tmp_path, capsys):

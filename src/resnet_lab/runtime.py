@@ -1,5 +1,9 @@
 """Facts about where code runs: device choice, hardware and library versions for records, and
-the writing of such records."""
+the writing of such records.
+
+torch is imported inside the functions that need it: the CLI's entry point uses this module, and
+a command such as ``resnet-lab report`` never needs torch (its import is about 1.5 s).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,16 @@ import importlib.metadata
 import os
 import platform
 import sys
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def pick_device(requested: str | None = None) -> torch.device:
     """``auto``/None -> cuda if available, else mps, else cpu; a device this machine lacks is refused."""
+    import torch
+
     from .errors import UserError
 
     if requested in (None, "auto"):
@@ -33,11 +41,15 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def _mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def _check_available(device: torch.device) -> None:
     """Refuse here, in one line, what would otherwise fail deep inside torch on first use."""
+    import torch
+
     from .errors import UserError
 
     if device.type == "mps" and not _mps_available():
@@ -66,6 +78,8 @@ def cpu_name() -> str:
 
 def hardware_info(device: str | torch.device = "cpu") -> dict:
     """Everything needed to interpret a measurement later."""
+    import torch
+
     info = {
         "device": str(device),
         "cpu": cpu_name(),
@@ -91,6 +105,11 @@ def package_version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def launched_by_torchrun() -> bool:
+    """Whether torchrun (or another launcher setting its variables) started this process."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def process_age_s() -> float | None:

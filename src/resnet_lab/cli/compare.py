@@ -19,7 +19,7 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from ..experiments.compare.run import PRECISIONS
+    from ..experiments.compare.settings import PRECISIONS
 
     p = sub.add_parser(
         "compare", help="measure models side by side and say which to choose",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..diagnostics.check import OPTIMIZERS
+from ..training.config import CHOICES
 from .model_options import add_model_options, model_options
 from .train import add_data_options
 
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=10, help="training steps to run (default 10)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    p.add_argument("--optimizer", choices=CHOICES["optimizer"], default="sgd")  # the trainer's, and the check's
     p.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -1,7 +1,8 @@
 """`resnet-lab` entry point: one subcommand per module in this package.
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a function taking the parsed arguments and returning an exit status.
+``func`` to a function taking the parsed arguments and returning an exit status. A command line
+that names its command imports that module only: ``resnet-lab report`` then never imports torch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the one ``argv`` names (the others stay unimported)."""
     parser = _Parser(
         prog="resnet-lab",
         description="Build, train, debug and choose residual networks.",
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    named = next((a for a in argv or [] if not a.startswith("-")), None)
+    for name in [named] if named in COMMANDS else COMMANDS:
         importlib.import_module(f"{__package__}.{name}").register(sub)
     # Also after the command (`resnet-lab summary x --debug`); SUPPRESS: no default hides a leading --debug.
     for command in sub.choices.values():
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         args.startup_s = startup_s
         if args.command is None:
             build_parser().print_help()
@@ -73,7 +76,7 @@ def entry_point() -> int:
     skipped, a pre-empted gloo rank once aborted at exit ("terminate called without an active
     exception"), as if an object owning communication threads was no longer destroyed in order.
     """
-    from ..training.distributed import launched_by_torchrun
+    from ..runtime import launched_by_torchrun
 
     status = main(startup_s=process_age_s())
     if not launched_by_torchrun():

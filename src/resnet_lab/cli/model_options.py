@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.blocks import SHORTCUTS
-from ..models.resnet import ACTIVATIONS, INITS, NORMS
+from ..models.choices import ACTIVATIONS, INITS, NORMS, SHORTCUTS
 
 
 def add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) -> None:

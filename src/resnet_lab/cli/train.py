@@ -159,8 +159,11 @@ def run(args) -> int:
     from ..training import TrainingInterrupted, train
     from ..diagnostics import NonFiniteError
     from ..files import atomic_write_text
-    from ..training.distributed import launched_by_torchrun
+    from ..runtime import launched_by_torchrun, process_age_s
 
+    # Start-up ends here, with the training code (torch included) imported: the arguments were
+    # parsed before torch loaded. None when called from Python.
+    startup_s = process_age_s() if args.startup_s is not None else None
     if args.resume:
         config = _resume_config(args)
     else:
@@ -180,7 +183,7 @@ def run(args) -> int:
         return 0
     from ..report.train_report import format_timings
 
-    timings = {"startup_s": args.startup_s, **result.timings}  # start-up: None when called from Python
+    timings = {"startup_s": startup_s, **result.timings}
     if result.run_dir is not None:
         report_start = time.perf_counter()
         print(_report(result.config.report, result.run_dir))

@@ -7,25 +7,15 @@
 - `resize_dataset`, `resize_images`: an in-memory data set or a batch at another size.
 """
 
-from resnet_lab.data.cache import default_data_dir
-from resnet_lab.data.dataset import InMemoryDataset, channel_stats, stratified_holdout
-from resnet_lab.data.device_loader import DeviceLoader
-from resnet_lab.data.folder import FolderDataset, make_folder_loaders
-from resnet_lab.data.preprocess import preprocess_images
-from resnet_lab.data.resize import resize_dataset, resize_images
-from resnet_lab.data.sources import VALID_SPECS, load_data
+from ..lazy import lazy_exports
 
-__all__ = [
-    "DeviceLoader",
-    "FolderDataset",
-    "InMemoryDataset",
-    "VALID_SPECS",
-    "channel_stats",
-    "default_data_dir",
-    "load_data",
-    "make_folder_loaders",
-    "preprocess_images",
-    "resize_dataset",
-    "resize_images",
-    "stratified_holdout",
-]
+_MODULES = {
+    ".cache": ["default_data_dir"],
+    ".dataset": ["InMemoryDataset", "channel_stats", "stratified_holdout"],
+    ".device_loader": ["DeviceLoader"],
+    ".folder": ["FolderDataset", "make_folder_loaders"],
+    ".preprocess": ["preprocess_images"],
+    ".resize": ["resize_dataset", "resize_images"],
+    ".sources": ["VALID_SPECS", "load_data"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

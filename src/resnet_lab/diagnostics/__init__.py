@@ -14,32 +14,23 @@ The pieces:
 * ``JsonlWriter`` / ``read_jsonl`` / ``TensorBoardLogger`` (``records``): outputs.
 * ``gradient_table`` / ``average_groups`` (``table``): text for the CLI.
 * ``run_gradient_check`` (``check``): N monitored training steps -> verdict, for the CLI.
-* ``plot_gradient_flow`` / ``plot_heatmap`` / ``plot_loss`` (``plots``): imported on first
-  use, so that importing the package does not import matplotlib.
+* ``plot_gradient_flow`` / ``plot_heatmap`` / ``plot_loss`` (``plots``).
+
+Every name is imported on first use, so importing the package imports neither torch nor matplotlib.
 """
 
-from .check import run_gradient_check
-from .groups import GROUPINGS, LayerGroup, build_groups
-from .monitor import POLICIES, GradientMonitor
-from .nonfinite import NonFiniteError, NonFiniteReport, locate_nonfinite, nonfinite_state, tensor_stats
-from .records import JsonlWriter, TensorBoardLogger, read_jsonl
-from .rollback import Rollback
-from .table import average_groups, gradient_table
-from .verdicts import KINDS, Thresholds, Verdict
+from ..lazy import lazy_exports
 
-_PLOTS = ("plot_gradient_flow", "plot_heatmap", "plot_loss")
-
-__all__ = [
-    "GROUPINGS", "KINDS", "POLICIES", "GradientMonitor", "JsonlWriter", "LayerGroup", "NonFiniteError",
-    "NonFiniteReport", "Rollback", "TensorBoardLogger", "Thresholds", "Verdict", "average_groups", "build_groups",
-    "gradient_table", "locate_nonfinite", "nonfinite_state", "read_jsonl", "run_gradient_check",
-    "tensor_stats", *_PLOTS,
-]
-
-
-def __getattr__(name: str):
-    if name in _PLOTS:
-        from . import plots
-
-        return getattr(plots, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Each name's module, imported on first use: the report draws plots without importing torch.
+_MODULES = {
+    ".check": ["run_gradient_check"],
+    ".groups": ["GROUPINGS", "LayerGroup", "build_groups"],
+    ".monitor": ["POLICIES", "GradientMonitor"],
+    ".nonfinite": ["NonFiniteError", "NonFiniteReport", "locate_nonfinite", "nonfinite_state", "tensor_stats"],
+    ".records": ["JsonlWriter", "TensorBoardLogger", "read_jsonl"],
+    ".rollback": ["Rollback"],
+    ".table": ["average_groups", "gradient_table"],
+    ".verdicts": ["KINDS", "Thresholds", "Verdict"],
+    ".plots": ["plot_gradient_flow", "plot_heatmap", "plot_loss"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -7,11 +7,12 @@
 - ``demo`` (``run_demo``): all three, one report.
 """
 
-from ..measure import saved_tensor_bytes
-from .compare import compare_models, reference_top1
-from .degradation import run_degradation, write_degradation_outputs
-from .survey import DEMO_SETTINGS as SURVEY_DEMO_SETTINGS
-from .survey import judge_claims, run_survey
+from ..lazy import lazy_exports
 
-__all__ = ["SURVEY_DEMO_SETTINGS", "compare_models", "judge_claims", "reference_top1", "run_degradation",
-           "run_survey", "saved_tensor_bytes", "write_degradation_outputs"]
+_MODULES = {
+    "..measure": ["saved_tensor_bytes"],
+    ".compare": ["compare_models", "reference_top1"],
+    ".degradation": ["run_degradation", "write_degradation_outputs"],
+    ".survey": ["DEMO_SETTINGS as SURVEY_DEMO_SETTINGS", "judge_claims", "run_survey"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

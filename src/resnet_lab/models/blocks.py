@@ -17,8 +17,6 @@ from torch.nn import functional as F
 NormFactory = Callable[[int], nn.Module]
 ActFactory = Callable[[], nn.Module]
 
-SHORTCUTS = ("A", "B", "C", "none")
-
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)

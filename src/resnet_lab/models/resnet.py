@@ -16,12 +16,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import UserError
-from .blocks import SHORTCUTS, PreActBasicBlock, PreActBottleneck, _Block
-
-NORMS = ("batch", "group", "none")
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
-INITS = ("he", "xavier", "normal", "torch")
-STEMS = ("imagenet", "cifar")
+from .blocks import PreActBasicBlock, PreActBottleneck, _Block
+from .choices import ACTIVATIONS, INITS, NORMS, SHORTCUTS, STEMS
 
 
 def _choice(option: str, value, allowed) -> None:

@@ -1,9 +1,14 @@
-"""Training: one config object, recipes, the loop, checkpoints."""
+"""Training: one config object, recipes, the loop, checkpoints.
 
-from .checkpoint import export_safetensors, load_checkpoint, save_checkpoint
-from .config import RECIPES, TrainConfig, resolve_config
-from .schedules import lr_factor
-from .trainer import TrainingInterrupted, TrainResult, evaluate, train
+Names are imported on first use (``lazy.py``): the CLI reads ``config`` without importing torch.
+"""
 
-__all__ = ["RECIPES", "TrainConfig", "TrainResult", "TrainingInterrupted", "evaluate", "export_safetensors",
-           "load_checkpoint", "lr_factor", "resolve_config", "save_checkpoint", "train"]
+from ..lazy import lazy_exports
+
+_MODULES = {
+    ".checkpoint": ["export_safetensors", "load_checkpoint", "save_checkpoint"],
+    ".config": ["RECIPES", "TrainConfig", "resolve_config"],
+    ".schedules": ["lr_factor"],
+    ".trainer": ["TrainResult", "TrainingInterrupted", "evaluate", "train"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UserError
+from ..runtime import launched_by_torchrun
 
 
 @dataclass
@@ -48,10 +49,6 @@ class DistContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier(group=self.control_group)
-
-
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def restart_count() -> int:

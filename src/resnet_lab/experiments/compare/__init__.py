@@ -7,16 +7,19 @@
 - ``table``: the terminal table (``compare_text``);
 - ``report``: ``write_compare_outputs`` writes compare.json, the chart and report.html and returns
   their paths (``add_compare_section``);
-- ``plot``: the chart (imports matplotlib when drawing).
+- ``plot``: the chart (imports matplotlib when drawing);
+- ``settings``: the precisions and per-device defaults (no torch: the CLI offers them as choices).
 
 Timing and memory helpers (``time_call``, ``calls_for``, ``saved_tensor_bytes``) live in ``resnet_lab.measure``.
 """
 
-from .findings import verdict
-from .reference import PAPER_CIFAR10, published_accuracy, reference_cifar10, reference_top1
-from .report import add_compare_section, write_compare_outputs
-from .run import PRECISIONS, compare_models
-from .table import compare_text
+from ...lazy import lazy_exports
 
-__all__ = ["PAPER_CIFAR10", "PRECISIONS", "add_compare_section", "compare_models", "compare_text",
-           "published_accuracy", "reference_cifar10", "reference_top1", "verdict", "write_compare_outputs"]
+_MODULES = {
+    ".findings": ["verdict"],
+    ".reference": ["PAPER_CIFAR10", "published_accuracy", "reference_cifar10", "reference_top1"],
+    ".report": ["add_compare_section", "write_compare_outputs"],
+    ".run": ["PRECISIONS", "compare_models"],
+    ".table": ["compare_text"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -34,18 +34,9 @@ from ...runtime import hardware_info, pick_device
 from .findings import verdict
 from .reference import _same_architecture_as_default, reference_cifar10, reference_top1
 from .runner import KINDS, ModelRunner
+from .settings import DEFAULTS, PRECISIONS, QUICK
 
-PRECISIONS = ("fp32", "bf16")
 MIB = 2**20
-
-# Per-device defaults: a CPU run of resnet101 vs resnet152 at 224x224 takes one to two minutes on
-# two cores; a GPU needs bigger batches and more rounds for stable medians.
-DEFAULTS = {
-    "cpu": {"batch_size": 8, "warmup": 1, "repeats": 3, "min_time_s": 0.1},
-    "cuda": {"batch_size": 64, "warmup": 3, "repeats": 10, "min_time_s": 0.25},
-}
-# quick=True: small enough for resnet101 vs resnet152 in well under 30 s on two CPU cores.
-QUICK = {"batch_size": 4, "image_size": 64, "warmup": 1, "repeats": 5, "min_time_s": 0.05}
 
 
 # --------------------------------------------------------------------------- settings

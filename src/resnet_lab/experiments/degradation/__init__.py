@@ -8,11 +8,13 @@
 - ``plot``: the figures (the only module here that imports matplotlib; imported when drawing).
 """
 
-from .findings import TIE
-from .networks import model_name, snapshot_epochs
-from .report import add_degradation_section, report_figures, write_degradation_outputs
-from .run import check_depths, check_seeds, limit_dataset, run_degradation
-from .table import degradation_text
+from ...lazy import lazy_exports
 
-__all__ = ["TIE", "add_degradation_section", "check_depths", "check_seeds", "degradation_text", "limit_dataset",
-           "model_name", "report_figures", "run_degradation", "snapshot_epochs", "write_degradation_outputs"]
+_MODULES = {
+    ".findings": ["TIE"],
+    ".networks": ["model_name", "snapshot_epochs"],
+    ".report": ["add_degradation_section", "report_figures", "write_degradation_outputs"],
+    ".run": ["check_depths", "check_seeds", "limit_dataset", "run_degradation"],
+    ".table": ["degradation_text"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

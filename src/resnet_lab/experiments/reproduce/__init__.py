@@ -9,13 +9,15 @@
 - ``report``: ``write_table6_outputs`` / ``write_fig6_outputs``: results.json, tables, report.html.
 """
 
-from .combined import run_all
-from .fig6 import run_fig6
-from .findings import fig6_pattern, table6_findings, table6_verdict
-from .paper import PAPER_STEPS, TABLE6
-from .report import write_fig6_outputs, write_table6_outputs
-from .table import fig6_text, table6_text
-from .table6 import run_table6
+from ...lazy import lazy_exports
 
-__all__ = ["PAPER_STEPS", "TABLE6", "fig6_pattern", "fig6_text", "run_all", "run_fig6", "run_table6", "table6_findings",
-           "table6_text", "table6_verdict", "write_fig6_outputs", "write_table6_outputs"]
+_MODULES = {
+    ".combined": ["run_all"],
+    ".fig6": ["run_fig6"],
+    ".findings": ["fig6_pattern", "table6_findings", "table6_verdict"],
+    ".paper": ["PAPER_STEPS", "TABLE6"],
+    ".report": ["write_fig6_outputs", "write_table6_outputs"],
+    ".table": ["fig6_text", "table6_text"],
+    ".table6": ["run_table6"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

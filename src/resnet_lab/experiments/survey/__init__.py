@@ -13,16 +13,16 @@
 - ``plot``: the heat maps (the only module here that imports matplotlib; imported when drawing).
 """
 
-from .cells import loss_summary, measure_init_gradients
-from .design import (CLAIMS, DEMO_SETTINGS, DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, OUTCOMES,
-                     TRAINED_DROP, VANISH_RATIO, VARIANTS, cell_name)
-from .findings import VERDICTS, decide, judge_claims, trains_better
-from .report import add_survey_section, survey_markdown, write_survey_outputs
-from .run import run_survey
-from .spread import combine_runs
-from .table import claim_lines, survey_table, survey_text
+from ...lazy import lazy_exports
 
-__all__ = ["CLAIMS", "DEMO_SETTINGS", "DESIGN", "DIVERGE_FACTOR", "FULL_DESIGN", "LOSS_SMOOTH", "ORDER", "OUTCOMES",
-           "TRAINED_DROP", "VANISH_RATIO", "VARIANTS", "VERDICTS", "add_survey_section", "cell_name", "claim_lines",
-           "combine_runs", "decide", "judge_claims", "loss_summary", "measure_init_gradients", "run_survey",
-           "survey_markdown", "survey_table", "survey_text", "trains_better", "write_survey_outputs"]
+_MODULES = {
+    ".cells": ["loss_summary", "measure_init_gradients"],
+    ".design": ["CLAIMS", "DEMO_SETTINGS", "DESIGN", "DIVERGE_FACTOR", "FULL_DESIGN", "LOSS_SMOOTH", "ORDER",
+                "OUTCOMES", "TRAINED_DROP", "VANISH_RATIO", "VARIANTS", "cell_name"],
+    ".findings": ["VERDICTS", "decide", "judge_claims", "trains_better"],
+    ".report": ["add_survey_section", "survey_markdown", "write_survey_outputs"],
+    ".run": ["run_survey"],
+    ".spread": ["combine_runs"],
+    ".table": ["claim_lines", "survey_table", "survey_text"],
+}
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

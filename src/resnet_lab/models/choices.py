@@ -1,0 +1,8 @@
+"""The values of the architectural switches, without torch: the CLI offers them as choices
+before any model (or torch) is imported."""
+
+SHORTCUTS = ("A", "B", "C", "none")
+NORMS = ("batch", "group", "none")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+INITS = ("he", "xavier", "normal", "torch")
+STEMS = ("imagenet", "cifar")
