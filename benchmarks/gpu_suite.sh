@@ -83,7 +83,8 @@ step() {
 #   d: ours vs torchvision (fp32, bf16 + channels_last, compiled ResNet-50), monitor overhead,
 #      ResNet-50 at batch 256;
 #   e: issue #17 item 4 (fewer epochs), not in the default PHASE: resnet20 fast-recipe variants on a
-#      45k/5k split of the training set (--val-split 5000: never tuned on the test set), 2 seeds each,
+#      45k/5k split of the training set (--val-split 5000 --val-seed 0: one held-out set for every
+#      seed, never the test set), 2 seeds each,
 #      paired: label smoothing 0.2, --translate 2, --pad-mode reflect, --zero-init-residual,
 #      --flip alternate; needs CIFAR10_NPZ (gpu_lent_call.sh CALL=3, after call 2).
 PHASE="${PHASE:-abcd}"
@@ -145,7 +146,7 @@ if phase e; then
     step fast_cifar_tune 520 env RESNET_LAB_DATA=/tmp/cifar "$PYTHON" benchmarks/bench_fast_cifar.py \
         --device cuda --data cifar10 --runs resnet20:2 --variants "" "--label-smoothing 0.2" "--translate 2" \
         "--pad-mode reflect" " --zero-init-residual" "--flip alternate" --budget-s 450 \
-        --out "$OUT/fast_cifar-cuda-tune-val5000.json" --extra --val-split 5000
+        --out "$OUT/fast_cifar-cuda-tune-val5000.json" --extra --val-split 5000 --val-seed 0
 fi
 
 if [ "$DRY_RUN" != "1" ]; then

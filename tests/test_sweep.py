@@ -315,8 +315,7 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, t
 @pytest.mark.parametrize("args, fragment", [
     (["--threads", "2"], "--threads apply to concurrent training; add --jobs N"),
     (["--jobs", "0"], "--jobs must be a positive integer or 'auto', got 0"),
-    (["--jobs", "2", "--val-split", "100"], "--val-split with --jobs"),
-    (["--jobs", "2", "--shortcut", "B"], "--shortcut B with --jobs is not supported"),
+    (["--jobs", "2", "--shortcut", "none"], "shortcut 'none' would make the ResNets plain"),
 ])
 def test_bad_degradation_jobs_input_is_one_line_exit_2(args, fragment, tmp_path, capsys):
     assert main(["degradation", "--depths", "8", "--epochs", "1", "--out", str(tmp_path / "d"), *args]) == 2
@@ -357,10 +356,15 @@ def worker_pid(run_dir: Path) -> int:
 
 # ----------------------------------------------------------------------------- degradation on the sweep engine
 
-def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(tmp_path):
+@pytest.mark.parametrize("case", ["paper", "shortcut_B_val_split_seed1"])
+def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(case, tmp_path):
+    """The second case: option B goes to the ResNets only, and every worker holds out the same
+    images as the in-process path (val_seed 0), not its own seed's."""
     from resnet_lab.experiments import run_degradation
 
     settings = dict(data="digits", seeds=(0,), epochs=1, device="cpu", batch_size=64, image_size=16, log=None)
+    if case != "paper":
+        settings.update(seeds=(1,), val_split=100, model_options={"shortcut": "B"})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers' thread count: the same bits
     try:
@@ -374,6 +378,15 @@ def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(tmp
         assert {k: a[k] for k in same} == {k: b[k] for k in same}
         assert a["step_curve"] and a["gradient_flow"] == b["gradient_flow"]
     assert swept["findings"] == alone["findings"]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["plain8-seed0", "resnet8-seed0", "sweep.json"]
+    seed = settings["seeds"][0]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [f"plain8-seed{seed}", f"resnet8-seed{seed}",
+                                                                     "sweep.json"]
+    configs = {n: json.loads((tmp_path / "runs" / f"{n}-seed{seed}" / "config.json").read_text())
+               for n in ("plain8", "resnet8")}
+    if case != "paper":
+        assert swept["settings"]["eval_split"] == "val"
+        assert not configs["plain8"]["model_options"] and configs["resnet8"]["model_options"] == {"shortcut": "B"}
+        assert swept["networks"][1]["params"] > swept["networks"][0]["params"]  # B's projections
+        assert {c["val_seed"] for c in configs.values()} == {0}
     with pytest.raises(UserError, match="pass data=SPEC instead of dataset="):
         run_degradation((8,), **settings, jobs=2, out=tmp_path, dataset=object())

@@ -297,6 +297,27 @@ def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run,
     assert_same_weights(load_file(str(out)), weights(reference_run))
 
 
+def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_them(tmp_path, capsys):
+    """Two seeds with --val-seed 0 are judged on one held-out set; `evaluate` re-draws that set
+    from the checkpoint's config (with the run's own seed it would be another 100 images), at the
+    --image-size the run trained at (it used to evaluate digits at 32x32 instead)."""
+    from resnet_lab.data import load_data
+
+    argv = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--steps", "2", "--val-split",
+            "100", "--val-seed", "0", "--seed", "1", "--quiet", "--no-tensorboard", "--report", "none", "--device",
+            "cpu", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["n"] == 100 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
+    split = {seed: load_data("digits", val_split=100, seed=seed).x_test for seed in (0, 1)}
+    assert not torch.equal(split[0], split[1])  # so the seed that drew it matters
+    assert main(["train", "--val-seed", "-1", "--quiet", "--out", str(tmp_path / "bad")]) == 2
+    assert "--val-seed must be >= 0" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _tree_digest(folder: Path) -> dict:

@@ -65,7 +65,8 @@ def register(sub) -> None:
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--schedule", choices=CHOICES["schedule"])
     g.add_argument("--warmup", type=float, help="fraction of the run with a linear warm-up")
-    g.add_argument("--val-split", type=int, help="hold out N training images for evaluation")
+    g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (the same N for every "
+                                                  "net and seed)")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     g.add_argument("--image-size", type=int, help="resize the images (digits: 16 is 4x faster than 32)")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")

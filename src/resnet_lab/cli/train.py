@@ -46,6 +46,9 @@ def register(sub) -> None:
     add_data_options(p)
     g = p.add_argument_group("data handling")
     g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (paper: 5000)")
+    g.add_argument("--val-seed", type=int, metavar="SEED",
+                   help="which images --val-split holds out (default: --seed); give one value to compare seeds "
+                        "on the same held-out images")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no crop/flip augmentation")
     g.add_argument("--flip", choices=CHOICES["flip"],

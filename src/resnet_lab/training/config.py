@@ -23,6 +23,7 @@ class TrainConfig:
     data: str = "digits"
     data_dir: str | None = None
     val_split: int = 0  # >0: hold out this many training images for evaluation (paper: 5000)
+    val_seed: int | None = None  # which images are held out (default: seed); fix it to compare seeds on one split
     augment: bool = True
     flip: str = "random"  # random | alternate: every image flipped in every other epoch (with augment)
     translate: int = 4  # with augment: a random crop of the image padded by this many pixels (0: none)
@@ -90,6 +91,11 @@ class TrainConfig:
         if "milestones" in values:
             values["milestones"] = tuple(values["milestones"])
         return cls(**values)
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that draws the held-out images (``val_split``)."""
+        return self.seed if self.val_seed is None else self.val_seed
 
     @property
     def effective_lr(self) -> float:
@@ -192,6 +198,7 @@ def validate(c: TrainConfig) -> None:
         (c.clip_value is None or c.clip_value > 0, f"--clip-value must be positive, got {c.clip_value}"),
         (0 <= c.ema < 1, f"--ema is a decay per step in [0, 1) (e.g. 0.999; 0: off), got {c.ema}"),
         (c.val_split >= 0, f"--val-split must be >= 0, got {c.val_split}"),
+        (c.val_seed is None or c.val_seed >= 0, f"--val-seed must be >= 0, got {c.val_seed}"),
         (0 <= c.translate <= 16, f"--translate is a shift in pixels from 0 to 16, got {c.translate}"),
         (c.eval_every >= 0, f"--eval-every must be >= 0, got {c.eval_every}"),
         (c.log_every >= 0, f"--log-every must be >= 0, got {c.log_every}"),

@@ -35,13 +35,14 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
                         ema: bool = False, flip: bool = False) -> dict:
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
     ``flip``: with flip test-time augmentation."""
-    from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders
+    from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders, resize_dataset
     from .evaluation import check_flip_tta, evaluate
 
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
     ds = load_data(data or config.data, data_dir or config.data_dir, val_split=config.val_split if data is None else 0,
-                   seed=config.seed)
+                   seed=config.split_seed)
+    ds = resize_dataset(ds, info["image_size"])  # in-memory data at the size it was trained at (--image-size)
     if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
         raise UserError(f"{ds.description()} does not fit the checkpoint's model "
                         f"({len(info['classes'])} classes, {info['in_channels']} channels)")

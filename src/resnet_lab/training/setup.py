@@ -47,7 +47,7 @@ def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunP
     what trains it."""
     from ..data import FolderDataset, load_data, resize_dataset
 
-    ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.seed)
+    ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.split_seed)
     if c.image_size is not None:  # in-memory data: resized once, here (folder loaders resize each image)
         ds = resize_dataset(ds, c.image_size)
     if c.tta:

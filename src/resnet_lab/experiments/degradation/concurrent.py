@@ -3,8 +3,9 @@ of its own, several at once per device, in ``out/runs/<model>-seed<s>``; the sam
 continues where a killed one stopped.
 
 The workers load the data themselves, so what the in-process path is handed (a ``dataset``
-object) cannot be given here, nor a validation split (each worker would draw it with its own
-seed), nor a shortcut option other than A (the plain nets would get it too). Each network's
+object) cannot be given here. A validation split is drawn with ``val_seed`` 0 by every worker,
+as in the in-process path. A shortcut option other than A goes to the ResNets' runs only (a
+plain net given one would be a ResNet), so those sweeps list their runs (``sweep_runs``). Each network's
 record is read back from its run's ``last.pt``: the metrics rows and the finer training curve
 (``step_history``) are kept in the checkpoint.
 """
@@ -15,13 +16,14 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...training.sweep import MODEL_OPTIONS, Grid, SweepFailed, check_jobs, check_threads, run_sweep
+from ...training.sweep.grid import RunSpec, expand
 from .networks import model_name
 
 #: run_degradation's settings that a worker gets otherwise (its device), or never needs.
 _NOT_FIXED = ("device", "progress", "model_options")
 
 
-def check_sweepable(jobs, threads, dataset, shortcut: str, val_split: int | None, out) -> None:
+def check_sweepable(jobs, threads, dataset, out) -> None:
     """Refuse, in one line and before any work, bad sweep settings and what the workers could not reproduce."""
     check_jobs(jobs)
     check_threads(threads)
@@ -31,26 +33,30 @@ def check_sweepable(jobs, threads, dataset, shortcut: str, val_split: int | None
     if dataset is not None:
         raise UserError("jobs=... trains each network in a worker that loads the data itself; pass data=SPEC "
                         "instead of dataset=, or leave jobs unset")
-    if shortcut != "A":
-        raise UserError(f"--shortcut {shortcut} with --jobs is not supported (the plain nets would get it too); "
-                        "drop --jobs or use shortcut A")
-    if val_split:
-        raise UserError("--val-split with --jobs would give each seed its own held-out images; drop one of them")
 
 
-def sweep_grid(depths: list[int], seeds: list[int], kinds, recipe: str, common: dict) -> Grid:
-    """Every network (by depth, plain before residual) x every seed, with the shared settings fixed."""
+def sweep_runs(depths: list[int], seeds: list[int], kinds, recipe: str, common: dict,
+               shortcut: str = "A") -> tuple[Grid, list[RunSpec] | None]:
+    """Every network (by depth, plain before residual) x every seed, with the shared settings fixed:
+    the grid, and its runs listed when the ResNets' ``shortcut`` is not A (else ``None``)."""
     fixed = {k: v for k, v in common.items() if k not in _NOT_FIXED and v is not None}
     fixed.update({k: v for k, v in (common.get("model_options") or {}).items() if k in MODEL_OPTIONS})
+    fixed.pop("shortcut", None)
     fixed["recipe"] = recipe
-    return Grid({"model": [model_name(k, d) for d in depths for k in kinds], "seed": list(seeds)}, fixed)
+    grid = Grid({"model": [model_name(k, d) for d in depths for k in kinds], "seed": list(seeds)}, fixed)
+    if shortcut == "A":
+        return grid, None
+    resnets = expand(Grid(grid.axes, {**fixed, "shortcut": shortcut}))
+    return grid, [p if p.settings["model"].startswith("plain") else r for p, r in zip(expand(grid), resnets)]
 
 
-def train_as_sweep(grid: Grid, out: Path, keys: list[tuple], jobs, devices, threads, say, record) -> dict:
-    """Train the grid in ``out/runs``; ``record(run_dir, checkpoint)`` per ``(kind, depth, seed)`` key."""
+def train_as_sweep(grid: Grid, runs: list[RunSpec] | None, out: Path, keys: list[tuple], jobs, devices, threads, say,
+                   record) -> dict:
+    """Train the grid (``runs``: its runs, when listed) in ``out/runs``; ``record(run_dir, checkpoint)``
+    per ``(kind, depth, seed)`` key."""
     from ...training import load_checkpoint
 
-    result = run_sweep(grid, Path(out) / "runs", jobs=jobs, devices=devices or ("auto",), threads=threads,
+    result = run_sweep(grid, Path(out) / "runs", runs=runs, jobs=jobs, devices=devices or ("auto",), threads=threads,
                        log=say, status_every=60.0)
     if not result.ok:
         raise SweepFailed(result)

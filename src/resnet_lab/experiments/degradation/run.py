@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
-from .concurrent import check_sweepable, sweep_grid, train_as_sweep
+from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .findings import findings
 from .networks import model_name, network_entry, snapshot_epochs
 
@@ -105,7 +105,7 @@ def _load_dataset(dataset, data: str, first):
     if dataset is None:
         from ...data import load_data
 
-        dataset = load_data(data, first.data_dir, val_split=first.val_split, seed=0)
+        dataset = load_data(data, first.data_dir, val_split=first.val_split, seed=first.split_seed)
     if first.image_size is not None:
         dataset = resize_dataset(dataset, first.image_size)
     return dataset
@@ -315,9 +315,11 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
 
     say = log or (lambda *_: None)
     common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress)
+    if train_overrides.get("val_split"):  # every net and seed judged on the same held-out images
+        train_overrides.setdefault("val_seed", 0)
     plan = _plan(depths, seeds, recipe, log_every, common, train_overrides)
     if jobs is not None:
-        check_sweepable(jobs, threads, dataset, plan.shortcut, plan.first.val_split, out)
+        check_sweepable(jobs, threads, dataset, out)
     dev = pick_device(plan.first.device)
     plan.run_dirs = _run_dirs(plan.configs, out) if jobs is None else {}  # a sweep checks its own folder
     start = time.perf_counter()
@@ -334,8 +336,8 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
         records = _train_networks(plan, dataset, say, verbose=log is not None)
     else:
         fixed = {"eval_every": 1, **common, **train_overrides, "log_every": length["log_every"]}
-        records = train_as_sweep(sweep_grid(plan.depths, plan.seeds, KINDS, recipe, fixed), out, list(plan.configs),
-                                 jobs, devices, threads, say, _record_of_run)
+        grid, runs = sweep_runs(plan.depths, plan.seeds, KINDS, recipe, fixed, plan.shortcut)
+        records = train_as_sweep(grid, runs, out, list(plan.configs), jobs, devices, threads, say, _record_of_run)
     networks = _entries(plan, params, snap, records)
     settings = _settings(plan, length, dataset, data, recipe, dev, snap)
     return {"experiment": "degradation", "settings": settings, "networks": networks,
