@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import sys
 import time
@@ -46,6 +45,8 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from resnet_lab.diagnostics import GradientMonitor  # noqa: E402
 from resnet_lab.files import write_json  # noqa: E402
+from resnet_lab.measure import sync  # noqa: E402
+from resnet_lab.runtime import hardware_info  # noqa: E402
 
 TARGETS = {"cpu": 0.03, "cuda": 0.02}
 VARIANTS = ("baseline", "monitor", "monitor_activations", "naive_item")
@@ -58,33 +59,9 @@ def build_model(name: str, size: int | None):
         from resnet_lab.models.foreign import torchvision_model
 
         return torchvision_model(name.split(":", 1)[1], 10, 3, size or 224), name
-    try:
-        from resnet_lab.models import create_model
+    from resnet_lab.models import create_model
 
-        return create_model(name, num_classes=10), name
-    except ImportError:  # the zoo is not there: torchvision's layout-compatible net
-        import torchvision
-
-        return torchvision.models.resnet18(num_classes=10), "torchvision resnet18"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def hardware(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "gpu": None}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
+    return create_model(name, num_classes=10), name
 
 
 def naive_item(model) -> None:
@@ -94,7 +71,8 @@ def naive_item(model) -> None:
         p.detach().norm().item()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, with the per-device defaults filled in."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="zoo name (default: resnet20 on CPU, resnet50 on CUDA)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -110,85 +88,82 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a couple of steps")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
-    if args.smoke and args.model is None:
-        args.model = "resnet8"
-    args.model = args.model or ("resnet50" if cuda else "resnet20")
+    if cuda and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    args.model = args.model or ("resnet8" if args.smoke else "resnet50" if cuda else "resnet20")
     args.rounds = args.rounds or (20 if cuda else 30)
     args.amp = cuda if args.amp is None else args.amp
     if args.smoke:
         args.batch, args.size, args.steps, args.rounds, args.warmup = 4, 32, 2, 2, 1
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     tag = "" if args.out or ":" not in args.model else "-" + args.model.split(":", 1)[1]
-    out = args.out or ROOT / "benchmarks" / "results" / f"monitor_overhead-{args.device}{tag}.json"
+    args.out = args.out or ROOT / "benchmarks" / "results" / f"monitor_overhead-{args.device}{tag}.json"
+    return args
 
-    torch.manual_seed(0)
-    model, model_name = build_model(args.model, args.size)
-    model = model.to(device).train()
-    spec = getattr(model, "spec", None)
-    args.size = args.size or (spec.input_size if spec is not None else 32)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    y = torch.randint(0, 10, (args.batch,), device=device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if args.amp
-                else contextlib.nullcontext())
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+class StepVariants:
+    """One model's training step and the variants timed against it (``VARIANTS``)."""
 
-    def train_step(extra) -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(x), y)
+    def __init__(self, args: argparse.Namespace):
+        self.device = torch.device(args.device)
+        torch.manual_seed(0)
+        model, self.model_name = build_model(args.model, args.size)
+        self.model = model.to(self.device).train()
+        spec = getattr(model, "spec", None)
+        self.size = args.size or (spec.input_size if spec is not None else 32)
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        self.x = torch.randn(args.batch, 3, self.size, self.size, device=self.device)
+        self.y = torch.randint(0, 10, (args.batch,), device=self.device)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if args.amp else contextlib.nullcontext()
+        self.monitor = GradientMonitor(model, keep_records=64)
+        self.activations = None  # its monitor, while its variant runs
+        self.call_times: list[float] = []  # time inside monitor.step() alone (host side)
+        self.extras = {"baseline": lambda loss: None, "monitor": self._timed_monitor_step,
+                       "monitor_activations": lambda loss: self.activations.step(loss),
+                       "naive_item": lambda loss: naive_item(self.model)}
+
+    def _timed_monitor_step(self, loss) -> None:
+        start = time.perf_counter()
+        self.monitor.step(loss)
+        self.call_times.append(time.perf_counter() - start)
+
+    def _train_step(self, extra) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        with self.autocast:
+            loss = F.cross_entropy(self.model(self.x), self.y)
         loss.backward()
         extra(loss)
-        opt.step()
+        self.opt.step()
 
-    monitors = {"monitor": GradientMonitor(model, keep_records=64),
-                "monitor_activations": None}
-    call_times: list[float] = []  # time inside monitor.step() alone (host side)
-
-    def timed_monitor_step(loss) -> None:
-        start = time.perf_counter()
-        monitors["monitor"].step(loss)
-        call_times.append(time.perf_counter() - start)
-
-    extras = {
-        "baseline": lambda loss: None,
-        "monitor": timed_monitor_step,
-        "monitor_activations": lambda loss: monitors["monitor_activations"].step(loss),
-        "naive_item": lambda loss: naive_item(model),
-    }
-
-    def run(variant: str, steps: int) -> float:
-        # The activation hooks would slow every variant down, so they exist only while
-        # their variant runs.
+    def run(self, variant: str, steps: int) -> float:
+        """Seconds per step of ``variant`` over ``steps`` steps between two synchronisations."""
+        # The activation hooks would slow every variant down, so they exist only while their variant runs.
         if variant == "monitor_activations":
-            monitors[variant] = GradientMonitor(model, track_activations=True, keep_records=64)
+            self.activations = GradientMonitor(self.model, track_activations=True, keep_records=64)
         try:
-            sync()
+            sync(self.device)
             start = time.perf_counter()
             for _ in range(steps):
-                train_step(extras[variant])
-            sync()
+                self._train_step(self.extras[variant])
+            sync(self.device)
             return (time.perf_counter() - start) / steps
         finally:
             if variant == "monitor_activations":
-                monitors[variant].close()
+                self.activations.close()
 
+
+def measure(bench: StepVariants, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Per-step seconds of every variant in every round, the order rotated round by round."""
     for variant in VARIANTS:
-        run(variant, args.warmup)
+        bench.run(variant, args.warmup)
     per_step: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for r in range(args.rounds):
-        order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]  # rotate the order
-        for variant in order:
-            per_step[variant].append(run(variant, args.steps))
-    monitors["monitor"].close()
+        for variant in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+            per_step[variant].append(bench.run(variant, args.steps))
+    bench.monitor.close()
+    return per_step
 
+
+def summarise(bench: StepVariants, args: argparse.Namespace, per_step: dict[str, list[float]]) -> dict:
     medians = {v: statistics.median(t) for v, t in per_step.items()}
     # Paired within each round (the variants of one round ran seconds apart), then the
     # median over rounds: far less sensitive to load drift than a ratio of two medians.
@@ -196,40 +171,41 @@ def main(argv: list[str] | None = None) -> int:
                 for v in VARIANTS if v != "baseline"}
     # The step-time difference is noisy on a shared machine; the time spent inside
     # monitor.step() is a lower-noise check of the same cost (host side only on CUDA).
-    call_median = statistics.median(call_times)
-    target = TARGETS[device.type]
-    result = {
-        "benchmark": "monitor_overhead",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": model_name,
-        "groups": len(monitors["monitor"].groups),
-        "parameter_tensors": sum(len(g.param_names) for g in monitors["monitor"].groups),
-        "device": args.device,
-        "amp_bf16": args.amp,
-        "batch_size": args.batch,
-        "input_size": args.size,
-        "steps_per_round": args.steps,
-        "rounds": args.rounds,
-        "warmup": args.warmup,
-        "smoke": args.smoke,
-        "hardware": hardware(device),
-        "median_step_s": medians,
-        "round_step_s": per_step,
-        "overhead": overhead,
-        "monitor_step_call_s": call_median,
+    call_median = statistics.median(bench.call_times)
+    target = TARGETS[bench.device.type]
+    return {
+        "benchmark": "monitor_overhead", "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": bench.model_name, "groups": len(bench.monitor.groups),
+        "parameter_tensors": sum(len(g.param_names) for g in bench.monitor.groups),
+        "device": args.device, "amp_bf16": args.amp, "batch_size": args.batch, "input_size": bench.size,
+        "steps_per_round": args.steps, "rounds": args.rounds, "warmup": args.warmup, "smoke": args.smoke,
+        "hardware": hardware_info(bench.device), "median_step_s": medians, "round_step_s": per_step,
+        "overhead": overhead, "monitor_step_call_s": call_median,
         "monitor_step_call_fraction": call_median / medians["baseline"],
-        "target_overhead": target,
-        "within_target": overhead["monitor"] <= target,
+        "target_overhead": target, "within_target": overhead["monitor"] <= target,
     }
-    write_json(out, result)
-    print(f"{model_name} on {args.device} ({result['hardware']['gpu'] or result['hardware']['cpu']}), "
-          f"batch {args.batch}: baseline {medians['baseline'] * 1e3:.1f} ms/step")
-    for v, o in overhead.items():
+
+
+def print_result(result: dict, out: Path) -> None:
+    medians, where = result["median_step_s"], result["hardware"].get("gpu") or result["hardware"]["cpu"]
+    print(f"{result['model']} on {result['device']} ({where}), batch {result['batch_size']}: "
+          f"baseline {medians['baseline'] * 1e3:.1f} ms/step")
+    for v, o in result["overhead"].items():
         print(f"  {v:<20} {medians[v] * 1e3:8.1f} ms/step  {o:+.1%}")
-    print(f"  time inside monitor.step(): {call_median * 1e3:.2f} ms "
-          f"({call_median / medians['baseline']:.2%} of the baseline step)")
-    print(f"target for the monitor: <= {target:+.0%} -> {'met' if result['within_target'] else 'NOT met'}; "
-          f"wrote {out}")
+    print(f"  time inside monitor.step(): {result['monitor_step_call_s'] * 1e3:.2f} ms "
+          f"({result['monitor_step_call_fraction']:.2%} of the baseline step)")
+    print(f"target for the monitor: <= {result['target_overhead']:+.0%} -> "
+          f"{'met' if result['within_target'] else 'NOT met'}; wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = StepVariants(args)
+    result = summarise(bench, args, measure(bench, args))
+    write_json(args.out, result)
+    print_result(result, args.out)
     return 0
 
 

@@ -44,6 +44,15 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a .pt checkpoint)")
     add_model_options(p)
     add_data_options(p)
+    _add_data_handling_options(p)
+    _add_optimisation_options(p)
+    _add_execution_options(p)
+    _add_diagnostics_and_output_options(p)
+    p.set_defaults(func=run)
+
+
+def _add_data_handling_options(p: argparse.ArgumentParser) -> None:
+    """What is held out, how images are augmented and loaded."""
     g = p.add_argument_group("data handling")
     g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (paper: 5000)")
     g.add_argument("--val-seed", type=int, metavar="SEED",
@@ -64,6 +73,10 @@ def register(sub) -> None:
                    help="DataLoader workers for folder data (default: up to 4, one per CPU core)")
     g.add_argument("--image-size", type=int, help="training resolution (in-memory data is resized once; "
                                                   "digits at 16 trains about 4x faster than at 32)")
+
+
+def _add_optimisation_options(p: argparse.ArgumentParser) -> None:
+    """Run length, optimiser, schedule and regularisation."""
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--steps", type=int, help="run length in iterations (overrides --epochs)")
@@ -87,6 +100,10 @@ def register(sub) -> None:
     g.add_argument("--ema", type=float, metavar="DECAY",
                    help="also keep an exponential moving average of the weights (decay per step, e.g. 0.999) "
                         "and evaluate it; saved in the checkpoints ('evaluate --ema')")
+
+
+def _add_execution_options(p: argparse.ArgumentParser) -> None:
+    """Where and how the step runs, and torchrun's settings."""
     g = p.add_argument_group("execution")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", choices=CHOICES["precision"],
@@ -102,6 +119,10 @@ def register(sub) -> None:
     g = p.add_argument_group("distributed (under torchrun)")
     g.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm across GPUs")
     g.add_argument("--dist-timeout", type=float, help="seconds before a collective waiting for a lost rank fails (300)")
+
+
+def _add_diagnostics_and_output_options(p: argparse.ArgumentParser) -> None:
+    """The gradient monitor, the NaN/Inf policy, checkpoints, evaluation and records."""
     g = p.add_argument_group("diagnostics and output")
     g.add_argument("--no-monitor", dest="monitor", action="store_false", default=None,
                    help="do not record per-layer gradient norms")
@@ -130,7 +151,6 @@ def register(sub) -> None:
                         "by a detached process after it exits, log in RUN_DIR/report.log; the fast recipe's "
                         "default) or none ('resnet-lab report RUN_DIR' draws it at any time)")
     g.add_argument("--quiet", action="store_true", help="no progress bar: one line per epoch")
-    p.set_defaults(func=run)
 
 
 # Set apart from the plain flags: built from several arguments, or not a flag of their own.

@@ -53,6 +53,45 @@ def stream_seed(*parts: int) -> int:
     return h >> 1
 
 
+def _check_arguments(x, y, batch_size, mean, std, flip, rank, world_size, dtype) -> None:
+    """Refuse what would fail later, or silently train on something else."""
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise ValueError(f"x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"y must be (N,) with N={len(x)}, got {tuple(y.shape)}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be floating point, got {dtype}")
+    if flip not in FLIP_MODES:
+        raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world size {world_size}")
+    check_global_batch(batch_size, world_size)
+    c = x.shape[1]
+    if len(mean) != c or len(std) != c or min(std) <= 0:
+        raise ValueError(f"mean/std need {c} values with std > 0, got {tuple(mean)} / {tuple(std)}")
+
+
+def _padded_on_device(x: torch.Tensor, p: int, pad_mode: str, device: torch.device,
+                      channels_last: bool) -> torch.Tensor:
+    """The uint8 images on ``device``, padded by ``p`` on each side, in the output's memory layout
+    (NHWC for channels_last) so that a batch's gather writes that layout directly. Padded once
+    here, a crop is a plain window: no bounds checks per batch."""
+    n, c, h, w = x.shape
+    if pad_mode not in ("zeros", "reflect") or (pad_mode == "reflect" and p >= min(h, w)):
+        raise ValueError(f"pad_mode must be zeros or reflect (then pad < {min(h, w)}), got {pad_mode!r}, {p}")
+    source = x.to(device)  # upload first, then pad on the device: one plain host-to-device copy
+    if pad_mode == "reflect" and p:  # index the rows and columns of the mirrored border: stays uint8
+        source = source.index_select(2, _reflected(h, p, device)).index_select(3, _reflected(w, p, device))
+        return source.permute(0, 2, 3, 1).contiguous() if channels_last else source.contiguous()
+    shape = (n, h + 2 * p, w + 2 * p, c) if channels_last else (n, c, h + 2 * p, w + 2 * p)
+    images = torch.zeros(shape, dtype=torch.uint8, device=device)
+    if channels_last:
+        images[:, p : p + h, p : p + w, :].copy_(source.permute(0, 2, 3, 1))
+    else:
+        images[:, :, p : p + h, p : p + w].copy_(source)
+    return images
+
+
 class DeviceLoader:
     """Deterministic, shardable batches of normalised images produced on `device`.
 
@@ -102,21 +141,8 @@ class DeviceLoader:
         pad: int = 4,
         pad_mode: str = "zeros",
     ) -> None:
-        if x.dtype != torch.uint8 or x.ndim != 4:
-            raise ValueError(f"x must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
-        if y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"y must be (N,) with N={len(x)}, got {tuple(y.shape)}")
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be floating point, got {dtype}")
-        if flip not in FLIP_MODES:
-            raise ValueError(f"flip must be one of {FLIP_MODES}, got {flip!r}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world size {world_size}")
-        check_global_batch(batch_size, world_size)
+        _check_arguments(x, y, batch_size, mean, std, flip, rank, world_size, dtype)
         n, c, h, w = x.shape
-        if len(mean) != c or len(std) != c or min(std) <= 0:
-            raise ValueError(f"mean/std need {c} values with std > 0, got {tuple(mean)} / {tuple(std)}")
-
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.seed = seed
@@ -138,25 +164,7 @@ class DeviceLoader:
                 f"use a batch size of at most {n}"
             )
 
-        # Keep the images in the memory layout of the output (NHWC for channels_last) so the
-        # gather writes its result directly in that layout. With augmentation, store them
-        # already padded: a crop is then a plain window, no bounds checks per batch.
-        p = self.pad
-        if pad_mode not in ("zeros", "reflect") or (pad_mode == "reflect" and p >= min(h, w)):
-            raise ValueError(f"pad_mode must be zeros or reflect (then pad < {min(h, w)}), got {pad_mode!r}, {p}")
-        # Upload first, then pad on the device: one plain host-to-device copy.
-        source = x.to(self.device)
-        if pad_mode == "reflect" and p:  # index the rows and columns of the mirrored border: stays uint8
-            rows, cols = _reflected(h, p, self.device), _reflected(w, p, self.device)
-            source = source.index_select(2, rows).index_select(3, cols)
-            self._images = source.permute(0, 2, 3, 1).contiguous() if channels_last else source.contiguous()
-        else:
-            shape = (n, h + 2 * p, w + 2 * p, c) if channels_last else (n, c, h + 2 * p, w + 2 * p)
-            self._images = torch.zeros(shape, dtype=torch.uint8, device=self.device)
-            if channels_last:
-                self._images[:, p : p + h, p : p + w, :].copy_(source.permute(0, 2, 3, 1))
-            else:
-                self._images[:, :, p : p + h, p : p + w].copy_(source)
+        self._images = _padded_on_device(x, self.pad, pad_mode, self.device, channels_last)
         self._labels = y.to(self.device, torch.int64)
 
         # out = u8 * (1 / (255 std)) + (-mean / std): one fused multiply-add per batch.
