@@ -154,6 +154,13 @@ def test_import_time_benchmark_smoke(tmp_path):
     assert result["hardware"]["torch"] and result["time"] and set(result["load_average_1min"]) == {"before", "after"}
 
 
+def test_demo_benchmark_smoke(tmp_path):
+    result = run_smoke("bench_demo.py", tmp_path)
+    assert set(result["timings_s"]) == {"degradation", "survey", "compare"} and result["smoke"]
+    assert result["wall_s"] > result["run_time_s"] > sum(result["timings_s"].values()) * 0.99
+    assert result["headlines"] and result["hardware"]["torch"] and "[3/3] compare" in result["stdout"]
+
+
 def test_train_digits_benchmark_smoke(tmp_path):
     result = run_smoke("bench_train_digits.py", tmp_path)
     assert result["settings"]["model"] == "resnet8" and len(result["test_curve"]) == 1

@@ -33,6 +33,11 @@ def test_demo_writes_each_experiment_and_one_report(demo):
     networks = json.loads((out / "degradation" / "results.json").read_text())["networks"]
     assert {n["model"] for n in networks} == {"plain8", "resnet8", "plain14", "resnet14"}
     assert set(result["timings_s"]) == {"degradation", "survey", "compare"}
+    summary = json.loads((out / "demo.json").read_text())  # what the README and bench_demo.py read
+    assert summary["timings_s"] == result["timings_s"] and summary["headlines"] == result["headlines"]
+    assert summary["hardware"]["torch"] and summary["time"] and summary["report"] == str(out / "report.html")
+    paths = re.findall(r'"(/[^"]+)"', json.dumps(summary["outputs"]))
+    assert len(paths) >= 10 and all(os.path.exists(p) for p in paths), paths
 
 
 def test_headlines_are_measured_numbers(demo):
@@ -64,3 +69,24 @@ def test_demo_report_opens_in_a_browser_with_every_image_loaded(demo):
     assert not images["failed"] and len(images["images"]) >= 4
     assert errors == []
     assert not images["layout"]["phone"]["overflows"]
+
+
+def test_demo_stopped_by_sigterm_says_so_in_one_line_and_exits_143(tmp_path):
+    """The degradation part trains in the demo's process, so its loop gets the signal: one line
+    saying what happened (no traceback, no '--resume None' for a run that has no directory)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_lab", "demo", "--out", str(tmp_path / "demo")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the first epoch line: a network's training loop is running
+        if "epoch" in line and "train loss" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert re.fullmatch(r"resnet-lab: demo interrupted at step \d+ of a network's training; its report was not "
+                        r"written; run the command again to start over\n", err), err[-2000:]
+    assert not (tmp_path / "demo" / "report.html").exists()
+

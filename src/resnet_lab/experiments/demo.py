@@ -7,6 +7,7 @@ experiment's writer returns the paths it wrote; the combined report embeds those
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -88,7 +89,25 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
     demo = {"data": data, "device": str(dev), "timings_s": timings, "run_time_s": time.perf_counter() - started,
             "headlines": headlines(results), **results, "outputs": outputs}
     demo["report"] = str(write_demo_report(demo, outputs, out / "report.html"))
+    write_demo_summary(demo, out / "demo.json")
     return demo
+
+
+def write_demo_summary(demo: dict, path: Path) -> Path:
+    """``demo.json``: the timings, headlines, hardware and where each part's own results are (the
+    parts' data are in their folders: results.json, survey.json, compare.json)."""
+    from datetime import datetime, timezone
+
+    from ..files import write_json
+    from ..runtime import hardware_info
+
+    keys = ("data", "device", "timings_s", "run_time_s", "headlines", "report")
+    summary = {k: demo[k] for k in keys}
+    summary["outputs"] = json.loads(json.dumps(demo["outputs"], default=str))  # paths (in lists and dicts) as text
+    summary["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    summary["hardware"] = hardware_info(demo["device"])
+    write_json(path, summary)
+    return path
 
 
 def depth_verdict(findings: dict) -> str:

@@ -37,10 +37,11 @@ __all__ = ["TrainResult", "TrainingInterrupted", "evaluate", "train"]
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved at the step boundary."""
+    """SIGINT/SIGTERM arrived; a checkpoint was saved at the step boundary (if the run has a directory)."""
 
-    def __init__(self, run_dir: Path, step: int, signum: int):
-        super().__init__(f"interrupted at step {step}; checkpoint saved, continue with --resume {run_dir}")
+    def __init__(self, run_dir: Path | None, step: int, signum: int):
+        saved = f"checkpoint saved, continue with --resume {run_dir}" if run_dir else "no run directory, nothing saved"
+        super().__init__(f"interrupted at step {step}; {saved}")
         self.run_dir, self.step, self.signum = run_dir, step, signum
 
 
