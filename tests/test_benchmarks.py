@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -159,6 +160,15 @@ def test_demo_benchmark_smoke(tmp_path):
     assert set(result["timings_s"]) == {"degradation", "survey", "compare"} and result["smoke"]
     assert result["wall_s"] > result["run_time_s"] > sum(result["timings_s"].values()) * 0.99
     assert result["headlines"] and result["hardware"]["torch"] and "[3/3] compare" in result["stdout"]
+
+
+def test_record_output_keeps_what_a_command_printed_and_its_exit_status(tmp_path):
+    script = str(BENCH / "record_output.py")
+    subprocess.run([sys.executable, script, "--out", str(tmp_path / "ok.json"), "--", "report", str(tmp_path)],
+                   check=True, capture_output=True)
+    failed = json.loads((tmp_path / "ok.json").read_text())  # an empty folder: the command's own refusal
+    assert failed["command"] == f"resnet-lab report {tmp_path}" and failed["exit_status"] == 2
+    assert "not a run directory" in failed["stderr"] and failed["hardware"]["torch"] and failed["wall_s"] > 0
 
 
 def test_train_digits_benchmark_smoke(tmp_path):
