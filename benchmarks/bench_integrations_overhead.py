@@ -41,11 +41,10 @@ from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_monitor_overhead import hardware  # noqa: E402
 from resnet_lab.files import write_json  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
+from resnet_lab.runtime import hardware_info  # noqa: E402
 
 TARGET = 0.03  # CPU
 ADAPTERS = ("lightning", "huggingface")
@@ -217,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "integrations_overhead",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "hardware": hardware(torch.device("cpu")),
+        "hardware": hardware_info("cpu"),
         "settings": {"model": args.model, "batch": args.batch, "image_size": 32, "steps_per_run": args.steps,
                      "records_per_run": 1, "rounds": args.rounds, "optimizer": "SGD momentum 0.9",
                      "smoke": args.smoke},

@@ -30,6 +30,7 @@ from ...errors import UserError
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .findings import findings
 from .networks import model_name, network_entry, snapshot_epochs
+from .table import run_length_text
 
 #: Points per epoch of the finer training curve when ``log_every`` is not given.
 POINTS_PER_EPOCH = 4
@@ -329,8 +330,8 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
         c.log_every = length["log_every"]
     params = _parameter_counts(plan, dataset)
     say(f"degradation: {', '.join(model_name(k, d) for d in plan.depths for k in KINDS)} on "
-        f"{dataset.description()}, {dev}, {len(plan.seeds)} seed(s), {length['epochs_run']} epochs x "
-        f"{length['steps_per_epoch']} steps, recipe {recipe}")
+        f"{dataset.description()}, {dev}, {len(plan.seeds)} seed(s), "
+        f"{run_length_text(length['total_steps'], length['epochs_run'], length['steps_per_epoch'])}, recipe {recipe}")
     snap = snapshot_epochs(length["epochs_run"] or 1)
     if jobs is None:
         records = _train_networks(plan, dataset, say, verbose=log is not None)

@@ -20,10 +20,19 @@ def shortcut_of(net: dict) -> str:
     return net["shortcut_option"] if "shortcut_option" in net else ("A" if net["shortcut"] else "none")
 
 
+def run_length_text(total_steps: int | None, epochs_run: int | None, steps_per_epoch: int | None) -> str:
+    """``330 steps (15 epochs x 22)`` as the trainer says it (a run of ``--steps`` may end mid-epoch);
+    ``15 epochs`` when an epoch's length is unknown (folder data)."""
+    if not (total_steps and steps_per_epoch):
+        return f"{epochs_run} epochs"
+    return f"{total_steps:,} steps ({epochs_run} epochs x {steps_per_epoch})"
+
+
 def _settings_line(result: dict) -> str:
     s = result["settings"]
-    return (f"{s['data_description']}; recipe {s['recipe']}, {s['epochs_run']} epochs x {s['steps_per_epoch']} "
-            f"steps, seeds {' '.join(map(str, s['seeds']))}, {s['device']}; run time {result['run_time_s']:.1f} s.")
+    length = run_length_text(s.get("total_steps"), s["epochs_run"], s["steps_per_epoch"])
+    return (f"{s['data_description']}; recipe {s['recipe']}, {length}, seeds {' '.join(map(str, s['seeds']))}, "
+            f"{s['device']}; run time {result['run_time_s']:.1f} s.")
 
 
 def degradation_text(result: dict) -> str:
