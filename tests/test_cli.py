@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -53,6 +54,15 @@ def test_the_cli_offers_the_optimizers_the_gradient_check_takes():
     from resnet_lab.training.config import CHOICES
 
     assert CHOICES["optimizer"] == OPTIMIZERS  # 'gradients --optimizer' offers the trainer's
+
+
+def test_gradients_text_says_which_figures_are_means_and_which_step_the_verdict_judged(capsys):
+    """The table's norms are means over the steps, the verdict's figure is one step's: said, not left
+    for a reader to find two different 'global gradient norm' values unexplained."""
+    assert main(["gradients", "--model", "resnet8", "--steps", "3", "--batch-size", "16"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^global gradient norm \S+ \(mean over the steps, as the table\)$", out, re.M), out
+    assert re.search(r"^verdict \(step \d+\): (healthy|vanishing|exploding|nonfinite): ", out, re.M), out
 
 
 def test_models_json_has_the_documented_keys(capsys):

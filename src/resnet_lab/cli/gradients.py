@@ -95,8 +95,9 @@ def run(args) -> int:
           + (f", clip-norm {args.clip_norm:g}" if args.clip_norm else ""))
     print(f"{len(result['groups'])} layer groups, in {result['group_order']} order")
     print(gradient_table(result["groups"]))
-    print(f"\nglobal gradient norm {result['global_grad_norm']:.3g}")
-    print(f"verdict: {result['verdict']}: {result['reason']}")
+    # The table and this line are means over the steps; the verdict names the step it judged.
+    print(f"\nglobal gradient norm {result['global_grad_norm']:.3g} (mean over the steps, as the table)")
+    print(f"verdict (step {result['verdict_step']}): {result['verdict']}: {result['reason']}")
     for path in result.get("plots", []):
         print(f"wrote {path}")
     return 0
