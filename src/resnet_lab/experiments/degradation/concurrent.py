@@ -5,9 +5,9 @@ continues where a killed one stopped.
 The workers load the data themselves, so what the in-process path is handed (a ``dataset``
 object) cannot be given here. A validation split is drawn with ``val_seed`` 0 by every worker,
 as in the in-process path. A shortcut option other than A goes to the ResNets' runs only (a
-plain net given one would be a ResNet), so those sweeps list their runs (``sweep_runs``). Each network's
-record is read back from its run's ``last.pt``: the metrics rows and the finer training curve
-(``step_history``) are kept in the checkpoint.
+plain net given one would be a ResNet), so those sweeps list their runs (``sweep_runs``).
+Each network's record is read back from its run's ``last.pt``: the metrics rows and the finer
+training curve (``step_history``) are kept in the checkpoint.
 """
 
 from __future__ import annotations
