@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))  # run from a checkout without installing
 
 from resnet_lab.data import DeviceLoader  # noqa: E402
 from resnet_lab.files import write_json  # noqa: E402
-from resnet_lab.measure import sync, time_call  # noqa: E402
+from resnet_lab.measure import prepare_timing, sync, time_call  # noqa: E402
 from resnet_lab.models import create_model  # noqa: E402
 from resnet_lab.runtime import hardware_info  # noqa: E402
 from resnet_lab.training import resolve_config  # noqa: E402
@@ -174,10 +174,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    else:
-        torch.set_num_threads(min(torch.get_num_threads(), 2))
+    prepare_timing(device)
     profiles = [profile_model(name, device, args) for name in args.models]
     result = {"benchmark": "profile_step", "hardware": hardware_info(device),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "categories": [c for c, _ in CATEGORIES] + ["other"],

@@ -1,5 +1,6 @@
 """Timing and memory helpers for measuring models: used by ``resnet-lab compare`` and the benchmarks.
 
+* ``prepare_timing``: cuDNN autotuning on a GPU, at most 2 CPU threads elsewhere;
 * ``time_call``: seconds per call of a function, between two device synchronisations;
 * ``calls_for``: how many back-to-back calls make one timing long enough to trust;
 * ``SavedTensorCounter`` / ``saved_tensor_bytes``: the bytes autograd saves for backward (the
@@ -14,6 +15,15 @@ import time
 from typing import Callable
 
 import torch
+
+
+def prepare_timing(device: torch.device) -> None:
+    """What the step benchmarks time under: on a GPU cuDNN picks its fastest kernels for the fixed
+    shapes (as training does); on a CPU at most 2 threads, the cores of the machines we compare."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    else:
+        torch.set_num_threads(min(torch.get_num_threads(), 2))
 
 
 def sync(device: torch.device) -> None:

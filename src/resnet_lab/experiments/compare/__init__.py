@@ -19,7 +19,8 @@ _MODULES = {
     ".findings": ["verdict"],
     ".reference": ["PAPER_CIFAR10", "published_accuracy", "reference_cifar10", "reference_top1"],
     ".report": ["add_compare_section", "write_compare_outputs"],
-    ".run": ["PRECISIONS", "compare_models"],
+    ".run": ["compare_models"],
+    ".settings": ["PRECISIONS"],
     ".table": ["compare_text"],
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
