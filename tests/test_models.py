@@ -99,6 +99,19 @@ def test_flops_come_from_torch_flop_counter_and_match_published_macs():
     assert count_flops(meta_model("resnet18"), 224) / 2e9 == pytest.approx(1.81, rel=0.01)
 
 
+@pytest.mark.parametrize("name,kw", [("resnet110", {}), ("resnet56", {"shortcut": "A"}), ("preact_resnet164", {}),
+                                     ("resnet50", {"shortcut": "C"})])
+def test_counting_each_distinct_block_once_equals_counting_the_whole_forward(name, kw):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = meta_model(name, **kw).eval()
+    size = model.spec.input_size
+    with torch.no_grad(), FlopCounterMode(display=False) as whole:
+        model(torch.zeros(1, 3, size, size, device="meta"))
+    assert count_flops(model, size) == whole.get_total_flops()
+    assert count_flops(model, 40) > count_flops(model, 32)  # the block memo is per input shape
+
+
 def test_bottleneck_puts_the_stride_on_the_3x3_conv_and_expands_by_4():
     block = Bottleneck(64, 64, stride=2)
     assert Bottleneck.expansion == 4 and block.conv3.out_channels == 256

@@ -166,7 +166,9 @@ class ResNet(nn.Module):
 def initialize(model: nn.Module, scheme: str) -> None:
     """Re-initialise convolutions and the classifier; norm layers get weight 1, bias 0."""
     _choice("init", scheme, INITS)
-    if scheme == "torch":
+    # Meta tensors (shapes only, e.g. `resnet-lab models`) have no values; their init goes through
+    # torch's Python reference ops and costs seconds for nothing.
+    if scheme == "torch" or any(p.is_meta for p in model.parameters()):
         return
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
