@@ -88,6 +88,17 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["summary", "resnet20", "--image-size", "0"], "from 8"),  # 0 once meant "native size" silently
     (["summary", "resnet20", "--image-size", "-5"], "from 8"),
     (["summary", "resnet6000000000002"], "10,000 layers"),  # once grew until MemoryError
+    (["summary", "resnet20", "--input-size", "3"], "(see 'resnet-lab summary --help')"),  # not the top's help
+    (["gradients", "--lr", "nan"], "--lr must be a positive number, got nan"),
+    (["gradients", "--lr", "0"], "--lr must be a positive number, got 0.0"),
+    # Flags the run would ignore are refused rather than recorded as if they applied:
+    (["train", "--optimizer", "adam", "--nesterov"], "--nesterov is SGD's momentum"),
+    (["train", "--no-augment", "--translate", "8"], "--translate sets the training crop, but --no-augment"),
+    (["train", "--schedule", "step", "--milestones", "0.9", "0.1"], "--milestones must increase"),
+    # An empty --out (an unset shell variable) once wrote every command's files into the current folder.
+    *[([*command, "--out", ""], "is empty (an unset shell variable?)") for command in (
+        ["degradation"], ["survey"], ["compare", "resnet20"], ["demo"], ["sweep"], ["reproduce", "table6"],
+        ["export", "--checkpoint", "x"], ["train"])],
 ])
 def test_bad_input_prints_one_line_and_exits_2(argv, fragment, capsys):
     assert main(argv) == 2
@@ -95,9 +106,12 @@ def test_bad_input_prints_one_line_and_exits_2(argv, fragment, capsys):
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv", [["--debug", "summary", "resnet21"], ["summary", "resnet21", "--debug"]])
-def test_debug_flag_shows_the_traceback_of_the_real_error_before_or_after_the_command(argv):
-    with pytest.raises(UserError, match="6n\\+2"):  # not "unrecognized arguments: --debug"
+@pytest.mark.parametrize("argv,error", [
+    (["--debug", "summary", "resnet21"], "6n\\+2"), (["summary", "resnet21", "--debug"], "6n\\+2"),
+    (["reproduce", "table6", "--out", "x", "--data", "foo", "--debug"], "--data must be cifar10"),  # a subcommand's
+])
+def test_debug_flag_shows_the_traceback_of_the_real_error_before_or_after_the_command(argv, error):
+    with pytest.raises(UserError, match=error):  # not "unrecognized arguments: --debug"
         main(argv)
 
 

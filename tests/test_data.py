@@ -597,7 +597,7 @@ def test_alternate_flip_is_refused_where_it_cannot_apply(tmp_path):
     with pytest.raises(UserError, match="--flip alternate needs in-memory data"):
         make_loaders(ds, resolve_config(flip="alternate"), torch.device("cpu"), 16)
     # Where nothing is mirrored, asking for a flip order is a mistake too.
-    with pytest.raises(UserError, match="trained without augmentation; drop --flip"):
+    with pytest.raises(UserError, match="but --no-augment turns augmentation off; drop --flip"):
         make_loaders(ds, resolve_config(flip="alternate", augment=False), torch.device("cpu"), 16)
     with pytest.raises(UserError, match="digits is trained without flips; drop --flip"):
         make_loaders(load_data("digits"), resolve_config(flip="alternate"), torch.device("cpu"), 32)
@@ -674,6 +674,8 @@ def test_preprocess_images_resizes_converts_and_normalises(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"junk")
     with pytest.raises(UserError, match="cannot read image .*junk.png"):
         preprocess_images([tmp_path / "junk.png"], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
+    with pytest.raises(UserError, match="is a folder; give image files"):  # was "image file not found"
+        preprocess_images([tmp_path], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
 
 
 def test_default_workers_stay_within_the_cores_of_each_process(monkeypatch):

@@ -170,6 +170,12 @@ def test_findings_on_known_numbers():
     assert not tie["degradation_plain"] and not tie["deeper_resnet_better"]
     one = findings([net(20, False, 0.1), net(20, True, 0.1)], settings)
     assert not one["degradation_observed"] and "cannot be judged" in one["text"][0]
+    # One seed and nets that barely trained: the verdict stands, with the two cautions beside it.
+    assert "Caution: one seed" in yes["text"][1] and not any("chance" in t for t in yes["text"])
+    noise = findings([net(8, False, 0.832), net(8, True, 0.857), net(14, False, 0.884), net(14, True, 0.822)],
+                     {**settings, "num_classes": 10})
+    assert noise["degradation_observed"] and any(t.startswith("Caution: every net ended within 10 points of "
+                                                              "chance (90.0%") for t in noise["text"])
 
 
 def test_shortcut_option_applies_to_the_resnets_only(digits):
@@ -226,6 +232,11 @@ def test_cli_runs_end_to_end(capsys, tmp_path):
     assert [n["model"] for n in saved["networks"]] == ["plain8", "resnet8", "plain14", "resnet14"]
     assert saved["settings"]["data_description"].startswith("digits at 8x8")
     assert (out / "degradation.png").stat().st_size > 0 and (out / "report.html").stat().st_size > 0
+    # Run again into the same folder, with other settings: refused before training, the results kept.
+    before = (out / "results.json").read_bytes()
+    assert main(["degradation", "--depths", "8", "--epochs", "1", "--out", str(out)]) == 2
+    assert "already holds the results of an earlier degradation experiment" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == before
 
 
 def test_cli_help_has_examples(capsys):

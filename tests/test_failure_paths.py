@@ -137,11 +137,44 @@ def test_a_run_that_died_before_its_first_checkpoint_can_be_resumed_or_reused(ho
     assert [r["step"] for r in read_jsonl(out / "gradients.jsonl")] == list(range(6))  # each step once
 
 
+def test_a_run_directory_being_trained_by_another_process_is_refused(tmp_path, capsys):
+    """Two processes once trained one folder at once, both exiting 0 over each other's files."""
+    import os
+
+    from resnet_lab.files import try_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    held = try_lock(out)  # what a training process holds (another descriptor: a conflict)
+    try:
+        assert main([*SMALL, "--out", str(out)]) == 2
+        assert "another process is training" in capsys.readouterr().err
+        assert not any(out.iterdir())  # nothing written, not even a lock file
+    finally:
+        os.close(held)
+    assert main([*SMALL, "--out", str(out)]) == 0  # released: the folder trains
+    after = try_lock(out)  # and a finished training releases its lock
+    assert after is not None
+    os.close(after)
+
+
+def test_resuming_a_finished_run_trains_nothing_and_says_so(small_reference, capsys):
+    """It once printed 'resuming at epoch 3' of 2, evaluated again and redrew the report."""
+    before = {p.name: p.read_bytes() for p in small_reference.iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(small_reference), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{small_reference} already finished (") and "nothing to train" in out
+    assert {p.name: p.read_bytes() for p in small_reference.iterdir() if p.is_file()} == before
+
+
 def test_resume_refuses_settings_that_would_change_the_run(small_reference, capsys):
     before = (small_reference / "last.pt").read_bytes()
     assert main(["train", "--resume", str(small_reference), "--epochs", "3", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--epochs, --lr cannot change when resuming" in err and err.count("\n") == 1
+    assert "--no-tensorboard" in err and "--tensorboard," not in err  # the flags that exist
+    assert main(["train", "--resume", str(small_reference), "--out", str(small_reference / "elsewhere")]) == 2
+    assert "drop --out" in capsys.readouterr().err
     assert (small_reference / "last.pt").read_bytes() == before
 
 

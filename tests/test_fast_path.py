@@ -88,7 +88,8 @@ def test_fast_recipe_sizes_runs_by_depth_and_runs_the_step_on_the_gpu_path():
             c.batch_size) == (True, "auto", True, "warn", 512)
     assert graph_blockers(c, distributed=False) == []
     assert graph_blockers(resolve_config("fast", on_nonfinite="stop", precision="fp16"), distributed=True) == \
-        ["precision", "on_nonfinite", "torchrun/DDP"]
+        ["--precision fp16 (its loss scaler checks for Inf on the host)",
+         "--on-nonfinite stop (decided on the host; the graph needs warn)", "torchrun/DDP"]
 
 
 def test_trainer_with_the_fused_step_matches_the_plain_loop():

@@ -182,4 +182,4 @@ def test_activation_swaps_every_relu_of_a_torchvision_model_and_other_zoo_option
     kinds = {type(m) for m in model.modules()}
     assert nn.ReLU not in kinds and nn.Tanh in kinds
     assert main(["gradients", "--model", "torchvision:vgg11", "--norm", "none", "--steps", "1"]) == 2
-    assert "--norm are resnet-lab model options" in capsys.readouterr().err
+    assert "--norm is a resnet-lab model option" in capsys.readouterr().err

@@ -383,3 +383,20 @@ def test_rollback_across_processes_is_refused_in_one_line():
 
     with pytest.raises(UserError, match="one process"):
         make_monitor(nn.Linear(2, 2), None, 1, {"nonfinite": "rollback"}, print, world_size=2)
+
+
+@pytest.mark.parametrize("script,out", [("lightning_gradients.py", "logs/digits/version_0"),
+                                        ("huggingface_gradients.py", "hf_run")])
+def test_the_readme_examples_are_the_committed_scripts_and_they_run(tmp_path, script, out):
+    """The README's Lightning and Hugging Face code is `examples/` verbatim, and each prints what the
+    README shows: a verdict, then its report's folder and files."""
+    source = (ROOT / "examples" / script).read_text()
+    assert f"```python\n{source}```" in (ROOT / "README.md").read_text()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[-1].split()[0] == out and "gradient_table.txt" in lines[-1].split()
+    assert any(line.startswith("healthy at step ") for line in lines)
+    assert (tmp_path / out / "gradient_table.txt").read_text().startswith("depth  group")

@@ -176,5 +176,5 @@ def test_sigterm_checkpoints_the_running_runs_and_exits_143(tmp_path, small_cifa
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 143, err[-2000:]
-    assert "interrupted; 1 running run(s) saved a checkpoint; run the same command again" in err
+    assert "interrupted; 1 running run saved a checkpoint; run the same command again" in err
     assert 0 < load_checkpoint(run / "last.pt")["step"] < 2000

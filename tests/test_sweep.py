@@ -108,7 +108,7 @@ def test_bad_grids_are_refused_before_anything_runs(grid, fragment):
 def test_two_jobs_at_once_give_the_runs_of_train_one_by_one(tmp_path, reference, capsys):
     out = tmp_path / "sweep"
     proc = sweep(*TRAIN, "--seed", "0", "1", "--jobs", "2", "--threads", "1", "--out", str(out))
-    assert "2 job(s) per device of 1 thread(s)" in proc.stdout
+    assert "2 jobs per device of 1 thread" in proc.stdout
     assert "done resnet8-seed0" in proc.stdout and "done resnet8-seed1" in proc.stdout
     for seed in (0, 1):
         assert_same_run(out / f"resnet8-seed{seed}", reference[seed])
@@ -160,7 +160,7 @@ def test_sweep_sigkilled_halfway_continues_without_redoing_finished_runs(tmp_pat
     assert "interrupted at step" in (out / "resnet8-seed1" / "worker.err").read_text()
     finished = (out / "resnet8-seed0" / "last.pt").stat().st_mtime_ns
     proc = sweep(*argv)
-    assert "1 done, 1 to run (1 resumed from their checkpoint)" in proc.stdout
+    assert "1 done, 1 to run (1 resumed from its checkpoint)" in proc.stdout
     assert "done resnet8-seed0" not in proc.stdout
     assert (out / "resnet8-seed0" / "last.pt").stat().st_mtime_ns == finished
     assert (out / "resnet8-seed0" / "worker.out").read_text().count("training resnet8") == 1
@@ -176,8 +176,8 @@ def test_sigterm_stops_cleanly_a_killed_worker_is_failed_and_both_resume_exactly
     parent.send_signal(signal.SIGTERM)  # forwarded: the worker saves a checkpoint, the sweep waits for it
     stdout, stderr = parent.communicate(timeout=120)
     assert parent.returncode == 128 + signal.SIGTERM
-    assert "SIGTERM received; stopping 1 running worker(s)" in stdout
-    assert "sweep interrupted; 1 running run(s) saved a checkpoint; run the same command again" in stderr
+    assert "SIGTERM received; stopping 1 running worker" in stdout
+    assert "sweep interrupted; 1 running run saved a checkpoint; run the same command again" in stderr
     stopped = read_status(out / "resnet8", "resnet8")
     assert stopped.state == "interrupted" and 3 <= stopped.step < STEPS
     assert json.loads((out / "sweep.json").read_text())["runs"][0]["state"] == "interrupted"
@@ -188,7 +188,7 @@ def test_sigterm_stops_cleanly_a_killed_worker_is_failed_and_both_resume_exactly
     stdout, stderr = parent.communicate(timeout=120)
     assert parent.returncode == 1
     assert "FAILED resnet8: killed by SIGKILL" in stdout
-    assert "1 of 1 runs failed (resnet8)" in stderr and "run the same command again" in stderr
+    assert "1 of 1 run failed (resnet8)" in stderr and "run the same command again" in stderr
     assert json.loads((out / "sweep.json").read_text())["runs"][0]["reason"] == "killed by SIGKILL"
     again = sweep(*argv)
     assert "trying resnet8 again (it failed before: killed by SIGKILL)" in again.stdout
@@ -230,6 +230,41 @@ def test_the_jobs_probe_counts_only_the_time_when_every_worker_trains():
     assert overlap_rate([first, slow], batch_size=32) == pytest.approx(32 * 1.5)
     apart = [(t, t - 20) for t in range(20, 31)]  # never at the same time: 20 steps over 30 s
     assert overlap_rate([first, apart], batch_size=1) == pytest.approx(20 / 30)
+
+
+def test_several_devices_each_get_at_most_jobs_workers_and_runs_go_to_the_least_loaded(tmp_path, monkeypatch):
+    """``--devices cuda:0 cuda:1`` with no GPU here: the scheduler's placement, with workers faked."""
+    from resnet_lab.training.sweep import scheduler
+
+    running = {"cuda:0": 0, "cuda:1": 0}
+    placed, most = [], {"cuda:0": 0, "cuda:1": 0}
+
+    class FakeWorker:  # a worker process that ends after three polls
+        def __init__(self, device):
+            self.device, self.polls = device, 0
+
+        def poll(self):
+            self.polls += 1
+            if self.polls < 3:
+                return None
+            if self.polls == 3:
+                running[self.device] -= 1
+            return 0
+
+    def fake_launch(run_dir, device, threads):
+        running[device] += 1
+        most[device] = max(most[device], running[device])
+        placed.append(device)
+        return FakeWorker(device)
+
+    monkeypatch.setattr(scheduler, "launch", fake_launch)
+    monkeypatch.setattr(scheduler, "_POLL_S", 0.0)
+    runs = expand(Grid({"seed": [0, 1, 2, 3, 4, 5, 6]}, {"steps": 2}))
+    outcome = scheduler.Scheduler(tmp_path, runs, len(runs), 0, ["cuda:0", "cuda:1"], 2, 1, lambda line: None,
+                                  lambda names: None, status_every=0).run()
+    assert len(placed) == 7 and placed[:4] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert most == {"cuda:0": 2, "cuda:1": 2}  # never more than --jobs on one device
+    assert len(outcome.failed) == 7  # the fakes wrote no result: each is reported, none stops the others
 
 
 def test_live_lines_show_each_running_runs_step_and_the_sweeps_count_on_a_terminal(tmp_path):
@@ -287,7 +322,7 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     for i, proc in enumerate(shards):
         stdout, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr
-        assert f"1 runs (shard {i}/2)" in stdout and f"done resnet8-seed{i}" in stdout
+        assert f"1 run (shard {i}/2)" in stdout and f"done resnet8-seed{i}" in stdout
     for seed in (0, 1):
         assert_same_run(out / f"resnet8-seed{seed}", reference[seed])
     assert [s.state for s in sweep_status(out)] == ["done", "done"]
@@ -303,6 +338,11 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     (["--threads", "0"], "--threads must be a positive integer"),
     (["--devices", "cpu", "cpu"], "names a device twice"),
     (["--seed", "1", "1"], "repeats a value"),
+    # Checked before any worker starts (each once failed on its own, leaving a run folder, exit 1):
+    (["--model", "resnet8", "resnt14"], "unknown model 'resnt14'"),
+    (["--data", "digitz"], "unknown data set 'digitz'"),
+    (["--data", "npz:/no/such.npz"], "/no/such.npz does not exist"),
+    (["--status-every", "-1"], "--status-every is seconds between status lines"),
 ])
 def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, tmp_path, capsys):
     out = tmp_path / "sweep"

@@ -43,3 +43,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, value) -> None:
     """Indented JSON, written atomically: a run killed mid-write keeps the previous file."""
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def try_lock(path: str | Path) -> int | None:
+    """An exclusive lock on ``path`` (a file, created if missing, or a folder: no file is added) for
+    as long as the returned descriptor is open, or None while another process holds it. The kernel
+    releases it when its holder dies."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY) if Path(path).is_dir() else os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

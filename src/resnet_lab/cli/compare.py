@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from .arguments import output_path
 from .model_options import add_model_options, model_options
 
 EXAMPLES = """examples:
@@ -41,7 +41,8 @@ def register(sub) -> None:
                    help="small and fast: 64x64 for ImageNet nets, batch 4, 5 rounds (explicit options win)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    p.add_argument("--out", type=Path, metavar="DIR", help="also write compare.json, the chart and report.html here")
+    p.add_argument("--out", type=output_path, metavar="DIR",
+                   help="also write compare.json, the chart and report.html here")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
 

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 from ..training.config import CHOICES, RECIPES
+from .arguments import output_path, refuse_to_replace
 from .model_options import add_model_options, model_options
 from .train import add_data_options
 
 EXAMPLES = """examples:
   resnet-lab degradation                                   # plain/resnet 20 and 56 on digits, default recipe
-  resnet-lab degradation --epochs 4 --image-size 16 --quiet  # a quick look (digits at 16x16)
+  resnet-lab degradation --epochs 4 --image-size 16 --quiet --out runs/deg-quick  # a quick look (16x16 digits)
   resnet-lab degradation --depths 20 56 110 --seeds 0 1 2 --out runs/deg3
-  resnet-lab degradation --data npz:../shared/data/cifar10-small.npz --epochs 5 --device cuda
+  resnet-lab degradation --data npz:../shared/data/cifar10-small.npz --epochs 5 --device cuda --out runs/deg-c10
   resnet-lab degradation --recipe paper --data cifar10 --device cuda --out runs/paper-fig6
   resnet-lab degradation --depths 20 32 44 56 110 --jobs 4 --devices cuda:0 cuda:1 --out runs/fig6
       # the networks trained concurrently, each in its own process; run it again to continue
@@ -23,6 +24,7 @@ writes DIR/results.json (one entry per network: per-epoch training and test erro
 parameters, finer training curve, gradient-flow snapshots), DIR/degradation.png/.svg (plain left,
 ResNet right; bold solid = training error, thin dashed = test error), DIR/gradient_flow.png/.svg
 and DIR/report.html. The findings say whether degradation showed up, from the measured numbers.
+A DIR that holds an earlier result is refused, never overwritten (with --jobs: continued).
 """
 
 TRAIN_FLAGS = ("batch_size", "lr", "steps", "schedule", "weight_decay", "warmup", "optimizer", "momentum",
@@ -44,7 +46,7 @@ def register(sub) -> None:
                    help="one run per seed; errors are reported as mean and spread (default: 0)")
     p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
                    help="training recipe, as for 'train' (default: default)")
-    p.add_argument("--out", type=Path, default=Path("runs/degradation"), metavar="DIR",
+    p.add_argument("--out", type=output_path, default=Path("runs/degradation"), metavar="DIR",
                    help="output folder (default: runs/degradation)")
     p.add_argument("--save-runs", action="store_true",
                    help="also keep each network's run directory (checkpoints, metrics) in DIR/runs/")
@@ -75,7 +77,8 @@ def register(sub) -> None:
                                                  "(default: about 4 per epoch)")
     g.add_argument("--monitor-every", type=int, help="record gradient norms every N steps (10)")
     g.add_argument("--on-nonfinite", choices=CHOICES["on_nonfinite"],
-                   help="on NaN/Inf in a network's training: warn, skip the step, or stop (default stop)")
+                   help="on NaN/Inf in a network's training: warn, skip the step, stop (default), or roll back "
+                        "and lower the learning rate (as for 'train')")
     g.add_argument("--quiet", action="store_true", help="one line per network instead of per epoch")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
@@ -120,6 +123,8 @@ def run(args) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")
+    if args.jobs is None:
+        refuse_to_replace(args.out, "results.json", "degradation experiment")
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from .arguments import output_path
 
 EXAMPLES = """examples:
   resnet-lab demo                                  # digits on the CPU: 185 s on 2 cores (bench_demo.py)
@@ -20,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--data", default="digits", help="digits (default), cifar10, cifar100 or npz:PATH")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     p.add_argument("--epochs", type=int, help="epochs per network in the degradation experiment")
-    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--out", type=output_path, default=Path("runs/demo"), help="output directory (default runs/demo)")
     p.set_defaults(func=run)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import output_path
+
 EXAMPLES = """examples:
   resnet-lab export --checkpoint runs/r20/best.pt --format safetensors --out r20.safetensors
 """
@@ -16,7 +18,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", choices=("safetensors",), default="safetensors")
-    p.add_argument("--out", help="output file (default: next to the checkpoint)")
+    p.add_argument("--out", type=output_path, help="output file (default: next to the checkpoint)")
     p.add_argument("--ema", action="store_true",
                    help="the run's weight average (trained with --ema) instead of its weights")
     p.set_defaults(func=run)

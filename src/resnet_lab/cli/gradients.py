@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
+from ..text import counted
 from ..training.config import CHOICES
 from .model_options import add_model_options, model_options
 from .train import add_data_options
@@ -55,8 +57,10 @@ def run(args) -> int:
     for name in ("steps", "batch_size"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.lr <= 0 or (args.clip_norm is not None and args.clip_norm <= 0):
-        raise UserError("--lr and --clip-norm must be positive")
+    for name in ("lr", "clip_norm"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     device = pick_device(args.device)
     ds = load_data(args.data or "digits", args.data_dir)
     if isinstance(ds, FolderDataset):
@@ -67,8 +71,10 @@ def run(args) -> int:
         options = model_options(args)
         activation = options.pop("activation", "relu")  # replaces its ReLUs; the other options are the zoo's
         if options:
-            raise UserError(f"--{', --'.join(k.replace('_', '-') for k in options)} are resnet-lab model options; "
-                            "drop them for a torchvision model (--activation applies)")
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+            what = "is a resnet-lab model option" if len(options) == 1 else "are resnet-lab model options"
+            raise UserError(f"{flags} {what}; drop {'it' if len(options) == 1 else 'them'} for a torchvision model "
+                            "(--activation applies)")
         from ..models.foreign import torchvision_model
 
         model = torchvision_model(name.split(":", 1)[1], ds.num_classes, ds.in_channels, ds.image_size,
@@ -91,7 +97,7 @@ def run(args) -> int:
         keys = ("verdict", "reason", "verdict_step", "last_verdict", "global_grad_norm", "steps_run", "groups", "plots")
         print(json.dumps({k: result[k] for k in keys if k in result}, indent=2, default=str))
         return 0
-    print(f"{name} on {ds.description()}, {result['steps_run']} steps at lr {args.lr:g}"
+    print(f"{name} on {ds.description()}, {counted(result['steps_run'], 'step')} at lr {args.lr:g}"
           + (f", clip-norm {args.clip_norm:g}" if args.clip_norm else ""))
     print(f"{len(result['groups'])} layer groups, in {result['group_order']} order")
     print(gradient_table(result["groups"]))

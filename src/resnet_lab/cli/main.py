@@ -23,8 +23,10 @@ COMMANDS = ["models", "summary", "train", "report", "sweep", "evaluate", "predic
 class _Parser(argparse.ArgumentParser):
     """argparse prints usage plus a message on error; we want one line and status 2."""
 
+    help_prog = None  # whose --help to point at: the named command's, for the arguments it left over
+
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise UserError(f"{message} (see '{self.prog} --help')")
+        raise UserError(f"{message} (see '{self.help_prog or self.prog} --help')")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -39,11 +41,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     named = next((a for a in argv or [] if not a.startswith("-")), None)
     for name in [named] if named in COMMANDS else COMMANDS:
         importlib.import_module(f"{__package__}.{name}").register(sub)
-    # Also after the command (`resnet-lab summary x --debug`); SUPPRESS: no default hides a leading --debug.
+    _add_debug_flag(sub)
+    if named in sub.choices:
+        parser.help_prog = sub.choices[named].prog
+    return parser
+
+
+def _add_debug_flag(sub) -> None:
+    """``--debug`` also after the command, at every level (`resnet-lab reproduce table6 ... --debug`);
+    SUPPRESS: no default hides a leading --debug."""
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show full tracebacks on errors")
-    return parser
+        for action in command._actions:  # argparse has no public way to reach a parser's subcommands
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug_flag(action)
 
 
 def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:

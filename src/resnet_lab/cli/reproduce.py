@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import output_path
+
 EXAMPLES = """examples:
   resnet-lab reproduce all --out runs/paper --devices cuda --jobs 4         # both, the ResNets trained once
   resnet-lab reproduce table6 --out runs/table6 --devices cuda --jobs 4      # the paper's 64k iterations
@@ -39,7 +41,7 @@ def register(sub) -> None:
 def _add(which, name: str, help_text: str, depths: list[int]) -> argparse.ArgumentParser:
     p = which.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder (runs in DIR/runs/)")
+    p.add_argument("--out", type=output_path, required=True, metavar="DIR", help="output folder (runs in DIR/runs/)")
     p.add_argument("--depths", type=int, nargs="+", default=depths, metavar="N",
                    help=f"CIFAR depths 6n+2 (default: {' '.join(map(str, depths))})")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="S", help="seeds (default: 0 1)")

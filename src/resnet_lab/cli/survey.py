@@ -7,17 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+from .arguments import output_path, refuse_to_replace
+
 EXAMPLES = """examples:
-  resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --threads 1    # the demo's budget, 3 seeds
-  resnet-lab survey --depths 20 56 110 --device cuda --steps 50
-  resnet-lab survey --full --depths 8 20                # the whole product: 36 cells per depth
-  resnet-lab survey --markdown > survey.md
-  resnet-lab survey --json --quiet | jq '.claims'
+  resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --batches-at-init 2 --threads 1
+                                                              # the demo's budget, 3 seeds
+  resnet-lab survey --depths 20 56 110 --device cuda --steps 50 --out runs/survey-gpu
+  resnet-lab survey --full --depths 8 20 --out runs/survey-full   # the whole product: 36 cells per depth
+  resnet-lab survey --markdown --out runs/survey-md > survey.md
+  resnet-lab survey --json --quiet --out runs/survey-json | jq '.claims'
   resnet-lab survey --data cifar10 --depths 8 20 56 --steps 600 --jobs 8 --devices cuda:0 --out runs/survey-c10
   resnet-lab sweep --out runs/survey-c10/cells --status    # each cell's state, while it runs or after
 
 Writes survey.json, survey.md, report.html and the heat maps (survey_gradient_ratio.png/.svg,
-survey_loss_drop.png/.svg) to --out. Each claim is judged over --seeds seeds: SUPPORTED or
+survey_loss_drop.png/.svg) to --out (one that holds an earlier survey is refused, never
+overwritten; with --jobs the same command continues it). Each claim is judged over --seeds seeds: SUPPORTED or
 CONTRADICTED only if every seed agrees, else INCONCLUSIVE at this budget (more --steps or another
 --seeds may decide it). A CONTRADICTED claim is a measurement, not an error.
 
@@ -62,7 +66,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int,
                    help="CPU threads for torch (default: torch's); 1 is often fastest for these small nets. With "
                         "--jobs: per worker (default: the cores shared out among the workers)")
-    p.add_argument("--out", type=Path, default=Path("runs/survey"), metavar="DIR",
+    p.add_argument("--out", type=output_path, default=Path("runs/survey"), metavar="DIR",
                    help="where to write the outputs (default runs/survey)")
     g = p.add_argument_group("concurrent cells (as for 'sweep'; without --jobs: one cell after another)")
     g.add_argument("--jobs", metavar="N|auto",
@@ -87,6 +91,8 @@ def run(args) -> int:
         raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
     jobs = jobs_value(args.jobs)
+    if jobs is None:
+        refuse_to_replace(args.out, "survey.json", "survey")
     try:
         result = run_survey(
             args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..text import counted
 from ..training.config import TrainConfig
+from .arguments import output_path
 
 EXAMPLES = """examples:
   resnet-lab sweep --model resnet20 resnet32 --seed 0 1 --epochs 15 --out runs/sweep
@@ -32,7 +34,8 @@ def register(sub) -> None:
                                    "own, several at once per device; killed at any point, the same command "
                                    "continues where it stopped.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder: one run directory per run")
+    p.add_argument("--out", type=output_path, required=True, metavar="DIR",
+                   help="the sweep's folder: one run directory per run")
     g = p.add_argument_group("sweep")
     g.add_argument("--jobs", default="1", metavar="N|auto",
                    help="runs at once per device (default 1); auto: measure 1, 2, 4, 8 and take the fastest")
@@ -121,18 +124,19 @@ def run(args) -> int:
 def _verdict(result) -> int:
     """Exit 0 only when every run is done; otherwise say which runs are not and what to do."""
     if result.ok:
-        print(f"sweep: all {len(result.runs)} runs done; results in {result.out / 'sweep.json'}")
+        runs = f"{'all ' if len(result.runs) > 1 else ''}{counted(len(result.runs), 'run')}"
+        print(f"sweep: {runs} done; results in {result.out / 'sweep.json'}")
         return 0
     failed = [r.name for r in result.runs if result.states[r.name].state == "failed"]
     other = [r.name for r in result.runs if result.states[r.name].state not in ("done", "failed")]
     if failed:
         first = failed[0]
-        print(f"resnet-lab: sweep: {len(failed)} of {len(result.runs)} runs failed ({', '.join(failed)}); "
+        print(f"resnet-lab: sweep: {len(failed)} of {counted(len(result.runs), 'run')} failed ({', '.join(failed)}); "
               f"why: {result.states[first].reason} (see {result.out / first / 'worker.err'}); fix it and run "
               "the same command again to retry them", file=sys.stderr)
     if other:
-        print(f"resnet-lab: sweep: {len(other)} runs not finished ({', '.join(other)}); run the same command "
-              "again to continue them", file=sys.stderr)
+        print(f"resnet-lab: sweep: {counted(len(other), 'run')} not finished ({', '.join(other)}); run the same "
+              "command again to continue them", file=sys.stderr)
     return 1
 
 

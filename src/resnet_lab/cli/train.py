@@ -8,7 +8,9 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
+from ..text import counted
 from ..training.config import CHOICES, RECIPES, TrainConfig
 from .model_options import add_model_options, model_options
 
@@ -128,7 +130,8 @@ def _add_diagnostics_and_output_options(p: argparse.ArgumentParser) -> None:
                    help="do not record per-layer gradient norms")
     g.add_argument("--on-nonfinite", choices=CHOICES["on_nonfinite"],
                    help="on NaN/Inf: warn, skip the step, stop with a report (default), or roll back to the "
-                        "last checkpoint's state, lower the learning rate and go on (also on a loss spike)")
+                        "last good state (kept in memory every 10 steps), lower the learning rate and go on (also "
+                        "on a loss spike)")
     g.add_argument("--rollback-factor", type=float, help="rollback: multiply the learning rate by this (0.5)")
     g.add_argument("--max-rollbacks", type=int, help="rollback: stop (exit 3) at the failure after this many (3)")
     g.add_argument("--spike-factor", type=float,
@@ -179,16 +182,21 @@ def config_from_args(args):
 
 
 def run(args) -> int:
-    from ..training import TrainingInterrupted, train
     from ..diagnostics import NonFiniteError
     from ..files import atomic_write_text
     from ..runtime import launched_by_torchrun, process_age_s
+    from ..training import TrainingInterrupted, train
 
     # Start-up ends here, with the training code (torch included) imported: the arguments were
     # parsed before torch loaded. None when called from Python.
     startup_s = process_age_s() if args.startup_s is not None else None
     if args.resume:
         config = _resume_config(args)
+        finished = _finished_run(args.resume)
+        if finished is not None:
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(finished)
+            return 0
     else:
         config = config_from_args(args)
     try:
@@ -217,9 +225,9 @@ def run(args) -> int:
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
     beside += f", flip-TTA {final['tta_test_acc']:.4f}" if final.get("tta_test_acc") is not None else ""
     skipped = sum(e["kind"] == "skipped" for e in result.events)
-    beside += f"; {skipped} steps skipped (non-finite values, see events.json)" if skipped else ""
-    print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f} "
-          f"(best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
+    beside += f"; {counted(skipped, 'step')} skipped (non-finite values, see events.json)" if skipped else ""
+    print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
+          f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
 
 
@@ -253,17 +261,37 @@ def _resume_config(args):
     _check_resume_model(args)
     given = [k for k in (*config_flags(args), "milestones", "recipe", "out", *model_options(args))
              if getattr(args, k, None) is not None]
+    if "out" in given:
+        raise UserError("--resume DIR names the run to continue; drop --out (a resumed run stays in its folder)")
     changed = [k for k in given if k not in RESUMABLE and k != "model"]
     if changed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-        raise UserError(f"{flags} cannot change when resuming: a resumed run keeps its own settings "
-                        f"(only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE if k != 'progress')} and "
-                        "--quiet may be given); start a new run with another --out to change them")
+        allowed = ", ".join(_flag(k) for k in RESUMABLE if k != "progress")
+        raise UserError(f"{', '.join(map(_flag, changed))} cannot change when resuming: a resumed run keeps its "
+                        f"own settings (only {allowed} and --quiet may be given); to change them, start a new run "
+                        "in another folder")
     config = TrainConfig(progress=not args.quiet)
     for k in RESUMABLE:
         if getattr(args, k, None) is not None:
             setattr(config, k, getattr(args, k))
     return config
+
+
+def _finished_run(resume: str) -> str | None:
+    """What to say instead of training when the run being resumed has ended: its ``result.json`` is
+    written after its last step, and a resumed run cannot be lengthened."""
+    run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+        steps = int(result["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (f"{run_dir} already finished ({counted(steps, 'step')}); nothing to train. Its report: "
+            f"'resnet-lab report {run_dir}'; a longer run: a new --out")
+
+
+def _flag(setting: str) -> str:
+    """The train flag that gives a setting (``tensorboard`` is turned off by ``--no-tensorboard``)."""
+    return "--no-tensorboard" if setting == "tensorboard" else "--" + setting.replace("_", "-")
 
 
 def _check_resume_model(args) -> None:

@@ -127,7 +127,7 @@ def _fetch_archive(v: CifarVariant, root: Path, download: bool) -> None:
     """Download the archive into `root` via a temp file; keep it only if the checksum matches."""
     how_to = (
         f"put {v.archive} (from {v.url}) in {root}, or its extracted folder {v.folder}/ there, "
-        f"or point --data-dir at a folder that has one"
+        f"or point --data-dir (or the RESNET_LAB_DATA variable) at a folder that has one"
     )
     if not download:
         raise UserError(f"{v.title} is not in {root} and downloading is off: {how_to}")

@@ -16,6 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 from resnet_lab.data.dataset import check_global_batch, stratified_holdout
 from resnet_lab.data.preprocess import load_image
 from resnet_lab.errors import UserError, first_line
+from resnet_lab.text import counted
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -134,7 +135,7 @@ def load_folder(path: str | Path) -> FolderDataset:
     notes = []
     if bad:
         shown = ", ".join(bad[:SHOW_BAD]) + (", ..." if len(bad) > SHOW_BAD else "")
-        notes.append(f"{len(bad)} unreadable image file(s) excluded: {shown}")
+        notes.append(f"{counted(len(bad), 'unreadable image file')} excluded: {shown}")
     return FolderDataset(
         name=f"folder:{root.name}",
         root=root,

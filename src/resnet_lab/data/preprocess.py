@@ -46,6 +46,8 @@ def preprocess_images(
     arrays = []
     for path in paths:
         path = Path(path).expanduser()
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; give image files (e.g. {path}/*.png)")
         if not path.is_file():
             raise UserError(f"image file not found: {path}; check the path")
         try:

@@ -33,16 +33,34 @@ def load_data(
     """
     if val_split < 0:
         raise UserError(f"--val-split must be 0 (use the test set) or a positive count, got {val_split}")
-    kind, sep, arg = spec.strip().partition(":")
+    kind, path = _parse(spec)
+    if kind in ("npz", "folder"):
+        ds = load_npz(path) if kind == "npz" else load_folder(path)
+    elif kind == "digits":
+        ds = load_digits_dataset()
+    else:
+        ds = load_cifar(kind, data_dir=data_dir, download=download)
+    return ds.with_holdout(val_split, seed) if val_split else ds
+
+
+def prepare_data(spec: str, data_dir: str | Path | None = None) -> None:
+    """What a process that starts training processes checks first: the spec names a data set, a
+    file or folder it names exists, and a download (CIFAR) is fetched here once, not by each worker."""
+    kind, path = _parse(spec)
+    if kind in ("npz", "folder") and not Path(path).exists():
+        raise UserError(f"--data {spec}: {path} does not exist")
+    if kind in VARIANTS:
+        load_cifar(kind, data_dir=data_dir, download=True)
+
+
+def _parse(spec: str) -> tuple[str, str]:
+    """``npz:PATH`` -> ("npz", PATH); ``digits`` -> ("digits", ""); anything else is refused."""
+    kind, sep, path = spec.strip().partition(":")
     kind = kind.lower()
     if sep and kind in ("npz", "folder"):
-        if not arg:
+        if not path:
             raise UserError(f"'{spec}' has no path after '{kind}:'; use {kind}:PATH")
-        ds = load_npz(arg) if kind == "npz" else load_folder(arg)
-    elif not sep and kind == "digits":
-        ds = load_digits_dataset()
-    elif not sep and kind in VARIANTS:
-        ds = load_cifar(kind, data_dir=data_dir, download=download)
-    else:
-        raise UserError(f"unknown data set '{spec}'; use one of: {VALID_SPECS}")
-    return ds.with_holdout(val_split, seed) if val_split else ds
+        return kind, path
+    if not sep and (kind == "digits" or kind in VARIANTS):
+        return kind, ""
+    raise UserError(f"unknown data set '{spec}'; use one of: {VALID_SPECS}")

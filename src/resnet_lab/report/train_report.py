@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..text import counted
 from .html import Report
 from .meta import metadata_from
 from .run_record import RunRecord, read_run
@@ -73,7 +74,7 @@ def _findings(run: RunRecord) -> list[str]:
         at = "final" if evaluated[-1] is last else f"epoch {evaluated[-1]['epoch']}"
         best = f" (best {run.best_acc:.2%})" if run.best_acc is not None else ""
         findings.append(f"{at} {split} accuracy {evaluated[-1]['test_acc']:.2%}{best} "
-                        f"after {len(history)} epochs, {run.steps} steps")
+                        f"after {counted(len(history), 'epoch')}, {counted(run.steps, 'step')}")
     if last.get("tta_test_acc") is not None:
         findings.append(f"flip test-time augmentation (--tta, reported apart): final {split} accuracy "
                         f"{last['tta_test_acc']:.2%}")

@@ -157,10 +157,22 @@ def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:
     if unknown:
         raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     config = TrainConfig.from_dict(values)
+    _check_given_together(given, config)
     if recipe == "paper" and config.warmup_lr == 0.0 and _depth(config.model) >= 110:
         config.warmup_lr = 0.01
     validate(config)
     return config
+
+
+def _check_given_together(given: dict, c: TrainConfig) -> None:
+    """Flags given explicitly that the run would ignore: refused, never recorded as if they applied."""
+    if given.get("nesterov") and c.optimizer != "sgd":
+        raise UserError(f"--nesterov is SGD's momentum; --optimizer {c.optimizer} ignores it: drop one of them")
+    if not c.augment:
+        for name in ("translate", "pad_mode"):
+            if name in given:
+                raise UserError(f"--{name.replace('_', '-')} sets the training crop, but --no-augment turns "
+                                "augmentation off: drop one of them")
 
 
 def _depth(model: str) -> int:
@@ -205,6 +217,8 @@ def validate(c: TrainConfig) -> None:
         (c.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {c.checkpoint_every}"),
         (c.checkpoint_min_s >= 0, f"--checkpoint-min-s must be >= 0 seconds, got {c.checkpoint_min_s}"),
         (all(0 < m < 1 for m in c.milestones), f"--milestones are fractions of the run in (0, 1), got {c.milestones}"),
+        (list(c.milestones) == sorted(set(c.milestones)),
+         f"--milestones must increase (each a later fraction of the run), got {c.milestones}"),
         (0 < c.rollback_factor < 1, f"--rollback-factor must be in (0, 1), got {c.rollback_factor}"),
         (c.max_rollbacks >= 0, f"--max-rollbacks must be >= 0, got {c.max_rollbacks}"),
         (c.spike_factor == 0 or c.spike_factor > 1, f"--spike-factor must be > 1 (0: off), got {c.spike_factor}"),

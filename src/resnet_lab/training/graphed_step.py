@@ -27,17 +27,20 @@ from .ema import WeightEMA
 from .precision import autocast
 
 # Settings the graph cannot hold: each needs the host in the middle of the step.
-GRAPH_BLOCKERS = {
-    "optimizer": lambda c: c.optimizer != "sgd",  # only SGD has a sync-free update here
-    "precision": lambda c: c.precision == "fp16",  # the loss scaler checks for Inf on the host
-    "on_nonfinite": lambda c: c.on_nonfinite != "warn",  # skip/stop decide on the host
-    "paper warm-up": lambda c: c.warmup_lr > 0,  # switches on a host-side error check
-}
+#: Settings a CUDA-graph step cannot replay, each with how a user reads it: (blocks, why).
+GRAPH_BLOCKERS = [
+    (lambda c: c.optimizer != "sgd", lambda c: f"--optimizer {c.optimizer} (the graph's update is SGD's)"),
+    (lambda c: c.precision == "fp16", lambda c: "--precision fp16 (its loss scaler checks for Inf on the host)"),
+    (lambda c: c.on_nonfinite != "warn",
+     lambda c: f"--on-nonfinite {c.on_nonfinite} (decided on the host; the graph needs warn)"),
+    (lambda c: c.warmup_lr > 0, lambda c: "the paper's warm-up, --warmup-lr (a host-side error check)"),
+]
 
 
 def graph_blockers(config, distributed: bool) -> list[str]:
-    """Why ``config`` cannot use a CUDA-graph step (empty: it can)."""
-    reasons = [name for name, blocks in GRAPH_BLOCKERS.items() if blocks(config)]
+    """Why ``config`` cannot use a CUDA-graph step (empty: it can; on a CPU the same fused step runs
+    without a graph)."""
+    reasons = [why(config) for blocks, why in GRAPH_BLOCKERS if blocks(config)]
     return reasons + (["torchrun/DDP"] if distributed else [])
 
 

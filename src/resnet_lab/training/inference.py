@@ -8,6 +8,7 @@ import torch
 
 from ..errors import UserError
 from ..models import create_model
+from ..text import counted
 from .checkpoint import checkpoint_weights, load_checkpoint
 from .config import TrainConfig
 
@@ -44,8 +45,9 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
                    seed=config.split_seed)
     ds = resize_dataset(ds, info["image_size"])  # in-memory data at the size it was trained at (--image-size)
     if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
-        raise UserError(f"{ds.description()} does not fit the checkpoint's model "
-                        f"({len(info['classes'])} classes, {info['in_channels']} channels)")
+        shape = f"{counted(len(info['classes']), 'class', 'classes')}, {counted(info['in_channels'], 'channel')}"
+        raise UserError(f"{ds.description()} does not fit the checkpoint's model ({shape}); evaluate it on "
+                        "the data set it was trained on (its config.json says which)")
     if flip:
         check_flip_tta(ds)
     if isinstance(ds, FolderDataset):

@@ -13,13 +13,14 @@ resume every record exists once.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from ..diagnostics.records import read_jsonl, trim_jsonl
 from ..errors import UserError
-from ..files import atomic_write_text, write_json
+from ..files import atomic_write_text, try_lock, write_json
 from ..runtime import hardware_info
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
 from .config import RESUMABLE, TrainConfig
@@ -42,12 +43,35 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=run_dir).close()
+        _hold_run_lock(run_dir)
         for leftover in run_dir.glob(".*.tmp"):  # an atomic write that a kill interrupted
             leftover.unlink()
     except OSError as err:
         raise UserError(f"cannot write the run directory {run_dir} ({err.strerror or err}); "
                         "choose a writable --out") from None
     return run_dir
+
+
+_HELD_LOCKS: dict[Path, int] = {}  # run directory -> the lock this process holds on it
+
+
+def _hold_run_lock(run_dir: Path) -> None:
+    """One process trains a run directory at a time (under torchrun: rank 0 holds it for the group).
+    Re-entrant within a process, released by ``release_run_dir`` (or the process's end)."""
+    key = run_dir.resolve()
+    if os.environ.get("RANK", "0") != "0" or key in _HELD_LOCKS:
+        return
+    fd = try_lock(run_dir)  # on the folder itself: a refused run leaves no file behind
+    if fd is None:
+        raise UserError(f"another process is training {run_dir} now; wait for it to end (then --resume it "
+                        "if it stopped), or choose another --out")
+    _HELD_LOCKS[key] = fd
+
+
+def release_run_dir(run_dir: Path | None) -> None:
+    fd = _HELD_LOCKS.pop(run_dir.resolve(), None) if run_dir is not None else None
+    if fd is not None:
+        os.close(fd)
 
 
 def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:

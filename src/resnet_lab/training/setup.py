@@ -133,8 +133,8 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
     from ..data import DeviceLoader, FolderDataset, make_folder_loaders
 
     if c.flip != "random" and not (c.augment and ds.hflip):
-        raise UserError(f"--flip {c.flip} changes how training images are mirrored, but {ds.name} is trained "
-                        f"{'without augmentation' if not c.augment else 'without flips'}; drop --flip")
+        why = "--no-augment turns augmentation off" if not c.augment else f"{ds.name} is trained without flips"
+        raise UserError(f"--flip {c.flip} changes how training images are mirrored, but {why}; drop --flip")
     if isinstance(ds, FolderDataset):
         if (c.translate, c.pad_mode) != (4, "zeros"):
             raise UserError("--translate and --pad-mode set the crop of in-memory data (cifar10/100, npz:PATH); "

@@ -23,12 +23,13 @@ from ..diagnostics import NonFiniteError
 from ..errors import UserError
 from ..runtime import pick_device
 from ..signals import StopSignals
+from ..text import counted
 from .config import TrainConfig, validate
 from .distributed import init_distributed, launched_by_torchrun, restart_count, shutdown
 from .eager_step import EagerStep, warnings_to
 from .evaluation import evaluate, evaluate_epoch
 from .graphed_step import TrainStep, graph_blockers
-from .run_files import RunFiles, prepare_run_dir, resumed_config
+from .run_files import RunFiles, prepare_run_dir, release_run_dir, resumed_config
 from .schedules import lr_factor
 from .setup import build_parts, seed_everything
 from .state import RunState
@@ -113,6 +114,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         raise
     finally:
         shutdown(ctx, clean)
+        release_run_dir(run_dir)
 
 
 def _train(c: TrainConfig, checkpoint, run_dir, device, ctx, log, dataset, started: float) -> TrainResult:
@@ -143,8 +145,8 @@ class _Run:
             log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
         self.files = RunFiles(run_dir, c, p, self.state, ctx, device, checkpoint, log)
         log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}, "
-            f"{p.total_steps} steps ({p.num_epochs} epochs x {p.steps_per_epoch}), batch {c.batch_size}, "
-            f"lr {c.effective_lr:g}, {p.precision}")
+            f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
+            f"batch {c.batch_size}, lr {c.effective_lr:g}, {p.precision}")
         p.model.train()
         self.train_step = self._step_function()
         self.run_start = time.perf_counter()

@@ -31,6 +31,7 @@ from ...errors import UserError
 from ...measure import calls_for, time_call
 from ...models import count_flops, count_params, count_weighted_layers, create_model, get_spec
 from ...runtime import hardware_info, pick_device
+from ...text import counted
 from .findings import verdict
 from .reference import _same_architecture_as_default, reference_cifar10, reference_top1
 from .runner import KINDS, ModelRunner
@@ -163,8 +164,8 @@ def _settings(rows: list[dict], dev, preset: dict, image_size, precision: str, c
         "quick": quick, "num_classes": num_classes, "model_options": options,
         "memory_method": rows[0]["memory_method"],
         "optimizer": "SGD(lr=1e-3, momentum=0.9), cross-entropy on random labels",
-        "timing": f"median of {repeats} timed rounds after {warmup} warm-up round(s); models interleaved "
-                  f"in alternating order; {'CUDA-synchronised ' if dev.type == 'cuda' else ''}perf_counter",
+        "timing": f"median of {counted(repeats, 'timed round')} after {counted(warmup, 'warm-up round')}; models "
+                  f"interleaved in alternating order; {'CUDA-synchronised ' if dev.type == 'cuda' else ''}perf_counter",
         "notes": _notes(rows, quick),
     }
 

@@ -6,6 +6,8 @@ sentences; each sentence family has its own small function, fed only numbers alr
 
 from __future__ import annotations
 
+from ...text import counted
+
 #: Training-error gaps below this (absolute, 0.5 percentage points) are reported as ties.
 TIE = 0.005
 
@@ -48,7 +50,7 @@ def _over(n_seeds: int) -> str:
 
 def _run_length(settings: dict) -> str:
     epochs = settings.get("epochs_run") or settings.get("epochs")
-    return f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "this run"
+    return counted(epochs, 'epoch') if epochs else "this run"
 
 
 def one_depth_sentence(plain: dict, res: dict, depth: int, over: str) -> str:
@@ -122,6 +124,20 @@ def seed_spread_sentence(pairs: list[tuple[str, bool]]) -> str:
     return "Both gaps are larger than the spread over seeds (sum of the two standard deviations)."
 
 
+def barely_trained_sentence(networks: list[dict], num_classes: int | None) -> str | None:
+    """A caution when no net got 10 points below chance training error: such a run measures its
+    budget, not the networks (a 10-step run once 'showed degradation' at 82-88% error, chance 90%)."""
+    if not num_classes:
+        return None
+    chance = 1 - 1 / num_classes
+    best = min(n["final_train_error"] for n in networks)
+    if best < chance - 0.10:
+        return None
+    return (f"Caution: every net ended within 10 points of chance ({_pct(chance)} training error with "
+            f"{num_classes} classes; the best {_pct(best)}): they have barely started to train, so the "
+            "verdict says little about depth; train longer (--epochs or --steps).")
+
+
 def depth_sentence(plain: dict, res: dict, depth: int) -> str:
     """Final training and test errors of one depth's twins, and their parameters."""
     option = res.get("shortcut_option", "A")
@@ -170,6 +186,12 @@ def findings(networks: list[dict], settings: dict) -> dict:
     if n_seeds > 1:
         text.append(seed_spread_sentence([(f"{p_lo['model']} vs {p_hi['model']}", plain_clear),
                                           (f"{r_lo['model']} vs {r_hi['model']}", res_clear)]))
+    else:
+        text.append("Caution: one seed, so there is no spread over seeds to weigh the gaps against; give two "
+                    "or more --seeds before reading the verdict as a finding about the networks.")
+    barely = barely_trained_sentence(networks, settings.get("num_classes"))
+    if barely:
+        text.append(barely)
     text += [depth_sentence(by[(False, d)], by[(True, d)], d) for d in depths]
     if len(depths) > 2:
         text += [ladder_sentence(label, [(d, by[(kind, d)]["final_train_error"]) for d in depths])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ...files import atomic_write_text
 from ...report import Report, run_metadata
+from ...text import counted
 from .table import shortcut_of, with_spread
 
 
@@ -73,7 +74,7 @@ def write_report(result: dict, path: str | Path, figures: dict | None = None,
     seeds = s.get("seeds", [])
     report = Report("Degradation: plain vs residual networks",
                     subtitle=f"depths {', '.join(map(str, s['depths']))} on {s['data_description']}, "
-                             f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, recipe {s['recipe']}")
+                             f"{counted(len(seeds), 'seed')}, recipe {s['recipe']}")
     meta = run_metadata(s.get("device", "cpu"))
     meta["hardware"] = {**meta["hardware"], **{k: v for k, v in result.get("hardware", {}).items()
                                                if k not in meta["versions"]}}

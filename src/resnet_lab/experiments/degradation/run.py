@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
+from ...text import counted
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .findings import findings
 from .networks import model_name, network_entry, snapshot_epochs
@@ -269,6 +270,7 @@ def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, s
     return {
         "depths": plan.depths, "seeds": plan.seeds, "recipe": recipe, "data": data, "shortcut": plan.shortcut,
         "data_description": dataset.description(), "eval_split": getattr(dataset, "eval_split", "test"),
+        "num_classes": dataset.num_classes,
         "device": str(dev), "epochs": first.epochs, "steps": first.steps, "epochs_run": length["epochs_run"],
         "steps_per_epoch": length["steps_per_epoch"], "total_steps": length["total_steps"],
         "log_every": length["log_every"], "snapshot_epochs": snap,
@@ -330,7 +332,7 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
         c.log_every = length["log_every"]
     params = _parameter_counts(plan, dataset)
     say(f"degradation: {', '.join(model_name(k, d) for d in plan.depths for k in KINDS)} on "
-        f"{dataset.description()}, {dev}, {len(plan.seeds)} seed(s), "
+        f"{dataset.description()}, {dev}, {counted(len(plan.seeds), 'seed')}, "
         f"{run_length_text(length['total_steps'], length['epochs_run'], length['steps_per_epoch'])}, recipe {recipe}")
     snap = snapshot_epochs(length["epochs_run"] or 1)
     if jobs is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...report.text_table import format_table
+from ...text import counted
 
 COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
            ("train", "final train error"), ("test", "final test error"), ("time", "time (s)")]
@@ -24,8 +25,8 @@ def run_length_text(total_steps: int | None, epochs_run: int | None, steps_per_e
     """``330 steps (15 epochs x 22)`` as the trainer says it (a run of ``--steps`` may end mid-epoch);
     ``15 epochs`` when an epoch's length is unknown (folder data)."""
     if not (total_steps and steps_per_epoch):
-        return f"{epochs_run} epochs"
-    return f"{total_steps:,} steps ({epochs_run} epochs x {steps_per_epoch})"
+        return counted(epochs_run, "epoch")
+    return f"{total_steps:,} steps ({counted(epochs_run, 'epoch')} x {steps_per_epoch})"
 
 
 def _settings_line(result: dict) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
+from ...text import counted
 from ..degradation import check_depths, check_seeds
 from .findings import table6_findings
 from .paper import CURVE_EVERY, PAPER_STEPS, paper_entry
@@ -113,7 +114,7 @@ def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: S
     start = time.perf_counter()
     runs = Path(out) / "runs"
     say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
-        f"{steps:,} steps{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, data {data}")
+        f"{counted(steps, 'step')}{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, data {data}")
     result = run_sweep(table6_grid(depths, seeds, data, steps, cuda_graph), runs, jobs=jobs, devices=devices,
                        threads=threads, log=say, status_every=60.0)
     if not result.ok:

@@ -67,6 +67,7 @@ LOSS_SMOOTH = 3           # loss_end = mean of the last LOSS_SMOOTH step losses
 TRAINED_DROP = 0.10       # "trains": the loss fell by at least 10 % in the short run
 DIVERGE_FACTOR = 2.0      # "diverged": a non-finite loss, or loss_end >= 2x loss_start
 ORDER = 10.0              # "within an order of magnitude": 1/10 <= first/last <= 10
+DEEP = 20  # "deep" / "tens of layers" in the claims: judged only with a net at least this deep
 VANISH_RATIO = Thresholds().vanish_ratio  # the monitor's threshold: first/last < 1e-3 vanishes
 OUTCOMES = ("trained", "stalled", "diverged")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .design import CLAIMS, ORDER, VANISH_RATIO
+from .design import CLAIMS, DEEP, ORDER, VANISH_RATIO
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED)
@@ -189,9 +189,9 @@ def bn_plain_trainable(m: Cells) -> dict:
     """Every plain BN baseline of depth 20-99 is ``trainable`` in every seed; the no-norm twins are
     reported alongside."""
     key = "bn_plain_trainable"
-    tens = [d for d in m.depths if 20 <= d < 100 and m.find("plain", d, "batch", "relu", "he")]
+    tens = [d for d in m.depths if DEEP <= d < 100 and m.find("plain", d, "batch", "relu", "he")]
     if not tens:
-        return _unmeasured(key, "needs a plain net of 20 to 99 layers (e.g. --depths 20 56)")
+        return _unmeasured(key, f"needs a plain net of {DEEP} to 99 layers (e.g. --depths 20 56)")
     bn = m.baselines("plain", tens)
     none = [c for c in (m.find("plain", d, "none", "relu", "he") for d in tens) if c]
     verdict = every(decide(trainable(r) for r in c["runs"]) for c in bn)
@@ -228,7 +228,9 @@ def sigmoid_vanishes(m: Cells) -> dict:
     """In the deepest plain net without normalisation, sigmoid's first/last < VANISH_RATIO (the
     monitor's threshold) at init in every seed; the BN and residual sigmoid twins are reported alongside."""
     key = "sigmoid_vanishes"
-    c = m.find("plain", m.deep, "none", "sigmoid", "he") if m.deep else None
+    if not m.deep or m.deep < DEEP:  # at 8 layers the attenuation is a matter of degree, not the claim
+        return _unmeasured(key, f"needs a net of {DEEP} or more layers (e.g. --depths 20 56)")
+    c = m.find("plain", m.deep, "none", "sigmoid", "he")
     if c is None:
         return _unmeasured(key, "needs a plain none/sigmoid/he cell")
     verdict = decide(r["ratio"] is not None and r["ratio"] < VANISH_RATIO for r in c["runs"])
@@ -251,7 +253,10 @@ def he_beats_normal(m: Cells) -> dict:
     then healthy gradients, then (both trained) loss drop. The residual pair and the BN pair are
     reported alongside."""
     key = "he_beats_normal"
-    he, normal = (m.find("plain", m.deep, "none", "relu", init) if m.deep else None for init in ("he", "normal"))
+    if not m.deep or m.deep < DEEP:
+        return _unmeasured(key, f"needs a net of {DEEP} or more layers, as the claim is about deep nets "
+                                "(e.g. --depths 20 56)")
+    he, normal = (m.find("plain", m.deep, "none", "relu", init) for init in ("he", "normal"))
     if he is None or normal is None:
         return _unmeasured(key, "needs plain none/relu/he and none/relu/normal cells")
     verdict = decide(pairs(he, normal, lambda a, b: trains_better(a, b, by_verdict=True)))

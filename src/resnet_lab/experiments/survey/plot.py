@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from ...text import counted
+
 # What each heat map shows: (file stem, title, colour-bar label).
 HEATMAPS = {
     "ratio": ("survey_gradient_ratio", "log10 first/last block gradient norm at initialisation",
@@ -89,7 +91,7 @@ def _draw(result: dict, which: str) -> Figure:
     fig.colorbar(image, ax=list(axes), shrink=0.9, label=label)
     s = result["settings"]
     fig.suptitle(f"{title}\n{s['data']} {s['image_size']}px, batch {s['batch_size']}, {s['steps']} steps at lr "
-                 f"{s['lr']:g}, median of {len(s['seeds'])} seed{'s' if len(s['seeds']) != 1 else ''}", fontsize=9)
+                 f"{s['lr']:g}, median of {counted(len(s['seeds']), 'seed')}", fontsize=9)
     return fig
 
 

@@ -21,6 +21,7 @@ import torch
 
 from ...errors import UserError
 from ...runtime import hardware_info, pick_device
+from ...text import counted
 from ...training.sweep import check_devices
 from .cells import _batches, check_batch_size, load_survey_data, run_cell
 from .concurrent import check_sweepable, measure_as_sweep
@@ -182,8 +183,8 @@ def _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_si
     check_batch_size(ds, batch_size)
     size = image_size or ds.image_size
     plan = _select(plan_cells(depths, full, lr, high_lr, high_lr_depth, clip_norm), only)
-    say(f"{len(plan)} cells x {len(seeds)} seeds on {ds.description()} at {size}x{size}, batch {batch_size}, "
-        f"{steps} steps, device {dev if sweep is None else ', '.join(sweep['devices'])}")
+    say(f"{counted(len(plan), 'cell')} x {counted(len(seeds), 'seed')} on {ds.description()} at {size}x{size}, "
+        f"batch {batch_size}, {counted(steps, 'step')}, device {dev if sweep is None else ', '.join(sweep['devices'])}")
     workers = {}
     if sweep is None:
         runs = _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say)

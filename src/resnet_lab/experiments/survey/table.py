@@ -4,6 +4,7 @@ min..max), the run's settings, the claims with their verdict, budget and evidenc
 from __future__ import annotations
 
 from ...report.text_table import format_table
+from ...text import counted
 from .findings import (CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt, fmt_ratio, outcome_counts, pct,
                        spread)
 
@@ -52,7 +53,7 @@ def budget_text(budget: dict | None) -> str:
     """``3 seeds x 24 steps`` or ``3 seeds, gradients at init over 2 batches``; empty when nothing was measured."""
     if not budget:
         return ""
-    seeds = f"{budget['seeds']} seed{'s' if budget['seeds'] != 1 else ''}"
+    seeds = counted(budget['seeds'], 'seed')
     if "steps" in budget:
         return f"{seeds} x {budget['steps']} steps"
     n = budget["batches_at_init"]
@@ -88,10 +89,10 @@ def settings_line(result: dict) -> str:
 
 def _workers(s: dict) -> str:
     """``cpu, 1 thread``; measured as a sweep: ``2 jobs per device of 1 thread on cpu``."""
-    threads = f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}"
+    threads = counted(s['threads'], 'thread')
     if not s.get("jobs"):
         return f"{s['device']}, {threads}"
-    return f"{s['jobs']} job{'s' if s['jobs'] != 1 else ''} per device of {threads} on {', '.join(s['devices'])}"
+    return f"{counted(s['jobs'], 'job')} per device of {threads} on {', '.join(s['devices'])}"
 
 
 def survey_text(result: dict) -> str:

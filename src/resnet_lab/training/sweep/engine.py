@@ -14,6 +14,7 @@ from typing import Callable
 
 from ...errors import UserError, writing
 from ...files import write_json
+from ...text import counted
 from .grid import TRAIN, Grid, RunSpec, expand
 from .manifest import check_compatible, enclosing_sweep, read_manifest, statuses, write_manifest
 from .run_state import SPEC_FILE, RunStatus, read_spec
@@ -27,7 +28,7 @@ class SweepInterrupted(Exception):
 
     def __init__(self, out: Path, signum: int, stopped: list[str], checkpointed: bool = True):
         what = "saved a checkpoint" if checkpointed else "stopped (they start again from the beginning)"
-        super().__init__(f"interrupted; {len(stopped)} running run(s) {what}; run the same command "
+        super().__init__(f"interrupted; {counted(len(stopped), 'running run')} {what}; run the same command "
                          f"again to continue (see the state with 'resnet-lab sweep --out {out} --status')")
         self.out, self.signum, self.stopped = out, signum, stopped
 
@@ -38,7 +39,8 @@ class SweepFailed(Exception):
     def __init__(self, result: "SweepResult"):
         failed = [r.name for r in result.runs if result.states[r.name].state != "done"]
         first = failed[0]
-        super().__init__(f"{len(failed)} of {len(result.runs)} runs did not finish ({', '.join(failed)}); why: "
+        super().__init__(f"{len(failed)} of {counted(len(result.runs), 'run')} did not finish ({', '.join(failed)}); "
+                         "why: "
                          f"{result.states[first].reason or result.states[first].state} (see "
                          f"{result.out / first / 'worker.err'}); run the same command again to retry them")
         self.result = result
@@ -74,6 +76,8 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
     """
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     _check_positive(probe_steps, "--probe-steps")
+    if not 0 <= status_every < float("inf"):  # NaN fails too
+        raise UserError(f"--status-every is seconds between status lines (0: none), got {status_every}")
     out, grid, runs, mine, before = _take_stock(grid, runs, Path(out), shard, log)
     todo = [r for r in mine if before[r.name].state != "done"]
     jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
@@ -87,8 +91,8 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
                 states[name].state = "running"
         write_manifest(out, grid, runs, states, last_invocation=invocation, probe=probe)
 
-    _announce(out, mine, todo, before, f"{jobs} job(s) per device of {threads} thread(s) on {', '.join(devices)}",
-              shard, log)
+    layout = f"{counted(jobs, 'job')} per device of {counted(threads, 'thread')} on {', '.join(devices)}"
+    _announce(out, mine, todo, before, layout, shard, log)
     refresh()
     outcome = Scheduler(out, todo, len(mine), len(mine) - len(todo), devices, jobs, threads, log, refresh,
                         status_every).run()
@@ -103,17 +107,31 @@ def _take_stock(grid: Grid, runs: list[RunSpec] | None, out: Path, shard: tuple[
     """The sweep this grid goes on with and all its runs, this grid's shard of them (each with its
     spec on disk) and their states. Task runs (``runs`` given) are their own whole sweep."""
     given = expand(grid) if runs is None else list(runs)
+    _check_runs_can_start(given)
     out = _prepare_out(out)
     whole_grid, whole = enclosing_sweep(out, grid, given) if runs is None else (grid, given)
     check_compatible(out, whole)
     if len(whole) > len(given):
-        log(f"sweep: this grid is part of the sweep in {out} ({len(given)} of its {len(whole)} runs): only "
+        log(f"sweep: this grid is part of the sweep in {out} ({len(given)} of its {counted(len(whole), 'run')}): only "
             "those are trained")
     by_name = {r.name: r for r in whole}
     mine = [by_name[r.name] for r in given if r.index % shard[1] == shard[0]]
     for r in mine:
         _write_spec(out, r)
     return out, whole_grid, whole, mine, statuses(out, mine)
+
+
+def _check_runs_can_start(runs: list[RunSpec]) -> None:
+    """Each model name and data set of the training runs, before anything is written: a typo is one
+    line now rather than a failed run per worker, and CIFAR is downloaded once, here."""
+    from ...data import prepare_data
+    from ...models import get_spec
+
+    configs = [r.config for r in runs if r.task == TRAIN]
+    for model in sorted({c.model for c in configs}):
+        get_spec(model)
+    for data, data_dir in sorted({(c.data, c.data_dir or "") for c in configs}):
+        prepare_data(data, data_dir or None)
 
 
 def sweep_status(out: str | Path) -> list[RunStatus]:
@@ -222,7 +240,8 @@ def _announce(out: Path, mine, todo, before: dict, how: str, shard, log) -> None
     resume = sum(before[r.name].state == "interrupted" for r in todo)
     retry = [r.name for r in todo if before[r.name].state == "failed"]
     part = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
-    log(f"sweep: {len(mine)} runs{part} in {out}: {len(mine) - len(todo)} done, {len(todo)} to run"
-        f"{f' ({resume} resumed from their checkpoint)' if resume else ''}; {how}")
+    resumed = f" ({resume} resumed from {'its' if resume == 1 else 'their'} checkpoint)" if resume else ""
+    log(f"sweep: {counted(len(mine), 'run')}{part} in {out}: {len(mine) - len(todo)} done, {len(todo)} to run"
+        f"{resumed}; {how}")
     for name in retry:
         log(f"sweep: trying {name} again (it failed before: {before[name].reason})")

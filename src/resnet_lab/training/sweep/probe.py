@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...files import write_json
+from ...text import counted
 from .grid import TRAIN, RunSpec
 from .run_state import SPEC_FILE, STDERR_FILE, read_status
 from .task import images_per_s as task_images_per_s
@@ -38,7 +39,7 @@ def probe_jobs(spec: RunSpec, out: Path, device: str, runs_left: int, steps: int
         for count in (c for c in COUNTS if c <= max(runs_left, 1)):
             rate = _aggregate_rate(spec, base / f"jobs{count}", count, device, steps)
             results.append({"jobs": count, "images_per_s": rate})
-            log(f"sweep: probe, {count} job(s) at once: {rate:,.0f} images/s in all")
+            log(f"sweep: probe, {counted(count, 'job')} at once: {rate:,.0f} images/s in all")
             if rate <= max(r["images_per_s"] for r in results[:-1] or [{"images_per_s": 0.0}]):
                 break
     finally:

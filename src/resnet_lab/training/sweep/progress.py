@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from ...text import counted
 from .run_state import STDERR_FILE, RunStatus
 
 
@@ -23,7 +24,7 @@ def finished_line(position: str, status: RunStatus, wall_s: float) -> str:
         return f"{position} done {status.name}: {r['summary']}, {wall_s:.1f} s"
     test = f", test acc {r['test_acc']:.4f}" if r.get("test_acc") is not None else ""
     return (f"{position} done {status.name}: train error {100 * r['final_train_error']:.2f}%{test}, "
-            f"{r['steps']:,} steps, {wall_s:.1f} s")
+            f"{counted(r['steps'], 'step')}, {wall_s:.1f} s")
 
 
 def failed_line(position: str, status: RunStatus, run_dir) -> str:

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...files import write_json
+from ...files import try_lock, write_json
 
 SPEC_FILE = "sweep_run.json"
 LOCK_FILE = "sweep.lock"
@@ -115,13 +115,7 @@ def is_locked(run_dir: Path) -> bool:
 
 def take_lock(run_dir: Path) -> int | None:
     """The run's lock for this process (kept until it exits), or None when another process has it."""
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    return try_lock(run_dir / LOCK_FILE)
 
 
 def write_failure(run_dir: Path, reason: str, exit_code: int | None) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...signals import StopSignals
+from ...text import counted
 from .grid import TRAIN, RunSpec
 from .progress import LiveLines, StatusClock, failed_line, finished_line
 from .run_state import STDERR_FILE, RunStatus, clear_failure, is_locked, read_status, write_failure
@@ -87,8 +88,8 @@ class Scheduler:
         if self._forwarded == 0:
             training = all(w.spec.task == TRAIN for w in self.running.values())
             how = "at their next step (each saves a checkpoint)" if training else "(a task keeps no checkpoint)"
-            self.log(f"sweep: {signal.Signals(signum).name} received; stopping {len(self.running)} running "
-                     f"worker(s) {how}")
+            self.log(f"sweep: {signal.Signals(signum).name} received; stopping "
+                     f"{counted(len(self.running), 'running worker')} {how}")
         for worker in self.running.values():
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ...text import counted
 from .grid import TRAIN
 from .run_state import STDERR_FILE, STDOUT_FILE, read_spec, take_lock
 
@@ -92,12 +93,12 @@ def main(argv: list[str]) -> int:
 
 
 def _train(run_dir: Path, device: str, threads: int) -> int:
+    import torch
+
     from ...diagnostics import NonFiniteError
     from ...errors import UserError
     from ..config import TrainConfig
     from ..trainer import TrainingInterrupted, train
-
-    import torch
 
     torch.set_num_threads(threads)  # on CPU part of the result: the same count gives the same bits
     config = TrainConfig.from_dict(read_spec(run_dir)["config"])
@@ -115,8 +116,8 @@ def _train(run_dir: Path, device: str, threads: int) -> int:
         print(f"interrupted at step {stop.step}; checkpoint saved", file=sys.stderr)
         return 128 + stop.signum
     final = result.final
-    print(f"done: {result.steps} steps, final {result.data_info['eval_split']} accuracy {final['test_acc']:.4f}",
-          flush=True)
+    print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
+          f"{final['test_acc']:.4f}", flush=True)
     return 0
 
 

@@ -1,0 +1,6 @@
+"""Wording shared by every printed line: counts with their nouns."""
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 epoch``, ``3 epochs``, ``1,200 steps``, ``2 classes`` (``plural`` where "s" is not it)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
