@@ -245,3 +245,23 @@ def test_ci_entry_point_sets_ci_true_itself(ci, tmp_path):
     run = Path(__file__).resolve().parent.parent / ".ci" / "run"
     out = subprocess.run(["bash", str(run)], env=env, capture_output=True, text=True, check=True).stdout
     assert out == "CI=true make test\n"
+
+
+@pytest.mark.parametrize("command", [["degradation", "--depths", "8", "--steps", "1"], ["survey", "--depths", "8"],
+                                     ["compare", "resnet8"], ["demo"]])
+def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys):
+    """degradation once trained every network, then died on the write with a traceback: results lost."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main([*command, "--out", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write --out {blocker / 'out'}: {blocker} is a file, not a folder" in err and err.count("\n") == 1
+
+
+def test_compare_never_replaces_an_earlier_comparison(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "compare.json").write_text("{}")
+    assert main(["compare", "resnet8", "--out", str(out)]) == 2
+    assert "already holds the results of an earlier comparison" in capsys.readouterr().err
+    assert (out / "compare.json").read_text() == "{}"

@@ -719,3 +719,25 @@ def test_a_compressed_npz_is_read_from_an_uncompressed_copy_after_the_first_load
     uncompressed_copy(source).write_bytes(b"not a zip")
     assert (load_npz(source).y_train.numpy() == np.arange(20) % 4).all()
     assert zipfile.is_zipfile(uncompressed_copy(source))
+
+
+def test_evaluating_on_folders_whose_classes_are_named_otherwise_is_refused(tmp_path, capsys):
+    """Same count, other names: the sorted labels move, and the accuracy once came out 0.0 (or 1.0)
+    with no warning."""
+    import shutil
+
+    from resnet_lab.cli.main import main
+
+    tree = _folder_tree(tmp_path / "imgs")
+    assert main(["train", "--model", "resnet8", "--data", f"folder:{tree}", "--steps", "2", "--batch-size", "4",
+                 "--image-size", "16", "--quiet", "--no-tensorboard", "--report", "none",
+                 "--out", str(tmp_path / "run")]) == 0
+    renamed = shutil.copytree(tree, tmp_path / "renamed")
+    for split in ("train", "val"):
+        (renamed / split / "cat").rename(renamed / split / "zebra")
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", f"folder:{renamed}"]) == 2
+    err = capsys.readouterr().err
+    assert "names its classes differently" in err and "0: cat vs dog; 1: dog vs zebra" in err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", f"folder:{tree}"]) == 0
+    assert capsys.readouterr().out.startswith("val accuracy ")  # the folder's split, named as train named it

@@ -382,6 +382,24 @@ def test_update_ratio_is_the_exact_relative_weight_change():
         assert g1["update_ratio"] == pytest.approx(lr * g0["grad_norm"] / g0["weight_norm"], rel=1e-4)
 
 
+def test_a_group_of_zero_weights_has_no_update_ratio_rather_than_a_huge_one():
+    """A zero-initialised bias as its own group once showed update/weight 4e+27."""
+    model = SmallMLP()
+    biases = [n for n, _ in model.named_parameters() if n.endswith("bias")]
+    with torch.no_grad():
+        model.get_parameter(biases[0]).zero_()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    monitor = GradientMonitor(model, groups="parameter")
+    for x, y in batches(3, shape=(3, 8, 8)):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        monitor.step()
+        opt.step()
+    second, third = monitor.records()[1:]
+    assert next(g for g in second["groups"] if g["name"] == biases[0])["update_ratio"] is None  # from zero
+    assert next(g for g in third["groups"] if g["name"] == biases[0])["update_ratio"] > 0  # from its new value
+
+
 # -- a hand-written loop, outputs -------------------------------------------------------
 
 def test_plain_loop_with_a_custom_model_records_every_step_with_activations(tmp_path):

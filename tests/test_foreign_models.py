@@ -91,7 +91,10 @@ def test_user_groups_are_honoured():
 
 
 @pytest.mark.parametrize("groups,fragment", [(0, "nesting depth"), (["nope"], "no module named"),
-                                             ({"(": "x"}, "regular expression"), ("layers", "groups=")])
+                                             ({"(": "x"}, "regular expression"), ("layers", "groups="),
+                                             # once: every parameter in "(other)", exit 0
+                                             ({"conv": "convs"}, "no parameter name matches 'conv'"),
+                                             ([], "list of module names is empty")])
 def test_bad_user_groups_are_one_line(groups, fragment):
     with pytest.raises(UserError, match=fragment):
         build_groups(transformer_classifier(1), groups)
@@ -183,3 +186,16 @@ def test_activation_swaps_every_relu_of_a_torchvision_model_and_other_zoo_option
     assert nn.ReLU not in kinds and nn.Tanh in kinds
     assert main(["gradients", "--model", "torchvision:vgg11", "--norm", "none", "--steps", "1"]) == 2
     assert "--norm is a resnet-lab model option" in capsys.readouterr().err
+
+
+def test_torchvision_models_that_cannot_take_the_data_are_one_line_and_aux_heads_are_off(capsys):
+    """alexnet at 32x32 once died mid-check with a traceback; googlenet's training output, a tuple
+    with its auxiliary heads, once reached the loss."""
+    from resnet_lab.cli.main import main
+    from resnet_lab.models.foreign import torchvision_model
+
+    assert main(["gradients", "--model", "torchvision:alexnet", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "torchvision:alexnet cannot run on 32x32 images" in err and err.count("\n") == 1
+    googlenet = torchvision_model("googlenet", num_classes=10, image_size=32).train()
+    assert googlenet(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

@@ -89,8 +89,10 @@ def test_weights_that_do_not_fit_are_refused_with_a_clear_message(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read weights"):
         create_model("resnet18", weights=tmp_path / "junk.pth")
-    with pytest.raises(UserError, match="only available"):
+    with pytest.raises(UserError, match="weights do not match resnet20"):  # a local file: any model, strictly
         create_model("resnet20", weights=tmp_path / "r18_10.pth")
+    with pytest.raises(UserError, match="named weights .* torchvision's ResNet-18/34/50/101/152 only"):
+        create_model("resnet20", weights="IMAGENET1K_V1")
 
 
 def test_flops_come_from_torch_flop_counter_and_match_published_macs():

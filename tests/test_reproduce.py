@@ -44,6 +44,10 @@ def test_fig6_pattern_says_yes_and_no():
     assert no["plain_degrades"] is False and no["resnet_improves"] is False and not no["pattern_shown"]
     assert "resnet20 vs resnet56" in no["text"][2]  # a 1-point gap inside a 2-point spread is flagged
     assert fig6_pattern([_net("plain", 20, .1), _net("resnet", 20, .1)])["judged"] is False
+    # A 0.3-point rise is a tie, as in the degradation findings printed beside (they once disagreed).
+    tied = fig6_pattern([_net("plain", 8, .872), _net("plain", 14, .875),
+                         _net("resnet", 8, .85), _net("resnet", 14, .80)])
+    assert tied["plain_degrades"] is False and "does not rise by more than 0.5 points" in tied["text"][0]
 
 
 # --------------------------------------------------------------------------- table6 end to end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -164,9 +165,12 @@ def test_a_run_stopped_by_a_nonfinite_loss_gets_a_report_of_its_records(tmp_path
                  "--schedule", "constant", "--warmup", "0", "--seed", "1", "--quiet", "--no-tensorboard"]
     assert main([*diverging, "--steps", "20", "--on-nonfinite", "stop", "--out", str(out)]) == 3
     assert not (out / "result.json").exists()
-    assert main(["report", str(out)]) == 0
+    # train drew it itself (it once left none); it says why the run stopped, not "0.00 s" of run time
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().err
     page = (out / "report.html").read_text()
-    assert "not finished: no epoch recorded" in page and "nonfinite" in page  # the events table
+    assert re.search(r"stopped at step \d+ by the non-finite policy \(see the events\); no epoch recorded", page)
+    assert "nonfinite" in page and "not recorded (no epoch ended)" in page and "0.00 s" not in page
+    assert main(["report", str(out)]) == 0  # and again on demand
 
 
 def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resume(tmp_path, monkeypatch, capsys):
@@ -183,8 +187,11 @@ def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resum
         with pytest.raises(TrainingInterrupted):
             train(resolve_config("default", **TINY, out=str(out)), log=lambda _: None)
     page = write_run_report(out).read_text()
-    assert "not finished: its records up to step 2" in page and "final test accuracy" in page  # epoch 1 of 2
+    # why it stopped, from its events (a resumed run keeps the break in them), and its records so far
+    assert "not finished: interrupted at step 3 (SIGTERM, checkpoint saved); its records up to step 2" in page
+    assert "final test accuracy" in page  # epoch 1 of 2
     # a resumed run may change how it reports; its report replaces the unfinished one
     assert main(["train", "--resume", str(out), "--report", "wait", "--quiet"]) == 0
     page = (out / "report.html").read_text()
     assert "not finished" not in page and "after 2 epochs, 4 steps" in page
+

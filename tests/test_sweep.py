@@ -201,7 +201,7 @@ def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_p
                  "--lr", "0.1", "1e9", "--jobs", "auto", "--probe-steps", "4", "--status-every", "0",
                  "--out", str(out), check=False)
     assert proc.returncode == 1
-    assert "done resnet8-lr0.1:" in proc.stdout and "FAILED resnet8-lr1e+09: stopped: non-finite" in proc.stdout
+    assert "done resnet8-lr0.1:" in proc.stdout and "FAILED resnet8-lr1e+09: stopped: overflow at step" in proc.stdout
     assert "(exit status 3)" in proc.stdout
     assert "1 of 2 runs failed (resnet8-lr1e+09)" in proc.stderr
     assert [s.state for s in sweep_status(out)] == ["done", "failed"]
@@ -343,6 +343,7 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     (["--data", "digitz"], "unknown data set 'digitz'"),
     (["--data", "npz:/no/such.npz"], "/no/such.npz does not exist"),
     (["--status-every", "-1"], "--status-every is seconds between status lines"),
+    (["--status", "--lr", "5"], "--status shows the sweep in --out as it is; drop --model, --steps, --lr"),
 ])
 def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, tmp_path, capsys):
     out = tmp_path / "sweep"

@@ -295,6 +295,12 @@ def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run,
     from safetensors.torch import load_file
 
     assert_same_weights(load_file(str(out)), weights(reference_run))
+    # ... and the export loads back into the zoo's model (it once had no way back for CIFAR nets)
+    from resnet_lab.models import create_model
+
+    config = json.loads((reference_run / "config.json").read_text())
+    back = create_model(config["model"], num_classes=10, in_channels=1, weights=out, **config["model_options"])
+    assert_same_weights(back.state_dict(), weights(reference_run))
 
 
 def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_them(tmp_path, capsys):

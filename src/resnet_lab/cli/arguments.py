@@ -13,11 +13,23 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
-def refuse_to_replace(out: Path, results: str, command: str) -> None:
-    """An experiment run in one process never replaces an earlier one's results in ``out`` (with
-    ``--jobs`` the same command continues its sweep instead, and a changed one is refused there)."""
-    from ..errors import UserError
+def prepare_output_folder(out: Path, results: str | None = None, what: str = "") -> None:
+    """Before any work: ``out`` is a folder this process can write (tried now, then left as it was),
+    holding no earlier ``results`` file (an experiment run in one process never replaces an earlier
+    one's results; with ``--jobs`` the same command continues its sweep instead, and a changed one
+    is refused there)."""
+    import tempfile
 
-    if (out / results).exists():
-        raise UserError(f"{out} already holds the results of an earlier {command} ({results}); give another "
-                        f"--out, or delete {out} to run it again (with --jobs the same command continues instead)")
+    from ..errors import UserError, writing
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder")
+    if results and (out / results).exists():
+        raise UserError(f"{out} already holds the results of an earlier {what} ({results}); give another "
+                        f"--out, or delete {out} to run it again")
+    made = [p for p in (out, *out.parents) if not p.exists()]  # what the probe creates, and removes again
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    for folder in made:  # a refusal later (bad settings) leaves nothing behind; the run makes them again
+        folder.rmdir()

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .arguments import output_path
+from .arguments import output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
 
 EXAMPLES = """examples:
@@ -51,6 +51,8 @@ def run(args) -> int:
     from ..errors import writing
     from ..experiments.compare import compare_models, compare_text, write_compare_outputs
 
+    if args.out:  # checked before the measuring, and an earlier comparison is never replaced
+        prepare_output_folder(args.out, "compare.json", "comparison")
     result = compare_models(
         args.models, device=args.device, batch_size=args.batch_size, image_size=args.image_size,
         precision=args.precision, channels_last=args.channels_last, warmup=args.warmup, repeats=args.repeats,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..training.config import CHOICES, RECIPES
-from .arguments import output_path, refuse_to_replace
+from .arguments import output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
 from .train import add_data_options
 
@@ -109,7 +109,6 @@ def _concurrency(args) -> dict:
 
 def run(args) -> int:
     from ..diagnostics import NonFiniteError
-    from ..errors import UserError
     from ..experiments.degradation import degradation_text, run_degradation, write_degradation_outputs
     from ..training import TrainingInterrupted
     from ..training.sweep import SweepFailed, SweepInterrupted
@@ -121,10 +120,8 @@ def run(args) -> int:
         if not msg.startswith("  ") or "final training error" in msg:
             err(msg)
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out {args.out} is a file; give a directory")
-    if args.jobs is None:
-        refuse_to_replace(args.out, "results.json", "degradation experiment")
+    # With --jobs the same command continues its sweep (a changed one is refused there).
+    prepare_output_folder(args.out, "results.json" if args.jobs is None else None, "degradation experiment")
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,

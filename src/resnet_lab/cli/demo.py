@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import output_path
+from .arguments import output_path, prepare_output_folder
 
 EXAMPLES = """examples:
   resnet-lab demo                                  # digits on the CPU: 185 s on 2 cores (bench_demo.py)
@@ -37,6 +37,7 @@ def run(args) -> int:
         raise UserError("the demo needs in-memory data: digits, cifar10, cifar100 or npz:PATH")
     from ..training import TrainingInterrupted
 
+    prepare_output_folder(args.out)  # writable before three minutes of work (the demo's own folder: rewritten)
     try:
         demo = run_demo(data=args.data, device=args.device, out=args.out, epochs=args.epochs)
     except TrainingInterrupted as stop:  # the degradation part trains in this process: its loop stopped

@@ -39,5 +39,6 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"test accuracy {result['test_acc']:.4f}, loss {result['test_loss']:.4f} on {result['n']:,} images")
+        print(f"{result['split']} accuracy {result['test_acc']:.4f}, loss {result['test_loss']:.4f} on "
+              f"{result['n']:,} images")
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .arguments import output_path, refuse_to_replace
+from .arguments import output_path, prepare_output_folder
 
 EXAMPLES = """examples:
   resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --batches-at-init 2 --threads 1
@@ -82,17 +82,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError, writing
+    from ..errors import writing
     from ..experiments.survey import run_survey, survey_markdown, survey_text, write_survey_outputs
     from ..training.sweep import SweepFailed, SweepInterrupted
     from .sweep import jobs_value
 
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"--out {args.out} is a file; give a folder for survey.json, survey.md and report.html")
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
     jobs = jobs_value(args.jobs)
-    if jobs is None:
-        refuse_to_replace(args.out, "survey.json", "survey")
+    prepare_output_folder(args.out, "survey.json" if jobs is None else None, "survey")
     try:
         result = run_survey(
             args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,

@@ -106,6 +106,12 @@ def run(args) -> int:
     from ..training.sweep import SweepInterrupted, run_sweep, sweep_status
 
     if args.status:
+        given = [d for d in args.train_dests if getattr(args, d) is not None]
+        if given:  # --status reads the folder; settings next to it would look as if they applied
+            from ..errors import UserError
+
+            raise UserError(f"--status shows the sweep in --out as it is; drop "
+                            f"{', '.join('--' + d.replace('_', '-') for d in given)}")
         _print_table(sweep_status(args.out))
         return 0
     jobs = jobs_value(args.jobs)

@@ -202,10 +202,12 @@ def run(args) -> int:
     try:
         result = train(config, resume=args.resume, log=_log)
     except NonFiniteError as err:
+        _report_after_stop(config.report, args.resume or config.out)  # first: the last line says what happened
         print(f"resnet-lab: stopped: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
         if int(os.environ.get("RANK", "0")) == 0:
+            _report_after_stop(config.report, stop.run_dir)
             print(f"resnet-lab: {stop}", file=sys.stderr)
         # Under torchrun a non-zero exit would make it restart the group: a pre-empted job ends cleanly.
         return 0 if launched_by_torchrun() else 128 + stop.signum
@@ -229,6 +231,15 @@ def run(args) -> int:
     print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
           f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
+
+
+def _report_after_stop(mode: str, run_dir) -> None:
+    """A stopped run's report too (its records so far and why it stopped), as the run asked for it."""
+    if run_dir is None or int(os.environ.get("RANK", "0")) != 0:
+        return
+    run_dir = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent  # --resume may name last.pt
+    if (run_dir / "config.json").exists():
+        print(_report(mode, run_dir), file=sys.stderr)
 
 
 def _report(mode: str, run_dir) -> str:

@@ -62,7 +62,7 @@ class FolderDataset:
             f"{self.num_classes} classes"
         )
         if self.bad_files:
-            text += f", {len(self.bad_files)} unreadable files excluded"
+            text += f", {counted(len(self.bad_files), 'unreadable file')} excluded"
         return text
 
     def with_holdout(self, k: int, seed: int = 0) -> "FolderDataset":

@@ -160,7 +160,12 @@ def _mapped_groups(model: nn.Module, mapping: Mapping[str, str]):
         patterns = [(re.compile(rx), group) for rx, group in mapping.items()]
     except re.error as err:
         raise UserError(f"groups: {err.pattern!r} is not a valid regular expression ({err})") from None
-    owner = {p: next((g for rx, g in patterns if rx.search(p)), OTHER) for p in _trainable(model, "")}
+    names = _trainable(model, "")
+    unmatched = [rx.pattern for rx, _ in patterns if not any(rx.search(p) for p in names)]
+    if unmatched:  # a typo would put every parameter in "(other)" and look like a result
+        raise UserError(f"groups: no parameter name matches {', '.join(map(repr, unmatched))}; see "
+                        "model.named_parameters() for the names")
+    owner = {p: next((g for rx, g in patterns if rx.search(p)), OTHER) for p in names}
     return _collect(owner, list(dict.fromkeys(g for _, g in patterns)), runs_in=False)
 
 
@@ -202,6 +207,8 @@ def _raw_groups(model: nn.Module, grouping):
             raise UserError(f"groups={grouping} is not a nesting depth; give an integer >= 1")
         return _units_at(model, grouping)
     if isinstance(grouping, (list, tuple)):
+        if not grouping:
+            raise UserError("groups: the list of module names is empty; give names, a depth or a grouping")
         return _named_groups(model, grouping)
     if grouping not in GROUPINGS:
         raise UserError(f"groups={grouping!r} is not valid; choose one of: {', '.join(GROUPINGS)}, "

@@ -78,6 +78,10 @@ class _Meta:
     act_slots: tuple[int, ...]
 
 
+_NORM_OVERFLOW = ("every value is finite, but the gradients or buffers are too large to measure (a norm over "
+                  "3.4e38, float32's largest): exploding; lower the learning rate or clip the gradients")
+
+
 class GradientMonitor:
     """Records per-layer-group gradient norms, weight norms and update ratios each step,
     judges the run (healthy / vanishing / exploding / nonfinite) and writes JSONL/TensorBoard.
@@ -265,7 +269,9 @@ class GradientMonitor:
         roots = sums.sqrt()
         parts = [loss_value, sums[:2 * G].view(2, G).sum(1).sqrt(), roots[:2 * G]]
         if has_update:
-            parts.append(roots[2 * G:] / self._snapshot_norms.clamp_min(1e-30))
+            # A group whose weights were all zero (a zero-initialised bias) has no ratio: -1, read as None.
+            prev = self._snapshot_norms
+            parts.append(torch.where(prev > 0, roots[2 * G:] / prev.clamp_min(1e-30), -1.0))
         if self._track_update:
             self._take_snapshot(roots[G:2 * G])
 
@@ -432,7 +438,7 @@ class GradientMonitor:
         vals = v.tolist()
         grads, weights = vals[_HEAD:_HEAD + G], vals[_HEAD + G:_HEAD + 2 * G]
         offset = _HEAD + 2 * G
-        ratios = vals[offset:offset + G] if meta.has_update else [None] * G
+        ratios = [r if r >= 0 else None for r in vals[offset:offset + G]] if meta.has_update else [None] * G
         offset += G if meta.has_update else 0
         record = {
             "step": meta.step,
@@ -567,7 +573,7 @@ class GradientMonitor:
         if loss is not None and not torch.isfinite(loss).all():
             return "non-finite loss"
         # Every element finite, yet a norm overflowed: float32 norms end at 3.4e38.
-        return "gradients or buffers too large to measure (a norm over 3.4e38, float32's largest)"
+        return _NORM_OVERFLOW
 
     def guarded_step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor | None = None, *,
                      inputs: Any = None, targets: Any = None, loss_fn: Callable | None = None,
@@ -625,7 +631,8 @@ class GradientMonitor:
         self._buffers_saved = False
         self._judge_failure(s, reason, "exploding" if spike else "nonfinite")
         first_of_streak = not self._skip_streak
-        if inputs is not None and first_of_streak and not spike:  # one re-run per streak, not per step
+        # One re-run per streak, not per step; none when every value is finite (nothing to locate).
+        if inputs is not None and first_of_streak and not spike and reason != _NORM_OVERFLOW:
             self.locate(inputs, targets, loss_fn, forward_fn=forward_fn)
         where = f"; first non-finite: {self.last_report}" if self.last_report is not None and not spike else ""
         if self.policy == "rollback":
@@ -644,7 +651,9 @@ class GradientMonitor:
         if self.report_path is not None:
             self.write_report(self.report_path)
         saved = f" (report: {self.report_path})" if self.report_path is not None else ""
-        return NonFiniteError(f"{'' if reason.startswith('loss spike') else 'non-finite values '}at step {step}: "
+        what = ("" if reason.startswith("loss spike") else "overflow " if reason == _NORM_OVERFLOW
+                else "non-finite values ")
+        return NonFiniteError(f"{what}at step {step}: "
                               f"{reason}{where}; the optimizer step was not applied{saved}", step=step,
                               report=self.last_report)
 

@@ -46,6 +46,8 @@ def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_s
         hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
         raise UserError(f"torchvision has no classification model {name!r}; {hint}")
     options = {"image_size": image_size} if name.startswith("vit_") else {}  # ViTs are built for one size
+    if name in ("googlenet", "inception_v3"):  # their auxiliary heads make training outputs a tuple, not logits
+        options["aux_logits"] = False
     try:
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -53,8 +55,24 @@ def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_s
                         f"({err})") from None
     if activation != "relu":
         swap_relu(model, activation)
-    if in_channels == 1:
-        return nn.Sequential(RepeatChannels(3), model)
-    if in_channels != 3:
+    if in_channels not in (1, 3):
         raise UserError(f"torchvision models take 3-channel images; this data has {in_channels} channels")
-    return model
+    _check_runs_at(model, name, image_size)
+    return nn.Sequential(RepeatChannels(3), model) if in_channels == 1 else model
+
+
+def _check_runs_at(model: nn.Module, name: str, image_size: int) -> None:
+    """One image through the model, so that a size it cannot take is one line, not a traceback mid-check."""
+    import torch
+
+    from ..errors import first_line
+
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError as err:
+        raise UserError(f"torchvision:{name} cannot run on {image_size}x{image_size} images ({first_line(err)}); "
+                        "pick a model made for small inputs, or data with larger images (npz:PATH)") from None
+    finally:
+        model.train(was_training)

@@ -44,23 +44,33 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, spec, weights: str | Path) -> None:
-    """Load torchvision weights by name (e.g. ``"IMAGENET1K_V2"``, ``"DEFAULT"``) or from a local file."""
-    if spec.family != "imagenet" or spec.defaults.get("shortcut") == "none":
-        raise UserError(f"{spec.name}: weights= is only available for torchvision's ResNet-18/34/50/101/152")
+    """Load torchvision weights by name (e.g. ``"IMAGENET1K_V2"``, ``"DEFAULT"``; the ImageNet ResNets) or
+    a local state dict file for any model (``resnet-lab export``'s ``.safetensors`` included)."""
     if Path(str(weights)).suffix in (".pth", ".pt", ".safetensors") or Path(str(weights)).exists():
         state = read_state_dict(weights)
+    elif spec.family != "imagenet" or spec.defaults.get("shortcut") == "none":
+        raise UserError(f"{spec.name}: named weights ({weights!r}) exist for torchvision's ResNet-18/34/50/101/152 "
+                        "only; for other models give a local .pth/.safetensors file")
     else:
-        from torchvision.models import get_weight
-
-        try:
-            enum = get_weight(f"ResNet{spec.depth}_Weights.{weights}")
-        except (ValueError, KeyError, AttributeError):
-            raise UserError(f"unknown torchvision weights {weights!r} for {spec.name}; "
-                            "try IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT") from None
-        state = enum.get_state_dict(progress=True)
+        state = _torchvision_state_dict(spec, weights)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise UserError(f"weights do not match {spec.name} ({first}); "
                         "the classifier must have the same num_classes") from None
+
+
+def _torchvision_state_dict(spec, weights: str) -> dict[str, torch.Tensor]:
+    from torchvision.models import get_weight
+
+    try:
+        enum = get_weight(f"ResNet{spec.depth}_Weights.{weights}")
+    except (ValueError, KeyError, AttributeError):
+        raise UserError(f"unknown torchvision weights {weights!r} for {spec.name}; "
+                        "try IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT") from None
+    try:
+        return enum.get_state_dict(progress=True)
+    except OSError as exc:  # URLError is an OSError: offline, or the server refused
+        raise UserError(f"cannot download {spec.name}'s {weights} weights ({first_line(exc)}); offline, fetch "
+                        f"{enum.url} elsewhere and pass the file: weights=PATH") from None

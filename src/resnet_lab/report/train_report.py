@@ -32,7 +32,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     info, history = run.data_info, run.history
     report = Report(f"Training {run.settings['model']}", info["description"])
     report.set_meta(settings={k: v for k, v in run.settings.items() if k != "out"}, data=info["description"],
-                    seeds=run.settings["seed"], run_time_s=history[-1]["elapsed_s"] if history else 0.0,
+                    seeds=run.settings["seed"], run_time_s=history[-1]["elapsed_s"] if history else None,
                     **metadata_from(run.hardware))
     findings = _findings(run)
     if findings:
@@ -61,11 +61,21 @@ _COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc",
             "images_per_s", "time_s")
 
 
+def _unfinished(run) -> str:
+    """Why a run has no result: the stop its events name, else stopped or still training."""
+    recorded = f"its records up to step {run.steps}" if run.history else "no epoch recorded"
+    stop = next((e for e in reversed(run.events) if e.get("kind") in ("nonfinite", "interrupted")), None)
+    if stop is None:
+        return f"not finished: {recorded} (it stopped, or is still training; see the events)"
+    if stop["kind"] == "interrupted":
+        return f"not finished: interrupted at step {stop['step']} ({stop['detail']}); {recorded}"
+    return f"stopped at step {stop['step']} by the non-finite policy (see the events); {recorded}"
+
+
 def _findings(run: RunRecord) -> list[str]:
     """The headline lines: accuracy, the weight average and TTA beside it, speed, time, gradients."""
     history, split = run.history, run.data_info["eval_split"]
-    recorded = f"its records up to step {run.steps}" if history else "no epoch recorded"
-    findings = [] if run.finished else [f"not finished: {recorded} (it stopped, or is still training; see the events)"]
+    findings = [] if run.finished else [_unfinished(run)]
     if not history:
         return findings
     last = history[-1]

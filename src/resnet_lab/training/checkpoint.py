@@ -66,7 +66,8 @@ def _check_complete(state, path: Path) -> None:
     """Everything evaluate, predict and export read, checked in one place."""
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UserError(f"{path} is not a resnet-lab checkpoint (no model/config inside); "
-                        "for plain state dicts use create_model(..., weights=PATH)")
+                        "for a plain state dict or an exported .safetensors use "
+                        "create_model(NAME, num_classes=..., in_channels=..., weights=PATH)")
     missing = [k for k in ("model", "config", "data_info") if not isinstance(state.get(k), dict)]
     if not missing:
         config, info = state["config"], state["data_info"]

@@ -48,6 +48,11 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
         shape = f"{counted(len(info['classes']), 'class', 'classes')}, {counted(info['in_channels'], 'channel')}"
         raise UserError(f"{ds.description()} does not fit the checkpoint's model ({shape}); evaluate it on "
                         "the data set it was trained on (its config.json says which)")
+    if list(ds.classes) != list(info["classes"]):  # same count, other names or order: the labels would move
+        differ = [f"{i}: {a} vs {b}" for i, (a, b) in enumerate(zip(info["classes"], ds.classes)) if a != b]
+        raise UserError(f"{ds.description()} names its classes differently from the checkpoint (index: trained "
+                        f"vs given: {'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}); give data with "
+                        "the classes the model was trained on")
     if flip:
         check_flip_tta(ds)
     if isinstance(ds, FolderDataset):
@@ -57,7 +62,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
         loader = DeviceLoader(ds.x_test, ds.y_test, batch_size, mean=info["mean"], std=info["std"], device=device,
                               train=False, augment=False, hflip=False)
     result = evaluate(model, loader, torch.device(device), flip=flip)
-    return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"]}
+    return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"],
+            "split": getattr(ds, "eval_split", "test")}
 
 
 @torch.no_grad()

@@ -240,6 +240,9 @@ class _Run:
                 bar.set_postfix(loss=f"{sums[0].item() / max(1.0, sums[2].item()):.3f}", lr=f"{lr:.3g}")
         # Ranks agree on stopping every 10 steps (a tiny all-reduce); alone, at every step.
         if (not self.ctx.enabled or s.step % 10 == 0) and self.ctx.any_rank(bool(interrupt.signum)):
+            signum = interrupt.signum or signal.SIGTERM
+            s.events.append({"step": s.step, "kind": "interrupted",  # kept: a resumed run shows the break
+                             "detail": f"{signal.Signals(signum).name}, checkpoint saved"})
             self.files.save("last")
             raise TrainingInterrupted(self.files.run_dir, s.step, interrupt.signum or signal.SIGTERM)
         if c.checkpoint_every and s.step % c.checkpoint_every == 0 and s.batch_in_epoch < self.parts.steps_per_epoch:

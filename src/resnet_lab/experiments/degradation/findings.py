@@ -89,9 +89,10 @@ def both_deeper_nets_worse(numbers: str, length: str) -> str:
 
 
 def both_deeper_nets_better(numbers: str, length: str) -> str:
-    return (f"Degradation did NOT show up in this run: {numbers}. The deeper ResNet trained better, but so "
-            "did (or as well did) the deeper plain net. Possible reasons: batch normalisation keeps a plain "
-            "net of this depth trainable on this data, the data is too easy to separate the nets, or the run "
+    return (f"Degradation did NOT show up in this run: {numbers}. The deeper ResNet trained better, but the "
+            "deeper plain net did not train worse (better, or within the 0.5-point tie threshold). Possible "
+            "reasons: batch normalisation keeps a plain net of this depth trainable on this data, the data is too "
+            "easy to separate the nets, or the run "
             f"({length}) is too short for the plain net's optimisation difficulty to show.")
 
 
