@@ -47,7 +47,7 @@ def torchvision_model(name: str, num_classes: int, in_channels: int = 3, image_s
         raise UserError(f"torchvision has no classification model {name!r}; {hint}")
     options = {"image_size": image_size} if name.startswith("vit_") else {}  # ViTs are built for one size
     if name in ("googlenet", "inception_v3"):  # their auxiliary heads make training outputs a tuple, not logits
-        options["aux_logits"] = False
+        options.update(aux_logits=False, init_weights=True)  # their own init, named: no FutureWarning
     try:
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options)
     except (TypeError, ValueError, RuntimeError) as err:
