@@ -237,7 +237,7 @@ def _report_after_stop(mode: str, run_dir) -> None:
     """A stopped run's report too (its records so far and why it stopped), as the run asked for it."""
     if run_dir is None or int(os.environ.get("RANK", "0")) != 0:
         return
-    run_dir = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent  # --resume may name last.pt
+    run_dir = _run_dir(run_dir)
     if (run_dir / "config.json").exists():
         print(_report(mode, run_dir), file=sys.stderr)
 
@@ -290,7 +290,7 @@ def _resume_config(args):
 def _finished_run(resume: str) -> str | None:
     """What to say instead of training when the run being resumed has ended: its ``result.json`` is
     written after its last step, and a resumed run cannot be lengthened."""
-    run_dir = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+    run_dir = _run_dir(resume)
     try:
         result = json.loads((run_dir / "result.json").read_text())
         steps = int(result["steps"])
@@ -298,6 +298,11 @@ def _finished_run(resume: str) -> str | None:
         return None
     return (f"{run_dir} already finished ({counted(steps, 'step')}); nothing to train. Its report: "
             f"'resnet-lab report {run_dir}'; a longer run: a new --out")
+
+
+def _run_dir(path) -> Path:
+    """The run directory a path names (``--resume`` takes the folder or its ``last.pt``)."""
+    return Path(path) if Path(path).is_dir() else Path(path).parent
 
 
 def _flag(setting: str) -> str:

@@ -88,6 +88,13 @@ VARIANTS: dict[str, CifarVariant] = {
 def load_cifar(variant: str, data_dir: str | Path | None = None, download: bool = True) -> InMemoryDataset:
     """Load "cifar10" or "cifar100" (fine labels), fetching the official archive if needed."""
     v = VARIANTS[variant]
+    return _read_extracted(v, fetch_cifar(variant, data_dir, download))
+
+
+def fetch_cifar(variant: str, data_dir: str | Path | None = None, download: bool = True) -> Path:
+    """The extracted folder of "cifar10" or "cifar100", downloaded and extracted first if needed
+    (nothing is read: a process that starts training workers fetches it once for them)."""
+    v = VARIANTS[variant]
     root = resolve_data_dir(data_dir)
     folder = root / v.folder
     if not folder.exists():
@@ -103,7 +110,7 @@ def load_cifar(variant: str, data_dir: str | Path | None = None, download: bool 
             f"{folder} is incomplete (missing {', '.join(missing)}); delete that folder and run again "
             f"to re-extract {v.archive}"
         )
-    return _read_extracted(v, folder)
+    return folder
 
 
 # ----------------------------------------------------------------------------- download

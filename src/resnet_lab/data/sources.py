@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resnet_lab.data.cifar import VARIANTS, load_cifar
+from resnet_lab.data.cifar import VARIANTS, fetch_cifar, load_cifar
 from resnet_lab.data.dataset import InMemoryDataset
 from resnet_lab.data.digits import load_digits_dataset
 from resnet_lab.data.folder import FolderDataset, load_folder
@@ -50,7 +50,7 @@ def prepare_data(spec: str, data_dir: str | Path | None = None) -> None:
     if kind in ("npz", "folder") and not Path(path).exists():
         raise UserError(f"--data {spec}: {path} does not exist")
     if kind in VARIANTS:
-        load_cifar(kind, data_dir=data_dir, download=True)
+        fetch_cifar(kind, data_dir=data_dir)
 
 
 def _parse(spec: str) -> tuple[str, str]:

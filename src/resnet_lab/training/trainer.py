@@ -244,7 +244,7 @@ class _Run:
             s.events.append({"step": s.step, "kind": "interrupted",  # kept: a resumed run shows the break
                              "detail": f"{signal.Signals(signum).name}, checkpoint saved"})
             self.files.save("last")
-            raise TrainingInterrupted(self.files.run_dir, s.step, interrupt.signum or signal.SIGTERM)
+            raise TrainingInterrupted(self.files.run_dir, s.step, signum)
         if c.checkpoint_every and s.step % c.checkpoint_every == 0 and s.batch_in_epoch < self.parts.steps_per_epoch:
             self.files.save("last")
 
