@@ -90,6 +90,11 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["summary", "resnet6000000000002"], "10,000 layers"),  # once grew until MemoryError
     (["summary", "resnet20", "--input-size", "3"], "(see 'resnet-lab summary --help')"),  # not the top's help
     (["gradients", "--lr", "nan"], "--lr must be a positive number, got nan"),
+    (["summary", "resnet20", "--checkpointing", "0"], "from 1 to 10,000, got '0'"),  # once taken as "off"
+    # The demo's data: checked before any work, and its list of choices holds only what the demo takes.
+    (["demo", "--data", "foo"], "use one of: digits, cifar10, cifar100, npz:PATH (arrays x_train, y_train, x_test, "
+                                "y_test)\n"),
+    (["demo", "--data", "folder:x"], "not an image folder"),
     (["gradients", "--lr", "0"], "--lr must be a positive number, got 0.0"),
     # Flags the run would ignore are refused rather than recorded as if they applied:
     (["train", "--optimizer", "adam", "--nesterov"], "--nesterov is SGD's momentum"),
@@ -113,6 +118,12 @@ def test_bad_input_prints_one_line_and_exits_2(argv, fragment, capsys):
 def test_debug_flag_shows_the_traceback_of_the_real_error_before_or_after_the_command(argv, error):
     with pytest.raises(UserError, match=error):  # not "unrecognized arguments: --debug"
         main(argv)
+
+
+def test_no_command_shows_the_commands_and_fails(capsys):
+    assert main([]) == 2  # `resnet-lab $CMD` with CMD unset must not pass in a script
+    err = capsys.readouterr().err
+    assert "usage: resnet-lab" in err and err.rstrip().endswith("choose one of: " + ", ".join(COMMANDS))
 
 
 def test_python_dash_m_runs_the_cli_and_exits_2_on_bad_input():
@@ -256,6 +267,22 @@ def test_an_unwritable_out_is_refused_before_any_work(command, tmp_path, capsys)
     assert main([*command, "--out", str(blocker / "out")]) == 2
     err = capsys.readouterr().err
     assert f"cannot write --out {blocker / 'out'}: {blocker} is a file, not a folder" in err and err.count("\n") == 1
+
+
+def test_demo_never_writes_over_another_commands_files(tmp_path, capsys):
+    """`demo --out RUN` once replaced a training run's report.html with the demo's."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.html").write_text("the run's report")
+    (out / "last.pt").write_text("")
+    assert main(["demo", "--out", str(out)]) == 2
+    assert "holds files that are not a demo's (last.pt)" in capsys.readouterr().err
+    assert (out / "report.html").read_text() == "the run's report"
+    from resnet_lab.cli.demo import _check_not_foreign
+
+    (out / "last.pt").unlink()
+    (out / "degradation").mkdir()  # an earlier demo, stopped before its demo.json: rewritten, not refused
+    _check_not_foreign(out)
 
 
 def test_compare_never_replaces_an_earlier_comparison(tmp_path, capsys):

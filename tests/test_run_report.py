@@ -22,6 +22,7 @@ import pytest
 
 from resnet_lab.cli.main import main
 from resnet_lab.report.background import start_report_renderer, wait_for_report
+from resnet_lab.report.meta import format_duration
 from resnet_lab.report.train_report import format_timings, write_run_report
 from resnet_lab.training import TrainingInterrupted, resolve_config, train
 from resnet_lab.training.config import RESUMABLE
@@ -60,7 +61,10 @@ def test_report_from_the_run_directory_says_what_the_in_memory_result_says(finis
             f"{result.steps} steps") in page
     assert f"weight average (--ema 0.9): final test accuracy {final['ema_test_acc']:.2%}" in page
     assert f"throughput {final['images_per_s']:,.0f} images/s on {result.device}" in page
-    assert f"training time: {format_timings(result.timings)}" in page
+    assert "time from setup to the last record (start-up and drawing this report: see timings.json): " \
+           f"{format_timings(result.timings)}" in page
+    run_time = format_duration(sum(result.timings.values()))  # the same total, not a third figure
+    assert f"<dt>Run time</dt><dd>{run_time}</dd>" in page
     assert f"gradient monitor: {final['gradients']['verdict']}" in page
     assert page.count("<figure>") == 2 and 'src="data:image/svg+xml;base64,' in page  # curves, gradient flow
     assert "Per-epoch metrics (metrics.jsonl)" in page and "not finished" not in page

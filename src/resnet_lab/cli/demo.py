@@ -23,8 +23,24 @@ def register(sub) -> None:
     p.add_argument("--data", default="digits", help="digits (default), cifar10, cifar100 or npz:PATH")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     p.add_argument("--epochs", type=int, help="epochs per network in the degradation experiment")
-    p.add_argument("--out", type=output_path, default=Path("runs/demo"), help="output directory (default runs/demo)")
+    p.add_argument("--out", type=output_path, default=Path("runs/demo"),
+                   help="output directory (default runs/demo); an earlier demo's there is replaced, other files "
+                        "are never")
     p.set_defaults(func=run)
+
+
+# What a demo writes: a folder holding only these is an earlier demo's (finished or not), and is rewritten.
+DEMO_ENTRIES = {"degradation", "survey", "compare", "report.html", "demo.json"}
+
+
+def _check_not_foreign(out: Path) -> None:
+    """The demo rewrites its own folder, but never another command's files (a run's report.html)."""
+    from ..errors import UserError
+
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES) if out.is_dir() else []
+    if foreign:
+        raise UserError(f"--out {out} holds files that are not a demo's ({', '.join(foreign[:3])}"
+                        f"{', ...' if len(foreign) > 3 else ''}); give an empty or new folder")
 
 
 def run(args) -> int:
@@ -33,11 +49,13 @@ def run(args) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.data.startswith("folder:"):
-        raise UserError("the demo needs in-memory data: digits, cifar10, cifar100 or npz:PATH")
+    from ..data import prepare_data
+
+    prepare_data(args.data, in_memory=True)  # a misspelt name or missing file: one line before any work
     from ..training import TrainingInterrupted
 
-    prepare_output_folder(args.out)  # writable before three minutes of work (the demo's own folder: rewritten)
+    _check_not_foreign(args.out)
+    prepare_output_folder(args.out)  # writable before three minutes of work
     try:
         demo = run_demo(data=args.data, device=args.device, out=args.out, epochs=args.epochs)
     except TrainingInterrupted as stop:  # the degradation part trains in this process: its loop stopped

@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
         args.startup_s = startup_s
-        if args.command is None:
-            build_parser().print_help()
-            return 0
+        if args.command is None:  # help, but a failure: `resnet-lab $CMD` with CMD unset must not pass
+            build_parser().print_help(sys.stderr)
+            raise UserError(f"no command given; choose one of: {', '.join(COMMANDS)}")
         return int(args.func(args) or 0)
     except UserError as exc:
         if debug:

@@ -16,6 +16,6 @@ _MODULES = {
     ".folder": ["FolderDataset", "make_folder_loaders"],
     ".preprocess": ["preprocess_images"],
     ".resize": ["resize_dataset", "resize_images"],
-    ".sources": ["VALID_SPECS", "load_data", "prepare_data"],
+    ".sources": ["IN_MEMORY_SPECS", "VALID_SPECS", "load_data", "prepare_data"],
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -11,10 +11,8 @@ from resnet_lab.data.folder import FolderDataset, load_folder
 from resnet_lab.data.npz import load_npz
 from resnet_lab.errors import UserError
 
-VALID_SPECS = (
-    "digits, cifar10, cifar100, npz:PATH (arrays x_train, y_train, x_test, y_test), "
-    "folder:PATH (PATH/train/<class>/*, PATH/val/<class>/*)"
-)
+IN_MEMORY_SPECS = "digits, cifar10, cifar100, npz:PATH (arrays x_train, y_train, x_test, y_test)"
+VALID_SPECS = f"{IN_MEMORY_SPECS}, folder:PATH (PATH/train/<class>/*, PATH/val/<class>/*)"
 
 
 def load_data(
@@ -43,17 +41,21 @@ def load_data(
     return ds.with_holdout(val_split, seed) if val_split else ds
 
 
-def prepare_data(spec: str, data_dir: str | Path | None = None) -> None:
-    """What a process that starts training processes checks first: the spec names a data set, a
-    file or folder it names exists, and a download (CIFAR) is fetched here once, not by each worker."""
-    kind, path = _parse(spec)
+def prepare_data(spec: str, data_dir: str | Path | None = None, in_memory: bool = False) -> None:
+    """What a process that starts training processes checks first: the spec names a data set (one
+    held in memory, not an image folder, if ``in_memory``), a file or folder it names exists, and a
+    download (CIFAR) is fetched here once, not by each worker."""
+    kind, path = _parse(spec, IN_MEMORY_SPECS if in_memory else VALID_SPECS)
+    if in_memory and kind == "folder":
+        raise UserError(f"--data {spec}: this needs data held in memory, not an image folder; use one of: "
+                        f"{IN_MEMORY_SPECS}")
     if kind in ("npz", "folder") and not Path(path).exists():
         raise UserError(f"--data {spec}: {path} does not exist")
     if kind in VARIANTS:
         fetch_cifar(kind, data_dir=data_dir)
 
 
-def _parse(spec: str) -> tuple[str, str]:
+def _parse(spec: str, valid: str = VALID_SPECS) -> tuple[str, str]:
     """``npz:PATH`` -> ("npz", PATH); ``digits`` -> ("digits", ""); anything else is refused."""
     kind, sep, path = spec.strip().partition(":")
     kind = kind.lower()
@@ -63,4 +65,4 @@ def _parse(spec: str) -> tuple[str, str]:
         return kind, path
     if not sep and (kind == "digits" or kind in VARIANTS):
         return kind, ""
-    raise UserError(f"unknown data set '{spec}'; use one of: {VALID_SPECS}")
+    raise UserError(f"unknown data set '{spec}'; use one of: {valid}")

@@ -32,7 +32,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     info, history = run.data_info, run.history
     report = Report(f"Training {run.settings['model']}", info["description"])
     report.set_meta(settings={k: v for k, v in run.settings.items() if k != "out"}, data=info["description"],
-                    seeds=run.settings["seed"], run_time_s=history[-1]["elapsed_s"] if history else None,
+                    seeds=run.settings["seed"], run_time_s=_run_time_s(run),
                     **metadata_from(run.hardware))
     findings = _findings(run)
     if findings:
@@ -59,6 +59,13 @@ def write_run_report(run_dir: str | Path) -> Path:
 
 _COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc", "tta_test_acc", "lr",
             "images_per_s", "time_s")
+
+
+def _run_time_s(run: RunRecord) -> float | None:
+    """The findings' total for a finished run; else the time its epochs took so far."""
+    if run.timings:
+        return sum(v for v in run.timings.values() if v is not None)
+    return run.history[-1]["elapsed_s"] if run.history else None
 
 
 def _unfinished(run) -> str:
@@ -94,7 +101,8 @@ def _findings(run: RunRecord) -> list[str]:
     findings += [f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
                  f"throughput {last['images_per_s']:,.0f} images/s on {run.device}"]
     if run.timings:
-        findings.append(f"training time: {format_timings(run.timings)}")
+        findings.append(f"time from setup to the last record (start-up and drawing this report: see timings.json): "
+                        f"{format_timings(run.timings)}")
     if "gradients" in last:
         findings.append(f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}")
     return findings
