@@ -190,6 +190,12 @@ def test_shortcut_option_applies_to_the_resnets_only(digits):
         run_degradation((8,), dataset=tiny, epochs=1, log=None, model_options={"shortcut": "none"})
 
 
+def test_an_evaluation_interval_other_than_every_epoch_is_refused(digits):
+    """eval_every=2 once crashed after training (an unevaluated epoch has no test error for the curves)."""
+    with pytest.raises(UserError, match="eval_every must be 1 here"):
+        run_degradation((8,), dataset=limit_dataset(digits, train=64, test=16), epochs=2, eval_every=2, log=None)
+
+
 def test_snapshot_epochs():
     assert snapshot_epochs(1) == [1]
     assert snapshot_epochs(3) == [1, 2, 3]

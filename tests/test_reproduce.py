@@ -155,6 +155,20 @@ def test_resnet110_runs_get_the_papers_warm_up_and_its_mean_of_five():
     assert entry["paper_error"] == 6.43 and entry["paper_mean"] == {"mean": 6.61, "std": 0.16, "n": 5}
 
 
+def test_a_depth_of_50_means_the_cifar_net_in_table6_and_the_shared_grid():
+    """``resnet50`` is the ImageNet bottleneck net (23.5M parameters); at CIFAR depth 50 both grids train
+    ``cifar_resnet50``, so Table 6, Fig. 6 and the degradation experiment name (and read) the same runs."""
+    from resnet_lab.experiments.reproduce.combined import all_grid
+    from resnet_lab.experiments.reproduce.table6 import table6_grid
+    from resnet_lab.models import get_spec
+    from resnet_lab.training.sweep import expand
+
+    shared = [r.config.model for r in expand(all_grid([20, 50], [50], [0], "cifar10", 10))]
+    table6 = [r.config.model for r in expand(table6_grid([50], [0], "cifar10", 10))]
+    assert sorted(shared) == ["cifar_resnet50", "plain50", "resnet20"] and table6 == ["cifar_resnet50"]
+    assert {get_spec(name).family for name in shared} == {"cifar"}
+
+
 def test_sigterm_checkpoints_the_running_runs_and_exits_143(tmp_path, small_cifar):
     """A reproduction stopped by SIGTERM (a lent machine's time running out): every running run saves its
     checkpoint at the next step boundary and the command exits 143 saying how to continue."""

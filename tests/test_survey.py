@@ -465,6 +465,19 @@ def test_known_physics_at_56_layers(digits):
     assert plain_bn > 10 * res_bn
 
 
+def test_a_survey_cell_of_depth_50_is_the_cifar_net_not_imagenets_resnet50(digits):
+    """The residual cell at depth 50 was once ``resnet50`` (the ImageNet bottleneck net, 23.5M parameters)
+    set against the CIFAR ``plain50``: the pair must differ in the shortcut only."""
+    from resnet_lab.experiments.survey.cells import run_cell
+
+    batches = _batches(digits, 8, 1, device=torch.device("cpu"), seed=0, image_size=8)
+    cells = [{"shortcut": shortcut, "depth": 50, "norm": "batch", "activation": "relu", "init": "he", "lr": 0.1,
+              "clip_norm": None} for shortcut in ("plain", "residual")]
+    runs = [run_cell(cell, batches, batches, steps=1, seed=0, device="cpu", num_classes=10, in_channels=1)
+            for cell in cells]
+    assert [(r["first_block"], r["last_block"]) for r in runs] == [("layer1.0", "layer3.7")] * 2  # 3 x 8 blocks
+
+
 def test_demo_settings_are_valid():
     assert set(DEMO_SETTINGS) <= set(inspect.signature(run_survey).parameters)
     assert max(DEMO_SETTINGS["depths"]) >= 20 and DEMO_SETTINGS["seeds"] >= 3

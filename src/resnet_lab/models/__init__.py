@@ -7,7 +7,8 @@ from ..lazy import lazy_exports
 
 _MODULES = {
     ".blocks": ["BasicBlock", "Bottleneck", "PreActBasicBlock", "PreActBottleneck", "ZeroPadShortcut"],
-    ".registry": ["ModelSpec", "cifar_resnet", "create_model", "get_spec", "list_models", "preact_resnet"],
+    ".registry": ["ModelSpec", "cifar_model_name", "cifar_resnet", "create_model", "get_spec", "list_models",
+                  "preact_resnet"],
     ".resnet": ["ResNet", "initialize"],
     ".stats": ["count_flops", "count_params", "count_weighted_layers", "stage_summary"],
 }

@@ -24,6 +24,8 @@ IMAGENET_WIDTHS = (64, 128, 256, 512)
 # Past 10,000 layers a name is a typo or a stress test: building one would only exhaust memory.
 MAX_DEPTH = 10_000
 IMAGENET_LAYERS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+# The depths at which a plain name (``resnet50``, ``plain18``) means the ImageNet net.
+_IMAGENET_DEPTHS = {"resnet": tuple(IMAGENET_LAYERS), "plain": (18, 34)}
 
 # Names shown by `resnet-lab models`; other depths are built on demand.
 LISTED = (
@@ -121,10 +123,15 @@ def get_spec(name: str) -> ModelSpec:
             raise UserError(f"unknown model {name!r}; pre-activation nets are named preact_resnetN")
         return _preact(name, depth)
     plain = kind == "plain"
-    imagenet_depths = (18, 34) if plain else tuple(IMAGENET_LAYERS)
-    if not cifar_prefix and depth in imagenet_depths:
+    if not cifar_prefix and depth in _IMAGENET_DEPTHS[kind]:
         return _imagenet(name, depth, plain)
     return _cifar(name, depth, plain)
+
+
+def cifar_model_name(kind: str, depth: int) -> str:
+    """The zoo name of the CIFAR ``kind`` ("resnet" or "plain") net of ``depth`` layers: ``resnet56``,
+    ``plain56``; ``cifar_resnet50`` where the plain name means the ImageNet net (``resnet50``)."""
+    return f"cifar_{kind}{depth}" if depth in _IMAGENET_DEPTHS[kind] else f"{kind}{depth}"
 
 
 def create_model(name: str, *, weights: str | Path | None = None, **options) -> ResNet:
@@ -162,7 +169,7 @@ def list_models() -> list[str]:
 
 def cifar_resnet(depth: int, *, plain: bool = False, **options) -> ResNet:
     """Generic CIFAR builder: any 6n+2 depth, residual or plain."""
-    return create_model(f"cifar_{'plain' if plain else 'resnet'}{depth}", **options)
+    return create_model(cifar_model_name("plain" if plain else "resnet", depth), **options)
 
 
 def preact_resnet(depth: int, **options) -> ResNet:

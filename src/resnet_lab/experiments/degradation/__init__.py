@@ -12,7 +12,7 @@ from ...lazy import lazy_exports
 
 _MODULES = {
     ".findings": ["TIE"],
-    ".networks": ["model_name", "snapshot_epochs"],
+    ".networks": ["snapshot_epochs"],
     ".report": ["add_degradation_section", "report_figures", "write_degradation_outputs"],
     ".run": ["check_depths", "check_seeds", "limit_dataset", "run_degradation"],
     ".table": ["degradation_text"],

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import UserError
+from ...models.registry import cifar_model_name
 from ...training.sweep import MODEL_OPTIONS, Grid, SweepFailed, check_jobs, check_threads, run_sweep
 from ...training.sweep.grid import RunSpec, expand
-from .networks import model_name
 
 #: run_degradation's settings that a worker gets otherwise (its device), or never needs.
 _NOT_FIXED = ("device", "progress", "model_options")
@@ -43,7 +43,7 @@ def sweep_runs(depths: list[int], seeds: list[int], kinds, recipe: str, common: 
     fixed.update({k: v for k, v in (common.get("model_options") or {}).items() if k in MODEL_OPTIONS})
     fixed.pop("shortcut", None)
     fixed["recipe"] = recipe
-    grid = Grid({"model": [model_name(k, d) for d in depths for k in kinds], "seed": list(seeds)}, fixed)
+    grid = Grid({"model": [cifar_model_name(k, d) for d in depths for k in kinds], "seed": list(seeds)}, fixed)
     if shortcut == "A":
         return grid, None
     resnets = expand(Grid(grid.axes, {**fixed, "shortcut": shortcut}))
@@ -62,6 +62,6 @@ def train_as_sweep(grid: Grid, runs: list[RunSpec] | None, out: Path, keys: list
         raise SweepFailed(result)
     records = {}
     for kind, depth, seed in keys:
-        run_dir = Path(out) / "runs" / f"{model_name(kind, depth)}-seed{seed}"
+        run_dir = Path(out) / "runs" / f"{cifar_model_name(kind, depth)}-seed{seed}"
         records[(kind, depth, seed)] = record(run_dir, load_checkpoint(run_dir / "last.pt"))
     return records

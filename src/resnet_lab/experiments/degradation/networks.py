@@ -7,17 +7,10 @@ import math
 import statistics
 from typing import Sequence
 
+from ...models.registry import cifar_model_name
+
 #: How many gradient-flow snapshots to keep per network (first, last and evenly in between).
 SNAPSHOTS = 4
-
-_IMAGENET_DEPTHS = {"resnet": (18, 34, 50, 101, 152), "plain": (18, 34)}
-
-
-def model_name(kind: str, depth: int) -> str:
-    """The zoo name of the CIFAR-family net: ``plain56``, ``resnet56``; ``cifar_resnet50`` where the
-    plain name would mean the ImageNet net."""
-    return f"cifar_{kind}{depth}" if depth in _IMAGENET_DEPTHS[kind] else f"{kind}{depth}"
-
 
 def snapshot_epochs(epochs: int, count: int = SNAPSHOTS) -> list[int]:
     """``count`` epochs spread from the first to the last (1-based, unique)."""
@@ -98,7 +91,7 @@ def network_entry(kind: str, depth: int, params: int, runs: list[dict], snap: li
     final_train, final_train_std = _mean_std([r["final_train_error"] for r in runs])
     final_test, final_test_std = _mean_std([r["final_test_error"] for r in runs])
     return {
-        "model": model_name(kind, depth), "depth": depth, "shortcut": kind == "resnet",
+        "model": cifar_model_name(kind, depth), "depth": depth, "shortcut": kind == "resnet",
         "shortcut_option": shortcut if kind == "resnet" else "none", "params": params,
         "seeds": [r["seed"] for r in runs], "epochs": len(train_mean),
         "train_error": train_mean, "test_error": test_mean,

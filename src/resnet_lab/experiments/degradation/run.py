@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
+from ...models.registry import cifar_model_name
 from ...text import counted
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .findings import findings
-from .networks import model_name, network_entry, snapshot_epochs
+from .networks import network_entry, snapshot_epochs
 from .table import run_length_text
 
 #: Points per epoch of the finer training curve when ``log_every`` is not given.
@@ -58,7 +59,7 @@ def check_depths(depths: Sequence[int]) -> list[int]:
 
     depths = _distinct_ints(depths, "depths", "20 56")
     for d in depths:
-        get_spec(model_name("resnet", d))  # the zoo's own message for a depth that is not 6n+2
+        get_spec(cifar_model_name("resnet", d))  # the zoo's own message for a depth that is not 6n+2
     return sorted(depths)
 
 
@@ -143,7 +144,7 @@ def _run_dirs(configs: dict, out: str | Path | None) -> dict:
     """Where each run is kept (``out/runs/<model>-seed<s>``); refuses folders that hold a run."""
     if out is None:
         return {}
-    run_dirs = {(k, d, s): Path(out) / "runs" / f"{model_name(k, d)}-seed{s}" for (k, d, s) in configs}
+    run_dirs = {(k, d, s): Path(out) / "runs" / f"{cifar_model_name(k, d)}-seed{s}" for (k, d, s) in configs}
     taken = [str(p) for p in run_dirs.values() if (p / "config.json").exists()]
     if taken:
         raise UserError(f"{taken[0]} already holds a run; choose another output folder or remove it")
@@ -161,11 +162,13 @@ def _plan(depths, seeds, recipe: str, log_every, common: dict, train_overrides: 
     for reserved in ("model", "seed", "out", "data"):
         if reserved in train_overrides:
             raise UserError(f"{reserved} is set by the experiment; it cannot be overridden")
-    common = {**common, **train_overrides}
+    if train_overrides.get("eval_every", 1) != 1:
+        raise UserError(f"eval_every must be 1 here (the curves need the test error of every epoch), "
+                        f"got {train_overrides['eval_every']!r}")
+    common = {**common, **train_overrides, "eval_every": 1}
     shortcut, kind_options = _kind_options(common.pop("model_options", None))
-    common.setdefault("eval_every", 1)  # the curves need the test error of every epoch
-    configs = {(k, d, s): resolve_config(recipe, model=model_name(k, d), seed=s, model_options=kind_options[k] or None,
-                                         **common)
+    configs = {(k, d, s): resolve_config(recipe, model=cifar_model_name(k, d), seed=s,
+                                         model_options=kind_options[k] or None, **common)
                for d in depths for k in KINDS for s in seeds}
     return _Plan(depths, seeds, shortcut, configs, {})
 
@@ -194,7 +197,7 @@ def _parameter_counts(plan: _Plan, dataset) -> dict:
     for d in plan.depths:
         for k in KINDS:
             with torch.device("meta"):
-                net = create_model(model_name(k, d), num_classes=dataset.num_classes,
+                net = create_model(cifar_model_name(k, d), num_classes=dataset.num_classes,
                                    in_channels=dataset.in_channels, **plan.configs[(k, d, plan.seeds[0])].model_options)
             params[(k, d)] = count_params(net)
     return params
@@ -331,7 +334,7 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
     for c in plan.configs.values():
         c.log_every = length["log_every"]
     params = _parameter_counts(plan, dataset)
-    say(f"degradation: {', '.join(model_name(k, d) for d in plan.depths for k in KINDS)} on "
+    say(f"degradation: {', '.join(cifar_model_name(k, d) for d in plan.depths for k in KINDS)} on "
         f"{dataset.description()}, {dev}, {counted(len(plan.seeds), 'seed')}, "
         f"{run_length_text(length['total_steps'], length['epochs_run'], length['steps_per_epoch'])}, recipe {recipe}")
     snap = snapshot_epochs(length["epochs_run"] or 1)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
+from ...models.registry import cifar_model_name
 from ..degradation import check_depths, check_seeds
 from .fig6 import DEFAULT_DEPTHS as PLAIN_DEPTHS
 from .fig6 import run_fig6
@@ -25,7 +26,8 @@ def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data:
     """plain{d} and resnet{d} at Fig. 6's depths, resnet{d} at the others, by depth; x seed."""
     from ...training.sweep import Grid
 
-    models = [f"{kind}{d}" for d in depths for kind in ("plain", "resnet") if kind == "resnet" or d in plain_depths]
+    models = [cifar_model_name(kind, d) for d in depths for kind in ("plain", "resnet")
+              if kind == "resnet" or d in plain_depths]
     return Grid({"model": models, "seed": list(seeds)}, paper_settings(data, steps, cuda_graph))
 
 

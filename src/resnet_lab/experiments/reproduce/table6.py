@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError
+from ...models.registry import cifar_model_name
 from ...text import counted
 from ..degradation import check_depths, check_seeds
 from .findings import table6_findings
@@ -59,7 +60,7 @@ def table6_grid(depths: list[int], seeds: list[int], data: str, steps: int, cuda
     """resnet{depth} x seed with ``paper_settings``."""
     from ...training.sweep import Grid
 
-    return Grid({"model": [f"resnet{d}" for d in depths], "seed": list(seeds)},
+    return Grid({"model": [cifar_model_name("resnet", d) for d in depths], "seed": list(seeds)},
                 paper_settings(data, steps, cuda_graph))
 
 
@@ -89,7 +90,8 @@ def depth_entry(depth: int, records: list[dict]) -> dict:
     """The published figures and ours for one depth."""
     ours = summarise([r["test_error"] for r in records])
     ours["seeds"] = [r["seed"] for r in records]
-    return {"depth": depth, "model": f"resnet{depth}", **paper_entry(depth), "ours": ours, "runs": records}
+    return {"depth": depth, "model": cifar_model_name("resnet", depth), **paper_entry(depth), "ours": ours,
+            "runs": records}
 
 
 def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Sequence[int] = (0, 1), *,
@@ -119,7 +121,8 @@ def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: S
                        threads=threads, log=say, status_every=60.0)
     if not result.ok:
         raise SweepFailed(result)
-    entries = [depth_entry(d, [seed_record(runs / f"resnet{d}-seed{s}") for s in seeds]) for d in depths]
+    entries = [depth_entry(d, [seed_record(runs / f"{cifar_model_name('resnet', d)}-seed{s}") for s in seeds])
+               for d in depths]
     settings = {"depths": depths, "seeds": seeds, "data": data, "data_description": entries[0]["runs"][0]["data"],
                 "recipe": "paper", "steps": steps, "paper_steps": PAPER_STEPS, "papers_budget": steps == PAPER_STEPS,
                 "jobs": result.jobs, "devices": devices, "eval_split": "test", "cuda_graph": cuda_graph}

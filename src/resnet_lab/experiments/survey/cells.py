@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from ...diagnostics import build_groups, run_gradient_check
 from ...errors import UserError
-from ...models import create_model
+from ...models import cifar_model_name, create_model
 from .design import DIVERGE_FACTOR, LOSS_SMOOTH, PREFIX, TRAINED_DROP
 
 
@@ -118,7 +118,7 @@ def run_cell(cell: dict, init_batches, train_batches, *, steps: int, seed: int, 
     measurements (``seed`` and the rest; the cell's configuration is not repeated)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    model = create_model(f"{PREFIX[cell['shortcut']]}{cell['depth']}", norm=cell["norm"],
+    model = create_model(cifar_model_name(PREFIX[cell["shortcut"]], cell["depth"]), norm=cell["norm"],
                          activation=cell["activation"], init=cell["init"], num_classes=num_classes,
                          in_channels=in_channels).to(device)
     init = measure_init_gradients(model, init_batches)
