@@ -61,14 +61,25 @@ def test_report_from_the_run_directory_says_what_the_in_memory_result_says(finis
             f"{result.steps} steps") in page
     assert f"weight average (--ema 0.9): final test accuracy {final['ema_test_acc']:.2%}" in page
     assert f"throughput {final['images_per_s']:,.0f} images/s on {result.device}" in page
+    recorded = {k: v for k, v in result.timings.items() if k != "report_s"}  # result.json's: before the report
     assert "time from setup to the last record (start-up and drawing this report: see timings.json): " \
-           f"{format_timings(result.timings)}" in page
-    run_time = format_duration(sum(result.timings.values()))  # the same total, not a third figure
+           f"{format_timings(recorded)}" in page
+    run_time = format_duration(sum(recorded.values()))  # the same total, not a third figure
     assert f"<dt>Run time</dt><dd>{run_time}</dd>" in page
     assert f"gradient monitor: {final['gradients']['verdict']}" in page
     assert page.count("<figure>") == 2 and 'src="data:image/svg+xml;base64,' in page  # curves, gradient flow
     assert "Per-epoch metrics (metrics.jsonl)" in page and "not finished" not in page
     assert "Library versions" in page and json.loads((run / "result.json").read_text())["steps"] == result.steps
+
+
+def test_train_from_python_draws_the_report_its_config_asks_for(finished, tmp_path):
+    """``train(config)`` from a notebook once wrote no report.html whatever ``config.report`` said: only
+    the command drew it."""
+    run, result = finished  # report "wait", the default recipe's
+    assert (run / "report.html").exists() and result.timings["report_s"] > 0
+    config = resolve_config("default", **{**TINY, "epochs": 1}, report="none", out=str(tmp_path / "none"))
+    unreported = train(config, log=lambda _: None)
+    assert not (tmp_path / "none" / "report.html").exists() and "report_s" not in unreported.timings
 
 
 def test_report_command_draws_the_report_and_prints_its_path(finished, tmp_path, capsys):
@@ -170,7 +181,7 @@ def test_a_run_stopped_by_a_nonfinite_loss_gets_a_report_of_its_records(tmp_path
     assert main([*diverging, "--steps", "20", "--on-nonfinite", "stop", "--out", str(out)]) == 3
     assert not (out / "result.json").exists()
     # train drew it itself (it once left none); it says why the run stopped, not "0.00 s" of run time
-    assert f"report: {out / 'report.html'}" in capsys.readouterr().err
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
     page = (out / "report.html").read_text()
     assert re.search(r"stopped at step \d+ by the non-finite policy \(see the events\); no epoch recorded", page)
     assert "nonfinite" in page and "not recorded (no epoch ended)" in page and "0.00 s" not in page

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from ..text import counted
@@ -201,13 +200,11 @@ def run(args) -> int:
         config = config_from_args(args)
     try:
         result = train(config, resume=args.resume, log=_log)
-    except NonFiniteError as err:
-        _report_after_stop(config.report, args.resume or config.out)  # first: the last line says what happened
+    except NonFiniteError as err:  # the trainer has drawn the report: the last line says what happened
         print(f"resnet-lab: stopped: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
         if int(os.environ.get("RANK", "0")) == 0:
-            _report_after_stop(config.report, stop.run_dir)
             print(f"resnet-lab: {stop}", file=sys.stderr)
         # Under torchrun a non-zero exit would make it restart the group: a pre-empted job ends cleanly.
         return 0 if launched_by_torchrun() else 128 + stop.signum
@@ -216,12 +213,8 @@ def run(args) -> int:
         return 0
     from ..report.train_report import format_timings
 
-    timings = {"startup_s": startup_s, **result.timings}
+    timings = {"startup_s": startup_s, **result.timings}  # report_s: background, the time to start the renderer
     if result.run_dir is not None:
-        report_start = time.perf_counter()
-        print(_report(result.config.report, result.run_dir))
-        if result.config.report != "none":  # background: the time to start the renderer
-            timings["report_s"] = time.perf_counter() - report_start
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
     print(f"time: {format_timings(timings)}")
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
@@ -231,32 +224,6 @@ def run(args) -> int:
     print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
           f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
     return 0
-
-
-def _report_after_stop(mode: str, run_dir) -> None:
-    """A stopped run's report too (its records so far and why it stopped), as the run asked for it."""
-    if run_dir is None or int(os.environ.get("RANK", "0")) != 0:
-        return
-    run_dir = _run_dir(run_dir)
-    if (run_dir / "config.json").exists():
-        print(_report(mode, run_dir), file=sys.stderr)
-
-
-def _report(mode: str, run_dir) -> str:
-    """Draw report.html now (wait), start a detached renderer (background), or not (none); the line to print."""
-    from ..report.background import LOG_NAME, start_report_renderer
-    from ..report.train_report import write_run_report
-
-    if mode == "none":
-        return f"report: not rendered (--report none); 'resnet-lab report {run_dir}' renders it"
-    if mode == "background":
-        try:
-            start_report_renderer(run_dir)
-            return (f"report: {run_dir / 'report.html'} (rendering in the background; log and any failure in "
-                    f"{run_dir / LOG_NAME}; 'resnet-lab report {run_dir}' renders it now)")
-        except OSError as err:  # no process to spare: draw it here rather than lose it
-            _log(f"warning: could not start the background report renderer ({err}); rendering it now")
-    return f"report: {write_run_report(run_dir)}"
 
 
 def _log(line: str) -> None:

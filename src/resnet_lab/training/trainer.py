@@ -59,7 +59,8 @@ class TrainResult:
     config: TrainConfig | None = None  # as run (a resumed run's own settings)
     device: str = "cpu"
     # Where this process's wall time went: setup (data, model, optimiser), training steps,
-    # evaluation, bookkeeping (checkpoints, records, logs).
+    # evaluation, bookkeeping (checkpoints, records, logs); then drawing the report (``report_s``,
+    # after result.json, which leaves it out).
     timings: dict = field(default_factory=dict)
     ema_model: nn.Module | None = None  # the weight average, with ``config.ema``
 
@@ -103,10 +104,26 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     if c.sync_bn and device.type == "cpu":
         raise UserError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); on CPUs use --norm group or none")
     ctx, device = init_distributed(device, c.dist_timeout)
+    log = log if ctx.is_main else (lambda *_: None)
+    try:
+        try:
+            result = _train_then_shut_down(c, checkpoint, run_dir, device, ctx, log, dataset, started)
+        except (TrainingInterrupted, NonFiniteError):
+            _report(c.report, run_dir, ctx.is_main, log)  # a stopped run's too: its records so far, and why
+            raise
+        report_s = _report(c.report, run_dir, ctx.is_main, log)
+        if report_s is not None:
+            result.timings["report_s"] = report_s
+        return result
+    finally:
+        release_run_dir(run_dir)
+
+
+def _train_then_shut_down(c: TrainConfig, checkpoint, run_dir, device, ctx, log, dataset, started: float):
+    """``_train``, then the process group (if any) shut down: cleanly when every rank stopped together."""
     clean = False
     try:
-        result = _train(c, checkpoint, run_dir, device, ctx, log if ctx.is_main else (lambda *_: None), dataset,
-                        started)
+        result = _train(c, checkpoint, run_dir, device, ctx, log, dataset, started)
         clean = True
         return result
     except TrainingInterrupted:
@@ -114,7 +131,18 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
         raise
     finally:
         shutdown(ctx, clean)
-        release_run_dir(run_dir)
+
+
+def _report(mode: str, run_dir: Path | None, is_main: bool, log) -> float | None:
+    """report.html as ``mode`` asks, by the main process of a run with a directory; the seconds it
+    took (None: none drawn, or ``none``). After ``result.json``, which leaves them out."""
+    if run_dir is None or not is_main or not (run_dir / "config.json").exists():
+        return None
+    from ..report.render import render_run_report
+
+    start = time.perf_counter()
+    log(render_run_report(run_dir, mode, log))
+    return None if mode == "none" else time.perf_counter() - start
 
 
 def _train(c: TrainConfig, checkpoint, run_dir, device, ctx, log, dataset, started: float) -> TrainResult:

@@ -320,7 +320,8 @@ def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", s
     from ...runtime import hardware_info, pick_device
 
     say = log or (lambda *_: None)
-    common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress)
+    # No report per network: the experiment draws its own.
+    common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress, report="none")
     if train_overrides.get("val_split"):  # every net and seed judged on the same held-out images
         train_overrides.setdefault("val_seed", 0)
     plan = _plan(depths, seeds, recipe, log_every, common, train_overrides)

@@ -102,7 +102,8 @@ def _train(run_dir: Path, device: str, threads: int) -> int:
 
     torch.set_num_threads(threads)  # on CPU part of the result: the same count gives the same bits
     config = TrainConfig.from_dict(read_spec(run_dir)["config"])
-    config.out, config.device, config.progress = str(run_dir), device, False
+    # No report per run ('resnet-lab report RUN_DIR' draws one): the sweep's time is for training.
+    config.out, config.device, config.progress, config.report = str(run_dir), device, False, "none"
     resume = run_dir if (run_dir / "last.pt").exists() or (run_dir / "config.json").exists() else None
     try:
         result = train(config, resume=resume, log=_log)
