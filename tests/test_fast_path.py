@@ -15,7 +15,8 @@ from torch import nn
 from resnet_lab.models import create_model
 from resnet_lab.training import resolve_config, train
 from resnet_lab.training.ema import WeightEMA
-from resnet_lab.training.graphed_step import TrainStep, graph_blockers, sgd_update_
+from resnet_lab.training.graphed_step import TrainStep, graph_blockers
+from resnet_lab.training.sgd import sgd_update_
 
 
 def _two_group_sgd(model, nesterov: bool):
@@ -45,7 +46,7 @@ def test_tensor_lr_sgd_update_matches_torch_sgd(nesterov):
             group["lr"] = lr_value
         opt_theirs.step()
         lr.fill_(lr_value)
-        sgd_update_(opt_ours, lr)
+        sgd_update_(opt_ours.param_groups, opt_ours.state, lr)
         for p, q in zip(ours.parameters(), theirs.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
         for g, p in zip(grads_before, ours.parameters()):  # gradients untouched: the monitor reads them

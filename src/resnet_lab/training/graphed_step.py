@@ -25,6 +25,7 @@ from torch import nn
 
 from .ema import WeightEMA
 from .precision import autocast
+from .sgd import sgd_update_
 
 # Settings the graph cannot hold: each needs the host in the middle of the step.
 #: Settings a CUDA-graph step cannot replay, each with how a user reads it: (blocks, why).
@@ -42,33 +43,6 @@ def graph_blockers(config, distributed: bool) -> list[str]:
     without a graph)."""
     reasons = [why(config) for blocks, why in GRAPH_BLOCKERS if blocks(config)]
     return reasons + (["torchrun/DDP"] if distributed else [])
-
-
-@torch.no_grad()
-def sgd_update_(optimizer: torch.optim.SGD, lr: torch.Tensor) -> None:
-    """``optimizer.step()`` for torch's SGD with the learning rate read from the tensor ``lr``.
-
-    Same arithmetic and state as ``torch.optim.SGD`` (weight decay added to the gradient,
-    momentum buffer ``m = mu*m + g``, Nesterov ``g + mu*m``), with no host sync, so it can be
-    captured in a graph. Gradients are left as they were, for the gradient monitor.
-    """
-    for group in optimizer.param_groups:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            continue
-        grads = [p.grad for p in params]
-        wd, mu = group["weight_decay"], group["momentum"]
-        steps = torch._foreach_add(grads, params, alpha=wd) if wd else list(grads)
-        if mu:
-            state = [optimizer.state[p] for p in params]
-            for s, p in zip(state, params):  # torch's first step copies the gradient: 0*mu + g is the same
-                if s.get("momentum_buffer") is None:
-                    s["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            buffers = [s["momentum_buffer"] for s in state]
-            torch._foreach_mul_(buffers, mu)
-            torch._foreach_add_(buffers, steps)
-            steps = torch._foreach_add(steps, buffers, alpha=mu) if group["nesterov"] else buffers
-        torch._foreach_sub_(params, torch._foreach_mul(steps, lr))
 
 
 class TrainStep:
@@ -108,7 +82,7 @@ class TrainStep:
             nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
         if self.clip_value is not None:
             nn.utils.clip_grad_value_(params, self.clip_value, foreach=True)
-        sgd_update_(self.optimizer, self.lr)
+        sgd_update_(self.optimizer.param_groups, self.optimizer.state, self.lr)
         if self.ema is not None:  # its decay tensor is set by the caller before each step
             self.ema.update_()
         return loss.detach(), logits.detach()

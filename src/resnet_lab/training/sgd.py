@@ -29,30 +29,10 @@ class SGD:
         self.param_groups = [{**self.defaults, **g, "params": list(g["params"])} for g in groups]
         self.state: defaultdict = defaultdict(dict)
 
-    @torch.no_grad()
     def step(self, closure=None) -> None:
         if closure is not None:
             raise ValueError("resnet_lab.training.sgd.SGD takes no closure")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            wd, mu, lr = group["weight_decay"], group["momentum"], group["lr"]
-            grads = [p.grad for p in params]
-            steps = torch._foreach_add(grads, params, alpha=wd) if wd else grads
-            if mu:
-                buffers = [self.state[p].get("momentum_buffer") for p in params]
-                if all(b is not None for b in buffers):
-                    torch._foreach_mul_(buffers, mu)
-                    torch._foreach_add_(buffers, steps)
-                else:  # torch's first step: the buffer starts as a copy of the step
-                    for i, p in enumerate(params):
-                        if buffers[i] is None:
-                            buffers[i] = self.state[p]["momentum_buffer"] = steps[i].detach().clone()
-                        else:
-                            buffers[i].mul_(mu).add_(steps[i])
-                steps = torch._foreach_add(steps, buffers, alpha=mu) if group["nesterov"] else buffers
-            torch._foreach_add_(params, steps, alpha=-lr)
+        sgd_update_(self.param_groups, self.state)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for group in self.param_groups:
@@ -85,3 +65,35 @@ class SGD:
                              for k, v in values.items()}
         for group, values in zip(self.param_groups, saved):
             group.update({k: v for k, v in values.items() if k != "params"})
+
+
+@torch.no_grad()
+def sgd_update_(param_groups: list[dict], state, lr: torch.Tensor | None = None) -> None:
+    """SGD's update in place, torch's arithmetic: weight decay added to the gradient, momentum buffer
+    ``m = mu*m + g`` (a new one starts at zero: ``0*mu + g`` is torch's first-step copy), Nesterov
+    ``g + mu*m``, then ``p -= lr * step``.
+
+    ``lr``: each group's own (a float) by default; or one tensor, read on the device with no host
+    sync, so that a CUDA graph can hold the update (``graphed_step.py``). ``state``: the optimizer's
+    (``torch.optim.SGD``'s or ``SGD``'s), so checkpoints are interchangeable. Gradients are left as
+    they were, for the gradient monitor.
+    """
+    for group in param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        grads = [p.grad for p in params]
+        wd, mu = group["weight_decay"], group["momentum"]
+        steps = torch._foreach_add(grads, params, alpha=wd) if wd else list(grads)
+        if mu:
+            for p in params:
+                if state[p].get("momentum_buffer") is None:
+                    state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            buffers = [state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(buffers, mu)
+            torch._foreach_add_(buffers, steps)
+            steps = torch._foreach_add(steps, buffers, alpha=mu) if group["nesterov"] else buffers
+        if lr is None:
+            torch._foreach_add_(params, steps, alpha=-group["lr"])
+        else:
+            torch._foreach_sub_(params, torch._foreach_mul(steps, lr))
