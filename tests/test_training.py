@@ -354,6 +354,33 @@ def test_ema_weights_of_a_run_trained_without_ema_are_refused_in_one_line(refere
     assert err.count("\n") == 0 and "trained without --ema" in err
 
 
+@pytest.mark.parametrize("files,said", [
+    (["best.pt", "metrics.jsonl", "config.json"], "a finished run (best.pt)"),  # last.pt deleted to save space
+    (["report.html", "result.json"], "a finished run (result.json)"),
+    (["report.html", "notes.txt"], "files a run would replace (report.html)"),  # not a run's folder
+])
+def test_a_new_run_never_writes_over_what_a_folder_without_last_pt_holds(files, said, tmp_path, capsys):
+    """With no last.pt, train --out once deleted or replaced best.pt, result.json and report.html (exit 0)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in files:
+        (out / name).write_text("kept")
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--steps", "1", "--quiet", "--out", str(out)]) == 2
+    assert f"{out} already holds {said}; choose another --out" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted(files) and all(
+        (out / name).read_text() == "kept" for name in files)
+
+
+def test_an_attempt_that_never_saved_a_checkpoint_is_started_again(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # killed in its first epoch: settings and records, no weights
+    (out / "metrics.jsonl").write_text("")
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--steps", "1", "--quiet", "--out", str(out),
+                 "--report", "none"]) == 0
+    assert json.loads((out / "config.json").read_text())["model"] == "resnet8" and (out / "result.json").exists()
+
+
 def test_existing_run_is_not_overwritten_and_resume_refuses_another_model(reference_run, capsys):
     before = _tree_digest(reference_run)
     assert main(["train", "--out", str(reference_run), "--quiet", "--epochs", "1"]) == 2

@@ -38,8 +38,8 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
     run_dir = Path(out)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file; give a directory")
-    if not resuming and (run_dir / "last.pt").exists():
-        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+    if not resuming:
+        _check_nothing_to_lose(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=run_dir).close()
@@ -50,6 +50,24 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
         raise UserError(f"cannot write the run directory {run_dir} ({err.strerror or err}); "
                         "choose a writable --out") from None
     return run_dir
+
+
+# What an attempt that never saved a checkpoint leaves, dropped when the run starts again (``_clear_records``).
+_RECORDS = ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json",
+            "result.json", "report.html", "report.log")
+RUN_FILES = ("config.json", *_RECORDS, "last.pt", "best.pt", "tb")  # every file a run writes
+
+
+def _check_nothing_to_lose(run_dir: Path) -> None:
+    """A new run may start in an empty folder, or over an earlier attempt that never saved a
+    checkpoint (its config.json and records, no weights); anything else it would write over is refused."""
+    if (run_dir / "last.pt").exists():
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+    present = [name for name in RUN_FILES if (run_dir / name).exists()]
+    kept = [name for name in ("best.pt", "result.json") if name in present]
+    if kept or (present and "config.json" not in present):
+        what = f"a finished run ({', '.join(kept)})" if kept else f"files a run would replace ({', '.join(present)})"
+        raise UserError(f"{run_dir} already holds {what}; choose another --out (or delete them to train there)")
 
 
 _HELD_LOCKS: dict[Path, int] = {}  # run directory -> the lock this process holds on it
@@ -203,8 +221,7 @@ class RunFiles:
 def _clear_records(run_dir: Path) -> None:
     """A new run in a folder whose earlier attempt died before its first checkpoint: drop that
     attempt's records, so nothing of it is mistaken for this run's."""
-    for name in ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json",
-                 "result.json", "report.html", "report.log"):
+    for name in _RECORDS:
         (run_dir / name).unlink(missing_ok=True)
 
 
