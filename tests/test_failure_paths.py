@@ -70,6 +70,11 @@ def test_skip_gives_up_with_exit_3_and_a_finite_checkpoint_locating_once(tmp_pat
     assert all_finite(load_checkpoint(out / "last.pt")["model"])
     events = json.loads((out / "events.json").read_text())
     assert [e["kind"] for e in events].count("skipped") == len(skipped)
+    # Resumed, it gives up again at once: the streak travels with the checkpoint (a resume once
+    # started it from 0, skipped 20 steps in a row and exited 0).
+    assert main(["train", "--resume", str(out), "--quiet"]) == 3
+    lines = _stderr_lines(capsys)
+    assert "skip gives up" in lines[-1] and not any(line.startswith("warning: skipped") for line in lines)
 
 
 def test_no_monitor_keeps_the_stop_policy(tmp_path, capsys):

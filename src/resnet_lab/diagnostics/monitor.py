@@ -214,7 +214,9 @@ class GradientMonitor:
         self._events: list[Verdict] = []
         self.last_report: NonFiniteReport | None = None
         self.skipped_steps: list[int] = []
-        self._skip_streak = 0
+        # Consecutive skipped steps so far: kept with a checkpoint, so that a resumed run gives up where
+        # the first would have (reset, a resume once let a run skip past ``max_skips`` and exit 0).
+        self.skip_streak = 0
         self.rollback = rollback or Rollback()
         self.rollbacks: list[dict] = []  # one entry per rollback: step, back_to, reason, lr_scale
         self.lr_scale = 1.0  # the product of the rollbacks' learning-rate factors
@@ -620,7 +622,7 @@ class GradientMonitor:
         spike = finite and loss is not None and self._spikes.is_spike(loss)
         if finite and not spike:
             self._buffers_saved = False  # the next forward starts a new step
-            self._skip_streak = 0
+            self.skip_streak = 0
             if self._good is not None:
                 self._note_good_step(optimizer, loss)
             return True
@@ -630,15 +632,15 @@ class GradientMonitor:
         self._restore_buffers()  # undo the failing forward's effect on BatchNorm statistics
         self._buffers_saved = False
         self._judge_failure(s, reason, "exploding" if spike else "nonfinite")
-        first_of_streak = not self._skip_streak
+        first_of_streak = not self.skip_streak
         # One re-run per streak, not per step; none when every value is finite (nothing to locate).
         if inputs is not None and first_of_streak and not spike and reason != _NORM_OVERFLOW:
             self.locate(inputs, targets, loss_fn, forward_fn=forward_fn)
         where = f"; first non-finite: {self.last_report}" if self.last_report is not None and not spike else ""
         if self.policy == "rollback":
             return self._roll_back(optimizer, s, reason, where)
-        if self.policy == "skip" and self._skip_streak < self.max_skips:
-            self._skip_streak += 1
+        if self.policy == "skip" and self.skip_streak < self.max_skips:
+            self.skip_streak += 1
             self.skipped_steps.append(s)
             warnings.warn(f"GradientMonitor: skipped the optimizer step at step {s}: {reason}"
                           f"{where if first_of_streak else ''}", RuntimeWarning, stacklevel=3)

@@ -141,6 +141,8 @@ class RunFiles:
             self.monitor.continue_from(read_jsonl(run_dir / "gradients.jsonl"))
         if c.on_nonfinite == "rollback" and checkpoint is not None:
             self.monitor.load_rollback_state_dict(checkpoint["rollback"])
+        if c.on_nonfinite == "skip" and checkpoint is not None:
+            self.monitor.skip_streak = checkpoint.get("skip_streak", 0)
 
     def _config_record(self) -> dict:
         p = self.parts
@@ -157,6 +159,8 @@ class RunFiles:
         state = self.state.state_dict(self.parts, self.c, self.device, self.ctx)
         if self.c.on_nonfinite == "rollback":  # the state to go back to travels with the run
             state["rollback"] = self.monitor.rollback_state_dict()
+        if self.c.on_nonfinite == "skip":
+            state["skip_streak"] = self.monitor.skip_streak
         if not all_finite(state["model"]) or (state["ema"] is not None and not all_finite(state["ema"])):
             self.state.events.append({"step": self.state.step, "kind": "not_saved",
                                       "detail": f"{name}: non-finite weights"})
