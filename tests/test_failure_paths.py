@@ -46,8 +46,9 @@ def test_stop_exits_3_and_keeps_the_state_of_the_step_before_the_failure(tmp_pat
     assert "holds the last finite state" in _stderr_lines(capsys)[-1]
     kept = load_checkpoint(stopped / "last.pt")
     assert kept["step"] == failing and all_finite(kept["model"])
-    # A run told to stop just before the failing step ends with exactly that state.
-    assert failing >= 1 and _train("--steps", str(failing), "--out", str(before)) == 0
+    # A run told to stop just before the failing step ends with exactly that state (warn: these finite
+    # weights already overflow in the forward pass, so a nan test loss, which warn records and saves).
+    assert failing >= 1 and _train("--steps", str(failing), "--on-nonfinite", "warn", "--out", str(before)) == 3
     reference = load_checkpoint(before / "last.pt")["model"]
     assert kept["model"].keys() == reference.keys()
     for name, tensor in reference.items():  # weights and BatchNorm buffers alike
@@ -75,6 +76,48 @@ def test_skip_gives_up_with_exit_3_and_a_finite_checkpoint_locating_once(tmp_pat
     assert main(["train", "--resume", str(out), "--quiet"]) == 3
     lines = _stderr_lines(capsys)
     assert "skip gives up" in lines[-1] and not any(line.startswith("warning: skipped") for line in lines)
+
+
+def test_finite_weights_whose_test_loss_is_nan_are_a_stop_not_a_success(tmp_path, capsys):
+    """Skip kept the weights finite, but they overflow in the forward pass: the run once exited 0 with
+    "test loss nan", saving last.pt and best.pt that cannot classify."""
+    out = tmp_path / "run"
+    assert _train("--steps", "5", "--on-nonfinite", "skip", "--out", str(out)) == 3
+    last = _stderr_lines(capsys)[-1]
+    assert "test loss is nan (the weights are finite but overflow" in last and "no checkpoint was written" in last
+    assert not [p.name for p in out.glob("*.pt")] and not (out / "result.json").exists()
+    assert json.loads((out / "events.json").read_text())[-1]["kind"] == "nonfinite"  # the report says why
+
+
+def test_warn_ending_with_a_nan_test_loss_is_not_exit_0(tmp_path, capsys, monkeypatch):
+    import resnet_lab.training.trainer as trainer
+
+    real = trainer.evaluate_epoch
+    monkeypatch.setattr(trainer, "evaluate_epoch", lambda *a: {**real(*a), "test_loss": float("nan")})
+    out = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--steps", "2", "--quiet", "--report", "none",
+                 "--on-nonfinite", "warn", "--out", str(out)]) == 3
+    assert "training ended at step 2 with a nan test loss (--on-nonfinite warn)" in _stderr_lines(capsys)[-1]
+    assert not (out / "best.pt").exists() and not (out / "result.json").exists()
+
+
+def test_a_checkpoint_whose_outputs_are_not_finite_is_refused_by_evaluate_and_predict(tmp_path, capsys):
+    from resnet_lab.training.checkpoint import save_checkpoint
+
+    good = tmp_path / "good"
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--steps", "1", "--quiet", "--report", "none",
+                 "--out", str(good)]) == 0
+    state = load_checkpoint(good / "last.pt")
+    state["model"] = {k: v * 1e30 if k.endswith("conv1.weight") else v for k, v in state["model"].items()}
+    save_checkpoint(tmp_path / "overflowing.pt", state)  # finite weights, NaN outputs
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(image)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "overflowing.pt"), "--json"]) == 2
+    assert main(["predict", "--checkpoint", str(tmp_path / "overflowing.pt"), str(image)]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 2 and all("gives non-finite outputs" in line for line in lines)
 
 
 def test_no_monitor_keeps_the_stop_policy(tmp_path, capsys):

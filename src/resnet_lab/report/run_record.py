@@ -9,6 +9,7 @@ without ``result.json`` (stopped, or still training) is read from its records so
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,5 +107,5 @@ def _read_history(path: Path) -> list[dict]:
 
 def _best_acc(history: list[dict]) -> float | None:
     """As the trainer keeps it: the best accuracy of the evaluated epochs."""
-    evaluated = [r["test_acc"] for r in history if r["test_acc"] is not None]
+    evaluated = [r["test_acc"] for r in history if r["test_acc"] is not None and math.isfinite(r["test_loss"])]
     return max(evaluated) if evaluated else None

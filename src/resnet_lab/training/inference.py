@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -22,6 +23,10 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
         raise UserError(f"checkpoint {path} holds a {config.model}, not a {model_name}; "
                         "pass the matching --model or none")
     info = state["data_info"]
+    mean, std = info.get("mean") or [], info.get("std") or []
+    if not all(math.isfinite(v) for v in [*mean, *std]) or not all(v > 0 for v in std):
+        raise UserError(f"checkpoint {path} holds unusable normalisation statistics (mean {info['mean']}, std "
+                        f"{info['std']}); the file is damaged")
     model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
                          **config.model_options)
     try:
@@ -62,6 +67,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
         loader = DeviceLoader(ds.x_test, ds.y_test, batch_size, mean=info["mean"], std=info["std"], device=device,
                               train=False, augment=False, hflip=False)
     result = evaluate(model, loader, torch.device(device), flip=flip)
+    if not math.isfinite(result["loss"]):
+        raise UserError(_not_finite(path, f"its loss on {ds.description()} is {result['loss']}"))
     return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"],
             "split": getattr(ds, "eval_split", "test")}
 
@@ -76,8 +83,15 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
     x = preprocess_images(images, image_size=info["image_size"], in_channels=info["in_channels"],
                           mean=info["mean"], std=info["std"]).to(device)
     probs = torch.softmax(model(x).float(), dim=1)
+    if not torch.isfinite(probs).all():
+        raise UserError(_not_finite(path, "its class probabilities are NaN"))
     k = min(top_k, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     return [{"image": str(img), "top": [{"class": info["classes"][i], "index": int(i), "prob": float(p)}
                                         for p, i in zip(v.tolist(), idx.tolist())]}
             for img, v, idx in zip(images, values, indices)]
+
+
+def _not_finite(path, what: str) -> str:
+    return (f"checkpoint {path} gives non-finite outputs ({what}): finite weights that overflow in the forward "
+            "pass; it cannot classify. Use an earlier checkpoint or train again with a lower learning rate")

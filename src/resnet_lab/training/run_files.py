@@ -169,8 +169,7 @@ class RunFiles:
         if self.ctx.is_main:
             if self.monitor is not None:
                 self.monitor.flush()  # every record before this step is on disk before the checkpoint
-            if self.state.events:
-                write_json(self.run_dir / "events.json", self.state.events)
+            self.write_events()
             save_checkpoint(self.run_dir / f"{name}.pt", state)
         if name == "last":
             self.saved_step, self._saved_at = self.state.step, time.perf_counter()
@@ -204,16 +203,27 @@ class RunFiles:
                    {"steps": s.step, "best_acc": s.best_acc if s.best_acc >= 0 else None, "timings": timings,
                     "config": self.c.to_dict(), "hardware": hardware_info(self.device)})
 
-    def checkpoint_note(self, kept: bool) -> str:
-        """What the run directory holds after a non-finite stop: said plainly, never assumed."""
+    def write_events(self) -> None:
+        """events.json as the run's state holds them (none: no file), so that a file left by anything
+        else (another run's, a damaged one) never outlives a checkpoint or a stop."""
+        if self.run_dir is None or not self.ctx.is_main:
+            return
+        if self.state.events:
+            write_json(self.run_dir / "events.json", self.state.events)
+        else:
+            (self.run_dir / "events.json").unlink(missing_ok=True)
+
+    def checkpoint_note(self, kept: bool, unsaved: str = "the state was no longer finite") -> str:
+        """What the run directory holds after a non-finite stop: said plainly, never assumed.
+        ``unsaved``: why the current state was not kept."""
         last = self.run_dir / "last.pt" if self.run_dir is not None else None
         if last is None:
             return "nothing was saved (no run directory)"
         if kept:
             return f"{last} holds the last finite state (step {self.state.step})"
         if self.saved_step is not None:
-            return f"the state was no longer finite; {last} keeps step {self.saved_step}"
-        return "the state was never finite at a checkpoint: no checkpoint was written"
+            return f"{unsaved}; {last} keeps step {self.saved_step}"
+        return f"{unsaved}, and none was saved before it: no checkpoint was written"
 
     def close(self) -> None:
         if self.writer is not None:

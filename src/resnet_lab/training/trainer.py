@@ -10,6 +10,7 @@ warm-up test, the skip/stop policies, fp16). What the run directory holds: ``run
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ from .setup import build_parts, seed_everything
 from .state import RunState
 
 __all__ = ["TrainResult", "TrainingInterrupted", "evaluate", "train"]
+
+
+class OutputsNotFinite(NonFiniteError):
+    """Finite weights whose evaluation loss is NaN/Inf (they overflow in the forward pass): a state
+    that cannot classify, so it is not saved; last.pt keeps the one before."""
 
 
 class TrainingInterrupted(Exception):
@@ -295,11 +301,16 @@ class _Run:
             row["events"] = [e for e in s.events if e["step"] >= since]
         s.history.append(row)
         s.epoch, s.batch_in_epoch, s.sums = s.epoch + 1, 0, None
-        is_best = evaluated and row["test_acc"] > s.best_acc
-        s.best_acc = max(s.best_acc, row["test_acc"]) if evaluated else s.best_acc
+        usable = evaluated and math.isfinite(row["test_loss"])
+        is_best = usable and row["test_acc"] > s.best_acc
+        s.best_acc = max(s.best_acc, row["test_acc"]) if usable else s.best_acc
         if self.files.monitor is not None and c.monitor:
             row["gradients"] = _gradient_summary(self.files.monitor)
         self.files.write_epoch(row)
+        if evaluated and not usable and c.on_nonfinite != "warn":
+            raise OutputsNotFinite(f"evaluation at step {s.step}: the {p.info['eval_split']} loss is "
+                                   f"{row['test_loss']} (the weights are finite but overflow in the forward pass: "
+                                   "exploding; lower the learning rate or clip the gradients)", step=s.step)
         if s.step >= p.total_steps or not c.checkpoint_min_s or \
                 self.ctx.any_rank(self.files.seconds_since_save() >= c.checkpoint_min_s):  # ranks agree on time
             self.files.save("last")
@@ -310,14 +321,23 @@ class _Run:
     def nonfinite_stop(self, err: NonFiniteError) -> NonFiniteError:
         """The stop (or skip giving up): save the last finite state and say what was kept."""
         self.state.events.append({"step": self.state.step, "kind": "nonfinite", "detail": str(err)})
-        kept = self.files.save("last")
-        return NonFiniteError(f"{err}; {self.files.checkpoint_note(kept)}", step=err.step, report=err.report)
+        if isinstance(err, OutputsNotFinite):
+            self.files.write_events()
+            note = self.files.checkpoint_note(False, "the state was not saved (it cannot classify)")
+        else:
+            note = self.files.checkpoint_note(self.files.save("last"))
+        return NonFiniteError(f"{err}; {note}", step=err.step, report=err.report)
 
     def result(self) -> TrainResult:
         s, files = self.state, self.files
         if files.run_dir is not None and files.saved_step != s.step:  # the policy let the run end with NaN/Inf
             raise NonFiniteError(f"training ended at step {s.step} with non-finite weights (--on-nonfinite "
                                  f"{self.c.on_nonfinite}); {files.checkpoint_note(False)}", step=s.step)
+        final = s.history[-1] if s.history else {}
+        if final.get("test_loss") is not None and not math.isfinite(final["test_loss"]):  # warn let it go on
+            raise OutputsNotFinite(f"training ended at step {s.step} with a {final['test_loss']} "
+                                   f"{self.parts.info['eval_split']} loss (--on-nonfinite warn): the weights in "
+                                   f"{files.run_dir} are finite but overflow in the forward pass", step=s.step)
         t = self.timings
         t["bookkeeping_s"] = time.perf_counter() - self.run_start - t["train_s"] - t["eval_s"]
         files.write_result(dict(t))
