@@ -300,3 +300,63 @@ def test_an_absurd_image_size_is_refused_before_resizing_the_data(tmp_path, caps
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--image-size must be in 8..1024" in err[0]
+
+
+# ----------------------------------------------------------------------------- resuming a damaged folder
+
+def _interrupted_run(out: Path, monkeypatch) -> Path:
+    """resnet8 on digits, 2 epochs, stopped by SIGTERM in its second epoch (a checkpoint at step 2)."""
+    import os
+    import signal
+
+    from resnet_lab.training import TrainingInterrupted, resolve_config, train
+
+    original = EagerStep.__call__
+
+    def interrupt(self, x, y, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, x, y, step)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EagerStep, "__call__", interrupt)
+        with pytest.raises(TrainingInterrupted):
+            train(resolve_config("default", model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2,
+                                 progress=False, tensorboard=False, out=str(out)), log=lambda _: None)
+    return out
+
+
+def test_resuming_another_runs_checkpoint_is_refused_and_a_lost_config_json_is_restored(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """A resume once trained whatever last.pt held, under the folder's config.json of another run; and with
+    config.json lost, trained to the end and then exited 2 on the report."""
+    import shutil
+
+    run = _interrupted_run(tmp_path / "run", monkeypatch)
+    other = tmp_path / "other"
+    assert main(["train", "--model", "resnet14", "--data", "digits", "--steps", "1", "--quiet", "--report", "none",
+                 "--out", str(other)]) == 0
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run, mixed)
+    shutil.copy(other / "last.pt", mixed / "last.pt")
+    before = {p.name: p.read_bytes() for p in mixed.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(mixed), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{mixed / 'last.pt'} and {mixed / 'config.json'} describe different runs (model 'resnet14' vs " \
+           "'resnet8'" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in mixed.iterdir() if p.is_file()} == before
+
+    (run / "config.json").unlink()
+    assert main(["train", "--resume", str(run), "--quiet", "--report", "wait"]) == 0
+    assert "config.json is missing or damaged; it is written again from the checkpoint" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["model"] == "resnet8" and (run / "report.html").exists()
+
+
+def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_path, monkeypatch, capsys):
+    run = _interrupted_run(tmp_path / "run", monkeypatch)
+    (run / "gradients.jsonl").write_text('x\n{"step":\n')
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2  # was a traceback (ValueError)
+    err = capsys.readouterr().err
+    assert f"{run / 'gradients.jsonl'} is damaged" in err and "delete it to go on" in err and err.count("\n") == 1
+

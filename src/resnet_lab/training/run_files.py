@@ -108,10 +108,30 @@ def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainC
     else:
         checkpoint = load_checkpoint(resume)
         saved = TrainConfig.from_dict(checkpoint["config"])
+        folder = path if path.is_dir() else path.parent
+        _check_same_run(path / "last.pt" if path.is_dir() else path, folder / "config.json", checkpoint["config"], log)
     for name in RESUMABLE:
         setattr(saved, name, getattr(config, name))
     saved.out = str(path if path.is_dir() else path.parent)
     return saved, checkpoint
+
+
+def _check_same_run(checkpoint_path: Path, path: Path, saved: dict, log) -> None:
+    """The folder's config.json describes the checkpoint's run: a last.pt from another run would mix
+    two runs' records in one folder. A missing or damaged config.json is rewritten when the run starts."""
+    try:
+        on_disk = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        on_disk = None
+    if not isinstance(on_disk, dict):
+        log(f"warning: {path} is missing or damaged; it is written again from the checkpoint")
+        return
+    differ = [k for k, v in saved.items() if k in on_disk and k not in (*RESUMABLE, "out")
+              and json.loads(json.dumps(v)) != on_disk[k]]  # as read back: tuples are lists
+    if differ:
+        k = differ[0]
+        raise UserError(f"{checkpoint_path} and {path} describe different runs ({k} {saved[k]!r} vs {on_disk[k]!r}"
+                        f"{', ...' if len(differ) > 1 else ''}); resume a checkpoint in its own run folder")
 
 
 class RunFiles:
@@ -129,16 +149,16 @@ class RunFiles:
         if writes:
             if not resumed:
                 _clear_records(run_dir)
-                write_json(run_dir / "config.json", self._config_record())
+            write_json(run_dir / "config.json", self._config_record())  # a resumed run's too: restored if lost
             # Exactly once: the steps replayed since the checkpoint are recorded again.
-            trim_jsonl(run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < state.step)
+            _records_or_refuse(trim_jsonl, run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < state.step)
             if c.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step)
         self.monitor = _make_monitor(parts.model, c, run_dir if writes else None, self.writer)
         if self.monitor is not None and resumed and writes and (run_dir / "gradients.jsonl").exists():
-            self.monitor.continue_from(read_jsonl(run_dir / "gradients.jsonl"))
+            self.monitor.continue_from(_records_or_refuse(read_jsonl, run_dir / "gradients.jsonl"))
         if c.on_nonfinite == "rollback" and checkpoint is not None:
             self.monitor.load_rollback_state_dict(checkpoint["rollback"])
         if c.on_nonfinite == "skip" and checkpoint is not None:
@@ -230,6 +250,15 @@ class RunFiles:
             self.writer.close()
         if self.monitor is not None:
             self.monitor.close()
+
+
+def _records_or_refuse(read, path: Path, *args):
+    """``read(path, *args)`` of a records file, a damaged one refused in one line (it is not rewritten)."""
+    try:
+        return read(path, *args)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is damaged ({err}); restore it, or delete it to go on without the records "
+                        "it held") from None
 
 
 def _clear_records(run_dir: Path) -> None:
