@@ -370,6 +370,27 @@ def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
     assert "holds no sweep" in capsys.readouterr().err
 
 
+def test_a_damaged_or_lost_manifest_and_run_spec_are_rebuilt_from_the_grid_and_the_runs(tmp_path, capsys):
+    """A damaged sweep.json once made every command say "run the sweep again", which failed the same way;
+    a damaged sweep_run.json was never rewritten; --status without sweep.json crashed on two runs."""
+    out = tmp_path / "s"
+    grid = ["sweep", "--out", str(out), "--model", "resnet8", "--steps", "2", "--seed", "0", "1"]
+    assert main(grid) == 0
+    (out / "sweep.json").write_text("{bad")
+    (out / "resnet8-seed1" / "sweep_run.json").write_text("x")
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(out), "--status"]) == 0
+    out_text, err = capsys.readouterr()
+    assert "sweep.json is damaged" in err and "passed over" in err and out_text.count("done") == 2
+    assert main(grid) == 0  # the same command again: both files written again, nothing retrained
+    assert json.loads((out / "sweep.json").read_text())["counts"]["done"] == 2
+    assert json.loads((out / "resnet8-seed1" / "sweep_run.json").read_text())["name"] == "resnet8-seed1"
+    (out / "sweep.json").unlink()
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(out), "--status"]) == 0  # listed from the runs' specs
+    assert capsys.readouterr().out.count("done") == 2
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def wait_for(condition, proc: subprocess.Popen | None = None, timeout: float = 240) -> None:

@@ -112,7 +112,7 @@ def run(args) -> int:
 
             raise UserError(f"--status shows the sweep in --out as it is; drop "
                             f"{', '.join('--' + d.replace('_', '-') for d in given)}")
-        _print_table(sweep_status(args.out))
+        _print_table(sweep_status(args.out, log=lambda line: print(line, file=sys.stderr)))
         return 0
     jobs = jobs_value(args.jobs)
     shard = _shard(args.shard) if args.shard else (0, 1)

@@ -8,6 +8,7 @@ directories (``run_state.py``); ``sweep.json`` is rewritten from them after ever
 from __future__ import annotations
 
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -109,7 +110,7 @@ def _take_stock(grid: Grid, runs: list[RunSpec] | None, out: Path, shard: tuple[
     given = expand(grid) if runs is None else list(runs)
     _check_runs_can_start(given)
     out = _prepare_out(out)
-    whole_grid, whole = enclosing_sweep(out, grid, given) if runs is None else (grid, given)
+    whole_grid, whole = enclosing_sweep(out, grid, given, log) if runs is None else (grid, given)
     check_compatible(out, whole)
     if len(whole) > len(given):
         log(f"sweep: this grid is part of the sweep in {out} ({len(given)} of its {counted(len(whole), 'run')}): only "
@@ -134,14 +135,15 @@ def _check_runs_can_start(runs: list[RunSpec]) -> None:
         prepare_data(data, data_dir or None)
 
 
-def sweep_status(out: str | Path) -> list[RunStatus]:
-    """Every run's state, from the run directories (the runs listed in ``sweep.json``, else the runs' specs)."""
+def sweep_status(out: str | Path, log: Callable[[str], object] = print) -> list[RunStatus]:
+    """Every run's state, from the run directories (the runs listed in ``sweep.json``, else the runs' specs;
+    a damaged ``sweep.json`` is said in ``log`` and passed over)."""
     out = Path(out)
-    manifest = read_manifest(out) if out.is_dir() else None
+    manifest = read_manifest(out, log) if out.is_dir() else None
     if manifest is not None:
         names = [r["name"] for r in manifest["runs"]]
     else:
-        specs = sorted((read_spec(p.parent) or {}, p.parent.name) for p in out.glob(f"*/{SPEC_FILE}"))
+        specs = [(read_spec(p.parent) or {}, p.parent.name) for p in out.glob(f"*/{SPEC_FILE}")]
         names = [name for spec, name in sorted(specs, key=lambda s: (s[0].get("index", 0), s[1]))]
     if not names:
         raise UserError(f"{out} holds no sweep (no sweep.json and no run with {SPEC_FILE}); "
@@ -213,13 +215,14 @@ def _prepare_out(out: Path) -> Path:
         raise UserError(f"--out {out} is a file; give a directory")
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()  # an existing folder may still refuse writes
     return out
 
 
 def _write_spec(out: Path, spec: RunSpec) -> None:
     """The run's own record of its settings: what its worker trains, and what a later grid must match."""
     run_dir = out / spec.name
-    if not (run_dir / SPEC_FILE).exists():
+    if read_spec(run_dir) is None:  # missing, or damaged: the grid's own settings are written again
         task = {} if spec.task == TRAIN else {"task": spec.task}  # a train run's spec as it always was
         write_json(run_dir / SPEC_FILE, {"name": spec.name, "index": spec.index, "settings": spec.settings,
                                          **task, "config": spec.config_dict()})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 from ...errors import UserError
 from ...files import write_json
@@ -31,7 +32,9 @@ FORMAT = 1
 _NOT_COMPARED = {*RESUMABLE, "out", "progress"}
 
 
-def read_manifest(out: Path) -> dict | None:
+def read_manifest(out: Path, log: Callable[[str], object] | None = None) -> dict | None:
+    """``sweep.json``, or None when there is none. A damaged one is refused, or, given ``log``, said
+    there and passed over: it is written again from the grid and the run directories."""
     path = out / MANIFEST
     if not path.exists():
         return None
@@ -42,8 +45,11 @@ def read_manifest(out: Path) -> dict | None:
             raise TypeError("a run's name is not a string")
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise UserError(f"{path} is damaged ({err}); run the sweep command that made {out} again to rebuild it "
-                        "from the run directories") from None
+        if log is None:
+            raise UserError(f"{path} is damaged ({err}); run the sweep command that made {out} again to rebuild "
+                            "it from the run directories") from None
+        log(f"warning: {path} is damaged ({err}); passed over (rebuilt from the run directories)")
+        return None
 
 
 def statuses(out: Path, runs: list[RunSpec]) -> dict[str, RunStatus]:
@@ -62,10 +68,10 @@ def write_manifest(out: Path, grid: Grid, runs: list[RunSpec], states: dict[str,
     })
 
 
-def enclosing_sweep(out: Path, grid: Grid, runs: list[RunSpec]) -> tuple[Grid, list[RunSpec]]:
+def enclosing_sweep(out: Path, grid: Grid, runs: list[RunSpec], log) -> tuple[Grid, list[RunSpec]]:
     """The sweep ``grid`` goes on with: the folder's own (``sweep.json``) when ``grid`` is part of
     it (see the module's rule), else ``grid`` itself."""
-    manifest = read_manifest(out)
+    manifest = read_manifest(out, log)
     if manifest is None:
         return grid, runs
     saved = Grid.from_dict(manifest["grid"])

@@ -139,8 +139,10 @@ def trained_config(run_dir: Path) -> dict | None:
     return spec.get("config") if spec else None
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> dict | None:
+    """A JSON object, or None: missing, unreadable, damaged, or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
