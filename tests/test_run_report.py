@@ -99,6 +99,9 @@ DAMAGE = {
     "metrics_row_incomplete": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has no"),
     "result_a_list": ("result.json", "result.json is damaged (a JSON list"),
     "result_incomplete": ("result.json", "damaged record"),
+    # Hand-damaged values of the right JSON type once ended in a TypeError or ValueError traceback:
+    "metrics_text_accuracy": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has no number for test_acc)"),
+    "events_not_events": ("events.json", "events.json is damaged (an event without its step and kind)"),
 }
 
 
@@ -111,8 +114,11 @@ def test_report_command_refuses_a_bad_run_directory_in_one_line(case, finished, 
     elif case == "no_config":
         (target / name).unlink()
     elif case != "missing":
-        text = {"config_not_json": "{", "metrics_bad_line": (target / name).read_text().splitlines()[0] + "\n{\n",
-                "metrics_row_incomplete": '{"epoch": 1}\n', "result_a_list": "[]", "result_incomplete": "{}"}[case]
+        metrics = (target / "metrics.jsonl").read_text()
+        text = {"config_not_json": "{", "metrics_bad_line": metrics.splitlines()[0] + "\n{\n",
+                "metrics_row_incomplete": '{"epoch": 1}\n', "result_a_list": "[]", "result_incomplete": "{}",
+                "metrics_text_accuracy": metrics.replace('"test_acc": ', '"test_acc": "x", "a": '),
+                "events_not_events": '[1, 2, "x"]'}[case]
         (target / name).write_text(text)
     assert main(["report", str(target)]) == 2
     err = capsys.readouterr().err

@@ -50,6 +50,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
     config = _read_json(run_dir / "config.json", dict)
     result = _read_json(run_dir / "result.json", dict) if (run_dir / "result.json").exists() else None
     events = _read_json(run_dir / "events.json", list) if (run_dir / "events.json").exists() else []
+    if not all(isinstance(e, dict) and isinstance(e.get("step"), int) and isinstance(e.get("kind"), str)
+               for e in events):
+        raise UserError(f"{run_dir / 'events.json'} is damaged (an event without its step and kind); {_FIX}")
     history = _read_history(run_dir / "metrics.jsonl")
     try:
         record = RunRecord(settings={k: v for k, v in config.items() if k not in _NOT_SETTINGS},
@@ -98,11 +101,16 @@ def _read_history(path: Path) -> list[dict]:
             row = json.loads(line)
         except ValueError as err:
             raise UserError(f"{path} is damaged (line {number}: {err}); {_FIX}") from None
-        missing = [k for k in _ROW_KEYS if k not in row] if isinstance(row, dict) else ["record"]
+        missing = [k for k in _ROW_KEYS if not _is_number(row.get(k), k == "test_acc")] \
+            if isinstance(row, dict) else ["record"]
         if missing:
-            raise UserError(f"{path} is damaged (line {number} has no {', '.join(missing)}); {_FIX}")
+            raise UserError(f"{path} is damaged (line {number} has no number for {', '.join(missing)}); {_FIX}")
         rows.append(row)
     return rows
+
+
+def _is_number(value, none_ok: bool) -> bool:
+    return (value is None and none_ok) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _best_acc(history: list[dict]) -> float | None:
