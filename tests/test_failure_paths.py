@@ -134,6 +134,29 @@ def test_warn_policy_ending_with_nonfinite_weights_is_not_exit_0(tmp_path, capsy
     assert not (out / "last.pt").exists() or all_finite(load_checkpoint(out / "last.pt")["model"])
 
 
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_what_was_saved(tmp_path, capsys, monkeypatch):
+    """A write that fails (ENOSPC) once ended in a traceback naming no file."""
+    import errno
+
+    import resnet_lab.files as files
+
+    out = tmp_path / "run"
+    real_fsync, writes = files.os.fsync, []
+
+    def fill_the_disk_after_the_first_checkpoint(fd):
+        writes.append(fd)
+        if (out / "last.pt").exists():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fill_the_disk_after_the_first_checkpoint)
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--epochs", "2", "--quiet", "--report", "none",
+                 "--no-tensorboard", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("resnet-lab: error: No space left on device: ") and err.count("\n") == 1, err
+    assert load_checkpoint(out / "last.pt")["step"] > 0 and not list(out.glob(".*.tmp"))
+
+
 def test_empty_out_is_refused_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--model", "resnet8", "--steps", "1", "--quiet", "--out", ""]) == 2

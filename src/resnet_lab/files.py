@@ -12,9 +12,18 @@ from pathlib import Path
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
 
-    A kill at any instant leaves either the old file or the new one, never half of one.
+    A kill at any instant leaves either the old file or the new one, never half of one. An
+    ``OSError`` names ``path`` (a failed write, a full disk, names no file of its own).
     """
-    path = Path(path)
+    try:
+        _write_then_rename(Path(path), data)
+    except OSError as exc:
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+def _write_then_rename(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created 0666 so the umask applies as to any other file: mkstemp's 0600 hid runs from a
     # TensorBoard server or a teammate. O_EXCL: never write into someone else's file.

@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet-lab: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine, not the input (a full disk, a file made read-only): what and where
+        if debug or exc.filename is None:
+            raise
+        what = exc.strerror or type(exc).__name__
+        print(f"resnet-lab: error: {what}: {exc.filename}; files already written are kept (--debug: the "
+              "traceback)", file=sys.stderr)
+        return 1
 
 
 def entry_point() -> int:
