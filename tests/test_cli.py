@@ -211,7 +211,9 @@ def test_random_or_foreign_checkpoints_are_refused_in_one_clean_line(tmp_path, c
         assert caught == []
         assert main(["evaluate", "--checkpoint", str(tmp_path / name)]) == 2
         err = _one_line_error(capsys, "truncated, corrupted or not a resnet-lab checkpoint (")
-        assert "torch.load" not in err and "Re-running" not in err and err.endswith(")\n")
+        assert "torch.load" not in err and "Re-running" not in err
+        assert err.endswith("give a last.pt or best.pt that 'resnet-lab train' wrote (the run's other one may still "
+                            "load)\n")  # the fix, not only the problem
 
 
 def test_a_device_this_machine_lacks_is_refused_in_one_line(checkpoint, monkeypatch, capsys):

@@ -246,6 +246,9 @@ def test_resume_refuses_settings_that_would_change_the_run(small_reference, caps
     assert "--no-tensorboard" in err and "--tensorboard," not in err  # the flags that exist
     assert main(["train", "--resume", str(small_reference), "--out", str(small_reference / "elsewhere")]) == 2
     assert "drop --out" in capsys.readouterr().err
+    # The run's own values change nothing: once refused as "cannot change" all the same.
+    assert main(["train", "--resume", str(small_reference), "--data", "digits", "--model", "resnet8", "--quiet"]) == 0
+    assert "already finished" in capsys.readouterr().out
     assert (small_reference / "last.pt").read_bytes() == before
 
 

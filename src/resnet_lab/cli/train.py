@@ -232,21 +232,28 @@ def _log(line: str) -> None:
 
 
 def _resume_config(args):
-    """A resumed run keeps its own settings: only those in ``RESUMABLE`` may be given again."""
+    """A resumed run keeps its own settings: only those in ``RESUMABLE`` may be given another value."""
     from ..errors import UserError
     from ..training.config import RESUMABLE
+    from ..training.run_files import saved_run
 
-    _check_resume_model(args)
-    given = [k for k in (*config_flags(args), "milestones", "recipe", "out", *model_options(args))
+    given = [k for k in (*config_flags(args), "model", "milestones", "recipe", "out", *model_options(args))
              if getattr(args, k, None) is not None]
     if "out" in given:
         raise UserError("--resume DIR names the run to continue; drop --out (a resumed run stays in its folder)")
-    changed = [k for k in given if k not in RESUMABLE and k != "model"]
-    if changed:
-        allowed = ", ".join(_flag(k) for k in RESUMABLE if k != "progress")
-        raise UserError(f"{', '.join(map(_flag, changed))} cannot change when resuming: a resumed run keeps its "
-                        f"own settings (only {allowed} and --quiet may be given); to change them, start a new run "
-                        "in another folder")
+    fixed = [k for k in given if k not in RESUMABLE]
+    if fixed:
+        saved = saved_run(args.resume)[0]
+        own = {**saved.to_dict(), **saved.model_options}
+        changed = [k for k in fixed if json.loads(json.dumps(getattr(args, k))) != own.get(k)]  # tuples as lists
+        if "model" in changed:  # a different model is a mistake, not an override
+            raise UserError(f"{args.resume} is a {saved.model} run, not {args.model}; drop --model to resume it "
+                            "or start a new run with another --out")
+        if changed:
+            allowed = ", ".join(_flag(k) for k in RESUMABLE if k != "progress")
+            raise UserError(f"{', '.join(map(_flag, changed))} cannot change when resuming: a resumed run keeps "
+                            f"its own settings (only {allowed} and --quiet may be given another value); to change "
+                            "them, start a new run in another folder")
     config = TrainConfig(progress=not args.quiet)
     for k in RESUMABLE:
         if getattr(args, k, None) is not None:
@@ -275,15 +282,3 @@ def _run_dir(path) -> Path:
 def _flag(setting: str) -> str:
     """The train flag that gives a setting (``tensorboard`` is turned off by ``--no-tensorboard``)."""
     return "--no-tensorboard" if setting == "tensorboard" else "--" + setting.replace("_", "-")
-
-
-def _check_resume_model(args) -> None:
-    """Settings come from the run being resumed; a different --model is a mistake, not an override."""
-    from ..errors import UserError
-    from ..training import load_checkpoint
-
-    if args.model is not None:
-        saved = load_checkpoint(args.resume)["config"]["model"]
-        if saved != args.model:
-            raise UserError(f"{args.resume} is a {saved} run, not {args.model}; drop --model to resume it "
-                            "or start a new run with another --out")

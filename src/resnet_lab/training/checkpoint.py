@@ -49,7 +49,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise UserError(f"checkpoint {path} is truncated, corrupted or not a resnet-lab checkpoint "
-                        f"({_load_failure(exc)})") from None
+                        f"({_load_failure(exc)}); give a last.pt or best.pt that 'resnet-lab train' wrote (the "
+                        "run's other one may still load)") from None
     _check_complete(state, path)
     return state
 

@@ -92,26 +92,32 @@ def release_run_dir(run_dir: Path | None) -> None:
         os.close(fd)
 
 
-def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:
-    """The run's own settings (only those in ``RESUMABLE`` come from ``config``) and its checkpoint.
+def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict | None]:
+    """The settings of the run in ``resume`` (a run directory or a checkpoint) and its checkpoint.
 
     A run directory that has ``config.json`` but no ``last.pt`` stopped before its first
-    checkpoint: it starts again from step 0 with its own settings (checkpoint None).
+    checkpoint: its own settings, and checkpoint None (it starts again from step 0).
     """
     path = Path(resume)
     if path.is_dir() and not (path / "last.pt").exists() and (path / "config.json").is_file():
         try:
-            saved, checkpoint = TrainConfig.from_dict(json.loads((path / "config.json").read_text())), None
+            return TrainConfig.from_dict(json.loads((path / "config.json").read_text())), None
         except (ValueError, TypeError) as err:
             raise UserError(f"{path / 'config.json'} is damaged ({err}); start a new run with another --out") from None
-        log(f"note: {path} stopped before its first checkpoint; starting it again from step 0")
-    else:
-        checkpoint = load_checkpoint(resume)
-        saved = TrainConfig.from_dict(checkpoint["config"])
-        folder = path if path.is_dir() else path.parent
-        _check_same_run(path / "last.pt" if path.is_dir() else path, folder / "config.json", checkpoint["config"], log)
+    checkpoint = load_checkpoint(resume)
+    folder = path if path.is_dir() else path.parent
+    _check_same_run(path / "last.pt" if path.is_dir() else path, folder / "config.json", checkpoint["config"], log)
+    return TrainConfig.from_dict(checkpoint["config"]), checkpoint
+
+
+def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:
+    """The run's own settings (only those in ``RESUMABLE`` come from ``config``) and its checkpoint."""
+    saved, checkpoint = saved_run(resume, log)
+    if checkpoint is None:
+        log(f"note: {resume} stopped before its first checkpoint; starting it again from step 0")
     for name in RESUMABLE:
         setattr(saved, name, getattr(config, name))
+    path = Path(resume)
     saved.out = str(path if path.is_dir() else path.parent)
     return saved, checkpoint
 
