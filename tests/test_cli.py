@@ -287,6 +287,15 @@ def test_demo_never_writes_over_another_commands_files(tmp_path, capsys):
     _check_not_foreign(out)
 
 
+@pytest.mark.parametrize("command", [["train", "--model", "resnet8", "--steps", "1"], ["degradation", "--steps", "1"]])
+def test_an_out_that_is_a_broken_link_is_named_as_such(command, tmp_path, capsys):
+    """mkdir says only "File exists" at a link to nothing: the message once said just that."""
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "gone")
+    assert main([*command, "--out", str(link)]) == 2
+    _one_line_error(capsys, f"it is a symbolic link to {tmp_path / 'gone'}, which does not exist or loops")
+
+
 def test_compare_never_replaces_an_earlier_comparison(tmp_path, capsys):
     out = tmp_path / "cmp"
     out.mkdir()

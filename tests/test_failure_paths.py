@@ -386,3 +386,10 @@ def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_pat
     err = capsys.readouterr().err
     assert f"{run / 'gradients.jsonl'} is damaged" in err and "delete it to go on" in err and err.count("\n") == 1
 
+
+
+def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, monkeypatch, capsys):
+    run = _interrupted_run(tmp_path / "run", monkeypatch)  # best.pt at step 2, last.pt at step 3
+    assert main(["train", "--resume", str(run / "best.pt"), "--quiet", "--report", "none"]) == 0
+    assert ("note: resuming from best.pt (step 2), not last.pt: the steps after it are trained again and last.pt "
+            "is replaced") in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,13 +20,21 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def why_not_writable(path, exc: OSError) -> str:
+    """Why ``path`` could not be written, in words: mkdir says only "File exists" under a file or at
+    a broken symbolic link."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"it is a symbolic link to {os.readlink(path)}, which does not exist or loops"
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    return f"{blocker} is a file, not a folder" if blocker else (exc.strerror or type(exc).__name__)
+
+
 @contextmanager
 def writing(path, flag: str = "--out"):
     """Turn an OSError while writing ``path`` (a folder, a read-only place, a file as parent) into one line."""
     try:
         yield
     except OSError as exc:
-        # mkdir under a regular file says only "File exists": name the file in the way instead.
-        blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
-        reason = f"{blocker} is a file, not a folder" if blocker else (exc.strerror or type(exc).__name__)
-        raise UserError(f"cannot write {flag} {path}: {reason}; choose a path you can write to") from None
+        raise UserError(f"cannot write {flag} {path}: {why_not_writable(path, exc)}; choose a path you can "
+                        "write to") from None

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ..diagnostics.records import read_jsonl, trim_jsonl
-from ..errors import UserError
+from ..errors import UserError, why_not_writable
 from ..files import atomic_write_text, try_lock, write_json
 from ..runtime import hardware_info
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
@@ -47,7 +47,7 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
         for leftover in run_dir.glob(".*.tmp"):  # an atomic write that a kill interrupted
             leftover.unlink()
     except OSError as err:
-        raise UserError(f"cannot write the run directory {run_dir} ({err.strerror or err}); "
+        raise UserError(f"cannot write the run directory {run_dir} ({why_not_writable(run_dir, err)}); "
                         "choose a writable --out") from None
     return run_dir
 
@@ -113,11 +113,14 @@ def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict
 def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:
     """The run's own settings (only those in ``RESUMABLE`` come from ``config``) and its checkpoint."""
     saved, checkpoint = saved_run(resume, log)
+    path = Path(resume)
     if checkpoint is None:
         log(f"note: {resume} stopped before its first checkpoint; starting it again from step 0")
+    elif path.is_file() and path.name != "last.pt" and (path.parent / "last.pt").exists():
+        log(f"note: resuming from {path.name} (step {checkpoint['step']}), not last.pt: the steps after it are "
+            "trained again and last.pt is replaced")
     for name in RESUMABLE:
         setattr(saved, name, getattr(config, name))
-    path = Path(resume)
     saved.out = str(path if path.is_dir() else path.parent)
     return saved, checkpoint
 
