@@ -107,6 +107,16 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun group, or a process not started by one: the one that writes and prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def launched_by_torchrun() -> bool:
     """Whether torchrun (or another launcher setting its variables) started this process."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ

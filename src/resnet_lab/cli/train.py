@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
+from ..runtime import is_main_process
 from ..text import counted
 from ..training.config import CHOICES, RECIPES, TrainConfig
 from .model_options import add_model_options, model_options
@@ -193,7 +193,7 @@ def run(args) -> int:
         config = _resume_config(args)
         finished = _finished_run(args.resume)
         if finished is not None:
-            if int(os.environ.get("RANK", "0")) == 0:
+            if is_main_process():
                 print(finished)
             return 0
     else:
@@ -204,12 +204,12 @@ def run(args) -> int:
         print(f"resnet-lab: stopped: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
-        if int(os.environ.get("RANK", "0")) == 0:
+        if is_main_process():
             print(f"resnet-lab: {stop}", file=sys.stderr)
         # Under torchrun a non-zero exit would make it restart the group: a pre-empted job ends cleanly.
         return 0 if launched_by_torchrun() else 128 + stop.signum
     final = result.final
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not is_main_process():
         return 0
     from ..report.train_report import format_timings
 

@@ -26,8 +26,9 @@ SHOW_BAD = 5  # how many bad paths a warning names
 def default_workers() -> int:
     """DataLoader workers when none are asked for: up to 4, within this process's share of the
     CPUs (more workers than cores slow decoding down, and torch warns about it)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    from ..runtime import cpu_cores
+
+    return max(1, min(4, cpu_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
 
 
 @dataclass

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..files import write_json
 from .activations import ActivationTracker
 from .groups import LayerGroup, build_groups
 from .nonfinite import NonFiniteError, NonFiniteReport, locate_nonfinite
@@ -739,5 +740,5 @@ class GradientMonitor:
             "group_order": self.group_order,
             "recent_records": [json.loads(dumps(r)) for r in self.records()[-last:]],
         }
-        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(path, report)
         return path

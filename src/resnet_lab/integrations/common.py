@@ -90,7 +90,7 @@ def drop_step(optimizer) -> None:
 
 
 def write_final_report(monitor: GradientMonitor, out: Path) -> list[Path]:
-    """The end-of-run report of ``resnet-lab gradients``/``train``: the JSON diagnostic report,
+    """The end-of-run report of the Lightning and Hugging Face callbacks: the JSON diagnostic report,
     the per-group table, and the gradient-flow, heat-map and loss plots (PNG)."""
     out.mkdir(parents=True, exist_ok=True)
     records = monitor.records()

@@ -41,7 +41,7 @@ class TrainConfig:
     wd_on_norm_and_bias: bool = True
     schedule: str = "linear"  # step | cosine | linear (with warm-up: one-cycle) | constant
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the run, for "step"
-    warmup: float = 0.0  # fraction of the run with a linear warm-up (cosine / linear / onecycle)
+    warmup: float = 0.0  # fraction of the run with a linear warm-up (cosine / linear: then one-cycle)
     warmup_lr: float = 0.0  # paper: 0.01 until training error < warmup_until_error (ResNet-110+)
     warmup_until_error: float = 0.8
     label_smoothing: float = 0.0

@@ -13,7 +13,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..runtime import launched_by_torchrun
 
 
@@ -79,7 +79,7 @@ def init_distributed(device: torch.device, timeout_s: float = 300.0) -> tuple[Di
                                 world_size=world, timeout=timeout)
     except Exception as exc:  # port in use, unreachable master, mismatched world size ...
         raise UserError(f"rank {rank}: could not join the process group ({backend}): "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                        f"{first_line(exc)}") from None
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
     return DistContext(rank, local_rank, world, control), device
 

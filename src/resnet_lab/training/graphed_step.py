@@ -23,12 +23,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import first_line
 from .ema import WeightEMA
 from .precision import autocast
 from .sgd import sgd_update_
 
-# Settings the graph cannot hold: each needs the host in the middle of the step.
-#: Settings a CUDA-graph step cannot replay, each with how a user reads it: (blocks, why).
+#: Settings a CUDA-graph step cannot replay (each needs the host in the middle of the step), each
+#: with how a user reads it: (blocks, why).
 GRAPH_BLOCKERS = [
     (lambda c: c.optimizer != "sgd", lambda c: f"--optimizer {c.optimizer} (the graph's update is SGD's)"),
     (lambda c: c.precision == "fp16", lambda c: "--precision fp16 (its loss scaler checks for Inf on the host)"),
@@ -95,7 +96,7 @@ class TrainStep:
             try:
                 self._capture(x, y)
             except RuntimeError as err:  # an op that cannot be captured: stay correct, lose the speed
-                self.use_graph, self.graph, self.capture_error = False, None, str(err).splitlines()[0]
+                self.use_graph, self.graph, self.capture_error = False, None, first_line(err)
                 torch.cuda.synchronize(self.device)
                 self.log(f"warning: CUDA graph capture failed ({self.capture_error}); running the step eagerly")
                 return self._body(x, y)

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..diagnostics.records import read_jsonl, trim_jsonl
 from ..errors import UserError, why_not_writable
 from ..files import atomic_write_text, try_lock, write_json
-from ..runtime import hardware_info
+from ..runtime import hardware_info, is_main_process
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
 from .config import RESUMABLE, TrainConfig
 
@@ -77,7 +77,7 @@ def _hold_run_lock(run_dir: Path) -> None:
     """One process trains a run directory at a time (under torchrun: rank 0 holds it for the group).
     Re-entrant within a process, released by ``release_run_dir`` (or the process's end)."""
     key = run_dir.resolve()
-    if os.environ.get("RANK", "0") != "0" or key in _HELD_LOCKS:
+    if not is_main_process() or key in _HELD_LOCKS:
         return
     fd = try_lock(run_dir)  # on the folder itself: a refused run leaves no file behind
     if fd is None:

@@ -110,7 +110,3 @@ def plot_survey(result: dict, out_dir: str | Path, formats=("png", "svg")) -> di
             written[which].append(path)
     return written
 
-
-def survey_figures(result: dict) -> dict[str, Figure]:
-    """The heat maps as Figures (for embedding in a report)."""
-    return {which: _draw(result, which) for which in HEATMAPS}

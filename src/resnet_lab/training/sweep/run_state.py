@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import first_line
 from ...files import try_lock, write_json
 
 SPEC_FILE = "sweep_run.json"
@@ -95,7 +96,7 @@ def _checkpoint_facts(path: Path) -> tuple[dict | None, str | None]:
         return {"step": int(state["step"]), "total_steps": int(state["total_steps"]),
                 "history": list(state.get("history") or [])}, None
     except Exception as exc:  # noqa: BLE001 - any damage means "cannot be read"
-        return None, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        return None, first_line(exc)[:160]
 
 
 def is_locked(run_dir: Path) -> bool:

@@ -20,17 +20,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ...runtime import cpu_cores
 from ...text import counted
 from .grid import TRAIN
 from .run_state import STDERR_FILE, STDOUT_FILE, read_spec, take_lock
 
 BUSY = 75  # EX_TEMPFAIL: "try again later"
 _PR_SET_PDEATHSIG = 1
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def threads_per_worker(workers: int) -> int:
