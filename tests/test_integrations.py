@@ -187,7 +187,7 @@ def test_lightning_callback_rejects_bad_arguments():
     pytest.importorskip("lightning")
     from resnet_lab.integrations.lightning import GradientMonitorCallback
 
-    with pytest.raises(UserError, match="every must be an integer"):
+    with pytest.raises(UserError, match="every must be a positive integer"):
         GradientMonitorCallback(every=0)
     with pytest.raises(UserError, match="set by the callback"):
         from resnet_lab.integrations.common import make_monitor

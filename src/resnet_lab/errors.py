@@ -15,6 +15,13 @@ class UserError(ValueError):
     """
 
 
+def check_positive_int(name: str, value) -> int:
+    """``value`` if it is an integer >= 1 (a bool is not), else a ``UserError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (or its type): the reason in a one-line error."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

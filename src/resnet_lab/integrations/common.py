@@ -112,9 +112,3 @@ def unscale_loss(loss: torch.Tensor | None, scaler) -> torch.Tensor | None:
     if loss is None or scaler is None or not scaler.is_enabled():
         return loss
     return loss.detach() / scaler.get_scale()
-
-
-def positive_int(name: str, value) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise UserError(f"{name} must be an integer >= 1, got {value!r}")
-    return value

@@ -36,8 +36,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..errors import check_positive_int
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, drop_step, make_monitor, positive_int, scalars,
+from .common import (SchedulerFollower, drop_step, make_monitor, scalars,
                      write_final_report)
 
 
@@ -49,7 +50,7 @@ class GradientMonitorCallback(TrainerCallback):
     def __init__(self, out: str | Path | None = None, *, every: int | None = None, locate: bool = True,
                  **monitor_kwargs):
         self.out = Path(out) if out is not None else None
-        self.every = positive_int("every", every)
+        self.every = None if every is None else check_positive_int("every", every)
         self.locate, self.monitor_kwargs = locate, monitor_kwargs
         self.monitor = None
         self.report_paths: list[Path] = []

@@ -38,8 +38,9 @@ from typing import Any, Callable
 
 import lightning.pytorch as pl
 
+from ..errors import check_positive_int
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, drop_step, make_monitor, positive_int, scalars,
+from .common import (SchedulerFollower, drop_step, make_monitor, scalars,
                      unscale_loss, write_final_report)
 
 
@@ -54,7 +55,7 @@ class GradientMonitorCallback(pl.Callback):
                  forward_fn: Callable[[pl.LightningModule, Any], Any] | None = None, locate: bool = True,
                  **monitor_kwargs):
         self.out = Path(out) if out is not None else None
-        self.every = positive_int("every", every)
+        self.every = None if every is None else check_positive_int("every", every)
         self.forward_fn, self.locate, self.monitor_kwargs = forward_fn, locate, monitor_kwargs
         self.monitor = None
         self.report_paths: list[Path] = []

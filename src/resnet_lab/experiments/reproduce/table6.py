@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...errors import UserError
+from ...errors import UserError, check_positive_int
 from ...models.registry import cifar_model_name
 from ...text import counted
 from ..degradation import check_depths, check_seeds
@@ -41,9 +41,7 @@ def check_steps(steps: int | None) -> int:
     """The run length: the paper's 64k iterations unless a positive ``steps`` is given."""
     if steps is None:
         return PAPER_STEPS
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise UserError(f"--steps must be a positive integer, got {steps!r}")
-    return steps
+    return check_positive_int("--steps", steps)
 
 
 def paper_settings(data: str, steps: int, cuda_graph: bool = False) -> dict:

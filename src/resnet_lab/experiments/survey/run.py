@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from ...errors import UserError
+from ...errors import UserError, check_positive_int
 from ...runtime import hardware_info, pick_device
 from ...text import counted
 from ...training.sweep import check_devices
@@ -45,8 +45,7 @@ def _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, cl
                             f"56, 110, ...); nearest: {', '.join(map(str, near))}")
     for name, value in (("steps", steps), ("seeds", seeds), ("batches_at_init", batches_at_init),
                         ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        check_positive_int(name.replace("_", "-"), value)
     for name, value in (("lr", lr), ("high_lr", high_lr), ("clip_norm", clip_norm)):
         if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
             raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
@@ -128,8 +127,8 @@ def run_survey(
         high_lr_depth = 20 if 20 in depths else (max(depths) if depths else 20)
     _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size, high_lr_depth)
     depths = tuple(sorted(set(depths)))
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise UserError(f"threads must be a positive integer, got {threads!r}")
+    if threads is not None:
+        check_positive_int("threads", threads)
     check_sweepable(jobs, threads, devices, out)
     sweep = None
     if jobs is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ...errors import UserError, writing
+from ...errors import UserError, check_positive_int, writing
 from ...files import write_json
 from ...text import counted
 from .grid import TRAIN, Grid, RunSpec, expand
@@ -76,7 +76,7 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
     workers). On a CPU the count changes the last bits of the result: give it to reproduce a run.
     """
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
-    _check_positive(probe_steps, "--probe-steps")
+    check_positive_int("--probe-steps", probe_steps)
     if not 0 <= status_every < float("inf"):  # NaN fails too
         raise UserError(f"--status-every is seconds between status lines (0: none), got {status_every}")
     out, grid, runs, mine, before = _take_stock(grid, runs, Path(out), shard, log)
@@ -162,13 +162,7 @@ def check_jobs(jobs) -> int | str:
 
 
 def check_threads(threads) -> int | None:
-    return None if threads is None else _check_positive(threads, "--threads")
-
-
-def _check_positive(value, flag: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UserError(f"{flag} must be a positive integer, got {value!r}")
-    return value
+    return None if threads is None else check_positive_int("--threads", threads)
 
 
 def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_steps: int, log) -> tuple[int, dict | None]:
