@@ -13,29 +13,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from ..plotting import save_figure
 from .table import average_groups
 
 _EVENT_COLOURS = {"nonfinite": "tab:red", "exploding": "tab:orange", "vanishing": "tab:purple",
                   "skipped": "tab:gray"}
-
-
-def _save(fig: Figure, path: str | Path, formats: Sequence[str] | None) -> list[Path]:
-    path = Path(path)
-    if formats is None:
-        formats = [path.suffix[1:]] if path.suffix.lower() in (".png", ".svg", ".pdf") else ["png", "svg"]
-    stem = path.with_suffix("") if path.suffix.lower() in (".png", ".svg", ".pdf") else path
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    written = []
-    for fmt in formats:
-        out = stem.with_name(f"{stem.name}.{fmt.lstrip('.')}")
-        fig.savefig(out, dpi=120, bbox_inches="tight")
-        written.append(out)
-    return written
 
 
 def _points(data) -> tuple[list[int], list[float], list[str]]:
@@ -102,7 +87,7 @@ def plot_gradient_flow(series, path: str | Path, *, title: str = "Gradient flow"
         ax.legend(fontsize=8)
     else:  # e.g. a single-class data set: the loss is 0 and so is every gradient
         ax.text(0.5, 0.5, "no non-zero gradient norm to plot", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, path, formats)
+    return save_figure(fig, path, formats, dpi=120)
 
 
 def plot_heatmap(records: Iterable[dict], path: str | Path, *, quantity: str = "grad_norm",
@@ -144,7 +129,7 @@ def plot_heatmap(records: Iterable[dict], path: str | Path, *, quantity: str = "
     ax.set_xlabel("step")
     ax.set_ylabel("layer group (input at top)")
     ax.set_title(title or f"{quantity.replace('_', ' ')} by layer and step")
-    return _save(fig, path, formats)
+    return save_figure(fig, path, formats, dpi=120)
 
 
 def _events_from_records(records: list[dict]) -> list[dict]:
@@ -195,4 +180,4 @@ def plot_loss(records: Iterable[dict], events=None, path: str | Path = "loss", *
     ax.grid(True, alpha=0.3)
     if good or nonfinite or events:
         ax.legend(fontsize=8)
-    return _save(fig, path, formats)
+    return save_figure(fig, path, formats, dpi=120)

@@ -13,24 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-_COLOURS = ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive")
-
-
-def _save(fig: Figure, path: str | Path) -> list[Path]:
-    """Write ``path`` as PNG and SVG (the suffix of ``path`` is replaced)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    written = []
-    for suffix in (".png", ".svg"):
-        out = path.with_suffix(suffix)
-        fig.savefig(out, dpi=130, bbox_inches="tight")
-        written.append(out)
-    return written
+from ...plotting import SERIES_COLOURS, save_figure
 
 
 def _train_curve(net: dict) -> tuple[list[float], list[float], list[float]]:
@@ -47,7 +33,7 @@ def degradation_figure(result: dict) -> Figure:
     """The two-panel figure (not saved): plain left, ResNet right, shared error axis."""
     networks = result["networks"]
     depths = sorted({n["depth"] for n in networks})
-    colour = {d: _COLOURS[i % len(_COLOURS)] for i, d in enumerate(depths)}
+    colour = {d: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, d in enumerate(depths)}
     settings = result.get("settings", {})
     fig = Figure(figsize=(11, 4.4))
     axes = fig.subplots(1, 2, sharey=True)
@@ -106,7 +92,7 @@ def _label_ends(ends: list[tuple], min_gap: float) -> None:
 
 def plot_degradation(result: dict, path: str | Path) -> list[Path]:
     """Draw :func:`degradation_figure` and write it as PNG and SVG; returns both paths."""
-    return _save(degradation_figure(result), path)
+    return save_figure(degradation_figure(result), Path(path).with_suffix(""), dpi=130)
 
 
 def gradient_figure(result: dict, snapshot: int = -1) -> Figure | None:
@@ -114,7 +100,7 @@ def gradient_figure(result: dict, snapshot: int = -1) -> Figure | None:
     plain dashed, residual solid, one colour per depth, log scale. None without snapshots."""
     networks = result["networks"]
     depths = sorted({n["depth"] for n in networks})
-    colour = {d: _COLOURS[i % len(_COLOURS)] for i, d in enumerate(depths)}
+    colour = {d: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, d in enumerate(depths)}
     fig = Figure(figsize=(9, 4.4))
     ax = fig.add_subplot()
     drawn = 0
@@ -151,4 +137,4 @@ def gradient_figure(result: dict, snapshot: int = -1) -> Figure | None:
 def plot_degradation_gradients(result: dict, path: str | Path, snapshot: int = -1) -> list[Path]:
     """Write :func:`gradient_figure` as PNG and SVG; returns the paths (none without snapshots)."""
     fig = gradient_figure(result, snapshot)
-    return _save(fig, path) if fig is not None else []
+    return save_figure(fig, Path(path).with_suffix(""), dpi=130) if fig is not None else []

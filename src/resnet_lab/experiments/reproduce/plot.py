@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-_COLOURS = ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive")
+from ...plotting import SERIES_COLOURS, save_figure
 
 
 def mean_curve(runs: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -23,7 +22,7 @@ def table6_figure(result: dict) -> Figure:
     fig = Figure(figsize=(7, 4.4))
     ax = fig.subplots()
     for i, d in enumerate(result["depths"]):
-        colour = _COLOURS[i % len(_COLOURS)]
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         x, y = mean_curve(d["runs"], "train_error")
         ax.plot(x, y, color=colour, linewidth=0.8, marker="." if len(x) < 3 else None)
         x, y = mean_curve(d["runs"], "test_error")
@@ -38,11 +37,5 @@ def table6_figure(result: dict) -> Figure:
 
 def plot_table6(result: dict, path: str | Path) -> tuple[Path, Path]:
     """Write the curves as PNG and SVG (the suffix of ``path`` is replaced)."""
-    fig = table6_figure(result)
-    FigureCanvasAgg(fig)
-    path = Path(path)
-    written = []
-    for suffix in (".png", ".svg"):
-        fig.savefig(path.with_suffix(suffix), dpi=130, bbox_inches="tight")
-        written.append(path.with_suffix(suffix))
-    return written[0], written[1]
+    png, svg = save_figure(table6_figure(result), Path(path).with_suffix(""), dpi=130)
+    return png, svg

@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from ...plotting import save_figure
 from ...text import counted
 
 # What each heat map shows: (file stem, title, colour-bar label).
@@ -98,15 +99,6 @@ def _draw(result: dict, which: str) -> Figure:
 def plot_survey(result: dict, out_dir: str | Path, formats=("png", "svg")) -> dict[str, list[Path]]:
     """Write the two heat maps (gradient ratio, loss drop) as PNG and SVG into ``out_dir``;
     returns ``{"ratio": [paths], "loss": [paths]}``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for which, (stem, _, _) in HEATMAPS.items():
-        fig = _draw(result, which)
-        written[which] = []
-        for fmt in formats:
-            path = out_dir / f"{stem}.{fmt}"
-            fig.savefig(path, bbox_inches="tight")
-            written[which].append(path)
-    return written
+    return {which: save_figure(_draw(result, which), Path(out_dir) / stem, formats)
+            for which, (stem, _, _) in HEATMAPS.items()}
 
