@@ -38,14 +38,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     if findings:
         report.add_findings(findings)
     if history:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
-        fig = _curves(history, info["eval_split"], plt)
-        report.add_figure(fig, "Bold: training; dashed: evaluation split.")
-        plt.close(fig)
+        report.add_figure(_curves(history, info["eval_split"]), "Bold: training; dashed: evaluation split.")
         flow = _gradient_flow(history, run_dir / "gradient_flow")
         if flow is not None:
             report.add_figure(flow, "Gradient L2 norm per layer group (stem = 0) at the end of epochs.")
@@ -108,9 +101,14 @@ def _findings(run: RunRecord) -> list[str]:
     return findings
 
 
-def _curves(history: list[dict], split: str, plt):
+def _curves(history: list[dict], split: str):
     """Loss and error per epoch: training bold, the evaluation split dashed (and its weight average)."""
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 3.8))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8))  # no pyplot: nothing global changes
+    FigureCanvasAgg(fig)
+    ax_loss, ax_err = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in history]
     evaluated = [r for r in history if r["test_acc"] is not None]  # the fast recipe skips some epochs
     eval_epochs = [r["epoch"] for r in evaluated]

@@ -17,10 +17,10 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
     note under the plot). When no model has either, y is GFLOPs per image.
     Marker area is proportional to peak training memory.
     """
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
+    from ...plotting import save_figure
 
     rows = result["models"]
     settings = result["settings"]
@@ -34,7 +34,9 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
             return max(r["reference_top1"].values())
         return r["paper_cifar10"] if cifar else r["gflops"]
 
-    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
+    fig = Figure(figsize=(7, 4.8), dpi=120)  # no pyplot: nothing global changes, no window
+    FigureCanvasAgg(fig)  # tight_layout measures the text
+    ax = fig.subplots()
     _draw_models(ax, shown, y_of, biggest=max(r["peak_train_memory_mib"] for r in rows) or 1.0,
                  with_weights=bool(imagenet))
     ax.set_xlabel(f"training throughput (images/s, batch {settings['batch_size']}, "
@@ -53,15 +55,7 @@ def plot_comparison(result: dict, path: str | Path) -> list[Path]:
     fig.text(0.01, 0.01, "; ".join(notes), fontsize=7, color="dimgray")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for suffix in (".png", ".svg"):
-        out = path.with_suffix(suffix)
-        fig.savefig(out)
-        written.append(out)
-    plt.close(fig)
-    return written
+    return save_figure(fig, Path(path).with_suffix(""))
 
 
 def _draw_models(ax, shown: list[dict], y_of, biggest: float, with_weights: bool) -> None:
