@@ -155,9 +155,12 @@ def _print_table(states) -> None:
         columns = [("run", "run"), ("state", "state"), ("result", "result")]
         print(format_table(rows, columns + ([("reason", "reason")] if any(r["reason"] for r in rows) else [])))
         return
+    from ..text import percent
+
+    errors = [s.result.get("final_train_error") for s in states]
     rows = [{"run": s.name, "state": s.state, "step": f"{s.step:,}/{s.total_steps:,}" if s.total_steps else "-",
-             "train_error": _pct(s.result.get("final_train_error")), "test_acc": s.result.get("test_acc"),
-             "time": s.result.get("train_time_s"), "reason": _short(s.reason)} for s in states]
+             "train_error": None if error is None else percent(error, 2), "test_acc": s.result.get("test_acc"),
+             "time": s.result.get("train_time_s"), "reason": _short(s.reason)} for s, error in zip(states, errors)]
     columns = [("run", "run"), ("state", "state"), ("step", "step"), ("train_error", "train error"),
                ("test_acc", "test acc"), ("time", "train s")]
     print(format_table(rows, columns + ([("reason", "reason")] if any(r["reason"] for r in rows) else [])))
@@ -167,10 +170,6 @@ def _short(reason: str | None, width: int = 72) -> str:
     """The table's cut of a failure's reason (sweep.json and worker.err keep it whole)."""
     reason = reason or ""
     return reason if len(reason) <= width else reason[:width - 3] + "..."
-
-
-def _pct(value) -> str | None:
-    return None if value is None else f"{100 * value:.2f}%"
 
 
 def jobs_value(text: str | None) -> int | str | None:

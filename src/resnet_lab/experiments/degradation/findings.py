@@ -6,27 +6,25 @@ sentences; each sentence family has its own small function, fed only numbers alr
 
 from __future__ import annotations
 
-from ...text import counted
+from ...text import counted, percent
 
 #: Training-error gaps below this (absolute, 0.5 percentage points) are reported as ties.
 TIE = 0.005
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _pm(net: dict, key: str = "final_train_error") -> str:
+def error_with_spread(net: dict, key: str = "final_train_error") -> str:
+    """``12.3% ± 0.4`` (mean over seeds ± sample std, in points), or ``12.3%`` with one seed."""
     if len(net["seeds"]) > 1:
-        return f"{_pct(net[key])} ± {100 * net[key + '_std']:.1f}"
-    return _pct(net[key])
+        return f"{percent(net[key])} ± {100 * (net.get(key + '_std') or 0.0):.1f}"
+    return percent(net[key])
 
 
-def _compare(shallow: dict, deep: dict) -> tuple[float, bool]:
-    """(deep - shallow final training error, whether the gap exceeds the seed spread)."""
+def training_gap(shallow: dict, deep: dict) -> dict:
+    """``deep - shallow`` final training error (fraction), the sum of the two seed spreads, and
+    whether the gap exceeds it (``clear``)."""
     gap = deep["final_train_error"] - shallow["final_train_error"]
-    spread = deep["final_train_error_std"] + shallow["final_train_error_std"]
-    return gap, abs(gap) > spread
+    spread = (shallow.get("final_train_error_std") or 0.0) + (deep.get("final_train_error_std") or 0.0)
+    return {"from": shallow["model"], "to": deep["model"], "gap": gap, "spread": spread, "clear": abs(gap) > spread}
 
 
 # --------------------------------------------------------------------------- computation
@@ -34,12 +32,12 @@ def _compare(shallow: dict, deep: dict) -> tuple[float, bool]:
 def judge(by: dict, lo: int, hi: int) -> dict:
     """The verdict for the shallowest (``lo``) and deepest (``hi``) depth; ``by`` maps
     (shortcut, depth) to a network. Numbers and booleans only, no prose."""
-    plain_gap, plain_clear = _compare(by[(False, lo)], by[(False, hi)])
-    res_gap, res_clear = _compare(by[(True, lo)], by[(True, hi)])
-    degradation_plain = plain_gap > TIE
-    return {"degradation_plain": degradation_plain, "deeper_resnet_better": res_gap < -TIE,
-            "degradation_observed": degradation_plain and res_gap <= TIE, "compared": [lo, hi],
-            "plain_gap": plain_gap, "resnet_gap": res_gap, "plain_clear": plain_clear, "resnet_clear": res_clear}
+    plain, res = training_gap(by[(False, lo)], by[(False, hi)]), training_gap(by[(True, lo)], by[(True, hi)])
+    degradation_plain = plain["gap"] > TIE
+    return {"degradation_plain": degradation_plain, "deeper_resnet_better": res["gap"] < -TIE,
+            "degradation_observed": degradation_plain and res["gap"] <= TIE, "compared": [lo, hi],
+            "plain_gap": plain["gap"], "resnet_gap": res["gap"], "plain_clear": plain["clear"],
+            "resnet_clear": res["clear"]}
 
 
 # --------------------------------------------------------------------------- sentences
@@ -56,12 +54,13 @@ def _run_length(settings: dict) -> str:
 def one_depth_sentence(plain: dict, res: dict, depth: int, over: str) -> str:
     return (f"Only one depth ({depth}) was trained, so degradation (a deeper plain net training worse than a "
             f"shallower one) cannot be judged: give two or more --depths. {plain['model']} ended at "
-            f"{_pm(plain)} training error, {res['model']} at {_pm(res)}{over}.")
+            f"{error_with_spread(plain)} training error, {res['model']} at {error_with_spread(res)}{over}.")
 
 
 def _numbers(p_lo: dict, p_hi: dict, r_lo: dict, r_hi: dict, over: str) -> str:
-    return (f"{p_hi['model']} ended at {_pm(p_hi)} training error vs {_pm(p_lo)} for {p_lo['model']}, while "
-            f"{r_hi['model']} reached {_pm(r_hi)} vs {_pm(r_lo)} for {r_lo['model']}{over}")
+    pm = error_with_spread
+    return (f"{p_hi['model']} ended at {pm(p_hi)} training error vs {pm(p_lo)} for {p_lo['model']}, while "
+            f"{r_hi['model']} reached {pm(r_hi)} vs {pm(r_lo)} for {r_lo['model']}{over}")
 
 
 def degradation_shown(numbers: str) -> str:
@@ -134,8 +133,8 @@ def barely_trained_sentence(networks: list[dict], num_classes: int | None) -> st
     best = min(n["final_train_error"] for n in networks)
     if best < chance - 0.10:
         return None
-    return (f"Caution: every net ended within 10 points of chance ({_pct(chance)} training error with "
-            f"{num_classes} classes; the best {_pct(best)}): they have barely started to train, so the "
+    return (f"Caution: every net ended within 10 points of chance ({percent(chance)} training error with "
+            f"{num_classes} classes; the best {percent(best)}): they have barely started to train, so the "
             "verdict says little about depth; train longer (--epochs or --steps).")
 
 
@@ -144,14 +143,15 @@ def depth_sentence(plain: dict, res: dict, depth: int) -> str:
     option = res.get("shortcut_option", "A")
     same = (f"both {plain['params']:,} parameters: option A shortcuts add none" if plain["params"] == res["params"]
             else f"{res['params']:,} vs {plain['params']:,} parameters: option {option} shortcuts add projections")
-    return (f"At depth {depth}, {res['model']} ended at {_pm(res)} training error and "
-            f"{_pm(res, 'final_test_error')} test error; {plain['model']} at {_pm(plain)} and "
-            f"{_pm(plain, 'final_test_error')} ({same}).")
+    pm = error_with_spread
+    return (f"At depth {depth}, {res['model']} ended at {pm(res)} training error and "
+            f"{pm(res, 'final_test_error')} test error; {plain['model']} at {pm(plain)} and "
+            f"{pm(plain, 'final_test_error')} ({same}).")
 
 
 def ladder_sentence(label: str, errors: list[tuple[int, float]]) -> str:
     """Final training error by depth of one kind of net."""
-    ladder = ", ".join(f"{d}: {_pct(e)}" for d, e in errors)
+    ladder = ", ".join(f"{d}: {percent(e)}" for d, e in errors)
     return f"Final training error of the {label} nets by depth: {ladder}."
 
 

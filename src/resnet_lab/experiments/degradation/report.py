@@ -17,12 +17,8 @@ from pathlib import Path
 
 from ...files import atomic_write_text
 from ...report import Report, run_metadata
-from ...text import counted
+from ...text import counted, percent
 from .table import shortcut_of, with_spread
-
-
-def _pct(value: float | None) -> str:
-    return "\u2014" if value is None else f"{100 * value:.2f}%"
 
 
 def network_rows(result: dict) -> list[dict]:
@@ -30,7 +26,7 @@ def network_rows(result: dict) -> list[dict]:
     return [{"model": n["model"], "depth": n["depth"], "shortcut": shortcut_of(n), "params": n["params"],
              "final_train_error": with_spread(n, "final_train_error"),
              "final_test_error": with_spread(n, "final_test_error"),
-             "best_test_error": _pct(min(n["test_error"])) if n["test_error"] else None,
+             "best_test_error": percent(min(n["test_error"]), 2) if n["test_error"] else None,
              "time_s": round(n["time_s"], 1)} for n in result["networks"]]
 
 

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from ...errors import UserError
 from ...models.registry import cifar_model_name
-from ...text import counted
+from ...text import counted, percent
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .findings import findings
 from .networks import network_entry, snapshot_epochs
@@ -65,10 +65,6 @@ def check_depths(depths: Sequence[int]) -> list[int]:
 
 def check_seeds(seeds: Sequence[int]) -> list[int]:
     return _distinct_ints(seeds, "seeds", "0 1 2")
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
 
 
 # --------------------------------------------------------------------------- data
@@ -219,8 +215,8 @@ def _train_one(c, dataset, say, verbose: bool) -> dict:
                              report=err.report) from err
     seconds = time.perf_counter() - t0
     record = _record(c.seed, result.history, result.step_history, result.steps, seconds, result.run_dir)
-    say(f"  {c.model} seed {c.seed}: final training error {_pct(record['final_train_error'])}, "
-        f"test error {_pct(record['final_test_error'])} ({seconds:.1f} s)")
+    say(f"  {c.model} seed {c.seed}: final training error {percent(record['final_train_error'])}, "
+        f"test error {percent(record['final_test_error'])} ({seconds:.1f} s)")
     return record
 
 

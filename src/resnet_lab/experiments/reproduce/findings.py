@@ -11,7 +11,7 @@ deepest ResNet ends below the shallowest (resnet56 < resnet20).
 
 from __future__ import annotations
 
-from ..degradation.findings import TIE
+from ..degradation.findings import TIE, error_with_spread, training_gap
 from .paper import PAPER_STEPS, WITHIN_POINTS
 
 
@@ -45,20 +45,8 @@ def table6_findings(depths: list[dict], steps: int) -> dict:
 
 # --------------------------------------------------------------------------- Fig. 6
 
-def _gap(lo: dict, hi: dict) -> dict:
-    """``hi - lo`` final training error (fraction) and whether it exceeds the two nets' seed spreads."""
-    gap = hi["final_train_error"] - lo["final_train_error"]
-    spread = (lo.get("final_train_error_std") or 0.0) + (hi.get("final_train_error_std") or 0.0)
-    return {"from": lo["model"], "to": hi["model"], "gap": gap, "spread": spread, "clear": abs(gap) > spread}
-
-
 def _ladder(nets: list[dict]) -> str:
-    return " < ".join(f"{n['model']} {_pm(n)}" for n in nets)
-
-
-def _pm(net: dict) -> str:
-    std = net.get("final_train_error_std")
-    return f"{100 * net['final_train_error']:.1f}%" + (f" ± {100 * std:.1f}" if len(net["seeds"]) > 1 else "")
+    return " < ".join(f"{n['model']} {error_with_spread(n)}" for n in nets)
 
 
 def fig6_pattern(networks: list[dict]) -> dict:
@@ -74,8 +62,8 @@ def fig6_pattern(networks: list[dict]) -> dict:
     if len(plain) < 2:
         return {"judged": False, "plain_degrades": None, "resnet_improves": None, "steps": [],
                 "text": ["One depth only: the pattern needs two or more --depths."]}
-    steps = [_gap(a, b) for a, b in zip(plain, plain[1:])]
-    res_gap = _gap(res[0], res[-1])
+    steps = [training_gap(a, b) for a, b in zip(plain, plain[1:])]
+    res_gap = training_gap(res[0], res[-1])
     # The degradation experiment's tie rule: gaps within TIE are not a rise or a fall.
     plain_degrades = all(s["gap"] > TIE for s in steps)
     resnet_improves = res_gap["gap"] < -TIE
@@ -89,9 +77,9 @@ def _fig6_sentences(plain, res, steps, res_gap, plain_degrades: bool, resnet_imp
              if plain_degrades else
              f"Plain half: not shown, final training error does not rise by more than {100 * TIE:.1f} points "
              "with every step in depth: "
-             + ", ".join(f"{n['model']} {_pm(n)}" for n in plain) + ".")
+             + ", ".join(f"{n['model']} {error_with_spread(n)}" for n in plain) + ".")
     second = (f"ResNet half: {'shown' if resnet_improves else 'not shown'}, {res[-1]['model']} ended at "
-              f"{_pm(res[-1])} vs {_pm(res[0])} for {res[0]['model']}.")
+              f"{error_with_spread(res[-1])} vs {error_with_spread(res[0])} for {res[0]['model']}.")
     if len(plain[0]["seeds"]) < 2:
         return [first, second, "One seed: no spread over seeds to weigh the gaps against; give two or more --seeds."]
     unclear = [f"{s['from']} vs {s['to']}" for s in [*steps, res_gap] if not s["clear"]]
