@@ -74,7 +74,7 @@ def degradation_shown_resnets_tied(numbers: str, length: str, shallow_resnet_err
     """The deeper plain net trains worse; the deeper ResNet ties the shallower one."""
     return (f"Degradation showed up in this run: {numbers}. The deeper plain net trains worse than the "
             "shallower one, and its residual twin with the same parameters does not: it matched the "
-            "shallower ResNet within the 0.5-point tie threshold. In the paper's Fig. 6 the deeper ResNet "
+            f"shallower ResNet within the {100 * TIE:g}-point tie threshold. In the paper's Fig. 6 the deeper ResNet "
             f"ends lower; {length} on this data did not separate the two"
             + (" (near 0% training error leaves no room to)." if shallow_resnet_error < 0.02 else "."))
 
@@ -89,7 +89,7 @@ def both_deeper_nets_worse(numbers: str, length: str) -> str:
 
 def both_deeper_nets_better(numbers: str, length: str) -> str:
     return (f"Degradation did NOT show up in this run: {numbers}. The deeper ResNet trained better, but the "
-            "deeper plain net did not train worse (better, or within the 0.5-point tie threshold). Possible "
+            f"deeper plain net did not train worse (better, or within the {100 * TIE:g}-point tie threshold). Possible "
             "reasons: batch normalisation keeps a plain net of this depth trainable on this data, the data is too "
             "easy to separate the nets, or the run "
             f"({length}) is too short for the plain net's optimisation difficulty to show.")
