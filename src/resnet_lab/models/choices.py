@@ -6,3 +6,4 @@ NORMS = ("batch", "group", "none")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("he", "xavier", "normal", "torch")
 STEMS = ("imagenet", "cifar")
+FAMILIES = ("imagenet", "cifar", "preact")  # ModelSpec.family

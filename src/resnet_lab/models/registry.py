@@ -41,7 +41,7 @@ class ModelSpec:
     """What a model name means."""
 
     name: str
-    family: str  # "imagenet", "cifar" or "preact"
+    family: str  # one of choices.FAMILIES
     depth: int
     block: type
     layers: tuple[int, ...]

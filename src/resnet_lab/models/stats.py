@@ -84,3 +84,22 @@ def stage_summary(model, input_size: int, in_channels: int = 3) -> list[dict]:
     finally:
         model.train(was_training)
     return rows
+
+
+def zoo_table(family: str | None = None) -> list[dict]:
+    """One row per named model (of ``family``): name, family, weighted layers, parameters, forward
+    GFLOPs (2 per multiply-add) and input size, at the native input size. Built on the meta device:
+    no memory, no initialisation, only shapes."""
+    from .registry import create_model, list_models
+
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):
+            model = create_model(name)
+        spec = model.spec
+        if family and spec.family != family:
+            continue
+        rows.append({"name": name, "family": spec.family, "layers": count_weighted_layers(model),
+                     "params": count_params(model), "gflops": round(count_flops(model, spec.input_size) / 1e9, 3),
+                     "input": f"{spec.input_size}x{spec.input_size}"})
+    return rows
