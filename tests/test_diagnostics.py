@@ -522,3 +522,16 @@ def test_read_jsonl_ignores_a_torn_last_line_but_not_a_damaged_middle_one(tmp_pa
     path.write_text('{"step": 0}\n{"st\n{"step": 2}\n')
     with pytest.raises(ValueError, match="line 2"):
         read_jsonl(path)
+
+
+def test_check_model_is_the_gradients_command_as_a_function(capsys):
+    """The CLI is a thin layer: `resnet-lab gradients` prints what check_model returns."""
+    from resnet_lab.cli.main import main
+    from resnet_lab.diagnostics import check_model
+
+    result = check_model("plain8", activation="sigmoid", norm="none", steps=2, batch_size=16)
+    assert result["model"] == "plain8" and result["data"].startswith("digits:")
+    assert main(["gradients", "--model", "plain8", "--activation", "sigmoid", "--norm", "none", "--steps", "2",
+                 "--batch-size", "16", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["verdict"] == result["verdict"] and printed["global_grad_norm"] == result["global_grad_norm"]

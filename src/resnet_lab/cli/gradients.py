@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from ..text import counted
 from ..training.config import CHOICES
@@ -46,46 +45,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import torch
+    from ..diagnostics import check_model, gradient_table, parse_grouping
+    from ..errors import writing
 
-    from ..data import DeviceLoader, FolderDataset, load_data
-    from ..diagnostics import gradient_table, run_gradient_check
-    from ..errors import UserError, writing
-    from ..models import create_model
-    from ..runtime import pick_device
-
-    for name in ("steps", "batch_size"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("lr", "clip_norm"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
-    device = pick_device(args.device)
-    ds = load_data(args.data or "digits", args.data_dir)
-    if isinstance(ds, FolderDataset):
-        raise UserError("the gradient check needs in-memory data (digits, cifar10, cifar100, npz:PATH)")
-    torch.manual_seed(args.seed)
     name = args.model or "resnet20"
-    if name.startswith("torchvision:"):
-        options = model_options(args)
-        activation = options.pop("activation", "relu")  # replaces its ReLUs; the other options are the zoo's
-        if options:
-            flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
-            what = "is a resnet-lab model option" if len(options) == 1 else "are resnet-lab model options"
-            raise UserError(f"{flags} {what}; drop {'it' if len(options) == 1 else 'them'} for a torchvision model "
-                            "(--activation applies)")
-        from ..models.foreign import torchvision_model
-
-        model = torchvision_model(name.split(":", 1)[1], ds.num_classes, ds.in_channels, ds.image_size,
-                                  activation).to(device)
-    else:
-        model = create_model(name, num_classes=ds.num_classes, in_channels=ds.in_channels,
-                             **model_options(args)).to(device)
-    loader = DeviceLoader(ds.x_train, ds.y_train, min(args.batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
-                          device=device, train=True, augment=True, hflip=ds.hflip, seed=args.seed)
-    result = run_gradient_check(model, loader, steps=args.steps, lr=args.lr, clip_norm=args.clip_norm,
-                                optimizer=args.optimizer, groups=parse_groups(args.groups))
+    result = check_model(name, data=args.data or "digits", data_dir=args.data_dir, steps=args.steps,
+                         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm,
+                         seed=args.seed, device=args.device, groups=parse_grouping(args.groups),
+                         **model_options(args))
     if args.plot:
         from ..diagnostics import plot_gradient_flow
 
@@ -97,7 +64,7 @@ def run(args) -> int:
         keys = ("verdict", "reason", "verdict_step", "last_verdict", "global_grad_norm", "steps_run", "groups", "plots")
         print(json.dumps({k: result[k] for k in keys if k in result}, indent=2, default=str))
         return 0
-    print(f"{name} on {ds.description()}, {counted(result['steps_run'], 'step')} at lr {args.lr:g}"
+    print(f"{name} on {result['data']}, {counted(result['steps_run'], 'step')} at lr {args.lr:g}"
           + (f", clip-norm {args.clip_norm:g}" if args.clip_norm else ""))
     print(f"{len(result['groups'])} layer groups, in {result['group_order']} order")
     print(gradient_table(result["groups"]))
@@ -107,19 +74,3 @@ def run(args) -> int:
     for path in result.get("plots", []):
         print(f"wrote {path}")
     return 0
-
-
-def parse_groups(text: str):
-    """--groups: a named grouping, a nesting depth, module names separated by commas, or
-    REGEX=GROUP pairs separated by commas (parameter names matched in order)."""
-    from ..diagnostics.groups import GROUPINGS
-
-    if text in GROUPINGS:
-        return text
-    if text.strip().isdigit():
-        return int(text)
-    items = [n.strip() for n in text.split(",") if n.strip()]
-    if items and all("=" in n for n in items):
-        return dict(n.rsplit("=", 1) for n in items)
-    return items
-

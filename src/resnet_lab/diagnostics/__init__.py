@@ -13,7 +13,8 @@ The pieces:
 * ``Rollback`` (``rollback``): settings of the rollback policy (last good state, lower lr, go on).
 * ``JsonlWriter`` / ``read_jsonl`` / ``TensorBoardLogger`` (``records``): outputs.
 * ``gradient_table`` / ``average_groups`` (``table``): text for the CLI.
-* ``run_gradient_check`` (``check``): N monitored training steps -> verdict, for the CLI.
+* ``run_gradient_check`` (``check``): N monitored training steps -> verdict, for the CLI;
+  ``check_model`` (``model_check``): the same for a zoo or torchvision model named, on a data set named.
 * ``plot_gradient_flow`` / ``plot_heatmap`` / ``plot_loss`` (``plots``).
 
 Every name is imported on first use, so importing the package imports neither torch nor matplotlib.
@@ -24,7 +25,8 @@ from ..lazy import lazy_exports
 # Each name's module, imported on first use: the report draws plots without importing torch.
 _MODULES = {
     ".check": ["run_gradient_check"],
-    ".groups": ["GROUPINGS", "LayerGroup", "build_groups"],
+    ".groups": ["GROUPINGS", "LayerGroup", "build_groups", "parse_grouping"],
+    ".model_check": ["check_model"],
     ".monitor": ["POLICIES", "GradientMonitor"],
     ".nonfinite": ["NonFiniteError", "NonFiniteReport", "locate_nonfinite", "nonfinite_state", "tensor_stats"],
     ".records": ["JsonlWriter", "TensorBoardLogger", "read_jsonl"],

@@ -32,6 +32,20 @@ GROUPINGS = ("block", "auto", "parameter", "module_type")
 MIN_GROUPS, MAX_GROUPS = 8, 64
 OTHER = "(other)"  # parameters that a user-given list or mapping does not name
 
+
+def parse_grouping(text: str):
+    """A grouping as written on a command line (``--groups``): a named grouping, a nesting depth,
+    module names separated by commas, or REGEX=GROUP pairs separated by commas (parameter names
+    matched in order)."""
+    if text in GROUPINGS:
+        return text
+    if text.strip().isdigit():
+        return int(text)
+    items = [n.strip() for n in text.split(",") if n.strip()]
+    if items and all("=" in n for n in items):
+        return dict(n.rsplit("=", 1) for n in items)
+    return items
+
 _STAGE = re.compile(r"^layer\d+$")
 
 

@@ -1,0 +1,56 @@
+"""``check_model``: the gradient check of a model named like the CLI names it (a zoo name or
+``torchvision:NAME``) on a data set named the same way: what ``resnet-lab gradients`` runs."""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import UserError, check_positive_int
+from .check import run_gradient_check
+
+
+def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None, steps: int = 10,
+                batch_size: int = 64, lr: float = 0.1, optimizer: str = "sgd", clip_norm: float | None = None,
+                seed: int = 0, device: str = "cpu", groups="auto", **model_options) -> dict:
+    """Build ``model`` for ``data`` (in memory: digits, cifar10, cifar100, npz:PATH), train it
+    ``steps`` steps with the gradient monitor and return ``run_gradient_check``'s result, with
+    ``model`` and ``data`` (its description) added. ``model_options``: the zoo's switches; a
+    torchvision model takes ``activation`` only (its ReLUs are replaced)."""
+    import torch
+
+    from ..data import DeviceLoader, FolderDataset, load_data
+    from ..runtime import pick_device
+
+    check_positive_int("--steps", steps)
+    check_positive_int("--batch-size", batch_size)
+    for flag, value in (("--lr", lr), ("--clip-norm", clip_norm)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{flag} must be a positive number, got {value}")
+    dev = pick_device(device)
+    ds = load_data(data, data_dir)
+    if isinstance(ds, FolderDataset):
+        raise UserError("the gradient check needs in-memory data (digits, cifar10, cifar100, npz:PATH)")
+    torch.manual_seed(seed)
+    net = _build(model, ds, model_options).to(dev)
+    loader = DeviceLoader(ds.x_train, ds.y_train, min(batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
+                          device=dev, train=True, augment=True, hflip=ds.hflip, seed=seed)
+    result = run_gradient_check(net, loader, steps=steps, lr=lr, clip_norm=clip_norm, optimizer=optimizer,
+                                groups=groups)
+    return {**result, "model": model, "data": ds.description()}
+
+
+def _build(name: str, ds, options: dict):
+    from ..models import create_model
+
+    if not name.startswith("torchvision:"):
+        return create_model(name, num_classes=ds.num_classes, in_channels=ds.in_channels, **options)
+    options = dict(options)
+    activation = options.pop("activation", "relu")  # replaces its ReLUs; the other options are the zoo's
+    if options:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in options)
+        what = "is a resnet-lab model option" if len(options) == 1 else "are resnet-lab model options"
+        raise UserError(f"{flags} {what}; drop {'it' if len(options) == 1 else 'them'} for a torchvision model "
+                        "(--activation applies)")
+    from ..models.foreign import torchvision_model
+
+    return torchvision_model(name.split(":", 1)[1], ds.num_classes, ds.in_channels, ds.image_size, activation)
