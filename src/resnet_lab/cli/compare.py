@@ -19,7 +19,9 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    from ..experiments.compare.settings import PRECISIONS
+    from ..experiments.compare.settings import DEFAULTS, PRECISIONS, QUICK
+
+    cpu, gpu = DEFAULTS["cpu"], DEFAULTS["cuda"]
 
     p = sub.add_parser(
         "compare", help="measure models side by side and say which to choose",
@@ -31,14 +33,18 @@ def register(sub) -> None:
     p.add_argument("models", nargs="*", metavar="MODEL", default=["resnet101", "resnet152"],
                    help="model names (default: resnet101 resnet152)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    p.add_argument("--batch-size", type=int, help="batch for throughput and memory (default: 8 on CPU, 64 on GPU)")
+    p.add_argument("--batch-size", type=int, help="batch for throughput and memory (default: "
+                                                  f"{cpu['batch_size']} on CPU, {gpu['batch_size']} on GPU)")
     p.add_argument("--image-size", type=int, help="input height = width (default: each model's native size)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 = autocast (default fp32)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and inputs")
-    p.add_argument("--warmup", type=int, help="untimed rounds (default: 1 on CPU, 3 on GPU)")
-    p.add_argument("--repeats", type=int, help="timed rounds, the median is reported (default: 3 on CPU, 10 on GPU)")
+    p.add_argument("--warmup", type=int,
+                   help=f"untimed rounds (default: {cpu['warmup']} on CPU, {gpu['warmup']} on GPU)")
+    p.add_argument("--repeats", type=int, help="timed rounds, the median is reported "
+                                               f"(default: {cpu['repeats']} on CPU, {gpu['repeats']} on GPU)")
     p.add_argument("--quick", action="store_true",
-                   help="small and fast: 64x64 for ImageNet nets, batch 4, 5 rounds (explicit options win)")
+                   help=f"small and fast: {QUICK['image_size']}x{QUICK['image_size']} for ImageNet nets, batch "
+                        f"{QUICK['batch_size']}, {QUICK['repeats']} rounds (explicit options win)")
     p.add_argument("--num-classes", type=int, help="classifier size (default: the model's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--out", type=output_path, metavar="DIR",

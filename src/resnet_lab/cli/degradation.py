@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..experiments.degradation import defaults
 from ..training.config import CHOICES, RECIPES
 from .arguments import output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
@@ -40,12 +41,13 @@ def register(sub) -> None:
                     "(and every few steps) and gradient-flow snapshots, then states whether degradation showed "
                     "up in this run. Progress goes to stderr.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--depths", type=int, nargs="+", default=[20, 56], metavar="N",
-                   help="CIFAR depths 6n+2 (default: 20 56; e.g. 20 56 110)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
-                   help="one run per seed; errors are reported as mean and spread (default: 0)")
-    p.add_argument("--recipe", choices=tuple(RECIPES), default="default",
-                   help="training recipe, as for 'train' (default: default)")
+    p.add_argument("--depths", type=int, nargs="+", default=list(defaults.DEPTHS), metavar="N",
+                   help=f"CIFAR depths 6n+2 (default: {' '.join(map(str, defaults.DEPTHS))}; e.g. 20 56 110)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(defaults.SEEDS), metavar="S",
+                   help="one run per seed; errors are reported as mean and spread "
+                        f"(default: {' '.join(map(str, defaults.SEEDS))})")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=defaults.RECIPE,
+                   help=f"training recipe, as for 'train' (default: {defaults.RECIPE})")
     p.add_argument("--out", type=output_path, default=Path("runs/degradation"), metavar="DIR",
                    help="output folder (default: runs/degradation)")
     p.add_argument("--save-runs", action="store_true",

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..experiments.reproduce.paper import FIG6_DEPTHS, SEEDS, TABLE6_DEPTHS
 from .arguments import output_path
 
 EXAMPLES = """examples:
@@ -29,22 +30,26 @@ def register(sub) -> None:
                                    "sweep engine, resumably, and compare with the published figures.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = p.add_subparsers(dest="which", metavar="WHAT", required=True, parser_class=type(p))
-    _add(which, "table6", "resnet{depth} test error at the end of training vs the paper's Table 6",
-         [20, 32, 44, 56, 110])
+    _add(which, "table6", "resnet{depth} test error at the end of training vs the paper's Table 6", TABLE6_DEPTHS)
     _add(which, "fig6", "plain vs resnet at each depth: the degradation experiment with the paper's recipe",
-         [20, 32, 44, 56])
-    both = _add(which, "all", "fig6 and table6 from one sweep: their ResNets trained once", [20, 32, 44, 56, 110])
-    both.add_argument("--plain-depths", type=int, nargs="+", default=[20, 32, 44, 56], metavar="N",
-                      help="Fig. 6's depths, plain and ResNet, each one of --depths (default: 20 32 44 56)")
+         FIG6_DEPTHS)
+    both = _add(which, "all", "fig6 and table6 from one sweep: their ResNets trained once", TABLE6_DEPTHS)
+    both.add_argument("--plain-depths", type=int, nargs="+", default=list(FIG6_DEPTHS), metavar="N",
+                      help=f"Fig. 6's depths, plain and ResNet, each one of --depths (default: {_words(FIG6_DEPTHS)})")
 
 
-def _add(which, name: str, help_text: str, depths: list[int]) -> argparse.ArgumentParser:
+def _words(values) -> str:
+    return " ".join(map(str, values))
+
+
+def _add(which, name: str, help_text: str, depths: tuple[int, ...]) -> argparse.ArgumentParser:
     p = which.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=output_path, required=True, metavar="DIR", help="output folder (runs in DIR/runs/)")
-    p.add_argument("--depths", type=int, nargs="+", default=depths, metavar="N",
-                   help=f"CIFAR depths 6n+2 (default: {' '.join(map(str, depths))})")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], metavar="S", help="seeds (default: 0 1)")
+    p.add_argument("--depths", type=int, nargs="+", default=list(depths), metavar="N",
+                   help=f"CIFAR depths 6n+2 (default: {_words(depths)})")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), metavar="S",
+                   help=f"seeds (default: {_words(SEEDS)})")
     p.add_argument("--data", default="cifar10", metavar="cifar10|npz:PATH",
                    help="the full CIFAR-10 training set (default: cifar10)")
     p.add_argument("--steps", type=int, help="iterations instead of the paper's 64,000 (smoke tests; the "

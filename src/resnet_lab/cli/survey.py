@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..experiments.survey.design import DEFAULTS
 from .arguments import output_path, prepare_output_folder
 
 EXAMPLES = """examples:
@@ -42,26 +43,31 @@ def register(sub) -> None:
                     "verdict, and whether and how fast the loss falls in a short run. Then judge each claim "
                     "from the measurements. Progress goes to stderr.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--depths", type=int, nargs="+", default=[8, 20, 56], metavar="N",
-                   help="CIFAR depths, 6n+2 (default: 8 20 56)")
+    d = DEFAULTS  # run_survey's
+    p.add_argument("--depths", type=int, nargs="+", default=list(d["depths"]), metavar="N",
+                   help=f"CIFAR depths, 6n+2 (default: {' '.join(map(str, d['depths']))})")
     p.add_argument("--data", default="digits", help="digits (default, bundled), cifar10, cifar100 or npz:PATH")
     p.add_argument("--data-dir", help="cache folder for downloaded data sets")
-    p.add_argument("--steps", type=int, default=30, help="SGD steps of each short run (default 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    p.add_argument("--batches-at-init", type=int, default=3,
-                   help="batches the gradient norms at initialisation are averaged over (default 3)")
+    p.add_argument("--steps", type=int, default=d["steps"], help=f"SGD steps of each short run (default {d['steps']})")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"],
+                   help=f"images per batch (default {d['batch_size']})")
+    p.add_argument("--batches-at-init", type=int, default=d["batches_at_init"],
+                   help="batches the gradient norms at initialisation are averaged over "
+                        f"(default {d['batches_at_init']})")
     p.add_argument("--image-size", type=int,
                    help="resize images to this side (default: the data's; digits are 8x8 upsampled, so 16 loses "
                         "nothing and is about 4x faster)")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate of the short runs (default 0.1)")
+    p.add_argument("--lr", type=float, default=d["lr"], help=f"learning rate of the short runs (default {d['lr']:g})")
     p.add_argument("--high-lr", type=float, help="the learning rate far too high (default 10x --lr)")
-    p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping threshold at --high-lr (default 1)")
+    p.add_argument("--clip-norm", type=float, default=d["clip_norm"],
+                   help=f"gradient clipping threshold at --high-lr (default {d['clip_norm']:g})")
     p.add_argument("--full", action="store_true",
                    help="the whole product norm x activation x init per depth and shortcut (36 cells per depth)")
-    p.add_argument("--seeds", type=int, default=3,
-                   help="seeds each cell is measured with (default 3); a claim is SUPPORTED or CONTRADICTED only "
-                        "if every seed agrees, otherwise INCONCLUSIVE at this budget")
-    p.add_argument("--seed", type=int, default=0, help="the first seed (default 0): seeds SEED, SEED+1, ...")
+    p.add_argument("--seeds", type=int, default=d["seeds"],
+                   help=f"seeds each cell is measured with (default {d['seeds']}); a claim is SUPPORTED or "
+                        "CONTRADICTED only if every seed agrees, otherwise INCONCLUSIVE at this budget")
+    p.add_argument("--seed", type=int, default=d["seed"],
+                   help=f"the first seed (default {d['seed']}): seeds SEED, SEED+1, ...")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--threads", type=int,
                    help="CPU threads for torch (default: torch's); 1 is often fastest for these small nets. With "

@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 from ...errors import UserError
 from ...models.registry import cifar_model_name
 from ...text import counted, percent
+from . import defaults
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .findings import findings
 from .networks import network_entry, snapshot_epochs
@@ -281,9 +282,9 @@ def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, s
 
 # --------------------------------------------------------------------------- the experiment
 
-def run_degradation(depths: Sequence[int] = (20, 56), *, data: str = "digits", seeds: Sequence[int] = (0,),
-                    recipe: str = "default", epochs: int | None = None, device: str = "auto",
-                    log_every: int | None = None, out: str | Path | None = None,
+def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "digits",
+                    seeds: Sequence[int] = defaults.SEEDS, recipe: str = defaults.RECIPE, epochs: int | None = None,
+                    device: str = "auto", log_every: int | None = None, out: str | Path | None = None,
                     log: Callable[[str], object] | None = print, progress: bool = False, dataset=None,
                     jobs: int | str | None = None, devices: Sequence[str] | None = None, threads: int | None = None,
                     **train_overrides) -> dict:

@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 from ...errors import UserError
 from ...models.registry import cifar_model_name
 from ..degradation import check_depths, check_seeds
-from .fig6 import DEFAULT_DEPTHS as PLAIN_DEPTHS
 from .fig6 import run_fig6
-from .table6 import DEFAULT_DEPTHS, check_data, check_steps, paper_settings, run_table6
+from .paper import FIG6_DEPTHS, SEEDS, TABLE6_DEPTHS
+from .table6 import check_data, check_steps, paper_settings, run_table6
 
 
 def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data: str, steps: int,
@@ -31,8 +31,8 @@ def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data:
     return Grid({"model": models, "seed": list(seeds)}, paper_settings(data, steps, cuda_graph))
 
 
-def run_all(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, plain_depths: Sequence[int] = PLAIN_DEPTHS,
-            seeds: Sequence[int] = (0, 1), *, data: str = "cifar10", steps: int | None = None,
+def run_all(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, plain_depths: Sequence[int] = FIG6_DEPTHS,
+            seeds: Sequence[int] = SEEDS, *, data: str = "cifar10", steps: int | None = None,
             jobs: int | str = 1, devices: Sequence[str] | None = None, threads: int | None = None,
             cuda_graph: bool = False, log: Callable[[str], object] | None = print) -> dict:
     """Train Fig. 6's and Table 6's networks once, in ``out/runs``; ``{"fig6": ..., "table6": ...}``,

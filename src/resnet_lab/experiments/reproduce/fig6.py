@@ -13,13 +13,10 @@ from typing import Callable, Sequence
 
 from ..degradation import run_degradation
 from .findings import fig6_pattern
-from .paper import PAPER_STEPS
+from .paper import FIG6_DEPTHS, PAPER_STEPS, SEEDS
 from .table6 import check_data, check_steps, paper_settings
 
-DEFAULT_DEPTHS = (20, 32, 44, 56)
-
-
-def run_fig6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Sequence[int] = (0, 1), *,
+def run_fig6(out: str | Path, depths: Sequence[int] = FIG6_DEPTHS, seeds: Sequence[int] = SEEDS, *,
              data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
              devices: Sequence[str] | None = None, threads: int | None = None, cuda_graph: bool = False,
              log: Callable[[str], object] | None = print) -> dict:

@@ -9,6 +9,12 @@ from __future__ import annotations
 #: Iterations of the paper's CIFAR-10 schedule (lr /10 at 32k and 48k, stop at 64k).
 PAPER_STEPS = 64_000
 
+#: The reproductions' defaults (here without torch: the CLI offers them before anything is imported):
+#: Table 6's depths, Fig. 6's (plain and ResNet), and the seeds of each.
+TABLE6_DEPTHS = (20, 32, 44, 56, 110)
+FIG6_DEPTHS = (20, 32, 44, 56)
+SEEDS = (0, 1)
+
 #: Steps between the points of every reproduction run's finer training curve. One value for Fig. 6
 #: and Table 6, so that their ResNets are the same runs (``reproduce all`` trains them once).
 CURVE_EVERY = 100

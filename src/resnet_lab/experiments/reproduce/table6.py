@@ -21,9 +21,7 @@ from ...models.registry import cifar_model_name
 from ...text import counted
 from ..degradation import check_depths, check_seeds
 from .findings import table6_findings
-from .paper import CURVE_EVERY, PAPER_STEPS, paper_entry
-
-DEFAULT_DEPTHS = (20, 32, 44, 56, 110)
+from .paper import CURVE_EVERY, PAPER_STEPS, SEEDS, TABLE6_DEPTHS, paper_entry
 
 
 def check_data(data: str) -> str:
@@ -92,7 +90,7 @@ def depth_entry(depth: int, records: list[dict]) -> dict:
             "runs": records}
 
 
-def run_table6(out: str | Path, depths: Sequence[int] = DEFAULT_DEPTHS, seeds: Sequence[int] = (0, 1), *,
+def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Sequence[int] = SEEDS, *,
                data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
                devices: Sequence[str] | None = None, threads: int | None = None, cuda_graph: bool = False,
                log: Callable[[str], object] | None = print) -> dict:

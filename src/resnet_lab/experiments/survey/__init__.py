@@ -17,8 +17,8 @@ from ...lazy import lazy_exports
 
 _MODULES = {
     ".cells": ["loss_summary", "measure_init_gradients"],
-    ".design": ["CLAIMS", "DEMO_SETTINGS", "DESIGN", "DIVERGE_FACTOR", "FULL_DESIGN", "LOSS_SMOOTH", "ORDER",
-                "OUTCOMES", "TRAINED_DROP", "VANISH_RATIO", "VARIANTS", "cell_name"],
+    ".design": ["CLAIMS", "DEFAULTS", "DEMO_SETTINGS", "DESIGN", "DIVERGE_FACTOR", "FULL_DESIGN", "LOSS_SMOOTH",
+                "ORDER", "OUTCOMES", "TRAINED_DROP", "VANISH_RATIO", "VARIANTS", "cell_name"],
     ".findings": ["VERDICTS", "decide", "judge_claims", "trains_better"],
     ".report": ["add_survey_section", "survey_markdown", "write_survey_outputs"],
     ".run": ["run_survey"],

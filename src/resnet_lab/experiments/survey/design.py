@@ -75,6 +75,9 @@ OUTCOMES = ("trained", "stalled", "diverged")
 # noise (deep nets at lr 0.1 often raise their loss before lowering it); 8 px (the digits' own
 # resolution: they are 8x8 originals upsampled) pays for the seeds. Checked against a run at 10x the
 # steps (benchmarks/bench_survey_budget.py, results survey-digits-*-cpu.json): no verdict reverses.
+# run_survey's defaults, here without torch: the CLI offers them before anything is imported.
+DEFAULTS = {"depths": (8, 20, 56), "steps": 30, "seeds": 3, "batches_at_init": 3, "batch_size": 32, "lr": 0.1,
+            "clip_norm": 1.0, "seed": 0}
 DEMO_SETTINGS = {"depths": (8, 20, 56), "steps": 24, "seeds": 3, "batch_size": 32, "image_size": 8,
                  "batches_at_init": 2, "threads": 1}
 

@@ -25,7 +25,7 @@ from ...text import counted
 from ...training.sweep import check_devices
 from .cells import _batches, check_batch_size, load_survey_data, run_cell
 from .concurrent import check_sweepable, measure_as_sweep
-from .design import (DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, TRAINED_DROP, VANISH_RATIO,
+from .design import (DEFAULTS, DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, TRAINED_DROP, VANISH_RATIO,
                      plan_cells)
 from .findings import judge_claims
 from .spread import combine_runs
@@ -54,20 +54,20 @@ def _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, cl
 
 
 def run_survey(
-    depths=(8, 20, 56),
+    depths=DEFAULTS["depths"],
     *,
     data: str = "digits",
     data_dir: str | None = None,
-    steps: int = 30,
-    seeds: int = 3,
-    batches_at_init: int = 3,
-    batch_size: int = 32,
+    steps: int = DEFAULTS["steps"],
+    seeds: int = DEFAULTS["seeds"],
+    batches_at_init: int = DEFAULTS["batches_at_init"],
+    batch_size: int = DEFAULTS["batch_size"],
     image_size: int | None = None,
-    lr: float = 0.1,
+    lr: float = DEFAULTS["lr"],
     high_lr: float | None = None,
     high_lr_depth: int | None = None,
-    clip_norm: float = 1.0,
-    seed: int = 0,
+    clip_norm: float = DEFAULTS["clip_norm"],
+    seed: int = DEFAULTS["seed"],
     full: bool = False,
     only=None,
     device: str = "cpu",
