@@ -33,3 +33,15 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "")
         tempfile.TemporaryFile(dir=out).close()
     for folder in made:  # a refusal later (bad settings) leaves nothing behind; the run makes them again
         folder.rmdir()
+
+
+def jobs_value(text: str | None) -> int | str | None:
+    """``--jobs`` as given on the command line (N or auto; None when absent), for every command that has it."""
+    from ..errors import UserError
+
+    if text is None or text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--jobs must be a positive integer or auto, got {text!r}") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..experiments.degradation import defaults
 from ..training.config import CHOICES, RECIPES
-from .arguments import output_path, prepare_output_folder
+from .arguments import jobs_value, output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
 from .train import add_data_options
 
@@ -104,8 +104,6 @@ def _concurrency(args) -> dict:
         if given:
             raise UserError(f"{' and '.join(given)} apply to concurrent training; add --jobs N (or auto)")
         return {}
-    from .sweep import jobs_value
-
     return {"jobs": jobs_value(args.jobs), "devices": args.devices or [args.device], "threads": args.threads}
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..experiments.reproduce.paper import FIG6_DEPTHS, SEEDS, TABLE6_DEPTHS
-from .arguments import output_path
+from .arguments import jobs_value, output_path
 
 EXAMPLES = """examples:
   resnet-lab reproduce all --out runs/paper --devices cuda --jobs 4         # both, the ResNets trained once
@@ -69,7 +69,6 @@ def run(args) -> int:
     from ..errors import UserError
     from ..experiments import reproduce
     from ..training.sweep import SweepFailed, SweepInterrupted
-    from .sweep import jobs_value
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..experiments.survey.design import DEFAULTS
-from .arguments import output_path, prepare_output_folder
+from .arguments import jobs_value, output_path, prepare_output_folder
 
 EXAMPLES = """examples:
   resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --batches-at-init 2 --threads 1
@@ -91,7 +91,6 @@ def run(args) -> int:
     from ..errors import writing
     from ..experiments.survey import run_survey, survey_markdown, survey_text, write_survey_outputs
     from ..training.sweep import SweepFailed, SweepInterrupted
-    from .sweep import jobs_value
 
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
     jobs = jobs_value(args.jobs)

@@ -8,7 +8,7 @@ import sys
 
 from ..text import counted
 from ..training.config import TrainConfig
-from .arguments import output_path
+from .arguments import jobs_value, output_path
 
 EXAMPLES = """examples:
   resnet-lab sweep --model resnet20 resnet32 --seed 0 1 --epochs 15 --out runs/sweep
@@ -170,11 +170,6 @@ def _short(reason: str | None, width: int = 72) -> str:
     """The table's cut of a failure's reason (sweep.json and worker.err keep it whole)."""
     reason = reason or ""
     return reason if len(reason) <= width else reason[:width - 3] + "..."
-
-
-def jobs_value(text: str | None) -> int | str | None:
-    """``--jobs`` as given on the command line (N or auto; None when absent), for every command that has it."""
-    return text if text is None or text == "auto" else _int(text, "--jobs", "a positive integer or auto")
 
 
 def _int(text: str, flag: str, what: str) -> int:
