@@ -182,7 +182,6 @@ def config_from_args(args):
 
 def run(args) -> int:
     from ..diagnostics import NonFiniteError
-    from ..files import atomic_write_text
     from ..runtime import launched_by_torchrun, process_age_s
     from ..training import TrainingInterrupted, train
 
@@ -208,22 +207,27 @@ def run(args) -> int:
             print(f"resnet-lab: {stop}", file=sys.stderr)
         # Under torchrun a non-zero exit would make it restart the group: a pre-empted job ends cleanly.
         return 0 if launched_by_torchrun() else 128 + stop.signum
-    final = result.final
-    if not is_main_process():
-        return 0
+    if is_main_process():
+        _finish(result, startup_s)
+    return 0
+
+
+def _finish(result, startup_s: float | None) -> None:
+    """timings.json (the whole command's time, start-up included), the time line and the summary."""
+    from ..files import atomic_write_text
     from ..report.train_report import format_timings
 
     timings = {"startup_s": startup_s, **result.timings}  # report_s: background, the time to start the renderer
     if result.run_dir is not None:
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
     print(f"time: {format_timings(timings)}")
+    final = result.final
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
     beside += f", flip-TTA {final['tta_test_acc']:.4f}" if final.get("tta_test_acc") is not None else ""
     skipped = sum(e["kind"] == "skipped" for e in result.events)
     beside += f"; {counted(skipped, 'step')} skipped (non-finite values, see events.json)" if skipped else ""
     print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
           f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
-    return 0
 
 
 def _log(line: str) -> None:
