@@ -45,3 +45,34 @@ def jobs_value(text: str | None) -> int | str | None:
         return int(text)
     except ValueError:
         raise UserError(f"--jobs must be a positive integer or auto, got {text!r}") from None
+
+
+def copy_train_options(parser: argparse.ArgumentParser, title: str, *, only=(), exclude=(),
+                       several: bool = False) -> list[str]:
+    """`train`'s options (those in ``only``, else all but ``exclude``, by dest) on ``parser`` under
+    ``title``, with train's own flags, choices, types and help; with ``several``, those taking one
+    value take several here. Returns their dests (also the parser's default ``train_dests``)."""
+    from .main import _Parser
+    from .train import register as register_train
+
+    train = _Parser(prog="train").add_subparsers(parser_class=_Parser)
+    register_train(train)
+    group = parser.add_argument_group(title)
+    copied = []
+    for action in train.choices["train"]._actions:
+        if not action.option_strings or (action.dest not in only if only else action.dest in exclude):
+            continue
+        kwargs = dict(dest=action.dest, default=action.default, help=action.help, metavar=action.metavar)
+        if isinstance(action, argparse._StoreAction):
+            kwargs.update(type=action.type, choices=action.choices, const=action.const,
+                          nargs="+" if several and action.nargs is None else action.nargs)
+        else:  # flags (store_true/false, --[no-]cuda-graph): one value for every run
+            kwargs.update(action=type(action))
+            kwargs.pop("metavar")
+        flags = action.option_strings
+        if isinstance(action, argparse.BooleanOptionalAction):  # it adds the --no- form itself
+            flags = [f for f in flags if not f.startswith("--no-")]
+        group.add_argument(*flags, **kwargs)
+        copied.append(action.dest)
+    parser.set_defaults(train_dests=copied)
+    return copied

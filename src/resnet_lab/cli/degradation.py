@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..experiments.degradation import defaults
-from ..training.config import CHOICES, RECIPES
-from .arguments import jobs_value, output_path, prepare_output_folder
+from ..training.config import RECIPES
+from .arguments import copy_train_options, jobs_value, output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
 from .train import add_data_options
 
@@ -28,8 +28,9 @@ and DIR/report.html. The findings say whether degradation showed up, from the me
 A DIR that holds an earlier result is refused, never overwritten (with --jobs: continued).
 """
 
-TRAIN_FLAGS = ("batch_size", "lr", "steps", "schedule", "weight_decay", "warmup", "optimizer", "momentum",
-               "val_split", "data_dir", "image_size", "precision", "augment", "monitor_every", "on_nonfinite")
+# train's options this command takes, with train's flags and help: the same for every network.
+TRAIN_FLAGS = ("epochs", "steps", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "warmup",
+               "val_split", "augment", "image_size", "precision", "monitor_every", "on_nonfinite")
 
 
 def register(sub) -> None:
@@ -59,28 +60,11 @@ def register(sub) -> None:
     g.add_argument("--devices", nargs="+", metavar="DEVICE", help="with --jobs: devices to spread the networks over")
     g.add_argument("--threads", type=int, help="with --jobs: CPU threads per network (default: the cores shared out)")
     add_data_options(p)
-    g = p.add_argument_group("training (as for 'train'; the same for every network)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--steps", type=int, help="run length in iterations (overrides --epochs)")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float, help="peak learning rate at batch 128")
-    g.add_argument("--optimizer", choices=CHOICES["optimizer"])
-    g.add_argument("--momentum", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--schedule", choices=CHOICES["schedule"])
-    g.add_argument("--warmup", type=float, help="fraction of the run with a linear warm-up")
-    g.add_argument("--val-split", type=int, help="hold out N training images for evaluation (the same N for every "
-                                                  "net and seed)")
-    g.add_argument("--no-augment", dest="augment", action="store_false", default=None)
-    g.add_argument("--image-size", type=int, help="resize the images (digits: 16 is 4x faster than 32)")
+    copy_train_options(p, "training (as for 'train'; the same for every network)", only=TRAIN_FLAGS)
+    g = p.add_argument_group("this experiment's run")
     g.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    g.add_argument("--precision", choices=CHOICES["precision"])
     g.add_argument("--log-every", type=int, help="steps between points of the finer training curve "
                                                  "(default: about 4 per epoch)")
-    g.add_argument("--monitor-every", type=int, help="record gradient norms every N steps (10)")
-    g.add_argument("--on-nonfinite", choices=CHOICES["on_nonfinite"],
-                   help="on NaN/Inf in a network's training: warn, skip the step, stop (default), or roll back "
-                        "and lower the learning rate (as for 'train')")
     g.add_argument("--quiet", action="store_true", help="one line per network instead of per epoch")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
@@ -88,7 +72,8 @@ def register(sub) -> None:
 
 def _train_overrides(args) -> dict:
     """The training flags given on the command line (and the model options), as ``run_degradation`` keywords."""
-    overrides = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
+    overrides = {k: getattr(args, k) for k in (*TRAIN_FLAGS, "data_dir") if getattr(args, k, None) is not None}
+    overrides.pop("epochs", None)  # run_degradation's own argument
     opts = model_options(args)
     if opts:
         overrides["model_options"] = opts

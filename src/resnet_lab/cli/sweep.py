@@ -8,7 +8,7 @@ import sys
 
 from ..text import counted
 from ..training.config import TrainConfig
-from .arguments import jobs_value, output_path
+from .arguments import copy_train_options, jobs_value, output_path
 
 EXAMPLES = """examples:
   resnet-lab sweep --model resnet20 resnet32 --seed 0 1 --epochs 15 --out runs/sweep
@@ -49,37 +49,9 @@ def register(sub) -> None:
     g.add_argument("--status", action="store_true", help="print the table of runs and their states, run nothing")
     g.add_argument("--status-every", type=float, default=30.0, metavar="S",
                    help="seconds between status lines (default 30; 0: none)")
-    copy_train_options(p)
+    copy_train_options(p, "training (as for 'train'; several values: one run per combination)",
+                       exclude=_NOT_COPIED, several=True)
     p.set_defaults(func=run)
-
-
-def copy_train_options(parser: argparse.ArgumentParser) -> list[str]:
-    """`train`'s options on ``parser``; those taking one value take several here. Returns their dests."""
-    from .main import _Parser
-    from .train import register as register_train
-
-    train = _Parser(prog="train").add_subparsers(parser_class=_Parser)
-    register_train(train)
-    group = parser.add_argument_group("training (as for 'train'; several values: one run per combination)")
-    dests = []
-    for action in train.choices["train"]._actions:
-        if action.dest in _NOT_COPIED or not action.option_strings:
-            continue
-        kwargs = dict(dest=action.dest, default=action.default, help=action.help, metavar=action.metavar)
-        if isinstance(action, argparse._StoreAction):
-            several = action.nargs is None
-            kwargs.update(type=action.type, choices=action.choices, nargs="+" if several else action.nargs,
-                          const=action.const)
-        else:  # flags (store_true/false, --[no-]cuda-graph): one value for every run
-            kwargs.update(action=type(action))
-            kwargs.pop("metavar")
-        flags = action.option_strings
-        if isinstance(action, argparse.BooleanOptionalAction):  # it adds the --no- form itself
-            flags = [f for f in flags if not f.startswith("--no-")]
-        group.add_argument(*flags, **kwargs)
-        dests.append(action.dest)
-    parser.set_defaults(train_dests=dests)
-    return dests
 
 
 def grid_from_args(args):
