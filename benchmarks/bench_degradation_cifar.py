@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from resnet_lab.data import load_data
-from resnet_lab.experiments.degradation import limit_dataset, run_degradation
+from resnet_lab.data import limit_dataset
+from resnet_lab.experiments.degradation import run_degradation
 from resnet_lab.runtime import pick_device
 from resnet_lab.files import write_json
 

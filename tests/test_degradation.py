@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from resnet_lab.cli.main import main
-from resnet_lab.data import load_data
+from resnet_lab.data import limit_dataset, load_data, resize_dataset
 from resnet_lab.errors import UserError
 from resnet_lab.experiments import run_degradation, write_degradation_outputs
-from resnet_lab.data import resize_dataset
-from resnet_lab.experiments.degradation import TIE, limit_dataset, snapshot_epochs
+from resnet_lab.experiments.degradation import TIE, snapshot_epochs
 from resnet_lab.experiments.degradation.findings import findings
 
 EPOCHS = 2

@@ -11,7 +11,7 @@ from ..lazy import lazy_exports
 
 _MODULES = {
     ".cache": ["default_data_dir"],
-    ".dataset": ["InMemoryDataset", "channel_stats", "stratified_holdout"],
+    ".dataset": ["InMemoryDataset", "channel_stats", "limit_dataset", "stratified_holdout"],
     ".device_loader": ["DeviceLoader"],
     ".folder": ["FolderDataset", "make_folder_loaders"],
     ".preprocess": ["preprocess_images"],

@@ -145,3 +145,26 @@ class InMemoryDataset:
             std=None,
             eval_split="val",
         )
+
+
+def limit_dataset(ds: InMemoryDataset, train: int | None = None, test: int | None = None,
+                  seed: int = 0) -> InMemoryDataset:
+    """A copy of an in-memory data set with at most ``train``/``test`` images, drawn by a seeded
+    shuffle (the shared CIFAR files are sorted by class, so a plain prefix would be one class)."""
+    if not isinstance(ds, InMemoryDataset):
+        raise UserError("a limit on the number of images needs in-memory data (digits, cifar10, npz:PATH)")
+    for label, n in (("train", train), ("test", test)):
+        if n is not None and n < 1:
+            raise UserError(f"the {label} image limit must be at least 1, got {n}")
+    g = torch.Generator().manual_seed(seed)
+
+    def pick(x, y, n):
+        if n is None or n >= len(y):
+            return x, y
+        idx = torch.randperm(len(y), generator=g)[:n].sort().values
+        return x[idx].contiguous(), y[idx]
+
+    x_train, y_train = pick(ds.x_train, ds.y_train, train)
+    x_test, y_test = pick(ds.x_test, ds.y_test, test)
+    name = ds.name if (train, test) == (None, None) else f"{ds.name} [subset]"
+    return replace(ds, name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, mean=None, std=None)

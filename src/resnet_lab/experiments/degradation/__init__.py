@@ -14,7 +14,7 @@ _MODULES = {
     ".findings": ["TIE"],
     ".networks": ["snapshot_epochs"],
     ".report": ["add_degradation_section", "report_figures", "write_degradation_outputs"],
-    ".run": ["check_depths", "check_seeds", "limit_dataset", "run_degradation"],
+    ".run": ["check_depths", "check_seeds", "run_degradation"],
     ".table": ["degradation_text"],
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
