@@ -56,11 +56,11 @@ def test_stop_exits_3_and_keeps_the_state_of_the_step_before_the_failure(tmp_pat
 
 
 def test_skip_gives_up_with_exit_3_and_a_finite_checkpoint_locating_once(tmp_path, capsys, monkeypatch):
-    import resnet_lab.diagnostics.monitor as monitor_module
+    import resnet_lab.diagnostics.policy as policy
 
     located = []
-    original = monitor_module.locate_nonfinite
-    monkeypatch.setattr(monitor_module, "locate_nonfinite", lambda *a, **k: located.append(1) or original(*a, **k))
+    original = policy.locate_nonfinite
+    monkeypatch.setattr(policy, "locate_nonfinite", lambda *a, **k: located.append(1) or original(*a, **k))
     out = tmp_path / "run"
     assert _train("--steps", "40", "--on-nonfinite", "skip", "--out", str(out)) == 3
     lines = _stderr_lines(capsys)

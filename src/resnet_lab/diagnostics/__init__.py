@@ -4,7 +4,8 @@ The pieces:
 
 * ``GradientMonitor`` (``monitor``): call ``monitor.step(loss)`` after ``loss.backward()``;
   it records per layer group the gradient norm, weight norm and update ratio with one
-  fused computation and no host synchronisation, and judges the run.
+  fused computation and no host synchronisation, and judges the run. Its NaN/Inf policy
+  (``guarded_step``, ``check_step``: skip, stop, roll back, warn) is ``policy``.
 * ``Verdict`` / ``Thresholds`` (``verdicts``): healthy, vanishing, exploding, nonfinite.
 * ``build_groups`` / ``LayerGroup`` (``groups``): stem / residual blocks / head, or any
   model's top-level children.
