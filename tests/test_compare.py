@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from resnet_lab.cli.main import main
-from resnet_lab.experiments import compare_models, reference_top1, saved_tensor_bytes
+from resnet_lab.experiments import compare_models, reference_top1
+from resnet_lab.measure import saved_tensor_bytes
 from resnet_lab.experiments.compare import reference_cifar10, verdict
 from resnet_lab.experiments.compare.plot import plot_comparison
 from resnet_lab.experiments.compare.reference import _same_architecture_as_default

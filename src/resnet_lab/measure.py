@@ -101,5 +101,5 @@ def tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
 
 
-__all__ = ["SavedTensorCounter", "calls_for", "parameter_storages", "saved_tensor_bytes", "sync", "tensor_bytes",
-           "time_call"]
+__all__ = ["SavedTensorCounter", "calls_for", "parameter_storages", "prepare_timing", "saved_tensor_bytes", "sync",
+           "tensor_bytes", "time_call"]

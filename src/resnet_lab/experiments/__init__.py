@@ -10,7 +10,6 @@
 from ..lazy import lazy_exports
 
 _MODULES = {
-    "..measure": ["saved_tensor_bytes"],
     ".compare": ["compare_models", "reference_top1"],
     ".degradation": ["run_degradation", "write_degradation_outputs"],
     ".survey": ["DEMO_SETTINGS as SURVEY_DEMO_SETTINGS", "judge_claims", "run_survey"],

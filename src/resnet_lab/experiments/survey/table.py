@@ -55,9 +55,9 @@ def budget_text(budget: dict | None) -> str:
         return ""
     seeds = counted(budget['seeds'], 'seed')
     if "steps" in budget:
-        return f"{seeds} x {budget['steps']} steps"
+        return f"{seeds} x {counted(budget['steps'], 'step')}"
     n = budget["batches_at_init"]
-    return f"{seeds}, gradients at init over {n} batch{'es' if n != 1 else ''}"
+    return f"{seeds}, gradients at init over {counted(n, 'batch', 'batches')}"
 
 
 def claim_lines(result: dict, evidence: str = "Evidence: ") -> list[str]:
@@ -78,7 +78,7 @@ def settings_line(result: dict) -> str:
     """The run in one line: data, sizes, rules of the short runs, cells, time and hardware."""
     s, hw = result["settings"], result["hardware"]
     where = hw.get("gpu") or hw.get("cpu") or s["device"]
-    batches = f"{s['batches_at_init']} batch{'es' if s['batches_at_init'] != 1 else ''}"
+    batches = counted(s["batches_at_init"], "batch", "batches")
     seeds = s["seeds"]
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds ({seeds[0]}..{seeds[-1]})"
     return (f"{result['data']}, run at {s['image_size']}px; batch {s['batch_size']}, {s['steps']} SGD steps "
