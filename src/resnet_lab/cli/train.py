@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 from ..runtime import is_main_process
 from ..text import counted
@@ -268,7 +267,9 @@ def _resume_config(args):
 def _finished_run(resume: str) -> str | None:
     """What to say instead of training when the run being resumed has ended: its ``result.json`` is
     written after its last step, and a resumed run cannot be lengthened."""
-    run_dir = _run_dir(resume)
+    from ..training.run_files import run_dir_of
+
+    run_dir = run_dir_of(resume)
     try:
         result = json.loads((run_dir / "result.json").read_text())
         steps = int(result["steps"])
@@ -276,11 +277,6 @@ def _finished_run(resume: str) -> str | None:
         return None
     return (f"{run_dir} already finished ({counted(steps, 'step')}); nothing to train. Its report: "
             f"'resnet-lab report {run_dir}'; a longer run: a new --out")
-
-
-def _run_dir(path) -> Path:
-    """The run directory a path names (``--resume`` takes the folder or its ``last.pt``)."""
-    return Path(path) if Path(path).is_dir() else Path(path).parent
 
 
 def _flag(setting: str) -> str:

@@ -92,6 +92,12 @@ def release_run_dir(run_dir: Path | None) -> None:
         os.close(fd)
 
 
+def run_dir_of(resume: str | Path) -> Path:
+    """The run directory ``--resume`` names: the folder itself, or a checkpoint's folder."""
+    path = Path(resume)
+    return path if path.is_dir() else path.parent
+
+
 def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict | None]:
     """The settings of the run in ``resume`` (a run directory or a checkpoint) and its checkpoint.
 
@@ -105,8 +111,8 @@ def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict
         except (ValueError, TypeError) as err:
             raise UserError(f"{path / 'config.json'} is damaged ({err}); start a new run with another --out") from None
     checkpoint = load_checkpoint(resume)
-    folder = path if path.is_dir() else path.parent
-    _check_same_run(path / "last.pt" if path.is_dir() else path, folder / "config.json", checkpoint["config"], log)
+    _check_same_run(path / "last.pt" if path.is_dir() else path, run_dir_of(path) / "config.json",
+                    checkpoint["config"], log)
     return TrainConfig.from_dict(checkpoint["config"]), checkpoint
 
 
@@ -121,7 +127,7 @@ def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainC
             "trained again and last.pt is replaced")
     for name in RESUMABLE:
         setattr(saved, name, getattr(config, name))
-    saved.out = str(path if path.is_dir() else path.parent)
+    saved.out = str(run_dir_of(path))
     return saved, checkpoint
 
 
