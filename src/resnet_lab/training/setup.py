@@ -39,7 +39,9 @@ class RunParts:
 
     @property
     def params(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        from ..models.stats import count_params
+
+        return count_params(self.model)
 
 
 def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunParts:
