@@ -11,10 +11,10 @@ import torch
 from resnet_lab.data.cache import uncompressed_copy
 from resnet_lab.data.dataset import InMemoryDataset
 from resnet_lab.errors import UserError, first_line
+from resnet_lab.models.choices import MIN_IMAGE_SIZE
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 FORMAT_HINT = "expected arrays x_train/x_test uint8 (N,H,W) or (N,H,W,C) with C 1 or 3, y_train/y_test integer (N,)"
-MIN_SIZE = 8  # the same floor as --image-size and folder data
 MAX_CLASSES = 100_000
 GAP_FACTOR = 10  # at most this many classes per distinct training label
 LABEL_RULE = f"labels must be class indices 0..K-1 with K <= {MAX_CLASSES:,}"
@@ -159,10 +159,10 @@ def _images(x: np.ndarray, name: str, path: Path) -> np.ndarray:
         raise UserError(f"{path}: {name} has shape {x.shape}; {FORMAT_HINT}")
     if min(x.shape) == 0:
         raise UserError(f"{path}: {name} is empty (shape {x.shape}); each split needs at least one image")
-    if min(x.shape[1:3]) < MIN_SIZE:
+    if min(x.shape[1:3]) < MIN_IMAGE_SIZE:
         raise UserError(
             f"{path}: {name} images are {x.shape[1]}x{x.shape[2]} pixels; images must be at least "
-            f"{MIN_SIZE}x{MIN_SIZE} (as for --image-size); upscale them"
+            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (as for --image-size); upscale them"
         )
     return x
 

@@ -12,6 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import UserError
+from ..models.choices import MIN_IMAGE_SIZE
 from .dataset import InMemoryDataset
 
 
@@ -29,8 +30,8 @@ def resize_dataset(ds, size: int):
     anything else (an image folder: its loader resizes) or a data set already that size is returned as is."""
     if not isinstance(ds, InMemoryDataset) or ds.image_size == size:
         return ds
-    if size < 8:
-        raise UserError(f"--image-size must be at least 8, got {size}")
+    if size < MIN_IMAGE_SIZE:
+        raise UserError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {size}")
     return dataclasses.replace(ds, name=f"{ds.name} at {size}x{size}", x_train=resize_images(ds.x_train, size),
                                x_test=resize_images(ds.x_test, size), mean=None, std=None)
 

@@ -7,3 +7,4 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("he", "xavier", "normal", "torch")
 STEMS = ("imagenet", "cifar")
 FAMILIES = ("imagenet", "cifar", "preact")  # ModelSpec.family
+MIN_IMAGE_SIZE = 8  # the smallest input side: the CIFAR nets halve it twice

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import UserError
+from ..models.choices import MIN_IMAGE_SIZE
 
 REFERENCE_BATCH = 128  # learning rates below are for this batch size; they scale linearly with it
 
@@ -225,8 +226,8 @@ def validate(c: TrainConfig) -> None:
         (c.monitor_every >= 1, f"--monitor-every must be at least 1, got {c.monitor_every}"),
         (c.workers is None or c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
         (c.dist_timeout > 0, f"--dist-timeout must be positive, got {c.dist_timeout}"),
-        (c.image_size is None or 8 <= c.image_size <= MAX_IMAGE_SIZE,
-         f"--image-size must be in 8..{MAX_IMAGE_SIZE}, got {c.image_size}"),
+        (c.image_size is None or MIN_IMAGE_SIZE <= c.image_size <= MAX_IMAGE_SIZE,
+         f"--image-size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {c.image_size}"),
     ]
     for ok, message in checks:
         if not ok:

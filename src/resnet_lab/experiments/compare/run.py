@@ -29,6 +29,7 @@ import torch
 
 from ...errors import UserError
 from ...measure import calls_for, time_call
+from ...models.choices import MIN_IMAGE_SIZE
 from ...models import count_flops, count_params, count_weighted_layers, create_model, get_spec
 from ...runtime import hardware_info, pick_device
 from ...text import counted
@@ -63,8 +64,8 @@ def _preset(dev: torch.device, quick: bool, batch_size, warmup, repeats, image_s
     for label, key, low in (("batch size", "batch_size", 1), ("repeats", "repeats", 1), ("warmup", "warmup", 0)):
         if not isinstance(preset[key], int) or preset[key] < low:
             raise UserError(f"{label} must be an integer >= {low}, got {preset[key]!r}")
-    if image_size is not None and image_size < 8:
-        raise UserError(f"image size {image_size} is too small; use 8 or more")
+    if image_size is not None and image_size < MIN_IMAGE_SIZE:
+        raise UserError(f"image size {image_size} is too small; use {MIN_IMAGE_SIZE} or more")
     return preset
 
 

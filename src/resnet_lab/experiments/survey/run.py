@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from ...errors import UserError, check_positive_int
+from ...models.choices import MIN_IMAGE_SIZE
 from ...runtime import hardware_info, pick_device
 from ...text import counted
 from ...training.sweep import check_devices
@@ -49,8 +50,9 @@ def _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, cl
     for name, value in (("lr", lr), ("high_lr", high_lr), ("clip_norm", clip_norm)):
         if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
             raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
-        raise UserError(f"image-size must be an integer >= 8 (CIFAR nets halve it twice), got {image_size!r}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE):
+        raise UserError(f"image-size must be an integer >= {MIN_IMAGE_SIZE} (CIFAR nets halve it twice), "
+                        f"got {image_size!r}")
 
 
 def run_survey(
