@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .table import COLUMNS, budget_text, cell_rows, claim_lines, mark, settings_line, survey_table
+from .table import COLUMNS, cell_rows, claim_lines, settings_line, survey_table
 
 
 # How a verdict comes from several seeds (findings.decide), for readers of the outputs.
@@ -23,9 +23,7 @@ def survey_markdown(result: dict) -> str:
     """A Markdown document: claims with evidence, design, table, rules."""
     r = result["settings"]["rules"]
     lines = ["# Training claims, measured", "", settings_line(result) + ".", "", "## Claims", ""]
-    for c in result["claims"]:
-        budget = budget_text(c["budget"])
-        lines.append(f"- **{mark(c['verdict'])}**{f' ({budget})' if budget else ''}: {c['claim']}. {c['evidence']}")
+    lines += [f"- {line}" for line in claim_lines(result, evidence="", bold=True)]
     lines += ["", "## Design", "", result["design"], "",
               f"Rules: loss end = mean of the last {r['loss_smooth']} step losses; *trained* = loss fell at least "
               f"{100 * r['trained_drop']:.0f}%; *diverged* = a non-finite value or the loss at least "

@@ -60,12 +60,14 @@ def budget_text(budget: dict | None) -> str:
     return f"{seeds}, gradients at init over {counted(n, 'batch', 'batches')}"
 
 
-def claim_lines(result: dict, evidence: str = "Evidence: ") -> list[str]:
-    """One line per claim: verdict and budget, the claim, the evidence (medians with min..max over the seeds)."""
+def claim_lines(result: dict, evidence: str = "Evidence: ", bold: bool = False) -> list[str]:
+    """One line per claim: verdict and budget, the claim, the evidence (medians with min..max over the
+    seeds); ``bold``: the verdict in Markdown bold."""
     lines = []
     for c in result["claims"]:
         budget = budget_text(c["budget"])
-        lines.append(f"{mark(c['verdict'])}{f' ({budget})' if budget else ''}: {c['claim']}. {evidence}{c['evidence']}")
+        verdict = f"**{mark(c['verdict'])}**" if bold else mark(c["verdict"])
+        lines.append(f"{verdict}{f' ({budget})' if budget else ''}: {c['claim']}. {evidence}{c['evidence']}")
     return lines
 
 
