@@ -21,3 +21,33 @@ def shared_data_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+    """``interrupted_run(out, **settings)``: resnet8 on digits (16 px, batch 512: 2 steps an epoch,
+    2 epochs) stopped by SIGTERM at the start of its second epoch, as a pre-empted job is: its
+    checkpoint at step 3 (``best.pt`` at step 2); returns ``out``."""
+    import signal
+
+    from resnet_lab.training import TrainingInterrupted, resolve_config, train
+    from resnet_lab.training.eager_step import EagerStep
+
+    def run(out: Path, **settings) -> Path:
+        original = EagerStep.__call__
+
+        def interrupt(self, x, y, step):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return original(self, x, y, step)
+
+        config = dict(model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2, progress=False,
+                      tensorboard=False, out=str(out), **settings)
+        with monkeypatch.context() as patch:
+            patch.setattr(EagerStep, "__call__", interrupt)
+            with pytest.raises(TrainingInterrupted):
+                train(resolve_config("default", **config), log=lambda _: None)
+        return out
+
+    return run
+

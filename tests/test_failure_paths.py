@@ -330,35 +330,13 @@ def test_an_absurd_image_size_is_refused_before_resizing_the_data(tmp_path, caps
 
 # ----------------------------------------------------------------------------- resuming a damaged folder
 
-def _interrupted_run(out: Path, monkeypatch) -> Path:
-    """resnet8 on digits, 2 epochs, stopped by SIGTERM in its second epoch (a checkpoint at step 2)."""
-    import os
-    import signal
-
-    from resnet_lab.training import TrainingInterrupted, resolve_config, train
-
-    original = EagerStep.__call__
-
-    def interrupt(self, x, y, step):
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, x, y, step)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(EagerStep, "__call__", interrupt)
-        with pytest.raises(TrainingInterrupted):
-            train(resolve_config("default", model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2,
-                                 progress=False, tensorboard=False, out=str(out)), log=lambda _: None)
-    return out
-
-
-def test_resuming_another_runs_checkpoint_is_refused_and_a_lost_config_json_is_restored(tmp_path, monkeypatch,
+def test_resuming_another_runs_checkpoint_is_refused_and_a_lost_config_json_is_restored(tmp_path, interrupted_run,
                                                                                         capsys):
     """A resume once trained whatever last.pt held, under the folder's config.json of another run; and with
     config.json lost, trained to the end and then exited 2 on the report."""
     import shutil
 
-    run = _interrupted_run(tmp_path / "run", monkeypatch)
+    run = interrupted_run(tmp_path / "run")
     other = tmp_path / "other"
     assert main(["train", "--model", "resnet14", "--data", "digits", "--steps", "1", "--quiet", "--report", "none",
                  "--out", str(other)]) == 0
@@ -379,8 +357,8 @@ def test_resuming_another_runs_checkpoint_is_refused_and_a_lost_config_json_is_r
     assert json.loads((run / "config.json").read_text())["model"] == "resnet8" and (run / "report.html").exists()
 
 
-def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_path, monkeypatch, capsys):
-    run = _interrupted_run(tmp_path / "run", monkeypatch)
+def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_path, interrupted_run, capsys):
+    run = interrupted_run(tmp_path / "run")
     (run / "gradients.jsonl").write_text('x\n{"step":\n')
     assert main(["train", "--resume", str(run), "--quiet"]) == 2  # was a traceback (ValueError)
     err = capsys.readouterr().err
@@ -388,8 +366,8 @@ def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_pat
 
 
 
-def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, monkeypatch, capsys):
-    run = _interrupted_run(tmp_path / "run", monkeypatch)  # best.pt at step 2, last.pt at step 3
+def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, interrupted_run, capsys):
+    run = interrupted_run(tmp_path / "run")  # best.pt at step 2, last.pt at step 3
     assert main(["train", "--resume", str(run / "best.pt"), "--quiet", "--report", "none"]) == 0
     assert ("note: resuming from best.pt (step 2), not last.pt: the steps after it are trained again and last.pt "
             "is replaced") in capsys.readouterr().out

@@ -10,10 +10,8 @@ command exits, and that process's output (a failure's traceback included) is in 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +22,8 @@ from resnet_lab.cli.main import main
 from resnet_lab.report.background import start_report_renderer, wait_for_report
 from resnet_lab.report.meta import format_duration
 from resnet_lab.report.train_report import format_timings, write_run_report
-from resnet_lab.training import TrainingInterrupted, resolve_config, train
+from resnet_lab.training import resolve_config, train
 from resnet_lab.training.config import RESUMABLE
-from resnet_lab.training.eager_step import EagerStep
 
 # resnet8 on digits at 16x16, batch 512: 2 steps an epoch, a couple of seconds on a CPU.
 TINY = dict(model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2, monitor_every=1, seed=0,
@@ -194,19 +191,8 @@ def test_a_run_stopped_by_a_nonfinite_loss_gets_a_report_of_its_records(tmp_path
     assert main(["report", str(out)]) == 0  # and again on demand
 
 
-def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resume(tmp_path, monkeypatch, capsys):
-    out = tmp_path / "run"
-    original = EagerStep.__call__
-
-    def interrupt_in_epoch_2(self, x, y, step):
-        if step == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, x, y, step)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(EagerStep, "__call__", interrupt_in_epoch_2)
-        with pytest.raises(TrainingInterrupted):
-            train(resolve_config("default", **TINY, out=str(out)), log=lambda _: None)
+def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resume(tmp_path, interrupted_run, capsys):
+    out = interrupted_run(tmp_path / "run", monitor_every=1, seed=0)
     page = write_run_report(out).read_text()
     # why it stopped, from its events (a resumed run keeps the break in them), and its records so far
     assert "not finished: interrupted at step 3 (SIGTERM, checkpoint saved); its records up to step 2" in page
