@@ -75,14 +75,15 @@ class Report:
         self._blocks.append(f"<details><summary>{escape(caption)}</summary><pre><code>{escape(text)}</code></pre></details>")
 
     def set_meta(self, settings: Mapping[str, Any], data: str, seeds: Any, hardware: Mapping[str, Any],
-                 versions: Mapping[str, Any], run_time_s: float | None) -> None:
+                 versions: Mapping[str, Any], run_time_s: float | None, no_run_time: str = "not recorded") -> None:
         """The run's facts, rendered at the top of the page: settings, data, seeds, hardware,
-        library versions and run time (seconds; None: not recorded). ``hardware`` and ``versions`` usually come from
-        :func:`resnet_lab.report.run_metadata`. Calling it again replaces the earlier facts.
+        library versions and run time (seconds; None: ``no_run_time`` says why). ``hardware`` and
+        ``versions`` usually come from :func:`resnet_lab.report.run_metadata`. Calling it again
+        replaces the earlier facts.
         """
         self.meta = {"settings": dict(settings), "data": data, "seeds": seeds, "hardware": dict(hardware),
-                     "versions": dict(versions),
-                     "run_time_s": None if run_time_s is None else float(run_time_s)}
+                     "versions": dict(versions), "run_time_s": None if run_time_s is None else float(run_time_s),
+                     "no_run_time": no_run_time}
 
     # ---- output ---------------------------------------------------------------------------------
     def to_html(self) -> str:

@@ -70,7 +70,7 @@ def meta_html(meta: Mapping[str, Any]) -> str:
     """The "Run" block: one term per fact, in the order settings, data, seeds, hardware, versions, run time."""
     rows = [("Settings", meta["settings"]), ("Data", meta["data"]), ("Seeds", meta["seeds"]),
             ("Hardware", meta["hardware"]), ("Library versions", meta["versions"]),
-            ("Run time", "not recorded (no epoch ended)" if meta["run_time_s"] is None
+            ("Run time", meta.get("no_run_time", "not recorded") if meta["run_time_s"] is None
              else format_duration(meta["run_time_s"]))]
     body = "".join(f"<dt>{escape(name)}</dt><dd>{_value_html(value)}</dd>" for name, value in rows)
     return f'<section class="meta" aria-label="Run"><h2>Run</h2><dl>{body}</dl></section>'

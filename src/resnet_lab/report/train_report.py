@@ -33,7 +33,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     report = Report(f"Training {run.settings['model']}", info["description"])
     report.set_meta(settings={k: v for k, v in run.settings.items() if k != "out"}, data=info["description"],
                     seeds=run.settings["seed"], run_time_s=_run_time_s(run),
-                    **metadata_from(run.hardware))
+                    no_run_time="not recorded (no epoch ended)", **metadata_from(run.hardware))
     findings = _findings(run)
     if findings:
         report.add_findings(findings)
