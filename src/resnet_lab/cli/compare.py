@@ -27,7 +27,8 @@ def register(sub) -> None:
         "compare", help="measure models side by side and say which to choose",
         description="Measure models side by side in one run (interleaved, warm-up, medians): parameters, GFLOPs, "
                     "weighted layers, peak training memory, training and inference throughput, batch-1 latency, "
-                    "plus torchvision's published ImageNet top-1 where it has weights; then say which model fits "
+                    "plus the published accuracy (torchvision's ImageNet top-1 where it has weights, the papers' "
+                    "CIFAR-10 test accuracy for the CIFAR nets); then say which model fits "
                     "which budget. Progress goes to stderr.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", metavar="MODEL", default=["resnet101", "resnet152"],

@@ -35,7 +35,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print verdict, reason, groups and global_grad_norm as JSON")
-    p.add_argument("--plot", metavar="PATH", help="write the gradient-flow plot (PNG and SVG)")
+    p.add_argument("--plot", metavar="PATH",
+                   help="write the gradient-flow plot: PATH.png or PATH.svg as named, both for a PATH without suffix")
     p.add_argument("--groups", default="auto",
                    help="layer groups: auto (default: ResNet blocks; other models opened to 8-64 groups in "
                         "execution order), parameter, module_type, a nesting depth (e.g. 2), module names "
