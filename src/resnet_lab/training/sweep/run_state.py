@@ -54,7 +54,7 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
     """Where the run in ``run_dir`` stands, from its files (and its lock) only."""
     checkpoint, unreadable = _checkpoint_facts(run_dir / "last.pt")
     step, total = (checkpoint["step"], checkpoint["total_steps"]) if checkpoint else (0, None)
-    result = summary(checkpoint["history"]) if checkpoint else {}
+    result = result_from_history(checkpoint["history"]) if checkpoint else {}
     if checkpoint and step >= total:
         return RunStatus(name, "done", step, total, result)
     finished = _read_json(run_dir / RESULT_FILE)
@@ -72,7 +72,7 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
     return RunStatus(name, "pending")
 
 
-def summary(history: list[dict]) -> dict:
+def result_from_history(history: list[dict]) -> dict:
     """The result of a run from its metrics rows: final training error and test accuracy, steps, time."""
     if not history:
         return {}
