@@ -419,11 +419,8 @@ class GradientMonitor(NonFinitePolicy):
         verdict = self._judge.judge(meta.step, float(v[0]) if meta.has_loss else None, float(v[1]),
                                     float(v[2]), grad_norms, weight_norms)
         self._rows.append((meta, v, verdict))
-        previous, self._last_verdict = self._last_verdict, verdict
-        if verdict.kind != "healthy" and (previous is None or previous.kind != verdict.kind):
-            self._events.append(verdict)
-            if verdict.kind == "nonfinite" and self.policy == "warn":
-                warnings.warn(f"GradientMonitor: {verdict}", RuntimeWarning, stacklevel=3)
+        if self._note_verdict(verdict) and verdict.kind == "nonfinite" and self.policy == "warn":
+            warnings.warn(f"GradientMonitor: {verdict}", RuntimeWarning, stacklevel=3)
         if self._jsonl is not None or self._tb is not None or self.on_verdict is not None:
             record = self._record(meta, v, verdict)
             if self._jsonl is not None:
@@ -467,6 +464,15 @@ class GradientMonitor(NonFinitePolicy):
         rows = [self._record(meta, v, verdict) for meta, v, verdict in self._rows]
         return (list(self._earlier) + rows)[-self._rows.maxlen:]
 
+    def _note_verdict(self, verdict: Verdict) -> bool:
+        """Make ``verdict`` the latest; an event when it is not healthy and differs in kind from the
+        one before (True then)."""
+        previous, self._last_verdict = self._last_verdict, verdict
+        new = verdict.kind != "healthy" and (previous is None or previous.kind != verdict.kind)
+        if new:
+            self._events.append(verdict)
+        return new
+
     def continue_from(self, records: list[dict]) -> None:
         """Pick up a resumed run: judge its earlier records (from its JSONL file) again, so that
         verdicts that depend on history (the running median of the gradient norm, the vanishing
@@ -475,9 +481,7 @@ class GradientMonitor(NonFinitePolicy):
             groups = r["groups"]
             verdict = self._judge.judge(r["step"], r.get("loss"), r["global_grad_norm"], r["global_weight_norm"],
                                         [g["grad_norm"] for g in groups], [g["weight_norm"] for g in groups])
-            previous, self._last_verdict = self._last_verdict, verdict
-            if verdict.kind != "healthy" and (previous is None or previous.kind != verdict.kind):
-                self._events.append(verdict)
+            self._note_verdict(verdict)
             self._earlier.append(r)
             self._next_step = r["step"] + 1
 
