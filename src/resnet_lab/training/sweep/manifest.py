@@ -92,8 +92,8 @@ def check_compatible(out: Path, runs: list[RunSpec]) -> None:
     strangers = [name for name in existing if name not in by_name]
     if strangers:
         raise UserError(f"{out} holds runs that are not in this grid ({', '.join(strangers[:3])}"
-                        f"{', ...' if len(strangers) > 3 else ''}; a run is named by the settings given several "
-                        f"values); give the grid that made them (see {out / MANIFEST}), a grid that names them "
+                        f"{', ...' if len(strangers) > 3 else ''}), a run being named by the settings given several "
+                        f"values; give the grid that made them (see {out / MANIFEST}), a grid that names them "
                         "alike, or another --out")
     for name in existing:
         theirs = _comparable_saved(out / name, by_name[name].task)
