@@ -71,14 +71,18 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return records
 
 
-def trim_jsonl(path: str | Path, keep) -> None:
-    """Rewrite ``path`` (atomically) with only the records for which ``keep(record)`` is true.
+def trim_jsonl(path: str | Path, keep) -> list[dict]:
+    """Rewrite ``path`` (atomically) with only the records for which ``keep(record)`` is true, and
+    return them (none when there is no file).
 
     Used on resume: records of steps after the checkpoint are written again by the replay.
     """
     path = Path(path)
-    if path.exists():
-        atomic_write_text(path, "".join(dumps(r) + "\n" for r in read_jsonl(path) if keep(r)))
+    if not path.exists():
+        return []
+    kept = [r for r in read_jsonl(path) if keep(r)]
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in kept))
+    return kept
 
 
 class JsonlWriter:

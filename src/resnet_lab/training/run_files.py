@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..diagnostics.records import read_jsonl, trim_jsonl
+from ..diagnostics.records import trim_jsonl
 from ..errors import UserError, why_not_writable
 from ..files import atomic_write_text, try_lock, write_json
 from ..runtime import hardware_info, is_main_process
@@ -161,19 +161,21 @@ class RunFiles:
         self._saved_at = time.perf_counter()
         self.writer = None
         writes = run_dir is not None and ctx.is_main
+        earlier = []  # the gradient records before the checkpoint: the monitor judges them again
         if writes:
             if not resumed:
                 _clear_records(run_dir)
             write_json(run_dir / "config.json", self._config_record())  # a resumed run's too: restored if lost
             # Exactly once: the steps replayed since the checkpoint are recorded again.
-            _records_or_refuse(trim_jsonl, run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < state.step)
+            earlier = _records_or_refuse(trim_jsonl, run_dir / "gradients.jsonl",
+                                         lambda r: r.get("step", 0) < state.step)
             if c.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step)
         self.monitor = _make_monitor(parts.model, c, run_dir if writes else None, self.writer)
-        if self.monitor is not None and resumed and writes and (run_dir / "gradients.jsonl").exists():
-            self.monitor.continue_from(_records_or_refuse(read_jsonl, run_dir / "gradients.jsonl"))
+        if self.monitor is not None and resumed and earlier:
+            self.monitor.continue_from(earlier)
         if c.on_nonfinite == "rollback" and checkpoint is not None:
             self.monitor.load_rollback_state_dict(checkpoint["rollback"])
         if c.on_nonfinite == "skip" and checkpoint is not None:

@@ -32,9 +32,9 @@ FORMAT = 1
 _NOT_COMPARED = {*RESUMABLE, "out", "progress"}
 
 
-def read_manifest(out: Path, log: Callable[[str], object] | None = None) -> dict | None:
-    """``sweep.json``, or None when there is none. A damaged one is refused, or, given ``log``, said
-    there and passed over: it is written again from the grid and the run directories."""
+def read_manifest(out: Path, log: Callable[[str], object]) -> dict | None:
+    """``sweep.json``, or None when there is none. A damaged one is said in ``log`` and passed over:
+    it is only a summary, written again from the grid and the run directories."""
     path = out / MANIFEST
     if not path.exists():
         return None
@@ -45,9 +45,6 @@ def read_manifest(out: Path, log: Callable[[str], object] | None = None) -> dict
             raise TypeError("a run's name is not a string")
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        if log is None:
-            raise UserError(f"{path} is damaged ({err}); run the sweep command that made {out} again to rebuild "
-                            "it from the run directories") from None
         log(f"warning: {path} is damaged ({err}); passed over (rebuilt from the run directories)")
         return None
 
