@@ -126,6 +126,24 @@ def test_no_command_shows_the_commands_and_fails(capsys):
     assert "usage: resnet-lab" in err and err.rstrip().endswith("choose one of: " + ", ".join(COMMANDS))
 
 
+def test_sigterm_outside_a_training_loop_ends_the_command_with_a_line_and_exit_143(monkeypatch, capsys):
+    """A command killed by SIGTERM (a scheduler's time limit) used to end without a word."""
+    import signal
+    import time
+
+    import resnet_lab.models.stats as stats
+
+    def terminated(family):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(stats, "zoo_table", terminated)
+    assert main(["models"]) == 143
+    assert capsys.readouterr().err == "resnet-lab: terminated (SIGTERM); files already written are kept\n"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back for whoever calls main() next
+
+
 def test_python_dash_m_runs_the_cli_and_exits_2_on_bad_input():
     out = subprocess.run([sys.executable, "-m", "resnet_lab", "summary", "resnet20"],
                          capture_output=True, text=True, check=True).stdout

@@ -371,3 +371,29 @@ def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, interrupt
     assert main(["train", "--resume", str(run / "best.pt"), "--quiet", "--report", "none"]) == 0
     assert ("note: resuming from best.pt (step 2), not last.pt: the steps after it are trained again and last.pt "
             "is replaced") in capsys.readouterr().out
+
+
+def test_a_signal_while_the_report_is_drawn_exits_with_its_code_and_names_what_is_saved(tmp_path, monkeypatch,
+                                                                                     capsys):
+    """SIGTERM while report.html is drawn used to kill the process silently (exit 143, no line): the run
+    itself is saved by then, so the command says so and how to draw the report."""
+    import os
+    import signal
+    import time
+
+    import resnet_lab.report.render as render
+
+    def killed_while_drawing(run_dir, mode, log):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        raise AssertionError("the signal did not stop the report")
+
+    monkeypatch.setattr(render, "render_run_report", killed_while_drawing)
+    out = tmp_path / "run"
+    argv = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+            "--epochs", "1", "--quiet", "--no-tensorboard", "--out", str(out)]
+    assert main(argv) == 128 + signal.SIGTERM
+    last = _stderr_lines(capsys)[-1]
+    assert "interrupted while drawing report.html" in last and f"resnet-lab report {out}" in last
+    assert load_checkpoint(out / "last.pt")["step"] == 2 and (out / "result.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back

@@ -2,13 +2,36 @@
 
 ``with StopSignals() as stop:`` installs the handlers (in the main thread only: Python allows
 no other) and puts the previous ones back on exit. ``stop.signum`` is the first signal received,
-``stop.count`` how many arrived.
+``stop.count`` how many arrived. Elsewhere a command runs under ``sigterm_raises()``, so SIGTERM
+stops it as Ctrl-C does, with a line, rather than ending the process without a word.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from contextlib import contextmanager
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process was (``sigterm_raises``): what stops cleanly on Ctrl-C does on it too."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextmanager
+def sigterm_raises():
+    """SIGTERM raises ``Terminated`` in the main thread while this is open (elsewhere: nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class StopSignals:

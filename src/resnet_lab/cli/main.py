@@ -14,6 +14,7 @@ import sys
 
 from ..errors import UserError
 from ..runtime import process_age_s
+from ..signals import Terminated, sigterm_raises
 
 # Order here is the order shown by `resnet-lab --help`.
 COMMANDS = ["models", "summary", "train", "report", "sweep", "evaluate", "predict", "export", "gradients", "demo",
@@ -63,17 +64,21 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = build_parser(argv).parse_args(argv)
-        args.startup_s = startup_s
-        if args.command is None:  # help, but a failure: `resnet-lab $CMD` with CMD unset must not pass
-            build_parser().print_help(sys.stderr)
-            raise UserError(f"no command given; choose one of: {', '.join(COMMANDS)}")
-        return int(args.func(args) or 0)
+        with sigterm_raises():
+            args = build_parser(argv).parse_args(argv)
+            args.startup_s = startup_s
+            if args.command is None:  # help, but a failure: `resnet-lab $CMD` with CMD unset must not pass
+                build_parser().print_help(sys.stderr)
+                raise UserError(f"no command given; choose one of: {', '.join(COMMANDS)}")
+            return int(args.func(args) or 0)
     except UserError as exc:
         if debug:
             raise
         print(f"resnet-lab: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("resnet-lab: terminated (SIGTERM); files already written are kept", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("resnet-lab: interrupted", file=sys.stderr)
         return 130

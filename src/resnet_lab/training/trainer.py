@@ -35,7 +35,7 @@ from .schedules import lr_factor
 from .setup import build_parts, seed_everything
 from .state import RunState
 
-__all__ = ["TrainResult", "TrainingInterrupted", "evaluate", "train"]
+__all__ = ["ReportInterrupted", "TrainResult", "TrainingInterrupted", "evaluate", "train"]
 
 
 class OutputsNotFinite(NonFiniteError):
@@ -50,6 +50,16 @@ class TrainingInterrupted(Exception):
         saved = f"checkpoint saved, continue with --resume {run_dir}" if run_dir else "no run directory, nothing saved"
         super().__init__(f"interrupted at step {step}; {saved}")
         self.run_dir, self.step, self.signum = run_dir, step, signum
+
+
+class ReportInterrupted(TrainingInterrupted):
+    """SIGINT/SIGTERM arrived while report.html was being drawn: every other file of the run is saved."""
+
+    def __init__(self, run_dir: Path, signum: int):
+        Exception.__init__(self, f"interrupted while drawing report.html; the run's files are saved in {run_dir} "
+                                 f"('resnet-lab report {run_dir}' draws the report; --resume continues a run "
+                                 "that had not finished)")
+        self.run_dir, self.step, self.signum = run_dir, None, signum
 
 
 @dataclass
@@ -82,6 +92,14 @@ class _SignalFlag(StopSignals):
         if self.signum:
             raise KeyboardInterrupt
         super()._handle(signum, frame)
+
+
+class _SignalStops(StopSignals):
+    """SIGINT/SIGTERM stop at once (while drawing the report: nothing left to save)."""
+
+    def _handle(self, signum, frame):
+        super()._handle(signum, frame)
+        raise KeyboardInterrupt
 
 
 def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[str], None] = print,
@@ -147,7 +165,11 @@ def _report(mode: str, run_dir: Path | None, is_main: bool, log) -> float | None
     from ..report.render import render_run_report
 
     start = time.perf_counter()
-    log(render_run_report(run_dir, mode, log))
+    with _SignalStops() as stop:
+        try:
+            log(render_run_report(run_dir, mode, log))
+        except KeyboardInterrupt:
+            raise ReportInterrupted(run_dir, stop.signum or signal.SIGINT) from None
     return None if mode == "none" else time.perf_counter() - start
 
 
