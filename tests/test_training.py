@@ -98,6 +98,27 @@ def test_resnet20_on_digits_reaches_97_percent_in_15_epochs(tmp_path):
     assert f"time: {sum(timings.values()):.1f} s: start-up (imports)" in proc.stdout
 
 
+def test_the_readme_python_example_is_the_committed_script_and_prints_what_the_readme_shows(tmp_path):
+    """`examples/from_python.py` (train() and an experiment from Python) is in the README verbatim, with
+    the output recorded in its results file, and it runs here: a run, the experiment's table, its report."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    source = (root / "examples" / "from_python.py").read_text()
+    recorded = json.loads((root / "benchmarks" / "results" / "output-from-python-cpu.json").read_text())
+    assert f"```python\n{source}```" in readme
+    assert f"$ python examples/from_python.py\n{recorded['stdout']}```" in readme
+    proc = subprocess.run([sys.executable, str(root / "examples" / "from_python.py")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("resnet8: test accuracy ") and lines[0].endswith("after 33 steps in runs/py-resnet8")
+    assert [line.split()[0] for line in lines[3:7]] == ["plain8", "resnet8", "plain14", "resnet14"]
+    assert "findings:" in lines and lines[-1] == "report: runs/py-degradation/report.html"
+    assert (tmp_path / "runs" / "py-resnet8" / "result.json").exists()
+    assert (tmp_path / "runs" / "py-degradation" / "report.html").exists()
+
+
 def test_small_cifar10_subset_learns_well_above_chance(shared_data_dir):
     data = f"npz:{shared_data_dir / 'cifar10-small.npz'}"
     config = resolve_config("default", model="resnet8", data=data, epochs=2, progress=False, tensorboard=False)
