@@ -11,7 +11,7 @@ MobileNet gets its inverted-residual blocks, a transformer its encoder layers.
 
 ``depth_index`` counts groups from the input (0) to the output. Groups are built in
 registration order; ``GradientMonitor`` then re-orders the groups of opened models by the
-order their modules first run in the first training forward pass (``execution_order``), since
+order their modules first run in the first training forward pass (``ExecutionOrder``), since
 registration order is not always the order of execution.
 
 Users may also give a nesting depth (an integer), a list of module names, or a mapping from
@@ -21,7 +21,7 @@ regular expressions over parameter names to group names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from torch import nn
@@ -211,6 +211,42 @@ def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping
     raw = _raw_groups(model, grouping)
     # (name, params, then the optional LayerGroup fields in order: module_name, input_of, runs_in)
     return [LayerGroup(name, i, tuple(params), *optional) for i, (name, params, *optional) in enumerate(raw)]
+
+
+class ExecutionOrder:
+    """Notes, with forward pre-hooks, the first training call of each group's ``runs_in`` module, to
+    put the groups in the order they run (``reorder``). The hooks go at ``reorder`` or ``remove``."""
+
+    def __init__(self, model: nn.Module, groups: Sequence[LayerGroup]):
+        modules = dict(model.named_modules())
+        self._first_call: dict[str, int] = {}
+        names = dict.fromkeys(g.runs_in for g in groups if g.runs_in is not None)
+        self._hooks = [modules[name].register_forward_pre_hook(self._note(name)) for name in names]
+
+    @property
+    def watching(self) -> bool:
+        return bool(self._hooks)
+
+    def _note(self, name: str):
+        def hook(module, args):
+            if module.training:
+                self._first_call.setdefault(name, len(self._first_call))
+        return hook
+
+    def reorder(self, groups: Sequence[LayerGroup]) -> list[LayerGroup] | None:
+        """``groups`` sorted by the first call of their modules, depth indices renumbered; None when
+        no training forward was seen (e.g. a functional call): registration order stays."""
+        self.remove()
+        if not self._first_call:
+            return None
+        position = [self._first_call.get(g.runs_in, len(self._first_call)) for g in groups]
+        order = sorted(range(len(groups)), key=lambda i: (position[i], i))
+        return [replace(groups[i], depth_index=k) for k, i in enumerate(order)]
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
 
 def _raw_groups(model: nn.Module, grouping):

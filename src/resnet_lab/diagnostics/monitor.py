@@ -20,11 +20,11 @@ With a non-finite policy (``nonfinite="skip"``, ``"stop"`` or ``"rollback"``), r
 How the cost stays small: ``step()`` issues one ``torch._foreach_norm`` over all gradients
 and weights, reduces the squared norms to per-group sums with one ``index_add_`` over a
 precomputed group index, and concatenates everything (loss, global norms, per-group
-norms, update ratios, activation statistics) into ONE small tensor on the device. On CUDA
-that tensor is copied into a pinned host buffer with ``non_blocking=True`` and a CUDA event
-marks its arrival; records are turned into Python numbers only once their event has
-completed (checked without blocking at the next ``step()``) or when results are read
-(``records()``, ``verdict()``, ``flush()``), so the training step never waits for the GPU.
+norms, update ratios, activation statistics) into ONE small tensor on the device. That
+tensor goes to the host without waiting (``readback.py``: a pinned buffer and a CUDA event);
+records are turned into Python numbers only once it has arrived (checked without blocking at
+the next ``step()``) or when results are read (``records()``, ``verdict()``, ``flush()``), so
+the training step never waits for the GPU.
 There is no ``.item()`` and no host synchronisation inside ``step()``, except
 ``histogram_every`` steps, which copy gradients to the host for TensorBoard histograms.
 
@@ -40,7 +40,6 @@ one extra copy of the parameters in memory and about three passes over them per 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from collections import deque
@@ -55,9 +54,10 @@ from torch import nn
 from ..errors import UserError
 from ..files import write_json
 from .activations import ActivationTracker
-from .groups import LayerGroup, build_groups
+from .groups import ExecutionOrder, LayerGroup, build_groups
 from .nonfinite import NonFiniteReport
-from .policy import NORM_OVERFLOW, NonFinitePolicy
+from .policy import NORM_OVERFLOW, NonFinitePolicy, StepStartBuffers
+from .readback import HostReadback
 from .records import JsonlWriter, TensorBoardLogger, dumps
 from .rollback import LastGoodState, LossSpikes, Rollback
 from .verdicts import Thresholds, Verdict, VerdictJudge
@@ -78,6 +78,23 @@ class _Meta:
     has_loss: bool
     has_update: bool
     act_slots: tuple[int, ...]
+
+
+def _check_options(nonfinite: str, counts: list[tuple[str, int, int]]) -> None:
+    """Refuse an unknown policy, and each ``(name, value, lowest)`` count that is not an integer >= lowest."""
+    if nonfinite not in POLICIES:
+        raise UserError(f"nonfinite={nonfinite!r} is not valid; choose one of: {', '.join(POLICIES)}")
+    for name, value, low in counts:
+        if not isinstance(value, int) or value < low:
+            raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    devices = {p.device for p in model.parameters() if p.requires_grad}
+    if len(devices) != 1:
+        raise UserError(f"GradientMonitor needs all trainable parameters on one device, found "
+                        f"{', '.join(sorted(map(str, devices)))}; monitor each part separately")
+    return devices.pop()
 
 
 class GradientMonitor(NonFinitePolicy):
@@ -151,13 +168,9 @@ class GradientMonitor(NonFinitePolicy):
         keep_records: int = 50_000,
         max_pending: int = 64,
     ):
-        if nonfinite not in POLICIES:
-            raise UserError(f"nonfinite={nonfinite!r} is not valid; choose one of: {', '.join(POLICIES)}")
-        for name, value, low in (("every", every, 0), ("histogram_every", histogram_every, 0),
-                                 ("max_skips", max_skips, 1),
-                                 ("keep_records", keep_records, 1), ("max_pending", max_pending, 1)):
-            if not isinstance(value, int) or value < low:
-                raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
+        _check_options(nonfinite, [("every", every, 0), ("histogram_every", histogram_every, 0),
+                                   ("max_skips", max_skips, 1), ("keep_records", keep_records, 1),
+                                   ("max_pending", max_pending, 1)])
         if histogram_every and tb_writer is None:
             raise UserError("histogram_every needs tb_writer (a SummaryWriter or a log directory)")
 
@@ -170,11 +183,7 @@ class GradientMonitor(NonFinitePolicy):
         self.thresholds = Thresholds(vanish_ratio, vanish_floor, vanish_patience, explode_norm,
                                      explode_factor, explode_window, explode_loss)
         self._depth_ordered = groups != "module_type"
-        devices = {p.device for p in model.parameters() if p.requires_grad}
-        if len(devices) != 1:
-            raise UserError(f"GradientMonitor needs all trainable parameters on one device, found "
-                            f"{', '.join(sorted(map(str, devices)))}; monitor each part separately")
-        self.device = devices.pop()
+        self.device = _device_of(model)
         # float64 so that squaring large norms cannot overflow; MPS has no float64.
         self._acc = torch.float32 if self.device.type == "mps" else torch.float64
         self._track_activations = track_activations
@@ -182,16 +191,9 @@ class GradientMonitor(NonFinitePolicy):
         self._index_groups()
         # Groups of an opened model are re-ordered by when their modules first run (see groups.py).
         self.group_order = "registration"
-        self._order_hooks = self._watch_execution_order()
-        # skip/stop must also undo what the failing forward did to the buffers (a NaN batch
-        # poisons BatchNorm running statistics): keep a copy taken at the first training
-        # forward of each step (one foreach copy of the buffers, tiny next to the weights).
-        self._buffers = list(model.buffers()) if nonfinite != "warn" else []
-        self._float_buffers = [b for b in self._buffers if b.is_floating_point()]
-        self._buffer_copy: list[torch.Tensor] | None = None
-        self._buffers_saved = False
-        self._buffer_hook = (model.register_forward_pre_hook(self._save_buffers)
-                             if self._buffers else None)
+        self._execution_order = ExecutionOrder(model, self.groups)
+        # A step that skip, stop or rollback does not take must also undo its forward's effect on the buffers.
+        self._step_start = StepStartBuffers(model, keep=nonfinite != "warn")
         self._track_update = update_ratio
         self._snapshot: list[torch.Tensor] | None = None
         self._snapshot_norms: torch.Tensor | None = None
@@ -203,9 +205,7 @@ class GradientMonitor(NonFinitePolicy):
         self._current_step: int | None = None
         self._last_vec: torch.Tensor | None = None
         self._last_vec_step: int | None = None
-        self._pending: deque = deque()
-        self._max_pending = max_pending
-        self._pool: dict[int, list[torch.Tensor]] = {}
+        self._readback = HostReadback(self.device, self._acc, max_pending)
         self._rows: deque = deque(maxlen=keep_records)
         self._earlier: deque = deque(maxlen=keep_records)  # records of the run before a resume
         self._last_verdict: Verdict | None = None
@@ -236,7 +236,7 @@ class GradientMonitor(NonFinitePolicy):
         s = self._next_step if step is None else int(step)
         self._next_step, self._current_step = s + 1, s
         self._step_loss = loss.detach() if self._good is not None and isinstance(loss, torch.Tensor) else None
-        if self._order_hooks:
+        if self._execution_order.watching:
             self._apply_execution_order()
         self._drain(block=False)
         if not self.every or s % self.every:
@@ -251,11 +251,30 @@ class GradientMonitor(NonFinitePolicy):
                             "and before optimizer.zero_grad()")
         has_update = self._track_update and self._snapshot is not None
         index, group_present = self._index(present, has_update)
-        G = len(self.groups)
+        parts = self._norms(loss, grads, index, has_update)
+        act_slots: tuple[int, ...] = ()
+        if self._tracker is not None:
+            slots, stats = self._tracker.latest()
+            if stats:
+                act_slots = tuple(slots)
+                parts.append(torch.cat(stats).to(self.device, self._acc))
+            self._tracker.clear()
 
-        # ONE fused norm over the gradients, the weights and (for the update ratio) the
-        # change of the weights since the last record; then per-group sums of squares with
-        # one index_add_. About 15 small kernels in all, whatever the parameter count.
+        vec = torch.cat(parts)
+        self._last_vec, self._last_vec_step = vec, s
+        self._readback.push(_Meta(s, group_present, loss is not None, has_update, act_slots), vec)
+        if self.histogram_every and s % self.histogram_every == 0:
+            self._write_histograms(s)
+        self._drain(block=False)
+
+    def _norms(self, loss: torch.Tensor | None, grads: list, index: torch.Tensor, has_update: bool) -> list:
+        """The record tensor's parts up to the activations: loss, global norms, group norms, (ratios).
+
+        ONE fused norm over the gradients, the weights and (for the update ratio) the change of
+        the weights since the last record; then per-group sums of squares with one index_add_.
+        About 15 small kernels in all, whatever the parameter count.
+        """
+        G = len(self.groups)
         tensors = [g for g in grads if g is not None] + self._params
         if has_update:
             torch._foreach_sub_(self._snapshot, self._params)  # snapshot := w_prev - w_now
@@ -274,30 +293,7 @@ class GradientMonitor(NonFinitePolicy):
             parts.append(torch.where(prev > 0, roots[2 * G:] / prev.clamp_min(1e-30), -1.0))
         if self._track_update:
             self._take_snapshot(roots[G:2 * G])
-
-        act_slots: tuple[int, ...] = ()
-        if self._tracker is not None:
-            slots, stats = self._tracker.latest()
-            if stats:
-                act_slots = tuple(slots)
-                parts.append(torch.cat(stats).to(self.device, self._acc))
-            self._tracker.clear()
-
-        vec = torch.cat(parts)
-        self._last_vec, self._last_vec_step = vec, s
-        meta = _Meta(s, group_present, loss is not None, has_update, act_slots)
-        if self.device.type == "cuda":
-            host = self._buffer(vec.numel())
-            host.copy_(vec, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(torch.cuda.current_stream(self.device))
-            self._pending.append((meta, host, event))
-        else:
-            self._pending.append((meta, vec, None))
-
-        if self.histogram_every and s % self.histogram_every == 0:
-            self._write_histograms(s)
-        self._drain(block=False)
+        return parts
 
     def _index_groups(self) -> None:
         """Everything derived from ``self.groups``: parameter order, group ids, verdict judge."""
@@ -314,31 +310,12 @@ class GradientMonitor(NonFinitePolicy):
         elif self._track_activations:
             self._tracker = ActivationTracker(self.model, self.groups)
 
-    def _watch_execution_order(self) -> list:
-        """Hooks that note the first training call of each group's module (removed at the first step)."""
-        modules = dict(self.model.named_modules())
-        self._first_call: dict[str, int] = {}
-
-        def note(name):
-            def hook(module, args):
-                if module.training:
-                    self._first_call.setdefault(name, len(self._first_call))
-            return hook
-        names = dict.fromkeys(g.runs_in for g in self.groups if g.runs_in is not None)
-        return [modules[name].register_forward_pre_hook(note(name)) for name in names]
-
     def _apply_execution_order(self) -> None:
         """Re-order the groups by the first training forward pass, once, before any record."""
-        for hook in self._order_hooks:
-            hook.remove()
-        self._order_hooks = []
-        if not self._first_call:
-            return  # no training forward seen (e.g. a functional call): registration order stays
-        position = {i: self._first_call.get(g.runs_in, len(self._first_call)) for i, g in enumerate(self.groups)}
-        order = sorted(range(len(self.groups)), key=lambda i: (position[i], i))
-        self.groups = [dataclasses.replace(self.groups[i], depth_index=k) for k, i in enumerate(order)]
-        self.group_order = "execution"
-        self._index_groups()
+        ordered = self._execution_order.reorder(self.groups)
+        if ordered is not None:
+            self.groups, self.group_order = ordered, "execution"
+            self._index_groups()
 
     def _index(self, present: tuple[bool, ...], has_update: bool):
         """Group index for [present grads..., weights..., (weight changes...)], cached.
@@ -364,27 +341,6 @@ class GradientMonitor(NonFinitePolicy):
             torch._foreach_copy_(self._snapshot, [p.detach() for p in self._params])
         self._snapshot_norms = weight_norms
 
-    @torch.no_grad()
-    def _save_buffers(self, module: nn.Module, args) -> None:
-        if not module.training or self._buffers_saved:
-            return
-        if self._buffer_copy is None:
-            self._buffer_copy = [b.detach().clone() for b in self._buffers]
-        else:
-            torch._foreach_copy_(self._buffer_copy, [b.detach() for b in self._buffers])
-        self._buffers_saved = True
-
-    @torch.no_grad()
-    def _restore_buffers(self) -> None:
-        if self._buffer_copy is not None and self._buffers_saved:
-            torch._foreach_copy_([b.detach() for b in self._buffers], self._buffer_copy)
-
-    def _buffer(self, n: int) -> torch.Tensor:
-        free = self._pool.get(n)
-        if free:
-            return free.pop()
-        return torch.empty(n, dtype=self._acc, pin_memory=True)
-
     def _write_histograms(self, s: int) -> None:
         named = dict(zip(self._param_names, self._params))
         values = []
@@ -397,19 +353,8 @@ class GradientMonitor(NonFinitePolicy):
     # -- reading back (may synchronise) -------------------------------------------------
 
     def _drain(self, block: bool) -> None:
-        """Turn finished records into rows; with ``block`` wait for all of them."""
-        while self._pending:
-            meta, host, event = self._pending[0]
-            ready = event.query() if event is not None else host.device.type == "cpu"
-            if not (ready or block or len(self._pending) > self._max_pending):
-                break
-            self._pending.popleft()
-            if event is not None:
-                event.synchronize()
-                values = host.numpy().copy()
-                self._pool.setdefault(host.numel(), []).append(host)
-            else:
-                values = host.cpu().numpy().astype(np.float64)
+        """Turn arrived records into rows; with ``block`` wait for all of them."""
+        for meta, values in self._readback.ready(block):
             self._materialise(meta, values)
 
     def _materialise(self, meta: _Meta, v: np.ndarray) -> None:
@@ -510,12 +455,8 @@ class GradientMonitor(NonFinitePolicy):
         self.flush()
         if self._tracker is not None:
             self._tracker.remove()
-        for hook in self._order_hooks:
-            hook.remove()
-        self._order_hooks = []
-        if self._buffer_hook is not None:
-            self._buffer_hook.remove()
-            self._buffer_hook = None
+        self._execution_order.remove()
+        self._step_start.remove()
         if self._jsonl is not None:
             self._jsonl.close()
         if self._tb is not None:
@@ -548,8 +489,8 @@ class GradientMonitor(NonFinitePolicy):
         else:
             grads = [p.grad for p in self._params if p.grad is not None]
             norms = [torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))] if grads else []
-        if self._float_buffers:
-            norms.append(torch.stack(torch._foreach_norm(self._float_buffers, 2, dtype=torch.float32)))
+        if self._step_start.floating:
+            norms.append(torch.stack(torch._foreach_norm(self._step_start.floating, 2, dtype=torch.float32)))
         if self._step_loss is not None:
             norms.append(self._step_loss.reshape(1))
         if not norms:
@@ -568,7 +509,7 @@ class GradientMonitor(NonFinitePolicy):
 
         parts = [name for name, tensors in (
             ("gradients", [p.grad for p in self._params if p.grad is not None]),
-            ("weights", self._params), ("buffers (BatchNorm running statistics)", self._float_buffers))
+            ("weights", self._params), ("buffers (BatchNorm running statistics)", self._step_start.floating))
             if not finite(tensors)]
         if parts:
             return f"non-finite {' and '.join(parts)}"

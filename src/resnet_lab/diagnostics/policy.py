@@ -2,8 +2,9 @@
 to the last good state, or only warn; and find where a NaN/Inf first appeared.
 
 A mixin: ``GradientMonitor`` (``monitor.py``) holds the state it reads (the policy, the skip
-streak, the kept good state and the loss history of the rollback policy) and measures the
-step (``_check``, ``_nonfinite_parts``); this module decides what to do about it.
+streak, the buffers at the step's start, the kept good state and the loss history of the rollback
+policy) and measures the step (``_check``, ``_nonfinite_parts``); this module decides what to do
+about it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import warnings
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from ..errors import UserError
 from .nonfinite import NonFiniteError, NonFiniteReport, locate_nonfinite
@@ -68,7 +70,7 @@ class NonFinitePolicy:
         finite, loss = self._check()
         spike = finite and loss is not None and self._spikes.is_spike(loss)
         if finite and not spike:
-            self._buffers_saved = False  # the next forward starts a new step
+            self._step_start.next_step()
             self.skip_streak = 0
             if self._good is not None:
                 self._note_good_step(optimizer, loss)
@@ -76,8 +78,8 @@ class NonFinitePolicy:
 
         s = self._current_step
         reason = self._spike_reason(loss) if spike else self._nonfinite_parts()
-        self._restore_buffers()  # undo the failing forward's effect on BatchNorm statistics
-        self._buffers_saved = False
+        self._step_start.restore()  # undo the failing forward's effect on BatchNorm statistics
+        self._step_start.next_step()
         self._judge_failure(s, reason, "exploding" if spike else "nonfinite")
         first_of_streak = not self.skip_streak
         # One re-run per streak, not per step; none when every value is finite (nothing to locate).
@@ -155,7 +157,7 @@ class NonFinitePolicy:
 
     def discard_step(self) -> None:
         """Forget the current step without judging it: a loss scaler skipped it (fp16 overflow)."""
-        self._buffers_saved = False
+        self._step_start.next_step()
 
     def locate(self, inputs: Any, targets: Any = None, loss_fn: Callable | None = None, *,
                forward_fn: Callable | None = None) -> NonFiniteReport:
@@ -167,3 +169,40 @@ class NonFinitePolicy:
         self.last_report = locate_nonfinite(self.model, inputs, targets, loss_fn,
                                             forward_fn=forward_fn, step=self._current_step)
         return self.last_report
+
+
+class StepStartBuffers:
+    """The model's buffers as they were before the current step's first training forward, to put
+    back when the step is not taken: a NaN batch poisons BatchNorm running statistics. One foreach
+    copy of the buffers per step (tiny next to the weights), taken by a forward pre-hook."""
+
+    def __init__(self, model: nn.Module, keep: bool):
+        self.buffers = list(model.buffers()) if keep else []
+        self.floating = [b for b in self.buffers if b.is_floating_point()]
+        self._copy: list[torch.Tensor] | None = None
+        self._saved = False  # this step's copy is taken
+        self._hook = model.register_forward_pre_hook(self._save) if self.buffers else None
+
+    @torch.no_grad()
+    def _save(self, module: nn.Module, args) -> None:
+        if not module.training or self._saved:
+            return
+        if self._copy is None:
+            self._copy = [b.detach().clone() for b in self.buffers]
+        else:
+            torch._foreach_copy_(self._copy, [b.detach() for b in self.buffers])
+        self._saved = True
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        if self._copy is not None and self._saved:
+            torch._foreach_copy_([b.detach() for b in self.buffers], self._copy)
+
+    def next_step(self) -> None:
+        """The next training forward starts a new step: copy the buffers again then."""
+        self._saved = False
+
+    def remove(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
