@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import UserError
+from ..errors import UserError, check_positive_int
 from .monitor import GradientMonitor
 from .table import average_groups
 
@@ -80,12 +80,7 @@ def run_gradient_check(
         ``global_grad_norm``: mean global gradient norm over the finite steps;
         ``steps_run``, ``nonfinite`` (the location report as a dict, or None), ``records``.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise UserError(f"steps must be a positive integer, got {steps!r}")
-    if not lr >= 0:
-        raise UserError(f"lr must be >= 0, got {lr!r}")
-    if clip_norm is not None and not clip_norm > 0:
-        raise UserError(f"clip_norm must be > 0 (or None for no clipping), got {clip_norm!r}")
+    _check_settings(steps, lr, clip_norm)
     loss_fn = loss_fn or F.cross_entropy
     monitor_options["nonfinite"] = "skip"
     monitor = GradientMonitor(model, **monitor_options)  # first: it explains a model with no parameters
@@ -119,7 +114,19 @@ def run_gradient_check(
         last = monitor.verdict()
     finally:
         monitor.close()
+    return _summary(monitor, records, events, last, steps_run)
 
+
+def _check_settings(steps, lr, clip_norm) -> None:
+    check_positive_int("steps", steps)
+    if not lr >= 0:
+        raise UserError(f"lr must be >= 0, got {lr!r}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise UserError(f"clip_norm must be > 0 (or None for no clipping), got {clip_norm!r}")
+
+
+def _summary(monitor: GradientMonitor, records: list[dict], events: list, last, steps_run: int) -> dict:
+    """``run_gradient_check``'s result (see there) from the closed monitor's records and verdicts."""
     first = events[0] if events else last
     finite = [r["global_grad_norm"] for r in records if math.isfinite(r["global_grad_norm"])]
     return {
