@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...models.registry import cifar_model_name
-from ...training.sweep import MODEL_OPTIONS, Grid, SweepFailed, check_jobs, check_threads, run_sweep
+from ...training.sweep import MODEL_OPTIONS, Grid, check_jobs, check_threads, run_whole_sweep
 from ...training.sweep.grid import RunSpec, expand
 
 #: run_degradation's settings that a worker gets otherwise (its device), or never needs.
@@ -56,10 +56,8 @@ def train_as_sweep(grid: Grid, runs: list[RunSpec] | None, out: Path, keys: list
     per ``(kind, depth, seed)`` key."""
     from ...training import load_checkpoint
 
-    result = run_sweep(grid, Path(out) / "runs", runs=runs, jobs=jobs, devices=devices or ("auto",), threads=threads,
-                       log=say, status_every=60.0)
-    if not result.ok:
-        raise SweepFailed(result)
+    run_whole_sweep(grid, Path(out) / "runs", runs=runs, jobs=jobs, devices=devices or ("auto",), threads=threads,
+                    log=say)
     records = {}
     for kind, depth, seed in keys:
         run_dir = Path(out) / "runs" / f"{cifar_model_name(kind, depth)}-seed{seed}"

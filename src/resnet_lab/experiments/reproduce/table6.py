@@ -100,10 +100,10 @@ def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Se
     papers_budget, jobs, devices), ``depths`` (per depth: ``paper_error``, ``reimplementation_error``
     and its source, ``ours`` {mean, std, n, per_seed, seeds}, per-seed ``runs`` with curves),
     ``findings``, ``hardware``, ``date``, ``run_time_s``.
-    Raises ``SweepFailed`` / ``SweepInterrupted`` as ``run_sweep`` does.
+    Raises ``SweepFailed`` / ``SweepInterrupted`` as ``run_whole_sweep`` does.
     """
     from ...runtime import hardware_info, pick_device
-    from ...training.sweep import SweepFailed, run_sweep
+    from ...training.sweep import run_whole_sweep
 
     depths, seeds = check_depths(depths), check_seeds(seeds)
     data, steps = check_data(data), check_steps(steps)
@@ -113,10 +113,8 @@ def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Se
     runs = Path(out) / "runs"
     say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
         f"{counted(steps, 'step')}{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, data {data}")
-    result = run_sweep(table6_grid(depths, seeds, data, steps, cuda_graph), runs, jobs=jobs, devices=devices,
-                       threads=threads, log=say, status_every=60.0)
-    if not result.ok:
-        raise SweepFailed(result)
+    result = run_whole_sweep(table6_grid(depths, seeds, data, steps, cuda_graph), runs, jobs=jobs, devices=devices,
+                             threads=threads, log=say)
     entries = [depth_entry(d, [seed_record(runs / f"{cifar_model_name('resnet', d)}-seed{s}") for s in seeds])
                for d in depths]
     settings = {"depths": depths, "seeds": seeds, "data": data, "data_description": entries[0]["runs"][0]["data"],

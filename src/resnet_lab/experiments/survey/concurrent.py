@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ...errors import UserError
-from ...training.sweep import Grid, RunSpec, SweepFailed, check_jobs, check_threads, run_sweep
+from ...training.sweep import Grid, RunSpec, check_jobs, check_threads, run_whole_sweep
 from ...training.sweep.run_state import RESULT_FILE
 
 #: The task a cell's worker runs: ``measure_cell_run`` (registered in ``training/sweep/task.py``).
@@ -52,10 +52,7 @@ def measure_as_sweep(plan: list[dict], seeds: list[int], shared: dict, out, jobs
     cells_dir = Path(out) / "cells"
     runs = cell_runs(plan, seeds, shared)
     grid = Grid({"cell": [c["name"] for c in plan], "seed": list(seeds)}, dict(shared))
-    result = run_sweep(grid, cells_dir, runs=runs, jobs=jobs, devices=devices, threads=threads, log=say,
-                       status_every=60.0)
-    if not result.ok:
-        raise SweepFailed(result)
+    result = run_whole_sweep(grid, cells_dir, runs=runs, jobs=jobs, devices=devices, threads=threads, log=say)
     measured = {r.name: json.loads((cells_dir / r.name / RESULT_FILE).read_text())["measurements"] for r in runs}
     return [[measured[f"{cell['name']}-seed{seed}"] for seed in seeds] for cell in plan], result
 

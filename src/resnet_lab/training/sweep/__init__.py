@@ -8,14 +8,14 @@ resumable at any point.
 - ``task``: runs that are not ``train`` runs: a function the worker calls (a survey cell, ...);
 - ``scheduler``: the loop that keeps the workers busy, forwards signals, reports failures;
 - ``probe``: ``jobs="auto"``; ``progress``: the lines it prints;
-- ``engine``: ``run_sweep`` and ``sweep_status``, the API.
+- ``engine``: ``run_sweep`` (``run_whole_sweep``: all runs or ``SweepFailed``) and ``sweep_status``, the API.
 """
 
 from .engine import (SweepFailed, SweepInterrupted, SweepResult, check_devices, check_jobs, check_shard,
-                     check_threads, run_sweep, sweep_status)
+                     check_threads, run_sweep, run_whole_sweep, sweep_status)
 from .grid import MODEL_OPTIONS, TRAIN, Grid, RunSpec, expand
 from .run_state import STATES, RunStatus
 
 __all__ = ["MODEL_OPTIONS", "STATES", "TRAIN", "Grid", "RunSpec", "RunStatus", "SweepFailed", "SweepInterrupted",
            "SweepResult", "check_devices", "check_jobs", "check_shard", "check_threads", "expand", "run_sweep",
-           "sweep_status"]
+           "run_whole_sweep", "sweep_status"]

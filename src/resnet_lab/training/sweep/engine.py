@@ -104,6 +104,16 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
     return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe, threads, devices)
 
 
+def run_whole_sweep(grid: Grid, out: str | Path, **options) -> SweepResult:
+    """``run_sweep`` for an experiment that reads every run back: raises ``SweepFailed`` unless every run
+    finished. Status lines every minute unless ``status_every`` says otherwise (an experiment's runs are long)."""
+    options.setdefault("status_every", 60.0)
+    result = run_sweep(grid, out, **options)
+    if not result.ok:
+        raise SweepFailed(result)
+    return result
+
+
 def _take_stock(grid: Grid, runs: list[RunSpec] | None, out: Path, shard: tuple[int, int], log):
     """The sweep this grid goes on with and all its runs, this grid's shard of them (each with its
     spec on disk) and their states. Task runs (``runs`` given) are their own whole sweep."""
