@@ -195,6 +195,15 @@ def test_an_evaluation_interval_other_than_every_epoch_is_refused(digits):
         run_degradation((8,), dataset=limit_dataset(digits, train=64, test=16), epochs=2, eval_every=2, log=None)
 
 
+def test_sweep_settings_without_jobs_are_refused_not_ignored(digits):
+    """threads= and devices= once did nothing without jobs=: the networks trained with torch's own threads."""
+    tiny = limit_dataset(digits, train=64, test=16)
+    with pytest.raises(UserError, match="--threads apply to concurrent training; add --jobs N"):
+        run_degradation((8,), dataset=tiny, epochs=1, threads=1, log=None)
+    with pytest.raises(UserError, match="--devices apply to concurrent training"):
+        run_degradation((8,), dataset=tiny, epochs=1, devices=["cpu"], log=None)
+
+
 def test_snapshot_epochs():
     assert snapshot_epochs(1) == [1]
     assert snapshot_epochs(3) == [1, 2, 3]

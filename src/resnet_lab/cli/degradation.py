@@ -81,14 +81,9 @@ def _train_overrides(args) -> dict:
 
 
 def _concurrency(args) -> dict:
-    """--jobs, --devices, --threads as ``run_degradation`` keywords (none without --jobs)."""
-    from ..errors import UserError
-
+    """--jobs, --devices, --threads as ``run_degradation`` keywords (which refuses the last two without --jobs)."""
     if args.jobs is None:
-        given = [f for f, v in (("--devices", args.devices), ("--threads", args.threads)) if v is not None]
-        if given:
-            raise UserError(f"{' and '.join(given)} apply to concurrent training; add --jobs N (or auto)")
-        return {}
+        return {"devices": args.devices, "threads": args.threads}
     return {"jobs": jobs_value(args.jobs), "devices": args.devices or [args.device], "threads": args.threads}
 
 

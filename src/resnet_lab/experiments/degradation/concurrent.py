@@ -23,8 +23,14 @@ from ...training.sweep.grid import RunSpec, expand
 _NOT_FIXED = ("device", "progress", "model_options")
 
 
-def check_sweepable(jobs, threads, dataset, out) -> None:
-    """Refuse, in one line and before any work, bad sweep settings and what the workers could not reproduce."""
+def check_sweepable(jobs, threads, devices, dataset, out) -> None:
+    """Refuse, in one line and before any work, bad sweep settings, sweep settings without a sweep, and
+    what the workers could not reproduce."""
+    if jobs is None:
+        given = [name for name, value in (("--devices", devices), ("--threads", threads)) if value is not None]
+        if given:
+            raise UserError(f"{' and '.join(given)} apply to concurrent training; add --jobs N (or auto)")
+        return
     check_jobs(jobs)
     check_threads(threads)
     if out is None:

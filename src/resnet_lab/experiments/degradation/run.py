@@ -295,8 +295,7 @@ def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "dig
     if train_overrides.get("val_split"):  # every net and seed judged on the same held-out images
         train_overrides.setdefault("val_seed", 0)
     plan = _plan(depths, seeds, recipe, log_every, common, train_overrides)
-    if jobs is not None:
-        check_sweepable(jobs, threads, dataset, out)
+    check_sweepable(jobs, threads, devices, dataset, out)
     dev = pick_device(plan.first.device)
     plan.run_dirs = _run_dirs(plan.configs, out) if jobs is None else {}  # a sweep checks its own folder
     start = time.perf_counter()
