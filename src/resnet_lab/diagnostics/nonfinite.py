@@ -26,6 +26,7 @@ re-run has no side effects. The steady state pays nothing.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -290,57 +291,78 @@ def locate_nonfinite(
     Returns a ``NonFiniteReport`` (``phase="none"`` if the re-run was finite). The model's
     buffers, gradients and the RNG state are restored afterwards.
     """
-    # Non-finite weights are found without running anything.
-    bad = [n for n in nonfinite_state(model) if not n.startswith("optimizer.")]
+    found = _nonfinite_weight(model, step) or _nonfinite_input(inputs, step)
+    if found is not None:
+        return found
+    with _side_effect_free(model):
+        tracer = _Tracer(model)
+        try:
+            return _rerun(tracer, model, inputs, targets, loss_fn, forward_fn, step)
+        finally:
+            tracer.remove()
+
+
+def _nonfinite_weight(model: nn.Module, step: int | None) -> NonFiniteReport | None:
+    """The first non-finite parameter, found without running anything."""
     params = dict(model.named_parameters())
-    for name in bad:
+    for name in nonfinite_state(model):
         if name in params:
             owner, _, leaf = name.rpartition(".")
             return NonFiniteReport(owner, "weights", step, leaf, tensor_stats(params[name]),
                                    type(model.get_submodule(owner)).__name__)
+    return None
 
+
+def _nonfinite_input(inputs: Any, step: int | None) -> NonFiniteReport | None:
     for label, t in _tensors(inputs):
         if not _all_finite(t):
             return NonFiniteReport("<input>", "forward", step, f"inputs{label}", tensor_stats(t))
+    return None
 
+
+@contextmanager
+def _side_effect_free(model: nn.Module) -> Iterator[None]:
+    """Grad mode on, ``.grad`` fields cleared; afterwards the buffers, ``.grad`` fields and RNG state
+    are as they were, whatever the re-run did."""
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     grads = {p: p.grad for p in model.parameters()}
     devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
-    tracer = None
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             for p in grads:
                 p.grad = None
-            tracer = _Tracer(model)
-            output = forward_fn(model, inputs) if forward_fn is not None else _call(model, inputs)
-            if tracer.forward_origin is not None:
-                name, label, t = tracer.forward_origin
-                return NonFiniteReport(name, "forward", step, label, tensor_stats(t), _type(tracer, name))
-            loss = loss_fn(output, targets) if loss_fn is not None else output
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                return NonFiniteReport(None, "none", step)  # forward finite; nothing to differentiate
-            if not _all_finite(loss):
-                return NonFiniteReport("<loss>", "forward", step, "loss", tensor_stats(loss))
-            if not loss.requires_grad:
-                return NonFiniteReport(None, "none", step)
-            loss.backward()
-            root = next((c for c in tracer.calls if c["name"] == ""), None)
-            if root is not None and not all(root["grad_out"]):
-                return NonFiniteReport("<loss>", "backward", step, "gradient of the model output",
-                                       tensor_stats(root["bad_grad_out"]))
-            origin = tracer.backward_origin()
-            if origin is not None:
-                name, label, t = origin
-                return NonFiniteReport(name, "backward", step, label, tensor_stats(t), _type(tracer, name))
-            return NonFiniteReport(None, "none", step)
+            yield
     finally:
-        if tracer is not None:
-            tracer.remove()
         with torch.no_grad():
             for n, b in model.named_buffers():
                 b.copy_(buffers[n])
         for p, g in grads.items():
             p.grad = g
+
+
+def _rerun(tracer: _Tracer, model: nn.Module, inputs, targets, loss_fn, forward_fn, step) -> NonFiniteReport:
+    """Forward (and, with a scalar loss, backward) under ``tracer``'s hooks: the first origin found."""
+    output = forward_fn(model, inputs) if forward_fn is not None else _call(model, inputs)
+    if tracer.forward_origin is not None:
+        name, label, t = tracer.forward_origin
+        return NonFiniteReport(name, "forward", step, label, tensor_stats(t), _type(tracer, name))
+    loss = loss_fn(output, targets) if loss_fn is not None else output
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        return NonFiniteReport(None, "none", step)  # forward finite; nothing to differentiate
+    if not _all_finite(loss):
+        return NonFiniteReport("<loss>", "forward", step, "loss", tensor_stats(loss))
+    if not loss.requires_grad:
+        return NonFiniteReport(None, "none", step)
+    loss.backward()
+    root = next((c for c in tracer.calls if c["name"] == ""), None)
+    if root is not None and not all(root["grad_out"]):
+        return NonFiniteReport("<loss>", "backward", step, "gradient of the model output",
+                               tensor_stats(root["bad_grad_out"]))
+    origin = tracer.backward_origin()
+    if origin is not None:
+        name, label, t = origin
+        return NonFiniteReport(name, "backward", step, label, tensor_stats(t), _type(tracer, name))
+    return NonFiniteReport(None, "none", step)
 
 
 def _type(tracer: _Tracer, name: str) -> str | None:
