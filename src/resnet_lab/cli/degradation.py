@@ -110,7 +110,7 @@ def run(args) -> int:
                                  **_concurrency(args), **_train_overrides(args))
     except (SweepFailed, SweepInterrupted) as stop:
         print(f"resnet-lab: degradation: {stop}", file=sys.stderr)
-        return 128 + stop.signum if isinstance(stop, SweepInterrupted) else 1
+        return stop.exit_code
     except NonFiniteError as stop:
         print(f"resnet-lab: stopped: {stop}", file=sys.stderr)
         return stop.exit_code

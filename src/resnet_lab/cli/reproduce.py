@@ -83,7 +83,7 @@ def run(args) -> int:
             results = {args.which: train(args.out, args.depths, args.seeds, **options)}
     except (SweepFailed, SweepInterrupted) as stop:
         print(f"resnet-lab: reproduce {args.which}: {stop}", file=sys.stderr)
-        return 128 + stop.signum if isinstance(stop, SweepInterrupted) else 1
+        return stop.exit_code
     for which, result in results.items():
         folder = args.out / which if args.which == "all" else args.out
         paths = _write_outputs(reproduce, which, result, folder)

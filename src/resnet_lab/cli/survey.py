@@ -103,10 +103,10 @@ def run(args) -> int:
             threads=args.threads, jobs=jobs, devices=args.devices, out=args.out, log=log)
     except SweepInterrupted as stop:
         print(f"resnet-lab: survey {stop}", file=sys.stderr)
-        return 128 + stop.signum
+        return stop.exit_code
     except SweepFailed as failed:
         print(f"resnet-lab: survey: {failed}; no claim was judged", file=sys.stderr)
-        return 1
+        return failed.exit_code
     with writing(args.out):
         written = write_survey_outputs(result, args.out)
     if log:

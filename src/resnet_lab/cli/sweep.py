@@ -94,7 +94,7 @@ def run(args) -> int:
                            probe_steps=args.probe_steps)
     except SweepInterrupted as stop:
         print(f"resnet-lab: sweep {stop}", file=sys.stderr)
-        return 128 + stop.signum
+        return stop.exit_code
     _print_table([result.states[r.name] for r in result.runs])
     return _verdict(result)
 

@@ -33,9 +33,16 @@ class SweepInterrupted(Exception):
                          f"again to continue (see the state with 'resnet-lab sweep --out {out} --status')")
         self.out, self.signum, self.stopped = out, signum, stopped
 
+    @property
+    def exit_code(self) -> int:
+        """A command's exit status: 128 + the signal's number, as a shell reports a process the signal ended."""
+        return 128 + self.signum
+
 
 class SweepFailed(Exception):
     """Some runs of the sweep failed (the others were trained); ``result`` says which and why."""
+
+    exit_code = 1
 
     def __init__(self, result: "SweepResult"):
         failed = [r.name for r in result.runs if result.states[r.name].state != "done"]
