@@ -92,6 +92,22 @@ def _padded_on_device(x: torch.Tensor, p: int, pad_mode: str, device: torch.devi
     return images
 
 
+def _normalisation(mean: Sequence[float], std: Sequence[float], device: torch.device):
+    """``(scale, shift)`` of shape (1, C, 1, 1): ``u8 * scale + shift`` = ``(u8 / 255 - mean) / std``, one fused
+    multiply-add per batch (the constants computed in float64)."""
+    mean_t = torch.tensor(mean, dtype=torch.float64)
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).to(device, torch.float32).view(1, -1, 1, 1)
+    shift = (-mean_t / std_t).to(device, torch.float32).view(1, -1, 1, 1)
+    return scale, shift
+
+
+def _first_flips(seed: int, n: int, device: torch.device) -> torch.Tensor:
+    """0 or 1 per image: its flip in even epochs under ``flip="alternate"``."""
+    g = torch.Generator().manual_seed(stream_seed(seed, _FIRST_FLIP))
+    return torch.randint(0, 2, (n,), generator=g).to(device)
+
+
 class DeviceLoader:
     """Deterministic, shardable batches of normalised images produced on `device`.
 
@@ -167,19 +183,14 @@ class DeviceLoader:
         self._images = _padded_on_device(x, self.pad, pad_mode, self.device, channels_last)
         self._labels = y.to(self.device, torch.int64)
 
-        # out = u8 * (1 / (255 std)) + (-mean / std): one fused multiply-add per batch.
-        mean_t = torch.tensor(mean, dtype=torch.float64)
-        std_t = torch.tensor(std, dtype=torch.float64)
-        self._scale = (1.0 / (255.0 * std_t)).to(self.device, torch.float32).view(1, c, 1, 1)
-        self._shift = (-mean_t / std_t).to(self.device, torch.float32).view(1, c, 1, 1)
+        self._scale, self._shift = _normalisation(mean, std, self.device)
         self._rows = torch.arange(h, device=self.device)
         self._cols = torch.arange(w, device=self.device)
         self._chans = torch.arange(c, device=self.device)
 
-        self._first_flip = None  # "alternate": each image's flip in even epochs, from the seed only
-        if augment and hflip and flip == "alternate":
-            g = torch.Generator().manual_seed(stream_seed(seed, _FIRST_FLIP))
-            self._first_flip = torch.randint(0, 2, (n,), generator=g).to(self.device)
+        # "alternate": each image's flip in even epochs, from the seed only.
+        self._first_flip = (_first_flips(seed, n, self.device) if augment and hflip and flip == "alternate"
+                            else None)
 
         self._global_sizes = self._batch_sizes()
         self.num_samples = sum(hi - lo for lo, hi in map(self._rank_slice, self._global_sizes))
