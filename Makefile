@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/resnet-lab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,lightning,huggingface]'
+	$(BIN)/pip install -q -e '.[dev,lightning,huggingface,onnx]'
 	touch $@
 
 install: $(BIN)/resnet-lab

@@ -207,6 +207,53 @@ def test_export_refuses_weights_that_contradict_the_checkpoint_config(tmp_path, 
     assert not out.exists()
 
 
+def test_onnx_export_takes_its_format_from_the_suffix_and_refuses_a_contradiction(checkpoint, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "safetensors", "--out",
+                 str(tmp_path / "m.onnx")]) == 2
+    _one_line_error(capsys, "names a .onnx file but --format is safetensors")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.onnx")]) == 0
+    import onnx
+
+    model = onnx.load(str(tmp_path / "m.onnx"))  # a model graph, not safetensors under an .onnx name
+    assert [i.name for i in model.graph.input] == ["images"] and [o.name for o in model.graph.output] == ["logits"]
+    assert json.loads({p.key: p.value for p in model.metadata_props}["classes"]) == [str(i) for i in range(10)]
+
+
+def test_onnx_export_never_writes_over_a_file_that_is_not_an_onnx_model(checkpoint, capsys):
+    before = checkpoint.read_bytes()
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(checkpoint)]) == 2
+    _one_line_error(capsys, "is not an ONNX model, so writing there would lose it")
+    assert checkpoint.read_bytes() == before
+
+
+def test_onnx_export_without_its_libraries_or_onnxruntime_says_what_to_install(checkpoint, tmp_path, monkeypatch,
+                                                                               capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    out = tmp_path / "m.onnx"
+
+    def without(missing: str):
+        return lambda name, *rest: None if name == missing else find_spec(name, *rest)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without("onnxscript"))
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    _one_line_error(capsys, "ONNX export needs onnxscript: pip install 'resnet-lab[onnx]'")
+    assert not out.exists()
+    monkeypatch.setattr(importlib.util, "find_spec", without("onnxruntime"))
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    assert "not checked: onnxruntime is not installed" in capsys.readouterr().out and out.exists()
+
+
+def test_an_onnx_model_that_computes_something_else_is_not_written(checkpoint, tmp_path, monkeypatch, capsys):
+    """The check before writing can fail: here with a tolerance no model meets (an exporter fault, exit 1)."""
+    monkeypatch.setattr("resnet_lab.training.onnx_export.TOLERANCE", -1.0)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 1
+    _one_line_error(capsys, "the ONNX model's logits differ from PyTorch's by")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export", "--out", "w.safetensors"]])
 def test_a_checkpoint_without_data_info_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

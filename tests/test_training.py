@@ -324,6 +324,29 @@ def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run,
     assert_same_weights(back.state_dict(), weights(reference_run))
 
 
+def test_the_onnx_export_classifies_the_test_set_as_the_checkpoint_does(tmp_path, reference_run, capsys):
+    """`export --out X.onnx`: the model with its normalisation inside takes pixel values in [0, 1];
+    onnxruntime on the digits test set gets the run's own final accuracy, image for image."""
+    import onnxruntime
+
+    from resnet_lab.data import load_data, resize_dataset
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(reference_run / "last.pt"), "--out", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"wrote {out} (ONNX opset ") and "checked with onnxruntime" in line
+    info = load_checkpoint(reference_run / "last.pt")["data_info"]
+    ds = resize_dataset(load_data("digits"), info["image_size"])
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for batch in (1, len(ds.y_test)):  # any batch size
+        logits = session.run(None, {"images": (ds.x_test[:batch].float() / 255).numpy()})[0]
+        assert logits.shape == (batch, 10)
+    accuracy = (logits.argmax(1) == ds.y_test.numpy()).mean()
+    history = [json.loads(x) for x in (reference_run / "metrics.jsonl").read_text().splitlines()]
+    assert accuracy == pytest.approx(history[-1]["test_acc"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map["classes"]) == info["classes"]
+
+
 def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_them(tmp_path, capsys):
     """Two seeds with --val-seed 0 are judged on one held-out set; `evaluate` re-draws that set
     from the checkpoint's config (with the run's own seed it would be another 100 images), at the

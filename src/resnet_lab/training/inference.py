@@ -68,7 +68,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
                               train=False, augment=False, hflip=False)
     result = evaluate(model, loader, torch.device(device), flip=flip)
     if not math.isfinite(result["loss"]):
-        raise UserError(_not_finite(path, f"its loss on {ds.description()} is {result['loss']}"))
+        raise UserError(not_finite_message(path, f"its loss on {ds.description()} is {result['loss']}"))
     return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"],
             "split": getattr(ds, "eval_split", "test")}
 
@@ -84,7 +84,7 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
                           mean=info["mean"], std=info["std"]).to(device)
     probs = torch.softmax(model(x).float(), dim=1)
     if not torch.isfinite(probs).all():
-        raise UserError(_not_finite(path, "its class probabilities are NaN"))
+        raise UserError(not_finite_message(path, "its class probabilities are NaN"))
     k = min(top_k, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     return [{"image": str(img), "top": [{"class": info["classes"][i], "index": int(i), "prob": float(p)}
@@ -92,6 +92,6 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
             for img, v, idx in zip(images, values, indices)]
 
 
-def _not_finite(path, what: str) -> str:
+def not_finite_message(path, what: str) -> str:
     return (f"checkpoint {path} gives non-finite outputs ({what}): finite weights that overflow in the forward "
             "pass; it cannot classify. Use an earlier checkpoint or train again with a lower learning rate")
