@@ -12,6 +12,7 @@ compared with the same cells measured in this process, resumed, failed and inter
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -37,6 +38,7 @@ from resnet_lab.experiments.survey import (CLAIMS, DEMO_SETTINGS, DIVERGE_FACTOR
 from resnet_lab.experiments.survey.findings import reversals
 from resnet_lab.errors import UserError
 from resnet_lab.experiments.survey.cells import _batches
+from resnet_lab.experiments.survey.settings import SurveySettings
 from resnet_lab.models import create_model
 from resnet_lab.training.sweep import SweepFailed, sweep_status
 
@@ -481,6 +483,12 @@ def test_a_survey_cell_of_depth_50_is_the_cifar_net_not_imagenets_resnet50(digit
 def test_demo_settings_are_valid():
     assert set(DEMO_SETTINGS) <= set(inspect.signature(run_survey).parameters)
     assert max(DEMO_SETTINGS["depths"]) >= 20 and DEMO_SETTINGS["seeds"] >= 3
+
+
+def test_survey_settings_hold_every_keyword_of_run_survey():
+    """The helpers take one SurveySettings: a keyword added to run_survey must be a field of it too."""
+    keywords = [name for name in inspect.signature(run_survey).parameters if name != "log"]
+    assert [f.name for f in dataclasses.fields(SurveySettings)] == keywords
 
 
 # ------------------------------------------------------------------------------- CLI

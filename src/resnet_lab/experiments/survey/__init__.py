@@ -4,6 +4,7 @@
 - ``cells``: measuring one cell with one seed (gradients at initialisation, a short run);
 - ``spread``: one cell's per-seed runs combined (medians, min..max, outcome counts) for reading;
 - ``run``: ``run_survey`` runs every cell with every seed and judges the claims; returns data;
+- ``settings``: ``SurveySettings``, run_survey's keywords as one object, checked once, that its helpers take;
 - ``concurrent``: with ``jobs=``, each cell and seed measured as a sweep run in a worker process;
 - ``findings``: ``judge_claims``, one rule per claim, the evidence written apart from the rule;
   ``decide``, the one rule that turns per-seed answers into SUPPORTED / CONTRADICTED / INCONCLUSIVE;

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import UserError
 from ...training.sweep import Grid, RunSpec, check_jobs, check_threads, run_whole_sweep
 from ...training.sweep.run_state import RESULT_FILE
+
+if TYPE_CHECKING:
+    from .settings import SurveySettings
 
 #: The task a cell's worker runs: ``measure_cell_run`` (registered in ``training/sweep/task.py``).
 TASK = "survey-cell"
@@ -36,6 +40,13 @@ def check_sweepable(jobs, threads, devices, out) -> None:
                         "output folder (out=...)")
 
 
+def _shared(settings: SurveySettings) -> dict:
+    """What every cell's worker shares (the rest of its config: the cell and the seed)."""
+    return {"data": settings.data, "data_dir": settings.data_dir, "steps": settings.steps,
+            "batches_at_init": settings.batches_at_init, "batch_size": settings.batch_size,
+            "image_size": settings.image_size}
+
+
 def cell_runs(plan: list[dict], seeds: list[int], shared: dict) -> list[RunSpec]:
     """One run per cell and seed, seed by seed (as the in-process survey measures them)."""
     runs = []
@@ -47,12 +58,14 @@ def cell_runs(plan: list[dict], seeds: list[int], shared: dict) -> list[RunSpec]
     return runs
 
 
-def measure_as_sweep(plan: list[dict], seeds: list[int], shared: dict, out, jobs, devices, threads, say):
+def measure_as_sweep(plan: list[dict], settings: SurveySettings, say):
     """Every cell with every seed, as ``_measure`` returns them, and the sweep's result (jobs, threads)."""
-    cells_dir = Path(out) / "cells"
+    cells_dir = Path(settings.out) / "cells"
+    seeds, shared = settings.seed_list, _shared(settings)
     runs = cell_runs(plan, seeds, shared)
     grid = Grid({"cell": [c["name"] for c in plan], "seed": list(seeds)}, dict(shared))
-    result = run_whole_sweep(grid, cells_dir, runs=runs, jobs=jobs, devices=devices, threads=threads, log=say)
+    result = run_whole_sweep(grid, cells_dir, runs=runs, jobs=settings.jobs, devices=settings.devices,
+                             threads=settings.threads, log=say)
     measured = {r.name: json.loads((cells_dir / r.name / RESULT_FILE).read_text())["measurements"] for r in runs}
     return [[measured[f"{cell['name']}-seed{seed}"] for seed in seeds] for cell in plan], result
 

@@ -8,51 +8,28 @@ rule (``findings.judge_claims``), and written with the numbers, their spread and
 
 Everything returned is plain JSON-ready data; printing is ``table.survey_text``, files are
 ``report.write_survey_outputs``, figures ``plot.plot_survey``. With ``jobs=`` the cells are
-measured as a sweep, each cell and seed in a worker process of its own (``concurrent.py``).
+measured as a sweep, each cell and seed in a worker process of its own (``concurrent.py``). The
+keywords become one ``SurveySettings`` (``settings.py``), checked before any work; the helpers take it.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable
 
 import torch
 
-from ...errors import UserError, check_positive_int
-from ...models.choices import MIN_IMAGE_SIZE
+from ...errors import UserError
 from ...runtime import hardware_info, pick_device
 from ...text import counted
-from ...training.sweep import check_devices
 from .cells import _batches, check_batch_size, load_survey_data, run_cell
-from .concurrent import check_sweepable, measure_as_sweep
+from .concurrent import measure_as_sweep
 from .design import (DEFAULTS, DESIGN, DIVERGE_FACTOR, FULL_DESIGN, LOSS_SMOOTH, ORDER, TRAINED_DROP, VANISH_RATIO,
                      plan_cells)
 from .findings import judge_claims
+from .settings import SurveySettings
 from .spread import combine_runs
 from .table import run_line
-
-
-def _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size,
-              high_lr_depth):
-    if not depths:
-        raise UserError("give at least one depth, e.g. --depths 8 20 56")
-    for d in list(depths) + [high_lr_depth]:
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise UserError(f"depths must be integers, got {d!r}")
-        if d < 8 or (d - 2) % 6:
-            near = sorted({max(8, d - (d - 2) % 6), max(8, d - (d - 2) % 6 + 6)})
-            raise UserError(f"depth {d}: the survey uses CIFAR-style nets with 6n+2 layers (8, 14, 20, 26, 32, 44, "
-                            f"56, 110, ...); nearest: {', '.join(map(str, near))}")
-    for name, value in (("steps", steps), ("seeds", seeds), ("batches_at_init", batches_at_init),
-                        ("batch_size", batch_size)):
-        check_positive_int(name.replace("_", "-"), value)
-    for name, value in (("lr", lr), ("high_lr", high_lr), ("clip_norm", clip_norm)):
-        if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-            raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE):
-        raise UserError(f"image-size must be an integer >= {MIN_IMAGE_SIZE} (CIFAR nets halve it twice), "
-                        f"got {image_size!r}")
 
 
 def run_survey(
@@ -123,26 +100,17 @@ def run_survey(
     Cost: about (seeds x cells x (steps + batches_at_init)) forward/backward passes; the default
     design has 16 cells per depth plus 2. See ``DEMO_SETTINGS`` for the demo's budget and its time.
     """
-    depths = (depths,) if isinstance(depths, int) else tuple(depths)
-    high_lr = 10 * lr if high_lr is None else high_lr
-    if high_lr_depth is None:
-        high_lr_depth = 20 if 20 in depths else (max(depths) if depths else 20)
-    _validate(depths, steps, seeds, batches_at_init, batch_size, lr, high_lr, clip_norm, image_size, high_lr_depth)
-    depths = tuple(sorted(set(depths)))
-    if threads is not None:
-        check_positive_int("threads", threads)
-    check_sweepable(jobs, threads, devices, out)
-    sweep = None
-    if jobs is not None:
-        sweep = {"jobs": jobs, "devices": check_devices(devices or [device]), "threads": threads, "out": out}
-    dev = pick_device(device if sweep is None else sweep["devices"][0])
+    settings = SurveySettings.from_keywords(
+        depths, data=data, data_dir=data_dir, steps=steps, seeds=seeds, batches_at_init=batches_at_init,
+        batch_size=batch_size, image_size=image_size, lr=lr, high_lr=high_lr, high_lr_depth=high_lr_depth,
+        clip_norm=clip_norm, seed=seed, full=full, only=only, device=device, threads=threads, jobs=jobs,
+        devices=devices, out=out)
+    dev = pick_device(device if settings.devices is None else settings.devices[0])
     saved_threads = torch.get_num_threads()
-    if threads is not None and sweep is None:
-        torch.set_num_threads(threads)
+    if settings.threads is not None and settings.jobs is None:
+        torch.set_num_threads(settings.threads)
     try:
-        return _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_size, lr, high_lr,
-                       high_lr_depth, clip_norm, list(range(seed, seed + seeds)), full, only, dev,
-                       log or (lambda _msg: None), sweep)
+        return _survey(settings, dev, log or (lambda _msg: None))
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -162,50 +130,51 @@ def _progress(i: int, total: int, name: str, r: dict) -> str:
     return f"[{i}/{total}] {name} seed {r['seed']}: {run_line(r)} ({r['time_s']:.1f} s)"
 
 
-def _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say) -> list[list[dict]]:
+def _measure(plan: list[dict], s: SurveySettings, ds, dev, say) -> list[list[dict]]:
     """Every cell with every seed: per cell, its runs in seed order. Seed by seed, so that each
     seed's batches are built once."""
+    steps, at_init, seeds = s.steps, s.batches_at_init, s.seed_list
     runs = [[] for _ in plan]
     done, total = 0, len(plan) * len(seeds)
     for seed in seeds:
-        batches = _batches(ds, batch_size, max(steps, batches_at_init), device=dev, seed=seed, image_size=image_size)
+        batches = _batches(ds, s.batch_size, max(steps, at_init), device=dev, seed=seed, image_size=s.image_size)
         for cell, cell_runs in zip(plan, runs):
-            cell_runs.append(run_cell(cell, batches[:batches_at_init], batches[:steps], steps=steps, seed=seed,
+            cell_runs.append(run_cell(cell, batches[:at_init], batches[:steps], steps=steps, seed=seed,
                                       device=dev, num_classes=ds.num_classes, in_channels=ds.in_channels))
             done += 1
             say(_progress(done, total, cell["name"], cell_runs[-1]))
     return runs
 
 
-def _survey(depths, data, data_dir, steps, batches_at_init, batch_size, image_size, lr, high_lr, high_lr_depth,
-            clip_norm, seeds, full, only, dev, say, sweep) -> dict:
+def _survey(s: SurveySettings, dev, say) -> dict:
     t_start = time.perf_counter()
-    ds = load_survey_data(data, data_dir)
-    check_batch_size(ds, batch_size)
-    size = image_size or ds.image_size
-    plan = _select(plan_cells(depths, full, lr, high_lr, high_lr_depth, clip_norm), only)
-    say(f"{counted(len(plan), 'cell')} x {counted(len(seeds), 'seed')} on {ds.description()} at {size}x{size}, "
-        f"batch {batch_size}, {counted(steps, 'step')}, device {dev if sweep is None else ', '.join(sweep['devices'])}")
+    ds = load_survey_data(s.data, s.data_dir)
+    check_batch_size(ds, s.batch_size)
+    size = s.image_size or ds.image_size
+    plan = _select(plan_cells(s.depths, s.full, s.lr, s.high_lr, s.high_lr_depth, s.clip_norm), s.only)
+    say(f"{counted(len(plan), 'cell')} x {counted(s.seeds, 'seed')} on {ds.description()} at {size}x{size}, "
+        f"batch {s.batch_size}, {counted(s.steps, 'step')}, device {dev if s.jobs is None else ', '.join(s.devices)}")
     workers = {}
-    if sweep is None:
-        runs = _measure(plan, seeds, ds, steps, batches_at_init, batch_size, image_size, dev, say)
+    if s.jobs is None:
+        runs = _measure(plan, s, ds, dev, say)
     else:
-        shared = {"data": data, "data_dir": data_dir, "steps": steps, "batches_at_init": batches_at_init,
-                  "batch_size": batch_size, "image_size": image_size}
-        runs, swept = measure_as_sweep(plan, seeds, shared, sweep["out"], sweep["jobs"], sweep["devices"],
-                                       sweep["threads"], say)
+        runs, swept = measure_as_sweep(plan, s, say)
         workers = {"threads": swept.threads, "jobs": swept.jobs, "devices": swept.devices,
                    "cells_dir": str(swept.out)}
-    cells = [combine_runs({**cell, "steps": steps, "batches_at_init": batches_at_init}, cell_runs)
+    cells = [combine_runs({**cell, "steps": s.steps, "batches_at_init": s.batches_at_init}, cell_runs)
              for cell, cell_runs in zip(plan, runs)]
-
-    settings = {"depths": list(depths), "data": data, "steps": steps, "seeds": seeds,
-                "batches_at_init": batches_at_init, "batch_size": batch_size, "image_size": size, "lr": lr,
-                "momentum": 0.9, "optimizer": "sgd", "high_lr": high_lr, "high_lr_depth": high_lr_depth,
-                "clip_norm": clip_norm, "full": full, "only": None if only is None else [c["name"] for c in plan],
-                "device": str(dev), "threads": torch.get_num_threads(), **workers,
-                "rules": {"loss_smooth": LOSS_SMOOTH, "trained_drop": TRAINED_DROP,
-                          "diverge_factor": DIVERGE_FACTOR, "order": ORDER, "vanish_ratio": VANISH_RATIO}}
-    return {"settings": settings, "design": FULL_DESIGN if full else DESIGN,
+    return {"settings": _record(s, size, plan, dev, workers), "design": FULL_DESIGN if s.full else DESIGN,
             "data": ds.description(), "cells": cells, "claims": judge_claims(cells),
             "run_time_s": time.perf_counter() - t_start, "hardware": hardware_info(dev)}
+
+
+def _record(s: SurveySettings, image_size: int, plan: list[dict], dev, workers: dict) -> dict:
+    """The result's ``settings``: what was measured, as run (the image size, the cells of ``only``, the
+    device and threads, a sweep's ``workers``), and the rules the claims were judged by."""
+    return {"depths": list(s.depths), "data": s.data, "steps": s.steps, "seeds": s.seed_list,
+            "batches_at_init": s.batches_at_init, "batch_size": s.batch_size, "image_size": image_size, "lr": s.lr,
+            "momentum": 0.9, "optimizer": "sgd", "high_lr": s.high_lr, "high_lr_depth": s.high_lr_depth,
+            "clip_norm": s.clip_norm, "full": s.full, "only": None if s.only is None else [c["name"] for c in plan],
+            "device": str(dev), "threads": torch.get_num_threads(), **workers,
+            "rules": {"loss_smooth": LOSS_SMOOTH, "trained_drop": TRAINED_DROP,
+                      "diverge_factor": DIVERGE_FACTOR, "order": ORDER, "vanish_ratio": VANISH_RATIO}}
