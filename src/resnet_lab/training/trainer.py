@@ -164,13 +164,16 @@ def _report(mode: str, run_dir: Path | None, is_main: bool, log) -> float | None
         return None
     from ..report.render import render_run_report
 
+    if mode == "none":  # nothing drawn (sweep runs, an experiment's networks): one line
+        log(render_run_report(run_dir, mode, log))
+        return None
     start = time.perf_counter()
     with _SignalStops() as stop:
         try:
             log(render_run_report(run_dir, mode, log))
         except KeyboardInterrupt:
             raise ReportInterrupted(run_dir, stop.signum or signal.SIGINT) from None
-    return None if mode == "none" else time.perf_counter() - start
+    return time.perf_counter() - start
 
 
 def _train(c: TrainConfig, checkpoint, run_dir, device, ctx, log, dataset, started: float) -> TrainResult:
