@@ -254,6 +254,19 @@ def test_an_onnx_model_that_computes_something_else_is_not_written(checkpoint, t
     assert not out.exists()
 
 
+def test_export_never_writes_over_a_file_that_is_not_an_earlier_export(checkpoint, tmp_path, capsys):
+    before = checkpoint.read_bytes()
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    for target in (checkpoint, tmp_path / "metrics.jsonl"):  # the checkpoint itself, a run's records
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(target)]) == 2
+        _one_line_error(capsys, "already exists and is not a .safetensors file")
+    assert checkpoint.read_bytes() == before and (tmp_path / "metrics.jsonl").read_text() == "{}\n"
+    out = tmp_path / "w.safetensors"
+    for _ in range(2):  # an earlier export is replaced
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export", "--out", "w.safetensors"]])
 def test_a_checkpoint_without_data_info_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

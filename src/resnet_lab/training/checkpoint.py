@@ -111,6 +111,9 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = Fals
     out = Path(out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'model.safetensors'}")
+    if out.is_file() and out.stat().st_size and not _holds_safetensors(out):  # the checkpoint itself, metrics, ...
+        raise UserError(f"--out {out} already exists and is not a .safetensors file, so writing there would lose "
+                        "it; give a new file name such as model.safetensors")
     _, state = model_from_checkpoint(checkpoint, ema=ema)  # builds the config's model, loads strictly
     tensors = {k: v.contiguous() for k, v in checkpoint_weights(state, checkpoint, ema).items()}
     meta = {"format": "pt", "resnet_lab_config": json.dumps(state["config"]),
@@ -118,3 +121,14 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = Fals
     with writing(out):
         atomic_write_bytes(out, save(tensors, metadata=meta))
     return out
+
+
+def _holds_safetensors(path: Path) -> bool:
+    """True when ``path`` reads as a .safetensors file (an earlier export, which may be replaced)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            return True
+    except Exception:  # noqa: BLE001 - safetensors raises its own types for a file in another format
+        return False
