@@ -152,6 +152,32 @@ def test_python_dash_m_runs_the_cli_and_exits_2_on_bad_input():
     assert bad.returncode == 2 and bad.stderr.startswith("resnet-lab: error:")
 
 
+def _run_into_a_closed_pipe(argv: list[str]) -> subprocess.CompletedProcess:
+    """``resnet-lab ARGV`` with its stdout a pipe nobody reads any more (`| head` after it exited), block-buffered."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    try:
+        return subprocess.run([sys.executable, "-m", "resnet_lab", *argv], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, env=env, timeout=300)
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_stdout_ends_a_command_quietly_with_141():
+    done = _run_into_a_closed_pipe(["models", "--family", "preact"])
+    assert done.returncode == 141 and done.stderr == "", done.stderr
+
+
+def test_a_closed_stdout_does_not_stop_a_training_run(tmp_path):
+    out = tmp_path / "run"
+    done = _run_into_a_closed_pipe(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16",
+                                    "--batch-size", "512", "--epochs", "1", "--quiet", "--report", "none",
+                                    "--no-tensorboard", "--out", str(out)])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert (out / "result.json").is_file() and (out / "timings.json").is_file()
+
+
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("resnet-lab")
     out = subprocess.run([str(script), "summary", "plain20"], capture_output=True, text=True, check=True).stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import sys
 
 from ..errors import UserError
@@ -70,7 +71,9 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
             if args.command is None:  # help, but a failure: `resnet-lab $CMD` with CMD unset must not pass
                 build_parser().print_help(sys.stderr)
                 raise UserError(f"no command given; choose one of: {', '.join(COMMANDS)}")
-            return int(args.func(args) or 0)
+            status = int(args.func(args) or 0)
+            sys.stdout.flush()  # a reader gone before the last lines shows here, not as a failure at exit
+            return status
     except UserError as exc:
         if debug:
             raise
@@ -82,6 +85,9 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet-lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whatever read stdout stopped reading (`| head`): end quietly, as a Unix tool does
+        stdout_gone()
+        return 141  # 128 + SIGPIPE, what the shell reports for a tool that the closed pipe ended
     except OSError as exc:  # the machine, not the input (a full disk, a file made read-only): what and where
         if debug or exc.filename is None:
             raise
@@ -89,6 +95,16 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
         print(f"resnet-lab: error: {what}: {exc.filename}; files already written are kept (--debug: the "
               "traceback)", file=sys.stderr)
         return 1
+
+
+def stdout_gone() -> None:
+    """Send the rest of stdout to /dev/null once its reader has gone (a closed pipe), so that neither
+    later lines nor the flush at exit fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def entry_point() -> int:

@@ -192,10 +192,12 @@ def run(args) -> int:
         finished = _finished_run(args.resume)
         if finished is not None:
             if is_main_process():
-                print(finished)
+                _log(finished)
             return 0
     else:
         config = config_from_args(args)
+    if hasattr(sys.stdout, "reconfigure"):  # each line as it is printed: a closed pipe shows in _log
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         result = train(config, resume=args.resume, log=_log)
     except NonFiniteError as err:  # the trainer has drawn the report: the last line says what happened
@@ -219,19 +221,28 @@ def _finish(result, startup_s: float | None) -> None:
     timings = {"startup_s": startup_s, **result.timings}  # report_s: background, the time to start the renderer
     if result.run_dir is not None:
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
-    print(f"time: {format_timings(timings)}")
+    _log(f"time: {format_timings(timings)}")
     final = result.final
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
     beside += f", flip-TTA {final['tta_test_acc']:.4f}" if final.get("tta_test_acc") is not None else ""
     skipped = sum(e["kind"] == "skipped" for e in result.events)
     beside += f"; {counted(skipped, 'step')} skipped (non-finite values, see events.json)" if skipped else ""
-    print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
-          f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
+    _log(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
+         f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
 
 
 def _log(line: str) -> None:
-    """Progress to stdout; warnings to stderr, where scripts and people look for them."""
-    print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    """Progress to stdout; warnings to stderr, where scripts and people look for them. A closed stdout
+    (`train ... | head`) does not stop the run: its lines go nowhere from then on."""
+    stream = sys.stderr if line.startswith("warning:") else sys.stdout
+    try:
+        print(line, file=stream)
+    except BrokenPipeError:
+        if stream is not sys.stdout:
+            raise
+        from .main import stdout_gone
+
+        stdout_gone()
 
 
 def _resume_config(args):
