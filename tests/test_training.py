@@ -293,6 +293,39 @@ def test_truncated_or_foreign_checkpoints_are_refused(tmp_path, reference_run, c
         load_checkpoint(tmp_path / "evil.pt")
 
 
+def test_predict_prepares_an_image_folder_models_images_as_its_validation_images(tmp_path):
+    """predict squashed each image to a square while the folder's evaluation resizes and centre-crops it:
+    the same validation image got other probabilities from predict than from evaluate."""
+    import numpy as np
+    from PIL import Image
+
+    from resnet_lab.data import load_data, make_folder_loaders
+    from resnet_lab.models import create_model
+    from resnet_lab.training import TrainConfig
+    from resnet_lab.training.inference import predict_images
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            folder = tmp_path / "imgs" / split / c
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (24, 60, 3), dtype=np.uint8)).save(folder / "0.png")
+    ds = load_data(f"folder:{tmp_path / 'imgs'}")
+    info = {"spec": f"folder:{tmp_path / 'imgs'}", "name": ds.name, "classes": ds.classes, "mean": list(ds.mean),
+            "std": list(ds.std), "in_channels": 3, "image_size": 16, "description": ds.description(),
+            "eval_split": "val"}
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=2, in_channels=3).eval()
+    torch.save({"model": model.state_dict(), "data_info": info,
+                "config": TrainConfig(model="resnet8", data=info["spec"]).to_dict()}, tmp_path / "last.pt")
+    x, _ = next(iter(make_folder_loaders(ds, 2, 16, 0, 0)[1]))  # what evaluate feeds the model
+    with torch.no_grad():
+        expected = torch.softmax(model(x), dim=1)
+    got = predict_images(tmp_path / "last.pt", [path for path, _ in ds.val_files], top_k=2)
+    for probs, result in zip(expected, got):
+        assert {t["index"]: t["prob"] for t in result["top"]} == pytest.approx(dict(enumerate(probs.tolist())))
+
+
 def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run, capsys):
     assert main(["evaluate", "--checkpoint", str(reference_run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +32,13 @@ def preprocess_images(
     in_channels: int,
     mean: Sequence[float],
     std: Sequence[float],
+    transform: Callable[[Image.Image], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Load images of any size/format as a float32 (N, in_channels, image_size, image_size) batch.
 
     Each image is converted to grayscale (1 channel) or RGB (3), resized to a square with
-    bilinear filtering, scaled to [0, 1] and normalised with the model's training mean/std.
+    bilinear filtering, scaled to [0, 1] and normalised with the model's training mean/std;
+    or, given ``transform`` (decoded image -> normalised tensor), passed through it instead.
     """
     if in_channels not in (1, 3):
         raise UserError(f"models with {in_channels} input channels are not supported for prediction; use 1 or 3")
@@ -51,11 +53,17 @@ def preprocess_images(
         if not path.is_file():
             raise UserError(f"image file not found: {path}; check the path")
         try:
-            im = load_image(path, mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            im = load_image(path, mode)
+            if transform is not None:
+                arrays.append(transform(im))
+                continue
+            im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im, dtype=np.uint8))
         except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
             reason = first_line(e)
             raise UserError(f"cannot read image {path} ({reason}); check that it is a valid image file") from None
+    if transform is not None:
+        return torch.stack(arrays).contiguous()
     batch = torch.from_numpy(np.stack(arrays))
     batch = batch.unsqueeze(1) if in_channels == 1 else batch.permute(0, 3, 1, 2)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)

@@ -75,13 +75,17 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
 
 @torch.no_grad()
 def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: bool = False) -> list[dict]:
-    """Top-k classes with probabilities for each image file."""
+    """Top-k classes with probabilities for each image file, each prepared as the model's evaluation
+    images were (an image folder's: resized and centre-cropped as its validation images)."""
     from ..data import preprocess_images
+    from ..data.folder import folder_transforms
 
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     info = state["data_info"]
+    folder = str(state["config"].get("data", "")).strip().lower().startswith("folder:")
+    transform = folder_transforms(info["image_size"], info["mean"], info["std"])[1] if folder else None
     x = preprocess_images(images, image_size=info["image_size"], in_channels=info["in_channels"],
-                          mean=info["mean"], std=info["std"]).to(device)
+                          mean=info["mean"], std=info["std"], transform=transform).to(device)
     probs = torch.softmax(model(x).float(), dim=1)
     if not torch.isfinite(probs).all():
         raise UserError(not_finite_message(path, "its class probabilities are NaN"))
