@@ -95,6 +95,23 @@ def test_weights_that_do_not_fit_are_refused_with_a_clear_message(tmp_path):
         create_model("resnet20", weights="IMAGENET1K_V1")
 
 
+def test_weights_that_do_not_fit_say_in_a_few_names_what_differs_and_the_likely_fix(tmp_path):
+    """The refusal quoted torch's whole key list (thousands of characters) and always blamed num_classes."""
+    source = torchvision.models.resnet18(num_classes=10).state_dict()
+    torch.save({f"module.{k}": v for k, v in source.items()}, tmp_path / "ddp.pth")
+    torch.save(source, tmp_path / "r18_10.pth")
+    cases = [("ddp.pth", {"num_classes": 10}, "the file's names start with 'module.'"),
+             ("r18_10.pth", {}, "pass num_classes=10"),
+             ("r18_10.pth", {"num_classes": 10, "in_channels": 1}, "takes 3 input channels"),
+             ("r18_10.pth", {"num_classes": 10, "shortcut": "C"}, "another architecture, or the same with other "
+                                                                   "options")]
+    for file, options, fix in cases:
+        with pytest.raises(UserError) as caught:
+            create_model("resnet18", weights=tmp_path / file, **options)
+        message = str(caught.value)
+        assert fix in message and len(message) < 400 and "num_classes" not in message.replace(fix, ""), message
+
+
 def test_flops_come_from_torch_flop_counter_and_match_published_macs():
     # torchvision publishes 4.09 GFLOPS for ResNet-50 counted as multiply-adds; we count 2 per MAC.
     assert count_flops(meta_model("resnet50"), 224) / 2e9 == pytest.approx(4.09, rel=0.01)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, first_line
+from ..text import counted
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -56,9 +57,44 @@ def load_weights(model: nn.Module, spec, weights: str | Path) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise UserError(f"weights do not match {spec.name} ({first}); "
-                        "the classifier must have the same num_classes") from None
+        raise UserError(f"weights do not match {spec.name}: {_mismatch(model.state_dict(), state, exc)}") from None
+
+
+def _mismatch(own: dict, given: dict, exc: RuntimeError) -> str:
+    """What differs between the model's state dict and the file's, in a few names, and the likely fix."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    shapes = [k for k in own if k in given and getattr(given[k], "shape", None) is not None
+              and tuple(given[k].shape) != tuple(own[k].shape)]
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+    def dims(t) -> str:
+        return "x".join(str(d) for d in t.shape)
+
+    parts = [f"the file lacks {len(missing):,} of the model's keys ({some(missing)})"] if missing else []
+    if unexpected:
+        parts.append(f"the file has {counted(len(unexpected), 'key')} the model lacks ({some(unexpected)})")
+    parts += [f"{k} is {dims(given[k])} in the file but {dims(own[k])} here" for k in shapes[:2]]
+    if not parts:
+        return first_line(exc)
+    prefixes = {k.split(".", 1)[0] + "." for k in unexpected if "." in k}
+    if missing and len(prefixes) == 1:
+        prefix = prefixes.pop()
+        if all(prefix + k in given for k in missing):
+            return (f"{'; '.join(parts)}; the file's names start with {prefix!r} (a wrapper's, such as DDP's or a "
+                    f"LightningModule's attribute): save the inner model's state_dict(), or strip the prefix")
+    head = [k for k in shapes if k.startswith("fc.")]
+    if head and len(head) == len(shapes) and not missing and not unexpected:
+        fix = f"the file's classifier has {given[head[0]].shape[0]} classes: pass num_classes={given[head[0]].shape[0]}"
+    elif shapes == ["conv1.weight"] and not missing and not unexpected:
+        fix = f"the file's first layer takes {given['conv1.weight'].shape[1]} input channels: pass that in_channels"
+    elif isinstance(given.get("state_dict"), dict):
+        fix = "the file is a training checkpoint: save the model's state_dict() alone (its 'state_dict' entry)"
+    else:
+        fix = "the file holds another architecture, or the same with other options (shortcut, norm, ...)"
+    return f"{'; '.join(parts)}; {fix}"
 
 
 def _torchvision_state_dict(spec, weights: str) -> dict[str, torch.Tensor]:
