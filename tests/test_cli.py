@@ -225,6 +225,30 @@ def test_export_to_a_place_that_cannot_be_written_is_one_line(where, checkpoint,
     _one_line_error(capsys, fragment[where])
 
 
+def test_a_checkpoint_or_image_the_machine_refuses_to_read_is_an_os_error_not_a_damaged_file(checkpoint, tmp_path,
+                                                                                             monkeypatch, capsys):
+    """A checkpoint without read permission was called "truncated, corrupted or not a resnet-lab checkpoint"
+    (exit 2), an image "not a valid image file"."""
+    from PIL import Image
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    image = tmp_path / "digit.png"
+    Image.new("L", (8, 8)).save(image)
+    with monkeypatch.context() as patch:  # root ignores chmod: make the read itself fail
+        patch.setattr("resnet_lab.training.checkpoint.torch.load", denied)
+        assert main(["evaluate", "--checkpoint", str(checkpoint)]) == 1
+    _one_line_error(capsys, f"Permission denied: {checkpoint}")
+    with monkeypatch.context() as patch:
+        patch.setattr("resnet_lab.data.preprocess.Image.open", denied)
+        assert main(["predict", "--checkpoint", str(checkpoint), str(image)]) == 1
+    _one_line_error(capsys, f"Permission denied: {image}")
+    image.write_bytes(image.read_bytes()[:30])  # a damaged image is still bad input
+    assert main(["predict", "--checkpoint", str(checkpoint), str(image)]) == 2
+    _one_line_error(capsys, "check that it is a valid image file")
+
+
 def test_export_refuses_weights_that_contradict_the_checkpoint_config(tmp_path, capsys):
     torch.save(_state(model=_state("resnet20")["model"]), tmp_path / "other.pt")  # config says resnet8
     out = tmp_path / "w.safetensors"

@@ -60,6 +60,8 @@ def preprocess_images(
             im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im, dtype=np.uint8))
         except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
+            if isinstance(e, OSError) and e.errno is not None:  # the machine refused the read, not the image:
+                raise  # one line naming the file, exit 1 (PIL's own errors carry no errno)
             reason = first_line(e)
             raise UserError(f"cannot read image {path} ({reason}); check that it is a valid image file") from None
     if transform is not None:
