@@ -431,3 +431,15 @@ def test_compare_never_replaces_an_earlier_comparison(tmp_path, capsys):
     assert main(["compare", "resnet8", "--out", str(out)]) == 2
     assert "already holds the results of an earlier comparison" in capsys.readouterr().err
     assert (out / "compare.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("command", [["compare", "resnet8"], ["degradation", "--depths", "8"]])
+def test_an_experiment_never_replaces_another_commands_report(command, tmp_path, capsys):
+    """compare --out RUN_DIR replaced the training run's report.html with the comparison's."""
+    run = tmp_path / "r8"
+    run.mkdir()
+    (run / "report.html").write_text("the run's report")
+    assert main([*command, "--out", str(run)]) == 2
+    _one_line_error(capsys, "holds a report.html that is not an earlier")
+    assert (run / "report.html").read_text() == "the run's report" and sorted(p.name for p in run.iterdir()) == [
+        "report.html"]

@@ -17,7 +17,7 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "")
     """Before any work: ``out`` is a folder this process can write (tried now, then left as it was),
     holding no earlier ``results`` file (an experiment run in one process never replaces an earlier
     one's results; with ``--jobs`` the same command continues its sweep instead, and a changed one
-    is refused there)."""
+    is refused there), nor, given ``results``, another command's ``report.html``."""
     import tempfile
 
     from ..errors import UserError, writing
@@ -27,6 +27,9 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "")
     if results and (out / results).exists():
         raise UserError(f"{out} already holds the results of an earlier {what} ({results}); give another "
                         f"--out, or delete {out} to run it again")
+    if results and (out / "report.html").exists():  # written after the results: a training run's, another command's
+        raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "
+                        f"command's), which this one would replace; give another --out")
     made = [p for p in (out, *out.parents) if not p.exists()]  # what the probe creates, and removes again
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
