@@ -67,9 +67,10 @@ def test_a_dropped_step_leaves_weights_and_optimizer_state_unchanged(make):
 # -- PyTorch Lightning ---------------------------------------------------------------------
 
 def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=("csv",), fault=None,
-                  optimizer="sgd", plugins=None, fault_steps=None):
+                  optimizer="sgd", plugins=None, fault_steps=None, call_net=False):
     """A resnet8 LightningModule on random CIFAR-shaped data, trained ``steps`` optimizer steps;
-    ``fault`` names a layer whose output is NaN (at every step, or at ``fault_steps``)."""
+    ``fault`` names a layer whose output is NaN (at every step, or at ``fault_steps``); with ``call_net``
+    its training_step calls ``self.net(x)``, never its own forward (as the README's example does)."""
     L = pytest.importorskip("lightning.pytorch")
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -86,7 +87,7 @@ def lightning_run(tmp_path, *, lr=0.05, steps=4, callback_kwargs=None, loggers=(
 
         def training_step(self, batch, batch_idx):
             x, y = batch
-            loss = F.cross_entropy(self(x), y)
+            loss = F.cross_entropy(self.net(x) if call_net else self(x), y)
             self.log("train_loss", loss)
             return loss
 
@@ -165,6 +166,16 @@ def test_lightning_locates_a_nan_made_by_one_named_layer_and_skips_the_step(tmp_
     for name, value in module.state_dict().items():
         assert torch.equal(value, module.initial_state[name]), name
     assert not trainer.optimizers[0].state
+
+
+def test_lightning_skip_puts_back_the_batchnorm_statistics_when_training_step_bypasses_forward(tmp_path):
+    """The buffers were kept by a hook on the LightningModule's forward, which a training_step calling
+    self.net never runs: one NaN batch left the running statistics NaN and every later step was dropped."""
+    _, module, callback = lightning_run(
+        tmp_path, steps=3, fault="layer2.0.conv1", fault_steps={1}, call_net=True,
+        callback_kwargs={"nonfinite": "skip", "every": 1, "out": tmp_path / "g"})
+    assert callback.monitor.skipped_steps == [1]
+    assert all(torch.isfinite(b).all() for b in module.buffers() if b.is_floating_point())
 
 
 @pytest.mark.slow

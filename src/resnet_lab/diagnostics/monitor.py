@@ -341,6 +341,13 @@ class GradientMonitor(NonFinitePolicy):
             torch._foreach_copy_(self._snapshot, [p.detach() for p in self._params])
         self._snapshot_norms = weight_norms
 
+    def step_begins(self) -> None:
+        """Keep the buffers as they are before this step's forward pass, as the model's forward pre-hook
+        does: for a loop that runs the model's submodules without calling the model itself (a
+        LightningModule whose ``training_step`` calls ``self.net``), so that a dropped step still
+        puts back what its forward did to the BatchNorm statistics."""
+        self._step_start.save_now(self.model)
+
     def _write_histograms(self, s: int) -> None:
         named = dict(zip(self._param_names, self._params))
         values = []

@@ -193,6 +193,10 @@ class StepStartBuffers:
             torch._foreach_copy_(self._copy, [b.detach() for b in self.buffers])
         self._saved = True
 
+    def save_now(self, model: nn.Module) -> None:
+        """Take this step's copy now, if not taken yet (a loop that never calls the model itself)."""
+        self._save(model, ())
+
     @torch.no_grad()
     def restore(self) -> None:
         if self._copy is not None and self._saved:

@@ -72,6 +72,7 @@ class GradientMonitorCallback(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._batch = (batch, batch_idx)  # kept for the NaN locator; a reference, no copy
+        self.monitor.step_begins()  # training_step may never call the module's forward (self.net(x))
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         self._loss = loss.detach()  # under fp16 the scaled loss (unscaled below)
