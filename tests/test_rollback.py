@@ -174,3 +174,15 @@ def test_bad_rollback_settings_are_refused_in_one_line(tmp_path, capsys, flag, v
     assert main([*_argv(tmp_path / "run", "rollback"), flag, value]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0]
+
+
+@pytest.mark.parametrize("policy", ["stop", "skip", "warn"])
+def test_rollback_settings_with_another_policy_are_refused_not_ignored(tmp_path, capsys, policy):
+    """--spike-factor 3 with the default policy (stop) trained on, judging no spike at all."""
+    assert main([*_argv(tmp_path / "run", policy), "--spike-factor", "3", "--max-rollbacks", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--on-nonfinite is {policy}, which ignores them" in err[0], err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="--rollback-factor tunes the rollback policy"):
+        resolve_config("default", on_nonfinite=policy, rollback_factor=0.25)
+    assert resolve_config("default", on_nonfinite="rollback", rollback_factor=0.25).rollback_factor == 0.25

@@ -169,6 +169,12 @@ def _check_given_together(given: dict, c: TrainConfig) -> None:
     """Flags given explicitly that the run would ignore: refused, never recorded as if they applied."""
     if given.get("nesterov") and c.optimizer != "sgd":
         raise UserError(f"--nesterov is SGD's momentum; --optimizer {c.optimizer} ignores it: drop one of them")
+    knobs = [f"--{name.replace('_', '-')}" for name in ("rollback_factor", "max_rollbacks", "spike_factor")
+             if name in given]
+    if knobs and c.on_nonfinite != "rollback":
+        verb, them = ("tunes", "it") if len(knobs) == 1 else ("tune", "them")
+        raise UserError(f"{', '.join(knobs)} {verb} the rollback policy, but --on-nonfinite is {c.on_nonfinite}, "
+                        f"which ignores {them}: add --on-nonfinite rollback or drop {them}")
     if not c.augment:
         for name in ("translate", "pad_mode"):
             if name in given:
