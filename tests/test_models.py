@@ -102,7 +102,7 @@ def test_weights_that_do_not_fit_say_in_a_few_names_what_differs_and_the_likely_
     torch.save(source, tmp_path / "r18_10.pth")
     cases = [("ddp.pth", {"num_classes": 10}, "the file's names start with 'module.'"),
              ("r18_10.pth", {}, "pass num_classes=10"),
-             ("r18_10.pth", {"num_classes": 10, "in_channels": 1}, "takes 3 input channels"),
+             ("r18_10.pth", {"num_classes": 10, "in_channels": 1}, "takes 3 input channels: pass in_channels=3"),
              ("r18_10.pth", {"num_classes": 10, "shortcut": "C"}, "another architecture, or the same with other "
                                                                    "options")]
     for file, options, fix in cases:

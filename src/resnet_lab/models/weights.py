@@ -89,7 +89,8 @@ def _mismatch(own: dict, given: dict, exc: RuntimeError) -> str:
     if head and len(head) == len(shapes) and not missing and not unexpected:
         fix = f"the file's classifier has {given[head[0]].shape[0]} classes: pass num_classes={given[head[0]].shape[0]}"
     elif shapes == ["conv1.weight"] and not missing and not unexpected:
-        fix = f"the file's first layer takes {given['conv1.weight'].shape[1]} input channels: pass that in_channels"
+        channels = given["conv1.weight"].shape[1]
+        fix = f"the file's first layer takes {counted(channels, 'input channel')}: pass in_channels={channels}"
     elif isinstance(given.get("state_dict"), dict):
         fix = "the file is a training checkpoint: save the model's state_dict() alone (its 'state_dict' entry)"
     else:
