@@ -112,6 +112,11 @@ def test_weights_that_do_not_fit_say_in_a_few_names_what_differs_and_the_likely_
         assert fix in message and len(message) < 400 and "num_classes" not in message.replace(fix, ""), message
 
 
+def test_weights_naming_a_folder_say_it_is_a_folder_not_that_it_does_not_exist(tmp_path):
+    with pytest.raises(UserError, match="is a folder; give the .pth/.safetensors file in it"):
+        create_model("resnet18", weights=tmp_path)
+
+
 def test_flops_come_from_torch_flop_counter_and_match_published_macs():
     # torchvision publishes 4.09 GFLOPS for ResNet-50 counted as multiply-adds; we count 2 per MAC.
     assert count_flops(meta_model("resnet50"), 224) / 2e9 == pytest.approx(4.09, rel=0.01)

@@ -18,6 +18,9 @@ from ..text import counted
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file, never executing code from it."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"weights {path} is a folder; give the .pth/.safetensors file in it (a run directory's "
+                        "last.pt or best.pt, or what 'resnet-lab export' wrote)")
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; "
                         "pass a .pth/.safetensors file or a torchvision weight name")
