@@ -192,6 +192,11 @@ def test_npz_object_arrays_are_refused_without_unpickling_or_mentioning_allow_pi
                                notes=np.array([{}], dtype=object))).num_classes == 4
 
 
+def test_npz_given_a_folder_says_it_is_a_folder_not_that_it_is_missing(tmp_path):
+    with pytest.raises(UserError, match="is a folder, not an .npz file; .* or folder:PATH for a folder of images"):
+        load_data(f"npz:{tmp_path}")
+
+
 def test_npz_given_an_npy_or_a_text_file_says_what_it_is(tmp_path):
     """D11 (an .npy was a TypeError traceback) and D18 (a text file suggested allow_pickle=)."""
     np.save(tmp_path / "x.npy", np.zeros((4, 8, 8), np.uint8))

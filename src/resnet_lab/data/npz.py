@@ -31,6 +31,9 @@ def load_npz(path: str | Path) -> InMemoryDataset:
     the classes.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"npz:{path} is a folder, not an .npz file; give the file (npz:FOLDER/NAME.npz), or "
+                        "folder:PATH for a folder of images (PATH/train/<class>/*, PATH/val/<class>/*)")
     if not path.is_file():
         raise UserError(f"npz file not found: {path}; check the path after 'npz:'")
     arrays, members = _read_arrays(path)
