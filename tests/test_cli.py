@@ -326,6 +326,23 @@ def test_a_checkpoint_without_data_info_is_refused_in_one_line(command, tmp_path
     assert not Path("w.safetensors").exists()
 
 
+@pytest.mark.parametrize("damage", [{"mean": [0.5, 0.5]}, {"std": [0.25] * 3}, {"image_size": 0}])
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export", "--out", "w.safetensors"]])
+def test_a_checkpoint_whose_data_info_does_not_fit_its_model_is_refused_as_damaged(command, damage, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """Two means for a 1-channel model were a RuntimeError/ValueError traceback; an image size of 0 blamed the
+    image or an --image-size never given."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (8, 8)).save("x.png")
+    info = {**_state()["data_info"], **damage}
+    torch.save(_state(data_info=info), "damaged.pt")
+    assert main([command[0], "--checkpoint", "damaged.pt", *command[1:]]) == 2
+    _one_line_error(capsys, "the file is damaged")
+    assert not Path("w.safetensors").exists()
+
+
 def test_random_or_foreign_checkpoints_are_refused_in_one_clean_line(tmp_path, capsys):
     from resnet_lab.training import load_checkpoint
 

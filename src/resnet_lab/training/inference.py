@@ -9,6 +9,7 @@ import torch
 
 from ..errors import UserError
 from ..models import create_model
+from ..models.choices import MIN_IMAGE_SIZE
 from ..text import counted
 from .checkpoint import checkpoint_weights, load_checkpoint
 from .config import TrainConfig
@@ -24,9 +25,13 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
                         "pass the matching --model or none")
     info = state["data_info"]
     mean, std = info.get("mean") or [], info.get("std") or []
-    if not all(math.isfinite(v) for v in [*mean, *std]) or not all(v > 0 for v in std):
+    if (not all(math.isfinite(v) for v in [*mean, *std]) or not all(v > 0 for v in std)
+            or len(mean) != info["in_channels"] or len(std) != info["in_channels"]):  # one value per channel
         raise UserError(f"checkpoint {path} holds unusable normalisation statistics (mean {info['mean']}, std "
-                        f"{info['std']}); the file is damaged")
+                        f"{info['std']}, {counted(info['in_channels'], 'input channel')}); the file is damaged")
+    if info["image_size"] < MIN_IMAGE_SIZE:
+        raise UserError(f"checkpoint {path} holds an image size of {info['image_size']} (at least {MIN_IMAGE_SIZE}); "
+                        "the file is damaged")
     model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
                          **config.model_options)
     try:
