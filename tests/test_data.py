@@ -192,6 +192,14 @@ def test_npz_object_arrays_are_refused_without_unpickling_or_mentioning_allow_pi
                                notes=np.array([{}], dtype=object))).num_classes == 4
 
 
+def test_npz_class_names_that_repeat_are_refused(tmp_path):
+    """Ten classes all named 'a' loaded, and predict then named every class 'a'."""
+    x, y = np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 2, 0])
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y, classes=np.array(["a", "b", "a"]))
+    with pytest.raises(UserError, match="classes names more than one class 'a'; give each class its own name"):
+        load_data(f"npz:{tmp_path / 'd.npz'}")
+
+
 def test_npz_given_a_folder_says_it_is_a_folder_not_that_it_is_missing(tmp_path):
     with pytest.raises(UserError, match="is a folder, not an .npz file; .* or folder:PATH for a folder of images"):
         load_data(f"npz:{tmp_path}")

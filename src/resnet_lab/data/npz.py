@@ -204,4 +204,9 @@ def _classes(names: np.ndarray | None, num_classes: int, path: Path) -> list[str
         raise UserError(
             f"{path}: classes has shape {names.shape} but the labels need {num_classes} names; fix it or drop the array"
         )
-    return [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
+    decoded = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
+    repeated = sorted({n for n in decoded if decoded.count(n) > 1})
+    if repeated:  # predict and evaluate tell classes apart by name
+        raise UserError(f"{path}: classes names more than one class {', '.join(repr(n) for n in repeated[:3])}"
+                        f"{', ...' if len(repeated) > 3 else ''}; give each class its own name, or drop the array")
+    return decoded
