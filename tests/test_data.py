@@ -192,6 +192,18 @@ def test_npz_object_arrays_are_refused_without_unpickling_or_mentioning_allow_pi
                                notes=np.array([{}], dtype=object))).num_classes == 4
 
 
+def test_a_data_set_of_a_single_class_is_refused(tmp_path):
+    """One class trained to a loss of 0 from the first step and reported test accuracy 1.0000."""
+    x, y = np.zeros((4, 8, 8), np.uint8), np.zeros(4, np.int64)
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(UserError, match="has a single class \\('0'\\); a classifier needs at least two"):
+        load_data(f"npz:{tmp_path / 'one.npz'}")
+    for split in ("train", "val"):
+        _png(tmp_path / "imgs" / split / "cat" / "0.png")
+    with pytest.raises(UserError, match="has a single class \\('cat'\\); .* add a folder per class"):
+        load_data(f"folder:{tmp_path / 'imgs'}")
+
+
 def test_npz_class_names_that_repeat_are_refused(tmp_path):
     """Ten classes all named 'a' loaded, and predict then named every class 'a'."""
     x, y = np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 2, 0])

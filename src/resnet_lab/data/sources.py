@@ -34,6 +34,9 @@ def load_data(
     kind, path = _parse(spec)
     if kind in ("npz", "folder"):
         ds = load_npz(path) if kind == "npz" else load_folder(path)
+        if ds.num_classes < 2:  # cross-entropy over one class is 0 whatever the weights: nothing would train
+            raise UserError(f"{spec} has a single class ({ds.classes[0]!r}); a classifier needs at least two: "
+                            f"{'label the images 0..K-1' if kind == 'npz' else 'add a folder per class'}")
     elif kind == "digits":
         ds = load_digits_dataset()
     else:
