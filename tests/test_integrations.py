@@ -221,8 +221,9 @@ class TinyTextData(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
 
 
-def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_steps=None, **options):
-    """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer``."""
+def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_steps=None, made=None, **options):
+    """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer`` (and the
+    callback, in ``made`` when given, for a run that raises)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from resnet_lab.integrations.huggingface import GradientMonitorCallback
@@ -231,7 +232,7 @@ def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_st
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=32, num_labels=2)
     model = transformers.BertForSequenceClassification(config)
-    made = {}
+    made = {} if made is None else made
     if fault is not None:
         model.get_submodule(fault).register_forward_hook(
             lambda m, a, out: nan_hook(m, a, out)
@@ -247,10 +248,25 @@ def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_st
     else:
         callback = GradientMonitorCallback(**monitor_options)
         trainer.add_callback(callback)
+    made["callback"] = callback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
     return trainer, callback
+
+
+def test_huggingface_stop_takes_the_callbacks_hooks_off_the_model_and_writes_the_report(tmp_path):
+    """The Trainer has no exception event: a stop left the callback's hooks on the model (holding the last
+    batch, copying the buffers at every later forward) and wrote no table or plots."""
+    from resnet_lab.diagnostics import NonFiniteError
+
+    made = {}
+    with pytest.raises(NonFiniteError):
+        hf_run(tmp_path, steps=3, fault="bert.encoder.layer.0.output.dense", nonfinite="stop", every=1, made=made)
+    model = made["trainer"].model
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules() if m is not model.get_submodule(
+        "bert.encoder.layer.0.output.dense"))  # only the test's own fault hook is left
+    assert {p.name for p in made["callback"].report_paths} >= {"gradient_report.json", "gradient_table.txt"}
 
 
 @pytest.mark.slow

@@ -27,7 +27,8 @@ it first (passed in ``callbacks=[...]`` it comes after them and reaches ``log_hi
 Files go to ``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report.
 Only the world process zero writes; every process runs its monitor. The optimizer goes to
 ``check_step`` (the ``rollback`` policy restores its state) and the Trainer's scheduler follows
-a lowered lr. A ``stop`` raised in the step leaves ``gradient_report.json`` (the monitor writes it).
+a lowered lr. A ``stop`` raised in the step ends the callback as the end of training does (its hooks
+leave the model, the report is written) before the error reaches the caller.
 """
 
 from __future__ import annotations
@@ -95,7 +96,12 @@ class GradientMonitorCallback(TrainerCallback):
                 return
         # Numbered like the Trainer's logs: global_step counts this step once it is taken.
         self.monitor.step(self._loss, step=state.global_step + 1)
-        if not self.monitor.check_step(optimizer=optimizer, **self._locator()):
+        try:
+            took = self.monitor.check_step(optimizer=optimizer, **self._locator())
+        except BaseException:  # the stop policy: the Trainer has no exception event, so end here as at its end
+            self.on_train_end(args, state, control)  # hooks off the model, the report written
+            raise
+        if not took:
             drop_step(optimizer)
         self._follower.follow(self.monitor, [lr_scheduler] if lr_scheduler is not None else [])
 
