@@ -326,6 +326,38 @@ def test_predict_prepares_an_image_folder_models_images_as_its_validation_images
         assert {t["index"]: t["prob"] for t in result["top"]} == pytest.approx(dict(enumerate(probs.tolist())))
 
 
+def test_evaluate_on_an_image_folder_normalises_with_the_checkpoints_statistics(tmp_path):
+    """A model trained on in-memory data and evaluated on an image folder was fed the images normalised with
+    ImageNet's mean and std, not the statistics it was trained with."""
+    import numpy as np
+    from PIL import Image
+
+    from resnet_lab.data import load_data, make_folder_loaders
+    from resnet_lab.models import create_model
+    from resnet_lab.training import TrainConfig
+    from resnet_lab.training.inference import evaluate_checkpoint
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            folder = tmp_path / "imgs" / split / c
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / "0.png")
+    info = {"spec": "npz:pets.npz", "name": "pets", "classes": ["cat", "dog"], "mean": [0.1, 0.2, 0.3],
+            "std": [0.05, 0.1, 0.2], "in_channels": 3, "image_size": 16, "description": "pets", "eval_split": "test"}
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=2, in_channels=3).eval()
+    torch.save({"model": model.state_dict(), "data_info": info,
+                "config": TrainConfig(model="resnet8", data=info["spec"], workers=0).to_dict()}, tmp_path / "last.pt")
+    ds = load_data(f"folder:{tmp_path / 'imgs'}")
+    ds.mean, ds.std = tuple(info["mean"]), tuple(info["std"])
+    x, y = next(iter(make_folder_loaders(ds, 2, 16, 0, 0)[1]))
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(x), y).item()
+    result = evaluate_checkpoint(tmp_path / "last.pt", data=f"folder:{tmp_path / 'imgs'}")
+    assert result["test_loss"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run, capsys):
     assert main(["evaluate", "--checkpoint", str(reference_run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

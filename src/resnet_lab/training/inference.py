@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
                         "the classes the model was trained on")
     if flip:
         check_flip_tta(ds)
-    if isinstance(ds, FolderDataset):
+    if isinstance(ds, FolderDataset):  # normalised with the training statistics too, not ImageNet's
+        ds = dataclasses.replace(ds, mean=tuple(info["mean"]), std=tuple(info["std"]))
         _, loader = make_folder_loaders(ds, batch_size, info["image_size"], config.workers, config.seed)
     else:
         # normalise with the training statistics stored in the checkpoint, not the new data's
