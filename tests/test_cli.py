@@ -96,6 +96,8 @@ def test_summary_prints_stages_with_shapes(capsys):
                                 "y_test)\n"),
     (["demo", "--data", "folder:x"], "not an image folder"),
     (["gradients", "--lr", "0"], "--lr must be a positive number, got 0.0"),
+    # An image format the figures are not written in (it once wrote flow.jpg.png and flow.jpg.svg):
+    (["gradients", "--plot", "flow.jpg"], "figures are written as .png, .svg, .pdf, not .jpg; give flow.png"),
     # Flags the run would ignore are refused rather than recorded as if they applied:
     (["train", "--optimizer", "adam", "--nesterov"], "--nesterov is SGD's momentum"),
     (["train", "--no-augment", "--translate", "8"], "--translate sets the training crop, but --no-augment"),
@@ -142,6 +144,15 @@ def test_sigterm_outside_a_training_loop_ends_the_command_with_a_line_and_exit_1
     assert main(["models"]) == 143
     assert capsys.readouterr().err == "resnet-lab: terminated (SIGTERM); files already written are kept\n"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back for whoever calls main() next
+
+
+def test_version_is_the_installed_packages_and_needs_no_torch():
+    from importlib.metadata import version
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "resnet_lab", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout == f"resnet-lab {version('resnet-lab')}\n"
+    assert "| torch\n" not in proc.stderr  # the import-time trace names every module imported
 
 
 def test_python_dash_m_runs_the_cli_and_exits_2_on_bad_input():
@@ -317,6 +328,35 @@ def test_export_never_writes_over_a_file_that_is_not_an_earlier_export(checkpoin
     capsys.readouterr()
 
 
+def test_predict_reads_and_classifies_a_batch_at_a_time_with_the_same_answers(checkpoint, tmp_path, monkeypatch):
+    """Every image given was once read into one batch: memory grew with the number of files."""
+    import numpy as np
+    from PIL import Image
+
+    from resnet_lab.training import inference
+
+    images = []
+    for i in range(5):
+        images.append(tmp_path / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (8, 8), dtype=np.uint8)).save(images[-1])
+    whole = inference.predict_images(checkpoint, images)
+    import resnet_lab.data as data
+
+    preprocess, batches = data.preprocess_images, []
+
+    def counted(paths, **options):
+        batches.append(len(paths))
+        return preprocess(paths, **options)
+
+    monkeypatch.setattr(data, "preprocess_images", counted)
+    monkeypatch.setattr(inference, "PREDICT_BATCH", 2)
+    chunked = inference.predict_images(checkpoint, images)
+    assert batches == [2, 2, 1] and [p["image"] for p in chunked] == [str(i) for i in images]
+    for mine, reference in zip(chunked, whole):  # float sums may round otherwise at another batch size
+        assert [t["class"] for t in mine["top"]] == [t["class"] for t in reference["top"]]
+        assert [t["prob"] for t in mine["top"]] == pytest.approx([t["prob"] for t in reference["top"]], rel=1e-5)
+
+
 @pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export", "--out", "w.safetensors"]])
 def test_a_checkpoint_without_data_info_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -450,9 +490,12 @@ def test_compare_never_replaces_an_earlier_comparison(tmp_path, capsys):
     assert (out / "compare.json").read_text() == "{}"
 
 
-@pytest.mark.parametrize("command", [["compare", "resnet8"], ["degradation", "--depths", "8"]])
+@pytest.mark.parametrize("command", [["compare", "resnet8"], ["degradation", "--depths", "8"],
+                                     ["degradation", "--depths", "8", "--jobs", "2"],
+                                     ["survey", "--depths", "8", "--jobs", "2"]])
 def test_an_experiment_never_replaces_another_commands_report(command, tmp_path, capsys):
-    """compare --out RUN_DIR replaced the training run's report.html with the comparison's."""
+    """compare --out RUN_DIR replaced the training run's report.html with the comparison's (and the
+    experiments with --jobs, which may continue their own earlier call in the folder, still do)."""
     run = tmp_path / "r8"
     run.mkdir()
     (run / "report.html").write_text("the run's report")

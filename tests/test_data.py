@@ -217,6 +217,16 @@ def test_npz_given_a_folder_says_it_is_a_folder_not_that_it_is_missing(tmp_path)
         load_data(f"npz:{tmp_path}")
 
 
+def test_a_data_dir_the_data_set_would_ignore_is_refused(tmp_path, capsys):
+    """--data-dir is CIFAR's download cache: digits, npz: and folder: read none, and took it silently."""
+    from resnet_lab.cli.main import main
+
+    with pytest.raises(UserError, match="--data digits uses none: leave --data-dir out"):
+        load_data("digits", data_dir=tmp_path)
+    assert main(["train", "--data", "digits", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "--data-dir is the cache folder of the downloaded data sets (cifar10, cifar100)" in capsys.readouterr().err
+
+
 def test_npz_given_an_npy_or_a_text_file_says_what_it_is(tmp_path):
     """D11 (an .npy was a TypeError traceback) and D18 (a text file suggested allow_pickle=)."""
     np.save(tmp_path / "x.npy", np.zeros((4, 8, 8), np.uint8))

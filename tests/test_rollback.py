@@ -186,3 +186,11 @@ def test_rollback_settings_with_another_policy_are_refused_not_ignored(tmp_path,
     with pytest.raises(ValueError, match="--rollback-factor tunes the rollback policy"):
         resolve_config("default", on_nonfinite=policy, rollback_factor=0.25)
     assert resolve_config("default", on_nonfinite="rollback", rollback_factor=0.25).rollback_factor == 0.25
+
+
+@pytest.mark.parametrize("policy", ["warn", "skip", "stop"])
+def test_the_monitors_rollback_settings_with_another_policy_are_refused_not_ignored(policy):
+    from resnet_lab.errors import UserError
+
+    with pytest.raises(UserError, match=f"rollback= sets the rollback policy, but nonfinite='{policy}'"):
+        GradientMonitor(nn.Linear(2, 2), nonfinite=policy, rollback=Rollback(spike_factor=3))

@@ -88,7 +88,7 @@ def test_report_command_draws_the_report_and_prints_its_path(finished, tmp_path,
 
 
 DAMAGE = {
-    "missing": (None, "is not a directory"),
+    "missing": (None, "does not exist"),
     "a_file": (None, "is not a directory"),
     "no_config": ("config.json", "not a run directory (no config.json)"),
     "config_not_json": ("config.json", "config.json cannot be read"),

@@ -6,9 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from .errors import UserError
+
 #: One colour per series (depth, network), in order.
 SERIES_COLOURS = ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive")
 _SUFFIXES = (".png", ".svg", ".pdf")
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".eps", ".ps")
+
+
+def check_figure_path(path: str | Path, flag: str = "--plot") -> None:
+    """Refuse, before any work, a path whose suffix names an image format ``save_figure`` does not
+    write (it would write ``x.jpg.png`` and ``x.jpg.svg``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in _OTHER_IMAGE_SUFFIXES:
+        stem = Path(path).with_suffix("")
+        raise UserError(f"{flag} {path}: figures are written as {', '.join(_SUFFIXES)}, not {suffix}; give "
+                        f"{stem}.png, {stem}.svg or {stem} (both)")
 
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] | None = None, dpi: float | str = "figure") -> list[Path]:

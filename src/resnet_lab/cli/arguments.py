@@ -13,21 +13,22 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
-def prepare_output_folder(out: Path, results: str | None = None, what: str = "") -> None:
+def prepare_output_folder(out: Path, results: str | None = None, what: str = "", continuing: bool = False) -> None:
     """Before any work: ``out`` is a folder this process can write (tried now, then left as it was),
     holding no earlier ``results`` file (an experiment run in one process never replaces an earlier
-    one's results; with ``--jobs`` the same command continues its sweep instead, and a changed one
-    is refused there), nor, given ``results``, another command's ``report.html``."""
+    one's results; with ``continuing``, ``--jobs``, the same command continues its sweep instead, and a
+    changed one is refused there), nor, given ``results``, another command's ``report.html``."""
     import tempfile
 
     from ..errors import UserError, writing
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
-    if results and (out / results).exists():
+    ours = bool(results) and (out / results).exists()
+    if ours and not continuing:
         raise UserError(f"{out} already holds the results of an earlier {what} ({results}); give another "
                         f"--out, or delete {out} to run it again")
-    if results and (out / "report.html").exists():  # written after the results: a training run's, another command's
+    if results and not ours and (out / "report.html").exists():  # written after the results: another command's
         raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "
                         f"command's), which this one would replace; give another --out")
     made = [p for p in (out, *out.parents) if not p.exists()]  # what the probe creates, and removes again

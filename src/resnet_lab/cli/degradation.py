@@ -101,7 +101,7 @@ def run(args) -> int:
             err(msg)
 
     # With --jobs the same command continues its sweep (a changed one is refused there).
-    prepare_output_folder(args.out, "results.json" if args.jobs is None else None, "degradation experiment")
+    prepare_output_folder(args.out, "results.json", "degradation experiment", continuing=args.jobs is not None)
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,

@@ -36,7 +36,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print verdict, reason, groups and global_grad_norm as JSON")
     p.add_argument("--plot", metavar="PATH",
-                   help="write the gradient-flow plot: PATH.png or PATH.svg as named, both for a PATH without suffix")
+                   help="write the gradient-flow plot: PATH.png, PATH.svg or PATH.pdf as named, PNG and SVG for a PATH "
+                        "without suffix")
     p.add_argument("--groups", default="auto",
                    help="layer groups: auto (default: ResNet blocks; other models opened to 8-64 groups in "
                         "execution order), parameter, module_type, a nesting depth (e.g. 2), module names "
@@ -48,8 +49,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..diagnostics import check_model, gradient_table, parse_grouping
     from ..errors import writing
+    from ..plotting import check_figure_path
 
     name = args.model or "resnet20"
+    if args.plot:
+        check_figure_path(args.plot)
     result = check_model(name, data=args.data or "digits", data_dir=args.data_dir, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm,
                          seed=args.seed, device=args.device, groups=parse_grouping(args.groups),

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+from .. import __version__
 from ..errors import UserError
 from ..runtime import process_age_s
 from ..signals import Terminated, sigterm_raises
@@ -39,6 +40,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"resnet-lab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     named = next((a for a in argv or [] if not a.startswith("-")), None)
     for name in [named] if named in COMMANDS else COMMANDS:

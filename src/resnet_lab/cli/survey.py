@@ -94,7 +94,7 @@ def run(args) -> int:
 
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
     jobs = jobs_value(args.jobs)
-    prepare_output_folder(args.out, "survey.json" if jobs is None else None, "survey")
+    prepare_output_folder(args.out, "survey.json", "survey", continuing=jobs is not None)
     try:
         result = run_survey(
             args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,

@@ -32,6 +32,9 @@ def load_data(
     if val_split < 0:
         raise UserError(f"--val-split must be 0 (use the test set) or a positive count, got {val_split}")
     kind, path = _parse(spec)
+    if data_dir is not None and kind not in VARIANTS:  # it would be ignored
+        raise UserError(f"--data-dir is the cache folder of the downloaded data sets ({', '.join(VARIANTS)}); "
+                        f"--data {spec} uses none: leave --data-dir out")
     if kind in ("npz", "folder"):
         ds = load_npz(path) if kind == "npz" else load_folder(path)
         if ds.num_classes < 2:  # cross-entropy over one class is 0 whatever the weights: nothing would train

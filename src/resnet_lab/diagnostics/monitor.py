@@ -129,7 +129,8 @@ class GradientMonitor(NonFinitePolicy):
             ``skip``, ``stop`` and ``rollback`` check gradients and floating buffers every step
             (BatchNorm running statistics overflow before any gradient does), loss and weights
             on recorded steps; ``rollback`` reads the loss every step (the spike test).
-        rollback: the ``Rollback`` settings of the rollback policy (default ``Rollback()``).
+        rollback: the ``Rollback`` settings of the rollback policy (default ``Rollback()``); refused with
+            another policy, which would ignore them.
         max_skips: consecutive skipped steps after which ``skip`` raises ``NonFiniteError``.
         on_verdict: ``callback(verdict, record)`` called for each recorded step once its
             record is read back (immediately on CPU, usually a step later on CUDA).
@@ -173,6 +174,9 @@ class GradientMonitor(NonFinitePolicy):
                                    ("max_pending", max_pending, 1)])
         if histogram_every and tb_writer is None:
             raise UserError("histogram_every needs tb_writer (a SummaryWriter or a log directory)")
+        if rollback is not None and nonfinite != "rollback":  # settings that would be ignored
+            raise UserError(f"rollback= sets the rollback policy, but nonfinite={nonfinite!r}; pass "
+                            "nonfinite='rollback' or leave rollback= out")
 
         self.model = model
         self.groups: list[LayerGroup] = build_groups(model, groups)

@@ -43,7 +43,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
     folder is not a run directory or one of its files is damaged."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a directory; give the run directory that 'resnet-lab train --out' wrote")
+        what = "is not a directory" if run_dir.exists() else "does not exist"
+        raise UserError(f"{run_dir} {what}; give the run directory that 'resnet-lab train --out' wrote")
     if not (run_dir / "config.json").is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.json); give the folder that "
                         "'resnet-lab train --out' wrote")

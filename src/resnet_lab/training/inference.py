@@ -80,6 +80,9 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
             "split": getattr(ds, "eval_split", "test")}
 
 
+PREDICT_BATCH = 256  # images read and classified at once by predict_images
+
+
 @torch.no_grad()
 def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: bool = False) -> list[dict]:
     """Top-k classes with probabilities for each image file, each prepared as the model's evaluation
@@ -91,16 +94,20 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
     info = state["data_info"]
     folder = str(state["config"].get("data", "")).strip().lower().startswith("folder:")
     transform = folder_transforms(info["image_size"], info["mean"], info["std"])[1] if folder else None
-    x = preprocess_images(images, image_size=info["image_size"], in_channels=info["in_channels"],
-                          mean=info["mean"], std=info["std"], transform=transform).to(device)
-    probs = torch.softmax(model(x).float(), dim=1)
-    if not torch.isfinite(probs).all():
-        raise UserError(not_finite_message(path, "its class probabilities are NaN"))
-    k = min(top_k, probs.shape[1])
-    values, indices = probs.topk(k, dim=1)
-    return [{"image": str(img), "top": [{"class": info["classes"][i], "index": int(i), "prob": float(p)}
-                                        for p, i in zip(v.tolist(), idx.tolist())]}
-            for img, v, idx in zip(images, values, indices)]
+    k = min(top_k, len(info["classes"]))
+    chunks = [images[i:i + PREDICT_BATCH] for i in range(0, len(images), PREDICT_BATCH)] or [images]
+    predictions = []
+    for chunk in chunks:  # read and classified a batch at a time: memory stays flat however many are given
+        x = preprocess_images(chunk, image_size=info["image_size"], in_channels=info["in_channels"],
+                              mean=info["mean"], std=info["std"], transform=transform).to(device)
+        probs = torch.softmax(model(x).float(), dim=1)
+        if not torch.isfinite(probs).all():
+            raise UserError(not_finite_message(path, "its class probabilities are NaN"))
+        values, indices = probs.topk(k, dim=1)
+        predictions += [{"image": str(img), "top": [{"class": info["classes"][i], "index": int(i), "prob": float(p)}
+                                                    for p, i in zip(v.tolist(), idx.tolist())]}
+                        for img, v, idx in zip(chunk, values, indices)]
+    return predictions
 
 
 def not_finite_message(path, what: str) -> str:

@@ -296,7 +296,8 @@ def _make_monitor(model, c: TrainConfig, run_dir: Path | None, writer):
 
     records = run_dir is not None and c.monitor
     # The state to roll back to is kept every 10 steps and saved in each checkpoint (exact resume).
-    rollback = Rollback(c.rollback_factor, c.max_rollbacks, spike_factor=c.spike_factor or None)
+    rollback = (Rollback(c.rollback_factor, c.max_rollbacks, spike_factor=c.spike_factor or None)
+                if c.on_nonfinite == "rollback" else None)
     return GradientMonitor(model, every=c.monitor_every if c.monitor else 0, nonfinite=c.on_nonfinite,
                            rollback=rollback,
                            tb_writer=writer if c.monitor else None,
