@@ -293,6 +293,39 @@ def test_truncated_or_foreign_checkpoints_are_refused(tmp_path, reference_run, c
         load_checkpoint(tmp_path / "evil.pt")
 
 
+def test_a_model_trained_on_non_square_images_is_fed_that_shape_by_predict_and_export(tmp_path, capsys):
+    """npz data of 8x16 images trained and evaluated at 8x16, but predict squashed new images to 8x8
+    (the checkpoint held one side) and an ONNX export would have been built for 8x8 inputs."""
+    import numpy as np
+    import onnx
+    from PIL import Image
+
+    from resnet_lab.training.inference import predict_images
+
+    rng = np.random.default_rng(0)
+    sizes = {"train": 64, "test": 16}
+    arrays = {f"x_{split}": rng.integers(0, 256, (n, 8, 16), dtype=np.uint8) for split, n in sizes.items()}
+    arrays |= {f"y_{split}": np.arange(len(arrays[f"x_{split}"])) % 2 for split in ("train", "test")}
+    np.savez(tmp_path / "wide.npz", **arrays)
+    assert main(["train", "--model", "resnet8", "--data", f"npz:{tmp_path / 'wide.npz'}", "--steps", "1", "--quiet",
+                 "--batch-size", "32", "--no-tensorboard", "--report", "none", "--out", str(tmp_path / "run")]) == 0
+    info = load_checkpoint(tmp_path / "run" / "last.pt")["data_info"]
+    assert info["image_shape"] == [8, 16] and info["image_size"] == 8
+    seen = []
+    Image.fromarray(arrays["x_test"][0]).resize((48, 24)).save(tmp_path / "new.png")
+    import resnet_lab.data as data
+
+    preprocess = data.preprocess_images
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "preprocess_images", lambda paths, **kw: seen.append(preprocess(paths, **kw)) or seen[-1])
+        predict_images(tmp_path / "run" / "last.pt", [tmp_path / "new.png"])
+    assert seen[0].shape == (1, 1, 8, 16)
+    assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "input 'images' N x 1 x 8 x 16" in capsys.readouterr().out
+    dims = onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [1, 8, 16]
+
+
 def test_predict_prepares_an_image_folder_models_images_as_its_validation_images(tmp_path):
     """predict squashed each image to a square while the folder's evaluation resizes and centre-crops it:
     the same validation image got other probabilities from predict than from evaluate."""

@@ -28,16 +28,17 @@ def load_image(path: str | Path, mode: str) -> Image.Image:
 def preprocess_images(
     paths: Sequence[str | Path],
     *,
-    image_size: int,
+    image_size: int | tuple[int, int],
     in_channels: int,
     mean: Sequence[float],
     std: Sequence[float],
     transform: Callable[[Image.Image], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Load images of any size/format as a float32 (N, in_channels, image_size, image_size) batch.
+    """Load images of any size/format as a float32 (N, in_channels, height, width) batch, ``image_size``
+    being (height, width) or one side of a square.
 
-    Each image is converted to grayscale (1 channel) or RGB (3), resized to a square with
-    bilinear filtering, scaled to [0, 1] and normalised with the model's training mean/std;
+    Each image is converted to grayscale (1 channel) or RGB (3), resized with bilinear filtering,
+    scaled to [0, 1] and normalised with the model's training mean/std;
     or, given ``transform`` (decoded image -> normalised tensor), passed through it instead.
     """
     if in_channels not in (1, 3):
@@ -45,6 +46,7 @@ def preprocess_images(
     if not paths:
         raise UserError("no image files given; pass at least one image path")
     mode = "L" if in_channels == 1 else "RGB"
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     arrays = []
     for path in paths:
         path = Path(path).expanduser()
@@ -57,7 +59,7 @@ def preprocess_images(
             if transform is not None:
                 arrays.append(transform(im))
                 continue
-            im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            im = im.resize((width, height), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im, dtype=np.uint8))
         except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
             if isinstance(e, OSError) and e.errno is not None:  # the machine refused the read, not the image:

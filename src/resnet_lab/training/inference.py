@@ -30,9 +30,11 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
             or len(mean) != info["in_channels"] or len(std) != info["in_channels"]):  # one value per channel
         raise UserError(f"checkpoint {path} holds unusable normalisation statistics (mean {info['mean']}, std "
                         f"{info['std']}, {counted(info['in_channels'], 'input channel')}); the file is damaged")
-    if info["image_size"] < MIN_IMAGE_SIZE:
-        raise UserError(f"checkpoint {path} holds an image size of {info['image_size']} (at least {MIN_IMAGE_SIZE}); "
-                        "the file is damaged")
+    shape = info.get("image_shape", [info["image_size"]] * 2)
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(side, int) for side in shape)
+            and min(shape) >= MIN_IMAGE_SIZE and shape[0] == info["image_size"]):
+        raise UserError(f"checkpoint {path} holds an image size of {info['image_size']} (shape {shape}; at least "
+                        f"{MIN_IMAGE_SIZE} a side); the file is damaged")
     model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
                          **config.model_options)
     try:
@@ -98,7 +100,7 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
     chunks = [images[i:i + PREDICT_BATCH] for i in range(0, len(images), PREDICT_BATCH)] or [images]
     predictions = []
     for chunk in chunks:  # read and classified a batch at a time: memory stays flat however many are given
-        x = preprocess_images(chunk, image_size=info["image_size"], in_channels=info["in_channels"],
+        x = preprocess_images(chunk, image_size=image_shape(info), in_channels=info["in_channels"],
                               mean=info["mean"], std=info["std"], transform=transform).to(device)
         probs = torch.softmax(model(x).float(), dim=1)
         if not torch.isfinite(probs).all():
@@ -108,6 +110,12 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
                                                     for p, i in zip(v.tolist(), idx.tolist())]}
                         for img, v, idx in zip(chunk, values, indices)]
     return predictions
+
+
+def image_shape(info: dict) -> tuple[int, int]:
+    """(height, width) of the images a checkpoint's model was trained on (older checkpoints: square)."""
+    height, width = info.get("image_shape", [info["image_size"]] * 2)
+    return height, width
 
 
 def not_finite_message(path, what: str) -> str:

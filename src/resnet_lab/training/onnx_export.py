@@ -2,7 +2,7 @@
 
 The graph takes ``images``: float32 (N, C, H, W) pixel values scaled to [0, 1], any batch size. The
 training data's normalisation is inside it, so a caller cannot forget it or apply the wrong one. It
-returns ``logits`` (N, classes); the class names, the image size and the run's config are in the
+returns ``logits`` (N, classes); the class names, the image shape (height, width) and the run's config are in the
 model's metadata. With onnxruntime installed, the model is checked before it is written: its
 logits against PyTorch's on the same inputs, at two batch sizes.
 """
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import UserError, writing
 from ..files import atomic_write_bytes
-from .inference import model_from_checkpoint, not_finite_message
+from .inference import image_shape, model_from_checkpoint, not_finite_message
 
 # The largest |difference| between the ONNX and PyTorch logits, as a share of the largest |logit|
 # (at least 1): float32 kernels that add in another order differ by about 1e-6.
@@ -59,7 +59,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, ema: bool = False) -> d
     model, state = model_from_checkpoint(checkpoint, ema=ema)
     info = state["data_info"]
     scaled = ScaledInput(model, info["mean"], info["std"]).eval()
-    shape = (info["in_channels"], info["image_size"], info["image_size"])
+    shape = (info["in_channels"], *image_shape(info))
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.rand(batch, *shape, generator=generator) for batch in CHECK_BATCHES]
     with torch.no_grad():
@@ -69,8 +69,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, ema: bool = False) -> d
     program = torch.onnx.export(scaled, (inputs[0],), dynamo=True, verbose=False, input_names=["images"],
                                 output_names=["logits"], dynamic_shapes=({0: "batch"},))
     proto = program.model_proto
-    for key, value in {"classes": json.dumps(info["classes"]), "input": "images in [0, 1], N x C x H x W",
-                       "image_size": str(info["image_size"]), "resnet_lab_config": json.dumps(state["config"])}.items():
+    metadata = {"classes": json.dumps(info["classes"]), "input": "images in [0, 1], N x C x H x W",
+                "image_shape": json.dumps(list(shape[1:])), "resnet_lab_config": json.dumps(state["config"])}
+    for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=value)
     data = proto.SerializeToString()
     difference = _difference_from_torch(data, inputs, expected)

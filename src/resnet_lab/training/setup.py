@@ -59,8 +59,9 @@ def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunP
 
     torch.manual_seed(c.seed)
     model = create_model(c.model, num_classes=ds.num_classes, in_channels=ds.in_channels, **c.model_options)
-    image_size = (c.image_size or model.spec.input_size) if isinstance(ds, FolderDataset) else ds.image_size
-    info = data_info(ds, c.data, image_size)
+    folder_size = c.image_size or model.spec.input_size  # folder loaders resize to a square
+    image_shape = (folder_size, folder_size) if isinstance(ds, FolderDataset) else tuple(ds.x_train.shape[2:])
+    info = data_info(ds, c.data, image_shape)
     model.to(device)
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -68,7 +69,7 @@ def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunP
     optimizer = build_optimizer(model, c)
     ema = WeightEMA(model, c.ema) if c.ema else None  # a copy of the plain model, before any wrapping
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    train_loader, test_loader = make_loaders(ds, c, device, image_size, ctx.rank, ctx.world_size)
+    train_loader, test_loader = make_loaders(ds, c, device, folder_size, ctx.rank, ctx.world_size)
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
         raise UserError(f"batch size {c.batch_size} leaves no full batch in {info['description']}; lower --batch-size")
@@ -131,7 +132,8 @@ def build_optimizer(model: nn.Module, c: TrainConfig) -> "SGD | torch.optim.Opti
 
 
 def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank: int = 0, world_size: int = 1):
-    """(train, eval) loaders: on-device batches for in-memory data, DataLoader workers for folders."""
+    """(train, eval) loaders: on-device batches for in-memory data, DataLoader workers for folders
+    (which resize to ``image_size``)."""
     from ..data import DeviceLoader, FolderDataset, make_folder_loaders
 
     if c.flip != "random" and not (c.augment and ds.hflip):
@@ -156,8 +158,10 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
     return train, test
 
 
-def data_info(ds, spec: str, image_size: int) -> dict:
-    """What a checkpoint must remember to feed new images the way training did."""
+def data_info(ds, spec: str, image_shape: tuple[int, int]) -> dict:
+    """What a checkpoint must remember to feed new images the way training did: ``image_shape``
+    (height, width), and ``image_size``, its height (all that checkpoints before non-square data held)."""
     return {"spec": spec, "name": ds.name, "classes": list(ds.classes), "mean": list(ds.mean),
-            "std": list(ds.std), "in_channels": ds.in_channels, "image_size": image_size,
+            "std": list(ds.std), "in_channels": ds.in_channels, "image_size": int(image_shape[0]),
+            "image_shape": [int(side) for side in image_shape],
             "description": ds.description(), "eval_split": getattr(ds, "eval_split", "test")}
