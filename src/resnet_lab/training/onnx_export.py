@@ -66,20 +66,25 @@ def export_onnx(checkpoint: str | Path, out: str | Path, ema: bool = False) -> d
         expected = [scaled(images) for images in inputs]
     if not all(torch.isfinite(logits).all() for logits in expected):
         raise UserError(not_finite_message(checkpoint, "its logits are NaN or infinite"))
-    program = torch.onnx.export(scaled, (inputs[0],), dynamo=True, verbose=False, input_names=["images"],
-                                output_names=["logits"], dynamic_shapes=({0: "batch"},))
-    proto = program.model_proto
     metadata = {"classes": json.dumps(info["classes"]), "input": "images in [0, 1], N x C x H x W",
                 "image_shape": json.dumps(list(shape[1:])), "resnet_lab_config": json.dumps(state["config"])}
-    for key, value in metadata.items():
-        proto.metadata_props.add(key=key, value=value)
-    data = proto.SerializeToString()
+    data, opset = _onnx_model(scaled, inputs[0], metadata)
     difference = _difference_from_torch(data, inputs, expected)
     with writing(out):
         atomic_write_bytes(out, data)
-    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return {"path": out, "opset": opset, "input_shape": shape, "classes": len(info["classes"]),
             "difference": difference}
+
+
+def _onnx_model(model: nn.Module, example: torch.Tensor, metadata: dict[str, str]) -> tuple[bytes, int]:
+    """The serialised ONNX model (any batch size; ``metadata`` in its properties) and its opset."""
+    program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, input_names=["images"],
+                                output_names=["logits"], dynamic_shapes=({0: "batch"},))
+    proto = program.model_proto
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return proto.SerializeToString(), opset
 
 
 def _difference_from_torch(data: bytes, inputs: list[torch.Tensor], expected: list[torch.Tensor]) -> float | None:
