@@ -249,6 +249,9 @@ def test_resume_refuses_settings_that_would_change_the_run(small_reference, caps
     # The run's own values change nothing: once refused as "cannot change" all the same.
     assert main(["train", "--resume", str(small_reference), "--data", "digits", "--model", "resnet8", "--quiet"]) == 0
     assert "already finished" in capsys.readouterr().out
+    # A list flag too: the saved milestones are a tuple, the flag's a list (once refused as changed).
+    assert main(["train", "--resume", str(small_reference), "--milestones", "0.5", "0.75", "--quiet"]) == 0
+    assert "already finished" in capsys.readouterr().out
     assert (small_reference / "last.pt").read_bytes() == before
 
 

@@ -259,7 +259,8 @@ def _resume_config(args):
     if fixed:
         saved = saved_run(args.resume)[0]
         own = {**saved.to_dict(), **saved.model_options}
-        changed = [k for k in fixed if json.loads(json.dumps(getattr(args, k))) != own.get(k)]  # tuples as lists
+        # Compared as JSON reads them back: a flag's list equals the saved tuple (milestones).
+        changed = [k for k in fixed if _as_json(getattr(args, k)) != _as_json(own.get(k))]
         if "model" in changed:  # a different model is a mistake, not an override
             raise UserError(f"{args.resume} is a {saved.model} run, not {args.model}; drop --model to resume it "
                             "or start a new run with another --out")
@@ -273,6 +274,10 @@ def _resume_config(args):
         if getattr(args, k, None) is not None:
             setattr(config, k, getattr(args, k))
     return config
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value))
 
 
 def _finished_run(resume: str) -> str | None:
