@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.choices import ACTIVATIONS, INITS, NORMS, SHORTCUTS
+from ..models.choices import ACTIVATIONS, INITS, MODEL_OPTIONS, NORMS, SHORTCUTS
 
 
 def add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) -> None:
@@ -40,5 +40,4 @@ def int_between(low: int, high: int):
 
 def model_options(args: argparse.Namespace) -> dict:
     """The options given on the command line, to pass to ``create_model``."""
-    keys = ("shortcut", "norm", "activation", "init", "zero_init_residual", "checkpointing")
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    return {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None) is not None}

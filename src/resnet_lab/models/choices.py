@@ -7,4 +7,7 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 INITS = ("he", "xavier", "normal", "torch")
 STEMS = ("imagenet", "cifar")
 FAMILIES = ("imagenet", "cifar", "preact")  # ModelSpec.family
+# create_model's keywords besides the classifier's size and input channels (the data sets those):
+# the switches a command line, a sweep or a notebook may set.
+MODEL_OPTIONS = ("shortcut", "norm", "activation", "init", "zero_init_residual", "checkpointing")
 MIN_IMAGE_SIZE = 8  # the smallest input side: the CIFAR nets halve it twice

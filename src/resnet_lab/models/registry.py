@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
+from .choices import MODEL_OPTIONS
 from .resnet import ResNet
 
 CIFAR_WIDTHS = (16, 32, 64)
@@ -158,8 +159,7 @@ def create_model(name: str, *, weights: str | Path | None = None, **options) -> 
     return model
 
 
-_OPTION_NAMES = {"num_classes", "in_channels", "shortcut", "norm", "activation", "init",
-                 "zero_init_residual", "checkpointing"}
+_OPTION_NAMES = {"num_classes", "in_channels", *MODEL_OPTIONS}
 
 
 def list_models() -> list[str]:

@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import UserError
+from ...models.choices import MODEL_OPTIONS  # create_model keywords, swept like training settings (model_options)
 from ..config import TrainConfig, resolve_config
 
-#: ``create_model`` keywords that may be swept like training settings (they go to ``model_options``).
-MODEL_OPTIONS = ("shortcut", "norm", "activation", "init", "zero_init_residual", "checkpointing")
 #: Settings that belong to the sweep, not to a run: each run has its own directory, device and log.
 NOT_SWEEPABLE = ("out", "progress", "model_options")
 #: Short prefixes in run names; other settings use their name without underscores.
