@@ -20,12 +20,12 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from resnet_lab.data.choices import FLIP_MODES, PAD_MODES
 from resnet_lab.data.dataset import check_global_batch
 from resnet_lab.errors import UserError
 
 _MASK64 = (1 << 64) - 1
 _PERMUTATION, _AUGMENT, _FIRST_FLIP = 0, 1, 2  # separate random streams
-FLIP_MODES = ("random", "alternate")
 
 
 def _reflected(size: int, pad: int, device) -> torch.Tensor:
@@ -77,8 +77,8 @@ def _padded_on_device(x: torch.Tensor, p: int, pad_mode: str, device: torch.devi
     (NHWC for channels_last) so that a batch's gather writes that layout directly. Padded once
     here, a crop is a plain window: no bounds checks per batch."""
     n, c, h, w = x.shape
-    if pad_mode not in ("zeros", "reflect") or (pad_mode == "reflect" and p >= min(h, w)):
-        raise ValueError(f"pad_mode must be zeros or reflect (then pad < {min(h, w)}), got {pad_mode!r}, {p}")
+    if pad_mode not in PAD_MODES or (pad_mode == "reflect" and p >= min(h, w)):
+        raise ValueError(f"pad_mode must be one of {PAD_MODES} (reflect: pad < {min(h, w)}), got {pad_mode!r}, {p}")
     source = x.to(device)  # upload first, then pad on the device: one plain host-to-device copy
     if pad_mode == "reflect" and p:  # index the rows and columns of the mirrored border: stays uint8
         source = source.index_select(2, _reflected(h, p, device)).index_select(3, _reflected(w, p, device))

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..data.choices import FLIP_MODES, PAD_MODES
 from ..errors import UserError
 from ..models.choices import MIN_IMAGE_SIZE
 
@@ -136,7 +137,7 @@ RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "ch
 
 CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
-           "flip": ("random", "alternate"), "pad_mode": ("zeros", "reflect"),
+           "flip": FLIP_MODES, "pad_mode": PAD_MODES,
            "on_nonfinite": ("warn", "skip", "stop", "rollback"), "report": ("wait", "background", "none")}
 
 
