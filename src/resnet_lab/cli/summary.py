@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .model_options import add_model_options, int_between, model_options
+from ..models.choices import MIN_IMAGE_SIZE
 from ..report.text_table import format_table
+from .model_options import add_model_options, int_between, model_options
 
 EXAMPLES = """examples:
   resnet-lab summary resnet56
@@ -24,8 +25,8 @@ def register(sub) -> None:
     p.add_argument("--num-classes", type=int_between(1, 10_000_000),
                    help="classifier size (default: 10 for CIFAR nets, 1000 for ImageNet)")
     p.add_argument("--in-channels", type=int_between(1, 100_000), help="input channels (default 3)")
-    p.add_argument("--image-size", type=int_between(8, 65_536),
-                   help="input height = width, 8 to 65536 (default: the model's native size)")
+    p.add_argument("--image-size", type=int_between(MIN_IMAGE_SIZE, 65_536),
+                   help=f"input height = width, {MIN_IMAGE_SIZE} to 65536 (default: the model's native size)")
     add_model_options(p, model_flag=False)
     p.set_defaults(func=run)
 
