@@ -140,9 +140,9 @@ def create_model(name: str, *, weights: str | Path | None = None, **options) -> 
 
     ``options`` are ``ResNet``'s keyword arguments (``num_classes``, ``in_channels``, ``shortcut``,
     ``norm``, ``activation``, ``init``, ``zero_init_residual``, ``checkpointing``) and override
-    the name's defaults. ``weights`` (ImageNet family only) loads torchvision's weights: a
-    torchvision weight name such as ``"IMAGENET1K_V2"`` or ``"DEFAULT"`` (downloads), or a
-    local ``.pth``/``.safetensors`` state dict.
+    the name's defaults. ``weights`` loads a local ``.pth``/``.safetensors`` state dict (any model,
+    e.g. what ``resnet-lab export`` wrote) or, for torchvision's ImageNet ResNets only, a
+    torchvision weight name such as ``"IMAGENET1K_V2"`` or ``"DEFAULT"`` (downloads).
     """
     spec = get_spec(name)
     unknown = set(options) - _OPTION_NAMES
