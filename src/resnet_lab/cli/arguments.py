@@ -1,4 +1,4 @@
-"""Argument types shared by the commands."""
+"""Argument types and option groups shared by the commands."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ def output_path(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder or file to write to")
     return Path(text)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--data-dir``, for every command that trains on a data set of the user's choice."""
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", help="digits (default), cifar10, cifar100, npz:PATH or folder:PATH")
+    g.add_argument("--data-dir", help="cache folder for downloaded data sets")
 
 
 def prepare_output_folder(out: Path, results: str | None = None, what: str = "", continuing: bool = False) -> None:

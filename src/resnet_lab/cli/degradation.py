@@ -8,9 +8,8 @@ from pathlib import Path
 
 from ..experiments.degradation import defaults
 from ..training.config import RECIPES
-from .arguments import copy_train_options, jobs_value, output_path, prepare_output_folder
+from .arguments import add_data_options, copy_train_options, jobs_value, output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
-from .train import add_data_options
 
 EXAMPLES = """examples:
   resnet-lab degradation                                   # plain/resnet 20 and 56 on digits, default recipe

@@ -7,8 +7,8 @@ import json
 
 from ..text import counted
 from ..training.config import CHOICES
+from .arguments import add_data_options
 from .model_options import add_model_options, model_options
-from .train import add_data_options
 
 EXAMPLES = """examples:
   resnet-lab gradients --model resnet56 --steps 20

@@ -10,6 +10,7 @@ import sys
 from ..runtime import is_main_process
 from ..text import counted
 from ..training.config import CHOICES, RECIPES, TrainConfig
+from .arguments import add_data_options
 from .model_options import add_model_options, model_options
 
 EXAMPLES = """examples:
@@ -25,12 +26,6 @@ fast (batch 512, Nesterov, warm-up + linear decay, label smoothing 0.1; bf16, ch
 and the step as one CUDA graph on a GPU; 40/70/100 epochs for depth <= 20/56/110).
 Learning rates are given for batch 128 and scale linearly with --batch-size (--no-lr-scaling).
 """
-
-
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("data")
-    g.add_argument("--data", help="digits (default), cifar10, cifar100, npz:PATH or folder:PATH")
-    g.add_argument("--data-dir", help="cache folder for downloaded data sets")
 
 
 def register(sub) -> None:
