@@ -776,3 +776,15 @@ def test_evaluating_on_folders_whose_classes_are_named_otherwise_is_refused(tmp_
     assert "names its classes differently" in err and "0: cat vs dog; 1: dog vs zebra" in err
     assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", f"folder:{tree}"]) == 0
     assert capsys.readouterr().out.startswith("val accuracy ")  # the folder's split, named as train named it
+
+
+def test_resize_dataset_makes_non_square_images_square():
+    """npz images may be H x W with H != W: --image-size H once left them H x W (only the height was compared)."""
+    from resnet_lab.data import InMemoryDataset, resize_dataset
+
+    x = torch.zeros(4, 1, 16, 24, dtype=torch.uint8)
+    ds = InMemoryDataset("wide", x, torch.tensor([0, 1, 0, 1]), x.clone(), torch.tensor([0, 1, 0, 1]), ["a", "b"])
+    resized = resize_dataset(ds, 16)
+    assert resized.x_train.shape[2:] == (16, 16) and resized.x_test.shape[2:] == (16, 16)
+    square = resize_dataset(resized, 16)
+    assert square is resized  # already that size: returned as is

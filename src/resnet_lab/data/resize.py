@@ -28,7 +28,8 @@ def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
 def resize_dataset(ds, size: int):
     """A copy of an in-memory data set with every image resized (bilinear) to ``size`` x ``size``;
     anything else (an image folder: its loader resizes) or a data set already that size is returned as is."""
-    if not isinstance(ds, InMemoryDataset) or ds.image_size == size:
+    # Both sides: npz images may be H x W, and ``image_size`` is the height alone.
+    if not isinstance(ds, InMemoryDataset) or tuple(ds.x_train.shape[2:]) == (size, size):
         return ds
     if size < MIN_IMAGE_SIZE:
         raise UserError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {size}")
