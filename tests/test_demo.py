@@ -22,7 +22,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    return run_demo(out=out, sizes=TINY, log=lambda _: None), out
+    return run_demo(out=out, sizes=TINY, log=None), out  # None: silent, as for the experiments
 
 
 def test_demo_writes_each_experiment_and_one_report(demo):

@@ -452,3 +452,11 @@ def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(cas
         assert {c["val_seed"] for c in configs.values()} == {0}
     with pytest.raises(UserError, match="pass data=SPEC instead of dataset="):
         run_degradation((8,), **settings, jobs=2, out=tmp_path, dataset=object())
+
+
+def test_run_sweep_with_log_none_is_silent(tmp_path, capsys):
+    grid = Grid(axes={"seed": [0]}, fixed={"model": "resnet8", "data": "digits", "image_size": 16, "steps": 2,
+                                          "batch_size": 32, "tensorboard": False, "report": "none"})
+    result = run_sweep(grid, tmp_path, threads=1, log=None)
+    assert result.ok
+    assert capsys.readouterr() == ("", "")

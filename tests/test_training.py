@@ -559,3 +559,11 @@ def test_checkpoint_min_s_saves_last_at_epoch_ends_no_more_often_than_asked(tmp_
     assert [step for name, step in saves if name == "last.pt"] == saved_at
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 66
     assert resolve_config("fast").checkpoint_min_s == 30.0 and resolve_config("paper").checkpoint_min_s == 0.0
+
+
+def test_train_with_log_none_is_silent_as_the_experiments_are(tmp_path, capsys):
+    config = resolve_config("default", model="resnet8", data="digits", image_size=16, steps=2, batch_size=32,
+                            out=str(tmp_path / "run"), progress=False, tensorboard=False, report="none")
+    result = train(config, log=None)
+    assert result.steps == 2 and (tmp_path / "run" / "result.json").exists()
+    assert capsys.readouterr() == ("", "")

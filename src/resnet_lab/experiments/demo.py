@@ -54,14 +54,16 @@ def _compare(settings: dict, device: str, out: Path, log) -> tuple[dict, dict]:
 
 
 def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "runs/demo",
-             epochs: int | None = None, sizes: dict | None = None, log: Callable[[str], object] = print) -> dict:
+             epochs: int | None = None, sizes: dict | None = None, log: Callable[[str], object] | None = print) -> dict:
     """Run the three experiments, write each one's outputs under ``out`` and one combined
     ``out/report.html``; return the results, the headline findings and (``outputs``) the paths
     each experiment's writer returned.
 
-    ``sizes`` replaces the built-in settings of each part (see ``CPU_DIGITS``)."""
+    ``sizes`` replaces the built-in settings of each part (see ``CPU_DIGITS``); ``log``: progress lines
+    (``None``: silent)."""
     from ..runtime import pick_device
 
+    log = log or (lambda *_: None)
     dev = pick_device(device)
     sizes = sizes or (CPU_DIGITS if (dev.type == "cpu" and data == "digits") else SCALED_UP)
     out = Path(out)

@@ -102,16 +102,18 @@ class _SignalStops(StopSignals):
         raise KeyboardInterrupt
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[str], None] = print,
+def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[str], None] | None = print,
           dataset=None) -> TrainResult:
     """Train ``config.model`` on ``config.data``; with ``resume`` (a run directory or checkpoint)
     continue that run exactly where it stopped, using the run's own config.
 
     ``dataset`` lets a caller that trains several models on the same data load it once.
+    ``log``: progress lines (``None``: silent, as for the experiments).
     Under torchrun it trains with DistributedDataParallel; after torchrun restarts a failed
     group, the run resumes from its own ``last.pt``.
     """
     started = time.perf_counter()
+    log = log or (lambda *_: None)
     elastic_restart = restart_count() > 0 and config.out is not None
     if resume is None and elastic_restart and (Path(config.out) / "last.pt").exists():
         resume = config.out

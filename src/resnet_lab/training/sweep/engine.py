@@ -71,7 +71,7 @@ class SweepResult:
 
 
 def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None, jobs: int | str = 1,
-              devices=("auto",), shard=(0, 1), threads: int | None = None, log: Callable[[str], object] = print,
+              devices=("auto",), shard=(0, 1), threads: int | None = None, log: Callable[[str], object] | None = print,
               status_every: float = 30.0, probe_steps: int = 20) -> SweepResult:
     """Train the runs of ``grid`` (those of ``shard`` ``(i, n)``: index % n == i) in ``out/<run name>``,
     at most ``jobs`` at once on each of ``devices``; ``jobs="auto"`` measures 1, 2, 4, 8 first.
@@ -82,6 +82,7 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
     ``threads``: CPU threads per worker (default: this process's cores shared out among the
     workers). On a CPU the count changes the last bits of the result: give it to reproduce a run.
     """
+    log = log or (lambda *_: None)
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     check_positive_int("--probe-steps", probe_steps)
     if not 0 <= status_every < float("inf"):  # NaN fails too
