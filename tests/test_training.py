@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,29 @@ def test_schedules_shape():
 ])
 def test_impossible_values_are_refused(overrides, fragment):
     with pytest.raises(UserError, match=fragment):
+        resolve_config("default", **overrides)
+
+
+def test_a_notebooks_path_numpy_numbers_and_torch_device_become_the_plain_values_config_json_holds(tmp_path):
+    import numpy as np
+
+    config = resolve_config("default", model="resnet8", data="digits", image_size=np.int64(16), steps=np.int64(2),
+                            batch_size=np.int32(32), lr=np.float32(0.05), seed=np.int64(1), milestones=[0.5],
+                            device=torch.device("cpu"), out=tmp_path / "run", progress=False, tensorboard=False,
+                            report="none")
+    assert (config.out, config.device, config.milestones) == (str(tmp_path / "run"), "cpu", (0.5,))
+    assert type(config.steps) is int and type(config.lr) is float
+    train(config, log=lambda _: None)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    ({"epochs": "3"}, "epochs must be an integer, got '3' (str)"), ({"steps": 2.5}, "steps must be an integer"),
+    ({"augment": "no"}, "augment must be True or False"),
+    ({"model_options": "norm=none"}, "model_options must be a dict"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_in_one_line(overrides, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
         resolve_config("default", **overrides)
 
 

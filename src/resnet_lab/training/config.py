@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 from dataclasses import dataclass, field
 
 from ..data.choices import FLIP_MODES, PAD_MODES
@@ -188,8 +190,45 @@ def _depth(model: str) -> int:
     return int(digits) if digits else 0
 
 
+_KINDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": True, "dict": "a dict",
+          "tuple[float, ...]": "a list of numbers"}
+
+
+def _plain_value(name: str, value, kind: str):
+    """``value`` as the plain type of its field (what config.json holds): a notebook's ``Path``, numpy
+    number or ``torch.device`` becomes its str, int or float; a value of another kind is refused."""
+    if kind == "bool" and (isinstance(value, bool) or type(value).__name__ == "bool_"):
+        return bool(value)
+    if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if kind == "float" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    if kind == "str" and isinstance(value, (str, os.PathLike)) and name in ("out", "data_dir"):
+        return os.fspath(value)
+    if kind == "str" and name == "device" and type(value).__name__ == "device":  # a torch.device
+        return str(value)
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind == "dict" and isinstance(value, dict):
+        return value
+    if kind.startswith("tuple") and isinstance(value, (list, tuple)) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        return tuple(float(v) for v in value)
+    what = "True or False" if kind == "bool" else _KINDS[kind]
+    raise UserError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+
+
+def _plain_values(c: TrainConfig) -> None:
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if value is not None:
+            setattr(c, f.name, _plain_value(f.name, value, f.type.removesuffix(" | None")))
+
+
 def validate(c: TrainConfig) -> None:
-    """Reject impossible values with one line that says how to fix them."""
+    """Reject impossible values with one line that says how to fix them (values of the right kind, such
+    as a ``Path`` for ``out`` or a numpy integer for ``epochs``, are made the plain values config.json holds)."""
+    _plain_values(c)
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise UserError(f"{name}={getattr(c, name)!r} is not valid; choose one of: {', '.join(allowed)}")
