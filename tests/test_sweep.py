@@ -460,3 +460,9 @@ def test_run_sweep_with_log_none_is_silent(tmp_path, capsys):
     result = run_sweep(grid, tmp_path, threads=1, log=None)
     assert result.ok
     assert capsys.readouterr() == ("", "")
+
+
+def test_run_sweep_given_a_dict_instead_of_a_grid_says_how_to_build_one(tmp_path):
+    with pytest.raises(UserError, match=r"run_sweep takes a Grid, got dict: e\.g\. Grid\(axes="):
+        run_sweep({"axes": {"model": ["resnet8"]}}, tmp_path, log=None)
+    assert not any(tmp_path.iterdir())

@@ -591,3 +591,9 @@ def test_train_with_log_none_is_silent_as_the_experiments_are(tmp_path, capsys):
     result = train(config, log=None)
     assert result.steps == 2 and (tmp_path / "run" / "result.json").exists()
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("config", [{"model": "resnet8"}, "resnet8"])
+def test_train_given_something_else_than_a_config_says_to_build_one_with_resolve_config(config):
+    with pytest.raises(UserError, match=r"train takes a TrainConfig, got (dict|str): build one with resolve_config"):
+        train(config, log=None)

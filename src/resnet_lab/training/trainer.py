@@ -114,6 +114,9 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     """
     started = time.perf_counter()
     log = log or (lambda *_: None)
+    if not isinstance(config, TrainConfig):
+        raise UserError(f"train takes a TrainConfig, got {type(config).__name__}: build one with "
+                        "resolve_config(recipe, model=..., data=..., ...)")
     elastic_restart = restart_count() > 0 and config.out is not None
     if resume is None and elastic_restart and (Path(config.out) / "last.pt").exists():
         resume = config.out

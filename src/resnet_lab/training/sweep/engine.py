@@ -83,6 +83,9 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
     workers). On a CPU the count changes the last bits of the result: give it to reproduce a run.
     """
     log = log or (lambda *_: None)
+    if not isinstance(grid, Grid):
+        raise UserError(f"run_sweep takes a Grid, got {type(grid).__name__}: e.g. Grid(axes={{'model': ['resnet8', "
+                        "'resnet14']}, fixed={'epochs': 2})")
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     check_positive_int("--probe-steps", probe_steps)
     if not 0 <= status_every < float("inf"):  # NaN fails too
