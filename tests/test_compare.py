@@ -185,3 +185,12 @@ def test_bench_vs_torchvision_smoke(tmp_path):
     row = result["rows"][0]
     assert row["model"] == "resnet18" and row["same_outputs"] is True
     assert row["train_ratio"] > 0 and row["infer_ratio"] > 0 and result["ratio"]["train_min"] > 0
+
+
+def test_a_numpy_integer_batch_size_is_taken_and_the_result_stays_json_ready():
+    import numpy as np
+
+    result = compare_models(["resnet8"], device="cpu", batch_size=np.int64(2), image_size=16, warmup=np.int64(0),
+                            repeats=np.int64(1), log=None)
+    json.dumps(result)
+    assert result["models"][0]["batch_size"] == 2

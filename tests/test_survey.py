@@ -626,3 +626,12 @@ def test_survey_cli_with_jobs_stops_on_sigterm_keeping_the_measured_cells(tmp_pa
     assert len(states) == 2 * len(VARIANTS) + 2 and "failed" not in states.values()
     assert 1 <= list(states.values()).count("done") < len(states)
     assert not (out / "survey.json").exists() and stdout == ""
+
+
+def test_numpy_integers_are_counts_like_ints_and_the_result_stays_json_ready():
+    import numpy as np
+
+    result = run_survey([8], steps=np.int64(2), seeds=np.int64(1), batches_at_init=np.int32(1),
+                        batch_size=np.int64(16), image_size=8, only=["plain8-batch-relu-he"], threads=1, log=None)
+    json.dumps(result)
+    assert result["settings"]["steps"] == 2 and type(result["settings"]["steps"]) is int

@@ -466,3 +466,12 @@ def test_run_sweep_given_a_dict_instead_of_a_grid_says_how_to_build_one(tmp_path
     with pytest.raises(UserError, match=r"run_sweep takes a Grid, got dict: e\.g\. Grid\(axes="):
         run_sweep({"axes": {"model": ["resnet8"]}}, tmp_path, log=None)
     assert not any(tmp_path.iterdir())
+
+
+def test_jobs_given_as_a_numpy_integer_is_a_count_like_an_int():
+    from resnet_lab.training.sweep.engine import check_jobs
+    import numpy as np
+
+    assert check_jobs(np.int64(2)) == 2 and type(check_jobs(np.int64(2))) is int
+    with pytest.raises(UserError, match="--jobs must be a positive integer"):
+        check_jobs(True)

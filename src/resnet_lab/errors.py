@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +17,11 @@ class UserError(ValueError):
 
 
 def check_positive_int(name: str, value) -> int:
-    """``value`` if it is an integer >= 1 (a bool is not), else a ``UserError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` as an int if it is an integer >= 1 (a numpy integer is; a bool is not), else a
+    ``UserError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise UserError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def first_line(exc: BaseException) -> str:

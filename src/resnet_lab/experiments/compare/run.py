@@ -21,6 +21,7 @@ printing is ``table.compare_text`` and the chart is ``plot.plot_comparison``.
 from __future__ import annotations
 
 import functools
+import numbers
 import statistics
 import time
 from typing import Callable
@@ -62,8 +63,9 @@ def _preset(dev: torch.device, quick: bool, batch_size, warmup, repeats, image_s
     preset["warmup"] = preset["warmup"] if warmup is None else warmup
     preset["repeats"] = preset["repeats"] if repeats is None else repeats
     for label, key, low in (("batch size", "batch_size", 1), ("repeats", "repeats", 1), ("warmup", "warmup", 0)):
-        if not isinstance(preset[key], int) or preset[key] < low:
+        if isinstance(preset[key], bool) or not isinstance(preset[key], numbers.Integral) or preset[key] < low:
             raise UserError(f"{label} must be an integer >= {low}, got {preset[key]!r}")
+        preset[key] = int(preset[key])  # a numpy integer too: the result stays JSON-ready
     if image_size is not None and image_size < MIN_IMAGE_SIZE:
         raise UserError(f"image size {image_size} is too small; use {MIN_IMAGE_SIZE} or more")
     return preset

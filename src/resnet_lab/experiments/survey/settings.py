@@ -57,7 +57,8 @@ class SurveySettings:
         given = cls(depths=depths, lr=lr, high_lr=high_lr, high_lr_depth=high_lr_depth, **keywords)
         given.check()
         devices = None if given.jobs is None else tuple(check_devices(given.devices or [given.device]))
-        return replace(given, depths=tuple(sorted(set(depths))), devices=devices)
+        counts = {name: int(getattr(given, name)) for name in ("steps", "seeds", "batches_at_init", "batch_size")}
+        return replace(given, depths=tuple(sorted(set(depths))), devices=devices, **counts)  # numpy ints: plain
 
     def check(self) -> None:
         """Refuse, in one line and before any work, the first bad value (``UserError``)."""

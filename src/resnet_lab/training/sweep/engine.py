@@ -7,6 +7,7 @@ directories (``run_state.py``); ``sweep.json`` is rewritten from them after ever
 
 from __future__ import annotations
 
+import numbers
 import platform
 import tempfile
 from dataclasses import dataclass, field
@@ -177,9 +178,9 @@ def sweep_status(out: str | Path, log: Callable[[str], object] = print) -> list[
 def check_jobs(jobs) -> int | str:
     if jobs == "auto":
         return jobs
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:
         raise UserError(f"--jobs must be a positive integer or 'auto', got {jobs!r}")
-    return jobs
+    return int(jobs)
 
 
 def check_threads(threads) -> int | None:
