@@ -788,3 +788,12 @@ def test_resize_dataset_makes_non_square_images_square():
     assert resized.x_train.shape[2:] == (16, 16) and resized.x_test.shape[2:] == (16, 16)
     square = resize_dataset(resized, 16)
     assert square is resized  # already that size: returned as is
+
+
+def test_a_loaded_data_set_given_as_the_data_name_is_refused_in_one_line_pointing_to_dataset():
+    from resnet_lab.diagnostics import check_model
+
+    ds = load_data("digits")
+    for call in (lambda: load_data(ds), lambda: check_model("resnet8", data=ds, steps=1)):
+        with pytest.raises(UserError, match="data is named by a string .* got InMemoryDataset; .* dataset="):
+            call()

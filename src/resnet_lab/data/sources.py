@@ -63,6 +63,9 @@ def prepare_data(spec: str, data_dir: str | Path | None = None, in_memory: bool 
 
 def _parse(spec: str, valid: str = VALID_SPECS) -> tuple[str, str]:
     """``npz:PATH`` -> ("npz", PATH); ``digits`` -> ("digits", ""); anything else is refused."""
+    if not isinstance(spec, str):  # a loaded data set, a Path: the spec is a name
+        raise UserError(f"data is named by a string ({valid}), got {type(spec).__name__}; where a function "
+                        "takes an already loaded data set it goes to dataset=")
     kind, sep, path = spec.strip().partition(":")
     kind = kind.lower()
     if sep and kind in ("npz", "folder"):

@@ -215,7 +215,10 @@ def _plain_value(name: str, value, kind: str):
             isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
         return tuple(float(v) for v in value)
     what = "True or False" if kind == "bool" else _KINDS[kind]
-    raise UserError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+    hint = "; an already loaded data set goes to dataset=" if name == "data" else ""
+    kind_of = type(value).__name__
+    shown = f"{value!r} ({kind_of})" if len(repr(value)) <= 40 else f"a value of type {kind_of}"
+    raise UserError(f"{name} must be {what}, got {shown}{hint}")
 
 
 def _plain_values(c: TrainConfig) -> None:
