@@ -194,3 +194,8 @@ def test_a_numpy_integer_batch_size_is_taken_and_the_result_stays_json_ready():
                             repeats=np.int64(1), log=None)
     json.dumps(result)
     assert result["models"][0]["batch_size"] == 2
+
+
+def test_one_model_name_is_one_model_not_its_letters():
+    result = compare_models("resnet8", device="cpu", batch_size=2, image_size=16, warmup=0, repeats=1, log=None)
+    assert [row["name"] for row in result["models"]] == ["resnet8"]

@@ -635,3 +635,9 @@ def test_numpy_integers_are_counts_like_ints_and_the_result_stays_json_ready():
                         batch_size=np.int64(16), image_size=8, only=["plain8-batch-relu-he"], threads=1, log=None)
     json.dumps(result)
     assert result["settings"]["steps"] == 2 and type(result["settings"]["steps"]) is int
+
+
+def test_only_given_one_cell_name_runs_that_cell_not_its_letters():
+    result = run_survey([8], steps=1, seeds=1, batches_at_init=1, batch_size=16, image_size=8,
+                        only="plain8-batch-relu-he", threads=1, log=None)
+    assert [c["name"] for c in result["cells"]] == ["plain8-batch-relu-he"]

@@ -597,3 +597,24 @@ def test_train_with_log_none_is_silent_as_the_experiments_are(tmp_path, capsys):
 def test_train_given_something_else_than_a_config_says_to_build_one_with_resolve_config(config):
     with pytest.raises(UserError, match=r"train takes a TrainConfig, got (dict|str): build one with resolve_config"):
         train(config, log=None)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    train(resolve_config("default", model="resnet8", data="digits", image_size=16, steps=1, batch_size=32,
+                         out=str(out), progress=False, tensorboard=False, report="none"), log=None)
+    return out
+
+
+def test_predict_given_one_path_classifies_that_image_not_each_letter_of_its_name(tmp_path, tiny_run):
+    import numpy as np
+    from PIL import Image
+
+    from resnet_lab.training.inference import predict_images
+
+    image = tmp_path / "seven.png"
+    Image.fromarray(np.full((16, 16), 200, dtype=np.uint8)).save(image)
+    listed = predict_images(tiny_run, [str(image)])
+    assert predict_images(tiny_run, str(image)) == predict_images(tiny_run, image) == listed
+    assert len(listed) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -87,11 +88,13 @@ PREDICT_BATCH = 256  # images read and classified at once by predict_images
 
 @torch.no_grad()
 def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: bool = False) -> list[dict]:
-    """Top-k classes with probabilities for each image file, each prepared as the model's evaluation
-    images were (an image folder's: resized and centre-cropped as its validation images)."""
+    """Top-k classes with probabilities for each image file (``images``: paths, or one path), each
+    prepared as the model's evaluation images were (an image folder's: resized and centre-cropped as
+    its validation images)."""
     from ..data import preprocess_images
     from ..data.folder import folder_transforms
 
+    images = [images] if isinstance(images, (str, os.PathLike)) else list(images)  # one path, not its letters
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     info = state["data_info"]
     folder = str(state["config"].get("data", "")).strip().lower().startswith("folder:")

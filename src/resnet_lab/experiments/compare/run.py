@@ -45,7 +45,7 @@ MIB = 2**20
 # --------------------------------------------------------------------------- settings
 
 def _check_models(models, precision: str) -> list[str]:
-    models = list(models)
+    models = [models] if isinstance(models, str) else list(models)  # one name, not its letters
     if not models:
         raise UserError("give at least one model name, e.g. resnet101 resnet152")
     if len(set(models)) != len(models):
@@ -181,7 +181,7 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     """Measure ``models`` side by side on one device and say which to choose.
 
     Args:
-        models: model names (``resnet-lab models``), e.g. ``["resnet101", "resnet152"]``.
+        models: model names (``resnet-lab models``), e.g. ``["resnet101", "resnet152"]`` (or one name).
         device: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         batch_size: batch for training and inference throughput (default: 8 on CPU, 64 on a GPU).
         image_size: input height = width (default: each model's native size, 224 or 32).

@@ -74,7 +74,7 @@ def run_survey(
         seed: the first seed; a seed sets every model's weights (each cell of one seed starts from
             the same seed) and the batch order.
         full: the whole product of switches (36 cells per depth) instead of one switch at a time.
-        only: cell names to run, the rest of the design skipped (e.g. the cells a claim was judged
+        only: cell names (or one name) to run, the rest of the design skipped (e.g. the cells a claim was judged
             from, ``claim["measured"]``); a claim whose cells are missing comes out NOT MEASURED.
         device: cpu, cuda, mps or auto.
         threads: CPU threads for torch during the survey (restored afterwards); None leaves torch's
@@ -119,7 +119,7 @@ def _select(plan: list[dict], only) -> list[dict]:
     """The planned cells named in ``only`` (all if None); a name the design does not plan is an error."""
     if only is None:
         return plan
-    names = set(only)
+    names = {only} if isinstance(only, str) else set(only)  # one name, not its letters
     unknown = names - {c["name"] for c in plan}
     if unknown:
         raise UserError(f"not cells of this design: {', '.join(sorted(unknown))}")
