@@ -618,3 +618,11 @@ def test_predict_given_one_path_classifies_that_image_not_each_letter_of_its_nam
     listed = predict_images(tiny_run, [str(image)])
     assert predict_images(tiny_run, str(image)) == predict_images(tiny_run, image) == listed
     assert len(listed) == 1
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 2.5])
+def test_predict_refuses_a_top_k_that_is_not_a_positive_integer(tmp_path, tiny_run, top_k):
+    from resnet_lab.training.inference import predict_images
+
+    with pytest.raises(UserError, match="top_k must be a positive integer"):
+        predict_images(tiny_run, [str(tmp_path / "unread.png")], top_k=top_k)

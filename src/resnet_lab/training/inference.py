@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, check_positive_int
 from ..models import create_model
 from ..models.choices import MIN_IMAGE_SIZE
 from ..text import counted
@@ -94,6 +94,7 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
     from ..data import preprocess_images
     from ..data.folder import folder_transforms
 
+    top_k = check_positive_int("top_k", top_k)  # 0 would give every image an empty list of classes
     images = [images] if isinstance(images, (str, os.PathLike)) else list(images)  # one path, not its letters
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     info = state["data_info"]
