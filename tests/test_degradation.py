@@ -275,3 +275,13 @@ def test_cifar_benchmark_smoke(shared_data_dir, tmp_path):
     assert "cifar10-small" in result["data"] and "256 train" in result["data_description"]
     f = result["findings"]
     assert isinstance(f["degradation_observed"], bool) and f["text"]
+
+
+@pytest.mark.parametrize("depths,seeds", [([8.7], (0,)), (["8"], (0,)), ([8], (0.5,))])
+def test_depths_and_seeds_that_are_not_integers_are_refused_not_cut_to_one(depths, seeds):
+    import numpy as np
+
+    with pytest.raises(UserError, match="must be integers such as"):
+        run_degradation(depths, seeds=seeds, data="digits", steps=1, image_size=16, log=None)
+    from resnet_lab.experiments.degradation import check_depths
+    assert check_depths(np.array([14, 8])) == [8, 14]  # numpy integers are integers

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import statistics
 import time
 from pathlib import Path
@@ -45,8 +46,10 @@ KINDS = ("plain", "resnet")
 def _distinct_ints(values: Sequence[int], what: str, example: str) -> list[int]:
     """Integers, at least one, none repeated: the shared check for --depths and --seeds."""
     try:
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values):
+            raise TypeError  # 8.7 or "8" would be cut to 8 by int(): not what was asked
         values = [int(v) for v in values]
-    except (TypeError, ValueError):
+    except TypeError:
         raise UserError(f"{what} must be integers such as {example}, got {values!r}") from None
     if not values:
         raise UserError(f"give at least one {what[:-1]}, e.g. --{what} {example}")
