@@ -90,3 +90,11 @@ def test_demo_stopped_by_sigterm_says_so_in_one_line_and_exits_143(tmp_path):
                         r"written; run the command again to start over\n", err), err[-2000:]
     assert not (tmp_path / "demo" / "report.html").exists()
 
+
+
+def test_sizes_naming_a_part_the_demo_has_not_is_one_line_before_any_work(tmp_path):
+    from resnet_lab.errors import UserError
+
+    with pytest.raises(UserError, match="sizes has no part 'degradaton'; its parts are degradation, survey, compare"):
+        run_demo(out=tmp_path / "demo", sizes={"degradaton": {"depths": (8,)}}, log=None)
+    assert not (tmp_path / "demo").exists()

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..errors import UserError
+
 # Sized for a 2-core CPU with the digits data. The survey's part (3 seeds x 24 steps, the budget
 # that decides its claims without a 10x longer run reversing one) took 120 s on a 2-core CPU at load
 # average 2 (benchmarks/results/survey-digits-default-rerun-cpu.json), 212 s at load 5-7.
@@ -59,13 +61,17 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
     ``out/report.html``; return the results, the headline findings and (``outputs``) the paths
     each experiment's writer returned.
 
-    ``sizes`` replaces the built-in settings of each part (see ``CPU_DIGITS``); ``log``: progress lines
+    ``sizes`` replaces the built-in settings of the parts it names (see ``CPU_DIGITS``); ``log``: progress lines
     (``None``: silent)."""
     from ..runtime import pick_device
 
     log = log or (lambda *_: None)
     dev = pick_device(device)
-    sizes = sizes or (CPU_DIGITS if (dev.type == "cpu" and data == "digits") else SCALED_UP)
+    built_in = CPU_DIGITS if (dev.type == "cpu" and data == "digits") else SCALED_UP
+    unknown = sorted(set(sizes or {}) - set(built_in))
+    if unknown:
+        raise UserError(f"sizes has no part {', '.join(map(repr, unknown))}; its parts are {', '.join(built_in)}")
+    sizes = {**built_in, **(sizes or {})}
     out = Path(out)
     started = time.perf_counter()
     results, outputs, timings = {}, {}, {}
