@@ -626,3 +626,22 @@ def test_predict_refuses_a_top_k_that_is_not_a_positive_integer(tmp_path, tiny_r
 
     with pytest.raises(UserError, match="top_k must be a positive integer"):
         predict_images(tiny_run, [str(tmp_path / "unread.png")], top_k=top_k)
+
+
+def test_train_puts_back_the_callers_deterministic_switch_and_random_generators(tmp_path):
+    import random
+
+    import numpy as np
+
+    def draws():
+        return torch.rand(2).tolist(), np.random.rand(2).tolist(), [random.random(), random.random()]
+
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    expected = draws()
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    config = resolve_config("default", model="resnet8", data="digits", image_size=16, steps=2, batch_size=32,
+                            deterministic=True, out=str(tmp_path / "run"), progress=False, tensorboard=False,
+                            report="none")
+    train(config, log=None)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert draws() == expected  # the notebook's own random numbers do not restart from the run's seed

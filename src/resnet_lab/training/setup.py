@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,31 @@ def use_compile_cache() -> Path:
     from ..data.cache import cache_home
 
     return Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_home() / "inductor")))
+
+
+@contextmanager
+def callers_settings_kept(device: torch.device):
+    """What ``seed_everything`` changes for a run, put back for the caller when ``train`` returns or
+    raises: the deterministic-algorithms switch, cuDNN's benchmark flag and the random generators
+    (torch's, ``device``'s, numpy's and ``random``'s). A notebook that trained once with
+    ``deterministic=True`` would otherwise run everything after it in deterministic mode, and its own
+    random numbers would restart from the run's seed."""
+    import random
+
+    import numpy as np
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

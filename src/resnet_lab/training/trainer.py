@@ -32,7 +32,7 @@ from .evaluation import evaluate, evaluate_epoch
 from .graphed_step import TrainStep, graph_blockers
 from .run_files import RunFiles, prepare_run_dir, release_run_dir, resumed_config
 from .schedules import lr_factor
-from .setup import build_parts, seed_everything
+from .setup import build_parts, callers_settings_kept, seed_everything
 from .state import RunState
 
 __all__ = ["ReportInterrupted", "TrainResult", "TrainingInterrupted", "evaluate", "train"]
@@ -136,7 +136,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     log = log if ctx.is_main else (lambda *_: None)
     try:
         try:
-            result = _train_then_shut_down(c, checkpoint, run_dir, device, ctx, log, dataset, started)
+            with callers_settings_kept(device):
+                result = _train_then_shut_down(c, checkpoint, run_dir, device, ctx, log, dataset, started)
         except (TrainingInterrupted, NonFiniteError):
             _report(c.report, run_dir, ctx.is_main, log)  # a stopped run's too: its records so far, and why
             raise
