@@ -199,3 +199,11 @@ def test_a_numpy_integer_batch_size_is_taken_and_the_result_stays_json_ready():
 def test_one_model_name_is_one_model_not_its_letters():
     result = compare_models("resnet8", device="cpu", batch_size=2, image_size=16, warmup=0, repeats=1, log=None)
     assert [row["name"] for row in result["models"]] == ["resnet8"]
+
+
+def test_compare_does_not_reseed_the_callers_random_numbers():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    compare_models(["resnet8"], device="cpu", batch_size=2, image_size=16, warmup=0, repeats=1, log=None)
+    assert torch.equal(torch.rand(3), expected)

@@ -535,3 +535,13 @@ def test_check_model_is_the_gradients_command_as_a_function(capsys):
                  "--batch-size", "16", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["verdict"] == result["verdict"] and printed["global_grad_norm"] == result["global_grad_norm"]
+
+
+def test_check_model_does_not_reseed_the_callers_random_numbers():
+    from resnet_lab.diagnostics import check_model
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_model("resnet8", steps=1, batch_size=16)
+    assert torch.equal(torch.rand(3), expected)

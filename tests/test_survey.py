@@ -641,3 +641,12 @@ def test_only_given_one_cell_name_runs_that_cell_not_its_letters():
     result = run_survey([8], steps=1, seeds=1, batches_at_init=1, batch_size=16, image_size=8,
                         only="plain8-batch-relu-he", threads=1, log=None)
     assert [c["name"] for c in result["cells"]] == ["plain8-batch-relu-he"]
+
+
+def test_the_survey_does_not_reseed_the_callers_random_numbers():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run_survey([8], steps=1, seeds=1, batches_at_init=1, batch_size=16, image_size=8,
+               only=["plain8-batch-relu-he"], threads=1, log=None)
+    assert torch.equal(torch.rand(3), expected)

@@ -30,12 +30,13 @@ def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None,
     ds = load_data(data, data_dir)
     if isinstance(ds, FolderDataset):
         raise UserError("the gradient check needs in-memory data (digits, cifar10, cifar100, npz:PATH)")
-    torch.manual_seed(seed)
-    net = _build(model, ds, model_options).to(dev)
-    loader = DeviceLoader(ds.x_train, ds.y_train, min(batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
-                          device=dev, train=True, augment=True, hflip=ds.hflip, seed=seed)
-    result = run_gradient_check(net, loader, steps=steps, lr=lr, clip_norm=clip_norm, optimizer=optimizer,
-                                groups=groups)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # the caller's RNG is not reseeded
+        torch.manual_seed(seed)
+        net = _build(model, ds, model_options).to(dev)
+        loader = DeviceLoader(ds.x_train, ds.y_train, min(batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
+                              device=dev, train=True, augment=True, hflip=ds.hflip, seed=seed)
+        result = run_gradient_check(net, loader, steps=steps, lr=lr, clip_norm=clip_norm, optimizer=optimizer,
+                                    groups=groups)
     return {**result, "model": model, "data": ds.description()}
 
 

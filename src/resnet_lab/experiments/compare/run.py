@@ -210,7 +210,8 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     preset = _preset(dev, quick, batch_size, warmup, repeats, image_size)
     rows = [_static_row(name, spec, options, _input_size(spec, image_size, quick, preset), preset["batch_size"])
             for name, spec in zip(models, specs)]
-    _measure(rows, dev, preset, precision, channels_last, options, say)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # each model is built from seed 0
+        _measure(rows, dev, preset, precision, channels_last, options, say)
     if dev.type == "cuda":
         torch.cuda.empty_cache()  # the models are gone with _measure's frame
     settings = _settings(rows, dev, preset, image_size, precision, channels_last, quick, num_classes, options)

@@ -110,7 +110,8 @@ def run_survey(
     if settings.threads is not None and settings.jobs is None:
         torch.set_num_threads(settings.threads)
     try:
-        return _survey(settings, dev, log or (lambda _msg: None))
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # each cell seeds its own
+            return _survey(settings, dev, log or (lambda _msg: None))
     finally:
         torch.set_num_threads(saved_threads)
 
