@@ -196,3 +196,14 @@ def test_sigterm_checkpoints_the_running_runs_and_exits_143(tmp_path, small_cifa
     assert proc.returncode == 143, err[-2000:]
     assert "interrupted; 1 running run saved a checkpoint; run the same command again" in err
     assert 0 < load_checkpoint(run / "last.pt")["step"] < 2000
+
+
+def test_one_device_name_or_a_torch_device_is_one_device_and_the_result_stays_json_ready(tmp_path, small_cifar):
+    import torch
+
+    result = run_table6(tmp_path / "str", [20], [0], data=small_cifar, steps=1, devices="cpu", threads=1, log=None)
+    assert result["settings"]["devices"] == ["cpu"]
+    result = run_table6(tmp_path / "torch", [20], [0], data=small_cifar, steps=1, devices=[torch.device("cpu")],
+                        threads=1, log=None)
+    json.dumps(result)
+    assert result["settings"]["devices"] == ["cpu"]

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 from ..degradation import run_degradation
 from .findings import fig6_pattern
 from .paper import FIG6_DEPTHS, PAPER_STEPS, SEEDS
-from .table6 import check_data, check_steps, paper_settings
+from .table6 import check_data, check_steps, device_list, paper_settings
 
 def run_fig6(out: str | Path, depths: Sequence[int] = FIG6_DEPTHS, seeds: Sequence[int] = SEEDS, *,
              data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
@@ -25,7 +25,7 @@ def run_fig6(out: str | Path, depths: Sequence[int] = FIG6_DEPTHS, seeds: Sequen
     settings = paper_settings(data, steps, cuda_graph)  # the same runs as Table 6's ResNets
     overrides = {k: v for k, v in settings.items() if k not in ("recipe", "data", "log_every")}
     result = run_degradation(depths, data=data, seeds=seeds, recipe="paper", out=out, log=log, jobs=jobs,
-                             devices=list(devices or ["auto"]), threads=threads, log_every=settings["log_every"],
+                             devices=device_list(devices), threads=threads, log_every=settings["log_every"],
                              **overrides)
     result["reproduce"] = {"figure": "He et al. (2015), Fig. 6 (left: plain nets, middle: ResNets)",
                            "steps": steps, "paper_steps": PAPER_STEPS, "papers_budget": steps == PAPER_STEPS,

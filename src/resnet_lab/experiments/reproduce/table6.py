@@ -35,6 +35,12 @@ def check_data(data: str) -> str:
     return data
 
 
+def device_list(devices) -> list[str]:
+    """``devices`` as a list of names: one name (``"cuda"``) is one device, not its letters, and a
+    ``torch.device`` is its name (the result stays JSON-ready)."""
+    return [str(d) for d in ([devices] if isinstance(devices, str) else devices or ["auto"])]
+
+
 def check_steps(steps: int | None) -> int:
     """The run length: the paper's 64k iterations unless a positive ``steps`` is given."""
     if steps is None:
@@ -108,7 +114,7 @@ def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Se
     depths, seeds = check_depths(depths), check_seeds(seeds)
     data, steps = check_data(data), check_steps(steps)
     say = log or (lambda *_: None)
-    devices = list(devices or ["auto"])
+    devices = device_list(devices)
     start = time.perf_counter()
     runs = Path(out) / "runs"
     say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
