@@ -285,3 +285,13 @@ def test_depths_and_seeds_that_are_not_integers_are_refused_not_cut_to_one(depth
         run_degradation(depths, seeds=seeds, data="digits", steps=1, image_size=16, log=None)
     from resnet_lab.experiments.degradation import check_depths
     assert check_depths(np.array([14, 8])) == [8, 14]  # numpy integers are integers
+
+
+def test_val_split_with_a_data_set_given_already_loaded_is_refused_not_ignored():
+    ds = load_data("digits")
+    with pytest.raises(UserError, match=r"val_split=100 .* pass dataset\.with_holdout\(100, seed\) or drop val_split"):
+        run_degradation([8], dataset=ds, val_split=100, steps=1, image_size=16, log=None)
+    held = run_degradation([8], dataset=ds.with_holdout(100, 0), val_split=100, steps=1, image_size=16, log=None)
+    assert held["settings"]["eval_split"] == "val"
+    alone = run_degradation([8], data="digits", val_split=100, steps=1, image_size=16, log=None)
+    assert alone["settings"]["eval_split"] == "val"

@@ -645,3 +645,12 @@ def test_train_puts_back_the_callers_deterministic_switch_and_random_generators(
     train(config, log=None)
     assert not torch.are_deterministic_algorithms_enabled()
     assert draws() == expected  # the notebook's own random numbers do not restart from the run's seed
+
+
+def test_train_refuses_val_split_with_a_data_set_given_that_holds_nothing_out(tmp_path):
+    from resnet_lab.data import load_data
+
+    config = resolve_config("default", model="resnet8", data="digits", image_size=16, steps=1, val_split=100,
+                            out=str(tmp_path / "run"), progress=False, tensorboard=False, report="none")
+    with pytest.raises(UserError, match="val_split=100 holds images out as the data is loaded"):
+        train(config, dataset=load_data("digits"), log=None)

@@ -45,11 +45,21 @@ class RunParts:
         return count_params(self.model)
 
 
+def check_given_dataset(c: TrainConfig, dataset) -> None:
+    """``val_split`` holds images out as the data is loaded; a data set given already loaded is not loaded
+    again, so one that does not hold a split out would be evaluated on its test set unsaid."""
+    if dataset is not None and c.val_split and getattr(dataset, "eval_split", "test") != "val":
+        raise UserError(f"val_split={c.val_split} holds images out as the data is loaded, but the data set given "
+                        f"(dataset=) is already loaded and evaluates on its {getattr(dataset, 'eval_split', 'test')} "
+                        f"set: pass dataset.with_holdout({c.val_split}, seed) or drop val_split")
+
+
 def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunParts:
     """Data, then the model (seeded, so the same config gives the same initial weights), then
     what trains it."""
     from ..data import FolderDataset, load_data, resize_dataset
 
+    check_given_dataset(c, dataset)
     ds = dataset if dataset is not None else load_data(c.data, c.data_dir, val_split=c.val_split, seed=c.split_seed)
     if c.image_size is not None:  # in-memory data: resized once, here (folder loaders resize each image)
         ds = resize_dataset(ds, c.image_size)

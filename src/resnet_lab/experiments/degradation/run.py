@@ -77,7 +77,9 @@ def _load_dataset(dataset, data: str, first):
     """The data set every net trains on: ``dataset`` if given, else ``data`` loaded; resized to the
     config's ``image_size`` when it is in memory (folder data: the trainer resizes)."""
     from ...data import resize_dataset
+    from ...training.setup import check_given_dataset
 
+    check_given_dataset(first, dataset)
     if dataset is None:
         from ...data import load_data
 
