@@ -654,3 +654,17 @@ def test_train_refuses_val_split_with_a_data_set_given_that_holds_nothing_out(tm
                             out=str(tmp_path / "run"), progress=False, tensorboard=False, report="none")
     with pytest.raises(UserError, match="val_split=100 holds images out as the data is loaded"):
         train(config, dataset=load_data("digits"), log=None)
+
+
+@pytest.mark.parametrize("keywords,fragment", [
+    ({"device": "gpu"}, "unknown device 'gpu'; use cpu, cuda"), ({"batch_size": 64.0}, "batch_size must be a positive"),
+])
+def test_evaluate_and_predict_check_device_and_batch_size_in_one_line(tiny_run, keywords, fragment):
+    from resnet_lab.training.inference import evaluate_checkpoint, predict_images
+
+    with pytest.raises(UserError, match=fragment):
+        evaluate_checkpoint(tiny_run, **keywords)
+    if "device" in keywords:
+        with pytest.raises(UserError, match=fragment):
+            predict_images(tiny_run, ["unread.png"], **keywords)
+    assert evaluate_checkpoint(tiny_run, device=torch.device("cpu"))["n"] == 360

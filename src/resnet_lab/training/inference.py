@@ -12,6 +12,7 @@ import torch
 from ..errors import UserError, check_positive_int
 from ..models import create_model
 from ..models.choices import MIN_IMAGE_SIZE
+from ..runtime import pick_device
 from ..text import counted
 from .checkpoint import checkpoint_weights, load_checkpoint
 from .config import TrainConfig
@@ -53,6 +54,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders, resize_dataset
     from .evaluation import check_flip_tta, evaluate
 
+    batch_size = check_positive_int("batch_size", batch_size)
+    device = pick_device(device)  # a name ("cuda:1") or a torch.device; a device this machine lacks is one line
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
     ds = load_data(data or config.data, data_dir or config.data_dir, val_split=config.val_split if data is None else 0,
@@ -95,6 +98,7 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
     from ..data.folder import folder_transforms
 
     top_k = check_positive_int("top_k", top_k)  # 0 would give every image an empty list of classes
+    device = pick_device(device)
     images = [images] if isinstance(images, (str, os.PathLike)) else list(images)  # one path, not its letters
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     info = state["data_info"]
