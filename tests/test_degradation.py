@@ -295,3 +295,10 @@ def test_val_split_with_a_data_set_given_already_loaded_is_refused_not_ignored()
     assert held["settings"]["eval_split"] == "val"
     alone = run_degradation([8], data="digits", val_split=100, steps=1, image_size=16, log=None)
     assert alone["settings"]["eval_split"] == "val"
+
+
+def test_numpy_depths_and_log_every_are_numbers_and_the_result_stays_json_ready():
+    import numpy as np
+
+    result = run_degradation(np.array([8]), data="digits", steps=2, image_size=16, log_every=np.int64(1), log=None)
+    json.dumps(result)

@@ -545,3 +545,15 @@ def test_check_model_does_not_reseed_the_callers_random_numbers():
     torch.manual_seed(123)
     check_model("resnet8", steps=1, batch_size=16)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_check_model_takes_numpy_numbers_as_the_numbers_they_hold():
+    import numpy as np
+
+    from resnet_lab.diagnostics import check_model
+
+    numpy_given = check_model("resnet8", steps=np.int64(1), batch_size=np.int64(16), seed=np.int64(2),
+                              clip_norm=np.float32(1.0), lr=np.float32(0.5))
+    plain = check_model("resnet8", steps=1, batch_size=16, seed=2, clip_norm=1.0, lr=float(np.float32(0.5)))
+    json.dumps(numpy_given)
+    assert numpy_given["global_grad_norm"] == plain["global_grad_norm"]

@@ -650,3 +650,12 @@ def test_the_survey_does_not_reseed_the_callers_random_numbers():
     run_survey([8], steps=1, seeds=1, batches_at_init=1, batch_size=16, image_size=8,
                only=["plain8-batch-relu-he"], threads=1, log=None)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_numpy_depths_learning_rate_and_image_size_are_taken_as_numbers():
+    import numpy as np
+
+    result = run_survey(np.int64(8), steps=1, seeds=1, batches_at_init=1, batch_size=16, image_size=np.int64(8),
+                        lr=np.float32(0.1), only=["plain8-batch-relu-he"], threads=1, log=None)
+    json.dumps(result)
+    assert list(result["settings"]["depths"]) == [8]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from contextlib import contextmanager
@@ -22,6 +23,25 @@ def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise UserError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _plain(value):
+    """A numpy scalar or array as the Python numbers it holds (in a list or tuple too); anything else as it is."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def numpy_scalars_as_numbers(function):
+    """Call ``function`` with numpy scalars and arrays (``np.int64(8)``, ``np.float32(0.1)``,
+    ``np.arange(3)``, a list of them) turned into the Python ints and floats they hold: a notebook's
+    computed values then pass the checks ints and floats pass, and the result stays JSON-ready."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*map(_plain, args), **{k: _plain(v) for k, v in kwargs.items()})
+    return wrapper
 
 
 def first_line(exc: BaseException) -> str:

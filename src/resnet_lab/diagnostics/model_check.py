@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
-from ..errors import UserError, check_positive_int
+from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
 from .check import run_gradient_check
 
 
+@numpy_scalars_as_numbers
 def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None, steps: int = 10,
                 batch_size: int = 64, lr: float = 0.1, optimizer: str = "sgd", clip_norm: float | None = None,
                 seed: int = 0, device: str = "cpu", groups="auto", **model_options) -> dict:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import UserError, numpy_scalars_as_numbers
 
 # Sized for a 2-core CPU with the digits data. The survey's part (3 seeds x 24 steps, the budget
 # that decides its claims without a 10x longer run reversing one) took 120 s on a 2-core CPU at load
@@ -55,6 +55,7 @@ def _compare(settings: dict, device: str, out: Path, log) -> tuple[dict, dict]:
     return result, write_compare_outputs(result, out)
 
 
+@numpy_scalars_as_numbers
 def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "runs/demo",
              epochs: int | None = None, sizes: dict | None = None, log: Callable[[str], object] | None = print) -> dict:
     """Run the three experiments, write each one's outputs under ``out`` and one combined

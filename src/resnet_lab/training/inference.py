@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError, check_positive_int
+from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
 from ..models import create_model
 from ..models.choices import MIN_IMAGE_SIZE
 from ..runtime import pick_device
@@ -47,6 +47,7 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
     return model.to(device).eval(), state
 
 
+@numpy_scalars_as_numbers
 def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size: int = 256, device="cpu",
                         ema: bool = False, flip: bool = False) -> dict:
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
@@ -89,6 +90,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
 PREDICT_BATCH = 256  # images read and classified at once by predict_images
 
 
+@numpy_scalars_as_numbers
 @torch.no_grad()
 def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: bool = False) -> list[dict]:
     """Top-k classes with probabilities for each image file (``images``: paths, or one path), each

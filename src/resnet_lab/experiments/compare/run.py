@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from ...errors import UserError
+from ...errors import UserError, numpy_scalars_as_numbers
 from ...measure import calls_for, time_call
 from ...models.choices import MIN_IMAGE_SIZE
 from ...models import count_flops, count_params, count_weighted_layers, create_model, get_spec
@@ -173,6 +173,7 @@ def _settings(rows: list[dict], dev, preset: dict, image_size, precision: str, c
     }
 
 
+@numpy_scalars_as_numbers
 def compare_models(models: list[str], *, device: str = "auto", batch_size: int | None = None,
                    image_size: int | None = None, precision: str = "fp32", channels_last: bool = False,
                    warmup: int | None = None, repeats: int | None = None, num_classes: int | None = None,

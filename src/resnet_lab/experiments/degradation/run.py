@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...errors import UserError
+from ...errors import UserError, numpy_scalars_as_numbers
 from ...models.registry import cifar_model_name
 from ...text import counted, percent
 from . import defaults
@@ -260,6 +260,7 @@ def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, s
 
 # --------------------------------------------------------------------------- the experiment
 
+@numpy_scalars_as_numbers
 def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "digits",
                     seeds: Sequence[int] = defaults.SEEDS, recipe: str = defaults.RECIPE, epochs: int | None = None,
                     device: str = "auto", log_every: int | None = None, out: str | Path | None = None,

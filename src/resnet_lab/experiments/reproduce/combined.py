@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...errors import UserError
+from ...errors import UserError, numpy_scalars_as_numbers
 from ...models.registry import cifar_model_name
 from ..degradation import check_depths, check_seeds
 from .fig6 import run_fig6
@@ -31,6 +31,7 @@ def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data:
     return Grid({"model": models, "seed": list(seeds)}, paper_settings(data, steps, cuda_graph))
 
 
+@numpy_scalars_as_numbers
 def run_all(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, plain_depths: Sequence[int] = FIG6_DEPTHS,
             seeds: Sequence[int] = SEEDS, *, data: str = "cifar10", steps: int | None = None,
             jobs: int | str = 1, devices: Sequence[str] | None = None, threads: int | None = None,

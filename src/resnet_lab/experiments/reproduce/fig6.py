@@ -11,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ...errors import numpy_scalars_as_numbers
 from ..degradation import run_degradation
 from .findings import fig6_pattern
 from .paper import FIG6_DEPTHS, PAPER_STEPS, SEEDS
 from .table6 import check_data, check_steps, device_list, paper_settings
 
+@numpy_scalars_as_numbers
 def run_fig6(out: str | Path, depths: Sequence[int] = FIG6_DEPTHS, seeds: Sequence[int] = SEEDS, *,
              data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
              devices: Sequence[str] | None = None, threads: int | None = None, cuda_graph: bool = False,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...errors import UserError, check_positive_int
+from ...errors import UserError, check_positive_int, numpy_scalars_as_numbers
 from ...models.registry import cifar_model_name
 from ...text import counted
 from ..degradation import check_depths, check_seeds
@@ -96,6 +96,7 @@ def depth_entry(depth: int, records: list[dict]) -> dict:
             "runs": records}
 
 
+@numpy_scalars_as_numbers
 def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Sequence[int] = SEEDS, *,
                data: str = "cifar10", steps: int | None = None, jobs: int | str = 1,
                devices: Sequence[str] | None = None, threads: int | None = None, cuda_graph: bool = False,

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from ...errors import UserError
+from ...errors import UserError, numpy_scalars_as_numbers
 from ...runtime import hardware_info, pick_device
 from ...text import counted
 from .cells import _batches, check_batch_size, load_survey_data, run_cell
@@ -32,6 +32,7 @@ from .spread import combine_runs
 from .table import run_line
 
 
+@numpy_scalars_as_numbers
 def run_survey(
     depths=DEFAULTS["depths"],
     *,

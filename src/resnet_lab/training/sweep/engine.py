@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ...errors import UserError, check_positive_int, writing
+from ...errors import UserError, check_positive_int, numpy_scalars_as_numbers, writing
 from ...files import write_json
 from ...text import counted
 from .grid import TRAIN, Grid, RunSpec, expand
@@ -71,6 +71,7 @@ class SweepResult:
         return all(self.states[r.name].state == "done" for r in self.runs)
 
 
+@numpy_scalars_as_numbers
 def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None, jobs: int | str = 1,
               devices=("auto",), shard=(0, 1), threads: int | None = None, log: Callable[[str], object] | None = print,
               status_every: float = 30.0, probe_steps: int = 20) -> SweepResult:
