@@ -131,7 +131,10 @@ def callers_settings_kept(device: torch.device):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             yield
     finally:
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        if (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled()) != (deterministic, warn_only):
+            # only when the run changed it: the call imports torch._dynamo, as long as importing torch
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark = benchmark
         random.setstate(python_state)
         np.random.set_state(numpy_state)
