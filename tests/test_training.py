@@ -350,23 +350,27 @@ def test_a_model_trained_on_non_square_images_is_fed_that_shape_by_predict_and_e
     assert [d.dim_value for d in dims[1:]] == [1, 8, 16]
 
 
-def test_predict_prepares_an_image_folder_models_images_as_its_validation_images(tmp_path):
-    """predict squashed each image to a square while the folder's evaluation resizes and centre-crops it:
-    the same validation image got other probabilities from predict than from evaluate."""
+def _image_folder(root: Path, shape: tuple[int, int, int]) -> None:
+    """``root/{train,val}/{cat,dog}/0.png``: one random image of ``shape`` (H, W, C) per class and split."""
     import numpy as np
     from PIL import Image
 
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / split / c / "0.png")
+
+
+def test_predict_prepares_an_image_folder_models_images_as_its_validation_images(tmp_path):
+    """predict squashed each image to a square while the folder's evaluation resizes and centre-crops it:
+    the same validation image got other probabilities from predict than from evaluate."""
     from resnet_lab.data import load_data, make_folder_loaders
     from resnet_lab.models import create_model
     from resnet_lab.training import TrainConfig
     from resnet_lab.training.inference import predict_images
 
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in ("cat", "dog"):
-            folder = tmp_path / "imgs" / split / c
-            folder.mkdir(parents=True)
-            Image.fromarray(rng.integers(0, 256, (24, 60, 3), dtype=np.uint8)).save(folder / "0.png")
+    _image_folder(tmp_path / "imgs", (24, 60, 3))
     ds = load_data(f"folder:{tmp_path / 'imgs'}")
     info = {"spec": f"folder:{tmp_path / 'imgs'}", "name": ds.name, "classes": ds.classes, "mean": list(ds.mean),
             "std": list(ds.std), "in_channels": 3, "image_size": 16, "description": ds.description(),
@@ -386,20 +390,12 @@ def test_predict_prepares_an_image_folder_models_images_as_its_validation_images
 def test_evaluate_on_an_image_folder_normalises_with_the_checkpoints_statistics(tmp_path):
     """A model trained on in-memory data and evaluated on an image folder was fed the images normalised with
     ImageNet's mean and std, not the statistics it was trained with."""
-    import numpy as np
-    from PIL import Image
-
     from resnet_lab.data import load_data, make_folder_loaders
     from resnet_lab.models import create_model
     from resnet_lab.training import TrainConfig
     from resnet_lab.training.inference import evaluate_checkpoint
 
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for c in ("cat", "dog"):
-            folder = tmp_path / "imgs" / split / c
-            folder.mkdir(parents=True)
-            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / "0.png")
+    _image_folder(tmp_path / "imgs", (16, 16, 3))
     info = {"spec": "npz:pets.npz", "name": "pets", "classes": ["cat", "dog"], "mean": [0.1, 0.2, 0.3],
             "std": [0.05, 0.1, 0.2], "in_channels": 3, "image_size": 16, "description": "pets", "eval_split": "test"}
     torch.manual_seed(0)
