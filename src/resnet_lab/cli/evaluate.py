@@ -28,13 +28,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
-    from ..runtime import pick_device
     from ..training.inference import evaluate_checkpoint
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir, args.batch_size, pick_device(args.device),
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.data_dir, args.batch_size, args.device,
                                  ema=args.ema, flip=args.tta)
     if args.json:
         print(json.dumps(result))

@@ -27,13 +27,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
-    from ..runtime import pick_device
     from ..training.inference import predict_images
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
-    results = predict_images(args.checkpoint, args.images, args.top_k, pick_device(args.device), ema=args.ema)
+    results = predict_images(args.checkpoint, args.images, args.top_k, args.device, ema=args.ema)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
