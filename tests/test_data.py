@@ -682,6 +682,19 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
     assert abs(image[..., 0].astype(float) / 255 - expected.numpy()).max() <= 1 / 255
 
 
+def test_floating_point_images_are_refused_not_clipped_to_black(tmp_path):
+    """PIL's convert clipped a float image's [0, 1] values to 0 or 1 of 255: predict and folder data saw black."""
+    float_image = tmp_path / "ramp.tiff"
+    Image.fromarray(np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))).save(float_image)
+    assert Image.open(float_image).mode == "F"
+    with pytest.raises(UserError, match=r"ramp.tiff holds floating-point pixels .*save them as 8- or 16-bit"):
+        preprocess_images([float_image], image_size=32, in_channels=1, mean=(0.0,), std=(1.0,))
+    root = _folder_tree(tmp_path / "data")
+    float_image.rename(root / "train" / "cat" / "ramp.tiff")
+    with pytest.raises(UserError, match=r"cat/ramp.tiff holds floating-point pixels"):
+        load_data(f"folder:{root}")
+
+
 def test_folder_layout_errors_are_user_errors(tmp_path):
     root = _folder_tree(tmp_path / "a")
     for p in (root / "val").rglob("*.png"):

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from resnet_lab.data.dataset import check_global_batch, stratified_holdout
-from resnet_lab.data.preprocess import load_image
+from resnet_lab.data.preprocess import float_pixels_refused, load_image
 from resnet_lab.errors import UserError, first_line
 from resnet_lab.text import counted
 
@@ -120,9 +120,12 @@ def load_folder(path: str | Path) -> FolderDataset:
     }
     all_paths = [p for split in candidates.values() for p, _ in split]
     with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
-        ok = dict(zip(all_paths, pool.map(_verifies, all_paths)))
-    bad = [p for p in all_paths if not ok[p]]
-    files = {split: [(p, c) for p, c in items if ok[p]] for split, items in candidates.items()}
+        kinds = dict(zip(all_paths, pool.map(_image_kind, all_paths)))
+    floats = [p for p in all_paths if kinds[p] == "float"]
+    if floats:
+        raise float_pixels_refused(floats)
+    bad = [p for p in all_paths if kinds[p] == "unreadable"]
+    files = {split: [(p, c) for p, c in items if kinds[p] == "ok"] for split, items in candidates.items()}
 
     for split in ("train", "val"):
         present = {c for _, c in files[split]}
@@ -164,13 +167,15 @@ def _image_files(class_dir: Path) -> list[Path]:
     )
 
 
-def _verifies(path: str) -> bool:
+def _image_kind(path: str) -> str:
+    """``"ok"``, ``"float"`` (floating-point pixels: refused) or ``"unreadable"`` (left out, with a note)."""
     try:
         with Image.open(path) as im:
+            mode = im.mode
             im.verify()
-        return True
+        return "float" if mode == "F" else "ok"
     except Exception:  # noqa: BLE001 - PIL raises many types for bad files; all mean "unusable"
-        return False
+        return "unreadable"
 
 
 class UnreadableImageError(UserError):

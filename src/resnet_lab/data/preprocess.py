@@ -12,13 +12,24 @@ from PIL import Image
 from resnet_lab.errors import UserError, first_line
 
 
+def float_pixels_refused(paths: Sequence[str | Path]) -> UserError:
+    """Floating-point pixels (PIL mode F, e.g. a float TIFF) have no known range: PIL's convert clips
+    them to 0..255, which turns an image of values in [0, 1] black."""
+    shown = ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else "")
+    return UserError(f"{shown} {'holds' if len(paths) == 1 else 'hold'} floating-point pixels (PIL mode F), whose "
+                     "range resnet-lab cannot know; save them as 8- or 16-bit images")
+
+
 def load_image(path: str | Path, mode: str) -> Image.Image:
     """Decode an image file as `mode` ("L" or "RGB").
 
     16-bit grayscale (PIL modes I;16* and I) is scaled to 8 bits first: PIL's own convert
-    clips every value above 255, which turns almost all of a 16-bit image white.
+    clips every value above 255, which turns almost all of a 16-bit image white. Floating-point
+    pixels are refused (``float_pixels_refused``).
     """
     with Image.open(path) as im:
+        if im.mode == "F":
+            raise float_pixels_refused([path])
         if im.mode == "I" or im.mode.startswith("I;16"):
             wide = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
             return Image.fromarray(np.round(wide / 257).astype(np.uint8)).convert(mode)
@@ -61,6 +72,8 @@ def preprocess_images(
                 continue
             im = im.resize((width, height), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im, dtype=np.uint8))
+        except UserError:
+            raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for unreadable files
             if isinstance(e, OSError) and e.errno is not None:  # the machine refused the read, not the image:
                 raise  # one line naming the file, exit 1 (PIL's own errors carry no errno)
