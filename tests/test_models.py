@@ -239,6 +239,26 @@ def test_zero_init_residual_zeroes_the_last_norm_of_each_branch():
     assert model.bn1.weight.all()
 
 
+@pytest.mark.parametrize("name", ["resnet20", "resnet50", "preact_resnet110"])
+def test_zero_init_residual_without_norm_starts_each_block_as_its_shortcut(name):
+    """With norm="none" there is no gamma to zero: zero_init_residual once did nothing at all."""
+    model = create_model(name, norm="none", zero_init_residual=True).eval()
+    block = model.layer2[1]  # an identity shortcut
+    x = torch.randn(2, block.last_conv().out_channels, 8, 8)
+    expected = x if model.preact else torch.relu(x)  # a post-activation block ends with its ReLU
+    assert torch.equal(block(x), expected)
+    assert not any(b.last_conv().weight.any() for b in model.blocks())
+    assert create_model(name, norm="none").layer2[1].last_conv().weight.any()
+
+
+def test_zero_init_residual_is_refused_for_a_plain_net():
+    """A plain net has no residual branch; zero_init_residual silently did nothing there."""
+    with pytest.raises(UserError, match="plain net .* has none"):
+        create_model("plain20", zero_init_residual=True)
+    with pytest.raises(UserError, match="drop zero_init_residual"):
+        create_model("resnet20", shortcut="none", zero_init_residual=True)
+
+
 def test_grayscale_input_and_class_count():
     model = create_model("resnet20", in_channels=1, num_classes=7)
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)

@@ -418,15 +418,16 @@ def worker_pid(run_dir: Path) -> int:
 
 # ----------------------------------------------------------------------------- degradation on the sweep engine
 
-@pytest.mark.parametrize("case", ["paper", "shortcut_B_val_split_seed1"])
+@pytest.mark.parametrize("case", ["paper", "shortcut_B_zero_init_val_split_seed1"])
 def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(case, tmp_path):
-    """The second case: option B goes to the ResNets only, and every worker holds out the same
-    images as the in-process path (val_seed 0), not its own seed's."""
+    """The second case: option B and zero_init_residual go to the ResNets only (a plain net refuses
+    zero_init_residual), and every worker holds out the same images as the in-process path (val_seed 0),
+    not its own seed's."""
     from resnet_lab.experiments import run_degradation
 
     settings = dict(data="digits", seeds=(0,), epochs=1, device="cpu", batch_size=64, image_size=16, log=None)
     if case != "paper":
-        settings.update(seeds=(1,), val_split=100, model_options={"shortcut": "B"})
+        settings.update(seeds=(1,), val_split=100, model_options={"shortcut": "B", "zero_init_residual": True})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the workers' thread count: the same bits
     try:
@@ -447,7 +448,8 @@ def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(cas
                for n in ("plain8", "resnet8")}
     if case != "paper":
         assert swept["settings"]["eval_split"] == "val"
-        assert not configs["plain8"]["model_options"] and configs["resnet8"]["model_options"] == {"shortcut": "B"}
+        assert not configs["plain8"]["model_options"]
+        assert configs["resnet8"]["model_options"] == {"shortcut": "B", "zero_init_residual": True}
         assert swept["networks"][1]["params"] > swept["networks"][0]["params"]  # B's projections
         assert {c["val_seed"] for c in configs.values()} == {0}
     with pytest.raises(UserError, match="pass data=SPEC instead of dataset="):

@@ -97,6 +97,9 @@ class BasicBlock(_Block):
     def last_norm(self) -> nn.Module:
         return self.bn2
 
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -125,6 +128,9 @@ class Bottleneck(_Block):
 
     def last_norm(self) -> nn.Module:
         return self.bn3
+
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -156,6 +162,9 @@ class PreActBasicBlock(_Block):
     def last_norm(self) -> nn.Module:
         return self.bn2
 
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))
         out = self.conv1(pre)
@@ -185,6 +194,9 @@ class PreActBottleneck(_Block):
 
     def last_norm(self) -> nn.Module:
         return self.bn3
+
+    def last_conv(self) -> nn.Conv2d:
+        return self.conv3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.relu(self.bn1(x))

@@ -56,7 +56,8 @@ class ResNet(nn.Module):
         activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
         init: ``"he"`` (Kaiming normal, fan_out), ``"xavier"``, ``"normal"`` (std 0.01, pre-BN style)
             or ``"torch"`` (PyTorch's defaults).
-        zero_init_residual: start every residual branch at zero (last norm's gamma = 0).
+        zero_init_residual: start every residual branch at zero (last norm's gamma = 0; with
+            ``norm="none"``, its last conv); refused for a plain net, which has no residual branch.
         checkpointing: recompute blocks in backward instead of storing their activations: ``True``
             (or 1) stores each block's input only; an integer k stores the input of every run of k
             blocks (fewer, larger recomputations: less per-call overhead, about k blocks' worth of
@@ -120,9 +121,17 @@ class ResNet(nn.Module):
 
         initialize(self, init)
         if zero_init_residual:
-            for m in self.blocks():
-                if m.residual and hasattr(m.last_norm(), "weight") and m.last_norm().weight is not None:
-                    nn.init.zeros_(m.last_norm().weight)
+            self._zero_init_residual()
+
+    def _zero_init_residual(self) -> None:
+        """Every residual branch starts at zero, so each block starts as its shortcut: the last norm's
+        gamma is 0 (Goyal et al. 2017) or, with no norm, the branch's last conv (as Fixup does)."""
+        if self.config["shortcut"] == "none":
+            raise UserError("zero_init_residual starts each residual branch at zero, and a plain net (shortcut "
+                            "none) has none: its blocks would output zeros; drop zero_init_residual")
+        for block in self.blocks():
+            norm = block.last_norm()
+            nn.init.zeros_(norm.weight if getattr(norm, "weight", None) is not None else block.last_conv().weight)
 
     def _make_layer(self, block, planes: int, count: int, stride: int, shortcut: str) -> nn.Sequential:
         """One stage: the first block changes the shape (stride/width), the rest keep it."""

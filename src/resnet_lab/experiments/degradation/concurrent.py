@@ -4,8 +4,8 @@ continues where a killed one stopped.
 
 The workers load the data themselves, so what the in-process path is handed (a ``dataset``
 object) cannot be given here. A validation split is drawn with ``val_seed`` 0 by every worker,
-as in the in-process path. A shortcut option other than A goes to the ResNets' runs only (a
-plain net given one would be a ResNet), so those sweeps list their runs (``sweep_runs``).
+as in the in-process path. A shortcut option other than A and ``zero_init_residual`` go to the
+ResNets' runs only (a plain net has no residual branch), so those sweeps list their runs (``sweep_runs``).
 Each network's record is read back from its run's ``last.pt``: the metrics rows and the finer
 training curve (``step_history``) are kept in the checkpoint.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...models.registry import cifar_model_name
-from ...training.sweep import MODEL_OPTIONS, Grid, check_jobs, check_threads, run_whole_sweep
+from .defaults import KINDS
+from ...training.sweep import Grid, check_jobs, check_threads, run_whole_sweep
 from ...training.sweep.grid import RunSpec, expand
 
 #: run_degradation's settings that a worker gets otherwise (its device), or never needs.
@@ -41,19 +42,18 @@ def check_sweepable(jobs, threads, devices, dataset, out) -> None:
                         "instead of dataset=, or leave jobs unset")
 
 
-def sweep_runs(depths: list[int], seeds: list[int], kinds, recipe: str, common: dict,
-               shortcut: str = "A") -> tuple[Grid, list[RunSpec] | None]:
+def sweep_runs(depths: list[int], seeds: list[int], recipe: str, common: dict,
+               kind_options: dict) -> tuple[Grid, list[RunSpec] | None]:
     """Every network (by depth, plain before residual) x every seed, with the shared settings fixed:
-    the grid, and its runs listed when the ResNets' ``shortcut`` is not A (else ``None``)."""
+    the grid, and its runs listed when the kinds' model options (``kind_options``) differ (else ``None``)."""
     fixed = {k: v for k, v in common.items() if k not in _NOT_FIXED and v is not None}
-    fixed.update({k: v for k, v in (common.get("model_options") or {}).items() if k in MODEL_OPTIONS})
-    fixed.pop("shortcut", None)
     fixed["recipe"] = recipe
-    grid = Grid({"model": [cifar_model_name(k, d) for d in depths for k in kinds], "seed": list(seeds)}, fixed)
-    if shortcut == "A":
-        return grid, None
-    resnets = expand(Grid(grid.axes, {**fixed, "shortcut": shortcut}))
-    return grid, [p if p.settings["model"].startswith("plain") else r for p, r in zip(expand(grid), resnets)]
+    axes = {"model": [cifar_model_name(k, d) for d in depths for k in KINDS], "seed": list(seeds)}
+    if kind_options["plain"] == kind_options["resnet"]:
+        return Grid(axes, {**fixed, **kind_options["plain"]}), None
+    grid = Grid(axes, fixed)
+    plains, resnets = (expand(Grid(axes, {**fixed, **kind_options[kind]})) for kind in KINDS)
+    return grid, [p if p.settings["model"].startswith("plain") else r for p, r in zip(plains, resnets)]
 
 
 def train_as_sweep(grid: Grid, runs: list[RunSpec] | None, out: Path, keys: list[tuple], jobs, devices, threads, say,

@@ -3,3 +3,4 @@
 DEPTHS = (20, 56)  # CIFAR depths, 6n+2: the paper's Fig. 1 pair
 SEEDS = (0,)
 RECIPE = "default"
+KINDS = ("plain", "resnet")  # each depth's two networks, in the order they train and are listed

@@ -32,13 +32,13 @@ from ...models.registry import cifar_model_name
 from ...text import counted, percent
 from . import defaults
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
+from .defaults import KINDS
 from .findings import findings
 from .networks import network_entry, snapshot_epochs
 from .table import run_length_text
 
 #: Points per epoch of the finer training curve when ``log_every`` is not given.
 POINTS_PER_EPOCH = 4
-KINDS = ("plain", "resnet")
 
 
 # --------------------------------------------------------------------------- checks
@@ -97,6 +97,7 @@ class _Plan:
     depths: list[int]
     seeds: list[int]
     shortcut: str
+    kind_options: dict  # kind -> its model options
     configs: dict  # (kind, depth, seed) -> TrainConfig
     run_dirs: dict  # (kind, depth, seed) -> Path, when the runs are kept
 
@@ -106,13 +107,16 @@ class _Plan:
 
 
 def _kind_options(model_options: dict | None) -> tuple[str, dict]:
-    """The ResNets' shortcut option and each kind's model options: the plain nets never get
-    shortcuts; any other model option applies to every net alike."""
+    """The ResNets' shortcut option and each kind's model options: the plain nets get no shortcut and
+    no ``zero_init_residual`` (they have no residual branch); any other option applies to every net alike."""
     options = dict(model_options or {})
     shortcut = options.pop("shortcut", None) or "A"
     if shortcut == "none":
         raise UserError("shortcut 'none' would make the ResNets plain; choose A (the paper's, default), B or C")
-    return shortcut, {"plain": options, "resnet": {**options, "shortcut": shortcut} if shortcut != "A" else options}
+    resnet_only = {"shortcut": shortcut} if shortcut != "A" else {}
+    if options.pop("zero_init_residual", None):
+        resnet_only["zero_init_residual"] = True
+    return shortcut, {"plain": options, "resnet": {**options, **resnet_only}}
 
 
 def _run_dirs(configs: dict, out: str | Path | None) -> dict:
@@ -145,7 +149,7 @@ def _plan(depths, seeds, recipe: str, log_every, common: dict, train_overrides: 
     configs = {(k, d, s): resolve_config(recipe, model=cifar_model_name(k, d), seed=s,
                                          model_options=kind_options[k] or None, **common)
                for d in depths for k in KINDS for s in seeds}
-    return _Plan(depths, seeds, shortcut, configs, {})
+    return _Plan(depths, seeds, shortcut, kind_options, configs, {})
 
 
 def _run_length(dataset, first, log_every: int | None) -> dict:
@@ -318,7 +322,7 @@ def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "dig
         records = _train_networks(plan, dataset, say, verbose=log is not None)
     else:
         fixed = {"eval_every": 1, **common, **train_overrides, "log_every": length["log_every"]}
-        grid, runs = sweep_runs(plan.depths, plan.seeds, KINDS, recipe, fixed, plan.shortcut)
+        grid, runs = sweep_runs(plan.depths, plan.seeds, recipe, fixed, plan.kind_options)
         records = train_as_sweep(grid, runs, out, list(plan.configs), jobs, devices, threads, say, _record_of_run)
     networks = _entries(plan, params, snap, records)
     settings = _settings(plan, length, dataset, data, recipe, dev, snap)
