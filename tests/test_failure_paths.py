@@ -164,6 +164,17 @@ def test_empty_out_is_refused_before_training(tmp_path, monkeypatch, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_run_refused_during_its_setup_leaves_no_folder_behind(tmp_path, capsys):
+    """An unknown model or a bad model option once left an empty run folder; a folder that was there
+    already stays."""
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--model", "resnet9000x", "--steps", "1", "--quiet", "--out", str(out)]) == 2
+    assert not out.exists() and "unknown model" in capsys.readouterr().err
+    assert main(["train", "--model", "plain8", "--zero-init-residual", "--steps", "1", "--quiet",
+                 "--out", str(tmp_path)]) == 2
+    assert "drop zero_init_residual" in capsys.readouterr().err and tmp_path.is_dir()
+
+
 def test_out_that_cannot_be_created_is_refused_before_the_data_is_loaded(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -253,6 +264,33 @@ def test_resume_refuses_settings_that_would_change_the_run(small_reference, caps
     assert main(["train", "--resume", str(small_reference), "--milestones", "0.5", "0.75", "--quiet"]) == 0
     assert "already finished" in capsys.readouterr().out
     assert (small_reference / "last.pt").read_bytes() == before
+
+
+def test_train_from_python_resumes_with_the_runs_settings_and_refuses_a_config_that_changes_them(
+        tmp_path, interrupted_run):
+    """``train(config, resume=run)`` once took only the resumable fields of ``config``: a different
+    model or lr passed silently and the run went on with its old ones."""
+    from resnet_lab.errors import UserError
+    from resnet_lab.training import load_run_config, resolve_config, train
+
+    out = interrupted_run(tmp_path / "run")
+    before = (out / "last.pt").read_bytes()
+    other_model = resolve_config("default", model="resnet14", data="digits", image_size=16, batch_size=512,
+                                 epochs=2, lr=0.05, progress=False, tensorboard=False)
+    with pytest.raises(UserError, match=r"changes model 'resnet14' \(the run has 'resnet8'\), lr 0.05"):
+        train(other_model, resume=out, log=None)
+    elsewhere = load_run_config(out)
+    elsewhere.out = str(tmp_path / "elsewhere")
+    with pytest.raises(UserError, match="leave out as None"):
+        train(elsewhere, resume=out, log=None)
+    assert (out / "last.pt").read_bytes() == before and not (tmp_path / "elsewhere").exists()
+
+    on_cpu = load_run_config(out)  # the run's settings; the resumable ones may change
+    on_cpu.device, on_cpu.progress = "cpu", False
+    assert train(on_cpu, resume=out, log=None).steps == 4
+    assert train(None, resume=interrupted_run(tmp_path / "again"), log=None).steps == 4  # None: the run's own
+    with pytest.raises(UserError, match="or resume=RUN_DIR"):
+        train(None, log=None)
 
 
 # ----------------------------------------------------------------------------- fp16

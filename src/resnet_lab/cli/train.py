@@ -244,15 +244,15 @@ def _resume_config(args):
     """A resumed run keeps its own settings: only those in ``RESUMABLE`` may be given another value."""
     from ..errors import UserError
     from ..training.config import RESUMABLE
-    from ..training.run_files import saved_run
+    from ..training.run_files import load_run_config
 
     given = [k for k in (*config_flags(args), "model", "milestones", "recipe", "out", *model_options(args))
              if getattr(args, k, None) is not None]
     if "out" in given:
         raise UserError("--resume DIR names the run to continue; drop --out (a resumed run stays in its folder)")
     fixed = [k for k in given if k not in RESUMABLE]
+    saved = load_run_config(args.resume)
     if fixed:
-        saved = saved_run(args.resume)[0]
         own = {**saved.to_dict(), **saved.model_options}
         # Compared as JSON reads them back: a flag's list equals the saved tuple (milestones).
         changed = [k for k in fixed if _as_json(getattr(args, k)) != _as_json(own.get(k))]
@@ -264,11 +264,11 @@ def _resume_config(args):
             raise UserError(f"{', '.join(map(_flag, changed))} cannot change when resuming: a resumed run keeps "
                             f"its own settings (only {allowed} and --quiet may be given another value); to change "
                             "them, start a new run in another folder")
-    config = TrainConfig(progress=not args.quiet)
+    defaults = TrainConfig(progress=not args.quiet)  # a setting not given again takes its default, not the run's
     for k in RESUMABLE:
-        if getattr(args, k, None) is not None:
-            setattr(config, k, getattr(args, k))
-    return config
+        given_value = getattr(args, k, None)
+        setattr(saved, k, getattr(defaults, k) if given_value is None else given_value)
+    return saved
 
 
 def _as_json(value):

@@ -7,7 +7,8 @@ from ..lazy import lazy_exports
 
 _MODULES = {
     ".checkpoint": ["export_safetensors", "load_checkpoint", "save_checkpoint"],
-    ".config": ["RECIPES", "TrainConfig", "resolve_config"],
+    ".config": ["RECIPES", "RESUMABLE", "TrainConfig", "resolve_config"],
+    ".run_files": ["load_run_config"],
     ".schedules": ["lr_factor"],
     ".trainer": ["TrainResult", "TrainingInterrupted", "evaluate", "train"],
 }

@@ -221,7 +221,8 @@ def _plain_value(name: str, value, kind: str):
     raise UserError(f"{name} must be {what}, got {shown}{hint}")
 
 
-def _plain_values(c: TrainConfig) -> None:
+def plain_values(c: TrainConfig) -> None:
+    """Values of the right kind made the plain ones config.json holds (a Path, numpy numbers, a torch.device)."""
     for f in dataclasses.fields(c):
         value = getattr(c, f.name)
         if value is not None:
@@ -231,7 +232,7 @@ def _plain_values(c: TrainConfig) -> None:
 def validate(c: TrainConfig) -> None:
     """Reject impossible values with one line that says how to fix them (values of the right kind, such
     as a ``Path`` for ``out`` or a numpy integer for ``epochs``, are made the plain values config.json holds)."""
-    _plain_values(c)
+    plain_values(c)
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
             raise UserError(f"{name}={getattr(c, name)!r} is not valid; choose one of: {', '.join(allowed)}")

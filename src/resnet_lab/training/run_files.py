@@ -12,6 +12,8 @@ resume every record exists once.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -23,7 +25,7 @@ from ..errors import UserError, why_not_writable
 from ..files import atomic_write_text, try_lock, write_json
 from ..runtime import hardware_info, is_main_process
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
-from .config import RESUMABLE, TrainConfig
+from .config import RESUMABLE, TrainConfig, plain_values
 
 # Scalars of a metrics row that go to TensorBoard, by chart group.
 _TB_GROUPS = {"train_loss": "loss", "test_loss": "loss", "train_acc": "accuracy", "test_acc": "accuracy",
@@ -41,6 +43,8 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
     if not resuming:
         _check_nothing_to_lose(run_dir)
     try:
+        if not run_dir.exists() and is_main_process():
+            _MADE.add(run_dir.resolve())
         run_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=run_dir).close()
         _hold_run_lock(run_dir)
@@ -71,6 +75,7 @@ def _check_nothing_to_lose(run_dir: Path) -> None:
 
 
 _HELD_LOCKS: dict[Path, int] = {}  # run directory -> the lock this process holds on it
+_MADE: set[Path] = set()  # run directories this process made (removed again if the run wrote nothing there)
 
 
 def _hold_run_lock(run_dir: Path) -> None:
@@ -87,9 +92,18 @@ def _hold_run_lock(run_dir: Path) -> None:
 
 
 def release_run_dir(run_dir: Path | None) -> None:
-    fd = _HELD_LOCKS.pop(run_dir.resolve(), None) if run_dir is not None else None
+    """Unlock the folder; one that this process made and a refused run (a bad model option, say) left
+    empty is removed, so the same command can be run again as it was."""
+    if run_dir is None:
+        return
+    key = run_dir.resolve()
+    fd = _HELD_LOCKS.pop(key, None)
     if fd is not None:
         os.close(fd)
+    if key in _MADE:
+        _MADE.discard(key)
+        with contextlib.suppress(OSError):  # not empty: the run's files stay
+            run_dir.rmdir()
 
 
 def run_dir_of(resume: str | Path) -> Path:
@@ -116,9 +130,29 @@ def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict
     return TrainConfig.from_dict(checkpoint["config"]), checkpoint
 
 
-def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainConfig, dict | None]:
-    """The run's own settings (only those in ``RESUMABLE`` come from ``config``) and its checkpoint."""
+def load_run_config(run: str | Path) -> TrainConfig:
+    """The settings of the run in ``run`` (a run directory or one of its checkpoints): from Python, change
+    only those in ``RESUMABLE`` (``device``, ...) and pass it to ``train(config, resume=run)``."""
+    path = Path(run)
+    config = None
+    if path.is_dir() and (path / "config.json").is_file():  # no need to read the weights
+        try:
+            config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+        except (ValueError, TypeError):
+            pass  # damaged: the checkpoint holds the same settings
+    config = config or saved_run(run)[0]
+    config.out = str(run_dir_of(path))  # where the run is now (its folder may have moved)
+    return config
+
+
+def resumed_config(resume: str | Path, config: TrainConfig | None, log) -> tuple[TrainConfig, dict | None]:
+    """The run's own settings and its checkpoint. Those in ``RESUMABLE`` come from ``config`` (``None``:
+    their defaults, as ``train --resume`` takes them); any other setting ``config`` changes is refused."""
     saved, checkpoint = saved_run(resume, log)
+    if config is None:
+        config = TrainConfig()
+    else:
+        _check_unchanged(resume, saved, config)
     path = Path(resume)
     if checkpoint is None:
         log(f"note: {resume} stopped before its first checkpoint; starting it again from step 0")
@@ -129,6 +163,28 @@ def resumed_config(resume: str | Path, config: TrainConfig, log) -> tuple[TrainC
         setattr(saved, name, getattr(config, name))
     saved.out = str(run_dir_of(path))
     return saved, checkpoint
+
+
+def _check_unchanged(resume: str | Path, saved: TrainConfig, given: TrainConfig) -> None:
+    """A resumed run keeps its settings: a config that changes one (a different model, lr, ...) is
+    refused rather than ignored."""
+    if given.out is not None and Path(given.out).resolve() != run_dir_of(resume).resolve():
+        raise UserError(f"resume={str(resume)!r} continues the run in {run_dir_of(resume)}, but config.out is "
+                        f"{str(given.out)!r}; leave out as None (a resumed run stays in its folder)")
+    given = dataclasses.replace(given)
+    plain_values(given)
+    own, new = _as_read_back(saved.to_dict()), _as_read_back(given.to_dict())
+    changed = [k for k in own if k not in (*RESUMABLE, "out") and own[k] != new[k]]
+    if changed:
+        differences = ", ".join(f"{k} {new[k]!r} (the run has {own[k]!r})" for k in changed[:3])
+        raise UserError(f"a resumed run keeps its own settings, but the config given changes {differences}"
+                        f"{', ...' if len(changed) > 3 else ''}; pass config=None, or load_run_config("
+                        f"{str(resume)!r}) with only {', '.join(RESUMABLE)} changed, or train a new run elsewhere")
+
+
+def _as_read_back(values: dict) -> dict:
+    """As config.json holds them: tuples are lists."""
+    return json.loads(json.dumps(values))
 
 
 def _check_same_run(checkpoint_path: Path, path: Path, saved: dict, log) -> None:

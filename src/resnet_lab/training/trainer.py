@@ -102,10 +102,11 @@ class _SignalStops(StopSignals):
         raise KeyboardInterrupt
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[str], None] | None = print,
+def train(config: TrainConfig | None, resume: str | Path | None = None, log: Callable[[str], None] | None = print,
           dataset=None) -> TrainResult:
     """Train ``config.model`` on ``config.data``; with ``resume`` (a run directory or checkpoint)
-    continue that run exactly where it stopped, using the run's own config.
+    continue that run exactly where it stopped, with the run's own settings: ``config`` None, or one that
+    changes only those in ``RESUMABLE`` (``load_run_config(resume)`` gives the run's).
 
     ``dataset`` lets a caller that trains several models on the same data load it once.
     ``log``: progress lines (``None``: silent, as for the experiments).
@@ -114,10 +115,13 @@ def train(config: TrainConfig, resume: str | Path | None = None, log: Callable[[
     """
     started = time.perf_counter()
     log = log or (lambda *_: None)
-    if not isinstance(config, TrainConfig):
+    if config is None and resume is None:
+        raise UserError("train needs a TrainConfig (resolve_config(recipe, model=..., data=...)), or resume=RUN_DIR "
+                        "to continue a run")
+    if config is not None and not isinstance(config, TrainConfig):
         raise UserError(f"train takes a TrainConfig, got {type(config).__name__}: build one with "
                         "resolve_config(recipe, model=..., data=..., ...)")
-    elastic_restart = restart_count() > 0 and config.out is not None
+    elastic_restart = restart_count() > 0 and config is not None and config.out is not None
     if resume is None and elastic_restart and (Path(config.out) / "last.pt").exists():
         resume = config.out
     checkpoint = None
