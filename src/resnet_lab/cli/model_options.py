@@ -17,7 +17,8 @@ def add_model_options(parser: argparse.ArgumentParser, model_flag: bool = True) 
     group.add_argument("--activation", choices=ACTIVATIONS, help="activation (default relu)")
     group.add_argument("--init", choices=INITS, help="weight initialisation (default he)")
     group.add_argument("--zero-init-residual", action="store_true", default=None,
-                       help="start each residual branch at zero (last norm gamma = 0)")
+                       help="start each residual branch at zero (its last norm's gamma; with --norm none, "
+                            "its last conv); residual nets only")
     group.add_argument("--checkpointing", nargs="?", type=int_between(1, 10_000), const=1, default=None, metavar="K",
                        help="activation checkpointing: store only the input of every K blocks (default 1) and "
                             "recompute the rest in backward (less memory, more compute)")

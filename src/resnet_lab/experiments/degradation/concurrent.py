@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...models.registry import cifar_model_name
-from .defaults import KINDS
 from ...training.sweep import Grid, check_jobs, check_threads, run_whole_sweep
 from ...training.sweep.grid import RunSpec, expand
+from .defaults import KINDS
 
 #: run_degradation's settings that a worker gets otherwise (its device), or never needs.
 _NOT_FIXED = ("device", "progress", "model_options")
