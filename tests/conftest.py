@@ -27,17 +27,19 @@ def shared_data_dir() -> Path:
 def interrupted_run(monkeypatch):
     """``interrupted_run(out, **settings)``: resnet8 on digits (16 px, batch 512: 2 steps an epoch,
     2 epochs) stopped by SIGTERM at the start of its second epoch, as a pre-empted job is: its
-    checkpoint at step 3 (``best.pt`` at step 2); returns ``out``."""
+    checkpoint at step 3 (``best.pt`` at step 2); returns ``out``. ``stop_at=1``: during the last
+    step of the first epoch, so the checkpoint is at step 2, that epoch's steps all taken but not
+    yet evaluated."""
     import signal
 
     from resnet_lab.training import TrainingInterrupted, resolve_config, train
     from resnet_lab.training.eager_step import EagerStep
 
-    def run(out: Path, **settings) -> Path:
+    def run(out: Path, stop_at: int = 2, **settings) -> Path:
         original = EagerStep.__call__
 
         def interrupt(self, x, y, step):
-            if step == 2:
+            if step == stop_at:
                 os.kill(os.getpid(), signal.SIGTERM)
             return original(self, x, y, step)
 

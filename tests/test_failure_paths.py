@@ -407,6 +407,21 @@ def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_pat
 
 
 
+def test_a_run_stopped_at_the_last_step_of_an_epoch_resumes_to_the_end(tmp_path, interrupted_run, capsys):
+    """Stopped during an epoch's last step, the checkpoint holds every step of that epoch and no
+    metrics row: the resume had no step left to take in it, and its row's learning rate was None,
+    a TypeError on every resume (in a sweep: a run failed for good after one SIGKILL or Ctrl-C)."""
+    run = interrupted_run(tmp_path / "run", stop_at=1)
+    assert load_checkpoint(run / "last.pt")["step"] == 2 and not (run / "metrics.jsonl").exists()
+    assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
+    reference = tmp_path / "reference"
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+                 "--epochs", "2", "--quiet", "--no-tensorboard", "--report", "none", "--out", str(reference)]) == 0
+    rows, expected = ([json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+                      for d in (run, reference))
+    assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [(r["epoch"], r["step"], r["lr"]) for r in expected]
+
+
 def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, interrupted_run, capsys):
     run = interrupted_run(tmp_path / "run")  # best.pt at step 2, last.pt at step 3
     assert main(["train", "--resume", str(run / "best.pt"), "--quiet", "--report", "none"]) == 0

@@ -254,8 +254,10 @@ class _Run:
         p.train_loader.set_epoch(s.epoch)
         s.sums = torch.tensor(s.epoch_sums or [0.0, 0.0, 0.0], device=self.device, dtype=torch.float64)
         s.epoch_sums = None
-        # A resumed epoch's images per second counts only the new images.
-        epoch = {"start": time.perf_counter(), "sums_at_start": s.sums.clone(), "lr": None}
+        # A resumed epoch's images per second counts only the new images. Its lr: that of its last step,
+        # which the restored optimizer holds when a run stopped in that step resumes with none left to take.
+        epoch = {"start": time.perf_counter(), "sums_at_start": s.sums.clone(),
+                 "lr": float(p.optimizer.param_groups[0]["lr"])}
         self._interval_start = s.sums.clone()
         bar = _progress(c, s.epoch, p.num_epochs, p.steps_per_epoch, s.batch_in_epoch)
         try:
