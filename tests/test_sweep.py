@@ -391,6 +391,21 @@ def test_a_damaged_or_lost_manifest_and_run_spec_are_rebuilt_from_the_grid_and_t
     assert capsys.readouterr().out.count("done") == 2
 
 
+def test_a_run_folder_without_its_spec_is_compared_by_its_config_not_adopted(tmp_path, capsys):
+    """A run folder trained with other settings and holding no sweep_run.json (a `train --out` run, or a
+    run whose spec was lost) was taken for the grid's run: its last.pt at its own last step made it
+    done, and the sweep exited 0 with runs of 2 steps for a grid of 3."""
+    out = tmp_path / "s"
+    argv = ["--model", "resnet8", "--image-size", "8", "--report", "none", "--quiet"]
+    assert main(["train", *argv, "--steps", "2", "--out", str(out / "resnet8")]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "resnet8").iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(out), "--model", "resnet8", "--image-size", "8", "--steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'resnet8'} was started with steps=2, this grid gives it steps=3" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in (out / "resnet8").iterdir() if p.is_file()} == before
+
+
 # ----------------------------------------------------------------------------- helpers
 
 def wait_for(condition, proc: subprocess.Popen | None = None, timeout: float = 240) -> None:

@@ -85,7 +85,9 @@ def enclosing_sweep(out: Path, grid: Grid, runs: list[RunSpec], log) -> tuple[Gr
 def check_compatible(out: Path, runs: list[RunSpec]) -> None:
     """Refuse a grid that would change or drop runs already in ``out`` (see the module's rule)."""
     by_name = {r.name: r for r in runs}
-    existing = sorted(p.parent.name for p in out.glob(f"*/{SPEC_FILE}"))
+    # A run's folder without its spec (lost, or a `train --out` run) is compared by its config.json, never adopted.
+    existing = sorted({p.parent.name for p in out.glob(f"*/{SPEC_FILE}")} |
+                      {name for name in by_name if (out / name / "config.json").exists()})
     strangers = [name for name in existing if name not in by_name]
     if strangers:
         raise UserError(f"{out} holds runs that are not in this grid ({', '.join(strangers[:3])}"
