@@ -253,6 +253,23 @@ def test_cli_runs_end_to_end(capsys, tmp_path):
     assert (out / "results.json").read_bytes() == before
 
 
+def test_jobs_never_replace_the_results_of_an_experiment_trained_in_one_process(capsys, tmp_path):
+    """--jobs continues its own sweep in DIR/runs; given the folder of an experiment trained in one process
+    (no sweep there), it trained the networks again with its own settings and replaced results.json,
+    exit 0: the earlier results, of other settings, were lost."""
+    out = tmp_path / "deg"
+    argv = ["degradation", "--depths", "8", "--seeds", "0", "--image-size", "8", "--device", "cpu", "--quiet",
+            "--out", str(out)]
+    assert main([*argv, "--steps", "2"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main([*argv, "--steps", "3", "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert ("already holds the results of an earlier degradation experiment (results.json) in one process" in err
+            and err.count("\n") == 1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["degradation", "--help"])

@@ -607,6 +607,18 @@ def test_survey_as_a_sweep_equals_in_process_resumes_and_reports_a_failed_cell(t
         run_survey(**SWEPT, jobs=2)
 
 
+def test_jobs_never_replace_the_results_of_a_survey_measured_in_one_process(tmp_path, capsys):
+    """--jobs continues its own sweep in DIR/cells; the survey.json of a survey measured in one process (no
+    sweep there) was replaced by the cells measured with --jobs' own settings, exit 0."""
+    (tmp_path / "survey.json").write_text('{"settings": {"steps": 2}}')  # what a survey without --jobs leaves
+    argv = ["survey", "--depths", "8", "--steps", "3", "--seeds", "1", "--jobs", "2", "--quiet", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds the results of an earlier survey (survey.json) in one process" in err and \
+        err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["survey.json"]
+
+
 def test_survey_cli_with_jobs_stops_on_sigterm_keeping_the_measured_cells(tmp_path):
     out = tmp_path / "s"
     cli = [sys.executable, "-m", "resnet_lab", "survey", "--depths", "8", "--steps", "2", "--seeds", "1",

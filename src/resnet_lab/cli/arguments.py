@@ -20,11 +20,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="cache folder for downloaded data sets")
 
 
-def prepare_output_folder(out: Path, results: str | None = None, what: str = "", continuing: bool = False) -> None:
+def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
+                          continuing: Path | None = None) -> None:
     """Before any work: ``out`` is a folder this process can write (tried now, then left as it was),
     holding no earlier ``results`` file (an experiment run in one process never replaces an earlier
-    one's results; with ``continuing``, ``--jobs``, the same command continues its sweep instead, and a
-    changed one is refused there), nor, given ``results``, another command's ``report.html``."""
+    one's results; with ``continuing``, ``--jobs``' sweep folder, the same command continues that
+    sweep instead, and a changed one is refused there: only results made from a sweep there), nor,
+    given ``results``, another command's ``report.html``."""
     import tempfile
 
     from ..errors import UserError, writing
@@ -32,8 +34,9 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
     ours = bool(results) and (out / results).exists()
-    if ours and not continuing:
-        raise UserError(f"{out} already holds the results of an earlier {what} ({results}); give another "
+    if ours and not (continuing is not None and (continuing / "sweep.json").exists()):
+        how = " in one process (without --jobs: it has no sweep to continue)" if continuing is not None else ""
+        raise UserError(f"{out} already holds the results of an earlier {what} ({results}){how}; give another "
                         f"--out, or delete {out} to run it again")
     if results and not ours and (out / "report.html").exists():  # written after the results: another command's
         raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "

@@ -24,7 +24,8 @@ writes DIR/results.json (one entry per network: per-epoch training and test erro
 parameters, finer training curve, gradient-flow snapshots), DIR/degradation.png/.svg (plain left,
 ResNet right; bold solid = training error, thin dashed = test error), DIR/gradient_flow.png/.svg
 and DIR/report.html. The findings say whether degradation showed up, from the measured numbers.
-A DIR that holds an earlier result is refused, never overwritten (with --jobs: continued).
+A DIR that holds an earlier result is refused, never overwritten (with --jobs: continued, when
+that result came from --jobs: its sweep in DIR/runs/).
 """
 
 # train's options this command takes, with train's flags and help: the same for every network.
@@ -100,7 +101,8 @@ def run(args) -> int:
             err(msg)
 
     # With --jobs the same command continues its sweep (a changed one is refused there).
-    prepare_output_folder(args.out, "results.json", "degradation experiment", continuing=args.jobs is not None)
+    prepare_output_folder(args.out, "results.json", "degradation experiment",
+                          continuing=args.out / "runs" if args.jobs is not None else None)
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,

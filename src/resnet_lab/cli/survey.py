@@ -94,7 +94,8 @@ def run(args) -> int:
 
     log = None if args.quiet else (lambda msg: print(f"survey: {msg}", file=sys.stderr, flush=True))
     jobs = jobs_value(args.jobs)
-    prepare_output_folder(args.out, "survey.json", "survey", continuing=jobs is not None)
+    prepare_output_folder(args.out, "survey.json", "survey",
+                          continuing=args.out / "cells" if jobs is not None else None)
     try:
         result = run_survey(
             args.depths, data=args.data, data_dir=args.data_dir, steps=args.steps, seeds=args.seeds,
