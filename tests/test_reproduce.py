@@ -78,6 +78,32 @@ def test_table6_cli_results_table_and_resume(tmp_path, small_cifar, capsys):
     assert again["depths"][0]["ours"]["per_seed"] == ours["per_seed"]
 
 
+@pytest.mark.parametrize("which, folder, message", [
+    ("table6", {"results.json": '{"experiment": "degradation"}', "report.html": "x"},
+     "holds the results of a degradation experiment (results.json), which this Table 6 reproduction would replace"),
+    ("fig6", {"results.json": '{"experiment": "table6"}', "report.html": "x", "runs/sweep.json": "{}"},
+     "holds the results of a table6 experiment (results.json), which this degradation experiment would replace"),
+    ("fig6", {"results.json": '{"experiment": "degradation"}', "report.html": "x"},
+     "already holds the results of an earlier degradation experiment (results.json) in one process"),
+    ("all", {"fig6/results.json": '{"experiment": "degradation"}'}, "already holds the results of an earlier"),
+    ("table6", {"report.html": "x", "last.pt": "x"}, "holds a report.html that is not an earlier"),
+])
+def test_the_results_of_another_command_are_refused_before_any_work(tmp_path, small_cifar, capsys, which, folder,
+                                                                    message):
+    """reproduce wrote its results.json and report.html over whatever --out held: a degradation experiment's
+    (lost for good when trained in one process), the other reproduction's, a training run's report."""
+    out = tmp_path / "o"
+    for name, text in folder.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    plain = ["--plain-depths", "8"] if which == "all" else []
+    assert main(["reproduce", which, "--out", str(out), "--depths", "8", *plain, "--seeds", "0", "--steps", "2",
+                 "--data", small_cifar]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(folder)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--depths", "21"], "6n+2"), (["--data", "digits"], "cifar10 or npz:PATH"), (["--steps", "0"], "--steps"),
     (["--data", "npz:/nonexistent.npz"], "no such file"), (["--jobs", "two"], "--jobs")])

@@ -21,12 +21,14 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
-                          continuing: Path | None = None) -> None:
+                          continuing: Path | None = None, experiment: str | None = None) -> None:
     """Before any work: ``out`` is a folder this process can write (tried now, then left as it was),
     holding no earlier ``results`` file (an experiment run in one process never replaces an earlier
     one's results; with ``continuing``, ``--jobs``' sweep folder, the same command continues that
-    sweep instead, and a changed one is refused there: only results made from a sweep there), nor,
-    given ``results``, another command's ``report.html``."""
+    sweep instead, and a changed one is refused there: only results made from a sweep there, and, given
+    ``experiment``, results whose ``experiment`` is that one), nor, given ``results``, another command's
+    ``report.html``."""
+    import json
     import tempfile
 
     from ..errors import UserError, writing
@@ -34,6 +36,14 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
     ours = bool(results) and (out / results).exists()
+    if ours and experiment:
+        try:
+            theirs = json.loads((out / results).read_text()).get("experiment")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            theirs = None  # damaged: nothing worth keeping, written again from the sweep's runs
+        if isinstance(theirs, str) and theirs != experiment:
+            raise UserError(f"{out} holds the results of a {theirs} experiment ({results}), which this {what} "
+                            "would replace; give another --out")
     if ours and not (continuing is not None and (continuing / "sweep.json").exists()):
         how = " in one process (without --jobs: it has no sweep to continue)" if continuing is not None else ""
         raise UserError(f"{out} already holds the results of an earlier {what} ({results}){how}; give another "

@@ -102,7 +102,7 @@ def run(args) -> int:
 
     # With --jobs the same command continues its sweep (a changed one is refused there).
     prepare_output_folder(args.out, "results.json", "degradation experiment",
-                          continuing=args.out / "runs" if args.jobs is not None else None)
+                          continuing=args.out / "runs" if args.jobs is not None else None, experiment="degradation")
     try:
         result = run_degradation(args.depths, data=args.data or "digits", seeds=args.seeds, recipe=args.recipe,
                                  epochs=args.epochs, device=args.device, log_every=args.log_every,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..experiments.reproduce.paper import FIG6_DEPTHS, SEEDS, TABLE6_DEPTHS
-from .arguments import jobs_value, output_path
+from .arguments import jobs_value, output_path, prepare_output_folder
 
 EXAMPLES = """examples:
   resnet-lab reproduce all --out runs/paper --devices cuda --jobs 4         # both, the ResNets trained once
@@ -72,6 +72,10 @@ def run(args) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")
+    for which in ("fig6", "table6") if args.which == "all" else (args.which,):  # never another command's results
+        what, experiment = _EXPERIMENTS[which]
+        prepare_output_folder(args.out / which if args.which == "all" else args.out, "results.json", what,
+                              continuing=args.out / "runs", experiment=experiment)
     options = dict(data=args.data, steps=args.steps, jobs=jobs_value(args.jobs), devices=args.devices,
                    threads=args.threads, cuda_graph=args.cuda_graph,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -89,6 +93,10 @@ def run(args) -> int:
         paths = _write_outputs(reproduce, which, result, folder)
         print(f"report: {paths['report']}\nresults: {paths['results']}\n")
     return 0
+
+
+#: What each reproduction writes: its name in a refusal, and the ``experiment`` of its results.json.
+_EXPERIMENTS = {"table6": ("Table 6 reproduction", "table6"), "fig6": ("degradation experiment", "degradation")}
 
 
 def _write_outputs(reproduce, which: str, result: dict, folder: Path) -> dict:
