@@ -603,6 +603,12 @@ def test_survey_as_a_sweep_equals_in_process_resumes_and_reports_a_failed_cell(t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "was started with steps=4, this grid gives it steps=5" in err
     assert {name: results[name].stat().st_mtime_ns for name in kept} == kept
+
+    # A result that is JSON but not a cell's measurements (hand-edited, a damaged disk): one line naming it,
+    # not a KeyError traceback.
+    results[redo].write_text('{"summary": "edited"}')
+    with pytest.raises(UserError, match=re.escape(f"{results[redo]} holds no measurements (damaged)")):
+        run_survey(**SWEPT, jobs=2, out=tmp_path, log=None)
     with pytest.raises(UserError, match="give an output folder"):
         run_survey(**SWEPT, jobs=2)
 

@@ -66,8 +66,17 @@ def measure_as_sweep(plan: list[dict], settings: SurveySettings, say):
     grid = Grid({"cell": [c["name"] for c in plan], "seed": list(seeds)}, dict(shared))
     result = run_whole_sweep(grid, cells_dir, runs=runs, jobs=settings.jobs, devices=settings.devices,
                              threads=settings.threads, log=say)
-    measured = {r.name: json.loads((cells_dir / r.name / RESULT_FILE).read_text())["measurements"] for r in runs}
+    measured = {r.name: _measurements(cells_dir / r.name / RESULT_FILE) for r in runs}
     return [[measured[f"{cell['name']}-seed{seed}"] for seed in seeds] for cell in plan], result
+
+
+def _measurements(path: Path) -> dict:
+    """A finished cell's measurements; a result file that holds none (hand-edited, a damaged disk) is one line."""
+    measurements = json.loads(path.read_text()).get("measurements")  # a JSON object: its run is done (run_state)
+    if not isinstance(measurements, dict):
+        raise UserError(f"{path} holds no measurements (damaged); delete it and run the same command again to "
+                        "measure that cell again")
+    return measurements
 
 
 def measure_cell_run(config: dict, device: str) -> dict:
