@@ -340,6 +340,7 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     (["--seed", "1", "1"], "repeats a value"),
     # Checked before any worker starts (each once failed on its own, leaving a run folder, exit 1):
     (["--model", "resnet8", "resnt14"], "unknown model 'resnt14'"),
+    (["--model", "resnet8", "plain8", "--zero-init-residual"], "a plain net (shortcut none) has none"),
     (["--data", "digitz"], "unknown data set 'digitz'"),
     (["--data", "npz:/no/such.npz"], "/no/such.npz does not exist"),
     (["--status-every", "-1"], "--status-every is seconds between status lines"),
@@ -351,6 +352,16 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, t
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_sweep_into_a_training_runs_folder_is_refused(tmp_path, capsys):
+    """It nested sweep.json and run folders inside the run (found by a failure-path walk)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main(["sweep", "--model", "resnet8", "--steps", "2", "--out", str(run)]) == 2
+    assert "is a training run's folder; give the sweep a folder of its own" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
 
 
 @pytest.mark.parametrize("args, fragment", [

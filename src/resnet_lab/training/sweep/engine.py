@@ -7,6 +7,7 @@ directories (``run_state.py``); ``sweep.json`` is rewritten from them after ever
 
 from __future__ import annotations
 
+import json
 import numbers
 import platform
 import tempfile
@@ -146,14 +147,17 @@ def _take_stock(grid: Grid, runs: list[RunSpec] | None, out: Path, shard: tuple[
 
 
 def _check_runs_can_start(runs: list[RunSpec]) -> None:
-    """Each model name and data set of the training runs, before anything is written: a typo is one
-    line now rather than a failed run per worker, and CIFAR is downloaded once, here."""
+    """Each model (name and options) and data set of the training runs, before anything is written: a
+    typo is one line now rather than a failed run per worker, and CIFAR is downloaded once, here."""
+    import torch
+
     from ...data import prepare_data
-    from ...models import get_spec
+    from ...models import create_model
 
     configs = [r.config for r in runs if r.task == TRAIN]
-    for model in sorted({c.model for c in configs}):
-        get_spec(model)
+    for model, options in sorted({(c.model, json.dumps(c.model_options, sort_keys=True)) for c in configs}):
+        with torch.device("meta"):  # built without memory or initialisation cost
+            create_model(model, **json.loads(options))
     for data, data_dir in sorted({(c.data, c.data_dir or "") for c in configs}):
         prepare_data(data, data_dir or None)
 
@@ -230,6 +234,9 @@ def check_devices(devices) -> list[str]:
 def _prepare_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a directory")
+    if (out / "config.json").exists():  # a sweep's runs are folders inside its --out, never inside a run
+        raise UserError(f"--out {out} is a training run's folder; give the sweep a folder of its own "
+                        f"(e.g. {out.parent / 'sweep'})")
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()  # an existing folder may still refuse writes
