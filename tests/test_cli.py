@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_lab.cli.main import COMMANDS, main
+from resnet_lab.cli.main import COMMANDS, build_parser, main
 from resnet_lab.errors import UserError
 
 
@@ -49,11 +50,54 @@ def test_help_and_a_refused_flag_never_import_torch():
     assert "unrecognized arguments: --no-such-flag" in done.stderr
 
 
-def test_the_cli_offers_the_optimizers_the_gradient_check_takes():
-    from resnet_lab.diagnostics.check import OPTIMIZERS
-    from resnet_lab.training.config import CHOICES
+def _offered(command: str, flag: str) -> tuple:
+    """The values ``resnet-lab COMMAND FLAG`` offers, as its argparse parser holds them."""
+    commands = next(a for a in build_parser([command])._actions if isinstance(a, argparse._SubParsersAction))
+    return next(a for a in commands.choices[command]._actions if flag in a.option_strings).choices
 
-    assert CHOICES["optimizer"] == OPTIMIZERS  # 'gradients --optimizer' offers the trainer's
+
+def test_the_cli_offers_the_optimizers_and_nonfinite_policies_the_library_takes():
+    """Each command's choices are the library's: every value offered is accepted, and the library takes
+    no value that is not offered (a value added to one side only fails here)."""
+    from resnet_lab.diagnostics import POLICIES, GradientMonitor, run_gradient_check
+    from resnet_lab.diagnostics.choices import OPTIMIZERS
+    from resnet_lab.training import resolve_config
+
+    batch = (torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
+    for command in ("train", "gradients"):
+        assert set(_offered(command, "--optimizer")) == set(OPTIMIZERS), command
+    for name in _offered("gradients", "--optimizer"):
+        assert resolve_config(optimizer=name).optimizer == name
+        assert run_gradient_check(torch.nn.Linear(3, 2), [batch], steps=1, optimizer=name)["steps_run"] == 1
+    with pytest.raises(UserError, match="optimizer='lion' is not valid"):
+        resolve_config(optimizer="lion")
+    with pytest.raises(UserError, match="optimizer='lion' is not valid"):
+        run_gradient_check(torch.nn.Linear(3, 2), [batch], steps=1, optimizer="lion")
+
+    assert set(_offered("train", "--on-nonfinite")) == set(POLICIES)
+    for policy in _offered("train", "--on-nonfinite"):
+        assert resolve_config(on_nonfinite=policy).on_nonfinite == policy
+        GradientMonitor(torch.nn.Linear(3, 2), nonfinite=policy).close()
+    with pytest.raises(UserError, match="on_nonfinite='ignore' is not valid"):
+        resolve_config(on_nonfinite="ignore")
+
+
+@pytest.mark.parametrize("command,in_memory", [("train", False), ("degradation", False), ("gradients", True),
+                                               ("demo", True), ("survey", True)])
+def test_data_help_lists_the_data_sets_the_library_names_when_it_refuses_one(command, in_memory, capsys):
+    """``--data``'s help is the library's list of specs (the one ``load_data`` names for a misspelt spec,
+    without the notes on what a file or folder holds), not a copy typed again in each command."""
+    from resnet_lab.data import prepare_data
+
+    with pytest.raises(UserError, match="use one of: ") as refused:
+        prepare_data("no-such-data", in_memory=in_memory)
+    specs = re.sub(r" \([^)]*\)", "", str(refused.value).split("use one of: ", 1)[1])
+    assert "digits, cifar10" in specs and ("folder:PATH" in specs) != in_memory, specs
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help over lines
+    data_help = re.search(r"--data DATA (.*?) --", help_text).group(1)
+    assert data_help.startswith(specs + " (default digits"), data_help
 
 
 def test_gradients_text_says_which_figures_are_means_and_which_step_the_verdict_judged(capsys):

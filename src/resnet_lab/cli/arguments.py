@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.choices import DATA_SETS, IN_MEMORY_DATA_SETS
+
 
 def output_path(text: str) -> Path:
     """``--out``: an empty value (an unset shell variable) is refused, not taken for the current directory."""
@@ -13,10 +15,11 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    """``--data`` and ``--data-dir``, for every command that trains on a data set of the user's choice."""
+def add_data_options(parser: argparse.ArgumentParser, in_memory: bool = False) -> None:
+    """``--data`` and ``--data-dir``, for every command that trains on a data set of the user's choice
+    (``in_memory``: one held in memory, not an image folder)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--data", help="digits (default), cifar10, cifar100, npz:PATH or folder:PATH")
+    g.add_argument("--data", help=f"{IN_MEMORY_DATA_SETS if in_memory else DATA_SETS} (default digits)")
     g.add_argument("--data-dir", help="cache folder for downloaded data sets")
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data.choices import IN_MEMORY_DATA_SETS
 from .arguments import output_path, prepare_output_folder
 
 EXAMPLES = """examples:
@@ -20,7 +21,7 @@ def register(sub) -> None:
                        description="Run the degradation experiment, the gradient survey and a comparison of "
                                    "resnet101 vs resnet152, print the headline findings and write one report.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="digits", help="digits (default), cifar10, cifar100 or npz:PATH")
+    p.add_argument("--data", default="digits", help=f"{IN_MEMORY_DATA_SETS} (default digits)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     p.add_argument("--epochs", type=int, help="epochs per network in the degradation experiment")
     p.add_argument("--out", type=output_path, default=Path("runs/demo"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..diagnostics.choices import OPTIMIZERS
 from ..text import counted
-from ..training.config import CHOICES
 from .arguments import add_data_options
 from .model_options import add_model_options, model_options
 
@@ -26,11 +26,11 @@ def register(sub) -> None:
                                    "gradient norm of every layer group (stem, each block, head) and the verdict.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_options(p)
-    add_data_options(p)
+    add_data_options(p, in_memory=True)  # the gradient check refuses image folders
     p.add_argument("--steps", type=int, default=10, help="training steps to run (default 10)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--optimizer", choices=CHOICES["optimizer"], default="sgd")  # the trainer's, and the check's
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     p.add_argument("--clip-norm", type=float, help="clip the global gradient norm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..data.choices import IN_MEMORY_DATA_SETS
 from ..experiments.survey.design import DEFAULTS
 from .arguments import jobs_value, output_path, prepare_output_folder
 
@@ -46,7 +47,7 @@ def register(sub) -> None:
     d = DEFAULTS  # run_survey's
     p.add_argument("--depths", type=int, nargs="+", default=list(d["depths"]), metavar="N",
                    help=f"CIFAR depths, 6n+2 (default: {' '.join(map(str, d['depths']))})")
-    p.add_argument("--data", default="digits", help="digits (default, bundled), cifar10, cifar100 or npz:PATH")
+    p.add_argument("--data", default="digits", help=f"{IN_MEMORY_DATA_SETS} (default digits, bundled)")
     p.add_argument("--data-dir", help="cache folder for downloaded data sets")
     p.add_argument("--steps", type=int, default=d["steps"], help=f"SGD steps of each short run (default {d['steps']})")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],

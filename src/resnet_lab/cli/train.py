@@ -34,7 +34,8 @@ def register(sub) -> None:
                                    "metrics.jsonl, TensorBoard events, last.pt, best.pt, result.json, "
                                    "timings.json and report.html.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=RECIPES, help="default (when not given), paper or fast")
+    p.add_argument("--recipe", choices=RECIPES, help="the defaults of what is not given (default: 'default'; see "
+                                                      "recipes below)")
     p.add_argument("--out", help="run directory (default: runs/<model>-<data>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a .pt checkpoint)")
     add_model_options(p)

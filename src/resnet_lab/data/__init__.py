@@ -11,11 +11,12 @@ from ..lazy import lazy_exports
 
 _MODULES = {
     ".cache": ["default_data_dir"],
+    ".choices": ["IN_MEMORY_SPECS", "VALID_SPECS"],
     ".dataset": ["InMemoryDataset", "channel_stats", "limit_dataset", "stratified_holdout"],
     ".device_loader": ["DeviceLoader"],
     ".folder": ["FolderDataset", "make_folder_loaders"],
     ".preprocess": ["preprocess_images"],
     ".resize": ["resize_dataset", "resize_images"],
-    ".sources": ["IN_MEMORY_SPECS", "VALID_SPECS", "load_data", "prepare_data"],
+    ".sources": ["load_data", "prepare_data"],
 }
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from resnet_lab.data.choices import IN_MEMORY_DATA_SETS
 from resnet_lab.errors import UserError
 
 
@@ -152,7 +153,7 @@ def limit_dataset(ds: InMemoryDataset, train: int | None = None, test: int | Non
     """A copy of an in-memory data set with at most ``train``/``test`` images, drawn by a seeded
     shuffle (the shared CIFAR files are sorted by class, so a plain prefix would be one class)."""
     if not isinstance(ds, InMemoryDataset):
-        raise UserError("a limit on the number of images needs in-memory data (digits, cifar10, npz:PATH)")
+        raise UserError(f"a limit on the number of images needs in-memory data ({IN_MEMORY_DATA_SETS})")
     for label, n in (("train", train), ("test", test)):
         if n is not None and n < 1:
             raise UserError(f"the {label} image limit must be at least 1, got {n}")

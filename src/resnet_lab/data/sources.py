@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from resnet_lab.data.choices import IN_MEMORY_SPECS, VALID_SPECS
 from resnet_lab.data.cifar import VARIANTS, fetch_cifar, load_cifar
 from resnet_lab.data.dataset import InMemoryDataset
 from resnet_lab.data.digits import load_digits_dataset
 from resnet_lab.data.folder import FolderDataset, load_folder
 from resnet_lab.data.npz import load_npz
 from resnet_lab.errors import UserError
-
-IN_MEMORY_SPECS = "digits, cifar10, cifar100, npz:PATH (arrays x_train, y_train, x_test, y_test)"
-VALID_SPECS = f"{IN_MEMORY_SPECS}, folder:PATH (PATH/train/<class>/*, PATH/val/<class>/*)"
 
 
 def load_data(

@@ -26,9 +26,10 @@ from ..lazy import lazy_exports
 # Each name's module, imported on first use: the report draws plots without importing torch.
 _MODULES = {
     ".check": ["run_gradient_check"],
+    ".choices": ["POLICIES"],
     ".groups": ["GROUPINGS", "LayerGroup", "build_groups", "parse_grouping"],
     ".model_check": ["check_model"],
-    ".monitor": ["POLICIES", "GradientMonitor"],
+    ".monitor": ["GradientMonitor"],
     ".nonfinite": ["NonFiniteError", "NonFiniteReport", "locate_nonfinite", "nonfinite_state", "tensor_stats"],
     ".records": ["JsonlWriter", "TensorBoardLogger", "read_jsonl"],
     ".rollback": ["Rollback"],

@@ -12,10 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UserError, check_positive_int
+from .choices import OPTIMIZERS
 from .monitor import GradientMonitor
 from .table import average_groups
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def _cycle(batches: Iterable) -> Iterator:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from ..data.choices import IN_MEMORY_DATA_SETS
 from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
 from .check import run_gradient_check
 
@@ -30,7 +31,7 @@ def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None,
     dev = pick_device(device)
     ds = load_data(data, data_dir)
     if isinstance(ds, FolderDataset):
-        raise UserError("the gradient check needs in-memory data (digits, cifar10, cifar100, npz:PATH)")
+        raise UserError(f"the gradient check needs in-memory data ({IN_MEMORY_DATA_SETS})")
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # the caller's RNG is not reseeded
         torch.manual_seed(seed)
         net = _build(model, ds, model_options).to(dev)

@@ -54,6 +54,7 @@ from torch import nn
 from ..errors import UserError
 from ..files import write_json
 from .activations import ActivationTracker
+from .choices import POLICIES
 from .groups import ExecutionOrder, LayerGroup, build_groups
 from .nonfinite import NonFiniteReport
 from .policy import NORM_OVERFLOW, NonFinitePolicy, StepStartBuffers
@@ -61,8 +62,6 @@ from .readback import HostReadback
 from .records import JsonlWriter, TensorBoardLogger, dumps
 from .rollback import LastGoodState, LossSpikes, Rollback
 from .verdicts import Thresholds, Verdict, VerdictJudge
-
-POLICIES = ("warn", "skip", "stop", "rollback")
 
 # Layout of the record tensor: [loss, global grad norm, global weight norm, G grad norms,
 # G weight norms, (G update ratios), (3 activation stats per tracked group)].

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..data.choices import FLIP_MODES, PAD_MODES
+from ..diagnostics.choices import OPTIMIZERS, POLICIES
 from ..errors import UserError
 from ..models.choices import MIN_IMAGE_SIZE
 
@@ -38,7 +39,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.1  # at REFERENCE_BATCH; scaled by batch_size / 128 unless lr_scaling is False
     lr_scaling: bool = True
-    optimizer: str = "sgd"  # sgd | adam | adamw
+    optimizer: str = "sgd"  # one of OPTIMIZERS
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -68,7 +69,7 @@ class TrainConfig:
     # diagnostics
     monitor: bool = True
     monitor_every: int = 10  # record gradient norms every N steps (NaN/Inf policy: every step)
-    on_nonfinite: str = "stop"  # warn | skip | stop | rollback
+    on_nonfinite: str = "stop"  # one of POLICIES: what a step with a NaN/Inf does
     rollback_factor: float = 0.5  # rollback: the learning rate is multiplied by this at each rollback
     max_rollbacks: int = 3  # rollback: the next failure stops the run (exit 3)
     spike_factor: float = 10.0  # rollback: a loss over this x its recent median is a blow-up (0: NaN/Inf only)
@@ -137,10 +138,10 @@ RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.
 RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "checkpoint_min_s", "report")
 
-CHOICES = {"optimizer": ("sgd", "adam", "adamw"), "schedule": ("step", "cosine", "linear", "constant"),
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": ("step", "cosine", "linear", "constant"),
            "precision": ("fp32", "bf16", "fp16", "auto"),
            "flip": FLIP_MODES, "pad_mode": PAD_MODES,
-           "on_nonfinite": ("warn", "skip", "stop", "rollback"), "report": ("wait", "background", "none")}
+           "on_nonfinite": POLICIES, "report": ("wait", "background", "none")}
 
 
 def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:

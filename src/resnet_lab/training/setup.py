@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.choices import IN_MEMORY_DATA_SETS
 from ..errors import UserError
 from ..models import create_model
 from .config import TrainConfig
@@ -180,11 +181,11 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
         raise UserError(f"--flip {c.flip} changes how training images are mirrored, but {why}; drop --flip")
     if isinstance(ds, FolderDataset):
         if (c.translate, c.pad_mode) != (4, "zeros"):
-            raise UserError("--translate and --pad-mode set the crop of in-memory data (cifar10/100, npz:PATH); "
+            raise UserError(f"--translate and --pad-mode set the crop of in-memory data ({IN_MEMORY_DATA_SETS}); "
                             "image folders are cropped their own way")
         if c.flip != "random":
-            raise UserError(f"--flip {c.flip} needs in-memory data (cifar10/100, npz:PATH); "
-                            "image folders flip at random")
+            raise UserError(f"--flip {c.flip} needs in-memory data that is flipped ({IN_MEMORY_DATA_SETS}, but not "
+                            "digits); image folders flip at random")
         return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size)
     common = dict(mean=ds.mean, std=ds.std, device=device, hflip=ds.hflip, seed=c.seed,
                   channels_last=c.channels_last, rank=rank, world_size=world_size)

@@ -20,6 +20,7 @@ import time
 import torch
 from torch.nn import functional as F
 
+from ...data.choices import IN_MEMORY_DATA_SETS
 from ...diagnostics import build_groups, run_gradient_check
 from ...errors import UserError
 from ...models import cifar_model_name, create_model
@@ -138,7 +139,7 @@ def load_survey_data(data: str, data_dir: str | None):
 
     ds = load_data(data, data_dir)
     if isinstance(ds, FolderDataset):
-        raise UserError("the survey needs in-memory data (digits, cifar10, cifar100, npz:PATH), not an image folder")
+        raise UserError(f"the survey needs in-memory data ({IN_MEMORY_DATA_SETS}), not an image folder")
     return ds
 
 
