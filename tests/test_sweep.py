@@ -503,3 +503,20 @@ def test_jobs_given_as_a_numpy_integer_is_a_count_like_an_int():
     assert check_jobs(np.int64(2)) == 2 and type(check_jobs(np.int64(2))) is int
     with pytest.raises(UserError, match="--jobs must be a positive integer"):
         check_jobs(True)
+
+
+def test_runs_evaluated_on_a_held_out_split_are_reported_as_val_accuracy_not_test(tmp_path, capsys):
+    """With --val-split the runs never see the test set: the sweep's lines and its --status table name the
+    split their accuracy is on, as `train` does ("final val accuracy"), instead of calling it test acc."""
+    grid = Grid(axes={"seed": [0]}, fixed={"model": "resnet8", "data": "digits", "image_size": 16, "steps": 2,
+                                          "batch_size": 32, "val_split": 100, "tensorboard": False,
+                                          "report": "none"})
+    lines = []
+    result = run_sweep(grid, tmp_path, threads=1, log=lines.append)
+    (name,) = result.states
+    assert result.ok and result.states[name].result["eval_split"] == "val"
+    done = next(line for line in lines if f"done {name}" in line)
+    assert ", val acc " in done and "test acc" not in done
+    assert main(["sweep", "--out", str(tmp_path), "--status"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "val acc" in header and "test acc" not in header

@@ -133,8 +133,9 @@ def _print_table(states) -> None:
     rows = [{"run": s.name, "state": s.state, "step": f"{s.step:,}/{s.total_steps:,}" if s.total_steps else "-",
              "train_error": None if error is None else percent(error, 2), "test_acc": s.result.get("test_acc"),
              "time": s.result.get("train_time_s"), "reason": _short(s.reason)} for s, error in zip(states, errors)]
+    splits = sorted({s.result["eval_split"] for s in states if s.result.get("eval_split")}) or ["test"]
     columns = [("run", "run"), ("state", "state"), ("step", "step"), ("train_error", "train error"),
-               ("test_acc", "test acc"), ("time", "train s")]
+               ("test_acc", f"{'/'.join(splits)} acc"), ("time", "train s")]
     print(format_table(rows, columns + ([("reason", "reason")] if any(r["reason"] for r in rows) else [])))
 
 

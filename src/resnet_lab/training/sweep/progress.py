@@ -22,7 +22,7 @@ def finished_line(position: str, status: RunStatus, wall_s: float) -> str:
     r = status.result
     if "summary" in r:  # a task's own line (task.py)
         return f"{position} done {status.name}: {r['summary']}, {wall_s:.1f} s"
-    test = f", test acc {r['test_acc']:.4f}" if r.get("test_acc") is not None else ""
+    test = f", {r.get('eval_split', 'test')} acc {r['test_acc']:.4f}" if r.get("test_acc") is not None else ""
     return (f"{position} done {status.name}: train error {100 * r['final_train_error']:.2f}%{test}, "
             f"{counted(r['steps'], 'step')}, {wall_s:.1f} s")
 

@@ -54,7 +54,7 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
     """Where the run in ``run_dir`` stands, from its files (and its lock) only."""
     checkpoint, unreadable = _checkpoint_facts(run_dir / "last.pt")
     step, total = (checkpoint["step"], checkpoint["total_steps"]) if checkpoint else (0, None)
-    result = result_from_history(checkpoint["history"]) if checkpoint else {}
+    result = result_from_history(checkpoint["history"], checkpoint["eval_split"]) if checkpoint else {}
     if checkpoint and step >= total:
         return RunStatus(name, "done", step, total, result)
     finished = _read_json(run_dir / RESULT_FILE)
@@ -72,8 +72,9 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
     return RunStatus(name, "pending")
 
 
-def result_from_history(history: list[dict]) -> dict:
-    """The result of a run from its metrics rows: final training error and test accuracy, steps, time."""
+def result_from_history(history: list[dict], eval_split: str = "test") -> dict:
+    """The result of a run from its metrics rows: final training error and test accuracy, steps, time;
+    ``eval_split``: what that accuracy is measured on ("test", or "val" held out of train)."""
     if not history:
         return {}
     last = history[-1]
@@ -82,11 +83,11 @@ def result_from_history(history: list[dict]) -> dict:
             "test_acc": evaluated[-1]["test_acc"] if evaluated else None,
             "best_acc": max(r["test_acc"] for r in evaluated) if evaluated else None,
             "steps": last["step"], "epochs": last["epoch"],
-            "train_time_s": sum(r.get("time_s", 0.0) for r in history)}
+            "train_time_s": sum(r.get("time_s", 0.0) for r in history), "eval_split": eval_split}
 
 
 def _checkpoint_facts(path: Path) -> tuple[dict | None, str | None]:
-    """Step, total steps and metrics rows of a checkpoint, without reading its tensors (mmap)."""
+    """Step, total steps, metrics rows and evaluation split of a checkpoint, without reading its tensors (mmap)."""
     if not path.exists():
         return None, None
     import torch
@@ -94,7 +95,8 @@ def _checkpoint_facts(path: Path) -> tuple[dict | None, str | None]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return {"step": int(state["step"]), "total_steps": int(state["total_steps"]),
-                "history": list(state.get("history") or [])}, None
+                "history": list(state.get("history") or []),
+                "eval_split": (state.get("data_info") or {}).get("eval_split", "test")}, None
     except Exception as exc:  # noqa: BLE001 - any damage means "cannot be read"
         return None, first_line(exc)[:160]
 
