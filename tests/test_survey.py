@@ -403,6 +403,19 @@ def test_table_and_markdown_have_one_row_per_cell(survey):
         assert claim["claim"] in md
 
 
+def test_the_tables_monitor_column_shows_seeds_that_disagree_as_the_outcome_column_does():
+    """A cell whose seeds got different monitor verdicts is not one verdict in the table: the row counts them
+    (as the claims' evidence and the outcome column do), instead of printing the worse one alone."""
+    split = _handmade("residual", 8, "none", "relu", "he", verdict=["exploding", "healthy"],
+                      outcome=["stalled", "stalled"])
+    agreed = _handmade("plain", 8, "batch", "relu", "he", verdict=["healthy", "healthy"])
+    result = {"cells": [split, agreed]}
+    lines = {line.split()[0]: line for line in survey_table(result).splitlines()[2:]}
+    assert "exploding 1/2, healthy 1/2" in lines[split["name"]]
+    assert " healthy " in lines[agreed["name"]] and "2/2" not in lines[agreed["name"]]
+    assert "exploding 1/2, healthy 1/2" in survey_table(result, markdown=True)  # survey.md and the report
+
+
 def test_outputs_written(survey, tmp_path):
     written = write_survey_outputs(survey, tmp_path)
     data = json.loads((tmp_path / "survey.json").read_text())

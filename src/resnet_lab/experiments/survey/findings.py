@@ -107,6 +107,12 @@ def outcome_counts(c: dict) -> str:
     return ", ".join(f"{k} {v}/{n}" for k, v in sorted(c["outcomes"].items(), key=lambda kv: -kv[1]))
 
 
+def verdict_counts(c: dict) -> str:
+    """``healthy 3/3`` or ``exploding 1/2, healthy 1/2``: the monitor's verdicts over the seeds."""
+    n = len(c["runs"])
+    return ", ".join(f"{k} {v}/{n}" for k, v in c["verdicts"].items())
+
+
 def _short(c: dict) -> str:
     """``loss drop 12% (8..15%), trained 3/3``."""
     return f"loss drop {spread(c, 'loss_drop', pct)}, {outcome_counts(c)}"
@@ -114,10 +120,8 @@ def _short(c: dict) -> str:
 
 def _describe(c: dict) -> str:
     """``plain20-batch-relu-he: loss drop 64% (60..70%) in 30 steps, trained 3/3, monitor healthy 3/3``."""
-    n = len(c["runs"])
-    monitor = ", ".join(f"{k} {v}/{n}" for k, v in c["verdicts"].items())
     return (f"{c['name']}: loss drop {spread(c, 'loss_drop', pct)} in {c['steps']} steps, {outcome_counts(c)}, "
-            f"monitor {monitor}")
+            f"monitor {verdict_counts(c)}")
 
 
 def _ratios(cells: list[dict]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ...report.text_table import format_table
 from ...text import counted
 from .findings import (CONTRADICTED, INCONCLUSIVE, NOT_MEASURED, SUPPORTED, fmt, fmt_ratio, outcome_counts, pct,
-                       spread)
+                       spread, verdict_counts)
 
 # (key, header) of the table; the values are made by cell_rows.
 COLUMNS = [("name", "cell"), ("grad_first", "grad first"), ("grad_last", "grad last"), ("ratio", "first/last"),
@@ -28,14 +28,17 @@ def _f(x):
 
 def cell_rows(result: dict) -> list[dict]:
     """One row per cell, its numbers rounded for reading (for ``COLUMNS``): medians over the seeds;
-    first/last and the drop with their min..max, the outcome with its count over the seeds."""
+    first/last and the drop with their min..max, the outcome and the monitor's verdict with their counts
+    over the seeds where the seeds disagree."""
     rows = []
     for c in result["cells"]:
         unanimous = len(c["outcomes"]) == 1
         rows.append({**c, "drop": spread(c, "loss_drop", pct), "grad_first": _g(c["grad_first"]),
                      "grad_last": _g(c["grad_last"]), "ratio": spread(c, "ratio", fmt_ratio),
                      "loss_start": _f(c["loss_start"]), "loss_end": _f(c["loss_end"]),
-                     "outcome": c["outcome"] if unanimous else outcome_counts(c), "time_s": round(c["time_s"], 1)})
+                     "outcome": c["outcome"] if unanimous else outcome_counts(c),
+                     "verdict": c["verdict"] if len(c["verdicts"]) == 1 else verdict_counts(c),
+                     "time_s": round(c["time_s"], 1)})
     return rows
 
 
