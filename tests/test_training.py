@@ -286,6 +286,23 @@ def test_sigterm_saves_at_the_step_boundary_and_resume_continues(tmp_path, refer
 
 # ----------------------------------------------------------------------------- checkpoints
 
+def test_an_epoch_without_a_gradient_record_carries_no_norms_of_an_earlier_epoch(tmp_path):
+    """The monitor records every 10 steps; an epoch in which it took no record (here the last, 2 steps long)
+    has the monitor's verdict in its metrics row but no per-group norms: it used to repeat the previous
+    epoch's, which the run's gradient-flow figure and degradation's snapshots then drew as this epoch's."""
+    config = resolve_config("default", model="resnet8", data="digits", image_size=8, steps=13, monitor_every=10,
+                            out=str(tmp_path / "run"), progress=False, tensorboard=False, report="none")
+    result = train(config, log=lambda line: None)
+    first, last = result.history
+    assert (first["step"], last["step"]) == (11, 13)  # record steps 0 and 10 both fall in the first epoch
+    assert first["gradients"]["groups"] and first["gradients"]["step"] == 10
+    assert last["gradients"]["verdict"] == first["gradients"]["verdict"]
+    assert last["gradients"]["groups"] == [] and last["gradients"]["global_grad_norm"] is None
+    assert last["gradients"]["step"] is None
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["gradients"] == last["gradients"]
+
+
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "last.pt"
     atomic_write_bytes(target, b"old")

@@ -342,7 +342,7 @@ class _Run:
         is_best = usable and row["test_acc"] > s.best_acc
         s.best_acc = max(s.best_acc, row["test_acc"]) if usable else s.best_acc
         if self.files.monitor is not None and c.monitor:
-            row["gradients"] = _gradient_summary(self.files.monitor)
+            row["gradients"] = _gradient_summary(self.files.monitor, since)
         self.files.write_epoch(row)
         if evaluated and not usable and c.on_nonfinite != "warn":
             raise OutputsNotFinite(f"evaluation at step {s.step}: the {p.info['eval_split']} loss is "
@@ -411,12 +411,14 @@ def _progress(c: TrainConfig, epoch: int, num_epochs: int, total: int, initial: 
                 unit="step", dynamic_ncols=True)
 
 
-def _gradient_summary(monitor) -> dict:
-    """The monitor's verdict and per-group gradient norms at the end of an epoch (one read)."""
+def _gradient_summary(monitor, since: int) -> dict:
+    """The monitor's verdict at the end of an epoch and the per-group gradient norms of its last record
+    taken in this epoch (step >= ``since``, as gradients.jsonl counts steps); none when it took no record
+    in this epoch (an epoch shorter than ``monitor_every``), never an earlier epoch's. One read."""
     verdict = monitor.verdict()
     records = monitor.records()
-    last = records[-1] if records else None
-    return {"verdict": verdict.kind, "reason": verdict.reason,
+    last = records[-1] if records and records[-1]["step"] >= since else None
+    return {"verdict": verdict.kind, "reason": verdict.reason, "step": last["step"] if last else None,
             "global_grad_norm": last["global_grad_norm"] if last else None,
             "groups": [{"name": g["name"], "depth_index": g["depth_index"], "grad_norm": g["grad_norm"]}
                        for g in last["groups"]] if last else []}
