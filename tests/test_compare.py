@@ -111,6 +111,17 @@ def test_verdict_calls_out_a_dominated_model_and_stays_quiet_for_one():
     assert verdict([R101], SETTINGS) == []
 
 
+def test_the_memory_ladder_never_says_less_than_between_equal_figures():
+    """resnet20 and plain20 need the same training memory (option A shortcuts hold nothing): the ladder
+    printed 'resnet20 4 < plain20 4'; models whose figures are equal as shown are joined by '='."""
+    rows = [_row("resnet8", 90.0, 480.0, 3.2, 1.4, 75_290, 0.006, None),
+            _row("resnet20", 26.0, 64.0, 17.0, 4.5, 269_722, 0.02, None),
+            _row("plain20", 17.0, 37.0, 30.0, 4.5, 269_722, 0.02, None),
+            _row("resnet18", 7.0, 41.0, 46.0, 134.4, 11_689_512, 0.03, None)]
+    (ladder,) = [v for v in verdict(rows, SETTINGS) if v.startswith("Training memory at batch")]
+    assert "resnet8 1 < resnet20 4 = plain20 4 < resnet18 134;" in ladder
+
+
 def _cifar_row(name, train, paper):
     return {**_row(name, train, 3 * train, 1000 / train, 50.0, 1, 0.1, None), "family": "cifar",
             "paper_cifar10": paper}

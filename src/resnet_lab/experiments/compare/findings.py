@@ -170,7 +170,9 @@ def _memory_sentences(rows: list[dict], batch: int, method: str) -> list[str]:
     if len(rows) == 2:
         return [f"With less than {hi['peak_train_memory_mib']:.0f} MiB for training at batch {batch}, only "
                 f"{lo['name']} fits ({how} {lo['peak_train_memory_mib']:.0f} MiB)" + lower]
-    ladder = " < ".join(f"{r['name']} {r['peak_train_memory_mib']:.0f}" for r in by_mem)
+    shown = [f"{r['peak_train_memory_mib']:.0f}" for r in by_mem]
+    ladder = f"{by_mem[0]['name']} {shown[0]}" + "".join(  # '=' between figures equal as shown, never '<'
+        f" {'=' if mib == before else '<'} {r['name']} {mib}" for r, mib, before in zip(by_mem[1:], shown[1:], shown))
     return [f"Training memory at batch {batch} ({how}, MiB): {ladder}; a budget below a model's figure rules out "
             "that model and every one to its right" + lower]
 
