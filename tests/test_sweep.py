@@ -474,6 +474,10 @@ def test_degradation_with_jobs_equals_the_networks_trained_one_after_another(cas
                for n in ("plain8", "resnet8")}
     if case != "paper":
         assert swept["settings"]["eval_split"] == "val"
+        # Judged on held-out images: every label says val (they said "test error").
+        from resnet_lab.experiments.degradation import degradation_text
+
+        assert "final val error" in degradation_text(swept) and "test error" not in degradation_text(swept)
         assert not configs["plain8"]["model_options"]
         assert configs["resnet8"]["model_options"] == {"shortcut": "B", "zero_init_residual": True}
         assert swept["networks"][1]["params"] > swept["networks"][0]["params"]  # B's projections

@@ -138,14 +138,14 @@ def barely_trained_sentence(networks: list[dict], num_classes: int | None) -> st
             "verdict says little about depth; train longer (--epochs or --steps).")
 
 
-def depth_sentence(plain: dict, res: dict, depth: int) -> str:
-    """Final training and test errors of one depth's twins, and their parameters."""
+def depth_sentence(plain: dict, res: dict, depth: int, split: str = "test") -> str:
+    """Final training and test (or val) errors of one depth's twins, and their parameters."""
     option = res.get("shortcut_option", "A")
     same = (f"both {plain['params']:,} parameters: option A shortcuts add none" if plain["params"] == res["params"]
             else f"{res['params']:,} vs {plain['params']:,} parameters: option {option} shortcuts add projections")
     pm = error_with_spread
     return (f"At depth {depth}, {res['model']} ended at {pm(res)} training error and "
-            f"{pm(res, 'final_test_error')} test error; {plain['model']} at {pm(plain)} and "
+            f"{pm(res, 'final_test_error')} {split} error; {plain['model']} at {pm(plain)} and "
             f"{pm(plain, 'final_test_error')} ({same}).")
 
 
@@ -193,7 +193,7 @@ def findings(networks: list[dict], settings: dict) -> dict:
     barely = barely_trained_sentence(networks, settings.get("num_classes"))
     if barely:
         text.append(barely)
-    text += [depth_sentence(by[(False, d)], by[(True, d)], d) for d in depths]
+    text += [depth_sentence(by[(False, d)], by[(True, d)], d, settings.get("eval_split", "test")) for d in depths]
     if len(depths) > 2:
         text += [ladder_sentence(label, [(d, by[(kind, d)]["final_train_error"]) for d in depths])
                  for kind, label in ((False, "plain"), (True, "residual"))]

@@ -69,7 +69,8 @@ def degradation_figure(result: dict) -> Figure:
     _label_ends(ends, min_gap=0.05 * ymax)
     handles = [Line2D([], [], color=colour[d], linewidth=2.4, label=f"{d} layers") for d in depths]
     handles += [Line2D([], [], color="black", linewidth=2.4, label="training error"),
-                Line2D([], [], color="black", linewidth=1.0, linestyle="--", label="test error")]
+                Line2D([], [], color="black", linewidth=1.0, linestyle="--",
+                       label=f"{settings.get('eval_split', 'test')} error")]
     axes[1].legend(handles=handles, fontsize=8, loc="upper right")
     seeds = settings.get("seeds", [])
     spread = f", mean of {len(seeds)} seeds (band: ± std)" if len(seeds) > 1 else ""

@@ -18,7 +18,7 @@ from pathlib import Path
 from ...files import atomic_write_text
 from ...report import Report, run_metadata
 from ...text import counted, percent
-from .table import shortcut_of, with_spread
+from .table import eval_split, shortcut_of, with_spread
 
 
 def network_rows(result: dict) -> list[dict]:
@@ -30,9 +30,10 @@ def network_rows(result: dict) -> list[dict]:
              "time_s": round(n["time_s"], 1)} for n in result["networks"]]
 
 
-TABLE_COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
-                 ("final_train_error", "train error"), ("final_test_error", "test error"),
-                 ("best_test_error", "best test error"), ("time_s", "time (s)")]
+def table_columns(split: str) -> list[tuple[str, str]]:
+    return [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
+            ("final_train_error", "train error"), ("final_test_error", f"{split} error"),
+            ("best_test_error", f"best {split} error"), ("time_s", "time (s)")]
 
 
 def write_degradation_outputs(result: dict, out_dir: str | Path, lead: tuple[str, list[str]] | None = None
@@ -116,7 +117,7 @@ def add_degradation_section(report, result: dict, figures: dict | None = None,
                          "(augmented) training batches, as in the paper's curves. "
                          + ("Values are means over seeds ± the sample standard deviation."
                             if len(seeds) > 1 else "One seed: no spread."))
-    report.add_table(network_rows(result), TABLE_COLUMNS)
+    report.add_table(network_rows(result), table_columns(eval_split(result)))
 
     report.add_heading("Training curves")
     figures = figures or {}
@@ -126,8 +127,9 @@ def add_degradation_section(report, result: dict, figures: dict | None = None,
 
         training = degradation_figure(result)
     report.add_figure(training, caption="Plain nets (left) and ResNets (right): bold solid lines are training error, "
-                                        "thin dashed lines test error (He et al. 2015, Fig. 1 and Fig. 6 style).")
-    report.add_table(_epoch_rows(result), caption="Error per epoch (%, mean over seeds): train / test")
+                                        f"thin dashed lines {eval_split(result)} error (He et al. 2015, Fig. 1 "
+                                        "and Fig. 6 style).")
+    report.add_table(_epoch_rows(result), caption=f"Error per epoch (%, mean over seeds): train / {eval_split(result)}")
 
     report.add_heading("Gradient flow")
     gradients = figures.get("gradients")

@@ -199,7 +199,7 @@ def _train_one(c, dataset, say, verbose: bool) -> dict:
     seconds = time.perf_counter() - t0
     record = _record(c.seed, result.history, result.step_history, result.steps, seconds, result.run_dir)
     say(f"  {c.model} seed {c.seed}: final training error {percent(record['final_train_error'])}, "
-        f"test error {percent(record['final_test_error'])} ({seconds:.1f} s)")
+        f"{'val' if c.val_split else 'test'} error {percent(record['final_test_error'])} ({seconds:.1f} s)")
     return record
 
 

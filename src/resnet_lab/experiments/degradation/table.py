@@ -5,8 +5,15 @@ from __future__ import annotations
 from ...report.text_table import format_table
 from ...text import counted
 
-COLUMNS = [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
-           ("train", "final train error"), ("test", "final test error"), ("time", "time (s)")]
+def eval_split(result_or_settings: dict) -> str:
+    """``test``, or ``val`` when the nets were judged on images held out of the training set (``val_split``)."""
+    settings = result_or_settings.get("settings", result_or_settings)
+    return settings.get("eval_split", "test")
+
+
+def columns(split: str) -> list[tuple[str, str]]:
+    return [("model", "network"), ("depth", "depth"), ("shortcut", "shortcut"), ("params", "params"),
+            ("train", "final train error"), ("test", f"final {split} error"), ("time", "time (s)")]
 
 
 def with_spread(net: dict, key: str) -> str:
@@ -41,6 +48,6 @@ def degradation_text(result: dict) -> str:
     rows = [{"model": n["model"], "depth": n["depth"], "shortcut": shortcut_of(n), "params": n["params"],
              "train": with_spread(n, "final_train_error"), "test": with_spread(n, "final_test_error"),
              "time": f"{n['time_s']:.1f}"} for n in result["networks"]]
-    lines = [format_table(rows, COLUMNS), "", _settings_line(result), "", "findings:"]
+    lines = [format_table(rows, columns(eval_split(result))), "", _settings_line(result), "", "findings:"]
     lines += [f"- {t}" for t in result["findings"]["text"]]
     return "\n".join(lines)
