@@ -6,6 +6,7 @@ command has exited (``--report background``) or again later (``resnet-lab report
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from ..text import counted
@@ -92,13 +93,19 @@ def _findings(run: RunRecord) -> list[str]:
         findings.append(f"weight average (--ema {run.settings['ema']:g}): final {split} accuracy "
                         f"{last['ema_test_acc']:.2%}")
     findings += [f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
-                 f"throughput {last['images_per_s']:,.0f} images/s on {run.device}"]
+                 f"throughput {_median_throughput(history):,.0f} images/s on {run.device}"
+                 f"{' (median of the epochs)' if len(history) > 1 else ''}"]
     if run.timings:
         findings.append(f"time from setup to the last record (start-up and drawing this report: see timings.json): "
                         f"{format_timings(run.timings)}")
     if "gradients" in last:
         findings.append(f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}")
     return findings
+
+
+def _median_throughput(history: list[dict]) -> float:
+    """Training images/s of a typical epoch: the first pays warm-up and the last may be a few steps."""
+    return statistics.median(r["images_per_s"] for r in history)
 
 
 def _curves(history: list[dict], split: str):
