@@ -324,6 +324,25 @@ def test_onnx_export_takes_its_format_from_the_suffix_and_refuses_a_contradictio
     assert json.loads({p.key: p.value for p in model.metadata_props}["classes"]) == [str(i) for i in range(10)]
 
 
+@pytest.mark.parametrize("ema", [False, True], ids=["trained", "ema"])
+def test_exports_say_whether_they_hold_the_weight_average(ema, tmp_path):
+    """An --ema export once carried nothing that told it from an export of the trained weights."""
+    import onnx
+    from safetensors import safe_open
+
+    from resnet_lab.models import create_model
+
+    torch.save(_state(ema=create_model("resnet8", num_classes=10, in_channels=1).state_dict()), tmp_path / "last.pt")
+    flag = ["--ema"] if ema else []
+    for suffix in (".safetensors", ".onnx"):
+        assert main(["export", "--checkpoint", str(tmp_path / "last.pt"), "--out", str(tmp_path / f"m{suffix}"),
+                     *flag]) == 0
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        assert f.metadata()["weights"] == ("ema" if ema else "trained")
+    onnx_metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert onnx_metadata["weights"] == ("ema" if ema else "trained")
+
+
 def test_onnx_export_never_writes_over_a_file_that_is_not_an_onnx_model(checkpoint, capsys):
     before = checkpoint.read_bytes()
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(checkpoint)]) == 2

@@ -103,6 +103,11 @@ def checkpoint_weights(state: dict, path: str | Path, ema: bool = False) -> dict
     return state["ema"]
 
 
+def exported_weights(ema: bool) -> str:
+    """An export's ``weights`` metadata: ``"ema"`` (the run's weight average) or ``"trained"``."""
+    return "ema" if ema else "trained"
+
+
 def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = False) -> Path:
     """Write a checkpoint's model weights (or with ``ema`` their average) as ``.safetensors``,
     with the config as metadata. Weights that do not load into the model the config describes are refused."""
@@ -119,7 +124,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = Fals
     _, state = model_from_checkpoint(checkpoint, ema=ema)  # builds the config's model, loads strictly
     tensors = {k: v.contiguous() for k, v in checkpoint_weights(state, checkpoint, ema).items()}
     meta = {"format": "pt", "resnet_lab_config": json.dumps(state["config"]),
-            "data_info": json.dumps(state["data_info"])}
+            "data_info": json.dumps(state["data_info"]), "weights": exported_weights(ema)}
     with writing(out):
         atomic_write_bytes(out, save(tensors, metadata=meta))
     return out

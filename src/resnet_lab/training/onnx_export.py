@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import UserError, writing
 from ..files import atomic_write_bytes
+from .checkpoint import exported_weights
 from .inference import image_shape, model_from_checkpoint, not_finite_message
 
 # The largest |difference| between the ONNX and PyTorch logits, as a share of the largest |logit|
@@ -67,7 +68,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, ema: bool = False) -> d
     if not all(torch.isfinite(logits).all() for logits in expected):
         raise UserError(not_finite_message(checkpoint, "its logits are NaN or infinite"))
     metadata = {"classes": json.dumps(info["classes"]), "input": "images in [0, 1], N x C x H x W",
-                "image_shape": json.dumps(list(shape[1:])), "resnet_lab_config": json.dumps(state["config"])}
+                "image_shape": json.dumps(list(shape[1:])), "resnet_lab_config": json.dumps(state["config"]),
+                "weights": exported_weights(ema)}
     data, opset = _onnx_model(scaled, inputs[0], metadata)
     difference = _difference_from_torch(data, inputs, expected)
     with writing(out):
