@@ -288,6 +288,9 @@ def test_train_from_python_resumes_with_the_runs_settings_and_refuses_a_config_t
     on_cpu = load_run_config(out)  # the run's settings; the resumable ones may change
     on_cpu.device, on_cpu.progress = "cpu", False
     assert train(on_cpu, resume=out, log=None).steps == 4
+    lines = []  # once more: it said "resuming at epoch 3, step 4/4"
+    assert train(None, resume=out, log=lines.append).steps == 4
+    assert f"{out} already finished (4 steps); nothing to train" in lines and not any("resuming" in x for x in lines)
     assert train(None, resume=interrupted_run(tmp_path / "again"), log=None).steps == 4  # None: the run's own
     with pytest.raises(UserError, match="or resume=RUN_DIR"):
         train(None, log=None)

@@ -211,7 +211,10 @@ class _Run:
         self.state = RunState(warmup_done=c.warmup_lr <= 0)
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
-            log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
+            if self.state.step >= p.total_steps:  # e.g. train(None, resume=...) again from a notebook
+                log(f"{run_dir} already finished ({counted(p.total_steps, 'step')}); nothing to train")
+            else:
+                log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
         self.files = RunFiles(run_dir, c, p, self.state, ctx, device, checkpoint, log)
         log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}, "
             f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
