@@ -204,4 +204,7 @@ def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resum
     assert main(["train", "--resume", str(out), "--report", "wait", "--quiet"]) == 0
     page = (out / "report.html").read_text()
     assert "not finished" not in page and "after 2 epochs, 4 steps" in page
+    # its timings are the resuming process's alone, and say so (they read as the whole run's)
+    assert "time of the last process (the run was resumed: earlier ones are not counted), from setup" in page
+    assert "not recorded whole (resumed: earlier processes are not counted; the last one took " in page
 

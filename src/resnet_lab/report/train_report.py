@@ -33,8 +33,8 @@ def write_run_report(run_dir: str | Path) -> Path:
     info, history = run.data_info, run.history
     report = Report(f"Training {run.settings['model']}", info["description"])
     report.set_meta(settings={k: v for k, v in run.settings.items() if k != "out"}, data=info["description"],
-                    seeds=run.settings["seed"], run_time_s=_run_time_s(run),
-                    no_run_time="not recorded (no epoch ended)", **metadata_from(run.hardware))
+                    seeds=run.settings["seed"], run_time_s=None if _resumed(run) else _run_time_s(run),
+                    no_run_time=_no_run_time(run), **metadata_from(run.hardware))
     findings = _findings(run)
     if findings:
         report.add_findings(findings)
@@ -53,6 +53,22 @@ def write_run_report(run_dir: str | Path) -> Path:
 
 _COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "ema_test_acc", "tta_test_acc", "lr",
             "images_per_s", "time_s")
+
+
+def _resumed(run: RunRecord) -> bool:
+    """Trained by more than one process: a stop in its events, or a clock that starts again (a SIGKILL)."""
+    elapsed = [r["elapsed_s"] for r in run.history if r.get("elapsed_s") is not None]
+    return (any(e.get("kind") == "interrupted" for e in run.events) and run.finished) or \
+        any(later < earlier for earlier, later in zip(elapsed, elapsed[1:]))
+
+
+def _no_run_time(run: RunRecord) -> str:
+    """What the header says instead of a run time: a resumed run's earlier processes kept no timings."""
+    if not _resumed(run):
+        return "not recorded (no epoch ended)"
+    last = _run_time_s(run)
+    return ("not recorded whole (resumed: earlier processes are not counted"
+            + (f"; the last one took {last:.1f} s)" if last is not None else ")"))
 
 
 def _run_time_s(run: RunRecord) -> float | None:
@@ -96,7 +112,9 @@ def _findings(run: RunRecord) -> list[str]:
                  f"throughput {_median_throughput(history):,.0f} images/s on {run.device}"
                  f"{' (median of the epochs)' if len(history) > 1 else ''}"]
     if run.timings:
-        findings.append(f"time from setup to the last record (start-up and drawing this report: see timings.json): "
+        whose = "time of the last process (the run was resumed: earlier ones are not counted), " if _resumed(run) \
+            else "time "
+        findings.append(f"{whose}from setup to the last record (start-up and drawing this report: see timings.json): "
                         f"{format_timings(run.timings)}")
     if "gradients" in last:
         findings.append(f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}")
