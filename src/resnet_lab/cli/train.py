@@ -245,7 +245,7 @@ def _resume_config(args):
     """A resumed run keeps its own settings: only those in ``RESUMABLE`` may be given another value."""
     from ..errors import UserError
     from ..training.config import RESUMABLE
-    from ..training.run_files import load_run_config
+    from ..training.run_files import as_read_back, load_run_config
 
     given = [k for k in (*config_flags(args), "model", "milestones", "recipe", "out", *model_options(args))
              if getattr(args, k, None) is not None]
@@ -256,7 +256,7 @@ def _resume_config(args):
     if fixed:
         own = {**saved.to_dict(), **saved.model_options}
         # Compared as JSON reads them back: a flag's list equals the saved tuple (milestones).
-        changed = [k for k in fixed if _as_json(getattr(args, k)) != _as_json(own.get(k))]
+        changed = [k for k in fixed if as_read_back(getattr(args, k)) != as_read_back(own.get(k))]
         if "model" in changed:  # a different model is a mistake, not an override
             raise UserError(f"{args.resume} is a {saved.model} run, not {args.model}; drop --model to resume it "
                             "or start a new run with another --out")
@@ -270,10 +270,6 @@ def _resume_config(args):
         given_value = getattr(args, k, None)
         setattr(saved, k, getattr(defaults, k) if given_value is None else given_value)
     return saved
-
-
-def _as_json(value):
-    return json.loads(json.dumps(value))
 
 
 def _finished_run(resume: str) -> str | None:

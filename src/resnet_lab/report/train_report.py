@@ -58,8 +58,9 @@ _COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc",
 def _resumed(run: RunRecord) -> bool:
     """Trained by more than one process: a stop in its events, or a clock that starts again (a SIGKILL)."""
     elapsed = [r["elapsed_s"] for r in run.history if r.get("elapsed_s") is not None]
-    return (any(e.get("kind") == "interrupted" for e in run.events) and run.finished) or \
-        any(later < earlier for earlier, later in zip(elapsed, elapsed[1:]))
+    stopped_then_finished = run.finished and any(e.get("kind") == "interrupted" for e in run.events)
+    clock_restarted = any(later < earlier for earlier, later in zip(elapsed, elapsed[1:]))
+    return stopped_then_finished or clock_restarted
 
 
 def _no_run_time(run: RunRecord) -> str:

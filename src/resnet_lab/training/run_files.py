@@ -173,7 +173,7 @@ def _check_unchanged(resume: str | Path, saved: TrainConfig, given: TrainConfig)
                         f"{str(given.out)!r}; leave out as None (a resumed run stays in its folder)")
     given = dataclasses.replace(given)
     plain_values(given)
-    own, new = _as_read_back(saved.to_dict()), _as_read_back(given.to_dict())
+    own, new = as_read_back(saved.to_dict()), as_read_back(given.to_dict())
     changed = [k for k in own if k not in (*RESUMABLE, "out") and own[k] != new[k]]
     if changed:
         differences = ", ".join(f"{k} {new[k]!r} (the run has {own[k]!r})" for k in changed[:3])
@@ -182,7 +182,7 @@ def _check_unchanged(resume: str | Path, saved: TrainConfig, given: TrainConfig)
                         f"{str(resume)!r}) with only {', '.join(RESUMABLE)} changed, or train a new run elsewhere")
 
 
-def _as_read_back(values: dict) -> dict:
+def as_read_back(values):
     """As config.json holds them: tuples are lists."""
     return json.loads(json.dumps(values))
 
