@@ -204,7 +204,40 @@ def test_an_interrupted_run_is_reported_unfinished_then_finished_after_its_resum
     assert main(["train", "--resume", str(out), "--report", "wait", "--quiet"]) == 0
     page = (out / "report.html").read_text()
     assert "not finished" not in page and "after 2 epochs, 4 steps" in page
-    # its timings are the resuming process's alone, and say so (they read as the whole run's)
+    # the whole run's time is summed over its two processes; the breakdown is the last one's, and says so
+    assert re.search(r"time [\d.]+ s over 2 processes \(each earlier one counted up to its last checkpoint\); "
+                     r"the last process, from setup", page)
+    assert "not recorded" not in page
+
+
+def test_a_resumed_runs_time_is_summed_over_its_processes(tmp_path, interrupted_run, capsys):
+    from resnet_lab.training.checkpoint import load_checkpoint
+
+    out = interrupted_run(tmp_path / "run", seed=0)
+    before = load_checkpoint(out / "last.pt")["run_time_s"]  # the first process's, up to its checkpoint
+    assert before > 0
+    assert main(["train", "--resume", str(out), "--report", "none"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    this_process = sum(result["timings"].values())
+    assert result["processes"] == 2 and result["run_time_s"] == pytest.approx(before + this_process, abs=0.05)
+    assert f"; the whole run over 2 processes: {result['run_time_s']:.1f} s, each earlier process counted " \
+           "up to its last checkpoint" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["run_time_s"] > before  # the curves' time runs on across the resume
+
+
+def test_a_run_resumed_from_a_checkpoint_without_its_time_says_the_time_is_not_whole(tmp_path, interrupted_run,
+                                                                                         capsys):
+    from resnet_lab.training.checkpoint import load_checkpoint, save_checkpoint
+
+    out = interrupted_run(tmp_path / "run", seed=0)
+    state = load_checkpoint(out / "last.pt")
+    del state["run_time_s"], state["processes"]  # as a checkpoint of an earlier version
+    save_checkpoint(out / "last.pt", state)
+    assert main(["train", "--resume", str(out), "--report", "wait"]) == 0
+    assert "; the whole run over 2 processes: not recorded (its checkpoint, of an earlier version, kept none)" \
+        in capsys.readouterr().out
+    page = (out / "report.html").read_text()
     assert "time of the last process (the run was resumed: earlier ones are not counted), from setup" in page
     assert "not recorded whole (resumed: earlier processes are not counted; the last one took " in page
 

@@ -190,7 +190,7 @@ def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(tmp_path, ref
 
 
 # Measured, so they differ between any two runs; everything else in a record must not.
-TIMING_KEYS = {"images_per_s", "time_s", "elapsed_s"}
+TIMING_KEYS = {"images_per_s", "time_s", "elapsed_s", "run_time_s"}
 
 
 def assert_same_records(run: Path, reference: Path) -> None:

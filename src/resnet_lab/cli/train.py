@@ -217,7 +217,7 @@ def _finish(result, startup_s: float | None) -> None:
     timings = {"startup_s": startup_s, **result.timings}  # report_s: background, the time to start the renderer
     if result.run_dir is not None:
         atomic_write_text(result.run_dir / "timings.json", json.dumps(timings, indent=2) + "\n")
-    _log(f"time: {format_timings(timings)}")
+    _log(f"time: {format_timings(timings)}{_whole_run_time(result)}")
     final = result.final
     beside = f", weight average {final['ema_test_acc']:.4f}" if final.get("ema_test_acc") is not None else ""
     beside += f", flip-TTA {final['tta_test_acc']:.4f}" if final.get("tta_test_acc") is not None else ""
@@ -225,6 +225,15 @@ def _finish(result, startup_s: float | None) -> None:
     beside += f"; {counted(skipped, 'step')} skipped (non-finite values, see events.json)" if skipped else ""
     _log(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
          f"{final['test_acc']:.4f} (best {result.best_acc:.4f}){beside}; run directory {result.run_dir}")
+
+
+def _whole_run_time(result) -> str:
+    """After a resumed run's time line (this process's): the whole run's, over its processes."""
+    if result.processes == 1:
+        return ""
+    whole = "not recorded (its checkpoint, of an earlier version, kept none)" if result.run_time_s is None \
+        else f"{result.run_time_s:.1f} s, each earlier process counted up to its last checkpoint"
+    return f"; the whole run over {result.processes} processes: {whole}"
 
 
 def _log(line: str) -> None:

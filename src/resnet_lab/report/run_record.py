@@ -30,8 +30,12 @@ class RunRecord:
     steps: int
     best_acc: float | None
     hardware: dict  # hardware_info of the process that finished the run (or started it, when unfinished)
-    timings: dict | None  # the trainer's own (setup, training, evaluation, bookkeeping); None when unfinished
+    timings: dict | None  # the last process's (setup, training, evaluation, bookkeeping); None when unfinished
     finished: bool
+    # The run's time over all its processes (each earlier one up to its last checkpoint), at its end
+    # or its last epoch; None when not recorded (no epoch ended, or runs of earlier versions).
+    run_time_s: float | None = None
+    processes: int | None = None  # that trained the finished run; None when unfinished or not recorded
 
     @property
     def device(self) -> str:
@@ -59,11 +63,13 @@ def read_run(run_dir: str | Path) -> RunRecord:
         record = RunRecord(settings={k: v for k, v in config.items() if k not in _NOT_SETTINGS},
                            data_info=dict(config["data_info"]), history=history, events=events,
                            steps=history[-1]["step"] if history else 0, best_acc=_best_acc(history),
-                           hardware=dict(config.get("hardware") or {}), timings=None, finished=result is not None)
+                           hardware=dict(config.get("hardware") or {}), timings=None, finished=result is not None,
+                           run_time_s=history[-1].get("run_time_s") if history else None)
         if result is not None:
             record.settings.update(result["config"])
             record.steps, record.best_acc = int(result["steps"]), result["best_acc"]
             record.hardware, record.timings = dict(result["hardware"]), dict(result["timings"])
+            record.run_time_s, record.processes = result.get("run_time_s"), result.get("processes")
         missing = [k for k in ("model", "seed") if k not in record.settings] + \
                   [k for k in ("description", "eval_split") if k not in record.data_info]
     except (KeyError, TypeError, ValueError) as err:

@@ -33,7 +33,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     info, history = run.data_info, run.history
     report = Report(f"Training {run.settings['model']}", info["description"])
     report.set_meta(settings={k: v for k, v in run.settings.items() if k != "out"}, data=info["description"],
-                    seeds=run.settings["seed"], run_time_s=None if _resumed(run) else _run_time_s(run),
+                    seeds=run.settings["seed"], run_time_s=_run_time_s(run),
                     no_run_time=_no_run_time(run), **metadata_from(run.hardware))
     findings = _findings(run)
     if findings:
@@ -56,7 +56,10 @@ _COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc",
 
 
 def _resumed(run: RunRecord) -> bool:
-    """Trained by more than one process: a stop in its events, or a clock that starts again (a SIGKILL)."""
+    """Trained by more than one process: as result.json counts them, else a stop in its events or a
+    clock that starts again (a SIGKILL)."""
+    if run.processes is not None:
+        return run.processes > 1
     elapsed = [r["elapsed_s"] for r in run.history if r.get("elapsed_s") is not None]
     stopped_then_finished = run.finished and any(e.get("kind") == "interrupted" for e in run.events)
     clock_restarted = any(later < earlier for earlier, later in zip(elapsed, elapsed[1:]))
@@ -64,19 +67,39 @@ def _resumed(run: RunRecord) -> bool:
 
 
 def _no_run_time(run: RunRecord) -> str:
-    """What the header says instead of a run time: a resumed run's earlier processes kept no timings."""
+    """What the header says instead of a run time: none recorded, or a resumed run's from a version
+    that kept no time across its processes."""
     if not _resumed(run):
         return "not recorded (no epoch ended)"
-    last = _run_time_s(run)
+    last = _last_process_s(run)
     return ("not recorded whole (resumed: earlier processes are not counted"
             + (f"; the last one took {last:.1f} s)" if last is not None else ")"))
 
 
 def _run_time_s(run: RunRecord) -> float | None:
-    """The findings' total for a finished run; else the time its epochs took so far."""
+    """The whole run's time (over its processes); for a resumed run that kept none, None."""
+    if run.run_time_s is not None:
+        return run.run_time_s
+    return None if _resumed(run) else _last_process_s(run)
+
+
+def _last_process_s(run: RunRecord) -> float | None:
+    """The last process's time: the findings' total for a finished run; else its epochs' so far."""
     if run.timings:
         return sum(v for v in run.timings.values() if v is not None)
     return run.history[-1]["elapsed_s"] if run.history else None
+
+
+def _time_line(run: RunRecord) -> str:
+    """The findings' time line: the last process's timings and, for a resumed run, the whole run's."""
+    timings = (f"from setup to the last record (start-up and drawing this report: see timings.json): "
+               f"{format_timings(run.timings)}")
+    if not _resumed(run):
+        return f"time {timings}"
+    if run.run_time_s is None:
+        return f"time of the last process (the run was resumed: earlier ones are not counted), {timings}"
+    return (f"time {run.run_time_s:.1f} s over {run.processes} processes (each earlier one counted up to its last "
+            f"checkpoint); the last process, {timings}")
 
 
 def _unfinished(run) -> str:
@@ -113,10 +136,7 @@ def _findings(run: RunRecord) -> list[str]:
                  f"throughput {_median_throughput(history):,.0f} images/s on {run.device}"
                  f"{' (median of the epochs)' if len(history) > 1 else ''}"]
     if run.timings:
-        whose = "time of the last process (the run was resumed: earlier ones are not counted), " if _resumed(run) \
-            else "time "
-        findings.append(f"{whose}from setup to the last record (start-up and drawing this report: see timings.json): "
-                        f"{format_timings(run.timings)}")
+        findings.append(_time_line(run))
     if "gradients" in last:
         findings.append(f"gradient monitor: {last['gradients']['verdict']}: {last['gradients']['reason']}")
     return findings

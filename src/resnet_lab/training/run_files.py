@@ -285,15 +285,17 @@ class RunFiles:
                     self.writer.add_scalar(f"{group}/{key}", row[key], row["step"])
             self.writer.flush()
 
-    def write_result(self, timings: dict) -> None:
+    def write_result(self, timings: dict, run_time_s: float | None) -> None:
         """``result.json``: what a finished run ended with and the report needs besides the records.
         Its ``config`` is the run's as run: a resumed run's ``RESUMABLE`` settings may differ from
-        config.json's; its ``hardware`` is this process's (a resumed run may have moved)."""
+        config.json's; its ``hardware`` and ``timings`` are this process's (a resumed run may have
+        moved); ``run_time_s`` is the run's over its ``processes``."""
         if self.run_dir is None or not self.ctx.is_main:
             return
         s = self.state
         write_json(self.run_dir / "result.json",
                    {"steps": s.step, "best_acc": s.best_acc if s.best_acc >= 0 else None, "timings": timings,
+                    "run_time_s": run_time_s, "processes": s.processes,
                     "config": self.c.to_dict(), "hardware": hardware_info(self.device)})
 
     def write_events(self) -> None:

@@ -7,6 +7,7 @@ one of them back, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,17 @@ class RunState:
     events: list = field(default_factory=list)  # non-finite steps, fp16 overflows, graph fallback
     epoch_sums: list | None = None  # loss sum, correct, seen of an epoch interrupted mid-way
     sums: torch.Tensor | None = field(default=None, repr=False)  # the same, live on the device during an epoch
+    # The run's time is summed over the processes that trained it, each counted up to its last
+    # checkpoint (steps redone after a kill count once). None: resumed from a checkpoint that kept none.
+    run_time_before_s: float | None = 0.0
+    processes: int = 1  # this one included
+    process_start: float = field(default_factory=time.perf_counter, repr=False)  # when this process's setup began
+
+    def run_time_s(self) -> float | None:
+        """The run's time so far: the earlier processes' and this one's since its setup began."""
+        if self.run_time_before_s is None:
+            return None
+        return self.run_time_before_s + time.perf_counter() - self.process_start
 
     def state_dict(self, parts, config, device: torch.device, ctx) -> dict:
         """The checkpoint. Called on every rank at the same step: the running sums are reduced."""
@@ -37,6 +49,7 @@ class RunState:
                 "step_history": self.step_history,
                 "events": self.events,
                 "epoch_sums": ctx.sum_(self.sums.clone()).tolist() if self.sums is not None else None,
+                "run_time_s": self.run_time_s(), "processes": self.processes,
                 "config": config.to_dict(), "data_info": parts.info, "total_steps": parts.total_steps}
 
     def load_state_dict(self, checkpoint: dict, parts, device: torch.device, is_main: bool) -> None:
@@ -53,5 +66,7 @@ class RunState:
         self.warmup_done, self.best_acc = checkpoint["warmup_done"], checkpoint["best_acc"]
         self.history, self.events = checkpoint["history"], checkpoint.get("events", [])
         self.step_history = checkpoint.get("step_history", [])  # absent from checkpoints of earlier versions
+        self.run_time_before_s = checkpoint.get("run_time_s")  # as is the run's time so far: None, unknown
+        self.processes = checkpoint.get("processes", 1) + 1
         # The saved sums are global (reduced over ranks): count them once, on rank 0.
         self.epoch_sums = checkpoint["epoch_sums"] if is_main else None

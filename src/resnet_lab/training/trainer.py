@@ -78,6 +78,10 @@ class TrainResult:
     # evaluation, bookkeeping (checkpoints, records, logs); then drawing the report (``report_s``,
     # after result.json, which leaves it out).
     timings: dict = field(default_factory=dict)
+    # The whole run's time, over every process that trained it (each counted up to its last
+    # checkpoint); None when a checkpoint of an earlier version kept none.
+    run_time_s: float | None = None
+    processes: int = 1
     ema_model: nn.Module | None = None  # the weight average, with ``config.ema``
 
     @property
@@ -208,7 +212,7 @@ class _Run:
         seed_everything(c.seed, c.deterministic)
         self.c, self.device, self.ctx, self.log = c, device, ctx, log
         self.parts = p = build_parts(c, device, ctx, dataset, log)
-        self.state = RunState(warmup_done=c.warmup_lr <= 0)
+        self.state = RunState(warmup_done=c.warmup_lr <= 0, process_start=started)
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
             if self.state.step >= p.total_steps:  # e.g. train(None, resume=...) again from a notebook
@@ -335,7 +339,8 @@ class _Run:
         row = {"epoch": s.epoch + 1, "step": s.step, "train_loss": loss_sum / max(seen, 1),
                "train_acc": correct / max(seen, 1), **evaluation, "lr": epoch["lr"],
                "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
-               "time_s": time.perf_counter() - epoch["start"], "elapsed_s": time.perf_counter() - self.run_start}
+               "time_s": time.perf_counter() - epoch["start"], "elapsed_s": time.perf_counter() - self.run_start,
+               "run_time_s": s.run_time_s()}
         since = s.history[-1]["step"] if s.history else 0
         if any(e["kind"] == "rollback" for e in s.events if e["step"] >= since):  # in metrics.jsonl too
             row["events"] = [e for e in s.events if e["step"] >= since]
@@ -380,10 +385,12 @@ class _Run:
                                    f"{files.run_dir} are finite but overflow in the forward pass", step=s.step)
         t = self.timings
         t["bookkeeping_s"] = time.perf_counter() - self.run_start - t["train_s"] - t["eval_s"]
-        files.write_result(dict(t))
+        run_time_s = s.run_time_s()
+        files.write_result(dict(t), run_time_s)
         p = self.parts
         return TrainResult(files.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, s.step_history,
-                           self.c, str(self.device), t, p.ema.model if p.ema is not None else None)
+                           self.c, str(self.device), t, run_time_s, s.processes,
+                           p.ema.model if p.ema is not None else None)
 
 
 def _epoch_line(row: dict, num_epochs: int, eval_split: str, evaluated: bool) -> str:
