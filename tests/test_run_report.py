@@ -41,6 +41,14 @@ def finished(tmp_path_factory):
     return out, result
 
 
+def test_step_numbers_a_step_record_gives_its_index_an_epoch_row_the_steps_done(finished):
+    """The README's convention: gradients.jsonl counts from 0 as a plain loop does; metrics rows count steps done."""
+    run, _ = finished
+    records = [json.loads(line)["step"] for line in (run / "gradients.jsonl").read_text().splitlines()]
+    rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records == [0, 1, 2, 3] and rows == [2, 4]  # 2 steps an epoch, monitor_every=1
+
+
 def _copy(run: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
