@@ -204,6 +204,15 @@ def test_sweep_settings_without_jobs_are_refused_not_ignored(digits):
         run_degradation((8,), dataset=tiny, epochs=1, devices=["cpu"], log=None)
 
 
+def test_settings_list_the_snapshot_epochs_taken_not_those_planned(digits):
+    """An epoch without a monitor record has no gradient snapshot; the settings once listed it anyway."""
+    tiny = limit_dataset(digits, train=64, test=16)  # batch 32: 2 steps an epoch, records at steps 0 and 4
+    result = run_degradation((8,), data="digits", dataset=tiny, epochs=3, device="cpu", batch_size=32,
+                             monitor_every=4, log=None)
+    assert snapshot_epochs(3) == [1, 2, 3] and result["settings"]["snapshot_epochs"] == [1, 3]
+    assert all([g["epoch"] for g in n["gradient_flow"]] == [1, 3] for n in result["networks"])
+
+
 def test_snapshot_epochs():
     assert snapshot_epochs(1) == [1]
     assert snapshot_epochs(3) == [1, 2, 3]

@@ -86,7 +86,7 @@ def write_report(result: dict, path: str | Path, figures: dict | None = None,
                 "weight decay": train.get("weight_decay"), "augment": train.get("augment"),
                 "precision": train.get("precision"), "device": s.get("device"),
                 "curve points every (steps)": s.get("log_every"),
-                "gradient snapshots at epochs": " ".join(map(str, s.get("snapshot_epochs", [])))}
+                "gradient snapshots at epochs": " ".join(map(str, s.get("snapshot_epochs", []))) or "none"}
     if train.get("model_options"):
         settings["model options"] = train["model_options"]
     data = s["data_description"] if s["data_description"].startswith(s["data"]) else \

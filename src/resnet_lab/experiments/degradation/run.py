@@ -247,7 +247,7 @@ def _entries(plan: _Plan, params: dict, snap: list[int], records: dict) -> list[
             for d in plan.depths for k in KINDS]
 
 
-def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, snap: list[int]) -> dict:
+def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, snapshots: list[int]) -> dict:
     first = plan.first
     return {
         "depths": plan.depths, "seeds": plan.seeds, "recipe": recipe, "data": data, "shortcut": plan.shortcut,
@@ -255,7 +255,7 @@ def _settings(plan: _Plan, length: dict, dataset, data: str, recipe: str, dev, s
         "num_classes": dataset.num_classes,
         "device": str(dev), "epochs": first.epochs, "steps": first.steps, "epochs_run": length["epochs_run"],
         "steps_per_epoch": length["steps_per_epoch"], "total_steps": length["total_steps"],
-        "log_every": length["log_every"], "snapshot_epochs": snap,
+        "log_every": length["log_every"], "snapshot_epochs": snapshots,
         "train": {k: v for k, v in first.to_dict().items()
                   if k not in ("model", "seed", "out", "progress", "tensorboard", "log_every", "data")},
         "effective_lr": first.effective_lr,
@@ -325,7 +325,9 @@ def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "dig
         grid, runs = sweep_runs(plan.depths, plan.seeds, recipe, fixed, plan.kind_options)
         records = train_as_sweep(grid, runs, out, list(plan.configs), jobs, devices, threads, say, _record_of_run)
     networks = _entries(plan, params, snap, records)
-    settings = _settings(plan, length, dataset, data, recipe, dev, snap)
+    # the epochs that have a snapshot: an epoch without a monitor record (--monitor-every) has none
+    taken = sorted({g["epoch"] for n in networks for g in n["gradient_flow"]})
+    settings = _settings(plan, length, dataset, data, recipe, dev, taken)
     return {"experiment": "degradation", "settings": settings, "networks": networks,
             "findings": findings(networks, settings), "run_time_s": time.perf_counter() - start,
             "hardware": hardware_info(dev)}
