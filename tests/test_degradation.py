@@ -127,6 +127,26 @@ def test_outputs_written(run):
     assert "src=\"http" not in page and "href=\"http" not in page
 
 
+def test_outputs_never_replace_another_commands_report_or_results(run, tmp_path):
+    result, out, _ = run
+    run_dir = tmp_path / "r20"  # a training run's folder: its report.html is not the experiment's
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    (run_dir / "report.html").write_text("the run's report")
+    with pytest.raises(UserError, match=r"r20 holds a report.html that is not an earlier degradation experiment's"):
+        write_degradation_outputs(result, run_dir)
+    assert (run_dir / "report.html").read_text() == "the run's report" and not (run_dir / "results.json").exists()
+    table6 = tmp_path / "table6"
+    table6.mkdir()
+    (table6 / "results.json").write_text('{"experiment": "table6"}')
+    with pytest.raises(UserError, match=r"table6 holds the results of a table6 experiment \(results.json\)"):
+        write_degradation_outputs(result, table6)
+    assert json.loads((table6 / "results.json").read_text()) == {"experiment": "table6"}
+    with pytest.raises(UserError, match=r"^cannot write out_dir .*: .*config.json is a file, not a folder"):
+        write_degradation_outputs(result, run_dir / "config.json" / "degradation")
+    assert write_degradation_outputs(result, out)["report"] == out / "report.html"  # its own earlier outputs: replaced
+
+
 def test_report_renders_in_headless_chromium(run):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from browser import browser_missing, open_in_browser

@@ -98,3 +98,13 @@ def test_sizes_naming_a_part_the_demo_has_not_is_one_line_before_any_work(tmp_pa
     with pytest.raises(UserError, match="sizes has no part 'degradaton'; its parts are degradation, survey, compare"):
         run_demo(out=tmp_path / "demo", sizes={"degradaton": {"depths": (8,)}}, log=None)
     assert not (tmp_path / "demo").exists()
+
+
+def test_an_out_holding_another_commands_report_is_refused_before_any_work(tmp_path):
+    from resnet_lab.errors import UserError
+
+    (tmp_path / "report.html").write_text("a training run's report")
+    with pytest.raises(UserError, match="holds a report.html that is not an earlier demo's"):
+        run_demo(out=tmp_path, sizes=TINY, log=None)
+    assert (tmp_path / "report.html").read_text() == "a training run's report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]

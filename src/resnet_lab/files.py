@@ -54,6 +54,29 @@ def write_json(path: str | Path, value) -> None:
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 
+def output_folder(out_dir: str | Path, results: str, what: str, experiment: str | None = None) -> Path:
+    """``out_dir`` made (if missing) for an experiment's outputs, ``results`` (its JSON) among them: a
+    folder holding no other command's files that the outputs would replace (a training run's or another
+    command's ``report.html``; given ``experiment``, another experiment's ``results``). Its own earlier
+    outputs are replaced."""
+    from .errors import UserError, writing
+
+    out = Path(out_dir)
+    if (out / "report.html").exists() and not (out / results).exists():
+        raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "
+                        "command's), which these outputs would replace; give another out_dir")
+    try:
+        theirs = json.loads((out / results).read_text()).get("experiment") if experiment else None
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        theirs = None  # missing or damaged: nothing worth keeping
+    if isinstance(theirs, str) and theirs != experiment:
+        raise UserError(f"{out} holds the results of a {theirs} experiment ({results}), which these outputs would "
+                        "replace; give another out_dir")
+    with writing(out, "out_dir"):
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def try_lock(path: str | Path) -> int | None:
     """An exclusive lock on ``path`` (a file, created if missing, or a folder: no file is added) for
     as long as the returned descriptor is open, or None while another process holds it. The kernel

@@ -64,6 +64,7 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
 
     ``sizes`` replaces the built-in settings of the parts it names (see ``CPU_DIGITS``); ``log``: progress lines
     (``None``: silent)."""
+    from ..files import output_folder
     from ..runtime import pick_device
 
     log = log or (lambda *_: None)
@@ -73,7 +74,7 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
     if unknown:
         raise UserError(f"sizes has no part {', '.join(map(repr, unknown))}; its parts are {', '.join(built_in)}")
     sizes = {**built_in, **(sizes or {})}
-    out = Path(out)
+    out = output_folder(out, "demo.json", "demo")  # before minutes of work: its report.html replaces no other
     started = time.perf_counter()
     results, outputs, timings = {}, {}, {}
 

@@ -40,12 +40,11 @@ def add_compare_section(report, result: dict, chart: Path | None) -> None:
 def write_compare_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write compare.json, compare.png/.svg and report.html in ``out_dir``; return their paths by name
     (``json``, ``chart``: the SVG a report embeds, ``chart_png``, ``report``)."""
-    from ...files import atomic_write_text
+    from ...files import atomic_write_text, output_folder
     from ...report import Report, run_metadata
     from .plot import plot_comparison
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "compare.json", "comparison")
     atomic_write_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
     charts = plot_comparison(result, out / "compare.png")
     chart = next((p for p in charts if p.suffix == ".svg"), None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...files import atomic_write_text
+from ...files import atomic_write_text, output_folder
 from ...report import Report, run_metadata
 from ...text import counted, percent
 from .table import eval_split, shortcut_of, with_spread
@@ -44,8 +44,7 @@ def write_degradation_outputs(result: dict, out_dir: str | Path, lead: tuple[str
     first in the report, e.g. a reproduction's verdict on the same numbers."""
     from .plot import plot_degradation, plot_degradation_gradients
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "results.json", "degradation experiment", result.get("experiment"))
     paths: dict[str, Path] = {"results": out / "results.json"}
     atomic_write_text(paths["results"], json.dumps(result, indent=2, default=str) + "\n")
     png, svg = plot_degradation(result, out / "degradation.png")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...files import atomic_write_text
+from ...files import atomic_write_text, output_folder
 from ...report import Report, run_metadata
 from ..degradation import write_degradation_outputs
 from .table import COLUMNS, table6_rows, table6_text
@@ -20,8 +20,7 @@ def write_table6_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write the files; return their paths (``results``, ``table``, ``figure``, ``figure_svg``, ``report``)."""
     from .plot import plot_table6
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, "results.json", "Table 6 reproduction", result.get("experiment"))
     paths = {"results": out / "results.json", "table": out / "table6.md"}
     atomic_write_text(paths["results"], json.dumps(result, indent=2, default=str) + "\n")
     atomic_write_text(paths["table"], "# Table 6 (CIFAR-10 test error)\n\n" + table6_text(result, markdown=True)

@@ -79,11 +79,10 @@ def write_survey_outputs(result: dict, out_dir: str | Path) -> dict[str, Path | 
     (self-contained: the PNG heat maps embedded) into ``out_dir``; returns the written paths: ``json``,
     ``markdown``, ``html``, ``plots`` (every heat map file) and ``figures`` (the PNG of each heat map,
     by name, as a report embeds them)."""
-    from ...files import atomic_write_text
+    from ...files import atomic_write_text, output_folder
     from .plot import plot_survey
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(out_dir, "survey.json", "survey")
     json_path, md_path, html_path = out_dir / "survey.json", out_dir / "survey.md", out_dir / "report.html"
     atomic_write_text(json_path, json.dumps(result, indent=2, allow_nan=False) + "\n")
     atomic_write_text(md_path, survey_markdown(result))
