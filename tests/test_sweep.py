@@ -509,6 +509,20 @@ def test_jobs_given_as_a_numpy_integer_is_a_count_like_an_int():
         check_jobs(True)
 
 
+def test_a_grid_of_numpy_values_sweeps_like_the_numbers_they_hold(tmp_path):
+    """Grid(axes={"seed": np.arange(2)}) was one run of an array (refused as not a number), and numpy
+    integers in a list stopped the sweep with "int64 is not JSON serializable", leaving an empty folder."""
+    import numpy as np
+
+    given = Grid(axes={"seed": np.arange(1), "lr": np.array([0.1, 0.05], dtype=np.float32)},
+                 fixed={"model": "resnet8", "data": "digits", "image_size": 16, "steps": np.int64(2),
+                        "batch_size": 32, "tensorboard": False, "report": "none"})
+    plain = Grid(axes={"seed": [0], "lr": [0.1, 0.05]}, fixed={**given.fixed, "steps": 2})
+    assert [r.name for r in expand(given)] == [r.name for r in expand(plain)] == ["lr0.1-seed0", "lr0.05-seed0"]
+    result = run_sweep(Grid(axes={"seed": [np.int64(0)]}, fixed=given.fixed), tmp_path, threads=1, log=None)
+    assert result.ok and json.loads((tmp_path / "sweep.json").read_text())["grid"]["axes"] == {"seed": [0]}
+
+
 def test_runs_evaluated_on_a_held_out_split_are_reported_as_val_accuracy_not_test(tmp_path, capsys):
     """With --val-split the runs never see the test set: the sweep's lines and its --status table name the
     split their accuracy is on, as `train` does ("final val accuracy"), instead of calling it test acc."""
