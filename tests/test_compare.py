@@ -175,6 +175,22 @@ def test_cli_bad_model_exits_2(capsys):
     assert err.count("\n") == 1 and "resnet21" in err and "6n+2" in err
 
 
+@pytest.mark.parametrize("image_size", [100_000, 32.5, "32", 4, True])
+def test_an_image_size_that_is_not_a_side_of_8_to_1024_pixels_is_one_line(image_size):
+    """--image-size 100000 (a typo) was a torch allocation traceback (480 GB of inputs); 32.5 and "32" were
+    TypeErrors from inside torch."""
+    from resnet_lab.errors import UserError
+
+    with pytest.raises(UserError, match=rf"^image size must be an integer from 8 to 1024, got {image_size!r}$"):
+        compare_models(["resnet8"], image_size=image_size, **TINY)
+
+
+def test_cli_image_size_typo_exits_2(capsys):
+    assert main(["compare", "resnet8", "--device", "cpu", "--image-size", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "image size must be an integer from 8 to 1024, got 100000" in err
+
+
 def test_saved_tensor_bytes_counts_activations():
     model = create_model("resnet20")
     x = torch.randn(2, 3, 32, 32)

@@ -33,6 +33,7 @@ from ...measure import calls_for, time_call
 from ...models.choices import MIN_IMAGE_SIZE
 from ...models import count_flops, count_params, count_weighted_layers, create_model, get_spec
 from ...runtime import hardware_info, pick_device
+from ...training.config import MAX_IMAGE_SIZE
 from ...text import counted
 from .findings import verdict
 from .reference import _same_architecture_as_default, reference_cifar10, reference_top1
@@ -66,8 +67,9 @@ def _preset(dev: torch.device, quick: bool, batch_size, warmup, repeats, image_s
         if isinstance(preset[key], bool) or not isinstance(preset[key], numbers.Integral) or preset[key] < low:
             raise UserError(f"{label} must be an integer >= {low}, got {preset[key]!r}")
         preset[key] = int(preset[key])  # a numpy integer too: the result stays JSON-ready
-    if image_size is not None and image_size < MIN_IMAGE_SIZE:
-        raise UserError(f"image size {image_size} is too small; use {MIN_IMAGE_SIZE} or more")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
+                                   or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE):  # a typo's 100000: 480 GB
+        raise UserError(f"image size must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}, got {image_size!r}")
     return preset
 
 
