@@ -669,6 +669,23 @@ def test_train_refuses_val_split_with_a_data_set_given_that_holds_nothing_out(tm
         train(config, dataset=load_data("digits"), log=None)
 
 
+@pytest.mark.parametrize("dataset,shown", [("digits", "'digits'"),
+                                           ((torch.zeros(4, 1, 8, 8), torch.zeros(4)), "a tuple")])
+def test_a_data_set_name_or_arrays_given_as_dataset_is_one_line(tmp_path, dataset, shown):
+    """train(config, dataset="digits") was an AttributeError ('str' object has no attribute 'num_classes'),
+    and so was run_degradation's."""
+    from resnet_lab.experiments import run_degradation
+
+    config = resolve_config("default", model="resnet8", data="digits", image_size=16, steps=1,
+                            out=str(tmp_path / "run"), progress=False, tensorboard=False, report="none")
+    message = rf"^dataset= takes a data set loaded with load_data\(...\), got {re.escape(shown)}; a data set's name"
+    with pytest.raises(UserError, match=message):
+        train(config, dataset=dataset, log=None)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match=message):
+        run_degradation([8], dataset=dataset, steps=1, image_size=16, log=None)
+
+
 @pytest.mark.parametrize("keywords,fragment", [
     ({"device": "gpu"}, "unknown device 'gpu'; use cpu, cuda"), ({"batch_size": 64.0}, "batch_size must be a positive"),
 ])

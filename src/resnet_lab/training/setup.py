@@ -49,6 +49,12 @@ class RunParts:
 def check_given_dataset(c: TrainConfig, dataset) -> None:
     """``val_split`` holds images out as the data is loaded; a data set given already loaded is not loaded
     again, so one that does not hold a split out would be evaluated on its test set unsaid."""
+    from ..data import FolderDataset, InMemoryDataset
+
+    if dataset is not None and not isinstance(dataset, (InMemoryDataset, FolderDataset)):  # 'digits' goes to data=
+        shown = repr(dataset) if isinstance(dataset, (str, os.PathLike)) else f"a {type(dataset).__name__}"
+        raise UserError(f"dataset= takes a data set loaded with load_data(...), got {shown}; a data set's name or "
+                        "npz:PATH goes to data=")
     if dataset is not None and c.val_split and getattr(dataset, "eval_split", "test") != "val":
         raise UserError(f"val_split={c.val_split} holds images out as the data is loaded, but the data set given "
                         f"(dataset=) is already loaded and evaluates on its {getattr(dataset, 'eval_split', 'test')} "
