@@ -633,6 +633,26 @@ def test_predict_given_one_path_classifies_that_image_not_each_letter_of_its_nam
     assert len(listed) == 1
 
 
+@pytest.mark.parametrize("images,kind", [("PIL", "PngImageFile"), ("array", "list"), ("tensor", "Tensor"),
+                                         (None, "NoneType")])
+def test_predict_given_an_image_held_in_memory_says_it_takes_file_paths(tmp_path, tiny_run, images, kind):
+    """A PIL image, a numpy array or a tensor was a TypeError from inside pathlib ('expected str, bytes or
+    os.PathLike object, not list'), None 'NoneType object is not iterable'."""
+    import numpy as np
+    from PIL import Image
+
+    from resnet_lab.training.inference import predict_images
+
+    pixels = np.full((16, 16), 200, dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "seven.png")
+    given = {"PIL": Image.open(tmp_path / "seven.png"), "array": pixels, "tensor": torch.zeros(1, 16, 16),
+             None: None}[images]
+    with pytest.raises(UserError, match=rf"^images are image file paths \(str or Path\), got a {kind}; save an image"):
+        predict_images(tiny_run, given)
+    with pytest.raises(UserError, match=rf"got a {kind}"):
+        predict_images(tiny_run, [tmp_path / "seven.png", given])
+
+
 @pytest.mark.parametrize("top_k", [0, -1, 2.5])
 def test_predict_refuses_a_top_k_that_is_not_a_positive_integer(tmp_path, tiny_run, top_k):
     from resnet_lab.training.inference import predict_images

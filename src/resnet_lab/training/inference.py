@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -101,7 +102,12 @@ def predict_images(path, images: list[str], top_k: int = 5, device="cpu", ema: b
 
     top_k = check_positive_int("top_k", top_k)  # 0 would give every image an empty list of classes
     device = pick_device(device)
-    images = [images] if isinstance(images, (str, os.PathLike)) else list(images)  # one path, not its letters
+    one = isinstance(images, (str, os.PathLike)) or not isinstance(images, Iterable)  # one path, not its letters
+    images = [images] if one else list(images)
+    wrong = [image for image in images if not isinstance(image, (str, os.PathLike))]
+    if wrong:  # an image already loaded (a PIL image, an array, a tensor) or None: no path to read
+        raise UserError(f"images are image file paths (str or Path), got a {type(wrong[0]).__name__}; save an image "
+                        "held in memory to a file (e.g. PIL's image.save('x.png')) and pass its path")
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     info = state["data_info"]
     folder = str(state["config"].get("data", "")).strip().lower().startswith("folder:")
