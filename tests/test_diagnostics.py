@@ -547,6 +547,21 @@ def test_check_model_does_not_reseed_the_callers_random_numbers():
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.parametrize("model,keywords,message", [
+    (["resnet8"], {}, r"model is one model name such as 'resnet20', got \['resnet8'\]; check one model per call"),
+    (None, {}, "model is one model name such as 'resnet20', got None"),
+    ("resnet8", {"lr": "0.1"}, "--lr must be a positive number, got '0.1'"),
+    ("resnet8", {"seed": 0.5}, "--seed must be an integer, got 0.5"),
+])
+def test_check_model_given_a_value_of_the_wrong_kind_is_one_line(model, keywords, message):
+    """A list of names or None was an AttributeError ('list' object has no attribute 'startswith'), lr="0.1"
+    and seed=0.5 TypeErrors from inside math and numpy."""
+    from resnet_lab.diagnostics import check_model
+
+    with pytest.raises(UserError, match="^" + message):
+        check_model(model, steps=1, batch_size=16, **keywords)
+
+
 def test_check_model_takes_numpy_numbers_as_the_numbers_they_hold():
     import numpy as np
 

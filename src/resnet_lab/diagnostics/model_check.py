@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from ..data.choices import IN_MEMORY_DATA_SETS
 from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
@@ -23,11 +24,16 @@ def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None,
     from ..data import DeviceLoader, FolderDataset, load_data
     from ..runtime import pick_device
 
+    if not isinstance(model, str):  # a list of names (as compare_models takes), None
+        raise UserError(f"model is one model name such as 'resnet20', got {model!r}; check one model per call")
     check_positive_int("--steps", steps)
     check_positive_int("--batch-size", batch_size)
     for flag, value in (("--lr", lr), ("--clip-norm", clip_norm)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"{flag} must be a positive number, got {value}")
+        if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value > 0):
+            raise UserError(f"{flag} must be a positive number, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise UserError(f"--seed must be an integer, got {seed!r}")
     dev = pick_device(device)
     ds = load_data(data, data_dir)
     if isinstance(ds, FolderDataset):
