@@ -25,12 +25,12 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
-def _plain(value):
+def as_python_numbers(value):
     """A numpy scalar or array as the Python numbers it holds (in a list or tuple too); anything else as it is."""
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
+        return type(value)(as_python_numbers(v) for v in value)
     return value
 
 
@@ -40,7 +40,7 @@ def numpy_scalars_as_numbers(function):
     computed values then pass the checks ints and floats pass, and the result stays JSON-ready."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        return function(*map(_plain, args), **{k: _plain(v) for k, v in kwargs.items()})
+        return function(*map(as_python_numbers, args), **{k: as_python_numbers(v) for k, v in kwargs.items()})
     return wrapper
 
 

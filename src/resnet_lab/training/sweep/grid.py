@@ -17,7 +17,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from ...errors import UserError, _plain
+from ...errors import UserError, as_python_numbers
 from ...models.choices import MODEL_OPTIONS  # create_model keywords, swept like training settings (model_options)
 from ..config import TrainConfig, resolve_config
 
@@ -40,8 +40,8 @@ class Grid:
 
     def __post_init__(self) -> None:
         # A notebook's numpy values (np.arange(3), np.float32(0.1)) as the numbers they hold: sweep.json takes them.
-        self.axes = {k: _plain(v) for k, v in self.axes.items()}
-        self.fixed = {k: _plain(v) for k, v in self.fixed.items()}
+        self.axes = {k: as_python_numbers(v) for k, v in self.axes.items()}
+        self.fixed = {k: as_python_numbers(v) for k, v in self.fixed.items()}
 
     def to_dict(self) -> dict:
         return {"axes": {k: list(self.axes[k]) for k in sorted(self.axes, key=_order)}, "fixed": dict(self.fixed)}
