@@ -149,7 +149,8 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, log: Cal
         except (TrainingInterrupted, NonFiniteError):
             _report(c.report, run_dir, ctx.is_main, log)  # a stopped run's too: its records so far, and why
             raise
-        report_s = _report(c.report, run_dir, ctx.is_main, log)
+        finished_before = checkpoint is not None and checkpoint["step"] >= checkpoint["total_steps"]
+        report_s = None if finished_before else _report(c.report, run_dir, ctx.is_main, log)  # it has its report
         if report_s is not None:
             result.timings["report_s"] = report_s
         return result
@@ -213,13 +214,16 @@ class _Run:
         self.c, self.device, self.ctx, self.log = c, device, ctx, log
         self.parts = p = build_parts(c, device, ctx, dataset, log)
         self.state = RunState(warmup_done=c.warmup_lr <= 0, process_start=started)
+        self.run_dir, self.finished = run_dir, False
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
-            if self.state.step >= p.total_steps:  # e.g. train(None, resume=...) again from a notebook
+            self.finished = self.state.step >= p.total_steps  # e.g. train(None, resume=...) again from a notebook
+            if self.finished:
                 log(f"{run_dir} already finished ({counted(p.total_steps, 'step')}); nothing to train")
             else:
                 log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
-        self.files = RunFiles(run_dir, c, p, self.state, ctx, device, checkpoint, log)
+        # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
+        self.files = RunFiles(None if self.finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
         log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}, "
             f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
             f"batch {c.batch_size}, lr {c.effective_lr:g}, {p.precision}")
@@ -388,7 +392,7 @@ class _Run:
         run_time_s = s.run_time_s()
         files.write_result(dict(t), run_time_s)
         p = self.parts
-        return TrainResult(files.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, s.step_history,
+        return TrainResult(self.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, s.step_history,
                            self.c, str(self.device), t, run_time_s, s.processes,
                            p.ema.model if p.ema is not None else None)
 
