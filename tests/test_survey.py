@@ -498,6 +498,14 @@ def test_demo_settings_are_valid():
     assert max(DEMO_SETTINGS["depths"]) >= 20 and DEMO_SETTINGS["seeds"] >= 3
 
 
+@pytest.mark.parametrize("keywords, fragment", [({"seed": 0.5}, "seed must be an integer >= 0, got 0.5"),
+                                               ({"image_size": 32.5}, "image-size must be an integer from 8")])
+def test_run_survey_refuses_a_seed_or_size_of_the_wrong_kind_in_one_line(keywords, fragment):
+    """From Python a float seed once raised a TypeError from range() after the data had loaded."""
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        run_survey([8], steps=1, log=None, **keywords)
+
+
 def test_survey_settings_hold_every_keyword_of_run_survey():
     """The helpers take one SurveySettings: a keyword added to run_survey must be a field of it too."""
     keywords = [name for name in inspect.signature(run_survey).parameters if name != "log"]
@@ -517,6 +525,9 @@ def test_survey_settings_hold_every_keyword_of_run_survey():
     (["survey", "--depths", "8", "--jobs", "2", "--threads", "0"], "threads must be a positive integer, got 0"),
     (["survey", "--depths", "8", "--jobs", "2", "--devices", "cpu", "cpu"], "names a device twice"),
     (["survey", "--depths", "8", "--jobs", "2", "--batch-size", "5000"], "--batch-size 5000 is larger than"),
+    # a typo's size once reached torch: a traceback asking for 1.28 TB
+    (["survey", "--depths", "8", "--image-size", "100000"], "image-size must be an integer from 8 (CIFAR nets"),
+    (["survey", "--depths", "8", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
 ])
 def test_cli_bad_input_exits_2(capsys, argv, fragment, tmp_path):
     assert main(argv + ["--out", str(tmp_path / "o")]) == 2

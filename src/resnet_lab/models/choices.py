@@ -11,3 +11,5 @@ FAMILIES = ("imagenet", "cifar", "preact")  # ModelSpec.family
 # the switches a command line, a sweep or a notebook may set.
 MODEL_OPTIONS = ("shortcut", "norm", "activation", "init", "zero_init_residual", "checkpointing")
 MIN_IMAGE_SIZE = 8  # the smallest input side: the CIFAR nets halve it twice
+# A bound against typos (--image-size 22400): in-memory data is resized whole, up front (1024 px is 3 MB an image).
+MAX_IMAGE_SIZE = 1024

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..data.choices import FLIP_MODES, PAD_MODES
 from ..diagnostics.choices import OPTIMIZERS, POLICIES
 from ..errors import UserError
-from ..models.choices import MIN_IMAGE_SIZE
+from ..models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 REFERENCE_BATCH = 128  # learning rates below are for this batch size; they scale linearly with it
 
@@ -130,9 +130,6 @@ FAST_EPOCHS = ((20, 40), (56, 70), (110, 100))  # (up to this depth, epochs); de
 # Without --recipe: a one-cycle schedule that trains well in few epochs on small data.
 DEFAULT = dict(epochs=15, batch_size=128, lr=0.1, schedule="linear", warmup=0.15, nesterov=True,
                weight_decay=5e-4)
-
-# A bound against typos (--image-size 22400): in-memory data is resized whole, up front (1024 px is 3 MB an image).
-MAX_IMAGE_SIZE = 1024
 
 RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.

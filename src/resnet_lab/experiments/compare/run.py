@@ -30,10 +30,9 @@ import torch
 
 from ...errors import UserError, numpy_scalars_as_numbers
 from ...measure import calls_for, time_call
-from ...models.choices import MIN_IMAGE_SIZE
+from ...models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ...models import count_flops, count_params, count_weighted_layers, create_model, get_spec
 from ...runtime import hardware_info, pick_device
-from ...training.config import MAX_IMAGE_SIZE
 from ...text import counted
 from .findings import verdict
 from .reference import _same_architecture_as_default, reference_cifar10, reference_top1

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from os import PathLike
 
 from ...errors import UserError, check_positive_int
-from ...models.choices import MIN_IMAGE_SIZE
+from ...models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ...training.sweep import check_devices
 from .concurrent import check_sweepable
 
@@ -69,9 +69,12 @@ class SurveySettings:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
-        if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < MIN_IMAGE_SIZE):
-            raise UserError(f"image-size must be an integer >= {MIN_IMAGE_SIZE} (CIFAR nets halve it twice), "
-                            f"got {self.image_size!r}")
+        if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
+                                            or not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE):
+            raise UserError(f"image-size must be an integer from {MIN_IMAGE_SIZE} (CIFAR nets halve it twice) to "
+                            f"{MAX_IMAGE_SIZE}, got {self.image_size!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.threads is not None:
             check_positive_int("threads", self.threads)
         check_sweepable(self.jobs, self.threads, self.devices, self.out)
