@@ -653,6 +653,21 @@ def test_predict_given_an_image_held_in_memory_says_it_takes_file_paths(tmp_path
         predict_images(tiny_run, [tmp_path / "seven.png", given])
 
 
+@pytest.mark.parametrize("call, name", [("evaluate", "checkpoint"), ("model", "checkpoint"), ("export", "out"),
+                                        ("resume", "resume"), ("report", "run_dir")])
+def test_a_path_argument_that_is_not_a_path_is_one_line(tiny_run, call, name):
+    """None or a number given for a path was a TypeError from inside pathlib."""
+    from resnet_lab.report.train_report import write_run_report
+    from resnet_lab.training import export_safetensors
+    from resnet_lab.training.inference import evaluate_checkpoint, model_from_checkpoint
+
+    calls = {"evaluate": lambda: evaluate_checkpoint(None), "model": lambda: model_from_checkpoint(5),
+             "export": lambda: export_safetensors(tiny_run, None), "resume": lambda: train(None, resume=5),
+             "report": lambda: write_run_report(None)}
+    with pytest.raises(UserError, match=rf"^{name} is a file or folder path \(a str or Path\), got (None|5)$"):
+        calls[call]()
+
+
 @pytest.mark.parametrize("top_k", [0, -1, 2.5])
 def test_predict_refuses_a_top_k_that_is_not_a_positive_integer(tmp_path, tiny_run, top_k):
     from resnet_lab.training.inference import predict_images

@@ -9,6 +9,16 @@ import secrets
 from pathlib import Path
 
 
+def as_path(value, name: str) -> Path:
+    """A path argument from Python as a ``Path``: anything else (None, a number) is refused in one
+    line, not as a TypeError from inside pathlib."""
+    from .errors import UserError
+
+    if not isinstance(value, (str, os.PathLike)):
+        raise UserError(f"{name} is a file or folder path (a str or Path), got {value!r}")
+    return Path(value)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
 
@@ -61,7 +71,7 @@ def output_folder(out_dir: str | Path, results: str, what: str, experiment: str 
     outputs are replaced."""
     from .errors import UserError, writing
 
-    out = Path(out_dir)
+    out = as_path(out_dir, "out_dir")
     if (out / "report.html").exists() and not (out / results).exists():
         raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "
                         "command's), which these outputs would replace; give another out_dir")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..files import as_path
 
 # config.json holds the settings and, beside them, these records (run_files.py, _config_record).
 _NOT_SETTINGS = ("resolved", "data_info", "hardware", "world_size")
@@ -45,7 +46,7 @@ class RunRecord:
 def read_run(run_dir: str | Path) -> RunRecord:
     """The run in ``run_dir``; a ``UserError`` (one line: what is wrong, how to fix it) when the
     folder is not a run directory or one of its files is damaged."""
-    run_dir = Path(run_dir)
+    run_dir = as_path(run_dir, "run_dir")
     if not run_dir.is_dir():
         what = "is not a directory" if run_dir.exists() else "does not exist"
         raise UserError(f"{run_dir} {what}; give the run directory that 'resnet-lab train --out' wrote")

@@ -28,8 +28,8 @@ def format_timings(timings: dict) -> str:
 def write_run_report(run_dir: str | Path) -> Path:
     """Draw ``run_dir/report.html`` from the run directory alone (see ``run_record.py``) and return
     its path: for a finished run, a stopped one, or one still training (its records so far)."""
-    run_dir = Path(run_dir)
     run = read_run(run_dir)
+    run_dir = Path(run_dir)
     info, history = run.data_info, run.history
     report = Report(f"Training {run.settings['model']}", info["description"])
     report.set_meta(settings={k: v for k, v in run.settings.items() if k != "out"}, data=info["description"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError, writing
-from ..files import atomic_write_bytes
+from ..files import as_path, atomic_write_bytes
 
 # What evaluate, predict and export read from a checkpoint besides its weights (see ``_check_complete``).
 _DATA_INFO_TYPES = {"classes": list, "in_channels": int, "image_size": int, "mean": list, "std": list}
@@ -31,7 +31,7 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """Accept a checkpoint file or a run directory (then its ``last.pt``)."""
-    path = Path(path)
+    path = as_path(path, "checkpoint")
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
@@ -115,7 +115,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = Fals
 
     from .inference import model_from_checkpoint  # imports this module
 
-    out = Path(out)
+    out = as_path(out, "out")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'model.safetensors'}")
     if out.is_file() and out.stat().st_size and not _holds_safetensors(out):  # the checkpoint itself, metrics, ...

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, writing
-from ..files import atomic_write_bytes
+from ..files import as_path, atomic_write_bytes
 from .checkpoint import exported_weights
 from .inference import image_shape, model_from_checkpoint, not_finite_message
 
@@ -48,7 +48,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, ema: bool = False) -> d
     """Write a checkpoint's model (or with ``ema`` its weight average) as ONNX; return ``path``,
     ``opset``, ``input_shape`` (C, H, W), ``classes`` and ``difference`` (the check's largest
     relative difference; None when onnxruntime is not installed)."""
-    out = Path(out)
+    out = as_path(out, "out")
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'model.onnx'}")
     missing = [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]

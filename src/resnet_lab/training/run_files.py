@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..diagnostics.records import trim_jsonl
 from ..errors import UserError, why_not_writable
-from ..files import atomic_write_text, try_lock, write_json
+from ..files import as_path, atomic_write_text, try_lock, write_json
 from ..runtime import hardware_info, is_main_process
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
 from .config import RESUMABLE, TrainConfig, plain_values
@@ -108,7 +108,7 @@ def release_run_dir(run_dir: Path | None) -> None:
 
 def run_dir_of(resume: str | Path) -> Path:
     """The run directory ``--resume`` names: the folder itself, or a checkpoint's folder."""
-    path = Path(resume)
+    path = as_path(resume, "resume")
     return path if path.is_dir() else path.parent
 
 
@@ -118,7 +118,7 @@ def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict
     A run directory that has ``config.json`` but no ``last.pt`` stopped before its first
     checkpoint: its own settings, and checkpoint None (it starts again from step 0).
     """
-    path = Path(resume)
+    path = as_path(resume, "resume")
     if path.is_dir() and not (path / "last.pt").exists() and (path / "config.json").is_file():
         try:
             return TrainConfig.from_dict(json.loads((path / "config.json").read_text())), None
