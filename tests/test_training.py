@@ -503,6 +503,26 @@ def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_th
     assert "--val-seed must be >= 0" in capsys.readouterr().err
 
 
+def test_evaluate_feeds_non_square_images_at_the_shape_the_run_trained_on(tmp_path, capsys):
+    """A run on 16 x 24 npz images was evaluated on them squashed to 16 x 16 (the square of the height):
+    another loss than the run's own evaluation, exit 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {f"x_{split}": rng.integers(0, 256, (n, 16, 24), dtype=np.uint8)
+              for split, n in (("train", 64), ("test", 32))}
+    arrays.update(y_train=np.arange(64) % 2, y_test=np.arange(32) % 2)
+    np.savez(tmp_path / "wide.npz", **arrays)
+    argv = ["train", "--model", "resnet8", "--data", f"npz:{tmp_path / 'wide.npz'}", "--steps", "2", "--batch-size",
+            "32", "--quiet", "--no-tensorboard", "--report", "none", "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["n"] == 32 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _tree_digest(folder: Path) -> dict:

@@ -53,7 +53,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
                         ema: bool = False, flip: bool = False) -> dict:
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
     ``flip``: with flip test-time augmentation."""
-    from ..data import DeviceLoader, FolderDataset, load_data, make_folder_loaders, resize_dataset
+    from ..data import DeviceLoader, FolderDataset, InMemoryDataset, load_data, make_folder_loaders, resize_dataset
     from .evaluation import check_flip_tta, evaluate
 
     batch_size = check_positive_int("batch_size", batch_size)
@@ -62,7 +62,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
     ds = load_data(data or config.data, data_dir or config.data_dir, val_split=config.val_split if data is None else 0,
                    seed=config.split_seed)
-    ds = resize_dataset(ds, info["image_size"])  # in-memory data at the size it was trained at (--image-size)
+    if isinstance(ds, InMemoryDataset) and tuple(ds.x_test.shape[2:]) != image_shape(info):  # H x W as trained:
+        ds = resize_dataset(ds, info["image_size"])  # in-memory data at the size it was trained at (--image-size)
     if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
         shape = f"{counted(len(info['classes']), 'class', 'classes')}, {counted(info['in_channels'], 'channel')}"
         raise UserError(f"{ds.description()} does not fit the checkpoint's model ({shape}); evaluate it on "
