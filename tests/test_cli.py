@@ -324,6 +324,18 @@ def test_onnx_export_takes_its_format_from_the_suffix_and_refuses_a_contradictio
     assert json.loads({p.key: p.value for p in model.metadata_props}["classes"]) == [str(i) for i in range(10)]
 
 
+@pytest.mark.parametrize("name", ["w.pt", "w.pth", "W.PTH"])
+def test_export_refuses_a_pytorch_file_name_that_torch_load_could_not_read(name, checkpoint, tmp_path, capsys):
+    """`export --out r18.pth` wrote safetensors under a PyTorch name: torch.load and create_model(weights=)
+    then failed on the file, after an exit 0."""
+    for fmt in ([], ["--format", "onnx"]):
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / name), *fmt]) == 2
+        suffix = "onnx" if fmt else "safetensors"
+        _one_line_error(capsys, "names a PyTorch file, which torch.load would fail to read: export writes "
+                                f".safetensors or .onnx; give --out {tmp_path / Path(name).stem}.{suffix}")
+        assert not (tmp_path / name).exists()
+
+
 @pytest.mark.parametrize("ema", [False, True], ids=["trained", "ema"])
 def test_exports_say_whether_they_hold_the_weight_average(ema, tmp_path):
     """An --ema export once carried nothing that told it from an export of the trained weights."""

@@ -103,6 +103,14 @@ def checkpoint_weights(state: dict, path: str | Path, ema: bool = False) -> dict
     return state["ema"]
 
 
+def refuse_pytorch_name(out: Path, suffix: str) -> None:
+    """An export is never written under a PyTorch file's name (.pt, .pth): torch.load, and
+    create_model(weights=), would read it as a pickle and fail."""
+    if out.suffix.lower() in (".pt", ".pth"):
+        raise UserError(f"--out {out} names a PyTorch file, which torch.load would fail to read: export writes "
+                        f".safetensors or .onnx; give --out {out.with_suffix(suffix)}")
+
+
 def exported_weights(ema: bool) -> str:
     """An export's ``weights`` metadata: ``"ema"`` (the run's weight average) or ``"trained"``."""
     return "ema" if ema else "trained"
@@ -121,6 +129,7 @@ def export_safetensors(checkpoint: str | Path, out: str | Path, ema: bool = Fals
     if out.is_file() and out.stat().st_size and not _holds_safetensors(out):  # the checkpoint itself, metrics, ...
         raise UserError(f"--out {out} already exists and is not a .safetensors file, so writing there would lose "
                         "it; give a new file name such as model.safetensors")
+    refuse_pytorch_name(out, ".safetensors")
     _, state = model_from_checkpoint(checkpoint, ema=ema)  # builds the config's model, loads strictly
     tensors = {k: v.contiguous() for k, v in checkpoint_weights(state, checkpoint, ema).items()}
     meta = {"format": "pt", "resnet_lab_config": json.dumps(state["config"]),

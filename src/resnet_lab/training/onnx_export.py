@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import UserError, writing
 from ..files import as_path, atomic_write_bytes
-from .checkpoint import exported_weights
+from .checkpoint import exported_weights, refuse_pytorch_name
 from .inference import image_shape, model_from_checkpoint, not_finite_message
 
 # The largest |difference| between the ONNX and PyTorch logits, as a share of the largest |logit|
@@ -57,6 +57,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, ema: bool = False) -> d
     if out.is_file() and out.stat().st_size and not _holds_onnx(out):  # the checkpoint itself, metrics, ...
         raise UserError(f"--out {out} already exists and is not an ONNX model, so writing there would lose it; "
                         "give a new file name such as model.onnx")
+    refuse_pytorch_name(out, ".onnx")
     model, state = model_from_checkpoint(checkpoint, ema=ema)
     info = state["data_info"]
     scaled = ScaledInput(model, info["mean"], info["std"]).eval()
