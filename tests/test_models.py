@@ -82,6 +82,20 @@ def test_weights_argument_loads_a_local_pth_and_safetensors_file(tmp_path):
         assert torch.equal(model.layer4[1].bn2.running_var, source["layer4.1.bn2.running_var"])
 
 
+def test_weights_reads_an_export_whose_safetensors_suffix_is_in_capitals(tmp_path, capsys):
+    """`export --out M.SAFETENSORS` writes safetensors (its suffix is read in any case), but weights= took
+    that file for a torch pickle and refused it as damaged."""
+    from resnet_lab.cli.main import main
+
+    source = create_model("resnet8", num_classes=10, in_channels=1)
+    torch.save({"model": source.state_dict(), "config": {"model": "resnet8"}, "data_info": {
+        "classes": [str(i) for i in range(10)], "in_channels": 1, "image_size": 32, "mean": [0.5], "std": [0.25]}},
+        tmp_path / "last.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "last.pt"), "--out", str(tmp_path / "M.SAFETENSORS")]) == 0
+    model = create_model("resnet8", num_classes=10, in_channels=1, weights=tmp_path / "M.SAFETENSORS")
+    assert torch.equal(model.fc.weight, source.fc.weight)
+
+
 def test_weights_that_do_not_fit_are_refused_with_a_clear_message(tmp_path):
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "r18_10.pth")
     with pytest.raises(UserError, match="num_classes"):

@@ -25,7 +25,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file {path} does not exist; "
                         "pass a .pth/.safetensors file or a torchvision weight name")
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix.lower() == ".safetensors":  # as `resnet-lab export` names it: any case
             from safetensors.torch import load_file
 
             return load_file(str(path))
