@@ -55,6 +55,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     ``flip``: with flip test-time augmentation."""
     from ..data import DeviceLoader, FolderDataset, InMemoryDataset, load_data, make_folder_loaders, resize_dataset
     from .evaluation import check_flip_tta, evaluate
+    from .precision import resolve_precision
 
     batch_size = check_positive_int("batch_size", batch_size)
     device = pick_device(device)  # a name ("cuda:1") or a torch.device; a device this machine lacks is one line
@@ -82,7 +83,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
         # normalise with the training statistics stored in the checkpoint, not the new data's
         loader = DeviceLoader(ds.x_test, ds.y_test, batch_size, mean=info["mean"], std=info["std"], device=device,
                               train=False, augment=False, hflip=False)
-    result = evaluate(model, loader, torch.device(device), flip=flip)
+    device = torch.device(device)  # in the run's precision: its bf16 evaluations were not fp32's, image for image
+    result = evaluate(model, loader, device, resolve_precision(config.precision, device), flip=flip)
     if not math.isfinite(result["loss"]):
         raise UserError(not_finite_message(path, f"its loss on {ds.description()} is {result['loss']}"))
     return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"],
