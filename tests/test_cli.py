@@ -432,6 +432,20 @@ def test_predict_reads_and_classifies_a_batch_at_a_time_with_the_same_answers(ch
         assert [t["prob"] for t in mine["top"]] == pytest.approx([t["prob"] for t in reference["top"]], rel=1e-5)
 
 
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export"]])
+def test_a_run_directory_without_last_pt_says_so_and_names_its_best_pt(command, checkpoint, tmp_path, capsys):
+    """A run still in its first epoch (or whose last.pt was deleted) was told to 'pass a .pt file or a run directory
+    made by resnet-lab train', which it is."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main([command[0], "--checkpoint", str(run), *command[1:]]) == 2
+    _one_line_error(capsys, f"run directory {run} holds no last.pt yet")
+    checkpoint.rename(run / "best.pt")
+    assert main([command[0], "--checkpoint", str(run), *command[1:]]) == 2
+    _one_line_error(capsys, f"still training, stopped before, or deleted); pass {run / 'best.pt'}")
+
+
 @pytest.mark.parametrize("command", [["evaluate"], ["predict", "x.png"], ["export", "--out", "w.safetensors"]])
 def test_a_checkpoint_without_data_info_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -32,6 +32,11 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 def resolve_checkpoint_path(path: str | Path) -> Path:
     """Accept a checkpoint file or a run directory (then its ``last.pt``)."""
     path = as_path(path, "checkpoint")
+    if path.is_dir() and not (path / "last.pt").is_file() and (path / "config.json").is_file():  # a run's, too early
+        best = path / "best.pt"
+        fix = f"pass {best}" if best.is_file() else "wait for its first checkpoint, or train it"
+        raise UserError(f"run directory {path} holds no last.pt yet (a run writes it at the end of an epoch; "
+                        f"still training, stopped before, or deleted); {fix}")
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
