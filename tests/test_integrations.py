@@ -206,6 +206,58 @@ def test_lightning_callback_rejects_bad_arguments():
         make_monitor(nn.Linear(2, 2), None, 1, {"jsonl_path": "x"}, print)
 
 
+def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_batches=(), logger=False,
+                       **callback_kwargs):
+    """A LightningModule of two small MLPs with no buffers (no BatchNorm) on random data, ``steps`` batches;
+    with ``manual`` it steps them with two optimizers itself (``automatic_optimization=False``, as a GAN
+    does); the batches in ``fault_batches`` make a NaN loss. Returns the trainer, module and callback."""
+    L = pytest.importorskip("lightning.pytorch")
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    class TwoMLPs(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = not manual
+            self.first = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))
+            self.second = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            hidden = self.first(x) * (float("nan") if batch_idx in fault_batches else 1.0)
+            if not manual:
+                return F.cross_entropy(self.second(hidden), y)
+            for opt, loss in zip(self.optimizers(), (lambda: self.second(hidden).square().mean(),
+                                                      lambda: F.cross_entropy(self.second(hidden.detach()), y))):
+                opt.zero_grad()
+                self.manual_backward(loss())
+                opt.step()
+
+        def configure_optimizers(self):
+            if manual:
+                return torch.optim.Adam(self.first.parameters(), 1e-3), torch.optim.Adam(self.second.parameters(), 1e-3)
+            return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(8 * steps, 8), torch.randint(0, 3, (8 * steps,)))
+    callback = callback or GradientMonitorCallback(**{"out": tmp_path / "g", "every": 1, **callback_kwargs})
+    module = TwoMLPs()
+    trainer = L.Trainer(max_steps=(2 if manual else 1) * steps, accelerator="cpu", logger=logger,
+                        callbacks=[callback], log_every_n_steps=1, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8))
+    return trainer, module, callback
+
+
+def test_lightning_skip_on_a_model_without_buffers_takes_every_step(tmp_path):
+    """A model with no buffers (no BatchNorm: an MLP, most transformers) under skip, stop or rollback:
+    the buffers kept at each batch's start were an empty list, and copying into it raised
+    "Tensor list must have at least one tensor" at the second batch."""
+    trainer, _, callback = tiny_lightning_run(tmp_path, steps=3, fault_batches={1}, nonfinite="skip")
+    assert trainer.global_step == 3 and callback.monitor.skipped_steps == [1]
+
+
 # -- Hugging Face transformers -------------------------------------------------------------
 
 class TinyTextData(torch.utils.data.Dataset):

@@ -185,7 +185,7 @@ class StepStartBuffers:
 
     @torch.no_grad()
     def _save(self, module: nn.Module, args) -> None:
-        if not module.training or self._saved:
+        if not self.buffers or not module.training or self._saved:  # no buffers: nothing to put back
             return
         if self._copy is None:
             self._copy = [b.detach().clone() for b in self.buffers]
