@@ -258,6 +258,15 @@ def test_lightning_skip_on_a_model_without_buffers_takes_every_step(tmp_path):
     assert trainer.global_step == 3 and callback.monitor.skipped_steps == [1]
 
 
+def test_lightning_manual_optimization_skip_does_not_rerun_its_training_step(tmp_path):
+    """Locating the NaN re-ran training_step, which under manual optimization steps the optimizers: the
+    step re-entered the callback, which located again, until a RecursionError ended the fit."""
+    trainer, module, callback = tiny_lightning_run(tmp_path, steps=3, manual=True, fault_batches={1},
+                                                   nonfinite="skip")
+    assert trainer.global_step == 6 and callback.monitor.skipped_steps == [2, 3]  # both optimizers' steps of batch 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
 # -- Hugging Face transformers -------------------------------------------------------------
 
 class TinyTextData(torch.utils.data.Dataset):

@@ -28,7 +28,9 @@ rank 0 logs and writes files.
 Locating a NaN: the failing batch is run again through ``forward_fn(module, batch)``, by
 default ``module.training_step(batch, batch_idx)`` (its loss, also from a ``{"loss": ...}``
 dict), with hooks on every submodule; the report names the first module that produced a
-non-finite value, e.g. ``net.layer2.0.conv1``.
+non-finite value, e.g. ``net.layer2.0.conv1``. Under manual optimization
+(``automatic_optimization = False``) ``training_step`` steps the optimizers itself, so the
+batch is re-run only through a ``forward_fn`` given.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class GradientMonitorCallback(pl.Callback):
     def _locator(self) -> dict:
         if not self.locate or self._batch is None:
             return {}
+        if self.forward_fn is None and not self._trainer.lightning_module.automatic_optimization:
+            return {}  # a manual training_step steps the optimizers itself: re-run, it would step them again
         batch, batch_idx = self._batch
 
         def forward(module, inputs):
