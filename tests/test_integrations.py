@@ -374,6 +374,29 @@ def test_huggingface_locates_a_nan_made_by_one_named_layer(tmp_path):
     assert saved["nonfinite_location"]["module_name"] == layer
 
 
+def test_huggingface_language_model_with_tied_embeddings_counts_the_shared_weight_once(tmp_path):
+    """GPT-2's lm_head shares the token embedding's weight: the groups listed it under both modules, and
+    'lm_head.weight', absent from named_parameters(), ended the Trainer's start with a KeyError."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from resnet_lab.integrations.huggingface import GradientMonitorCallback
+
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=2,
+                                                                 n_positions=16))
+    ids = torch.randint(5, 100, (16, 12))
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=2, per_device_train_batch_size=8,
+                                          report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=[{"input_ids": i, "labels": i} for i in ids])
+    callback = GradientMonitorCallback.attach(trainer, every=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train()
+    names = [n for g in callback.monitor.groups for n in g.param_names]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())  # each parameter once
+    assert [r["step"] for r in callback.monitor.records()] == [1, 2]
+
+
 def test_accelerate_loop_uses_the_monitor_directly():
     """A plain accelerate loop needs no adapter: step() after accelerator.backward(), check_step() before the step."""
     accelerate = pytest.importorskip("accelerate")

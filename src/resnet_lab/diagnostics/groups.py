@@ -208,9 +208,14 @@ def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError("the model has no trainable parameters: nothing to monitor "
                         "(did you freeze every layer with requires_grad=False?)")
-    raw = _raw_groups(model, grouping)
+    # A tied parameter (an LM head sharing the embedding's weight) is met under each module holding it:
+    # it counts once, under the name model.named_parameters() gives it, and a group left empty goes.
+    named = {n for n, p in model.named_parameters() if p.requires_grad}
+    raw = [(name, [p for p in params if p in named], *optional) for name, params, *optional in
+           _raw_groups(model, grouping)]
     # (name, params, then the optional LayerGroup fields in order: module_name, input_of, runs_in)
-    return [LayerGroup(name, i, tuple(params), *optional) for i, (name, params, *optional) in enumerate(raw)]
+    return [LayerGroup(name, i, tuple(params), *optional)
+            for i, (name, params, *optional) in enumerate(r for r in raw if r[1])]
 
 
 class ExecutionOrder:
