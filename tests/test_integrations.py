@@ -267,6 +267,14 @@ def test_lightning_manual_optimization_skip_does_not_rerun_its_training_step(tmp
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_lightning_rollback_with_several_optimizers_is_refused_in_one_line(tmp_path):
+    """The monitor keeps the state of the optimizer it is handed: with two, a rollback at the second's step
+    loaded the first's kept state into it (its Adam moments wiped or of the wrong shapes), and lowered
+    each lr once while the record said x0.25."""
+    with pytest.raises(UserError, match="one optimizer for now .*has 2.*use 'skip' or 'stop'"):
+        tiny_lightning_run(tmp_path, manual=True, nonfinite="rollback")
+
+
 # -- Hugging Face transformers -------------------------------------------------------------
 
 class TinyTextData(torch.utils.data.Dataset):

@@ -20,11 +20,15 @@ JSONL_NAME, REPORT_NAME, TABLE_NAME = "gradients.jsonl", "gradient_report.json",
 _RESERVED = ("model", "jsonl_path", "report_path")
 
 
-def make_monitor(model, out: Path | None, every: int, options: dict, on_record, world_size: int = 1) -> GradientMonitor:
+def make_monitor(model, out: Path | None, every: int, options: dict, on_record, world_size: int = 1,
+                 optimizers: int = 1) -> GradientMonitor:
     """A monitor writing ``gradients.jsonl`` into ``out`` (None: no files, e.g. a rank other than 0)."""
     if options.get("nonfinite") == "rollback" and world_size > 1:  # as `resnet-lab train` under torchrun
         raise UserError("nonfinite='rollback' runs in one process for now (each rank would judge its own loss "
                         "and could roll back alone); with several processes use 'skip' or 'stop'")
+    if options.get("nonfinite") == "rollback" and optimizers > 1:
+        raise UserError(f"nonfinite='rollback' works with one optimizer for now (this model has {optimizers}: a "
+                        "rollback would put one optimizer's kept state into another); use 'skip' or 'stop'")
     taken = [k for k in _RESERVED if k in options]
     if taken:
         raise UserError(f"{', '.join(taken)} is set by the callback; pass out=DIRECTORY to choose where files go")

@@ -70,7 +70,7 @@ class GradientMonitorCallback(pl.Callback):
         self._trainer, self._finished = trainer, False
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
                                     self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
-                                    trainer.world_size)
+                                    trainer.world_size, len(trainer.optimizers))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._batch = (batch, batch_idx)  # kept for the NaN locator; a reference, no copy
