@@ -275,6 +275,24 @@ def test_lightning_rollback_with_several_optimizers_is_refused_in_one_line(tmp_p
         tiny_lightning_run(tmp_path, manual=True, nonfinite="rollback")
 
 
+def test_lightning_callback_used_again_by_another_trainer_writes_into_that_trainers_log_dir(tmp_path):
+    """The first fit's log_dir stuck to the callback: a second trainer's records were appended to the first
+    run's gradients.jsonl and its report replaced the first run's."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    callback = GradientMonitorCallback(every=1)
+    for steps in (2, 3):
+        trainer, _, _ = tiny_lightning_run(tmp_path, steps=steps, callback=callback,
+                                           logger=CSVLogger(tmp_path, name="c"))
+        assert callback.out == Path(trainer.log_dir)
+    first, second = tmp_path / "c" / "version_0", tmp_path / "c" / "version_1"
+    assert [json.loads(line)["step"] for line in (first / "gradients.jsonl").read_text().splitlines()] == [0, 1]
+    assert [json.loads(line)["step"] for line in (second / "gradients.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert json.loads((first / "gradient_report.json").read_text())["step"] == 1
+
+
 # -- Hugging Face transformers -------------------------------------------------------------
 
 class TinyTextData(torch.utils.data.Dataset):
@@ -290,9 +308,10 @@ class TinyTextData(torch.utils.data.Dataset):
         return {"input_ids": self.ids[i], "attention_mask": torch.ones_like(self.ids[i]), "labels": self.labels[i]}
 
 
-def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_steps=None, made=None, **options):
+def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_steps=None, made=None, callback=None,
+           **options):
     """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer`` (and the
-    callback, in ``made`` when given, for a run that raises)."""
+    callback, in ``made`` when given, for a run that raises; ``callback``: one made before, attached first)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from resnet_lab.integrations.huggingface import GradientMonitorCallback
@@ -312,7 +331,9 @@ def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_st
         report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
         **{"learning_rate": 1e-3, **options})
     trainer = made["trainer"] = transformers.Trainer(model=model, args=args, train_dataset=TinyTextData())
-    if attach:
+    if callback is not None:
+        trainer.callback_handler.callbacks.insert(0, callback)
+    elif attach:
         callback = GradientMonitorCallback.attach(trainer, **monitor_options)
     else:
         callback = GradientMonitorCallback(**monitor_options)
@@ -357,6 +378,19 @@ def test_huggingface_logs_gradient_scalars_to_log_history_and_tensorboard(tmp_pa
     assert any("gradients/global_grad_norm" in t for t in tags), tags
     for name in ("gradient_report.json", "gradient_table.txt", "gradient_flow.png"):
         assert (out / name).is_file(), name
+
+
+def test_huggingface_callback_used_again_by_another_trainer_writes_into_its_output_dir(tmp_path):
+    """The first run's output_dir stuck to the callback: the second Trainer's records went into it."""
+    from resnet_lab.integrations.huggingface import GradientMonitorCallback
+
+    callback = GradientMonitorCallback(every=1)
+    for run, steps in (("a", 1), ("b", 2)):
+        hf_run(tmp_path / run, steps=steps, callback=callback)
+        assert callback.out == tmp_path / run / "hf"
+    for run, steps in (("a", [1]), ("b", [1, 2])):
+        lines = (tmp_path / run / "hf" / "gradients.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in lines] == steps
 
 
 def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):

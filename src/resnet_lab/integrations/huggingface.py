@@ -50,7 +50,7 @@ class GradientMonitorCallback(TrainerCallback):
 
     def __init__(self, out: str | Path | None = None, *, every: int | None = None, locate: bool = True,
                  **monitor_kwargs):
-        self.out = Path(out) if out is not None else None
+        self.out = self._out = Path(out) if out is not None else None  # out: this run's folder
         self.every = None if every is None else check_positive_int("every", every)
         self.locate, self.monitor_kwargs = locate, monitor_kwargs
         self.monitor = None
@@ -67,7 +67,7 @@ class GradientMonitorCallback(TrainerCallback):
         return callback
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.out = self.out or Path(args.output_dir)
+        self.out = self._out or Path(args.output_dir)  # a callback used again by another Trainer: its output_dir
         every = self.every or max(1, int(state.logging_steps or args.logging_steps))
         self.monitor = make_monitor(model, self.out if state.is_world_process_zero else None, every,
                                     dict(self.monitor_kwargs), self._collect, args.world_size)

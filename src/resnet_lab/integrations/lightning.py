@@ -56,7 +56,7 @@ class GradientMonitorCallback(pl.Callback):
     def __init__(self, out: str | Path | None = None, *, every: int | None = None,
                  forward_fn: Callable[[pl.LightningModule, Any], Any] | None = None, locate: bool = True,
                  **monitor_kwargs):
-        self.out = Path(out) if out is not None else None
+        self.out = self._out = Path(out) if out is not None else None  # out: this fit's folder
         self.every = None if every is None else check_positive_int("every", every)
         self.forward_fn, self.locate, self.monitor_kwargs = forward_fn, locate, monitor_kwargs
         self.monitor = None
@@ -65,8 +65,8 @@ class GradientMonitorCallback(pl.Callback):
         self._follower = SchedulerFollower()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.out is None:
-            self.out = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
+        # Each fit's own: a callback used again, by another trainer, writes into that one's log_dir.
+        self.out = self._out or Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
         self._trainer, self._finished = trainer, False
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
                                     self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
