@@ -207,10 +207,11 @@ def test_lightning_callback_rejects_bad_arguments():
 
 
 def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_batches=(), logger=False,
-                       **callback_kwargs):
+                       schedule=False, **callback_kwargs):
     """A LightningModule of two small MLPs with no buffers (no BatchNorm) on random data, ``steps`` batches;
     with ``manual`` it steps them with two optimizers itself (``automatic_optimization=False``, as a GAN
-    does); the batches in ``fault_batches`` make a NaN loss. Returns the trainer, module and callback."""
+    does); the batches in ``fault_batches`` make a NaN loss; ``schedule``: a constant LambdaLR stepped each
+    step. Returns the trainer, module and callback."""
     L = pytest.importorskip("lightning.pytorch")
     from resnet_lab.integrations.lightning import GradientMonitorCallback
 
@@ -235,7 +236,11 @@ def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_
         def configure_optimizers(self):
             if manual:
                 return torch.optim.Adam(self.first.parameters(), 1e-3), torch.optim.Adam(self.second.parameters(), 1e-3)
-            return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+            opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+            if schedule:
+                return {"optimizer": opt, "lr_scheduler": {
+                    "scheduler": torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0), "interval": "step"}}
+            return opt
 
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(8 * steps, 8), torch.randint(0, 3, (8 * steps,)))
@@ -291,6 +296,20 @@ def test_lightning_callback_used_again_by_another_trainer_writes_into_that_train
     assert [json.loads(line)["step"] for line in (first / "gradients.jsonl").read_text().splitlines()] == [0, 1]
     assert [json.loads(line)["step"] for line in (second / "gradients.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert json.loads((first / "gradient_report.json").read_text())["step"] == 1
+
+
+def test_lightning_callback_used_again_after_a_rollback_leaves_the_next_schedule_alone(tmp_path):
+    """The scheduler follower outlived the fit: the next fit's monitor starts at lr_scale 1, which the
+    follower read as a rollback undone, and doubled the new trainer's base learning rates."""
+    from resnet_lab.diagnostics import Rollback
+
+    trainer, _, callback = tiny_lightning_run(tmp_path, steps=3, fault_batches={2}, schedule=True,
+                                              nonfinite="rollback", rollback=Rollback(every=1))
+    assert len(callback.monitor.rollbacks) == 1
+    assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(0.025)]  # followed the rollback
+    trainer, _, _ = tiny_lightning_run(tmp_path, steps=2, schedule=True, callback=callback)
+    assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(0.05)]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05)
 
 
 # -- Hugging Face transformers -------------------------------------------------------------

@@ -74,6 +74,7 @@ class GradientMonitorCallback(TrainerCallback):
         self._hooks = [model.register_forward_pre_hook(self._keep_inputs, with_kwargs=True),
                        model.register_forward_hook(self._keep_loss)]
         self._world_zero, self._finished = state.is_world_process_zero, False
+        self._follower = SchedulerFollower()  # this run's monitor starts at lr_scale 1
 
     def _keep_inputs(self, module, args, kwargs):
         if module.training:

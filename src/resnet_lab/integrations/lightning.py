@@ -68,6 +68,7 @@ class GradientMonitorCallback(pl.Callback):
         # Each fit's own: a callback used again, by another trainer, writes into that one's log_dir.
         self.out = self._out or Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
         self._trainer, self._finished = trainer, False
+        self._follower = SchedulerFollower()  # this fit's monitor starts at lr_scale 1
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
                                     self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
                                     trainer.world_size, len(trainer.optimizers))
