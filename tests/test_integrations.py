@@ -206,6 +206,21 @@ def test_lightning_callback_rejects_bad_arguments():
         make_monitor(nn.Linear(2, 2), None, 1, {"jsonl_path": "x"}, print)
 
 
+def test_integrations_out_that_is_not_a_folder_is_one_line(tmp_path):
+    """out=5 was a TypeError from inside pathlib, and out= an existing file a FileExistsError from deep
+    inside the trainer's start."""
+    pytest.importorskip("lightning")
+    from resnet_lab.integrations.common import make_monitor
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    with pytest.raises(UserError, match="out is a file or folder path"):
+        GradientMonitorCallback(out=5)
+    (tmp_path / "notes.txt").write_text("kept")
+    with pytest.raises(UserError, match=r"cannot write out .*notes.txt is a file, not a folder"):
+        make_monitor(nn.Linear(2, 2), tmp_path / "notes.txt", 1, {}, print)
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+
+
 def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_batches=(), logger=False,
                        schedule=False, **callback_kwargs):
     """A LightningModule of two small MLPs with no buffers (no BatchNorm) on random data, ``steps`` batches;

@@ -13,7 +13,7 @@ import torch
 
 from ..diagnostics import GradientMonitor, gradient_table
 from ..diagnostics.verdicts import KINDS
-from ..errors import UserError
+from ..errors import UserError, writing
 
 JSONL_NAME, REPORT_NAME, TABLE_NAME = "gradients.jsonl", "gradient_report.json", "gradient_table.txt"
 # Set by the adapters themselves: a user value would point the files away from the run directory.
@@ -39,9 +39,10 @@ def make_monitor(model, out: Path | None, every: int, options: dict, on_record, 
         if user_hook is not None:
             user_hook(verdict, record)
 
-    return GradientMonitor(model, every=every, on_verdict=on_verdict,
-                           jsonl_path=out / JSONL_NAME if out is not None else None,
-                           report_path=out / REPORT_NAME if out is not None else None, **options)
+    jsonl = out / JSONL_NAME if out is not None else None
+    with writing(jsonl, "out"):  # out= a file, or a place not writable: one line
+        return GradientMonitor(model, every=every, on_verdict=on_verdict, jsonl_path=jsonl,
+                               report_path=out / REPORT_NAME if out is not None else None, **options)
 
 
 def scalars(record: dict, prefix: str = "gradients/") -> dict[str, float]:

@@ -38,6 +38,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ..errors import check_positive_int
+from ..files import as_path
 from ..training.eager_step import routine_overflow
 from .common import (SchedulerFollower, drop_step, make_monitor, scalars,
                      write_final_report)
@@ -50,7 +51,7 @@ class GradientMonitorCallback(TrainerCallback):
 
     def __init__(self, out: str | Path | None = None, *, every: int | None = None, locate: bool = True,
                  **monitor_kwargs):
-        self.out = self._out = Path(out) if out is not None else None  # out: this run's folder
+        self.out = self._out = as_path(out, "out") if out is not None else None  # out: this run's folder
         self.every = None if every is None else check_positive_int("every", every)
         self.locate, self.monitor_kwargs = locate, monitor_kwargs
         self.monitor = None

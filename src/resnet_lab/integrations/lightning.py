@@ -41,6 +41,7 @@ from typing import Any, Callable
 import lightning.pytorch as pl
 
 from ..errors import check_positive_int
+from ..files import as_path
 from ..training.eager_step import routine_overflow
 from .common import (SchedulerFollower, drop_step, make_monitor, scalars,
                      unscale_loss, write_final_report)
@@ -56,7 +57,7 @@ class GradientMonitorCallback(pl.Callback):
     def __init__(self, out: str | Path | None = None, *, every: int | None = None,
                  forward_fn: Callable[[pl.LightningModule, Any], Any] | None = None, locate: bool = True,
                  **monitor_kwargs):
-        self.out = self._out = Path(out) if out is not None else None  # out: this fit's folder
+        self.out = self._out = as_path(out, "out") if out is not None else None  # out: this fit's folder
         self.every = None if every is None else check_positive_int("every", every)
         self.forward_fn, self.locate, self.monitor_kwargs = forward_fn, locate, monitor_kwargs
         self.monitor = None
