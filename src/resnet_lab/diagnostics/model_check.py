@@ -41,7 +41,8 @@ def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None,
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # the caller's RNG is not reseeded
         torch.manual_seed(seed)
         net = _build(model, ds, model_options).to(dev)
-        loader = DeviceLoader(ds.x_train, ds.y_train, min(batch_size, len(ds.x_train)), mean=ds.mean, std=ds.std,
+        # a batch larger than the data set is refused there (it once ran every step on the whole set, unsaid)
+        loader = DeviceLoader(ds.x_train, ds.y_train, batch_size, mean=ds.mean, std=ds.std,
                               device=dev, train=True, augment=True, hflip=ds.hflip, seed=seed)
         result = run_gradient_check(net, loader, steps=steps, lr=lr, clip_norm=clip_norm, optimizer=optimizer,
                                     groups=groups)
