@@ -313,6 +313,43 @@ def test_lightning_callback_used_again_by_another_trainer_writes_into_that_train
     assert json.loads((first / "gradient_report.json").read_text())["step"] == 1
 
 
+def _steps(jsonl: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in jsonl.read_text().splitlines()]
+
+
+def test_lightning_new_fit_refuses_a_folder_holding_an_earlier_runs_records(tmp_path):
+    """A second fit into the same folder (out=, or logger=False and one default_root_dir) appended its
+    records to the first run's gradients.jsonl (steps 0, 1, 0, 1) and replaced its report."""
+    tiny_lightning_run(tmp_path, steps=2)
+    before = (tmp_path / "g" / "gradients.jsonl").read_bytes()
+    with pytest.raises(UserError, match=r"g already holds the gradients.jsonl of an earlier run, which this new one "
+                                        r"would mix its records into .*give another out="):
+        tiny_lightning_run(tmp_path, steps=2)
+    assert (tmp_path / "g" / "gradients.jsonl").read_bytes() == before
+
+
+def test_lightning_fit_resumed_from_a_checkpoint_continues_its_records_exactly_once(tmp_path):
+    """A fit resumed with ckpt_path= continues the folder's gradients.jsonl from the restored step: the
+    records of the steps it replays are not written twice."""
+    L = pytest.importorskip("lightning.pytorch")
+    trainer, module, _ = tiny_lightning_run(tmp_path, steps=4)  # steps 0..3
+    checkpoint = tmp_path / "at4.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    trainer, module, _ = tiny_lightning_run(tmp_path / "short", steps=2)  # a run stopped at step 2 ...
+    trainer.save_checkpoint(tmp_path / "at2.ckpt")
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    callback = GradientMonitorCallback(out=tmp_path / "g", every=1)  # ... resumed into the 4-step run's folder
+    data = torch.utils.data.TensorDataset(torch.randn(32, 8), torch.randint(0, 3, (32,)))
+    resumed = L.Trainer(max_steps=4, accelerator="cpu", logger=False, callbacks=[callback], log_every_n_steps=1,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resumed.fit(module, torch.utils.data.DataLoader(data, batch_size=8), ckpt_path=tmp_path / "at2.ckpt")
+    assert resumed.global_step == 4 and _steps(tmp_path / "g" / "gradients.jsonl") == [0, 1, 2, 3]
+
+
 def test_lightning_callback_used_again_after_a_rollback_leaves_the_next_schedule_alone(tmp_path):
     """The scheduler follower outlived the fit: the next fit's monitor starts at lr_scale 1, which the
     follower read as a rollback undone, and doubled the new trainer's base learning rates."""
@@ -322,6 +359,8 @@ def test_lightning_callback_used_again_after_a_rollback_leaves_the_next_schedule
                                               nonfinite="rollback", rollback=Rollback(every=1))
     assert len(callback.monitor.rollbacks) == 1
     assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(0.025)]  # followed the rollback
+    for name in ("gradients.jsonl", "gradient_report.json"):  # its out= is taken: a new fit would be refused
+        (tmp_path / "g" / name).unlink()
     trainer, _, _ = tiny_lightning_run(tmp_path, steps=2, schedule=True, callback=callback)
     assert trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(0.05)]
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.05)
@@ -425,6 +464,39 @@ def test_huggingface_callback_used_again_by_another_trainer_writes_into_its_outp
     for run, steps in (("a", [1]), ("b", [1, 2])):
         lines = (tmp_path / run / "hf" / "gradients.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in lines] == steps
+
+
+def test_huggingface_new_run_refuses_an_output_dir_holding_an_earlier_runs_records(tmp_path):
+    """Running the same script again (the same output_dir) mixed two runs in one gradients.jsonl (1, 2, 1, 2)."""
+    hf_run(tmp_path, steps=2, every=1)
+    before = (tmp_path / "hf" / "gradients.jsonl").read_bytes()
+    with pytest.raises(UserError, match="hf already holds the gradients.jsonl of an earlier run"):
+        hf_run(tmp_path, steps=2, every=1)
+    assert (tmp_path / "hf" / "gradients.jsonl").read_bytes() == before
+
+
+def test_huggingface_run_resumed_from_a_checkpoint_continues_its_records_exactly_once(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    from resnet_lab.integrations.huggingface import GradientMonitorCallback
+
+    def run(resume=None):
+        torch.manual_seed(0)
+        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, max_position_embeddings=32, num_labels=2)
+        args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=4, save_steps=2,
+                                              per_device_train_batch_size=8, report_to=[], use_cpu=True,
+                                              disable_tqdm=True, seed=0)
+        trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
+                                       train_dataset=TinyTextData())
+        GradientMonitorCallback.attach(trainer, every=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.train(resume_from_checkpoint=resume)
+
+    run()
+    run(resume=str(tmp_path / "hf" / "checkpoint-2"))  # replays steps 3 and 4
+    assert _steps(tmp_path / "hf" / "gradients.jsonl") == [1, 2, 3, 4]
 
 
 def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):

@@ -75,12 +75,19 @@ def trim_jsonl(path: str | Path, keep) -> list[dict]:
     """Rewrite ``path`` (atomically) with only the records for which ``keep(record)`` is true, and
     return them (none when there is no file).
 
-    Used on resume: records of steps after the checkpoint are written again by the replay.
+    Used on resume: records of steps after the checkpoint are written again by the replay. A
+    damaged file is refused in one line (``UserError``) and left as it is.
     """
+    from ..errors import UserError
+
     path = Path(path)
     if not path.exists():
         return []
-    kept = [r for r in read_jsonl(path) if keep(r)]
+    try:
+        kept = [r for r in read_jsonl(path) if keep(r)]
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is damaged ({err}); restore it, or delete it to go on without the records "
+                        "it held") from None
     atomic_write_text(path, "".join(dumps(r) + "\n" for r in kept))
     return kept
 

@@ -12,6 +12,7 @@ from typing import Iterable
 import torch
 
 from ..diagnostics import GradientMonitor, gradient_table
+from ..diagnostics.records import trim_jsonl
 from ..diagnostics.verdicts import KINDS
 from ..errors import UserError, writing
 
@@ -21,8 +22,9 @@ _RESERVED = ("model", "jsonl_path", "report_path")
 
 
 def make_monitor(model, out: Path | None, every: int, options: dict, on_record, world_size: int = 1,
-                 optimizers: int = 1) -> GradientMonitor:
-    """A monitor writing ``gradients.jsonl`` into ``out`` (None: no files, e.g. a rank other than 0)."""
+                 optimizers: int = 1, first_step: int = 0, resumed: bool = False) -> GradientMonitor:
+    """A monitor writing ``gradients.jsonl`` into ``out`` (None: no files, e.g. a rank other than 0);
+    ``first_step``: the number its first record will have; ``resumed``: the trainer restored a checkpoint."""
     if options.get("nonfinite") == "rollback" and world_size > 1:  # as `resnet-lab train` under torchrun
         raise UserError("nonfinite='rollback' runs in one process for now (each rank would judge its own loss "
                         "and could roll back alone); with several processes use 'skip' or 'stop'")
@@ -40,9 +42,24 @@ def make_monitor(model, out: Path | None, every: int, options: dict, on_record, 
             user_hook(verdict, record)
 
     jsonl = out / JSONL_NAME if out is not None else None
+    earlier = _earlier_records(jsonl, first_step, resumed)
     with writing(jsonl, "out"):  # out= a file, or a place not writable: one line
-        return GradientMonitor(model, every=every, on_verdict=on_verdict, jsonl_path=jsonl,
-                               report_path=out / REPORT_NAME if out is not None else None, **options)
+        monitor = GradientMonitor(model, every=every, on_verdict=on_verdict, jsonl_path=jsonl,
+                                  report_path=out / REPORT_NAME if out is not None else None, **options)
+    monitor.continue_from(earlier)  # verdicts that depend on history go on as if the fit had not stopped
+    return monitor
+
+
+def _earlier_records(jsonl: Path | None, first_step: int, resumed: bool) -> list[dict]:
+    """A resumed fit's records before ``first_step`` (those of the steps it replays are dropped). A new
+    fit refuses a folder holding another run's: its records would mix into them and its report replace theirs."""
+    if jsonl is None or not jsonl.is_file() or not jsonl.stat().st_size:
+        return []
+    if not resumed:
+        raise UserError(f"{jsonl.parent} already holds the {JSONL_NAME} of an earlier run, which this new one "
+                        "would mix its records into (and replace its report); give another out= (or output or log "
+                        "directory), or delete that run's gradient files")
+    return trim_jsonl(jsonl, lambda r: r.get("step", 0) < first_step)
 
 
 def scalars(record: dict, prefix: str = "gradients/") -> dict[str, float]:

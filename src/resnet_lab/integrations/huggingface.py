@@ -71,7 +71,9 @@ class GradientMonitorCallback(TrainerCallback):
         self.out = self._out or Path(args.output_dir)  # a callback used again by another Trainer: its output_dir
         every = self.every or max(1, int(state.logging_steps or args.logging_steps))
         self.monitor = make_monitor(model, self.out if state.is_world_process_zero else None, every,
-                                    dict(self.monitor_kwargs), self._collect, args.world_size)
+                                    dict(self.monitor_kwargs), self._collect, args.world_size,
+                                    first_step=state.global_step + 1,  # numbered as in on_pre_optimizer_step
+                                    resumed=state.global_step > 0)  # from resume_from_checkpoint=: its step restored
         self._hooks = [model.register_forward_pre_hook(self._keep_inputs, with_kwargs=True),
                        model.register_forward_hook(self._keep_loss)]
         self._world_zero, self._finished = state.is_world_process_zero, False

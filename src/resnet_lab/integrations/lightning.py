@@ -65,14 +65,16 @@ class GradientMonitorCallback(pl.Callback):
         self._batch = self._loss = None
         self._follower = SchedulerFollower()
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not on_fit_start: a fit from ckpt_path= has its global step restored only after that.
         # Each fit's own: a callback used again, by another trainer, writes into that one's log_dir.
         self.out = self._out or Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
         self._trainer, self._finished = trainer, False
         self._follower = SchedulerFollower()  # this fit's monitor starts at lr_scale 1
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
                                     self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
-                                    trainer.world_size, len(trainer.optimizers))
+                                    trainer.world_size, len(trainer.optimizers), first_step=trainer.global_step,
+                                    resumed=trainer.global_step > 0)  # from ckpt_path=
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._batch = (batch, batch_idx)  # kept for the NaN locator; a reference, no copy

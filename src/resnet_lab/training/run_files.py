@@ -223,8 +223,7 @@ class RunFiles:
                 _clear_records(run_dir)
             write_json(run_dir / "config.json", self._config_record())  # a resumed run's too: restored if lost
             # Exactly once: the steps replayed since the checkpoint are recorded again.
-            earlier = _records_or_refuse(trim_jsonl, run_dir / "gradients.jsonl",
-                                         lambda r: r.get("step", 0) < state.step)
+            earlier = trim_jsonl(run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < state.step)
             if c.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -325,15 +324,6 @@ class RunFiles:
             self.writer.close()
         if self.monitor is not None:
             self.monitor.close()
-
-
-def _records_or_refuse(read, path: Path, *args):
-    """``read(path, *args)`` of a records file, a damaged one refused in one line (it is not rewritten)."""
-    try:
-        return read(path, *args)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is damaged ({err}); restore it, or delete it to go on without the records "
-                        "it held") from None
 
 
 def _clear_records(run_dir: Path) -> None:
