@@ -475,28 +475,43 @@ def test_huggingface_new_run_refuses_an_output_dir_holding_an_earlier_runs_recor
     assert (tmp_path / "hf" / "gradients.jsonl").read_bytes() == before
 
 
-def test_huggingface_run_resumed_from_a_checkpoint_continues_its_records_exactly_once(tmp_path):
+def _hf_train(tmp_path, resume=None, **arguments):
+    """The 2-layer BERT of ``hf_run`` trained 4 steps with these ``TrainingArguments``, the callback recording
+    every step into ``tmp_path / "hf"``; returns the Trainer."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from resnet_lab.integrations.huggingface import GradientMonitorCallback
 
-    def run(resume=None):
-        torch.manual_seed(0)
-        config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=64, max_position_embeddings=32, num_labels=2)
-        args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=4, save_steps=2,
-                                              per_device_train_batch_size=8, report_to=[], use_cpu=True,
-                                              disable_tqdm=True, seed=0)
-        trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
-                                       train_dataset=TinyTextData())
-        GradientMonitorCallback.attach(trainer, every=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trainer.train(resume_from_checkpoint=resume)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=32, num_labels=2)
+    args = transformers.TrainingArguments(**{"output_dir": str(tmp_path / "hf"), "max_steps": 4, "report_to": [],
+                                             "per_device_train_batch_size": 8, "use_cpu": True, "disable_tqdm": True,
+                                             "seed": 0, **arguments})
+    trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
+                                   train_dataset=TinyTextData())
+    GradientMonitorCallback.attach(trainer, every=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.train(resume_from_checkpoint=resume)
+    return trainer
 
-    run()
-    run(resume=str(tmp_path / "hf" / "checkpoint-2"))  # replays steps 3 and 4
+
+def test_huggingface_run_resumed_from_a_checkpoint_continues_its_records_exactly_once(tmp_path):
+    _hf_train(tmp_path, save_steps=2)
+    _hf_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-2"), save_steps=2)  # replays steps 3 and 4
     assert _steps(tmp_path / "hf" / "gradients.jsonl") == [1, 2, 3, 4]
+
+
+def test_huggingface_loss_of_a_step_of_several_micro_batches_is_the_loss_the_trainer_logs(tmp_path):
+    """With gradient accumulation the record held the last micro-batch's share of the loss (half of it here)."""
+    trainer = _hf_train(tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=4, logging_steps=1,
+                        save_strategy="no")
+    logged = {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}
+    recorded = {json.loads(line)["step"]: json.loads(line)["loss"]
+                for line in (tmp_path / "hf" / "gradients.jsonl").read_text().splitlines()}
+    assert sorted(logged) == sorted(recorded) == [1, 2, 3, 4]
+    assert all(recorded[step] == pytest.approx(logged[step], abs=2e-4) for step in logged), (recorded, logged)
 
 
 def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):

@@ -78,6 +78,7 @@ class GradientMonitorCallback(TrainerCallback):
                        model.register_forward_hook(self._keep_loss)]
         self._world_zero, self._finished = state.is_world_process_zero, False
         self._follower = SchedulerFollower()  # this run's monitor starts at lr_scale 1
+        self._micro_batches, self._loss = args.gradient_accumulation_steps, None
 
     def _keep_inputs(self, module, args, kwargs):
         if module.training:
@@ -85,10 +86,23 @@ class GradientMonitorCallback(TrainerCallback):
 
     def _keep_loss(self, module, args, output):
         loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
-        if module.training:
-            self._loss = loss.detach() if loss is not None else None
+        if module.training and loss is not None:
+            # The step's loss as the Trainer logs it: the sum of its micro-batches' shares. Given the step's
+            # num_items_in_batch the model divides by it itself; else the Trainer divides by the micro-batches.
+            scaled = self._inputs is not None and self._inputs[1].get("num_items_in_batch") is not None
+            share = loss.detach() if scaled else loss.detach() / self._micro_batches
+            self._loss = share if self._loss is None else self._loss + share
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, lr_scheduler=None, model=None, **kwargs):
+        try:
+            self._judge_step(state, optimizer, lr_scheduler, model)
+        except BaseException:  # the stop policy: the Trainer has no exception event, so end here as at its end
+            self.on_train_end(args, state, control)  # hooks off the model, the report written
+            raise
+        finally:
+            self._loss = None  # the next step's micro-batches start a new sum
+
+    def _judge_step(self, state, optimizer, lr_scheduler, model) -> None:
         scaler = getattr(optimizer, "scaler", None)  # accelerate's AcceleratedOptimizer under fp16
         if scaler is not None and scaler.is_enabled():
             try:
@@ -100,12 +114,7 @@ class GradientMonitorCallback(TrainerCallback):
                 return
         # Numbered like the Trainer's logs: global_step counts this step once it is taken.
         self.monitor.step(self._loss, step=state.global_step + 1)
-        try:
-            took = self.monitor.check_step(optimizer=optimizer, **self._locator())
-        except BaseException:  # the stop policy: the Trainer has no exception event, so end here as at its end
-            self.on_train_end(args, state, control)  # hooks off the model, the report written
-            raise
-        if not took:
+        if not self.monitor.check_step(optimizer=optimizer, **self._locator()):
             drop_step(optimizer)
         self._follower.follow(self.monitor, [lr_scheduler] if lr_scheduler is not None else [])
 
