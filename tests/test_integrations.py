@@ -222,11 +222,11 @@ def test_integrations_out_that_is_not_a_folder_is_one_line(tmp_path):
 
 
 def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_batches=(), logger=False,
-                       schedule=False, **callback_kwargs):
+                       schedule=False, ckpt_path=None, **callback_kwargs):
     """A LightningModule of two small MLPs with no buffers (no BatchNorm) on random data, ``steps`` batches;
     with ``manual`` it steps them with two optimizers itself (``automatic_optimization=False``, as a GAN
     does); the batches in ``fault_batches`` make a NaN loss; ``schedule``: a constant LambdaLR stepped each
-    step. Returns the trainer, module and callback."""
+    step; ``ckpt_path``: resumed from that checkpoint. Returns the trainer, module and callback."""
     L = pytest.importorskip("lightning.pytorch")
     from resnet_lab.integrations.lightning import GradientMonitorCallback
 
@@ -266,7 +266,7 @@ def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8))
+        trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
     return trainer, module, callback
 
 
@@ -331,23 +331,27 @@ def test_lightning_new_fit_refuses_a_folder_holding_an_earlier_runs_records(tmp_
 def test_lightning_fit_resumed_from_a_checkpoint_continues_its_records_exactly_once(tmp_path):
     """A fit resumed with ckpt_path= continues the folder's gradients.jsonl from the restored step: the
     records of the steps it replays are not written twice."""
-    L = pytest.importorskip("lightning.pytorch")
-    trainer, module, _ = tiny_lightning_run(tmp_path, steps=4)  # steps 0..3
-    checkpoint = tmp_path / "at4.ckpt"
-    trainer.save_checkpoint(checkpoint)
-    trainer, module, _ = tiny_lightning_run(tmp_path / "short", steps=2)  # a run stopped at step 2 ...
+    tiny_lightning_run(tmp_path, steps=4)  # records of steps 0..3 in tmp_path / "g"
+    trainer, _, _ = tiny_lightning_run(tmp_path / "short", steps=2)  # a run stopped at step 2 ...
     trainer.save_checkpoint(tmp_path / "at2.ckpt")
-    from resnet_lab.integrations.lightning import GradientMonitorCallback
-
-    callback = GradientMonitorCallback(out=tmp_path / "g", every=1)  # ... resumed into the 4-step run's folder
-    data = torch.utils.data.TensorDataset(torch.randn(32, 8), torch.randint(0, 3, (32,)))
-    resumed = L.Trainer(max_steps=4, accelerator="cpu", logger=False, callbacks=[callback], log_every_n_steps=1,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        resumed.fit(module, torch.utils.data.DataLoader(data, batch_size=8), ckpt_path=tmp_path / "at2.ckpt")
+    resumed, _, _ = tiny_lightning_run(tmp_path, steps=4, ckpt_path=tmp_path / "at2.ckpt")  # ... resumed there
     assert resumed.global_step == 4 and _steps(tmp_path / "g" / "gradients.jsonl") == [0, 1, 2, 3]
+
+
+def test_lightning_fit_resumed_after_a_rollback_keeps_its_lowered_rate_and_kept_state(tmp_path):
+    """The callback kept nothing in the trainer's checkpoint: a resumed fit started again at lr_scale 1 with
+    no rollback counted (max_rollbacks started over) and no state to roll back to."""
+    from resnet_lab.diagnostics import Rollback
+
+    rollback = dict(nonfinite="rollback", rollback=Rollback(every=1), schedule=True)
+    trainer, _, callback = tiny_lightning_run(tmp_path, steps=3, fault_batches={2}, **rollback)
+    assert callback.monitor.lr_scale == 0.5 and len(callback.monitor.rollbacks) == 1
+    trainer.save_checkpoint(tmp_path / "at3.ckpt")
+    resumed, _, callback = tiny_lightning_run(tmp_path, steps=5, ckpt_path=tmp_path / "at3.ckpt", **rollback)
+    assert callback.monitor.lr_scale == 0.5 and len(callback.monitor.rollbacks) == 1
+    assert callback.monitor.rollback_state_dict()["kept"] is not None
+    assert resumed.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(0.025)]  # not halved again
+    assert resumed.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
 
 
 def test_lightning_callback_used_again_after_a_rollback_leaves_the_next_schedule_alone(tmp_path):

@@ -64,6 +64,7 @@ class GradientMonitorCallback(pl.Callback):
         self.report_paths: list[Path] = []
         self._batch = self._loss = None
         self._follower = SchedulerFollower()
+        self._restored: dict = {}  # from a checkpoint of the trainer's (load_state_dict), for the next fit
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Not on_fit_start: a fit from ckpt_path= has its global step restored only after that.
@@ -75,6 +76,24 @@ class GradientMonitorCallback(pl.Callback):
                                     self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
                                     trainer.world_size, len(trainer.optimizers), first_step=trainer.global_step,
                                     resumed=trainer.global_step > 0)  # from ckpt_path=
+        restored, self._restored = self._restored, {}
+        self.monitor.skip_streak = restored.get("skip_streak", 0)
+        if "rollback" in restored:
+            self.monitor.load_rollback_state_dict(restored["rollback"])
+            self._follower.applied = self.monitor.lr_scale  # the restored schedulers have it already
+
+    def state_dict(self) -> dict:
+        """Kept in the trainer's checkpoints, so that a fit resumed with ``ckpt_path=`` gives up and rolls
+        back where this one would have: the skip streak; under rollback, the kept state, lr scale and losses."""
+        if self.monitor is None:
+            return {}
+        state = {"skip_streak": self.monitor.skip_streak}
+        if self.monitor_kwargs.get("nonfinite") == "rollback":
+            state["rollback"] = self.monitor.rollback_state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = dict(state_dict)  # applied when the fit's monitor is made (on_train_start)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._batch = (batch, batch_idx)  # kept for the NaN locator; a reference, no copy
