@@ -200,6 +200,11 @@ def test_lightning_callback_rejects_bad_arguments():
 
     with pytest.raises(UserError, match="every must be a positive integer"):
         GradientMonitorCallback(every=0)
+    # checked when the callback is made, not deep inside the trainer's start (a misspelt keyword was a TypeError)
+    with pytest.raises(UserError, match=r"^'nonfinte': not a GradientMonitor keyword; it takes groups, every, "):
+        GradientMonitorCallback(nonfinte="skip")
+    with pytest.raises(UserError, match=r"^nonfinite='skp' is not valid; choose one of: warn, skip, stop, rollback$"):
+        GradientMonitorCallback(nonfinite="skp")
     with pytest.raises(UserError, match="set by the callback"):
         from resnet_lab.integrations.common import make_monitor
 

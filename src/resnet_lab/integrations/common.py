@@ -6,12 +6,14 @@ Nothing here knows a trainer; the adapters only decide *when* to call these.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Iterable
 
 import torch
 
 from ..diagnostics import GradientMonitor, gradient_table
+from ..diagnostics.choices import POLICIES
 from ..diagnostics.records import trim_jsonl
 from ..diagnostics.verdicts import KINDS
 from ..errors import UserError, writing
@@ -31,9 +33,7 @@ def make_monitor(model, out: Path | None, every: int, options: dict, on_record, 
     if options.get("nonfinite") == "rollback" and optimizers > 1:
         raise UserError(f"nonfinite='rollback' works with one optimizer for now (this model has {optimizers}: a "
                         "rollback would put one optimizer's kept state into another); use 'skip' or 'stop'")
-    taken = [k for k in _RESERVED if k in options]
-    if taken:
-        raise UserError(f"{', '.join(taken)} is set by the callback; pass out=DIRECTORY to choose where files go")
+    check_monitor_options(options)
     user_hook = options.pop("on_verdict", None)
 
     def on_verdict(verdict, record):
@@ -48,6 +48,21 @@ def make_monitor(model, out: Path | None, every: int, options: dict, on_record, 
                                   report_path=out / REPORT_NAME if out is not None else None, **options)
     monitor.continue_from(earlier)  # verdicts that depend on history go on as if the fit had not stopped
     return monitor
+
+
+def check_monitor_options(options: dict) -> dict:
+    """The ``GradientMonitor`` keywords a callback was given, checked when it is made rather than deep
+    inside the trainer's start: a misspelt keyword or policy is one line."""
+    taken = [k for k in _RESERVED if k in options]
+    if taken:
+        raise UserError(f"{', '.join(taken)} is set by the callback; pass out=DIRECTORY to choose where files go")
+    known = [k for k in inspect.signature(GradientMonitor.__init__).parameters if k not in ("self", *_RESERVED)]
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise UserError(f"{', '.join(map(repr, unknown))}: not a GradientMonitor keyword; it takes {', '.join(known)}")
+    if options.get("nonfinite", "warn") not in POLICIES:
+        raise UserError(f"nonfinite={options['nonfinite']!r} is not valid; choose one of: {', '.join(POLICIES)}")
+    return options
 
 
 def _earlier_records(jsonl: Path | None, first_step: int, resumed: bool) -> list[dict]:

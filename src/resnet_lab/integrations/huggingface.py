@@ -40,7 +40,7 @@ from transformers import TrainerCallback
 from ..errors import check_positive_int
 from ..files import as_path
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, drop_step, make_monitor, scalars,
+from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, scalars,
                      write_final_report)
 
 
@@ -53,7 +53,7 @@ class GradientMonitorCallback(TrainerCallback):
                  **monitor_kwargs):
         self.out = self._out = as_path(out, "out") if out is not None else None  # out: this run's folder
         self.every = None if every is None else check_positive_int("every", every)
-        self.locate, self.monitor_kwargs = locate, monitor_kwargs
+        self.locate, self.monitor_kwargs = locate, check_monitor_options(monitor_kwargs)
         self.monitor = None
         self.report_paths: list[Path] = []
         self._pending: dict[str, float] = {}

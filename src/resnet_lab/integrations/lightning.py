@@ -43,7 +43,7 @@ import lightning.pytorch as pl
 from ..errors import check_positive_int
 from ..files import as_path
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, drop_step, make_monitor, scalars,
+from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, scalars,
                      unscale_loss, write_final_report)
 
 
@@ -59,7 +59,7 @@ class GradientMonitorCallback(pl.Callback):
                  **monitor_kwargs):
         self.out = self._out = as_path(out, "out") if out is not None else None  # out: this fit's folder
         self.every = None if every is None else check_positive_int("every", every)
-        self.forward_fn, self.locate, self.monitor_kwargs = forward_fn, locate, monitor_kwargs
+        self.forward_fn, self.locate, self.monitor_kwargs = forward_fn, locate, check_monitor_options(monitor_kwargs)
         self.monitor = None
         self.report_paths: list[Path] = []
         self._batch = self._loss = None
@@ -88,7 +88,7 @@ class GradientMonitorCallback(pl.Callback):
         if self.monitor is None:
             return {}
         state = {"skip_streak": self.monitor.skip_streak}
-        if self.monitor_kwargs.get("nonfinite") == "rollback":
+        if self.monitor.policy == "rollback":
             state["rollback"] = self.monitor.rollback_state_dict()
         return state
 
