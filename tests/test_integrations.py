@@ -484,9 +484,10 @@ def test_huggingface_new_run_refuses_an_output_dir_holding_an_earlier_runs_recor
     assert (tmp_path / "hf" / "gradients.jsonl").read_bytes() == before
 
 
-def _hf_train(tmp_path, resume=None, **arguments):
+def _hf_train(tmp_path, resume=None, crash_at=None, made=None, **arguments):
     """The 2-layer BERT of ``hf_run`` trained 4 steps with these ``TrainingArguments``, the callback recording
-    every step into ``tmp_path / "hf"``; returns the Trainer."""
+    every step into ``tmp_path / "hf"``; ``crash_at``: a RuntimeError in that step's forward. Returns the
+    Trainer (also in ``made``, with the callback)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from resnet_lab.integrations.huggingface import GradientMonitorCallback
@@ -499,7 +500,14 @@ def _hf_train(tmp_path, resume=None, **arguments):
                                              "seed": 0, **arguments})
     trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
                                    train_dataset=TinyTextData())
-    GradientMonitorCallback.attach(trainer, every=1)
+    made = {} if made is None else made
+    made["trainer"], made["callback"] = trainer, GradientMonitorCallback.attach(trainer, every=1)
+
+    def crash(module, args, output):
+        if module.training and trainer.state.global_step + 1 == crash_at:
+            raise RuntimeError("CUDA out of memory (injected)")
+
+    trainer.model.register_forward_hook(crash)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train(resume_from_checkpoint=resume)
@@ -510,6 +518,20 @@ def test_huggingface_run_resumed_from_a_checkpoint_continues_its_records_exactly
     _hf_train(tmp_path, save_steps=2)
     _hf_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-2"), save_steps=2)  # replays steps 3 and 4
     assert _steps(tmp_path / "hf" / "gradients.jsonl") == [1, 2, 3, 4]
+
+
+def test_huggingface_finish_after_another_exception_takes_the_hooks_off_and_writes_the_report(tmp_path):
+    """The Trainer has no exception event: after a crash that is not the policy's stop only gradients.jsonl was
+    left and the callback's hooks stayed on the model; ``finish()`` is the documented way out."""
+    made = {}
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _hf_train(tmp_path, crash_at=3, made=made, save_strategy="no")
+    callback, model = made["callback"], made["trainer"].model
+    assert callback.report_paths == [] and model._forward_pre_hooks  # the callback's, still on
+    callback.finish()
+    assert not model._forward_pre_hooks and len(model._forward_hooks) == 1  # the test's crash hook alone is left
+    assert {p.name for p in callback.report_paths} >= {"gradient_report.json", "gradient_table.txt"}
+    assert json.loads((tmp_path / "hf" / "gradient_report.json").read_text())["step"] == 2
 
 
 def test_huggingface_loss_of_a_step_of_several_micro_batches_is_the_loss_the_trainer_logs(tmp_path):

@@ -28,7 +28,8 @@ Files go to ``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the en
 Only the world process zero writes; every process runs its monitor. The optimizer goes to
 ``check_step`` (the ``rollback`` policy restores its state) and the Trainer's scheduler follows
 a lowered lr. A ``stop`` raised in the step ends the callback as the end of training does (its hooks
-leave the model, the report is written) before the error reaches the caller.
+leave the model, the report is written) before the error reaches the caller; after any other
+exception, ``finish()`` does the same.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class GradientMonitorCallback(TrainerCallback):
         try:
             self._judge_step(state, optimizer, lr_scheduler, model)
         except BaseException:  # the stop policy: the Trainer has no exception event, so end here as at its end
-            self.on_train_end(args, state, control)  # hooks off the model, the report written
+            self.finish()  # hooks off the model, the report written
             raise
         finally:
             self._loss = None  # the next step's micro-batches start a new sum
@@ -143,6 +144,12 @@ class GradientMonitorCallback(TrainerCallback):
         self._pending = {}
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.finish()
+
+    def finish(self) -> None:
+        """Take the hooks off the model and write the report of the records so far; the end of training
+        and a stop call it. Any other exception out of ``trainer.train()`` has no callback event: call
+        it in an ``except`` or ``finally`` to keep the report of a crashed run. Calling again does nothing."""
         if self.monitor is None or self._finished:
             return
         self._finished = True
