@@ -482,20 +482,26 @@ def test_the_onnx_export_classifies_the_test_set_as_the_checkpoint_does(tmp_path
     assert json.loads(session.get_modelmeta().custom_metadata_map["classes"]) == info["classes"]
 
 
+def _trained_then_evaluated(tmp_path, capsys, *train_args) -> tuple[dict, dict]:
+    """Train a tiny resnet8 run with these flags, then `evaluate --json` it: its last metrics row and the
+    evaluation of the same weights."""
+    argv = ["train", "--model", "resnet8", *train_args, "--quiet", "--no-tensorboard", "--report", "none",
+            "--device", "cpu", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    capsys.readouterr()
+    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
+    return final, json.loads(capsys.readouterr().out)
+
+
 def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_them(tmp_path, capsys):
     """Two seeds with --val-seed 0 are judged on one held-out set; `evaluate` re-draws that set
     from the checkpoint's config (with the run's own seed it would be another 100 images), at the
     --image-size the run trained at (it used to evaluate digits at 32x32 instead)."""
     from resnet_lab.data import load_data
 
-    argv = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--steps", "2", "--val-split",
-            "100", "--val-seed", "0", "--seed", "1", "--quiet", "--no-tensorboard", "--report", "none", "--device",
-            "cpu", "--out", str(tmp_path / "run")]
-    assert main(argv) == 0
-    capsys.readouterr()
-    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    final, evaluated = _trained_then_evaluated(tmp_path, capsys, "--data", "digits", "--image-size", "16", "--steps",
+                                               "2", "--val-split", "100", "--val-seed", "0", "--seed", "1")
     assert evaluated["n"] == 100 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
     split = {seed: load_data("digits", val_split=100, seed=seed).x_test for seed in (0, 1)}
     assert not torch.equal(split[0], split[1])  # so the seed that drew it matters
@@ -506,13 +512,8 @@ def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_th
 def test_evaluate_computes_in_the_precision_the_run_evaluated_in(tmp_path, capsys):
     """A bf16 run was evaluated in fp32: on digits after 5 epochs, 0.8083 against the run's own 0.8028
     with the same weights."""
-    argv = ["train", "--model", "resnet8", "--data", "digits", "--steps", "3", "--precision", "bf16", "--quiet",
-            "--no-tensorboard", "--report", "none", "--device", "cpu", "--out", str(tmp_path / "run")]
-    assert main(argv) == 0
-    capsys.readouterr()
-    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    final, evaluated = _trained_then_evaluated(tmp_path, capsys, "--data", "digits", "--steps", "3", "--precision",
+                                               "bf16")
     assert evaluated["test_acc"] == final["test_acc"]
     assert evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-6)
 
@@ -527,13 +528,8 @@ def test_evaluate_feeds_non_square_images_at_the_shape_the_run_trained_on(tmp_pa
               for split, n in (("train", 64), ("test", 32))}
     arrays.update(y_train=np.arange(64) % 2, y_test=np.arange(32) % 2)
     np.savez(tmp_path / "wide.npz", **arrays)
-    argv = ["train", "--model", "resnet8", "--data", f"npz:{tmp_path / 'wide.npz'}", "--steps", "2", "--batch-size",
-            "32", "--quiet", "--no-tensorboard", "--report", "none", "--device", "cpu", "--out", str(tmp_path / "run")]
-    assert main(argv) == 0
-    capsys.readouterr()
-    final = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--json"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    final, evaluated = _trained_then_evaluated(tmp_path, capsys, "--data", f"npz:{tmp_path / 'wide.npz'}", "--steps",
+                                               "2", "--batch-size", "32")
     assert evaluated["n"] == 32 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
 
 
