@@ -135,3 +135,16 @@ def test_sync_bn_on_cpu_is_refused_with_a_hint(capsys):
     assert main(["train", "--sync-bn", "--device", "cpu", "--quiet", "--no-tensorboard", "--epochs", "1",
                  "--out", "/nonexistent/never-written"]) == 2
     assert "--norm group" in capsys.readouterr().err
+
+
+def test_bad_input_and_a_nonfinite_stop_are_said_once_not_once_per_rank(tmp_path):
+    bad = subprocess.run([*TORCHRUN, "-m", "resnet_lab", *RUN, "--batch-size", "33", "--steps", "2",
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0
+    assert bad.stderr.count("resnet-lab: error: global batch size 33 is not divisible by world size 2") == 1
+    assert "exitcode  : 2" in bad.stderr  # every rank still exits 2
+    stop = subprocess.run([*TORCHRUN, "-m", "resnet_lab", *RUN, "--lr", "1e8", "--steps", "4",
+                           "--out", str(tmp_path / "nan")], capture_output=True, text=True, timeout=300)
+    assert "exitcode  : 3" in stop.stderr
+    assert stop.stderr.count("resnet-lab: stopped:") == 1
+    assert "nonfinite_report.json" in stop.stderr  # rank 0's line, which names the report

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"resnet-lab: error: {exc}", file=sys.stderr)
+        if _says_errors(str(exc)):
+            print(f"resnet-lab: error: {exc}", file=sys.stderr)
         return 2
     except Terminated:
         print("resnet-lab: terminated (SIGTERM); files already written are kept", file=sys.stderr)
@@ -97,6 +98,13 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
         print(f"resnet-lab: error: {what}: {exc.filename}; files already written are kept (--debug: the "
               "traceback)", file=sys.stderr)
         return 1
+
+
+def _says_errors(message: str) -> bool:
+    """Whether this process prints a bad-input line. Under torchrun every rank meets the same bad input:
+    local rank 0 says it, once per machine (rank 0 alone on one machine), and any rank says an error of
+    its own (a message that starts with its rank)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" or message.startswith(f"rank {os.environ.get('RANK')}:")
 
 
 def stdout_gone() -> None:

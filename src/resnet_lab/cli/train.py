@@ -197,7 +197,8 @@ def run(args) -> int:
     try:
         result = train(config, resume=args.resume, log=_log)
     except NonFiniteError as err:  # the trainer has drawn the report: the last line says what happened
-        print(f"resnet-lab: stopped: {err}", file=sys.stderr)
+        if is_main_process():  # every rank stops at the same step; rank 0's line names the report
+            print(f"resnet-lab: stopped: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
         if is_main_process():
