@@ -5,6 +5,7 @@ These run the README's commands for real: two worker processes under torchrun.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -148,3 +149,24 @@ def test_bad_input_and_a_nonfinite_stop_are_said_once_not_once_per_rank(tmp_path
     assert "exitcode  : 3" in stop.stderr
     assert stop.stderr.count("resnet-lab: stopped:") == 1
     assert "nonfinite_report.json" in stop.stderr  # rank 0's line, which names the report
+
+
+def test_a_rank_other_than_0_never_deletes_the_write_in_progress_of_the_run_that_holds_the_folder(tmp_path,
+                                                                                                  monkeypatch):
+    from resnet_lab.files import try_lock
+    from resnet_lab.training.run_files import prepare_run_dir, release_run_dir
+
+    held = tmp_path / "run"
+    held.mkdir()
+    writing = held / ".last.pt.0123456789abcdef.tmp"  # another run's checkpoint, half written
+    writing.write_bytes(b"half")
+    fd = try_lock(held)  # that run holds the folder
+    try:
+        # rank 1 of a second torchrun group given --resume on the folder: its rank 0 is refused by the lock
+        monkeypatch.setenv("RANK", "1")
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        release_run_dir(prepare_run_dir(str(held), resuming=True))
+        assert writing.read_bytes() == b"half"
+    finally:
+        os.close(fd)

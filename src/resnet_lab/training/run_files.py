@@ -48,7 +48,9 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
         run_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=run_dir).close()
         _hold_run_lock(run_dir)
-        for leftover in run_dir.glob(".*.tmp"):  # an atomic write that a kill interrupted
+        # An atomic write that a kill interrupted: cleared by the lock's holder alone. Under torchrun the other
+        # ranks hold no lock, and the folder may be another run's, whose write in progress this would break.
+        for leftover in run_dir.glob(".*.tmp") if is_main_process() else ():
             leftover.unlink()
     except OSError as err:
         raise UserError(f"cannot write the run directory {run_dir} ({why_not_writable(run_dir, err)}); "
