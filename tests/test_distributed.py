@@ -170,3 +170,18 @@ def test_a_rank_other_than_0_never_deletes_the_write_in_progress_of_the_run_that
         assert writing.read_bytes() == b"half"
     finally:
         os.close(fd)
+
+
+def test_the_records_and_report_of_a_torchrun_run_say_how_many_ranks_trained_it(tmp_path):
+    import json
+
+    out = tmp_path / "two"
+    proc = subprocess.run([*TORCHRUN, "-m", "resnet_lab", *RUN, "--steps", "4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ", cpu x 2 ranks, 4 steps" in proc.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["world_size"] == 2 and result["processes"] == 1  # two ranks side by side, one attempt
+    page = (out / "report.html").read_text()
+    assert "<dt>world_size</dt><dd>2</dd>" in page
+    assert "images/s on cpu x 2 ranks" in page  # the throughput is the two ranks', not one device's

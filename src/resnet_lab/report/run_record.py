@@ -42,6 +42,12 @@ class RunRecord:
     def device(self) -> str:
         return str(self.hardware.get("device", "cpu"))
 
+    @property
+    def devices(self) -> str:
+        """The device, and how many ranks trained side by side, one each, under torchrun: 'cpu x 2 ranks'."""
+        ranks = self.hardware.get("world_size", 1)
+        return f"{self.device} x {ranks} ranks" if isinstance(ranks, int) and ranks > 1 else self.device
+
 
 def read_run(run_dir: str | Path) -> RunRecord:
     """The run in ``run_dir``; a ``UserError`` (one line: what is wrong, how to fix it) when the
@@ -71,6 +77,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
             record.steps, record.best_acc = int(result["steps"]), result["best_acc"]
             record.hardware, record.timings = dict(result["hardware"]), dict(result["timings"])
             record.run_time_s, record.processes = result.get("run_time_s"), result.get("processes")
+        world_size = (result or {}).get("world_size", config.get("world_size"))  # absent from earlier versions
+        if world_size is not None:  # the hardware is each rank's: the report says how many trained side by side
+            record.hardware["world_size"] = world_size
         missing = [k for k in ("model", "seed") if k not in record.settings] + \
                   [k for k in ("description", "eval_split") if k not in record.data_info]
     except (KeyError, TypeError, ValueError) as err:

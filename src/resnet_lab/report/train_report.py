@@ -133,7 +133,7 @@ def _findings(run: RunRecord) -> list[str]:
         findings.append(f"weight average (--ema {run.settings['ema']:g}): final {split} accuracy "
                         f"{last['ema_test_acc']:.2%}")
     findings += [f"final training accuracy {last['train_acc']:.2%}, training loss {last['train_loss']:.4f}",
-                 f"throughput {_median_throughput(history):,.0f} images/s on {run.device}"
+                 f"throughput {_median_throughput(history):,.0f} images/s on {run.devices}"
                  f"{' (median of the epochs)' if len(history) > 1 else ''}"]
     if run.timings:
         findings.append(_time_line(run))

@@ -290,13 +290,14 @@ class RunFiles:
         """``result.json``: what a finished run ended with and the report needs besides the records.
         Its ``config`` is the run's as run: a resumed run's ``RESUMABLE`` settings may differ from
         config.json's; its ``hardware`` and ``timings`` are this process's (a resumed run may have
-        moved); ``run_time_s`` is the run's over its ``processes``."""
+        moved); ``run_time_s`` is the run's over its ``processes`` (one after another); ``world_size``: the
+        ranks that trained side by side under torchrun at the end (1 without torchrun)."""
         if self.run_dir is None or not self.ctx.is_main:
             return
         s = self.state
         write_json(self.run_dir / "result.json",
                    {"steps": s.step, "best_acc": s.best_acc if s.best_acc >= 0 else None, "timings": timings,
-                    "run_time_s": run_time_s, "processes": s.processes,
+                    "run_time_s": run_time_s, "processes": s.processes, "world_size": self.ctx.world_size,
                     "config": self.c.to_dict(), "hardware": hardware_info(self.device)})
 
     def write_events(self) -> None:

@@ -224,7 +224,8 @@ class _Run:
                 log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
         # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
         self.files = RunFiles(None if self.finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
-        log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}, "
+        ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
+        log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}{ranks}, "
             f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
             f"batch {c.batch_size}, lr {c.effective_lr:g}, {p.precision}")
         p.model.train()
