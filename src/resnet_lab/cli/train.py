@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from ..runtime import is_main_process
@@ -197,8 +198,9 @@ def run(args) -> int:
     try:
         result = train(config, resume=args.resume, log=_log)
     except NonFiniteError as err:  # the trainer has drawn the report: the last line says what happened
-        if is_main_process():  # every rank stops at the same step; rank 0's line names the report
-            print(f"resnet-lab: stopped: {err}", file=sys.stderr)
+        # Each rank that stops says so: its BatchNorm statistics are its own, so one rank may stop alone.
+        rank = "" if is_main_process() else f" (rank {os.environ.get('RANK')})"
+        print(f"resnet-lab: stopped{rank}: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
         if is_main_process():
