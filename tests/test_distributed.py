@@ -85,6 +85,8 @@ def test_killed_worker_is_restarted_and_the_run_resumes_without_skipping_or_repe
     assert killed_at is not None and killed_at < steps, "could not kill a worker mid-run"
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, log[-3000:]
+    # the survivor said it lost a rank in one line (it was gloo's traceback), then the group restarted
+    assert "resnet-lab: rank 0: lost the other ranks mid-collective (" in log and "RuntimeError" not in log
     assert "resuming" in log  # the restarted group picked up the checkpoint
     final = load_checkpoint(out / "last.pt")
     assert final["step"] == steps
@@ -186,3 +188,16 @@ def test_the_records_and_report_of_a_torchrun_run_say_how_many_ranks_trained_it(
     page = (out / "report.html").read_text()
     assert "<dt>world_size</dt><dd>2</dd>" in page
     assert "images/s on cpu x 2 ranks" in page  # the throughput is the two ranks', not one device's
+
+
+def test_only_the_process_groups_own_errors_read_as_a_lost_rank():
+    """Any other error (out of memory, a bug) keeps its traceback: only gloo's or NCCL's becomes the one line."""
+    from resnet_lab.training.distributed import DistContext, lost_ranks
+
+    two = DistContext(rank=1, world_size=2)
+    gloo = RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
+                        "10000ms for recv operation to complete")
+    assert str(lost_ranks(gloo, two, 10)).startswith("rank 1: lost the other ranks mid-collective (Timed out "
+                                                     "waiting 10000ms for recv operation to complete): a rank died")
+    assert lost_ranks(RuntimeError("CUDA out of memory"), two, 10) is None
+    assert lost_ranks(gloo, DistContext(), 10) is None  # one process has no other ranks to lose

@@ -180,6 +180,7 @@ def run(args) -> int:
     from ..diagnostics import NonFiniteError
     from ..runtime import launched_by_torchrun, process_age_s
     from ..training import TrainingInterrupted, train
+    from ..training.distributed import RanksLost
 
     # Start-up ends here, with the training code (torch included) imported: the arguments were
     # parsed before torch loaded. None when called from Python.
@@ -202,6 +203,9 @@ def run(args) -> int:
         rank = "" if is_main_process() else f" (rank {os.environ.get('RANK')})"
         print(f"resnet-lab: stopped{rank}: {err}", file=sys.stderr)
         return err.exit_code
+    except RanksLost as lost:
+        print(f"resnet-lab: {lost}", file=sys.stderr)
+        return 1
     except TrainingInterrupted as stop:
         if is_main_process():
             print(f"resnet-lab: {stop}", file=sys.stderr)

@@ -7,6 +7,7 @@ trainer has a single code path.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -94,6 +95,21 @@ def _attempt_store(rank: int, world: int, timeout: timedelta):
     agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(host, port, world, is_master=not agent_hosts_store and rank == 0, timeout=timeout)
     return dist.PrefixStore(f"resnet-lab/attempt-{restart_count()}", store)
+
+
+class RanksLost(RuntimeError):
+    """This rank lost the others mid-collective (one died, or hung past ``--dist-timeout``): one line
+    on each surviving rank, exit 1 (so that ``torchrun --max-restarts`` restarts the group)."""
+
+
+def lost_ranks(exc: BaseException, ctx: DistContext, timeout_s: float) -> RanksLost | None:
+    """``exc`` as ``RanksLost`` when it is the process group failing (gloo's or NCCL's error), else None."""
+    if not ctx.enabled or not (isinstance(exc, getattr(dist, "DistError", ())) or "/gloo/" in str(exc)):
+        return None
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", first_line(exc)).split(". ")[0]  # without gloo's source location
+    return RanksLost(f"rank {ctx.rank}: lost the other ranks mid-collective ({reason}): a rank died, or hung for "
+                     f"over --dist-timeout {timeout_s:g} s; last.pt is kept: torchrun --max-restarts restarts the "
+                     "group from it, or run again with --resume")
 
 
 def shutdown(ctx: DistContext, clean: bool = True) -> None:

@@ -26,7 +26,7 @@ from ..runtime import pick_device
 from ..signals import StopSignals
 from ..text import counted
 from .config import TrainConfig, validate
-from .distributed import init_distributed, launched_by_torchrun, restart_count, shutdown
+from .distributed import init_distributed, launched_by_torchrun, lost_ranks, restart_count, shutdown
 from .eager_step import EagerStep, warnings_to
 from .evaluation import evaluate, evaluate_epoch
 from .graphed_step import TrainStep, graph_blockers
@@ -168,6 +168,11 @@ def _train_then_shut_down(c: TrainConfig, checkpoint, run_dir, device, ctx, log,
     except TrainingInterrupted:
         clean = True  # every rank stopped at the same agreed step
         raise
+    except RuntimeError as exc:  # a lost rank: one line, not the backend's traceback on every survivor
+        lost = lost_ranks(exc, ctx, c.dist_timeout)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         shutdown(ctx, clean)
 
