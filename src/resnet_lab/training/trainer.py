@@ -149,8 +149,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, log: Cal
         except (TrainingInterrupted, NonFiniteError):
             _report(c.report, run_dir, ctx.is_main, log)  # a stopped run's too: its records so far, and why
             raise
-        finished_before = checkpoint is not None and checkpoint["step"] >= checkpoint["total_steps"]
-        report_s = None if finished_before else _report(c.report, run_dir, ctx.is_main, log)  # it has its report
+        report_s = None if _finished(checkpoint) else _report(c.report, run_dir, ctx.is_main, log)  # it has one
         if report_s is not None:
             result.timings["report_s"] = report_s
         return result
@@ -175,6 +174,11 @@ def _train_then_shut_down(c: TrainConfig, checkpoint, run_dir, device, ctx, log,
         raise lost from None
     finally:
         shutdown(ctx, clean)
+
+
+def _finished(checkpoint: dict | None) -> bool:
+    """A checkpoint at its run's last step: e.g. train(None, resume=...) again from a notebook."""
+    return checkpoint is not None and checkpoint["step"] >= checkpoint["total_steps"]
 
 
 def _report(mode: str, run_dir: Path | None, is_main: bool, log) -> float | None:
@@ -219,16 +223,15 @@ class _Run:
         self.c, self.device, self.ctx, self.log = c, device, ctx, log
         self.parts = p = build_parts(c, device, ctx, dataset, log)
         self.state = RunState(warmup_done=c.warmup_lr <= 0, process_start=started)
-        self.run_dir, self.finished = run_dir, False
+        self.run_dir, finished = run_dir, _finished(checkpoint)
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
-            self.finished = self.state.step >= p.total_steps  # e.g. train(None, resume=...) again from a notebook
-            if self.finished:
+            if finished:
                 log(f"{run_dir} already finished ({counted(p.total_steps, 'step')}); nothing to train")
             else:
                 log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
         # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
-        self.files = RunFiles(None if self.finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
+        self.files = RunFiles(None if finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
         ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
         log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}{ranks}, "
             f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
