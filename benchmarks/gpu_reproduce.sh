@@ -14,7 +14,7 @@
 #     OUT=$OUT CALL=2 bash benchmarks/gpu_reproduce.sh     # carry .gpudata/p01: data, benchmark, training, pack
 #   a later session continues: copy the last session's $OUT/reproduce-call2.tgz to .gpudata/state.tgz, then
 #     OUT=$OUT CALL=state bash benchmarks/gpu_reproduce.sh # carry .gpudata/state.tgz: unpacks into $WORK (seconds)
-#     OUT=$OUT CALL=1 ...; OUT=$OUT CALL=2 ...             # as above; call 2 skips the benchmark (jobs.txt kept)
+#     OUT=$OUT CALL=1 ...; OUT=$OUT CALL=2 ...             # as above; call 2 skips the benchmark once one gave a best count
 #   and, while device time is left in a session, more training with nothing carried:
 #     OUT=$OUT CALL=more CALL_S=300 bash benchmarks/gpu_reproduce.sh
 #   or the survey's claims on CIFAR-10 at a real budget (issue #16 item 4; resumable the same way):
@@ -23,10 +23,12 @@
 # files (data, $WORK) are lost; then start again from CALL=state with the last archive.
 #
 # Call 2 (and CALL=more):
-#   1. bench_sweep_concurrency.py (cap 250 s, --budget-s 190): images/s of 1, 2, 4, 8 ResNet-20 runs at
+#   1. in call 2 until a benchmark has given a best count (none did on 2026-11-29), bench_sweep_concurrency.py
+#      (cap 340 s, --budget-s 300): images/s of 1, 2, 4, 8 ResNet-20 runs at
 #      batch 128 on the GPU, the best count again with CUDA-graph steps (--compare-graph), and --jobs auto's
 #      pick; the best count goes to $WORK/jobs.txt (JOBS= overrides), and --cuda-graph to $WORK/graph.txt
-#      when the graph was >= 10% faster (the reproduction then runs with it, in every later call too);
+#      when the graph was >= 10% faster and no graph.txt exists yet (the reproduction then runs with it, in
+#      every later call too: started runs keep their settings; the 2026-11-29 runs started eager);
 #   2. `resnet-lab reproduce all` (64k iterations, fp32, batch 128) on full CIFAR-10: Fig. 6's plain and
 #      ResNet nets at depths 20 32 44 56 and Table 6's ResNets, seeds 0 1, one sweep (16 runs: the ResNets
 #      serve both), --jobs from jobs.txt, under `timeout -s TERM`: the sweep checkpoints every run and exits
@@ -84,6 +86,12 @@ step() {
     tail -n 3 "$RES/logs/$name.stderr" | sed 's/^/    /' | tee -a "$SUMMARY"
 }
 
+# measured FILE: the concurrency benchmark's JSON there has a best job count.
+measured() {
+    "$PYTHON" -c "import json, sys; sys.exit(0 if (json.load(open(sys.argv[1])).get('best') or {}).get('jobs') else 1)" \
+        "$1" 2> /dev/null
+}
+
 case "$CALL" in
     state)  # every .gpudata/state*.tgz carried (the parts of the last pack: as many per call as fit)
         for archive in .gpudata/state*.tgz; do
@@ -112,14 +120,17 @@ case "$CALL" in
             log "the joined CIFAR-10 ($NPZ) does not match its sha256: nothing trained"
         else
             [ "$DRY_RUN" = "1" ] || nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
-            if [ ! -s "$WORK/jobs.txt" ]; then  # measurement first, once: later calls reuse its choices
-                step sweep_concurrency 250 "$PYTHON" benchmarks/bench_sweep_concurrency.py --device cuda \
-                    --data "npz:$NPZ" --budget-s 190 --compare-graph --out "$RES/sweep_concurrency-cuda.json"
+            # Measurement first: in call 2, until a session's benchmark has given a best count.
+            if [ "$CALL" = 2 ] && ! measured "$WORK/sweep_concurrency-cuda.json"; then
+                step sweep_concurrency 340 "$PYTHON" benchmarks/bench_sweep_concurrency.py --device cuda \
+                    --data "npz:$NPZ" --budget-s 300 --compare-graph --out "$RES/sweep_concurrency-cuda.json"
                 "$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['best']['jobs'])" \
                     "$RES/sweep_concurrency-cuda.json" > "$WORK/jobs.txt" 2> /dev/null || echo 4 > "$WORK/jobs.txt"
-                # CUDA-graph steps for the reproduction only if measured >= 10% faster at that count; kept for
-                # every later call (a run's settings cannot change once it has started).
-                "$PYTHON" -c "import json, sys; r = json.load(open(sys.argv[1])).get('graphed_at_best') or {}; \
+                # CUDA-graph steps for the reproduction only if measured >= 10% faster at that count, and only
+                # while no graph.txt exists: the choice is kept for every later call (the sweep's runs keep the
+                # settings they started with; the 2026-11-29 runs started eager).
+                [ -e "$WORK/graph.txt" ] || "$PYTHON" -c "import json, sys; \
+r = json.load(open(sys.argv[1])).get('graphed_at_best') or {}; \
 print('--cuda-graph' if r.get('ratio_to_eager', 0) >= 1.1 else '')" "$RES/sweep_concurrency-cuda.json" \
                     > "$WORK/graph.txt" 2> /dev/null || : > "$WORK/graph.txt"
                 cp "$RES/sweep_concurrency-cuda.json" "$WORK/" 2> /dev/null

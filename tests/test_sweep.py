@@ -198,7 +198,7 @@ def test_sigterm_stops_cleanly_a_killed_worker_is_failed_and_both_resume_exactly
 def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_path, capsys):
     out = tmp_path / "sweep"
     proc = sweep("--model", "resnet8", "--steps", "4", "--batch-size", "32", "--no-tensorboard",
-                 "--lr", "0.1", "1e9", "--jobs", "auto", "--probe-steps", "4", "--status-every", "0",
+                 "--lr", "0.1", "1e9", "--jobs", "auto", "--probe-seconds", "5", "--status-every", "0",
                  "--out", str(out), check=False)
     assert proc.returncode == 1
     assert "done resnet8-lr0.1:" in proc.stdout and "FAILED resnet8-lr1e+09: stopped: overflow at step" in proc.stdout
@@ -230,6 +230,54 @@ def test_the_jobs_probe_counts_only_the_time_when_every_worker_trains():
     assert overlap_rate([first, slow], batch_size=32) == pytest.approx(32 * 1.5)
     apart = [(t, t - 20) for t in range(20, 31)]  # never at the same time: 20 steps over 30 s
     assert overlap_rate([first, apart], batch_size=1) == pytest.approx(20 / 30)
+
+
+def test_the_jobs_probe_opens_its_window_once_every_worker_has_set_up_then_stops_them(tmp_path):
+    """Workers start seconds apart, and on a GPU a few dozen steps take less than that (2026-11-29, H200:
+    20 steps each said 1 job while 4 trained 2.6x the images). So the window opens only once the last
+    worker has set up (its config.json), lasts the seconds asked, and SIGTERM ends the workers still
+    training; rows count from a quarter of the window on."""
+    from resnet_lab.training.sweep.probe import _train_together
+
+    fake = ("import pathlib, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+            "time.sleep(float(sys.argv[2])); pathlib.Path(sys.argv[1], 'config.json').write_text('{}')\n"
+            "time.sleep(600)\n")
+    dirs = [tmp_path / "fast", tmp_path / "slow"]
+    workers = []
+    for run_dir, setup_s in zip(dirs, ("0.1", "2.0")):
+        run_dir.mkdir()
+        workers.append(subprocess.Popen([sys.executable, "-c", fake, str(run_dir), setup_s]))
+    try:
+        steady_from = _train_together(workers, dirs, seconds=2.0)
+        stopped = time.time()
+        codes = [w.wait(timeout=30) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    slow_ready = (dirs[1] / "config.json").stat().st_mtime
+    assert codes == [143, 143]  # both still training at the window's end: stopped by SIGTERM
+    assert steady_from == pytest.approx(slow_ready + 0.5, abs=0.3)  # from the slow one's set-up, + 1/4 window
+    assert stopped >= slow_ready + 2.0 - 0.05
+
+
+def test_jobs_auto_on_a_long_run_trains_each_count_for_the_window_only(tmp_path):
+    """A run of a million steps: the probe stops its workers after the window (before: it trained a fixed
+    few steps), measures 1 then 2 workers from their timed rows, and leaves no probe folder."""
+    from resnet_lab.training.sweep.probe import probe_jobs
+
+    grid = Grid(axes={"seed": [0, 1]}, fixed={"model": "resnet8", "data": "digits", "image_size": 8, "steps": 10**6,
+                                              "batch_size": 16, "device": "cpu"})
+    lines = []
+    start = time.perf_counter()
+    probe = probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=3.0, log=lines.append)
+    assert time.perf_counter() - start < 120
+    assert [r["jobs"] for r in probe["results"]][:1] == [1] and all(r["images_per_s"] > 0 for r in probe["results"])
+    assert probe["seconds"] == 3.0 and lines[-1] == f"sweep: jobs auto -> {probe['jobs']}"
+    assert not (tmp_path / ".probe").exists()
+    with pytest.raises(UserError, match=r"0.04 s were too short for seed0 to train two timed steps in 1 worker at"):
+        probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=0.01, log=lines.append)
+    assert not (tmp_path / ".probe").exists()
 
 
 def test_several_devices_each_get_at_most_jobs_workers_and_runs_go_to_the_least_loaded(tmp_path, monkeypatch):
@@ -344,6 +392,8 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     (["--data", "digitz"], "unknown data set 'digitz'"),
     (["--data", "npz:/no/such.npz"], "/no/such.npz does not exist"),
     (["--status-every", "-1"], "--status-every is seconds between status lines"),
+    (["--probe-seconds", "0"], "--probe-seconds is the time each count of workers trains together"),
+    (["--probe-seconds", "nan"], "more than 0 seconds (default 10), got nan"),
     (["--status", "--lr", "5"], "--status shows the sweep in --out as it is; drop --model, --steps, --lr"),
 ])
 def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, tmp_path, capsys):

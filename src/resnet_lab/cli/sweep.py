@@ -8,6 +8,7 @@ import sys
 
 from ..text import counted
 from ..training.config import TrainConfig
+from ..training.sweep.probe import PROBE_SECONDS
 from .arguments import copy_train_options, jobs_value, output_path
 
 EXAMPLES = """examples:
@@ -44,8 +45,9 @@ def register(sub) -> None:
     g.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out among the runs)")
     g.add_argument("--shard", metavar="I/N", help="run only runs I, I+N, I+2N, ... (to split a sweep across "
                                                   "machines into one folder)")
-    g.add_argument("--probe-steps", type=int, default=20, metavar="N",
-                   help="steps each worker trains in the --jobs auto probe (default 20)")
+    g.add_argument("--probe-seconds", type=float, default=PROBE_SECONDS, metavar="S",
+                   help=f"seconds each count's workers train together in the --jobs auto probe, once all have "
+                        f"set up (default {PROBE_SECONDS:g})")
     g.add_argument("--status", action="store_true", help="print the table of runs and their states, run nothing")
     g.add_argument("--status-every", type=float, default=30.0, metavar="S",
                    help="seconds between status lines (default 30; 0: none)")
@@ -91,7 +93,7 @@ def run(args) -> int:
     try:
         result = run_sweep(grid_from_args(args), args.out, jobs=jobs, devices=args.devices, shard=shard,
                            threads=args.threads, log=_log, status_every=args.status_every,
-                           probe_steps=args.probe_steps)
+                           probe_seconds=args.probe_seconds)
     except SweepInterrupted as stop:
         print(f"resnet-lab: sweep {stop}", file=sys.stderr)
         return stop.exit_code

@@ -20,6 +20,7 @@ from ...files import write_json
 from ...text import counted
 from .grid import TRAIN, Grid, RunSpec, expand
 from .manifest import check_compatible, enclosing_sweep, read_manifest, statuses, write_manifest
+from .probe import PROBE_SECONDS, probe_jobs
 from .run_state import SPEC_FILE, RunStatus, read_spec
 from .scheduler import Scheduler
 from .worker import threads_per_worker
@@ -75,7 +76,7 @@ class SweepResult:
 @numpy_scalars_as_numbers
 def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None, jobs: int | str = 1,
               devices=("auto",), shard=(0, 1), threads: int | None = None, log: Callable[[str], object] | None = print,
-              status_every: float = 30.0, probe_steps: int = 20) -> SweepResult:
+              status_every: float = 30.0, probe_seconds: float = PROBE_SECONDS) -> SweepResult:
     """Train the runs of ``grid`` (those of ``shard`` ``(i, n)``: index % n == i) in ``out/<run name>``,
     at most ``jobs`` at once on each of ``devices``; ``jobs="auto"`` measures 1, 2, 4, 8 first.
 
@@ -90,12 +91,14 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
         raise UserError(f"run_sweep takes a Grid, got {type(grid).__name__}: e.g. Grid(axes={{'model': ['resnet8', "
                         "'resnet14']}, fixed={'epochs': 2})")
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
-    check_positive_int("--probe-steps", probe_steps)
+    if isinstance(probe_seconds, bool) or not isinstance(probe_seconds, numbers.Real) or not 0 < probe_seconds < 1e6:
+        raise UserError(f"--probe-seconds is the time each count of workers trains together in the --jobs auto "
+                        f"probe, more than 0 seconds (default {PROBE_SECONDS:g}), got {probe_seconds!r}")
     if not 0 <= status_every < float("inf"):  # NaN fails too
         raise UserError(f"--status-every is seconds between status lines (0: none), got {status_every}")
     out, grid, runs, mine, before = _take_stock(grid, runs, Path(out), shard, log)
     todo = [r for r in mine if before[r.name].state != "done"]
-    jobs, probe = _jobs(jobs, todo, out, devices[0], probe_steps, log)
+    jobs, probe = _jobs(jobs, todo, out, devices[0], probe_seconds, log)
     threads = threads or threads_per_worker(jobs * len(devices))
     invocation = {"jobs": jobs, "devices": devices, "threads": threads, "shard": list(shard), "host": platform.node()}
 
@@ -192,7 +195,7 @@ def check_threads(threads) -> int | None:
     return None if threads is None else check_positive_int("--threads", threads)
 
 
-def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_steps: int, log) -> tuple[int, dict | None]:
+def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_seconds: float, log) -> tuple[int, dict | None]:
     """``jobs`` as given, or measured (``auto``): by an earlier probe on this machine, else now."""
     if jobs != "auto":
         return jobs, None
@@ -200,9 +203,7 @@ def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_steps: int, l
     if probe is None and not todo:
         return 1, None  # nothing left to run: nothing to measure
     if probe is None:
-        from .probe import probe_jobs
-
-        probe = probe_jobs(todo[0], out, device, len(todo), probe_steps, log)
+        probe = probe_jobs(todo[0], out, device, len(todo), probe_seconds, log)
     else:
         log(f"sweep: jobs auto -> {probe['jobs']} (the probe of {probe['measured']} in sweep.json)")
     return probe["jobs"], probe

@@ -1,14 +1,20 @@
 """``jobs="auto"``: how many runs at once train the most images per second on this device.
 
-The probe trains ``steps`` steps of one run's settings in 1, 2, 4 and 8 workers at once (never
-more than the runs left) and stops at the first count that does not beat the best so far. It
-trains in ``out/.probe`` (removed afterwards); ``sweep.json`` records what it measured.
+The probe trains one run's settings in 1, 2, 4 and 8 workers at once (never more than the runs
+left) and stops at the first count that does not beat the best so far. It trains in
+``out/.probe`` (removed afterwards); ``sweep.json`` records what it measured.
+
+A count is timed by the clock, not by a number of steps: workers start seconds apart (each imports
+torch, loads the data and sets up its model), and on a GPU a few dozen steps take less time than
+that, so a short run per worker timed runs that never overlapped (on an H200, 20 steps each said 1
+job, while 4 at once trained 2.6 times the images). So the probe waits until every worker has set
+up (its ``config.json`` written), lets them train together for ``seconds``, then stops them with
+SIGTERM (each saves a checkpoint, as in any sweep).
 
 What a count scores (``overlap_rate``): the images all its workers trained per second while every
-one of them was past its first quarter of steps (start-up, autotuning, graph capture) and none
-had finished, from the wall-clock time of each worker's finer-curve rows. Workers start seconds
-apart (each imports torch), so summing each one's own rate would count steps that ran alone as
-if they had run together. A task's workers report their own rate (``task.py``).
+one of them was past the first quarter of that window (autotuning, graph capture) and none had
+stopped, from the wall-clock time of each worker's finer-curve rows. A task run (``task.py``)
+cannot be stopped half-way: it trains ``TASK_STEPS`` steps and reports its own rate.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from __future__ import annotations
 import dataclasses
 import platform
 import shutil
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
+from ...errors import UserError
 from ...files import write_json
 from ...text import counted
 from .grid import TRAIN, RunSpec
@@ -28,16 +37,21 @@ from .task import images_per_s as task_images_per_s
 from .worker import launch, threads_per_worker
 
 COUNTS = (1, 2, 4, 8)
+PROBE_SECONDS = 10.0  # the window each count's workers train together
+TASK_STEPS = 20
+RETRIES = 2  # a window with too few timed steps is tried again, twice as long
+LOG_EVERY = 10  # steps between the timed rows: a row reads the loss, which waits for the GPU
 
 
-def probe_jobs(spec: RunSpec, out: Path, device: str, runs_left: int, steps: int,
+def probe_jobs(spec: RunSpec, out: Path, device: str, runs_left: int, seconds: float,
                log: Callable[[str], object]) -> dict:
     """Measure, pick the count with the most images/s in all, return the record for sweep.json."""
     base = out / ".probe"
+    shutil.rmtree(base, ignore_errors=True)  # left by a probe that was killed
     results = []
     try:
         for count in (c for c in COUNTS if c <= max(runs_left, 1)):
-            rate = _aggregate_rate(spec, base / f"jobs{count}", count, device, steps)
+            rate = _rate_in_a_long_enough_window(spec, base / f"jobs{count}", count, device, seconds, log)
             results.append({"jobs": count, "images_per_s": rate})
             log(f"sweep: probe, {counted(count, 'job')} at once: {rate:,.0f} images/s in all")
             if rate <= max(r["images_per_s"] for r in results[:-1] or [{"images_per_s": 0.0}]):
@@ -46,17 +60,34 @@ def probe_jobs(spec: RunSpec, out: Path, device: str, runs_left: int, steps: int
         shutil.rmtree(base, ignore_errors=True)
     best = max(results, key=lambda r: r["images_per_s"])
     log(f"sweep: jobs auto -> {best['jobs']}")
-    return {"jobs": best["jobs"], "device": device, "host": platform.node(), "steps": steps, "run": spec.name,
-            "results": results, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {"jobs": best["jobs"], "device": device, "host": platform.node(), "seconds": seconds,
+            "run": spec.name, "results": results, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: int) -> float:
-    """``count`` workers of the run's settings at once, ``steps`` steps each: their images/s summed."""
+def _rate_in_a_long_enough_window(spec: RunSpec, base: Path, count: int, device: str, seconds: float,
+                                  log: Callable[[str], object]) -> float:
+    """``_aggregate_rate``, the window doubled (twice at most) while it holds too few timed steps: a
+    loaded machine's first steps can take seconds."""
+    for attempt in range(RETRIES + 1):
+        rate = _aggregate_rate(spec, base / f"try{attempt}", count, device, seconds * 2**attempt)
+        if rate is not None:
+            return rate
+        if attempt < RETRIES:
+            log(f"sweep: probe, {counted(count, 'job')} at once: too few steps in {seconds * 2**attempt:g} s; "
+                f"again with {seconds * 2**(attempt + 1):g} s")
+    raise UserError(f"the jobs probe's {seconds * 2**RETRIES:g} s were too short for {spec.name} to train two "
+                    f"timed steps in {counted(count, 'worker')} at once; give a longer --probe-seconds, or --jobs N")
+
+
+def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds: float) -> float | None:
+    """``count`` workers of the run's settings at once for ``seconds`` together: their images/s summed
+    (None: a worker recorded fewer than two timed steps)."""
     dirs = [base / f"worker{i}" for i in range(count)]
     for run_dir in dirs:
-        write_json(run_dir / SPEC_FILE, _probe_spec(spec, steps, run_dir.name))
+        write_json(run_dir / SPEC_FILE, _probe_spec(spec, run_dir.name))
     workers = [launch(run_dir, device, threads_per_worker(count)) for run_dir in dirs]
     try:
+        steady_from = _train_together(workers, dirs, seconds) if spec.task == TRAIN else 0.0
         codes = [w.wait() for w in workers]
     except BaseException:  # Ctrl-C during the probe: no worker outlives it
         for w in workers:
@@ -64,10 +95,10 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: i
             w.wait()
         raise
     for run_dir, code in zip(dirs, codes):
-        status = read_status(run_dir, run_dir.name)
-        if code != 0 or status.state != "done":
-            from ...errors import UserError
-
+        # Stopped at the window's end: at a step boundary (143), or while it was finishing (-15); either way
+        # its last.pt, written atomically, holds the rows the probe reads.
+        stopped = code in (128 + signal.SIGTERM, -signal.SIGTERM) and spec.task == TRAIN
+        if not (code == 0 or stopped) or read_status(run_dir, run_dir.name).state not in ("done", "interrupted"):
             reason = (run_dir / STDERR_FILE).read_text().strip().splitlines()[-1:] or [f"exit status {code}"]
             raise UserError(f"the jobs probe could not train {spec.name} ({reason[0]}); fix that run's settings "
                             "or give --jobs N")
@@ -75,15 +106,34 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, steps: i
         return sum(task_images_per_s(run_dir) for run_dir in dirs)
     from ..checkpoint import load_checkpoint
 
-    curves = [_steady_points(load_checkpoint(d / "last.pt").get("step_history", []), steps) for d in dirs]
-    if any(len(points) < 2 for points in curves):  # too few steps for a curve: each worker's own rate
-        return sum(_images_per_s(run_dir) for run_dir in dirs)
+    # No last.pt: stopped before its first step (a SIGTERM before the trainer's handler is in place)
+    histories = [load_checkpoint(d / "last.pt").get("step_history", []) if (d / "last.pt").exists() else []
+                 for d in dirs]
+    curves = [_points_from(rows, steady_from) for rows in histories]
+    if any(len(points) < 2 for points in curves):  # slow steps, too few rows in the window: all of them
+        curves = [_points_from(rows, 0.0) for rows in histories]
+    if any(len(points) < 2 for points in curves):
+        return None
     return overlap_rate(curves, spec.config.batch_size)
 
 
-def _steady_points(step_history: list[dict], steps: int) -> list[tuple[float, int]]:
-    """(wall time, step) of the rows after the first quarter of the run's steps."""
-    return [(row["time"], row["step"]) for row in step_history if "time" in row and row["step"] >= steps // 4]
+def _train_together(workers: list[subprocess.Popen], dirs: list[Path], seconds: float) -> float:
+    """Wait until every worker has set up, let them train ``seconds``, SIGTERM those still training;
+    the wall-clock time from which their rows count (the window's first quarter is warm-up)."""
+    while not all((d / "config.json").exists() or w.poll() is not None for w, d in zip(workers, dirs)):
+        time.sleep(0.1)
+    together = time.time()
+    while time.time() < together + seconds and any(w.poll() is None for w in workers):
+        time.sleep(0.1)
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    return together + seconds / 4
+
+
+def _points_from(step_history: list[dict], start: float) -> list[tuple[float, int]]:
+    """(wall time, step) of the rows at or after ``start``."""
+    return [(row["time"], row["step"]) for row in step_history if row.get("time", 0.0) >= start]
 
 
 def overlap_rate(curves: list[list[tuple[float, int]]], batch_size: int) -> float:
@@ -106,19 +156,12 @@ def _steps_at(curve: list[tuple[float, int]], t: float) -> float:
     return float(np.interp(t, times, steps))
 
 
-def _probe_spec(spec: RunSpec, steps: int, worker: str) -> dict:
+def _probe_spec(spec: RunSpec, worker: str) -> dict:
     head = {"name": f"probe-{worker}", "index": -1, "settings": {}}
     if spec.task != TRAIN:  # a task is shortened through its config's steps (task.py)
-        return {**head, "task": spec.task, "config": {**spec.config_dict(), "steps": steps}}
-    config = dataclasses.replace(spec.config, steps=steps, epochs=None, eval_every=0, tensorboard=False,
-                                 log_every=max(1, steps // 10))  # timed rows for overlap_rate
+        return {**head, "task": spec.task, "config": {**spec.config_dict(), "steps": TASK_STEPS}}
+    steps = spec.config.steps or LOG_EVERY * 10  # a run of a few steps times each of them
+    config = dataclasses.replace(spec.config, eval_every=0, tensorboard=False,
+                                 log_every=max(1, min(LOG_EVERY, steps // 10)))
     return {**head, "config": config.to_dict()}
 
-
-def _images_per_s(run_dir: Path) -> float:
-    """Images per second over the worker's training steps (its metrics rows, weighted by their time)."""
-    from ...diagnostics.records import read_jsonl
-
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    seconds = sum(r["time_s"] for r in rows)
-    return sum(r["images_per_s"] * r["time_s"] for r in rows) / max(seconds, 1e-9)
