@@ -109,9 +109,8 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
     # No last.pt: stopped before its first step (a SIGTERM before the trainer's handler is in place)
     histories = [load_checkpoint(d / "last.pt").get("step_history", []) if (d / "last.pt").exists() else []
                  for d in dirs]
-    curves = [_points_from(rows, steady_from) for rows in histories]
-    if any(len(points) < 2 for points in curves):  # slow steps, too few rows in the window: all of them
-        curves = [_points_from(rows, 0.0) for rows in histories]
+    # A run shorter than the window (it finished on its own) counts whole: there is no more of it to time.
+    curves = [_points_from(rows, 0.0 if code == 0 else steady_from) for rows, code in zip(histories, codes)]
     if any(len(points) < 2 for points in curves):
         return None
     return overlap_rate(curves, spec.config.batch_size)
