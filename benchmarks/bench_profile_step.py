@@ -65,9 +65,12 @@ def category(name: str) -> str:
     return next((label for label, pattern in CATEGORIES if re.search(pattern, name)), "other")
 
 
-def build_step(name: str, device: torch.device, batch: int, use_graph: bool, smoke: bool):
-    """The fast recipe's step for ``name`` and a few batches from the trainer's loader."""
-    config = resolve_config("fast", model=name, batch_size=batch)
+def build_step(name: str, device: torch.device, batch: int, use_graph: bool, smoke: bool,
+               precision: str = "auto", layout: str = "channels_last"):
+    """The fast recipe's step for ``name`` (at ``precision`` and memory ``layout``, the recipe's by
+    default) and a few batches from the trainer's loader."""
+    config = resolve_config("fast", model=name, batch_size=batch, precision=precision,
+                            channels_last=layout == "channels_last")
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(0)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -134,19 +137,20 @@ def step_ms(step: TrainStep, batches, steps: int, rounds: int, device: torch.dev
                              for _ in range(rounds))
 
 
-def profile_model(name: str, device: torch.device, args) -> dict:
+def profile_model(name: str, device: torch.device, args, precision: str, layout: str) -> dict:
     modes = {}
     for mode in ("eager", "graph"):
-        step, batches, precision = build_step(name, device, args.batch, mode == "graph", args.smoke)
+        step, batches, resolved = build_step(name, device, args.batch, mode == "graph", args.smoke, precision, layout)
         run(step, batches, args.warmup)  # autotuning and (graph) capture
         table = profile_table(step, batches, args.steps, device)
         table["graph_capture_error"] = step.capture_error
         table["graphed"] = step.graph is not None
         modes[mode] = table
         shares = ", ".join(f"{c} {s:.0%}" for c, s in table["share"].items())
-        print(f"{name:>10} {mode:>5} {precision}: {table['ms_per_step_total']:.2f} ms of "
+        print(f"{name:>10} {mode:>5} {resolved} {layout}: {table['ms_per_step_total']:.2f} ms of "
               f"{table['clock']} per step; {shares}", flush=True)
-    return {"model": name, "batch": args.batch, "precision": precision, "steps_profiled": args.steps, **modes}
+    return {"model": name, "batch": args.batch, "precision": resolved, "format": layout,
+            "steps_profiled": args.steps, **modes}
 
 
 def batch_sweep(name: str, device: torch.device, args) -> list[dict]:
@@ -167,8 +171,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
     p.add_argument("--batch", type=int, default=512, help="batch of the profiled step (the fast recipe's)")
-    p.add_argument("--batches", type=int, nargs="+", default=[256, 384, 512, 1024],
-                   help="batch sizes of the images/s table (graphed step, first model)")
+    p.add_argument("--batches", type=int, nargs="*", default=[256, 384, 512, 1024],
+                   help="batch sizes of the images/s table (graphed step, first model, recipe's precision; none: "
+                        "no table)")
+    # Under bf16 autocast BatchNorm runs PyTorch's native kernels (31% of the graphed resnet20 step on the
+    # H200, 2026-11-29): the other precisions and layouts show whether cuDNN's would take over.
+    p.add_argument("--precisions", nargs="+", choices=("auto", "bf16", "fp16", "fp32"), default=["auto"],
+                   help="precisions profiled (default: the fast recipe's, bf16 on a GPU)")
+    p.add_argument("--formats", nargs="+", choices=("channels_last", "contiguous"), default=["channels_last"],
+                   help="memory formats profiled (default: the fast recipe's)")
     p.add_argument("--steps", type=int, default=20, help="steps profiled / per timed round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=5)
@@ -184,7 +195,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     prepare_timing(device)
-    profiles = [profile_model(name, device, args) for name in args.models]
+    profiles = [profile_model(name, device, args, precision, layout) for name in args.models
+                for precision in args.precisions for layout in args.formats]
     result = {"benchmark": "profile_step", "hardware": hardware_info(device),
               "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "categories": [c for c, _ in CATEGORIES] + ["other"],
               "profiles": profiles, "batch_sweep": batch_sweep(args.models[0], device, args)}

@@ -95,6 +95,10 @@ if phase a; then
         '$PYTHON' -c 'import sys, torch, torchvision; print(sys.version); print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.cuda.get_device_name())'"
     # Issue #17's first step: where the graphed step's time goes (kernel categories) and images/s by batch size.
     step profile_step 120 "$PYTHON" benchmarks/bench_profile_step.py --device cuda --out "$OUT/profile_step-cuda.json"
+    # Whether BatchNorm (31% of the bf16 channels_last graphed step, native kernels) takes cuDNN's kernels in
+    # fp16 or NCHW, and what the step then costs: resnet20, four profiles, no batch table.
+    step profile_step_variants 60 "$PYTHON" benchmarks/bench_profile_step.py --device cuda --models resnet20 \
+        --precisions bf16 fp16 --formats channels_last contiguous --batches --out "$OUT/profile_step-cuda-variants.json"
     # The trainer's graphed path end to end (data on the device, monitor, weight average, evaluation, checkpoints).
     step fast_smoke 60 "$PYTHON" -m resnet_lab train --recipe fast --model resnet20 --data digits --device cuda \
         --epochs 6 --ema 0.99 --quiet --out "$OUT/fast_smoke"
@@ -152,7 +156,7 @@ fi
 if [ "$DRY_RUN" != "1" ]; then
     log "done in $(( $(date +%s) - START ))s, $FAILED step(s) failed or skipped; results:"
     ls -la "$OUT" | tee -a "$SUMMARY"
-    for f in profile_step fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar fast_cifar_flip vs_torchvision \
+    for f in profile_step profile_step_variants fast_smoke fast_step_compiled checkpointing fast_step cifar_layout fast_cifar fast_cifar_flip vs_torchvision \
              monitor_overhead vs_torchvision_compiled resnet50_batch256 fast_cifar_tune; do
         [ -s "$OUT/logs/$f.stdout" ] && { echo "--- $f"; tail -n 8 "$OUT/logs/$f.stdout"; }
     done

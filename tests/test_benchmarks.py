@@ -77,8 +77,9 @@ def test_fast_step_benchmark_smoke(tmp_path):
 
 
 def test_profile_step_benchmark_smoke_puts_every_operator_in_a_category(tmp_path):
-    result = run_smoke("bench_profile_step.py", tmp_path)
-    (profile,) = result["profiles"]
+    result = run_smoke("bench_profile_step.py", tmp_path, "--formats", "channels_last", "contiguous")
+    assert [p["format"] for p in result["profiles"]] == ["channels_last", "contiguous"]  # one profile each
+    profile = result["profiles"][1]
     for mode in ("eager", "graph"):
         table = profile[mode]
         assert table["kernels_seen"] > 0 and sum(table["share"].values()) == pytest.approx(1.0)
