@@ -288,3 +288,30 @@ def test_a_training_run_never_imports_torch_dynamo(tmp_path):
             "print('torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_a_steep_short_warm_up_is_warned_of_and_the_recipes_own_runs_are_not():
+    """The fast recipe (lr 0.4 at batch 512) on digits warms up over 12 steps and diverged to 22-25% test
+    accuracy without a word (the gradient verdict stayed "healthy"); on CIFAR-10 it warms up over 580."""
+    from resnet_lab.training.setup import steep_warmup
+
+    fast = resolve_config("fast", model="resnet20")
+    warning = steep_warmup(fast, total_steps=80)  # digits: 2 steps per epoch x 40 epochs
+    assert warning.startswith("the learning rate climbs to 0.4 in 12 warm-up steps, which diverged")
+    assert "give --lr 0.025 (a peak of 0.1)" in warning
+    assert steep_warmup(fast, total_steps=97 * 40) is None  # CIFAR-10: 582 warm-up steps
+    assert steep_warmup(resolve_config("fast", model="resnet20", lr=0.025), total_steps=80) is None  # peak 0.1
+    assert steep_warmup(resolve_config("default", model="resnet20"), total_steps=165) is None  # lr 0.1 at 128
+    assert steep_warmup(resolve_config("paper", model="resnet20"), total_steps=80) is None  # no warm-up
+    assert steep_warmup(resolve_config("fast", model="resnet20", lr_scaling=False, lr=0.3),
+                        total_steps=80).endswith("give --lr 0.1 (a peak of 0.1), or a longer run (the fast recipe "
+                                                 "warms up over 580 steps on CIFAR-10)")
+
+
+def test_the_steep_warm_up_warning_is_printed_before_training():
+    lines = []
+    config = resolve_config("fast", model="resnet8", data="digits", steps=20, image_size=8, device="cpu",
+                            out=None, cuda_graph=False)
+    train(config, log=lines.append)
+    warning = next(i for i, line in enumerate(lines) if line.startswith("warning: the learning rate climbs to 0.4"))
+    assert warning < next(i for i, line in enumerate(lines) if line.startswith("training resnet8"))

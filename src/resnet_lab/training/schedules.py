@@ -18,7 +18,7 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0,
     """
     if schedule == "step":
         return 0.1 ** bisect.bisect_right([round(m * total) for m in milestones], step)
-    warm = int(round(warmup * total))
+    warm = warmup_steps(schedule, total, warmup)
     if step < warm:
         return (step + 1) / warm
     if schedule == "constant":
@@ -29,3 +29,8 @@ def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0,
     if schedule == "linear":
         return max(0.0, 1.0 - progress)
     raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def warmup_steps(schedule: str, total: int, warmup: float) -> int:
+    """The steps of a ``total``-step run over which the learning rate ramps up (none for ``step``)."""
+    return 0 if schedule == "step" else int(round(warmup * total))
