@@ -280,6 +280,33 @@ def test_jobs_auto_on_a_long_run_trains_each_count_for_the_window_only(tmp_path)
     assert not (tmp_path / ".probe").exists()
 
 
+def test_the_jobs_probe_counts_a_run_that_trained_every_step_whole_though_the_window_stopped_it(tmp_path,
+                                                                                                 monkeypatch):
+    """A short run trains all its steps, then its process takes a while to exit (torch's teardown, about
+    1.5 s on this CPU); the window's SIGTERM then met a finished run (exit -15), whose rows, all before
+    the window's quarter, were dropped: 'too few steps', the window doubled, and at last a refusal."""
+    from resnet_lab.training import train
+    from resnet_lab.training.config import TrainConfig
+    from resnet_lab.training.sweep import probe
+
+    finished = tmp_path / "finished"
+    train(TrainConfig(model="resnet8", data="digits", image_size=8, steps=6, batch_size=16, log_every=1,
+                      tensorboard=False, report="none", progress=False, out=str(finished)), log=None)
+    fake = ("import pathlib, shutil, sys, time\n"  # the finished run's files, then a slow exit: SIGTERM ends it
+            "shutil.copy(sys.argv[1], pathlib.Path(sys.argv[2], 'last.pt'))\n"
+            "pathlib.Path(sys.argv[2], 'config.json').write_text('{}')\n"
+            "time.sleep(600)\n")
+
+    def launch(run_dir, device, threads):
+        return subprocess.Popen([sys.executable, "-c", fake, str(finished / "last.pt"), str(run_dir)])
+
+    monkeypatch.setattr(probe, "launch", launch)
+    grid = Grid(axes={"seed": [0, 1]}, fixed={"model": "resnet8", "data": "digits", "image_size": 8, "steps": 6,
+                                              "batch_size": 16})
+    rate = probe._aggregate_rate(expand(grid)[0], tmp_path / "probe", 2, "cpu", seconds=0.5)
+    assert rate is not None and rate > 0  # both workers' 6 steps, though each was stopped while exiting
+
+
 def test_several_devices_each_get_at_most_jobs_workers_and_runs_go_to_the_least_loaded(tmp_path, monkeypatch):
     """``--devices cuda:0 cuda:1`` with no GPU here: the scheduler's placement, with workers faked."""
     from resnet_lab.training.sweep import scheduler

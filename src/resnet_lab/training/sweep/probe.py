@@ -107,10 +107,11 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
     from ..checkpoint import load_checkpoint
 
     # No last.pt: stopped before its first step (a SIGTERM before the trainer's handler is in place)
-    histories = [load_checkpoint(d / "last.pt").get("step_history", []) if (d / "last.pt").exists() else []
-                 for d in dirs]
-    # A run shorter than the window (it finished on its own) counts whole: there is no more of it to time.
-    curves = [_points_from(rows, 0.0 if code == 0 else steady_from) for rows, code in zip(histories, codes)]
+    checkpoints = [load_checkpoint(d / "last.pt") if (d / "last.pt").exists() else {} for d in dirs]
+    # A run shorter than the window counts whole: there is no more of it to time. Its checkpoint says so, not
+    # its exit status: the window's SIGTERM may reach a worker that trained every step but had not yet exited.
+    curves = [_points_from(c.get("step_history", []), 0.0 if _trained_every_step(c) else steady_from)
+              for c in checkpoints]
     if any(len(points) < 2 for points in curves):
         return None
     return overlap_rate(curves, spec.config.batch_size)
@@ -128,6 +129,10 @@ def _train_together(workers: list[subprocess.Popen], dirs: list[Path], seconds: 
         if w.poll() is None:
             w.send_signal(signal.SIGTERM)
     return together + seconds / 4
+
+
+def _trained_every_step(checkpoint: dict) -> bool:
+    return bool(checkpoint) and checkpoint["step"] >= checkpoint["total_steps"]
 
 
 def _points_from(step_history: list[dict], start: float) -> list[tuple[float, int]]:
