@@ -113,6 +113,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("which", ["table6", "fig6", "all"])
+def test_a_seed_numpy_cannot_take_is_one_line_before_any_run(tmp_path, small_cifar, capsys, which):
+    """--seeds -1 trained a run that failed in its worker (numpy's traceback), exit 1, and left a folder that
+    then refused the corrected command ("holds runs that are not in this grid")."""
+    out = tmp_path / "x"
+    plain = ["--plain-depths", "8"] if which == "all" else []
+    assert main(["reproduce", which, "--out", str(out), "--depths", "8", *plain, "--seeds", "0", "-1", "--steps", "2",
+                 "--data", small_cifar]) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be from 0 to 4,294,967,295 (2**32 - 1), got -1" in err and "Traceback" not in err
+    assert not any(p.name == "sweep_run.json" for p in out.rglob("*"))
+
+
 # --------------------------------------------------------------------------- fig6 end to end
 
 def test_fig6_preset_writes_degradation_outputs_and_the_two_halves(tmp_path, small_cifar):

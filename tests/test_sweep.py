@@ -413,6 +413,10 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     (["--threads", "0"], "--threads must be a positive integer"),
     (["--devices", "cpu", "cpu"], "names a device twice"),
     (["--seed", "1", "1"], "repeats a value"),
+    # numpy refuses it mid-setup: each such run failed with a traceback in its worker.err, exit 1, and its
+    # folder then made the sweep's folder refuse the corrected grid
+    (["--seed", "0", "-1"], "--seed must be from 0 to 4,294,967,295 (2**32 - 1), got -1"),
+    (["--seed", "4294967296"], "--seed must be from 0 to 4,294,967,295 (2**32 - 1), got 4294967296"),
     # Checked before any worker starts (each once failed on its own, leaving a run folder, exit 1):
     (["--model", "resnet8", "resnt14"], "unknown model 'resnt14'"),
     (["--model", "resnet8", "plain8", "--zero-init-residual"], "a plain net (shortcut none) has none"),

@@ -259,6 +259,8 @@ def validate(c: TrainConfig) -> None:
         (c.clip_value is None or c.clip_value > 0, f"--clip-value must be positive, got {c.clip_value}"),
         (0 <= c.ema < 1, f"--ema is a decay per step in [0, 1) (e.g. 0.999; 0: off), got {c.ema}"),
         (c.val_split >= 0, f"--val-split must be >= 0, got {c.val_split}"),
+        # numpy's global generator (seed_everything) takes 0 to 2**32 - 1 only; outside, a traceback mid-setup
+        (0 <= c.seed < 2**32, f"--seed must be from 0 to {2**32 - 1:,} (2**32 - 1), got {c.seed}"),
         (c.val_seed is None or c.val_seed >= 0, f"--val-seed must be >= 0, got {c.val_seed}"),
         (0 <= c.translate <= 16, f"--translate is a shift in pixels from 0 to 16, got {c.translate}"),
         (c.eval_every >= 0, f"--eval-every must be >= 0, got {c.eval_every}"),
