@@ -412,6 +412,7 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
     (["--jobs", "many"], "--jobs must be a positive integer or auto"),
     (["--threads", "0"], "--threads must be a positive integer"),
     (["--devices", "cpu", "cpu"], "names a device twice"),
+    (["--devices", "cpu:0", "cpu"], "names a device twice (cpu:0 cpu)"),  # it ran 2 jobs' workers on the one CPU
     (["--seed", "1", "1"], "repeats a value"),
     # numpy refuses it mid-setup: each such run failed with a traceback in its worker.err, exit 1, and its
     # folder then made the sweep's folder refuse the corrected grid
@@ -432,6 +433,17 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, t
     assert main(["sweep", "--model", "resnet8", "--steps", "2", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_device_this_machine_lacks_is_refused_naming_devices(tmp_path, capsys, monkeypatch):
+    """The line named --device, train's option, which a sweep does not have (its own is --devices)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--model", "resnet8", "--steps", "2", "--out", str(out), "--devices", "cuda:3"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("resnet-lab: error: --devices cuda:3 was asked for but no CUDA GPU is visible; use --devices "
+                   "cpu\n")
     assert not out.exists()
 
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
     import torch
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    """``auto``/None -> cuda if available, else mps, else cpu; a device this machine lacks is refused."""
+def pick_device(requested: str | None = None, flag: str = "--device") -> torch.device:
+    """``auto``/None -> cuda if available, else mps, else cpu; a device this machine lacks is refused
+    (naming ``flag``, the option that asked for it: a sweep's is ``--devices``)."""
     import torch
 
     from .errors import UserError
@@ -36,7 +37,7 @@ def pick_device(requested: str | None = None) -> torch.device:
         raise UserError(unknown) from None
     if device.type not in ("cpu", "cuda", "mps") or (device.type == "cpu" and device.index not in (None, 0)):
         raise UserError(unknown)
-    _check_available(device)
+    _check_available(device, flag)
     return device
 
 
@@ -46,22 +47,22 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
-def _check_available(device: torch.device) -> None:
+def _check_available(device: torch.device, flag: str = "--device") -> None:
     """Refuse here, in one line, what would otherwise fail deep inside torch on first use."""
     import torch
 
     from .errors import UserError
 
     if device.type == "mps" and not _mps_available():
-        raise UserError("--device mps was asked for but MPS (Apple GPU) is not available here; "
-                        "use --device cpu or auto")
+        raise UserError(f"{flag} mps was asked for but MPS (Apple GPU) is not available here; "
+                        f"use {flag} cpu or auto")
     if device.type != "cuda":
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise UserError(f"--device {device} was asked for but no CUDA GPU is visible; use --device cpu")
+        raise UserError(f"{flag} {device} was asked for but no CUDA GPU is visible; use {flag} cpu")
     if device.index is not None and device.index >= count:
-        raise UserError(f"--device {device}: only {count} CUDA GPU(s) visible (cuda:0 to cuda:{count - 1}); "
+        raise UserError(f"{flag} {device}: only {count} CUDA GPU(s) visible (cuda:0 to cuda:{count - 1}); "
                         "pick one of those")
 
 

@@ -226,10 +226,22 @@ def check_devices(devices) -> list[str]:
     devices = [devices] if isinstance(devices, str) else list(devices)
     if not devices:
         raise UserError("give at least one device (--devices cpu, or cuda:0 cuda:1)")
-    resolved = [str(pick_device(d)) for d in devices]
-    if len(set(resolved)) != len(resolved):
+    resolved = [str(pick_device(d, "--devices")) for d in devices]
+    if len(set(map(_same_device, resolved))) != len(resolved):  # cpu:0 is cpu, cuda is cuda:0 (the current one)
         raise UserError(f"--devices names a device twice ({' '.join(devices)}); use --jobs for more workers per device")
     return resolved
+
+
+def _same_device(name: str) -> str:
+    """One name for each device: ``cpu:0`` and ``cpu`` are one, as are ``cuda`` and ``cuda:N`` of the current GPU."""
+    import torch
+
+    device = torch.device(name)
+    if device.type == "cpu":
+        return "cpu"
+    if device.index is None and device.type == "cuda":
+        return f"cuda:{torch.cuda.current_device()}"
+    return f"{device.type}:{device.index or 0}"
 
 
 def _prepare_out(out: Path) -> Path:
