@@ -126,6 +126,24 @@ def test_a_seed_numpy_cannot_take_is_one_line_before_any_run(tmp_path, small_cif
     assert not any(p.name == "sweep_run.json" for p in out.rglob("*"))
 
 
+@pytest.mark.parametrize("which", ["table6", "fig6", "all"])
+@pytest.mark.parametrize("argv, message", [
+    (["--jobs", "0"], "--jobs must be a positive integer or 'auto', got 0"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),
+    (["--devices", "cpu", "cpu"], "--devices names a device twice (cpu cpu)"),
+    (["--devices", "gpu"], "unknown device 'gpu'")])
+def test_bad_sweep_options_are_one_line_before_the_first_progress_line(tmp_path, small_cifar, capsys, which, argv,
+                                                                      message):
+    """They were checked by the sweep, after 'table6: ...', 'reproduce all: ...' or 'degradation: ...' had been
+    printed: two lines on stderr for one bad value."""
+    plain = ["--plain-depths", "8"] if which == "all" else []
+    assert main(["reproduce", which, "--out", str(tmp_path / "x"), "--depths", "8", *plain, "--seeds", "0",
+                 "--steps", "2", "--data", small_cifar, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"resnet-lab: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
 # --------------------------------------------------------------------------- fig6 end to end
 
 def test_fig6_preset_writes_degradation_outputs_and_the_two_halves(tmp_path, small_cifar):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...models.registry import cifar_model_name
-from ...training.sweep import Grid, check_jobs, check_threads, run_whole_sweep
+from ...training.sweep import Grid, check_devices, check_jobs, check_threads, run_whole_sweep
 from ...training.sweep.grid import RunSpec, expand
 from .defaults import KINDS
 
@@ -34,6 +34,7 @@ def check_sweepable(jobs, threads, devices, dataset, out) -> None:
         return
     check_jobs(jobs)
     check_threads(threads)
+    check_devices(devices or ("auto",))
     if out is None:
         raise UserError("training the networks concurrently (--jobs) keeps their run directories: give an output "
                         "folder (out=...)")

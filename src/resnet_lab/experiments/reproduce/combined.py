@@ -18,7 +18,7 @@ from ...models.registry import cifar_model_name
 from ..degradation import check_depths, check_seeds
 from .fig6 import run_fig6
 from .paper import FIG6_DEPTHS, SEEDS, TABLE6_DEPTHS
-from .table6 import check_data, check_steps, device_list, paper_settings, run_table6
+from .table6 import check_data, check_steps, check_sweep_options, paper_settings, run_table6
 
 
 def all_grid(depths: list[int], plain_depths: list[int], seeds: list[int], data: str, steps: int,
@@ -49,7 +49,7 @@ def run_all(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, plain_depths
                         "net with the ResNet of its depth; add them to --depths")
     data, steps = check_data(data), check_steps(steps)
     say = log or (lambda *_: None)
-    devices = device_list(devices)
+    devices = check_sweep_options(jobs, threads, devices)
     grid = all_grid(depths, plain_depths, seeds, data, steps, cuda_graph)
     say(f"reproduce all: {len(grid.axes['model']) * len(seeds)} runs, each trained once for Fig. 6 and Table 6")
     trained = run_whole_sweep(grid, Path(out) / "runs", jobs=jobs, devices=devices, threads=threads, log=say)

@@ -41,6 +41,18 @@ def device_list(devices) -> list[str]:
     return [str(d) for d in ([devices] if isinstance(devices, str) else devices or ["auto"])]
 
 
+def check_sweep_options(jobs, threads, devices) -> list[str]:
+    """``--jobs``, ``--threads`` and ``--devices`` checked before the first line is printed (the sweep checks
+    them again); the devices as a list of names."""
+    from ...training.sweep import check_devices, check_jobs, check_threads
+
+    check_jobs(jobs)
+    check_threads(threads)
+    devices = device_list(devices)
+    check_devices(devices)
+    return devices
+
+
 def check_steps(steps: int | None) -> int:
     """The run length: the paper's 64k iterations unless a positive ``steps`` is given."""
     if steps is None:
@@ -115,7 +127,7 @@ def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Se
     depths, seeds = check_depths(depths), check_seeds(seeds)
     data, steps = check_data(data), check_steps(steps)
     say = log or (lambda *_: None)
-    devices = device_list(devices)
+    devices = check_sweep_options(jobs, threads, devices)
     start = time.perf_counter()
     runs = Path(out) / "runs"
     say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
