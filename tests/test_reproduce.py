@@ -144,6 +144,21 @@ def test_bad_sweep_options_are_one_line_before_the_first_progress_line(tmp_path,
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("which", ["table6", "fig6", "all"])
+def test_a_changed_setting_on_the_same_out_is_the_one_line_of_the_refusal(tmp_path, small_cifar, capsys, which):
+    """Run again with another --steps: the heading ('table6: ...', 'degradation: ...', 'reproduce all: ...')
+    was printed before the sweep refused, two lines for one refusal."""
+    out = tmp_path / "x"
+    argv = ["reproduce", which, "--out", str(out), "--depths", "8", "--seeds", "0", "--data", small_cifar]
+    argv += ["--plain-depths", "8"] if which == "all" else []
+    assert main([*argv, "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--steps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("resnet-lab: error: ") and err.count("\n") == 1
+    assert "-seed0 was started with steps=2, this grid gives it steps=3" in err
+
+
 # --------------------------------------------------------------------------- fig6 end to end
 
 def test_fig6_preset_writes_degradation_outputs_and_the_two_halves(tmp_path, small_cifar):

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 from ...errors import UserError, numpy_scalars_as_numbers
 from ...models.registry import cifar_model_name
 from ...text import counted, percent
+from ...training.sweep.progress import heading_first
 from . import defaults
 from .concurrent import check_sweepable, sweep_runs, train_as_sweep
 from .defaults import KINDS
@@ -314,16 +315,19 @@ def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "dig
     for c in plan.configs.values():
         c.log_every = length["log_every"]
     params = _parameter_counts(plan, dataset)
-    say(f"degradation: {', '.join(cifar_model_name(k, d) for d in plan.depths for k in KINDS)} on "
-        f"{dataset.description()}, {dev}, {counted(len(plan.seeds), 'seed')}, "
-        f"{run_length_text(length['total_steps'], length['epochs_run'], length['steps_per_epoch'])}, recipe {recipe}")
+    heading = (f"degradation: {', '.join(cifar_model_name(k, d) for d in plan.depths for k in KINDS)} on "
+               f"{dataset.description()}, {dev}, {counted(len(plan.seeds), 'seed')}, "
+               f"{run_length_text(length['total_steps'], length['epochs_run'], length['steps_per_epoch'])}, "
+               f"recipe {recipe}")
     snap = snapshot_epochs(length["epochs_run"] or 1)
     if jobs is None:
+        say(heading)
         records = _train_networks(plan, dataset, say, verbose=log is not None)
-    else:
+    else:  # the heading after the sweep's checks of its folder: a refusal there is the one line
         fixed = {"eval_every": 1, **common, **train_overrides, "log_every": length["log_every"]}
         grid, runs = sweep_runs(plan.depths, plan.seeds, recipe, fixed, plan.kind_options)
-        records = train_as_sweep(grid, runs, out, list(plan.configs), jobs, devices, threads, say, _record_of_run)
+        records = train_as_sweep(grid, runs, out, list(plan.configs), jobs, devices, threads,
+                                 heading_first(say, heading), _record_of_run)
     networks = _entries(plan, params, snap, records)
     # the epochs that have a snapshot: an epoch without a monitor record (--monitor-every) has none
     taken = sorted({g["epoch"] for n in networks for g in n["gradient_flow"]})

@@ -40,6 +40,7 @@ def run_all(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, plain_depths
     each as ``run_fig6`` / ``run_table6`` return it. ``plain_depths``: Fig. 6's depths (plain and
     ResNet), each one of ``depths`` (Table 6's). Raises ``SweepFailed`` / ``SweepInterrupted``."""
     from ...training.sweep import run_whole_sweep
+    from ...training.sweep.progress import heading_first
 
     start = time.perf_counter()
     depths, plain_depths, seeds = check_depths(depths), check_depths(plain_depths), check_seeds(seeds)
@@ -51,8 +52,9 @@ def run_all(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, plain_depths
     say = log or (lambda *_: None)
     devices = check_sweep_options(jobs, threads, devices)
     grid = all_grid(depths, plain_depths, seeds, data, steps, cuda_graph)
-    say(f"reproduce all: {len(grid.axes['model']) * len(seeds)} runs, each trained once for Fig. 6 and Table 6")
-    trained = run_whole_sweep(grid, Path(out) / "runs", jobs=jobs, devices=devices, threads=threads, log=say)
+    heading = f"reproduce all: {len(grid.axes['model']) * len(seeds)} runs, each trained once for Fig. 6 and Table 6"
+    trained = run_whole_sweep(grid, Path(out) / "runs", jobs=jobs, devices=devices, threads=threads,
+                              log=heading_first(say, heading))
     common = dict(data=data, steps=steps, jobs=trained.jobs, devices=devices, threads=threads, cuda_graph=cuda_graph,
                   log=log)
     results = {"fig6": run_fig6(out, plain_depths, seeds, **common), "table6": run_table6(out, depths, seeds, **common)}

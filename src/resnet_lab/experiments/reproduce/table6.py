@@ -123,6 +123,7 @@ def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Se
     """
     from ...runtime import hardware_info, pick_device
     from ...training.sweep import run_whole_sweep
+    from ...training.sweep.progress import heading_first
 
     depths, seeds = check_depths(depths), check_seeds(seeds)
     data, steps = check_data(data), check_steps(steps)
@@ -130,10 +131,11 @@ def run_table6(out: str | Path, depths: Sequence[int] = TABLE6_DEPTHS, seeds: Se
     devices = check_sweep_options(jobs, threads, devices)
     start = time.perf_counter()
     runs = Path(out) / "runs"
-    say(f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe paper, "
-        f"{counted(steps, 'step')}{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, data {data}")
+    heading = (f"table6: resnet{', resnet'.join(map(str, depths))} x seeds {' '.join(map(str, seeds))}, recipe "
+               f"paper, {counted(steps, 'step')}{'' if steps == PAPER_STEPS else ' (not the paper schedule)'}, "
+               f"data {data}")
     result = run_whole_sweep(table6_grid(depths, seeds, data, steps, cuda_graph), runs, jobs=jobs, devices=devices,
-                             threads=threads, log=say)
+                             threads=threads, log=heading_first(say, heading))
     entries = [depth_entry(d, [seed_record(runs / f"{cifar_model_name('resnet', d)}-seed{s}") for s in seeds])
                for d in depths]
     settings = {"depths": depths, "seeds": seeds, "data": data, "data_description": entries[0]["runs"][0]["data"],

@@ -12,6 +12,18 @@ from ...text import counted
 from .run_state import STDERR_FILE, RunStatus
 
 
+def heading_first(log, heading: str):
+    """``log`` that writes ``heading`` just before its first line: an experiment's heading then follows the
+    sweep's checks of its folder and settings, and a refusal there stays the command's one line."""
+    pending = [heading]
+
+    def write(line: str) -> None:
+        if pending:
+            log(pending.pop())
+        log(line)
+    return write
+
+
 def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
