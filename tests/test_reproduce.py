@@ -104,6 +104,20 @@ def test_the_results_of_another_command_are_refused_before_any_work(tmp_path, sm
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(folder)
 
 
+@pytest.mark.parametrize("which", ["table6", "fig6", "all"])
+def test_a_training_runs_folder_as_out_is_refused(tmp_path, small_cifar, capsys, which):
+    """It wrote results.json, report.html and a runs/ sweep into the run's folder (as a sweep into one once did)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    plain = ["--plain-depths", "8"] if which == "all" else []
+    assert main(["reproduce", which, "--out", str(run), "--depths", "8", *plain, "--seeds", "0", "--steps", "2",
+                 "--data", small_cifar]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {run} is a training run's folder; give the " in err and err.count("\n") == 1
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--depths", "21"], "6n+2"), (["--data", "digits"], "cifar10 or npz:PATH"), (["--steps", "0"], "--steps"),
     (["--data", "npz:/nonexistent.npz"], "no such file"), (["--jobs", "two"], "--jobs")])

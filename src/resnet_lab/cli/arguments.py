@@ -38,6 +38,8 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
 
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder")
+    if results and (out / "config.json").exists():  # the run's own report and files would mix with the results
+        raise UserError(f"--out {out} is a training run's folder; give the {what} a folder of its own")
     ours = bool(results) and (out / results).exists()
     if ours and experiment:
         try:

@@ -72,6 +72,8 @@ def run(args) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out} is a file; give a directory")
+    if (args.out / "config.json").exists():  # `all` writes into DIR/fig6 and DIR/table6: DIR itself is checked here
+        raise UserError(f"--out {args.out} is a training run's folder; give the reproduction a folder of its own")
     for which in ("fig6", "table6") if args.which == "all" else (args.which,):  # never another command's results
         what, experiment = _EXPERIMENTS[which]
         prepare_output_folder(args.out / which if args.which == "all" else args.out, "results.json", what,
