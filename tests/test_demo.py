@@ -108,3 +108,15 @@ def test_an_out_holding_another_commands_report_is_refused_before_any_work(tmp_p
         run_demo(out=tmp_path, sizes=TINY, log=None)
     assert (tmp_path / "report.html").read_text() == "a training run's report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    """run_demo(out="") (an unset variable) wrote the whole demo into the current folder."""
+    from resnet_lab.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    for out in ("", "  "):
+        with pytest.raises(UserError, match=r"^out_dir is empty \('\s*'\); give a folder to write to$"):
+            run_demo(out=out, sizes=TINY, log=None)
+    assert list(tmp_path.iterdir()) == []
+

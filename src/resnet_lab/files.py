@@ -72,6 +72,8 @@ def output_folder(out_dir: str | Path, results: str, what: str, experiment: str 
     from .errors import UserError, writing
 
     out = as_path(out_dir, "out_dir")
+    if not str(out_dir).strip():  # Path("") is the current folder: an unset variable would write the outputs there
+        raise UserError(f"out_dir is empty ({out_dir!r}); give a folder to write to")
     if (out / "report.html").exists() and not (out / results).exists():
         raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "
                         "command's), which these outputs would replace; give another out_dir")
