@@ -120,3 +120,21 @@ def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, monk
             run_demo(out=out, sizes=TINY, log=None)
     assert list(tmp_path.iterdir()) == []
 
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, r"^epochs must be a positive integer, got 0$"),  # once ran the built-in 15 epochs
+    ({"epochs": -1}, r"^epochs must be a positive integer, got -1$"),
+    ({"epochs": 2.5}, r"^epochs must be a positive integer, got 2.5$"),
+    ({"data": None}, r"^data is named by a string"),
+    ({"data": "digitz"}, r"^unknown data set 'digitz'"),
+    ({"sizes": 5}, r"^sizes is a dict of parts \(degradation, survey, compare\) to their settings, got 5$"),
+    ({"sizes": {"compare": None}}, r"^sizes\['compare'\] is a dict of that part's settings, got None$"),
+    ({"sizes": {"degradation": 5}}, r"^sizes\['degradation'\] is a dict of that part's settings, got 5$"),
+])
+def test_bad_arguments_are_one_line_before_the_out_folder_is_made(kwargs, message, tmp_path):
+    """They were refused (or a TypeError) only after the folder was made, or, epochs=0, not at all."""
+    from resnet_lab.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        run_demo(**{"out": tmp_path / "demo", "sizes": TINY, "log": None, **kwargs})
+    assert not (tmp_path / "demo").exists()

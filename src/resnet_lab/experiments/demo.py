@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError, numpy_scalars_as_numbers
+from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
 
 # Sized for a 2-core CPU with the digits data. The survey's part (3 seeds x 24 steps, the budget
 # that decides its claims without a 10x longer run reversing one) took 120 s on a 2-core CPU at load
@@ -67,12 +67,22 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
     from ..files import output_folder
     from ..runtime import pick_device
 
+    from ..data import prepare_data
+
     log = log or (lambda *_: None)
     dev = pick_device(device)
+    prepare_data(data, in_memory=True)  # a bad name or missing file: refused before the folder is made
+    if epochs is not None:
+        check_positive_int("epochs", epochs)  # 0 once ran the built-in epochs, as if not given
     built_in = CPU_DIGITS if (dev.type == "cpu" and data == "digits") else SCALED_UP
+    if sizes is not None and not isinstance(sizes, dict):
+        raise UserError(f"sizes is a dict of parts ({', '.join(built_in)}) to their settings, got {sizes!r}")
     unknown = sorted(set(sizes or {}) - set(built_in))
     if unknown:
         raise UserError(f"sizes has no part {', '.join(map(repr, unknown))}; its parts are {', '.join(built_in)}")
+    for part, settings in (sizes or {}).items():
+        if not isinstance(settings, dict) and not (part == "survey" and settings is None):  # None: DEMO_SETTINGS
+            raise UserError(f"sizes[{part!r}] is a dict of that part's settings, got {settings!r}")
     sizes = {**built_in, **(sizes or {})}
     out = output_folder(out, "demo.json", "demo")  # before minutes of work: its report.html replaces no other
     started = time.perf_counter()
