@@ -234,3 +234,16 @@ def test_compare_does_not_reseed_the_callers_random_numbers():
     torch.manual_seed(123)
     compare_models(["resnet8"], device="cpu", batch_size=2, image_size=16, warmup=0, repeats=1, log=None)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("names", [["resnet8", "Resnet8"], ["resnet8", " resnet8 "], "RESNET8"])
+def test_a_model_is_named_as_the_zoo_spells_it_and_measured_once(names):
+    """Resnet8 beside resnet8 was measured twice, and the verdict compared the model with itself."""
+    from resnet_lab.errors import UserError
+
+    if isinstance(names, str):
+        result = compare_models(names, device="cpu", batch_size=2, image_size=16, warmup=0, repeats=1, log=None)
+        assert [row["name"] for row in result["models"]] == ["resnet8"]
+        return
+    with pytest.raises(UserError, match=rf"^each model once, please: {' '.join(names)} \(that is resnet8 resnet8\)$"):
+        compare_models(names, **TINY)

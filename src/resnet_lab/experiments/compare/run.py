@@ -48,8 +48,6 @@ def _check_models(models, precision: str) -> list[str]:
     models = [models] if isinstance(models, str) else list(models)  # one name, not its letters
     if not models:
         raise UserError("give at least one model name, e.g. resnet101 resnet152")
-    if len(set(models)) != len(models):
-        raise UserError(f"each model once, please: {' '.join(models)}")
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is not supported; use one of: {', '.join(PRECISIONS)}")
     return models
@@ -208,10 +206,14 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     if num_classes is not None:
         options["num_classes"] = num_classes
     specs = [get_spec(name) for name in models]  # a bad name fails here, before any work
+    names = [spec.name for spec in specs]  # as the zoo spells them: Resnet20 and resnet20 are one model
+    if len(set(names)) != len(names):
+        raise UserError(f"each model once, please: {' '.join(map(str, models))}"
+                        + ("" if names == models else f" (that is {' '.join(names)})"))
     dev = pick_device(device)
     preset = _preset(dev, quick, batch_size, warmup, repeats, image_size)
     rows = [_static_row(name, spec, options, _input_size(spec, image_size, quick, preset), preset["batch_size"])
-            for name, spec in zip(models, specs)]
+            for name, spec in zip(names, specs)]
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # each model is built from seed 0
         _measure(rows, dev, preset, precision, channels_last, options, say)
     if dev.type == "cuda":
