@@ -247,3 +247,19 @@ def test_a_model_is_named_as_the_zoo_spells_it_and_measured_once(names):
         return
     with pytest.raises(UserError, match=rf"^each model once, please: {' '.join(names)} \(that is resnet8 resnet8\)$"):
         compare_models(names, **TINY)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"models": None}, r"^models is a list of model names, e.g. \['resnet101', 'resnet152'\], got None$"),
+    ({"models": 5}, r"^models is a list of model names, e.g. \['resnet101', 'resnet152'\], got 5$"),
+    ({"model_options": 5}, r"^model_options is a dict of create_model's options \(e.g. \{'norm': 'none'\}\), got 5$"),
+    ({"channels_last": "no"}, r"^channels_last is True or False, got 'no'$"),  # was taken as True
+    ({"quick": None}, r"^quick is True or False, got None$"),
+    ({"log": 5}, r"^log is a function taking one line \(print\) or None for silence, got 5$"),
+])
+def test_an_argument_of_the_wrong_kind_is_one_line(kwargs, message):
+    """These were TypeErrors from inside compare_models, or (channels_last="no") taken as true."""
+    from resnet_lab.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        compare_models(**{"models": ["resnet8"], **TINY, **kwargs})

@@ -45,7 +45,12 @@ MIB = 2**20
 # --------------------------------------------------------------------------- settings
 
 def _check_models(models, precision: str) -> list[str]:
-    models = [models] if isinstance(models, str) else list(models)  # one name, not its letters
+    if isinstance(models, str):
+        models = [models]  # one name, not its letters
+    elif isinstance(models, (list, tuple)):
+        models = list(models)
+    else:
+        raise UserError(f"models is a list of model names, e.g. ['resnet101', 'resnet152'], got {models!r}")
     if not models:
         raise UserError("give at least one model name, e.g. resnet101 resnet152")
     if precision not in PRECISIONS:
@@ -200,8 +205,16 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     (sentences).
     """
     started = time.perf_counter()
+    if log is not None and not callable(log):
+        raise UserError(f"log is a function taking one line (print) or None for silence, got {log!r}")
     say = log or (lambda *_: None)
     models = _check_models(models, precision)
+    for label, flag in (("channels_last", channels_last), ("quick", quick)):
+        if not isinstance(flag, bool):  # "no" would be true
+            raise UserError(f"{label} is True or False, got {flag!r}")
+    if model_options is not None and not isinstance(model_options, dict):
+        raise UserError(f"model_options is a dict of create_model's options (e.g. {{'norm': 'none'}}), "
+                        f"got {model_options!r}")
     options = dict(model_options or {})
     if num_classes is not None:
         options["num_classes"] = num_classes
