@@ -102,7 +102,7 @@ def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunP
 
 # A warm-up this short to a learning rate above the paper's 0.1 diverged in the runs we made: the fast
 # recipe (0.4 at batch 512) on digits warms up over 12 steps and ends at 22-25% test accuracy (seeds 0, 1;
-# 98% with a peak of 0.1). On CIFAR-10 it warms up over 580 steps.
+# 98% with a peak of 0.1; benchmarks/results/fast_cifar-cpu-digits.json). On CIFAR-10: 582 steps.
 MIN_WARMUP_STEPS = 100
 
 
