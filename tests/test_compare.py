@@ -185,6 +185,21 @@ def test_an_image_size_that_is_not_a_side_of_8_to_1024_pixels_is_one_line(image_
         compare_models(["resnet8"], image_size=image_size, **TINY)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"batch_size": 10**20}, r"^batch size must be at most 2,147,483,647, got 100,000,000,000,000,000,000$"),
+    ({"num_classes": 10**20}, r"^num_classes must be at most 10,000,000, got 100,000,000,000,000,000,000$"),
+    ({"batch_size": 2**31 - 1, "image_size": 8},
+     r"^out of memory on cpu at batch 2,147,483,647 and 8 px; lower --batch-size or --image-size$"),
+])
+def test_a_batch_or_class_count_past_what_fits_is_one_line(options, message):
+    """A typo's 10**20 overflowed torch's shape arithmetic, and a batch that does not fit was the allocator's
+    traceback (a helper's walk of compare, 2026-11-29)."""
+    from resnet_lab.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        compare_models(["resnet8"], **{**TINY, **options})
+
+
 def test_cli_image_size_typo_exits_2(capsys):
     assert main(["compare", "resnet8", "--device", "cpu", "--image-size", "100000"]) == 2
     err = capsys.readouterr().err

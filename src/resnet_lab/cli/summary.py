@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.choices import MIN_IMAGE_SIZE
+from ..models.choices import MAX_CLASSES, MAX_IN_CHANNELS, MIN_IMAGE_SIZE
 from ..report.text_table import format_table
 from .model_options import add_model_options, int_between, model_options
 
@@ -21,10 +21,9 @@ def register(sub) -> None:
                                    "parameter counts.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="model name, e.g. resnet56")
-    # Upper bounds far past any real use; beyond them torch's shape arithmetic overflows.
-    p.add_argument("--num-classes", type=int_between(1, 10_000_000),
+    p.add_argument("--num-classes", type=int_between(1, MAX_CLASSES),
                    help="classifier size (default: 10 for CIFAR nets, 1000 for ImageNet)")
-    p.add_argument("--in-channels", type=int_between(1, 100_000), help="input channels (default 3)")
+    p.add_argument("--in-channels", type=int_between(1, MAX_IN_CHANNELS), help="input channels (default 3)")
     p.add_argument("--image-size", type=int_between(MIN_IMAGE_SIZE, 65_536),
                    help=f"input height = width, {MIN_IMAGE_SIZE} to 65536 (default: the model's native size)")
     add_model_options(p, model_flag=False)

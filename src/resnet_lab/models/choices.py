@@ -13,3 +13,6 @@ MODEL_OPTIONS = ("shortcut", "norm", "activation", "init", "zero_init_residual",
 MIN_IMAGE_SIZE = 8  # the smallest input side: the CIFAR nets halve it twice
 # A bound against typos (--image-size 22400): in-memory data is resized whole, up front (1024 px is 3 MB an image).
 MAX_IMAGE_SIZE = 1024
+# Far past any real use; beyond them torch's shape arithmetic overflows (a typo's 10**20: a traceback).
+MAX_CLASSES = 10_000_000
+MAX_IN_CHANNELS = 100_000

@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import UserError
 from .blocks import PreActBasicBlock, PreActBottleneck, _Block
-from .choices import ACTIVATIONS, INITS, NORMS, SHORTCUTS, STEMS
+from .choices import ACTIVATIONS, INITS, MAX_CLASSES, MAX_IN_CHANNELS, NORMS, SHORTCUTS, STEMS
 
 
 def _choice(option: str, value, allowed) -> None:
@@ -84,9 +84,12 @@ class ResNet(nn.Module):
         _choice("shortcut", shortcut, SHORTCUTS)
         _choice("stem", stem, STEMS)
         _choice("init", init, INITS)
-        for option, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        for option, value, most in (("num_classes", num_classes, MAX_CLASSES),
+                                    ("in_channels", in_channels, MAX_IN_CHANNELS)):
             if not isinstance(value, int) or value < 1:
                 raise UserError(f"{option} must be a positive integer, got {value!r}")
+            if value > most:
+                raise UserError(f"{option} must be at most {most:,}, got {value:,}")
         self.preact = block in (PreActBasicBlock, PreActBottleneck)
         if not isinstance(checkpointing, int) or checkpointing < 0:  # bools are ints: True = 1
             raise UserError(f"checkpointing must be True/False or a number of blocks >= 1, got {checkpointing!r}")

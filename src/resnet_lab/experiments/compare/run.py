@@ -44,6 +44,8 @@ MIB = 2**20
 
 # --------------------------------------------------------------------------- settings
 
+MAX_BATCH = 2**31 - 1  # torch indexes a tensor with 32-bit ints in places
+
 def _check_models(models, precision: str) -> list[str]:
     if isinstance(models, str):
         models = [models]  # one name, not its letters
@@ -68,11 +70,17 @@ def _preset(dev: torch.device, quick: bool, batch_size, warmup, repeats, image_s
     for label, key, low in (("batch size", "batch_size", 1), ("repeats", "repeats", 1), ("warmup", "warmup", 0)):
         if isinstance(preset[key], bool) or not isinstance(preset[key], numbers.Integral) or preset[key] < low:
             raise UserError(f"{label} must be an integer >= {low}, got {preset[key]!r}")
+    if preset["batch_size"] > MAX_BATCH:  # past it torch's shape arithmetic overflows: a traceback
+        raise UserError(f"batch size must be at most {MAX_BATCH:,}, got {preset['batch_size']:,}")
         preset[key] = int(preset[key])  # a numpy integer too: the result stays JSON-ready
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
                                    or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE):  # a typo's 100000: 480 GB
         raise UserError(f"image size must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}, got {image_size!r}")
     return preset
+
+
+def _out_of_memory(err: RuntimeError) -> bool:
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in str(err)
 
 
 def _input_size(spec, image_size: int | None, quick: bool, preset: dict) -> int:
@@ -227,8 +235,15 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     preset = _preset(dev, quick, batch_size, warmup, repeats, image_size)
     rows = [_static_row(name, spec, options, _input_size(spec, image_size, quick, preset), preset["batch_size"])
             for name, spec in zip(names, specs)]
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # each model is built from seed 0
-        _measure(rows, dev, preset, precision, channels_last, options, say)
+    try:
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # each model is built from seed 0
+            _measure(rows, dev, preset, precision, channels_last, options, say)
+    except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) is one
+        if not _out_of_memory(err):
+            raise
+        sizes = "/".join(sorted({str(row["input_size"]) for row in rows}, key=int))
+        raise UserError(f"out of memory on {dev} at batch {preset['batch_size']:,} and {sizes} px; lower "
+                        "--batch-size or --image-size") from None
     if dev.type == "cuda":
         torch.cuda.empty_cache()  # the models are gone with _measure's frame
     settings = _settings(rows, dev, preset, image_size, precision, channels_last, quick, num_classes, options)
