@@ -46,6 +46,7 @@ MIB = 2**20
 
 MAX_BATCH = 2**31 - 1  # torch indexes a tensor with 32-bit ints in places
 
+
 def _check_models(models, precision: str) -> list[str]:
     if isinstance(models, str):
         models = [models]  # one name, not its letters
@@ -70,9 +71,9 @@ def _preset(dev: torch.device, quick: bool, batch_size, warmup, repeats, image_s
     for label, key, low in (("batch size", "batch_size", 1), ("repeats", "repeats", 1), ("warmup", "warmup", 0)):
         if isinstance(preset[key], bool) or not isinstance(preset[key], numbers.Integral) or preset[key] < low:
             raise UserError(f"{label} must be an integer >= {low}, got {preset[key]!r}")
+        preset[key] = int(preset[key])  # a numpy integer too: the result stays JSON-ready
     if preset["batch_size"] > MAX_BATCH:  # past it torch's shape arithmetic overflows: a traceback
         raise UserError(f"batch size must be at most {MAX_BATCH:,}, got {preset['batch_size']:,}")
-        preset[key] = int(preset[key])  # a numpy integer too: the result stays JSON-ready
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
                                    or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE):  # a typo's 100000: 480 GB
         raise UserError(f"image size must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}, got {image_size!r}")
