@@ -305,7 +305,7 @@ def test_a_steep_short_warm_up_is_warned_of_and_the_recipes_own_runs_are_not():
     assert steep_warmup(resolve_config("paper", model="resnet20"), total_steps=80) is None  # no warm-up
     assert steep_warmup(resolve_config("fast", model="resnet20", lr_scaling=False, lr=0.3),
                         total_steps=80).endswith("give --lr 0.1 (a peak of 0.1), or a longer run (the fast recipe "
-                                                 "warms up over 580 steps on CIFAR-10)")
+                                                 "warms up over 582 steps on CIFAR-10)")
 
 
 def test_the_steep_warm_up_warning_is_printed_before_training():

@@ -234,9 +234,9 @@ def test_the_jobs_probe_counts_only_the_time_when_every_worker_trains():
 
 def test_the_jobs_probe_opens_its_window_once_every_worker_has_set_up_then_stops_them(tmp_path):
     """Workers start seconds apart, and on a GPU a few dozen steps take less than that (2026-11-29, H200:
-    20 steps each said 1 job while 4 trained 2.6x the images). So the window opens only once the last
-    worker has set up (its config.json), lasts the seconds asked, and SIGTERM ends the workers still
-    training; rows count from a quarter of the window on."""
+    20 steps each picked 1 job while 4 runs at once trained about 6,800 images/s each). So the window
+    opens only once the last worker has set up (its config.json), lasts the seconds asked, and SIGTERM
+    ends the workers still training; rows count from a quarter of the window on."""
     from resnet_lab.training.sweep.probe import _train_together
 
     fake = ("import pathlib, signal, sys, time\n"

@@ -114,7 +114,7 @@ def steep_warmup(c: TrainConfig, total_steps: int) -> str | None:
     calm = 0.1 * REFERENCE_BATCH / c.batch_size if c.lr_scaling else 0.1
     return (f"the learning rate climbs to {c.effective_lr:g} in {counted(warm, 'warm-up step')}, which diverged "
             f"in short runs we made (the fast recipe on digits: 22-25% test accuracy); give --lr {calm:g} (a peak "
-            f"of 0.1), or a longer run (the fast recipe warms up over 580 steps on CIFAR-10)")
+            f"of 0.1), or a longer run (the fast recipe warms up over 582 steps on CIFAR-10)")
 
 
 def wrap_model(model: nn.Module, c: TrainConfig, ctx, device: torch.device) -> nn.Module:

@@ -6,10 +6,10 @@ left) and stops at the first count that does not beat the best so far. It trains
 
 A count is timed by the clock, not by a number of steps: workers start seconds apart (each imports
 torch, loads the data and sets up its model), and on a GPU a few dozen steps take less time than
-that, so a short run per worker timed runs that never overlapped (on an H200, 20 steps each said 1
-job, while 4 at once trained 2.6 times the images). So the probe waits until every worker has set
-up (its ``config.json`` written), lets them train together for ``seconds``, then stops them with
-SIGTERM (each saves a checkpoint, as in any sweep).
+that, so a short run per worker timed runs that never overlapped (on an H200, 20 steps each picked
+1 job, while 4 runs at once trained about 6,800 images/s each). So the probe waits until every
+worker has set up (its ``config.json`` written), lets them train together for ``seconds``, then
+stops them with SIGTERM (each saves a checkpoint, as in any sweep).
 
 What a count scores (``overlap_rate``): the images all its workers trained per second while every
 one of them was past the first quarter of that window (autotuning, graph capture) and none had
