@@ -275,8 +275,20 @@ def test_jobs_auto_on_a_long_run_trains_each_count_for_the_window_only(tmp_path)
     assert [r["jobs"] for r in probe["results"]][:1] == [1] and all(r["images_per_s"] > 0 for r in probe["results"])
     assert probe["seconds"] == 3.0 and lines[-1] == f"sweep: jobs auto -> {probe['jobs']}"
     assert not (tmp_path / ".probe").exists()
-    with pytest.raises(UserError, match=r"0.04 s were too short for seed0 to train two timed steps in 1 worker at"):
-        probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=0.01, log=lines.append)
+
+
+def test_a_probe_window_with_too_few_timed_steps_is_doubled_twice_then_refused(tmp_path, monkeypatch):
+    from resnet_lab.training.sweep import probe
+
+    windows = []
+    monkeypatch.setattr(probe, "_aggregate_rate", lambda spec, base, count, device, seconds: windows.append(seconds))
+    grid = Grid(axes={"seed": [0, 1]}, fixed={"model": "resnet8", "data": "digits", "steps": 10**6})
+    lines = []
+    with pytest.raises(UserError, match=r"^the jobs probe's 4 s were too short for seed0 to train two timed steps in "
+                                        r"1 worker at once; give a longer --probe-seconds, or --jobs N$"):
+        probe.probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=1.0, log=lines.append)
+    assert windows == [1.0, 2.0, 4.0] and lines == ["sweep: probe, 1 job at once: too few steps in 1 s; again with 2 s",
+                                                    "sweep: probe, 1 job at once: too few steps in 2 s; again with 4 s"]
     assert not (tmp_path / ".probe").exists()
 
 

@@ -94,8 +94,6 @@ def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunP
     if steps_per_epoch == 0:
         raise UserError(f"batch size {c.batch_size} leaves no full batch in {info['description']}; lower --batch-size")
     total_steps = c.steps or c.epochs * steps_per_epoch
-    for warning in filter(None, [steep_warmup(c, total_steps)]):
-        log(f"warning: {warning}")
     return RunParts(model, wrap_model(model, c, ctx, device), optimizer, scaler, ema, train_loader, test_loader,
                     info, precision, steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch))
 

@@ -32,7 +32,7 @@ from .evaluation import evaluate, evaluate_epoch
 from .graphed_step import TrainStep, graph_blockers
 from .run_files import RunFiles, prepare_run_dir, release_run_dir, resumed_config
 from .schedules import lr_factor
-from .setup import build_parts, callers_settings_kept, seed_everything
+from .setup import build_parts, callers_settings_kept, seed_everything, steep_warmup
 from .state import RunState
 
 __all__ = ["ReportInterrupted", "TrainResult", "TrainingInterrupted", "evaluate", "train"]
@@ -232,6 +232,9 @@ class _Run:
                 log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
         # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
         self.files = RunFiles(None if finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
+        warning = None if finished else steep_warmup(c, p.total_steps)  # after the folder checks: a refusal is 1 line
+        if warning:
+            log(f"warning: {warning}")
         ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
         log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}{ranks}, "
             f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "

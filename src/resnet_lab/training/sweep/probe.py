@@ -124,7 +124,7 @@ def _train_together(workers: list[subprocess.Popen], dirs: list[Path], seconds: 
         time.sleep(0.1)
     together = time.time()
     while time.time() < together + seconds and any(w.poll() is None for w in workers):
-        time.sleep(0.1)
+        time.sleep(min(0.1, seconds / 10))
     for w in workers:
         if w.poll() is None:
             w.send_signal(signal.SIGTERM)
