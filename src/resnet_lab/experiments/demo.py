@@ -64,10 +64,9 @@ def run_demo(*, data: str = "digits", device: str = "cpu", out: str | Path = "ru
 
     ``sizes`` replaces the built-in settings of the parts it names (see ``CPU_DIGITS``); ``log``: progress lines
     (``None``: silent)."""
+    from ..data import prepare_data
     from ..files import output_folder
     from ..runtime import pick_device
-
-    from ..data import prepare_data
 
     log = log or (lambda *_: None)
     dev = pick_device(device)

@@ -91,9 +91,7 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
         raise UserError(f"run_sweep takes a Grid, got {type(grid).__name__}: e.g. Grid(axes={{'model': ['resnet8', "
                         "'resnet14']}, fixed={'epochs': 2})")
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
-    if isinstance(probe_seconds, bool) or not isinstance(probe_seconds, numbers.Real) or not 0 < probe_seconds < 1e6:
-        raise UserError(f"--probe-seconds is the time each count of workers trains together in the --jobs auto "
-                        f"probe, more than 0 seconds (default {PROBE_SECONDS:g}), got {probe_seconds!r}")
+    check_probe_seconds(probe_seconds)
     if not 0 <= status_every < float("inf"):  # NaN fails too
         raise UserError(f"--status-every is seconds between status lines (0: none), got {status_every}")
     out, grid, runs, mine, before = _take_stock(grid, runs, Path(out), shard, log)
@@ -193,6 +191,13 @@ def check_jobs(jobs) -> int | str:
 
 def check_threads(threads) -> int | None:
     return None if threads is None else check_positive_int("--threads", threads)
+
+
+def check_probe_seconds(seconds) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not 0 < seconds < 1e6:
+        raise UserError(f"--probe-seconds is the time each count of workers trains together in the --jobs auto "
+                        f"probe, more than 0 seconds (default {PROBE_SECONDS:g}), got {seconds!r}")
+    return float(seconds)
 
 
 def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_seconds: float, log) -> tuple[int, dict | None]:

@@ -94,11 +94,12 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
             w.kill()
             w.wait()
         raise
-    for run_dir, code in zip(dirs, codes):
+    states = [read_status(run_dir, run_dir.name).state for run_dir in dirs]
+    for run_dir, code, state in zip(dirs, codes, states):
         # Stopped at the window's end: at a step boundary (143), or while it was finishing (-15); either way
         # its last.pt, written atomically, holds the rows the probe reads.
         stopped = code in (128 + signal.SIGTERM, -signal.SIGTERM) and spec.task == TRAIN
-        if not (code == 0 or stopped) or read_status(run_dir, run_dir.name).state not in ("done", "interrupted"):
+        if not (code == 0 or stopped) or state not in ("done", "interrupted"):
             reason = (run_dir / STDERR_FILE).read_text().strip().splitlines()[-1:] or [f"exit status {code}"]
             raise UserError(f"the jobs probe could not train {spec.name} ({reason[0]}); fix that run's settings "
                             "or give --jobs N")
@@ -108,10 +109,11 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
 
     # No last.pt: stopped before its first step (a SIGTERM before the trainer's handler is in place)
     checkpoints = [load_checkpoint(d / "last.pt") if (d / "last.pt").exists() else {} for d in dirs]
-    # A run shorter than the window counts whole: there is no more of it to time. Its checkpoint says so, not
-    # its exit status: the window's SIGTERM may reach a worker that trained every step but had not yet exited.
-    curves = [_points_from(c.get("step_history", []), 0.0 if _trained_every_step(c) else steady_from)
-              for c in checkpoints]
+    # A run shorter than the window counts whole: there is no more of it to time. Its state says so (from its
+    # checkpoint), not its exit status: the window's SIGTERM may reach a worker that trained every step but had
+    # not yet exited.
+    curves = [_points_from(c.get("step_history", []), 0.0 if state == "done" else steady_from)
+              for c, state in zip(checkpoints, states)]
     if any(len(points) < 2 for points in curves):
         return None
     return overlap_rate(curves, spec.config.batch_size)
@@ -129,10 +131,6 @@ def _train_together(workers: list[subprocess.Popen], dirs: list[Path], seconds: 
         if w.poll() is None:
             w.send_signal(signal.SIGTERM)
     return together + seconds / 4
-
-
-def _trained_every_step(checkpoint: dict) -> bool:
-    return bool(checkpoint) and checkpoint["step"] >= checkpoint["total_steps"]
 
 
 def _points_from(step_history: list[dict], start: float) -> list[tuple[float, int]]:
