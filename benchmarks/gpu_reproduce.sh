@@ -12,7 +12,11 @@
 #   first session:
 #     OUT=$OUT CALL=1 bash benchmarks/gpu_reproduce.sh     # carry .gpudata/p00: places it (seconds)
 #     OUT=$OUT CALL=2 bash benchmarks/gpu_reproduce.sh     # carry .gpudata/p01: data, benchmark, training, pack
-#   a later session continues: copy the last session's $OUT/reproduce-call2.tgz to .gpudata/state.tgz, then
+#   after each session, its last pack is committed as benchmarks/reproduce-state/state.tgz (part 1: state1.tgz):
+#   a new session's checkout holds only what was committed (the 2026-11-29 session's pack, kept in the
+#   git-ignored .gpudata/, was lost with its checkout, and its 4 runs with it). A later session continues:
+#     mkdir -p .gpudata && mv benchmarks/reproduce-state/state*.tgz .gpudata/  # out of the tree: a tracked file
+#                                                     # travels with every call, and the data parts need the room
 #     OUT=$OUT CALL=state bash benchmarks/gpu_reproduce.sh # carry .gpudata/state.tgz: unpacks into $WORK (seconds)
 #     OUT=$OUT CALL=1 ...; OUT=$OUT CALL=2 ...             # as above; call 2 skips the benchmark once one gave a best count
 #   and, while device time is left in a session, more training with nothing carried:
@@ -28,18 +32,19 @@
 #      batch 128 on the GPU, the best count again with CUDA-graph steps (--compare-graph), and --jobs auto's
 #      pick; the best count goes to $WORK/jobs.txt (JOBS= overrides), and --cuda-graph to $WORK/graph.txt
 #      when the graph was >= 10% faster and no graph.txt exists yet (the reproduction then runs with it, in
-#      every later call too: started runs keep their settings; the 2026-11-29 runs started eager);
+#      every later call too: started runs keep their settings);
 #   2. `resnet-lab reproduce all` (64k iterations, fp32, batch 128) on full CIFAR-10: Fig. 6's plain and
 #      ResNet nets at depths 20 32 44 56 and Table 6's ResNets, seeds 0 1, one sweep (16 runs: the ResNets
 #      serve both), --jobs from jobs.txt, under `timeout -s TERM`: the sweep checkpoints every run and exits
 #      143; the same command continues it next call; once every run is done it writes $WORK/paper/fig6/
 #      and $WORK/paper/table6/ (results.json, tables, figures, report.html);
-#   3. pack_run_state.py: results, logs and the sweeps' small files, and their last.pt while the archive
-#      stays under PACK_LIMIT_MIB (56), into $OUT/reproduce-call<CALL>.tgz (the only file left in $OUT).
-#      The 16 runs' last.pt total about 75 MB (ResNet-20 2.2 MB, ResNet-56 7.0 MB), so the last call of
-#      a session is followed by CALL=pack PART=1 (seconds; the printed line says how many parts there are),
-#      returning reproduce-callpack-part1.tgz. The next session carries the parts back as
-#      .gpudata/state.tgz and state1.tgz, one per CALL=state call.
+#   3. pack_run_state.py: results, logs and the sweeps' small files (a finished run's records hold its
+#      results), and the unfinished runs' last.pt while the archive stays under PACK_LIMIT_MIB (56), into
+#      $OUT/reproduce-call<CALL>.tgz (the only file left in $OUT). At --jobs 8 the unfinished runs' last.pt
+#      can exceed that (ResNet-20 2.2 MB, ResNet-56 7.0 MB): then the printed line says there are 2 parts
+#      and the last call of a session is followed by CALL=pack PART=1 (seconds), returning
+#      reproduce-callpack-part1.tgz. The next session carries the parts back as .gpudata/state.tgz and
+#      state1.tgz, one per CALL=state call.
 # DRY_RUN=1 prints the training commands instead of running them (the data and pack steps still run;
 # CIFAR_DIR and CIFAR_SHA let the tests run them on a small stand-in).
 
@@ -128,7 +133,7 @@ case "$CALL" in
                     "$RES/sweep_concurrency-cuda.json" > "$WORK/jobs.txt" 2> /dev/null || echo 4 > "$WORK/jobs.txt"
                 # CUDA-graph steps for the reproduction only if measured >= 10% faster at that count, and only
                 # while no graph.txt exists: the choice is kept for every later call (the sweep's runs keep the
-                # settings they started with; the 2026-11-29 runs started eager).
+                # settings they started with).
                 [ -e "$WORK/graph.txt" ] || "$PYTHON" -c "import json, sys; \
 r = json.load(open(sys.argv[1])).get('graphed_at_best') or {}; \
 print('--cuda-graph' if r.get('ratio_to_eager', 0) >= 1.1 else '')" "$RES/sweep_concurrency-cuda.json" \

@@ -7,12 +7,13 @@ What goes in, in this order:
 1. every file under ``--results`` (benchmark JSON, logs) as ``results/...``;
 2. every file under ``--state`` except checkpoints (``*.pt``) and files over 4 MiB, as ``state/...``:
    sweep.json, each run's sweep_run.json, config.json, metrics.jsonl, worker logs, results.json;
-3. the runs' ``last.pt`` (what a sweep resumes from, and what a done run's results are read from),
-   most advanced run first, while the archive stays under the limit; the rest go to parts 1, 2, ...
-   (``--part K``, one archive per call); ``best.pt`` and other checkpoints never (a resumed run
-   writes a new ``best.pt`` when it next improves). Measured 2026-11-29 on CPU (paper recipe):
-   last.pt of ResNet-20 2.2 MB, ResNet-56 7.0 MB (weights and momentum), so the 16 runs of the
-   reproduction (`reproduce all`, depths 20-56, seeds 0 1) hold about 74 MB (70 MiB): two parts.
+3. the unfinished runs' ``last.pt`` (what a sweep resumes from), most advanced run first, while the
+   archive stays under the limit; the rest go to parts 1, 2, ... (``--part K``, one archive per
+   call). Never a finished run's checkpoints (its ``result.json`` says it finished: its records hold
+   its results, and the sweep counts it done without them), nor ``best.pt`` and other checkpoints (a
+   resumed run writes a new ``best.pt`` when it next improves). Measured 2026-11-29 on CPU (paper
+   recipe): last.pt of ResNet-20 2.2 MB, ResNet-56 7.0 MB (weights and momentum), so 8 unfinished
+   runs of the reproduction (`--jobs 8`) hold at most about 56 MB.
 
 ``pack_manifest.json`` (in the archive and printed) lists what was kept and what is in other parts:
 a run whose ``last.pt`` does not come back restarts from step 0. Unpack with
@@ -70,7 +71,9 @@ def plan(state: Path | None, results: Path | None, limit: int, part: int = 0) ->
                 continue
             small[f"{prefix}/{path.relative_to(root)}"] = path
             used += size + HEADER
-    checkpoints = sorted((p for p in _files(state) if p.name == "last.pt"), key=lambda p: (-_progress(p), str(p)))
+    finished = [p for p in _files(state) if p.name == "last.pt" and (p.parent / "result.json").is_file()]
+    checkpoints = sorted((p for p in _files(state) if p.name == "last.pt" and p not in finished),
+                         key=lambda p: (-_progress(p), str(p)))
     reserve = 64 * 1024 + HEADER  # the manifest
     parts, fill = [[]], used + reserve
     for path in checkpoints:  # next-fit, in order: part k holds a contiguous stretch of the ranking
@@ -88,9 +91,9 @@ def plan(state: Path | None, results: Path | None, limit: int, part: int = 0) ->
             left_out += [{"file": f"state/{p.relative_to(state)}", "bytes": p.stat().st_size, "step": _progress(p),
                           "why": f"in part {k}"} for p in paths]
     for path in _files(state):
-        if path.suffix == ".pt" and path.name != "last.pt":
+        if path.suffix == ".pt" and (path.name != "last.pt" or path in finished):
             left_out.append({"file": f"state/{path.relative_to(state)}", "bytes": path.stat().st_size,
-                             "why": "not needed to resume"})
+                             "why": "the run finished" if path in finished else "not needed to resume"})
     return {"files": chosen, "left_out": left_out, "parts": len(parts) if checkpoints else 1}
 
 

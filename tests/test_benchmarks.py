@@ -519,3 +519,27 @@ def test_pack_keeps_each_part_under_the_limit_and_continues_next_session(tmp_pat
     restored = {str(p.parent.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("last.pt")}
     assert restored == set(steps) and (tmp_path / "next" / "jobs.txt").read_text() == "4\n", printed
     assert (tmp_path / "next" / "graph.txt").read_text() == "--cuda-graph\n"  # the runs' settings go on
+
+
+def test_pack_leaves_out_a_finished_runs_weights_and_keeps_its_records(tmp_path):
+    """A finished run (result.json) is done from its records alone (run_state.read_status), so its last.pt
+    need not travel: the pack's room goes to the unfinished runs that resume from theirs."""
+    import tarfile
+
+    sys.path.insert(0, str(BENCH))
+    from pack_run_state import pack
+
+    for name, finished in (("resnet56-seed0", True), ("resnet20-seed0", False)):
+        run = tmp_path / "work" / "paper" / "runs" / name
+        run.mkdir(parents=True)
+        (run / "last.pt").write_bytes(b"w" * 1000)
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "step": 64_000 if finished else 10}) + "\n")
+        if finished:
+            (run / "result.json").write_text("{}")
+    manifest = pack(tmp_path / "work", None, tmp_path / "state.tgz", 56)
+    assert manifest["checkpoints_kept"] == ["state/paper/runs/resnet20-seed0/last.pt"]
+    assert {"file": "state/paper/runs/resnet56-seed0/last.pt", "bytes": 1000, "why": "the run finished"} \
+        in manifest["left_out"]
+    with tarfile.open(tmp_path / "state.tgz") as tar:
+        assert {"state/paper/runs/resnet56-seed0/result.json", "state/paper/runs/resnet56-seed0/metrics.jsonl"} \
+            <= set(tar.getnames())

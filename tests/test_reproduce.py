@@ -219,6 +219,30 @@ def test_all_trains_the_shared_resnets_once_and_writes_both(tmp_path, small_cifa
     assert {name: (out / "runs" / name / "last.pt").stat().st_mtime_ns for name in runs} == stamps
 
 
+def test_finished_runs_without_their_weights_stay_done_and_read_back_the_same(tmp_path, small_cifar, capsys):
+    """A finished run's records (config.json, metrics.jsonl, result.json) hold its results, so its
+    checkpoints can go (what a lent GPU's pack leaves out): the sweep counts it done and trains
+    nothing, and both reproductions read back the same numbers. (steps.jsonl: test_training.)"""
+    out = tmp_path / "paper"
+    argv = ["reproduce", "all", "--out", str(out), "--depths", "20", "--plain-depths", "20", "--seeds", "0",
+            "--steps", "4", "--data", small_cifar, "--jobs", "2"]
+    assert main(argv) == 0
+    runs = sorted(p.parent for p in (out / "runs").glob("*/last.pt"))
+    assert len(runs) == 2
+    before = {name: json.loads((out / name / "results.json").read_text()) for name in ("fig6", "table6")}
+    for run in runs:
+        (run / "last.pt").unlink()
+        (run / "best.pt").unlink(missing_ok=True)
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(out / "runs"), "--status"]) == 0
+    assert capsys.readouterr().out.count(" done ") == 2
+    assert main(argv) == 0
+    assert not any((run / "last.pt").exists() for run in runs)  # nothing trained again
+    after = {name: json.loads((out / name / "results.json").read_text()) for name in ("fig6", "table6")}
+    assert after["fig6"]["networks"] == before["fig6"]["networks"]
+    assert after["table6"]["depths"] == before["table6"]["depths"]
+
+
 def test_all_refuses_a_plain_depth_without_its_resnet(tmp_path, capsys):
     assert main(["reproduce", "all", "--out", str(tmp_path / "p"), "--depths", "20", "--plain-depths", "32"]) == 2
     err = capsys.readouterr().err

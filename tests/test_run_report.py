@@ -80,6 +80,21 @@ def test_report_from_the_run_directory_says_what_the_in_memory_result_says(finis
     assert "Library versions" in page and json.loads((run / "result.json").read_text())["steps"] == result.steps
 
 
+def test_the_finer_curve_is_on_disk_as_the_run_keeps_it(tmp_path):
+    """--log-every's rows go to steps.jsonl as well as the checkpoint, so a finished run read from its
+    records alone (its weights removed) has its finer curve: the reproductions draw it."""
+    from resnet_lab.report.run_record import read_run
+
+    out = tmp_path / "run"
+    result = train(resolve_config("default", **{**TINY, "epochs": 1}, log_every=1, report="none", out=str(out)),
+                   log=lambda _: None)
+    rows = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows == result.step_history
+    for checkpoint in out.glob("*.pt"):
+        checkpoint.unlink()
+    assert read_run(out).step_history == result.step_history
+
+
 def test_train_from_python_draws_the_report_its_config_asks_for(finished, tmp_path):
     """``train(config)`` from a notebook once wrote no report.html whatever ``config.report`` said: only
     the command drew it."""

@@ -1,7 +1,7 @@
 """What a training run's report is drawn from, read from its run directory alone.
 
 The files are those `resnet-lab train` writes (see ``training/run_files.py``): ``config.json``,
-``metrics.jsonl``, ``events.json`` and, once the run has finished, ``result.json``. Never a
+``metrics.jsonl``, ``steps.jsonl``, ``events.json`` and, once the run has finished, ``result.json``. Never a
 checkpoint: drawing a report needs no ``torch.load``, and a stopped run may have none. A run
 without ``result.json`` (stopped, or still training) is read from its records so far.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
@@ -18,8 +18,10 @@ from ..files import as_path
 
 # config.json holds the settings and, beside them, these records (run_files.py, _config_record).
 _NOT_SETTINGS = ("resolved", "data_info", "hardware", "world_size")
-# What the report reads from each metrics row (evaluation values are None on epochs without one).
+# What the report reads from each metrics row (evaluation values are None on epochs without one),
+# and from each row of the finer curve.
 _ROW_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_acc", "images_per_s", "elapsed_s")
+_STEP_ROW_KEYS = ("step", "epoch", "train_loss", "train_error")
 
 
 @dataclass
@@ -37,6 +39,7 @@ class RunRecord:
     # or its last epoch; None when not recorded (no epoch ended, or runs of earlier versions).
     run_time_s: float | None = None
     processes: int | None = None  # that trained the finished run; None when unfinished or not recorded
+    step_history: list[dict] = field(default_factory=list)  # steps.jsonl: every --log-every steps, if set
 
     @property
     def device(self) -> str:
@@ -65,13 +68,14 @@ def read_run(run_dir: str | Path) -> RunRecord:
     if not all(isinstance(e, dict) and isinstance(e.get("step"), int) and isinstance(e.get("kind"), str)
                for e in events):
         raise UserError(f"{run_dir / 'events.json'} is damaged (an event without its step and kind); {_FIX}")
-    history = _read_history(run_dir / "metrics.jsonl")
+    history = _read_rows(run_dir / "metrics.jsonl", _ROW_KEYS)
     try:
         record = RunRecord(settings={k: v for k, v in config.items() if k not in _NOT_SETTINGS},
                            data_info=dict(config["data_info"]), history=history, events=events,
                            steps=history[-1]["step"] if history else 0, best_acc=_best_acc(history),
                            hardware=dict(config.get("hardware") or {}), timings=None, finished=result is not None,
-                           run_time_s=history[-1].get("run_time_s") if history else None)
+                           run_time_s=history[-1].get("run_time_s") if history else None,
+                           step_history=_read_rows(run_dir / "steps.jsonl", _STEP_ROW_KEYS))
         if result is not None:
             record.settings.update(result["config"])
             record.steps, record.best_acc = int(result["steps"]), result["best_acc"]
@@ -102,10 +106,11 @@ def _read_json(path: Path, kind: type):
     return value
 
 
-def _read_history(path: Path) -> list[dict]:
-    """metrics.jsonl, strictly: it is rewritten whole and atomically, so any bad line is damage."""
+def _read_rows(path: Path, keys: tuple[str, ...]) -> list[dict]:
+    """metrics.jsonl or steps.jsonl, strictly: each is rewritten whole and atomically, so any bad
+    line is damage; each row has a number for every one of ``keys`` (``test_acc`` may be None)."""
     if not path.exists():
-        return []  # stopped before its first epoch ended
+        return []  # stopped before its first epoch ended, or no --log-every
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
@@ -118,7 +123,7 @@ def _read_history(path: Path) -> list[dict]:
             row = json.loads(line)
         except ValueError as err:
             raise UserError(f"{path} is damaged (line {number}: {err}); {_FIX}") from None
-        missing = [k for k in _ROW_KEYS if not _is_number(row.get(k), k == "test_acc")] \
+        missing = [k for k in keys if not _is_number(row.get(k), k == "test_acc")] \
             if isinstance(row, dict) else ["record"]
         if missing:
             raise UserError(f"{path} is damaged (line {number} has no number for {', '.join(missing)}); {_FIX}")

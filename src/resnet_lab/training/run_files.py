@@ -1,6 +1,7 @@
 """A run's directory: what `resnet-lab train` writes there, and the rules that keep it safe.
 
-Files (rank 0 only): ``config.json``, ``metrics.jsonl`` (one row per epoch), ``events.json``
+Files (rank 0 only): ``config.json``, ``metrics.jsonl`` (one row per epoch), ``steps.jsonl`` (the
+finer training curve, one row every ``--log-every`` steps, when set), ``events.json``
 (non-finite steps, fp16 overflows, graph fallback), ``gradients.jsonl`` and
 ``nonfinite_report.json`` (the gradient monitor), ``tb/`` (TensorBoard), ``last.pt``,
 ``best.pt``, and ``result.json`` once the run has finished (steps, best accuracy, the
@@ -59,8 +60,8 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
 
 
 # What an attempt that never saved a checkpoint leaves, dropped when the run starts again (``_clear_records``).
-_RECORDS = ("metrics.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json", "timings.json",
-            "result.json", "report.html", "report.log")
+_RECORDS = ("metrics.jsonl", "steps.jsonl", "gradients.jsonl", "events.json", "nonfinite_report.json",
+            "timings.json", "result.json", "report.html", "report.log")
 RUN_FILES = ("config.json", *_RECORDS, "last.pt", "best.pt", "tb")  # every file a run writes
 
 
@@ -274,12 +275,16 @@ class RunFiles:
         return time.perf_counter() - self._saved_at
 
     def write_epoch(self, row: dict) -> None:
-        """The epoch's metrics row: metrics.jsonl (rewritten whole, atomically: never half a line)
-        and TensorBoard scalars."""
+        """The epoch's metrics row: metrics.jsonl (rewritten whole, atomically: never half a line),
+        steps.jsonl (the finer curve so far, with ``--log-every``) and TensorBoard scalars. With
+        result.json, these hold all a finished run's results: its weights can go (a sweep's
+        ``read_status`` and the experiments read them, not the checkpoint)."""
         if not self.ctx.is_main:
             return
         if self.run_dir is not None:
-            atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.state.history))
+            atomic_write_text(self.run_dir / "metrics.jsonl", _jsonl(self.state.history))
+            if self.state.step_history:
+                atomic_write_text(self.run_dir / "steps.jsonl", _jsonl(self.state.step_history))
         if self.writer is not None:
             for key, group in _TB_GROUPS.items():
                 if row.get(key) is not None:  # not on an epoch without evaluation, --ema or --tta
@@ -327,6 +332,10 @@ class RunFiles:
             self.writer.close()
         if self.monitor is not None:
             self.monitor.close()
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def _clear_records(run_dir: Path) -> None:

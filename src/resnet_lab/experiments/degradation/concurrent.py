@@ -6,8 +6,8 @@ The workers load the data themselves, so what the in-process path is handed (a `
 object) cannot be given here. A validation split is drawn with ``val_seed`` 0 by every worker,
 as in the in-process path. A shortcut option other than A and ``zero_init_residual`` go to the
 ResNets' runs only (a plain net has no residual branch), so those sweeps list their runs (``sweep_runs``).
-Each network's record is read back from its run's ``last.pt``: the metrics rows and the finer
-training curve (``step_history``) are kept in the checkpoint.
+Each network's record is read back from its run's records (``metrics.jsonl``, and ``steps.jsonl``
+for the finer training curve), never its weights: a finished run's ``last.pt`` may have been removed.
 """
 
 from __future__ import annotations
@@ -59,14 +59,12 @@ def sweep_runs(depths: list[int], seeds: list[int], recipe: str, common: dict,
 
 def train_as_sweep(grid: Grid, runs: list[RunSpec] | None, out: Path, keys: list[tuple], jobs, devices, threads, say,
                    record) -> dict:
-    """Train the grid (``runs``: its runs, when listed) in ``out/runs``; ``record(run_dir, checkpoint)``
-    per ``(kind, depth, seed)`` key."""
-    from ...training import load_checkpoint
-
+    """Train the grid (``runs``: its runs, when listed) in ``out/runs``; ``record(run_dir)`` per
+    ``(kind, depth, seed)`` key."""
     run_whole_sweep(grid, Path(out) / "runs", runs=runs, jobs=jobs, devices=devices or ("auto",), threads=threads,
                     log=say)
     records = {}
     for kind, depth, seed in keys:
         run_dir = Path(out) / "runs" / f"{cifar_model_name(kind, depth)}-seed{seed}"
-        records[(kind, depth, seed)] = record(run_dir, load_checkpoint(run_dir / "last.pt"))
+        records[(kind, depth, seed)] = record(run_dir)
     return records

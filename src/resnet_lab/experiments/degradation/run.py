@@ -218,11 +218,14 @@ def _record(seed: int, history: list[dict], step_history: list[dict], steps: int
             "run_dir": str(run_dir) if run_dir else None}
 
 
-def _record_of_run(run_dir: Path, checkpoint: dict) -> dict:
-    """The record of a network trained by a sweep worker, from its checkpoint (time: its epochs' time)."""
-    history = checkpoint["history"]
-    return _record(checkpoint["config"]["seed"], history, checkpoint.get("step_history", []), checkpoint["step"],
-                   sum(h["time_s"] for h in history), run_dir)
+def _record_of_run(run_dir: Path) -> dict:
+    """The record of a network trained by a sweep worker, from its records, not its weights (time: its
+    epochs' time)."""
+    from ...report.run_record import read_run
+
+    run = read_run(run_dir)
+    return _record(run.settings["seed"], run.history, run.step_history, run.steps,
+                   sum(h["time_s"] for h in run.history), run_dir)
 
 
 def _train_networks(plan: _Plan, dataset, say, verbose: bool) -> dict:

@@ -79,17 +79,18 @@ def table6_grid(depths: list[int], seeds: list[int], data: str, steps: int, cuda
 
 
 def seed_record(run_dir: Path) -> dict:
-    """One finished run, from its ``last.pt``: final errors (%), the per-epoch curves, time."""
-    from ...training import load_checkpoint
+    """One finished run, from its records (its weights are not needed, and may have been removed):
+    final errors (%), the per-epoch curves, time."""
+    from ...report.run_record import read_run
 
-    ckpt = load_checkpoint(run_dir / "last.pt")
-    history, info = ckpt["history"], ckpt.get("data_info") or {}
-    if info.get("eval_split", "test") != "test":  # the paper's figure is on the test set, nothing else
+    run = read_run(run_dir)
+    history, info = run.history, run.data_info
+    if info["eval_split"] != "test":  # the paper's figure is on the test set, nothing else
         raise UserError(f"{run_dir} was evaluated on {info['eval_split']!r}, not the test set")
     curve = [{"step": h["step"], "train_error": 100 * (1 - h["train_acc"]),
               "test_error": None if h.get("test_acc") is None else 100 * (1 - h["test_acc"])} for h in history]
-    return {"seed": ckpt["config"]["seed"], "test_error": curve[-1]["test_error"],
-            "train_error": curve[-1]["train_error"], "steps": ckpt["step"],
+    return {"seed": run.settings["seed"], "test_error": curve[-1]["test_error"],
+            "train_error": curve[-1]["train_error"], "steps": run.steps,
             "time_s": sum(h.get("time_s", 0.0) for h in history), "data": info.get("description"),
             "run_dir": str(run_dir), "curve": curve}
 

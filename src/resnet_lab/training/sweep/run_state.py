@@ -11,7 +11,9 @@ Besides what ``train`` writes (``run_files.py``), a sweep run's directory holds:
   atomically when it finished.
 
 States: ``done`` (``last.pt`` holds the last step: the checkpoint, not the metrics, says so,
-since metrics.jsonl is written just before the checkpoint; or a task's result exists), ``running`` (locked),
+since metrics.jsonl is written just before the checkpoint; without ``last.pt``, ``result.json``, which
+a run writes only once it finished, so that a finished run's weights may be removed to save space and
+its records still hold its results; or a task's result exists), ``running`` (locked),
 ``failed``, ``interrupted`` (a checkpoint or config to resume from), ``pending`` (nothing yet).
 """
 
@@ -53,6 +55,8 @@ class RunStatus:
 def read_status(run_dir: Path, name: str) -> RunStatus:
     """Where the run in ``run_dir`` stands, from its files (and its lock) only."""
     checkpoint, unreadable = _checkpoint_facts(run_dir / "last.pt")
+    if checkpoint is None and unreadable is None:
+        checkpoint = _finished_run_facts(run_dir)
     step, total = (checkpoint["step"], checkpoint["total_steps"]) if checkpoint else (0, None)
     result = result_from_history(checkpoint["history"], checkpoint["eval_split"]) if checkpoint else {}
     if checkpoint and step >= total:
@@ -99,6 +103,18 @@ def _checkpoint_facts(path: Path) -> tuple[dict | None, str | None]:
                 "eval_split": (state.get("data_info") or {}).get("eval_split", "test")}, None
     except Exception as exc:  # noqa: BLE001 - any damage means "cannot be read"
         return None, first_line(exc)[:160]
+
+
+def _finished_run_facts(run_dir: Path) -> dict | None:
+    """``_checkpoint_facts`` of a finished run without its ``last.pt``, from its records: ``result.json``
+    (written once the run finished), ``config.json`` and ``metrics.jsonl``; None if any is missing or damaged."""
+    result, config = _read_json(run_dir / "result.json"), _read_json(run_dir / "config.json")
+    try:
+        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        return {"step": int(result["steps"]), "total_steps": int(config["resolved"]["total_steps"]),
+                "history": history, "eval_split": config["data_info"].get("eval_split", "test")}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def is_locked(run_dir: Path) -> bool:
