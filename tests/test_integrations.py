@@ -359,6 +359,18 @@ def test_lightning_fit_resumed_after_a_rollback_keeps_its_lowered_rate_and_kept_
     assert resumed.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
 
 
+def test_lightning_fit_resumed_under_another_policy_than_its_checkpoint_goes_on(tmp_path):
+    """A checkpoint of a fit under rollback resumed under skip: its rollback state was loaded into a monitor
+    that keeps none, and the resumed fit ended in an AttributeError before its first step."""
+    from resnet_lab.diagnostics import Rollback
+
+    trainer, _, _ = tiny_lightning_run(tmp_path / "first", steps=2, nonfinite="rollback", rollback=Rollback(every=1))
+    trainer.save_checkpoint(tmp_path / "at2.ckpt")
+    resumed, _, callback = tiny_lightning_run(tmp_path, steps=4, ckpt_path=tmp_path / "at2.ckpt", nonfinite="skip",
+                                              fault_batches={3})
+    assert resumed.global_step == 4 and callback.monitor.skipped_steps == [3]
+
+
 def test_lightning_callback_used_again_after_a_rollback_leaves_the_next_schedule_alone(tmp_path):
     """The scheduler follower outlived the fit: the next fit's monitor starts at lr_scale 1, which the
     follower read as a rollback undone, and doubled the new trainer's base learning rates."""

@@ -120,6 +120,29 @@ class SchedulerFollower:
                         group[key] *= factor
 
 
+def monitor_state(monitor: GradientMonitor | None, kept: bool = True) -> dict:
+    """What a resumed fit needs from a trainer's checkpoint to give up and roll back where this one would
+    have: the skip streak; under rollback, the lr scale, the rollbacks so far, the recent losses and
+    (``kept``) the kept state's tensors."""
+    if monitor is None:
+        return {}
+    state = {"skip_streak": monitor.skip_streak}
+    if monitor.policy == "rollback":
+        state["rollback"] = monitor.rollback_state_dict()
+        if not kept:
+            state["rollback"]["kept"] = None
+    return state
+
+
+def restore_monitor_state(monitor: GradientMonitor, follower: SchedulerFollower, state: dict) -> None:
+    """Put back what ``monitor_state`` kept, into the monitor of a fit just resumed."""
+    monitor.skip_streak = state.get("skip_streak", 0)
+    # A fit resumed under another policy has no rollback state to take.
+    if "rollback" in state and monitor.policy == "rollback":
+        monitor.load_rollback_state_dict(state["rollback"])
+        follower.applied = monitor.lr_scale  # the restored schedulers have it already
+
+
 def drop_step(optimizer) -> None:
     """Make the coming ``optimizer.step()`` a no-op: torch optimizers leave a parameter whose
     ``.grad`` is None untouched (no weight decay, no momentum or Adam moment update, no step count)."""

@@ -43,8 +43,8 @@ import lightning.pytorch as pl
 from ..errors import check_positive_int
 from ..files import as_path
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, scalars,
-                     unscale_loss, write_final_report)
+from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, monitor_state,
+                     restore_monitor_state, scalars, unscale_loss, write_final_report)
 
 
 class GradientMonitorCallback(pl.Callback):
@@ -77,20 +77,12 @@ class GradientMonitorCallback(pl.Callback):
                                     trainer.world_size, len(trainer.optimizers), first_step=trainer.global_step,
                                     resumed=trainer.global_step > 0)  # from ckpt_path=
         restored, self._restored = self._restored, {}
-        self.monitor.skip_streak = restored.get("skip_streak", 0)
-        if "rollback" in restored:
-            self.monitor.load_rollback_state_dict(restored["rollback"])
-            self._follower.applied = self.monitor.lr_scale  # the restored schedulers have it already
+        restore_monitor_state(self.monitor, self._follower, restored)
 
     def state_dict(self) -> dict:
         """Kept in the trainer's checkpoints, so that a fit resumed with ``ckpt_path=`` gives up and rolls
         back where this one would have: the skip streak; under rollback, the kept state, lr scale and losses."""
-        if self.monitor is None:
-            return {}
-        state = {"skip_streak": self.monitor.skip_streak}
-        if self.monitor.policy == "rollback":
-            state["rollback"] = self.monitor.rollback_state_dict()
-        return state
+        return monitor_state(self.monitor)
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._restored = dict(state_dict)  # applied when the fit's monitor is made (on_train_start)
