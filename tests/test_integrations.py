@@ -496,10 +496,11 @@ def test_huggingface_new_run_refuses_an_output_dir_holding_an_earlier_runs_recor
     assert (tmp_path / "hf" / "gradients.jsonl").read_bytes() == before
 
 
-def _hf_train(tmp_path, resume=None, crash_at=None, made=None, **arguments):
+def _hf_train(tmp_path, resume=None, crash_at=None, made=None, nan_at=(), monitor=None, **arguments):
     """The 2-layer BERT of ``hf_run`` trained 4 steps with these ``TrainingArguments``, the callback recording
-    every step into ``tmp_path / "hf"``; ``crash_at``: a RuntimeError in that step's forward. Returns the
-    Trainer (also in ``made``, with the callback)."""
+    every step into ``tmp_path / "hf"`` (``monitor``: its other options); ``crash_at``: a RuntimeError in that
+    step's forward; ``nan_at``: the steps whose forward makes a NaN in one layer. Returns the Trainer (also in
+    ``made``, with the callback)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from resnet_lab.integrations.huggingface import GradientMonitorCallback
@@ -513,13 +514,16 @@ def _hf_train(tmp_path, resume=None, crash_at=None, made=None, **arguments):
     trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
                                    train_dataset=TinyTextData())
     made = {} if made is None else made
-    made["trainer"], made["callback"] = trainer, GradientMonitorCallback.attach(trainer, every=1)
+    made["trainer"], made["callback"] = trainer, GradientMonitorCallback.attach(trainer, every=1, **(monitor or {}))
 
     def crash(module, args, output):
         if module.training and trainer.state.global_step + 1 == crash_at:
             raise RuntimeError("CUDA out of memory (injected)")
 
     trainer.model.register_forward_hook(crash)
+    if nan_at:
+        trainer.model.get_submodule("bert.encoder.layer.1.attention.self.query").register_forward_hook(
+            lambda m, a, out: nan_hook(m, a, out) if trainer.state.global_step + 1 in nan_at else out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train(resume_from_checkpoint=resume)
@@ -530,6 +534,56 @@ def test_huggingface_run_resumed_from_a_checkpoint_continues_its_records_exactly
     _hf_train(tmp_path, save_steps=2)
     _hf_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-2"), save_steps=2)  # replays steps 3 and 4
     assert _steps(tmp_path / "hf" / "gradients.jsonl") == [1, 2, 3, 4]
+
+
+def test_huggingface_run_resumed_in_a_streak_of_skipped_steps_gives_up_where_the_first_would_have(tmp_path):
+    """The callback kept nothing in the Trainer's checkpoints: a run resumed in a streak of NaN steps counted its
+    skips from 0 again, skipped past max_skips and ended as if it had succeeded."""
+    from resnet_lab.diagnostics import NonFiniteError
+
+    skip = dict(nan_at={1, 2, 3, 4}, monitor={"nonfinite": "skip", "max_skips": 3}, save_steps=2)
+    gives_up = r"^non-finite values at step 4: .*, the 4th consecutive non-finite step \(skip gives up\)"
+    with pytest.raises(NonFiniteError, match=gives_up):
+        _hf_train(tmp_path, **skip)  # saving checkpoint-2 on its way
+    with pytest.raises(NonFiniteError, match=gives_up):
+        _hf_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-2"), **skip)
+
+
+def test_huggingface_run_resumed_after_a_rollback_keeps_its_count_and_lowered_rate(tmp_path):
+    """A resumed run started again at lr_scale 1 with no rollback counted: max_rollbacks started over."""
+    from resnet_lab.diagnostics import NonFiniteError, Rollback
+
+    rollback = dict(monitor={"nonfinite": "rollback", "rollback": Rollback(every=1, max_rollbacks=1)},
+                    lr_scheduler_type="constant", learning_rate=1e-3, save_steps=3)
+    _hf_train(tmp_path, nan_at={2}, max_steps=3, **rollback)  # rolled back at step 2; checkpoint-3
+    made = {}
+    with pytest.raises(NonFiniteError, match=r"^non-finite values at step 5: .*, after 1 rollbacks \(rollback gives"):
+        _hf_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-3"), made=made, nan_at={5}, max_steps=6,
+                  **rollback)
+    assert made["callback"].monitor.lr_scale == 0.5
+    assert made["trainer"].lr_scheduler.get_last_lr() == pytest.approx([0.5e-3] * 2)  # not halved again
+
+
+def test_huggingface_run_resumed_from_a_checkpoint_without_the_callbacks_state_goes_on(tmp_path):
+    """A checkpoint made without this callback (an older resnet-lab, or another callback list) has no entry for it
+    in trainer_state.json, which the Trainer looks up at the resumed run's next save (KeyError)."""
+    _hf_train(tmp_path, save_steps=2)
+    saved = tmp_path / "hf" / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(saved.read_text())
+    del state["stateful_callbacks"]["GradientMonitorCallback"]
+    saved.write_text(json.dumps(state))
+    trainer = _hf_train(tmp_path, resume=str(saved.parent), save_steps=2)
+    assert trainer.state.global_step == 4 and _steps(tmp_path / "hf" / "gradients.jsonl") == [1, 2, 3, 4]
+
+
+def test_huggingface_restoring_callback_states_by_the_trainer_is_refused_in_one_line(tmp_path):
+    """With restore_callback_states_from_checkpoint=True the Trainer replaces the callback by a copy made with no
+    arguments: its policy would be warn, whatever was asked."""
+    _hf_train(tmp_path, save_steps=2)
+    with pytest.raises(UserError, match=r"^restore_callback_states_from_checkpoint=True replaced the "
+                                        r"GradientMonitorCallback by a copy without its options; leave it False"):
+        _hf_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-2"), save_steps=2,
+                  restore_callback_states_from_checkpoint=True)
 
 
 def test_huggingface_finish_after_another_exception_takes_the_hooks_off_and_writes_the_report(tmp_path):

@@ -30,6 +30,12 @@ Only the world process zero writes; every process runs its monitor. The optimize
 a lowered lr. A ``stop`` raised in the step ends the callback as the end of training does (its hooks
 leave the model, the report is written) before the error reaches the caller; after any other
 exception, ``finish()`` does the same.
+
+Resuming: the callback is an ``ExportableState``, so each checkpoint's ``trainer_state.json`` keeps its
+state (``stateful_callbacks``): the skip streak; under rollback the lr scale, the rollbacks so far and the
+recent losses. A run resumed with ``resume_from_checkpoint=`` takes it back at its start, and so gives up
+where this one would have. The rollback's kept weights and optimizer state are tensors, which that JSON
+file does not hold: a resumed run keeps them again at its first good step (as a new run does).
 """
 
 from __future__ import annotations
@@ -37,15 +43,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
-from ..errors import check_positive_int
+from ..errors import UserError, check_positive_int
 from ..files import as_path
 from ..training.eager_step import routine_overflow
-from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, scalars,
-                     write_final_report)
+from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, monitor_state,
+                     restore_monitor_state, scalars, write_final_report)
 
 
-class GradientMonitorCallback(TrainerCallback):
+class GradientMonitorCallback(TrainerCallback, ExportableState):
     """Args: ``out``: directory for ``gradients.jsonl`` and the report (default ``args.output_dir``);
     ``every``: record every N optimizer steps (default ``logging_steps``); ``locate``: re-run a
     failing batch to locate the NaN (skip/stop policies); other keyword arguments: ``GradientMonitor``'s."""
@@ -60,6 +67,14 @@ class GradientMonitorCallback(TrainerCallback):
         self._pending: dict[str, float] = {}
         self._inputs = self._loss = None
         self._follower = SchedulerFollower()
+        # Set only on a copy that the Trainer makes from a checkpoint (restore_callback_states_from_checkpoint):
+        # made with no arguments, the copy has lost this callback's options.
+        self.checkpointed = None
+
+    def state(self) -> dict:
+        """``ExportableState``: what each checkpoint's ``trainer_state.json`` keeps (``stateful_callbacks``)
+        for ``on_train_begin`` of a resumed run. No ``args``: the options need not be JSON (``rollback=``)."""
+        return {"args": {}, "attributes": {"checkpointed": monitor_state(self.monitor, kept=False)}}
 
     @classmethod
     def attach(cls, trainer, **kwargs) -> "GradientMonitorCallback":
@@ -69,6 +84,10 @@ class GradientMonitorCallback(TrainerCallback):
         return callback
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.checkpointed is not None:
+            raise UserError("restore_callback_states_from_checkpoint=True replaced the GradientMonitorCallback by "
+                            "a copy without its options; leave it False: the callback takes its state back from "
+                            "the checkpoint itself")
         self.out = self._out or Path(args.output_dir)  # a callback used again by another Trainer: its output_dir
         every = self.every or max(1, int(state.logging_steps or args.logging_steps))
         self.monitor = make_monitor(model, self.out if state.is_world_process_zero else None, every,
@@ -79,6 +98,12 @@ class GradientMonitorCallback(TrainerCallback):
                        model.register_forward_hook(self._keep_loss)]
         self._world_zero, self._finished = state.is_world_process_zero, False
         self._follower = SchedulerFollower()  # this run's monitor starts at lr_scale 1
+        name = type(self).__name__
+        saved = state.stateful_callbacks.get(name)  # resumed: the checkpoint's trainer_state.json
+        if state.global_step > 0 and isinstance(saved, dict):
+            restore_monitor_state(self.monitor, self._follower, saved["attributes"]["checkpointed"])
+        # A checkpoint made without this callback has no entry, which the Trainer's next save looks up (KeyError).
+        state.stateful_callbacks.setdefault(name, self.state())
         self._micro_batches, self._loss = args.gradient_accumulation_steps, None
 
     def _keep_inputs(self, module, args, kwargs):
