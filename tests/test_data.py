@@ -682,6 +682,39 @@ def test_16_bit_grayscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
     assert abs(image[..., 0].astype(float) / 255 - expected.numpy()).max() <= 1 / 255
 
 
+def _on_transparent(mode: str, alpha: np.ndarray) -> Image.Image:
+    """A black picture whose shape is only in its transparency (``alpha``: 0 transparent, 255 opaque); "P": a
+    palette image of two black entries, the first marked transparent (alpha 0 or 255 only)."""
+    black = Image.new("L", alpha.shape[::-1])
+    if mode == "P":
+        image = Image.fromarray((alpha > 0).astype(np.uint8)).convert("P")  # indices 0 and 1
+        image.putpalette([0, 0, 0] * 2)
+        image.info["transparency"] = 0
+        return image
+    return Image.merge(mode, [black] * (len(mode) - 1) + [Image.fromarray(alpha)])
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_an_image_with_transparency_is_composited_onto_white_not_read_as_black(tmp_path, mode):
+    """Converting to RGB or L dropped the alpha: a black shape on a transparent background (every colour 0) was
+    read, and predicted, as an all-black image."""
+    alpha = np.zeros((16, 16), np.uint8)
+    alpha[4:12, 4:12] = 255  # an opaque black square ...
+    if mode != "P":
+        alpha[4:12, 12:] = 128  # ... and a half-transparent band: grey on white
+    _on_transparent(mode, alpha).save(tmp_path / "shape.png")
+    assert Image.open(tmp_path / "shape.png").has_transparency_data
+    expected = torch.from_numpy(255 - alpha.astype(np.float32)) / 255  # black over white, by its opacity
+    for channels in (1, 3):
+        batch = preprocess_images([tmp_path / "shape.png"], image_size=16, in_channels=channels,
+                                  mean=(0.0,) * channels, std=(1.0,) * channels)
+        assert batch.max() == 1.0  # not an all-black image
+        assert torch.allclose(batch[0], expected.expand(channels, -1, -1), atol=1 / 255)
+    # Folder data decodes through the same code.
+    image, _ = ImageFileDataset([(str(tmp_path / "shape.png"), 0)], np.asarray)[0]
+    assert abs(image[..., 0].astype(np.float32) / 255 - expected.numpy()).max() <= 1 / 255
+
+
 def test_floating_point_images_are_refused_not_clipped_to_black(tmp_path):
     """PIL's convert clipped a float image's [0, 1] values to 0 or 1 of 255: predict and folder data saw black."""
     float_image = tmp_path / "ramp.tiff"

@@ -14,7 +14,8 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     p = sub.add_parser("predict", help="classify image files with a checkpoint", epilog=EXAMPLES,
                        description="Print the top-k classes with probabilities for each image (any size; "
-                                   "resized and normalised as the model's training data was).",
+                                   "transparent parts on white, as an image viewer shows them; resized and "
+                                   "normalised as the model's training data was).",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a .pt file or a run directory")
     p.add_argument("images", nargs="+", metavar="IMAGE")

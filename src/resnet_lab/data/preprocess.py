@@ -25,7 +25,10 @@ def load_image(path: str | Path, mode: str) -> Image.Image:
 
     16-bit grayscale (PIL modes I;16* and I) is scaled to 8 bits first: PIL's own convert
     clips every value above 255, which turns almost all of a 16-bit image white. Floating-point
-    pixels are refused (``float_pixels_refused``).
+    pixels are refused (``float_pixels_refused``). An image with transparency (an alpha channel,
+    or a palette or colour key marked transparent) is composited onto white first, as an image
+    viewer shows it: convert drops the alpha, which turns a black shape on a transparent
+    background (its colours all 0) into an all-black image.
     """
     with Image.open(path) as im:
         if im.mode == "F":
@@ -33,6 +36,8 @@ def load_image(path: str | Path, mode: str) -> Image.Image:
         if im.mode == "I" or im.mode.startswith("I;16"):
             wide = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
             return Image.fromarray(np.round(wide / 257).astype(np.uint8)).convert(mode)
+        if im.has_transparency_data:
+            im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
         return im.convert(mode)
 
 
