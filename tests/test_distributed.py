@@ -132,12 +132,14 @@ def test_preempted_runs_resume_on_another_world_size_with_the_same_weights(tmp_p
     assert max_weight_diff(tmp_path / "one", b / "last.pt") < TOLERANCE
 
 
-def test_sync_bn_on_cpu_is_refused_with_a_hint(capsys):
+def test_sync_bn_on_cpu_is_refused_with_a_hint(tmp_path, capsys):
+    """Refused after --out was made: the empty folder was left behind."""
     from resnet_lab.cli.main import main
 
     assert main(["train", "--sync-bn", "--device", "cpu", "--quiet", "--no-tensorboard", "--epochs", "1",
-                 "--out", "/nonexistent/never-written"]) == 2
+                 "--out", str(tmp_path / "never-written")]) == 2
     assert "--norm group" in capsys.readouterr().err
+    assert not (tmp_path / "never-written").exists()
 
 
 def test_bad_input_is_said_once_not_once_per_rank_and_each_stop_names_its_rank(tmp_path):
@@ -146,12 +148,40 @@ def test_bad_input_is_said_once_not_once_per_rank_and_each_stop_names_its_rank(t
     assert bad.returncode != 0
     assert bad.stderr.count("resnet-lab: error: global batch size 33 is not divisible by world size 2") == 1
     assert "exitcode  : 2" in bad.stderr  # every rank still exits 2
+    assert not (tmp_path / "bad").exists()  # the folder rank 0 made for the refused run is gone
     stop = subprocess.run([*TORCHRUN, "-m", "resnet_lab", *RUN, "--lr", "1e8", "--steps", "4",
                            "--out", str(tmp_path / "nan")], capture_output=True, text=True, timeout=300)
     assert "exitcode  : 3" in stop.stderr
     # each rank that stops says so, rank 1 labelled (a rank may stop alone: its BatchNorm statistics are its own)
     assert stop.stderr.count("resnet-lab: stopped:") == 1 and stop.stderr.count("resnet-lab: stopped (rank 1):") == 1
     assert "nonfinite_report.json" in stop.stderr  # rank 0's line, which names the report
+
+
+def test_a_torchrun_run_refused_before_training_removes_the_folder_it_made_and_keeps_one_that_was_there(tmp_path):
+    """The refusal of rollback under torchrun came after --out was made, and nothing removed it: an empty folder
+    was left behind."""
+    (tmp_path / "there").mkdir()
+    for out in ("made", "there"):
+        proc = subprocess.run([*TORCHRUN, "-m", "resnet_lab", *RUN, "--on-nonfinite", "rollback", "--steps", "2",
+                               "--out", str(tmp_path / out)], capture_output=True, text=True, timeout=300)
+        assert "exitcode  : 2" in proc.stderr
+        assert proc.stderr.count("resnet-lab: error: --on-nonfinite rollback runs in one process for now") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["there"]
+
+
+def test_a_rank_other_than_0_leaves_the_making_of_the_run_folder_to_rank_0(tmp_path, monkeypatch):
+    """Every rank made --out: when another rank made it first, rank 0 took it for a folder that was there before,
+    and a refused run left it behind (now and then: it depended on which rank got there first)."""
+    from resnet_lab.training.run_files import prepare_run_dir, release_run_dir
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, made in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        run_dir = prepare_run_dir(str(tmp_path / "run"), resuming=False)
+        assert run_dir.exists() == made
+    release_run_dir(run_dir)  # rank 0's: the refused run's folder, which it made, goes again
+    assert not run_dir.exists()
 
 
 def test_a_rank_other_than_0_never_deletes_the_write_in_progress_of_the_run_that_holds_the_folder(tmp_path,

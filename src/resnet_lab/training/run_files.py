@@ -44,7 +44,11 @@ def prepare_run_dir(out: str | None, resuming: bool) -> Path | None:
     if not resuming:
         _check_nothing_to_lose(run_dir)
     try:
-        if not run_dir.exists() and is_main_process():
+        if not run_dir.exists():
+            if not is_main_process():
+                # Rank 0 makes it, and removes it again if the run is refused: made first by another rank, it
+                # would look to rank 0 like a folder that was there before, and outlive a refused run.
+                return run_dir
             _MADE.add(run_dir.resolve())
         run_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=run_dir).close()

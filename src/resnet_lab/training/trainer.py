@@ -133,16 +133,17 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, log: Cal
         config, checkpoint = resumed_config(resume, config, log)
     validate(config)
     c = config
-    run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None or elastic_restart)
     device = pick_device(c.device)
     if c.on_nonfinite == "rollback" and launched_by_torchrun():
         raise UserError("--on-nonfinite rollback runs in one process for now (each rank would judge its own "
                         "loss); under torchrun use skip or stop")
     if c.sync_bn and device.type == "cpu":
         raise UserError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); on CPUs use --norm group or none")
-    ctx, device = init_distributed(device, c.dist_timeout)
-    log = log if ctx.is_main else (lambda *_: None)
+    # From here every refusal goes through release_run_dir, which removes the folder if this run made it.
+    run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None or elastic_restart)
     try:
+        ctx, device = init_distributed(device, c.dist_timeout)
+        log = log if ctx.is_main else (lambda *_: None)
         try:
             with callers_settings_kept(device):
                 result = _train_then_shut_down(c, checkpoint, run_dir, device, ctx, log, dataset, started)
