@@ -195,6 +195,41 @@ def test_sigterm_stops_cleanly_a_killed_worker_is_failed_and_both_resume_exactly
     assert_same_run(out / "resnet8", reference[0])
 
 
+def test_a_signal_to_workers_still_setting_up_says_nothing_was_saved(tmp_path, monkeypatch):
+    """SIGTERM while seed 0's worker is still setting up (its default handler ends it, -15, with no last.pt)
+    and seed 1's has trained 3 steps (it saves at its step boundary, 143): only seed 1 says it saved one."""
+    from resnet_lab.training.sweep import SweepInterrupted, scheduler
+
+    class FakeWorker:
+        def __init__(self, run_dir):
+            self.run_dir, self.code = run_dir, None
+
+        def poll(self):
+            if not signalled:  # the sweep is signalled once both workers run
+                signalled.append(os.kill(os.getpid(), signal.SIGTERM))
+            return self.code
+
+        def send_signal(self, signum):
+            if self.run_dir.name.endswith("seed1"):  # training: saves a checkpoint at its next step
+                torch.save({"step": 3, "total_steps": 30, "history": []}, self.run_dir / "last.pt")
+                self.code = 128 + signum
+            else:
+                self.code = -signum
+
+    signalled, lines = [], []
+    monkeypatch.setattr(scheduler, "launch", lambda run_dir, device, threads: FakeWorker(run_dir))
+    monkeypatch.setattr(scheduler, "_POLL_S", 0.0)
+    grid = Grid({"seed": [0, 1]}, {"model": "resnet8", "data": "digits", "steps": 30})
+    with pytest.raises(SweepInterrupted) as stop:
+        run_sweep(grid, tmp_path, jobs=2, devices="cpu", threads=1, log=lines.append, status_every=0)
+    assert "sweep: seed0 interrupted before its first checkpoint (nothing saved: it starts from the " \
+           "beginning next time)" in lines
+    assert "sweep: seed1 interrupted at step 3 (checkpoint saved)" in lines
+    assert str(stop.value).startswith("interrupted; 1 running run saved a checkpoint, 1 had saved none yet (it "
+                                      "starts from the beginning); run the same command again to continue")
+    assert [s.state for s in sweep_status(tmp_path)] == ["pending", "interrupted"]
+
+
 def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_path, capsys):
     out = tmp_path / "sweep"
     proc = sweep("--model", "resnet8", "--steps", "4", "--batch-size", "32", "--no-tensorboard",

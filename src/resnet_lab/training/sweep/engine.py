@@ -27,13 +27,22 @@ from .worker import threads_per_worker
 
 
 class SweepInterrupted(Exception):
-    """SIGINT/SIGTERM stopped the sweep; every running training worker saved a checkpoint first (a
-    task's worker keeps none: its run starts again, ``task.py``)."""
+    """SIGINT/SIGTERM stopped the sweep; every running training worker saved a checkpoint first, but
+    those still setting up (``unsaved``: none saved yet, they start from the beginning); a task's
+    worker keeps none: its run starts again (``task.py``)."""
 
-    def __init__(self, out: Path, signum: int, stopped: list[str], checkpointed: bool = True):
-        what = "saved a checkpoint" if checkpointed else "stopped (they start again from the beginning)"
-        super().__init__(f"interrupted; {counted(len(stopped), 'running run')} {what}; run the same command "
-                         f"again to continue (see the state with 'resnet-lab sweep --out {out} --status')")
+    def __init__(self, out: Path, signum: int, stopped: list[str], checkpointed: bool = True,
+                 unsaved: list[str] = ()):
+        if checkpointed:
+            saved = len(stopped) - len(unsaved)
+            what = f"{counted(saved, 'running run')} saved a checkpoint"
+            if unsaved:
+                none = f"had saved none yet ({'it starts' if len(unsaved) == 1 else 'they start'} from the beginning)"
+                what = f"{what}, {len(unsaved)} {none}" if saved else f"{counted(len(unsaved), 'running run')} {none}"
+        else:
+            what = f"{counted(len(stopped), 'running run')} stopped (they start again from the beginning)"
+        super().__init__(f"interrupted; {what}; run the same command again to continue (see the state with "
+                         f"'resnet-lab sweep --out {out} --status')")
         self.out, self.signum, self.stopped = out, signum, stopped
 
     @property
@@ -115,7 +124,7 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
     refresh()
     if outcome.signum:
         raise SweepInterrupted(out, outcome.signum, outcome.interrupted,
-                               checkpointed=all(r.task == TRAIN for r in mine))
+                               checkpointed=all(r.task == TRAIN for r in mine), unsaved=outcome.unsaved)
     return SweepResult(out, mine, statuses(out, mine), outcome.failed, jobs, probe, threads, devices)
 
 

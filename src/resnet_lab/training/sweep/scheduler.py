@@ -42,6 +42,7 @@ class Outcome:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # name -> reason
     interrupted: list[str] = field(default_factory=list)  # stopped by a signal: they resume next time
+    unsaved: list[str] = field(default_factory=list)  # those of them stopped before their first checkpoint
     signum: int = 0  # the signal that stopped the sweep, if one did
 
 
@@ -87,7 +88,8 @@ class Scheduler:
         """One SIGTERM per worker per signal received: the worker saves a checkpoint and exits."""
         if self._forwarded == 0:
             training = all(w.spec.task == TRAIN for w in self.running.values())
-            how = "at their next step (each saves a checkpoint)" if training else "(a task keeps no checkpoint)"
+            how = ("at their next step (each saves a checkpoint, or stops at once if still setting up)" if training
+                   else "(a task keeps no checkpoint)")
             self.log(f"sweep: {signal.Signals(signum).name} received; stopping "
                      f"{counted(len(self.running), 'running worker')} {how}")
         for worker in self.running.values():
@@ -141,8 +143,13 @@ class Scheduler:
             self.queue.insert(0, worker.spec)  # locked by another process since we looked: wait for it
         elif code in _INTERRUPTED:
             self.outcome.interrupted.append(worker.spec.name)
-            where = (f"at step {status.step} (checkpoint saved)" if worker.spec.task == TRAIN
-                     else "(it starts again next time)")
+            if worker.spec.task != TRAIN:
+                where = "(it starts again next time)"
+            elif status.total_steps is None:  # stopped while setting up (or before its first save): no last.pt
+                self.outcome.unsaved.append(worker.spec.name)
+                where = "before its first checkpoint (nothing saved: it starts from the beginning next time)"
+            else:
+                where = f"at step {status.step} (checkpoint saved)"
             self.log(f"sweep: {worker.spec.name} interrupted {where}")
         else:
             self._count_failed(worker, code, run_dir)
