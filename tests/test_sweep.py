@@ -230,6 +230,33 @@ def test_a_signal_to_workers_still_setting_up_says_nothing_was_saved(tmp_path, m
     assert [s.state for s in sweep_status(tmp_path)] == ["pending", "interrupted"]
 
 
+def test_a_worker_interrupted_with_weights_that_are_not_finite_says_no_checkpoint_was_saved(tmp_path, monkeypatch,
+                                                                                             capsys):
+    """The trainer keeps no NaN/Inf in a checkpoint (here every state counts as not finite, as after a blow-up
+    under --on-nonfinite warn): a SIGTERM at step 1 then saves nothing, and the worker says so."""
+    from resnet_lab.training import run_files
+    from resnet_lab.training.eager_step import EagerStep
+    from resnet_lab.training.sweep import worker
+    from resnet_lab.training.sweep.engine import _write_spec
+
+    original = EagerStep.__call__
+
+    def interrupt(self, x, y, step):
+        if step == 0:
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler: a stop at the step's end
+        return original(self, x, y, step)
+
+    monkeypatch.setattr(EagerStep, "__call__", interrupt)
+    monkeypatch.setattr(run_files, "all_finite", lambda tensors: False)
+    spec = expand(Grid({"seed": [0]}, {"model": "resnet8", "data": "digits", "image_size": 16, "batch_size": 512,
+                                       "steps": 4, "tensorboard": False}))[0]
+    _write_spec(tmp_path, spec)
+    assert worker._train(tmp_path / spec.name, "cpu", torch.get_num_threads()) == 128 + signal.SIGTERM
+    assert "interrupted at step 1; the weights were not finite, and none was saved before it: no checkpoint was " \
+           "written\n" in capsys.readouterr().err
+    assert read_status(tmp_path / spec.name, spec.name).total_steps is None  # no last.pt
+
+
 def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_path, capsys):
     out = tmp_path / "sweep"
     proc = sweep("--model", "resnet8", "--steps", "4", "--batch-size", "32", "--no-tensorboard",

@@ -44,11 +44,14 @@ class OutputsNotFinite(NonFiniteError):
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was saved at the step boundary (if the run has a directory)."""
+    """SIGINT/SIGTERM arrived; a checkpoint was saved at the step boundary (``saved``), unless the run has no
+    directory or its weights were not finite (``unsaved``: what its directory holds instead)."""
 
-    def __init__(self, run_dir: Path | None, step: int, signum: int):
-        saved = f"checkpoint saved, continue with --resume {run_dir}" if run_dir else "no run directory, nothing saved"
-        super().__init__(f"interrupted at step {step}; {saved}")
+    def __init__(self, run_dir: Path | None, step: int, signum: int, unsaved: str | None = None):
+        self.saved = run_dir is not None and unsaved is None
+        self.note = ("checkpoint saved" if self.saved else unsaved or "no run directory, nothing saved")
+        resume = f", continue with --resume {run_dir}" if self.saved else ""
+        super().__init__(f"interrupted at step {step}; {self.note}{resume}")
         self.run_dir, self.step, self.signum = run_dir, step, signum
 
 
@@ -60,6 +63,7 @@ class ReportInterrupted(TrainingInterrupted):
                                  f"('resnet-lab report {run_dir}' draws the report; --resume continues a run "
                                  "that had not finished)")
         self.run_dir, self.step, self.signum = run_dir, None, signum
+        self.saved, self.note = True, "the run's files are saved"
 
 
 @dataclass
@@ -337,9 +341,11 @@ class _Run:
         if (not self.ctx.enabled or s.step % 10 == 0) and self.ctx.any_rank(bool(interrupt.signum)):
             signum = interrupt.signum or signal.SIGTERM
             s.events.append({"step": s.step, "kind": "interrupted",  # kept: a resumed run shows the break
-                             "detail": f"{signal.Signals(signum).name}, checkpoint saved"})
-            self.files.save("last")
-            raise TrainingInterrupted(self.files.run_dir, s.step, signum)
+                             "detail": f"{signal.Signals(signum).name}, checkpoint saved"})  # on disk only if so
+            saved = self.files.save("last")
+            unsaved = None if saved or self.files.run_dir is None else \
+                self.files.checkpoint_note(False, "the weights were not finite")
+            raise TrainingInterrupted(self.files.run_dir, s.step, signum, unsaved)
         if c.checkpoint_every and s.step % c.checkpoint_every == 0 and s.batch_in_epoch < self.parts.steps_per_epoch:
             self.files.save("last")
 

@@ -8,8 +8,9 @@ On Linux it asks the kernel for a signal when the sweep that started it dies (ev
 and then acts as on one SIGTERM: it saves a checkpoint at the step boundary and exits, as
 ``train`` does.
 
-Exit status: 0 done, 2 bad settings, 3 non-finite stop, 128 + signal when interrupted (a
-checkpoint was saved), ``BUSY`` when the run is locked by another process.
+Exit status: 0 done, 2 bad settings, 3 non-finite stop, 128 + signal when interrupted at a step
+(a checkpoint was saved, unless the weights were not finite), ``BUSY`` when the run is locked by
+another process; a signal that comes while it is still setting up ends it (it saves nothing).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def _train(run_dir: Path, device: str, threads: int) -> int:
         print(f"stopped: {err}", file=sys.stderr)
         return err.exit_code
     except TrainingInterrupted as stop:
-        print(f"interrupted at step {stop.step}; checkpoint saved", file=sys.stderr)
+        print(f"interrupted at step {stop.step}; {stop.note}", file=sys.stderr)  # the sweep resumes it, not --resume
         return 128 + stop.signum
     final = result.final
     print(f"done: {counted(result.steps, 'step')}, final {result.data_info['eval_split']} accuracy "
