@@ -276,7 +276,7 @@ def test_a_failing_run_does_not_stop_the_others_and_jobs_auto_probes_first(tmp_p
     assert [r["jobs"] for r in probe["results"]] == [1, 2]  # never more workers than runs
     assert probe["jobs"] in (1, 2) and manifest["last_invocation"]["jobs"] == probe["jobs"]
     assert all(r["images_per_s"] > 0 for r in probe["results"]) and probe["run"] == "resnet8-lr0.1"
-    assert f"sweep: jobs auto -> {probe['jobs']}" in proc.stdout and not (out / ".probe").exists()
+    assert f"sweep: jobs auto -> {probe['jobs']}" in proc.stdout and not list(out.glob(".probe*"))
 
 
 def test_the_jobs_probe_counts_only_the_time_when_every_worker_trains():
@@ -336,7 +336,7 @@ def test_jobs_auto_on_a_long_run_trains_each_count_for_the_window_only(tmp_path)
     assert time.perf_counter() - start < 120
     assert [r["jobs"] for r in probe["results"]][:1] == [1] and all(r["images_per_s"] > 0 for r in probe["results"])
     assert probe["seconds"] == 3.0 and lines[-1] == f"sweep: jobs auto -> {probe['jobs']}"
-    assert not (tmp_path / ".probe").exists()
+    assert not list(tmp_path.glob(".probe*"))
 
 
 def test_a_probe_window_with_too_few_timed_steps_is_doubled_twice_then_refused(tmp_path, monkeypatch):
@@ -351,7 +351,72 @@ def test_a_probe_window_with_too_few_timed_steps_is_doubled_twice_then_refused(t
         probe.probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=1.0, log=lines.append)
     assert windows == [1.0, 2.0, 4.0] and lines == ["sweep: probe, 1 job at once: too few steps in 1 s; again with 2 s",
                                                     "sweep: probe, 1 job at once: too few steps in 2 s; again with 4 s"]
-    assert not (tmp_path / ".probe").exists()
+    assert not list(tmp_path.glob(".probe*"))
+
+
+def test_the_jobs_probe_removes_its_own_folder_and_dead_probes_leftovers_and_nothing_else(tmp_path, monkeypatch):
+    """A refusal removes the probe's folder, as does any end; before it starts it removes what a killed probe
+    left (its probe.lock free, no worker alive), never a probe in progress (another shard's), a killed probe's
+    worker still saving, or a folder that no probe made."""
+    from resnet_lab.files import try_lock
+    from resnet_lab.training.sweep import probe
+
+    def probe_folder(name: str) -> Path:
+        worker = tmp_path / name / "jobs1" / "try0" / "worker0"
+        worker.mkdir(parents=True)
+        (worker / "sweep.lock").touch()
+        (tmp_path / name / "probe.lock").touch()
+        return worker
+
+    (tmp_path / ".probe").mkdir()  # no probe.lock: not a probe's folder (a user's, or an older version's)
+    (tmp_path / ".probe" / "notes.txt").write_text("keep")
+    probe_folder(".probe-dead")
+    live = try_lock(probe_folder(".probe-live").parent.parent.parent / "probe.lock")  # its probe holds it
+    saving = take_lock(probe_folder(".probe-saving"))  # its probe was killed, its worker is still saving
+    bases = []
+
+    def few_steps(spec, base, count, device, seconds):  # the workers' files, then too few timed steps
+        bases.append(base)
+        (base / "worker0").mkdir(parents=True)
+        (base / "worker0" / "last.pt").write_bytes(b"")
+        return None
+
+    monkeypatch.setattr(probe, "_aggregate_rate", few_steps)
+    grid = Grid(axes={"seed": [0, 1]}, fixed={"model": "resnet8", "data": "digits", "steps": 10**6})
+    try:
+        with pytest.raises(UserError, match="too short"):
+            probe.probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=1.0, log=lambda _: None)
+    finally:
+        os.close(live)
+        os.close(saving)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".probe", ".probe-live", ".probe-saving"]
+    folder = bases[0].parent.parent  # FOLDER/jobs1/try0
+    assert folder.parent == tmp_path and folder.name.startswith(".probe-")
+    assert (tmp_path / ".probe" / "notes.txt").read_text() == "keep"
+    assert (tmp_path / ".probe-live" / "jobs1").is_dir() and (tmp_path / ".probe-saving" / "jobs1").is_dir()
+
+
+def test_a_probe_worker_that_cannot_be_started_stops_those_already_started(tmp_path, monkeypatch):
+    """Otherwise the first would train on, writing again in the probe's folder once it was removed."""
+    from resnet_lab.training.sweep import probe
+
+    started = []
+
+    def launch(run_dir, device, threads):
+        if started:
+            raise OSError(24, "Too many open files")
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]))
+        return started[-1]
+
+    monkeypatch.setattr(probe, "launch", launch)
+    grid = Grid(axes={"seed": [0, 1]}, fixed={"model": "resnet8", "data": "digits", "steps": 10**6})
+    try:
+        with pytest.raises(OSError, match="Too many open files"):
+            probe._aggregate_rate(expand(grid)[0], tmp_path / "probe", 2, "cpu", seconds=1.0)
+        assert started[0].poll() == -signal.SIGKILL
+    finally:
+        started[0].kill()
+        started[0].wait()
 
 
 def test_the_jobs_probe_counts_a_run_that_trained_every_step_whole_though_the_window_stopped_it(tmp_path,

@@ -1,8 +1,9 @@
 """``jobs="auto"``: how many runs at once train the most images per second on this device.
 
 The probe trains one run's settings in 1, 2, 4 and 8 workers at once (never more than the runs
-left) and stops at the first count that does not beat the best so far. It trains in
-``out/.probe`` (removed afterwards); ``sweep.json`` records what it measured.
+left) and stops at the first count that does not beat the best so far. It trains in a folder of
+its own, ``out/.probe-XXXXXXXX``, locked while it lives (``probe.lock``) and removed however it ends
+(``_scratch``); ``sweep.json`` records what it measured.
 
 A count is timed by the clock, not by a number of steps: workers start seconds apart (each imports
 torch, loads the data and sets up its model), and on a GPU a few dozen steps take less time than
@@ -20,19 +21,22 @@ cannot be stopped half-way: it trains ``TASK_STEPS`` steps and reports its own r
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 from ...errors import UserError
-from ...files import write_json
+from ...files import try_lock, write_json
 from ...text import counted
 from .grid import TRAIN, RunSpec
-from .run_state import SPEC_FILE, STDERR_FILE, read_status
+from .run_state import LOCK_FILE, SPEC_FILE, STDERR_FILE, is_locked, read_status
 from .task import images_per_s as task_images_per_s
 from .worker import launch, threads_per_worker
 
@@ -41,27 +45,53 @@ PROBE_SECONDS = 10.0  # the window each count's workers train together
 TASK_STEPS = 20
 RETRIES = 2  # a window with too few timed steps is tried again, twice as long
 LOG_EVERY = 10  # steps between the timed rows: a row reads the loss, which waits for the GPU
+PROBE_LOCK = "probe.lock"  # held by the probe that made the folder, for as long as it lives
 
 
 def probe_jobs(spec: RunSpec, out: Path, device: str, runs_left: int, seconds: float,
                log: Callable[[str], object]) -> dict:
     """Measure, pick the count with the most images/s in all, return the record for sweep.json."""
-    base = out / ".probe"
-    shutil.rmtree(base, ignore_errors=True)  # left by a probe that was killed
     results = []
-    try:
+    with _scratch(out, log) as base:
         for count in (c for c in COUNTS if c <= max(runs_left, 1)):
             rate = _rate_in_a_long_enough_window(spec, base / f"jobs{count}", count, device, seconds, log)
             results.append({"jobs": count, "images_per_s": rate})
             log(f"sweep: probe, {counted(count, 'job')} at once: {rate:,.0f} images/s in all")
             if rate <= max(r["images_per_s"] for r in results[:-1] or [{"images_per_s": 0.0}]):
                 break
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     best = max(results, key=lambda r: r["images_per_s"])
     log(f"sweep: jobs auto -> {best['jobs']}")
     return {"jobs": best["jobs"], "device": device, "host": platform.node(), "seconds": seconds,
             "run": spec.name, "results": results, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+@contextmanager
+def _scratch(out: Path, log: Callable[[str], object]):
+    """A new folder for this probe in ``out``, removed when it ends, however it ends. Folders that killed
+    probes left (``.probe-*`` with a ``probe.lock`` no one holds, and no worker of theirs alive) are removed
+    first; anything else, another sweep's probe in progress (a shard) included, is left as it is."""
+    for left in out.glob(".probe-*"):
+        lock = try_lock(left / PROBE_LOCK) if (left / PROBE_LOCK).is_file() else None
+        if lock is not None:
+            try:
+                if not any(is_locked(held.parent) for held in left.rglob(LOCK_FILE)):
+                    _remove(left, log)
+            finally:
+                os.close(lock)
+    base = Path(tempfile.mkdtemp(prefix=".probe-", dir=out))
+    lock = try_lock(base / PROBE_LOCK)
+    try:
+        yield base
+    finally:
+        _remove(base, log)
+        os.close(lock)
+
+
+def _remove(folder: Path, log: Callable[[str], object]) -> None:
+    try:
+        shutil.rmtree(folder)
+    except OSError as err:  # said, not passed over: the folder is left for the user to delete
+        log(f"sweep: warning: the jobs probe's folder {folder} could not be removed ({err}); delete it")
 
 
 def _rate_in_a_long_enough_window(spec: RunSpec, base: Path, count: int, device: str, seconds: float,
@@ -85,11 +115,13 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
     dirs = [base / f"worker{i}" for i in range(count)]
     for run_dir in dirs:
         write_json(run_dir / SPEC_FILE, _probe_spec(spec, run_dir.name))
-    workers = [launch(run_dir, device, threads_per_worker(count)) for run_dir in dirs]
+    workers = []
     try:
+        for run_dir in dirs:  # started inside the try: a failure to start the next still stops the first
+            workers.append(launch(run_dir, device, threads_per_worker(count)))
         steady_from = _train_together(workers, dirs, seconds) if spec.task == TRAIN else 0.0
         codes = [w.wait() for w in workers]
-    except BaseException:  # Ctrl-C during the probe: no worker outlives it
+    except BaseException:  # Ctrl-C during the probe: no worker outlives it (nor writes in its folder again)
         for w in workers:
             w.kill()
             w.wait()
