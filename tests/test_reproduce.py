@@ -32,6 +32,13 @@ def test_table6_verdict_from_the_numbers():
     assert short["comparable"] is False and short["text"] == "not comparable: 1,000 steps instead of 64,000"
 
 
+def test_a_budget_of_one_step_is_said_in_the_singular():
+    from resnet_lab.experiments.reproduce.findings import table6_findings
+
+    assert table6_verdict(7.0, 6.97, 1)["text"] == "not comparable: 1 step instead of 64,000"
+    assert table6_findings([], 1)["text"][0].startswith("Budget: 1 iteration, not the paper's schedule (64,000)")
+
+
 def test_fig6_pattern_says_yes_and_no():
     paper_like = [_net("plain", 20, .05), _net("plain", 32, .07), _net("plain", 44, .09), _net("plain", 56, .11),
                   _net("resnet", 20, .06), _net("resnet", 56, .02)] + [_net("resnet", d, .04) for d in (32, 44)]

@@ -229,6 +229,14 @@ def _recompute(result: dict) -> dict:
     return out
 
 
+def test_a_cell_of_one_step_is_described_in_the_singular():
+    from resnet_lab.experiments.survey.findings import _describe
+
+    cell = {"name": "plain20-batch-relu-he", "loss_drop": 0.64, "loss_drop_range": (0.64, 0.64), "runs": [{}],
+            "outcomes": {"trained": 1}, "verdicts": {"healthy": 1}, "steps": 1}
+    assert _describe(cell) == "plain20-batch-relu-he: loss drop 64% in 1 step, trained 1/1, monitor healthy 1/1"
+
+
 def test_claims_follow_from_the_cells(survey):
     expected = _recompute(survey)
     got = {c["id"]: c["verdict"] for c in survey["claims"]}

@@ -11,6 +11,7 @@ deepest ResNet ends below the shallowest (resnet56 < resnet20).
 
 from __future__ import annotations
 
+from ...text import counted
 from ..degradation.findings import TIE, error_with_spread, training_gap
 from .paper import PAPER_STEPS, WITHIN_POINTS
 
@@ -22,7 +23,7 @@ def table6_verdict(ours: float | None, paper: float | None, steps: int) -> dict:
     ours - paper), ``reproduced`` (gap <= WITHIN_POINTS) and the sentence."""
     if steps != PAPER_STEPS:
         return {"comparable": False, "gap": None, "reproduced": None,
-                "text": f"not comparable: {steps:,} steps instead of {PAPER_STEPS:,}"}
+                "text": f"not comparable: {counted(steps, 'step')} instead of {PAPER_STEPS:,}"}
     if paper is None or ours is None:
         return {"comparable": False, "gap": None, "reproduced": None, "text": "no published figure for this depth"}
     gap = ours - paper
@@ -36,7 +37,7 @@ def table6_findings(depths: list[dict], steps: int) -> dict:
     """Every depth's verdict (by depth) and the sentences, the budget first."""
     verdicts = {d["depth"]: table6_verdict(d["ours"]["mean"], d["paper_error"], steps) for d in depths}
     budget = (f"Budget: {steps:,} iterations, the paper's schedule." if steps == PAPER_STEPS else
-              f"Budget: {steps:,} iterations, not the paper's schedule ({PAPER_STEPS:,}): no figure below "
+              f"Budget: {counted(steps, 'iteration')}, not the paper's schedule ({PAPER_STEPS:,}): no figure below "
               "can be compared with the paper's.")
     text = [budget] + [f"ResNet-{d}: {v['text']}." for d, v in verdicts.items()]
     return {"budget_is_papers": steps == PAPER_STEPS, "within_points": WITHIN_POINTS,

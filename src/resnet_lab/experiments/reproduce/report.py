@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ...files import atomic_write_text, output_folder
 from ...report import Report, run_metadata
+from ...text import counted
 from ..degradation import write_degradation_outputs
 from .table import COLUMNS, table6_rows, table6_text
 
@@ -32,7 +33,7 @@ def write_table6_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
 
 def _table6_report(result: dict, figure: Path) -> Report:
     s = result["settings"]
-    budget = f"{s['steps']:,} steps" + ("" if s["papers_budget"] else " (not the paper schedule)")
+    budget = counted(s['steps'], 'step') + ("" if s["papers_budget"] else " (not the paper schedule)")
     report = Report("Table 6: CIFAR-10 test error of the CIFAR ResNets",
                     subtitle=f"recipe paper, {budget}, seeds {' '.join(map(str, s['seeds']))}")
     meta = run_metadata(result["hardware"].get("device", "cpu"))
@@ -57,5 +58,5 @@ def _table6_report(result: dict, figure: Path) -> Report:
 def write_fig6_outputs(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """The degradation experiment's files, its report led by the two halves of the paper's pattern."""
     r = result["reproduce"]
-    budget = "the paper's schedule" if r["papers_budget"] else f"{r['steps']:,} steps, not the paper schedule"
+    budget = "the paper's schedule" if r["papers_budget"] else f"{counted(r['steps'], 'step')}, not the paper schedule"
     return write_degradation_outputs(result, out_dir, lead=(f"Fig. 6 pattern ({budget})", r["pattern"]["text"]))

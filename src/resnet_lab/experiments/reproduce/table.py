@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...report.text_table import format_table
+from ...text import counted
 from ..degradation import degradation_text
 
 COLUMNS = [("model", "network"), ("paper", "paper (%)"), ("reimpl", "akamaster (%)"), ("ours", "ours (%)"),
@@ -38,7 +39,7 @@ def table6_text(result: dict, markdown: bool = False) -> str:
     s = result["settings"]
     lines = [format_table(table6_rows(result), COLUMNS, markdown=markdown), "",
              f"Test error (%) at the end of training on the whole test split; {s['data_description']}, recipe paper, "
-             f"{s['steps']:,} steps{'' if s['papers_budget'] else ' (not the paper schedule)'}, "
+             f"{counted(s['steps'], 'step')}{'' if s['papers_budget'] else ' (not the paper schedule)'}, "
              f"{result['hardware'].get('gpu') or result['hardware']['cpu']}, {result['date']}.", "", "findings:"]
     return "\n".join(lines + [f"- {t}" for t in result["findings"]["text"]])
 
@@ -46,7 +47,7 @@ def table6_text(result: dict, markdown: bool = False) -> str:
 def fig6_text(result: dict) -> str:
     """The degradation table and findings, then the two halves of the paper's pattern."""
     r = result["reproduce"]
-    budget = (f"{r['steps']:,} steps, the paper's schedule" if r["papers_budget"]
-              else f"{r['steps']:,} steps, not the paper schedule ({r['paper_steps']:,})")
+    budget = (f"{counted(r['steps'], 'step')}, the paper's schedule" if r["papers_budget"]
+              else f"{counted(r['steps'], 'step')}, not the paper schedule ({r['paper_steps']:,})")
     lines = [degradation_text(result), "", f"Fig. 6 pattern ({budget}):"]
     return "\n".join(lines + [f"- {t}" for t in r["pattern"]["text"]])

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from ...text import counted
 from .design import CLAIMS, DEEP, ORDER, VANISH_RATIO
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_MEASURED = "supported", "contradicted", "inconclusive", "not measured"
@@ -120,8 +121,8 @@ def _short(c: dict) -> str:
 
 def _describe(c: dict) -> str:
     """``plain20-batch-relu-he: loss drop 64% (60..70%) in 30 steps, trained 3/3, monitor healthy 3/3``."""
-    return (f"{c['name']}: loss drop {spread(c, 'loss_drop', pct)} in {c['steps']} steps, {outcome_counts(c)}, "
-            f"monitor {verdict_counts(c)}")
+    return (f"{c['name']}: loss drop {spread(c, 'loss_drop', pct)} in {counted(c['steps'], 'step')}, "
+            f"{outcome_counts(c)}, monitor {verdict_counts(c)}")
 
 
 def _ratios(cells: list[dict]) -> str:

@@ -91,8 +91,8 @@ def _draw(result: dict, which: str) -> Figure:
     axes[0].set_ylabel("norm / activation / init")
     fig.colorbar(image, ax=list(axes), shrink=0.9, label=label)
     s = result["settings"]
-    fig.suptitle(f"{title}\n{s['data']} {s['image_size']}px, batch {s['batch_size']}, {s['steps']} steps at lr "
-                 f"{s['lr']:g}, median of {counted(len(s['seeds']), 'seed')}", fontsize=9)
+    fig.suptitle(f"{title}\n{s['data']} {s['image_size']}px, batch {s['batch_size']}, {counted(s['steps'], 'step')} "
+                 f"at lr {s['lr']:g}, median of {counted(len(s['seeds']), 'seed')}", fontsize=9)
     return fig
 
 
