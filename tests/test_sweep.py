@@ -575,6 +575,15 @@ def test_bad_sweep_input_is_one_line_exit_2_and_writes_nothing(args, fragment, t
     assert not out.exists()
 
 
+def test_status_refuses_the_options_of_a_run_even_at_their_defaults(tmp_path, capsys):
+    """--status reads the folder only: --jobs, --devices and the like were passed over without a word."""
+    args = ["--jobs", "1", "--devices", "cpu", "--threads", "1", "--shard", "0/1", "--probe-seconds", "5",
+            "--status-every", "0"]
+    assert main(["sweep", "--out", str(tmp_path), "--status", *args]) == 2
+    assert capsys.readouterr().err == ("resnet-lab: error: --status shows the sweep in --out as it is; drop --jobs, "
+                                       "--devices, --threads, --shard, --probe-seconds, --status-every\n")
+
+
 def test_a_device_this_machine_lacks_is_refused_naming_devices(tmp_path, capsys, monkeypatch):
     """The line named --device, train's option, which a sweep does not have (its own is --devices)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -28,6 +28,9 @@ RUN_DIR/worker.out and worker.err); DIR/sweep.json sums up every run's settings,
 # torchrun's options need torchrun.
 _NOT_COPIED = {"out", "resume", "device", "quiet", "report", "sync_bn", "dist_timeout", "help", "debug"}
 
+# The sweep's own options for a run, which --status (reading the folder only) has no use for.
+_RUN_OPTIONS = ("jobs", "devices", "threads", "shard", "probe_seconds", "status_every")
+
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="train a grid of runs (models x seeds x ...) several at a time, resumably",
@@ -38,18 +41,20 @@ def register(sub) -> None:
     p.add_argument("--out", type=output_path, required=True, metavar="DIR",
                    help="the sweep's folder: one run directory per run")
     g = p.add_argument_group("sweep")
-    g.add_argument("--jobs", default="1", metavar="N|auto",
+    # No defaults here (run_sweep's apply): an option given, even at its default, is known, so that --status,
+    # which only reads the folder, can refuse it rather than pass it over.
+    g.add_argument("--jobs", metavar="N|auto",
                    help="runs at once per device (default 1); auto: measure 1, 2, 4, 8 and take the fastest")
-    g.add_argument("--devices", nargs="+", default=["auto"], metavar="DEVICE",
+    g.add_argument("--devices", nargs="+", metavar="DEVICE",
                    help="devices to spread the runs over (default auto), e.g. cuda:0 cuda:1")
     g.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out among the runs)")
     g.add_argument("--shard", metavar="I/N", help="run only runs I, I+N, I+2N, ... (to split a sweep across "
                                                   "machines into one folder)")
-    g.add_argument("--probe-seconds", type=float, default=PROBE_SECONDS, metavar="S",
+    g.add_argument("--probe-seconds", type=float, metavar="S",
                    help=f"seconds each count's workers train together in the --jobs auto probe, once all have "
                         f"set up (default {PROBE_SECONDS:g})")
     g.add_argument("--status", action="store_true", help="print the table of runs and their states, run nothing")
-    g.add_argument("--status-every", type=float, default=30.0, metavar="S",
+    g.add_argument("--status-every", type=float, metavar="S",
                    help="seconds between status lines (default 30; 0: none)")
     copy_train_options(p, "training (as for 'train'; several values: one run per combination)",
                        exclude=_NOT_COPIED, several=True)
@@ -80,7 +85,7 @@ def run(args) -> int:
     from ..training.sweep import SweepInterrupted, run_sweep, sweep_status
 
     if args.status:
-        given = [d for d in args.train_dests if getattr(args, d) is not None]
+        given = [d for d in (*_RUN_OPTIONS, *args.train_dests) if getattr(args, d) is not None]
         if given:  # --status reads the folder; settings next to it would look as if they applied
             from ..errors import UserError
 
@@ -88,12 +93,12 @@ def run(args) -> int:
                             f"{', '.join('--' + d.replace('_', '-') for d in given)}")
         _print_table(sweep_status(args.out, log=lambda line: print(line, file=sys.stderr)))
         return 0
-    jobs = jobs_value(args.jobs)
-    shard = _shard(args.shard) if args.shard else (0, 1)
+    given = {"jobs": jobs_value(args.jobs), "devices": args.devices, "threads": args.threads,
+             "shard": None if args.shard is None else _shard(args.shard), "status_every": args.status_every,
+             "probe_seconds": args.probe_seconds}
     try:
-        result = run_sweep(grid_from_args(args), args.out, jobs=jobs, devices=args.devices, shard=shard,
-                           threads=args.threads, log=_log, status_every=args.status_every,
-                           probe_seconds=args.probe_seconds)
+        result = run_sweep(grid_from_args(args), args.out, log=_log,
+                           **{name: value for name, value in given.items() if value is not None})
     except SweepInterrupted as stop:
         print(f"resnet-lab: sweep {stop}", file=sys.stderr)
         return stop.exit_code
