@@ -492,6 +492,19 @@ def test_random_or_foreign_checkpoints_are_refused_in_one_clean_line(tmp_path, c
                             "load)\n")  # the fix, not only the problem
 
 
+def test_a_checkpoint_cut_short_under_64_kib_is_refused_in_one_line_not_a_traceback(checkpoint, capsys):
+    """A .pt cut short to a few KiB keeps its zip header, and torch's reader then seeks before the file's start:
+    an OSError (EINVAL) that was taken for the machine refusing the read and shown as a traceback."""
+    from resnet_lab.training import load_checkpoint
+
+    cut = checkpoint.with_name("cut.pt")
+    cut.write_bytes(checkpoint.read_bytes()[:20_000])
+    with pytest.raises(UserError, match="truncated, corrupted or not a resnet-lab checkpoint"):
+        load_checkpoint(cut)
+    assert main(["evaluate", "--checkpoint", str(cut)]) == 2
+    _one_line_error(capsys, f"checkpoint {cut} is truncated, corrupted or not a resnet-lab checkpoint")
+
+
 def test_a_device_this_machine_lacks_is_refused_in_one_line(checkpoint, monkeypatch, capsys):
     from resnet_lab.runtime import pick_device
 

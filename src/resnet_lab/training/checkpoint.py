@@ -6,6 +6,7 @@ A checkpoint is a plain dict of tensors, numbers, strings and lists, so it loads
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import warnings
@@ -53,8 +54,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
             warnings.simplefilter("ignore")  # e.g. torch's note on protocol-4 pickles: the refusal says enough
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:  # the machine refused the read (permissions, an
-            raise  # I/O error), not the file's content: one line naming the file, exit 1
+        # The machine refused the read (permissions, an I/O error), not the file's content: one line naming the
+        # file, exit 1. But EINVAL is the content: torch's zip reader seeks before the start of a zip file cut
+        # short under 64 KiB (looking for its end record), and the OS refuses that seek.
+        if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+            raise
         raise UserError(f"checkpoint {path} is truncated, corrupted or not a resnet-lab checkpoint "
                         f"({_load_failure(exc)}); give a last.pt or best.pt that 'resnet-lab train' wrote (the "
                         "run's other one may still load)") from None
