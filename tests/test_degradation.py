@@ -333,6 +333,15 @@ def test_depths_and_seeds_that_are_not_integers_are_refused_not_cut_to_one(depth
     assert check_depths(np.array([14, 8])) == [8, 14]  # numpy integers are integers
 
 
+def test_one_depth_and_one_seed_where_a_list_goes_are_taken_as_lists():
+    """run_degradation(8, seeds=0) was refused with "depths must be integers such as 20 56, got 8"."""
+    from resnet_lab.experiments.degradation import check_depths, check_seeds
+
+    assert check_depths(8) == [8] and check_seeds(0) == [0]
+    result = run_degradation(8, seeds=0, data="digits", steps=1, image_size=16, log=None)
+    assert [n["model"] for n in result["networks"]] == ["plain8", "resnet8"] and result["settings"]["seeds"] == [0]
+
+
 def test_val_split_with_a_data_set_given_already_loaded_is_refused_not_ignored():
     ds = load_data("digits")
     with pytest.raises(UserError, match=r"val_split=100 .* pass dataset\.with_holdout\(100, seed\) or drop val_split"):

@@ -46,6 +46,8 @@ POINTS_PER_EPOCH = 4
 
 def _distinct_ints(values: Sequence[int], what: str, example: str) -> list[int]:
     """Integers, at least one, none repeated: the shared check for --depths and --seeds."""
+    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
+        values = [values]  # one depth or seed where a list goes (as run_survey takes it): not "must be integers"
     try:
         if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values):
             raise TypeError  # 8.7 or "8" would be cut to 8 by int(): not what was asked
