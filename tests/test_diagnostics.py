@@ -478,6 +478,21 @@ def test_bad_options_are_user_errors():
         monitor.step()
 
 
+def test_monitor_takes_numpy_integers_as_the_counts_they_hold():
+    """every=np.int64(2) was refused with "every must be an integer >= 0, got np.int64(2)" (and so were a
+    numpy vanish_patience and a numpy nesting depth for groups=), though a notebook computes them that way."""
+    import numpy as np
+
+    model = SmallMLP()
+    monitor = GradientMonitor(model, every=np.int64(2), vanish_patience=np.int64(3), groups=np.int64(1))
+    for x, y in batches(3, shape=(3, 8, 8)):
+        model.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        monitor.step()
+    assert [r["step"] for r in monitor.records()] == [0, 2]
+    assert monitor.every == 2 and type(monitor.every) is int
+
+
 def test_overhead_benchmark_smoke_run_writes_its_json(tmp_path):
     out = tmp_path / "bench.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_monitor_overhead.py"), "--smoke",

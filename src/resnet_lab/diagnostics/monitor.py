@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, numpy_scalars_as_numbers
 from ..files import write_json
 from .activations import ActivationTracker
 from .choices import POLICIES
@@ -142,6 +142,9 @@ class GradientMonitor(NonFinitePolicy):
         max_pending: records allowed in flight before the oldest is read back with a sync.
     """
 
+    # A notebook's computed counts are often numpy integers (every=np.int64(2)): taken as the ints they hold,
+    # where they were refused with "every must be an integer >= 0, got np.int64(2)".
+    @numpy_scalars_as_numbers
     def __init__(
         self,
         model: nn.Module,
