@@ -473,6 +473,8 @@ def test_bad_options_are_user_errors():
         GradientMonitor(SmallMLP(), nonfinite="ignore")
     with pytest.raises(UserError, match="histogram_every needs tb_writer"):
         GradientMonitor(SmallMLP(), histogram_every=10)
+    with pytest.raises(UserError, match=r"^the model to monitor is an nn.Module, got str 'resnet8'; build it first"):
+        GradientMonitor("resnet8")  # was an AttributeError: 'str' object has no attribute 'parameters'
     monitor = GradientMonitor(SmallMLP())
     with pytest.raises(UserError, match="after loss.backward"):
         monitor.step()

@@ -205,6 +205,9 @@ def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping
 
     Every trainable parameter belongs to exactly one group.
     """
+    if not isinstance(model, nn.Module):  # a model's name or its state dict: AttributeError on .parameters()
+        raise UserError(f"the model to monitor is an nn.Module, got {type(model).__name__} {model!r:.60}; "
+                        "build it first (e.g. resnet_lab.create_model(name))")
     if not any(p.requires_grad for p in model.parameters()):
         raise UserError("the model has no trainable parameters: nothing to monitor "
                         "(did you freeze every layer with requires_grad=False?)")
