@@ -57,6 +57,15 @@ def test_plain_twin_has_no_shortcut_and_computes_something_else():
     assert not torch.allclose(res(x), plain(x))
 
 
+@pytest.mark.parametrize("name, twin", [("plain20", "resnet20"), ("plain18", "resnet18")])
+def test_a_plain_name_with_shortcuts_is_refused_not_a_resnet_under_its_name(name, twin):
+    """`--model plain20 --shortcut B` built resnet20 with B shortcuts and called it plain20 (a sweep's
+    common --shortcut reached its plain nets too): the comparison it was meant for silently lost."""
+    with pytest.raises(UserError, match=f"{name} is a plain net .* use {twin} for shortcuts"):
+        create_model(name, shortcut="B")
+    assert all(not b.residual for b in create_model(name, shortcut="none").blocks())
+
+
 @pytest.mark.parametrize("name", list(TORCHVISION_PARAMS))
 def test_torchvision_weights_load_strictly_and_give_the_same_outputs(name):
     torch.manual_seed(0)

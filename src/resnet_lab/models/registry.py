@@ -150,6 +150,10 @@ def create_model(name: str, *, weights: str | Path | None = None, **options) -> 
         raise UserError(f"unknown model option(s) {', '.join(sorted(unknown))}; "
                         f"valid: {', '.join(sorted(_OPTION_NAMES))}")
     kwargs = {**spec.defaults, **{k: v for k, v in options.items() if v is not None}}
+    if spec.defaults.get("shortcut") == "none" and kwargs["shortcut"] != "none":  # a ResNet under a plain name
+        twin = name.replace("plain", "resnet", 1)
+        raise UserError(f"{name} is a plain net (no shortcuts), so shortcut {kwargs['shortcut']!r} would make it "
+                        f"{twin} under another name; use {twin} for shortcuts")
     model = ResNet(spec.block, spec.layers, spec.widths, stem=spec.stem, **kwargs)
     model.spec = spec
     if weights is not None:
