@@ -432,6 +432,7 @@ def test_evaluate_predict_and_export_use_the_checkpoint(tmp_path, reference_run,
     assert main(["evaluate", "--checkpoint", str(reference_run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 360 and 0 <= result["test_acc"] <= 1
+    assert (result["weights"], result["tta"]) == ("trained", False)  # what the figure is of
     history = [json.loads(x) for x in (reference_run / "metrics.jsonl").read_text().splitlines()]
     assert result["test_acc"] == pytest.approx(history[-1]["test_acc"])
 
@@ -763,3 +764,18 @@ def test_evaluate_and_predict_check_device_and_batch_size_in_one_line(tiny_run, 
         with pytest.raises(UserError, match=fragment):
             predict_images(tiny_run, ["unread.png"], **keywords)
     assert evaluate_checkpoint(tiny_run, device=torch.device("cpu"))["n"] == 360
+
+
+def test_evaluate_says_when_its_figure_is_the_weight_average_or_flip_tta(tmp_path, shared_data_dir, capsys):
+    """`evaluate --ema --tta` printed the same line and JSON as the trained weights without TTA: a figure
+    piped on could pass for the trained weights' own."""
+    run = tmp_path / "run"
+    assert main(["train", "--model", "resnet8", "--data", f"npz:{shared_data_dir / 'cifar10-small.npz'}", "--steps",
+                 "2", "--ema", "0.9", "--image-size", "16", "--quiet", "--no-tensorboard", "--report", "none",
+                 "--device", "cpu", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(run), "--ema", "--tta"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(" images (weight average, flip TTA)")
+    assert main(["evaluate", "--checkpoint", str(run), "--tta", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["weights"], result["tta"]) == ("trained", True)

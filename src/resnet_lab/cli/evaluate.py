@@ -23,7 +23,9 @@ def register(sub) -> None:
     p.add_argument("--ema", action="store_true",
                    help="the run's weight average (trained with --ema) instead of its weights")
     p.add_argument("--tta", action="store_true", help="average each image's logits with its mirror image's")
-    p.add_argument("--json", action="store_true", help='print {"test_acc": ..., "test_loss": ..., "n": ...}')
+    p.add_argument("--json", action="store_true",
+                   help='print {"test_acc": ..., "test_loss": ..., "n": ..., "split": ..., "weights": "trained" or '
+                        '"ema", "tta": true or false}')
     p.set_defaults(func=run)
 
 
@@ -35,6 +37,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        how = [what for what, used in (("weight average", args.ema), ("flip TTA", args.tta)) if used]
         print(f"{result['split']} accuracy {result['test_acc']:.4f}, loss {result['test_loss']:.4f} on "
-              f"{result['n']:,} images")
+              f"{result['n']:,} images{' (' + ', '.join(how) + ')' if how else ''}")
     return 0

@@ -52,7 +52,8 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
 def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size: int = 256, device="cpu",
                         ema: bool = False, flip: bool = False) -> dict:
     """Test loss/accuracy of a checkpoint on ``data`` (default: the data it was trained on);
-    ``flip``: with flip test-time augmentation."""
+    ``ema``: of its weight average; ``flip``: with flip test-time augmentation. The result says which
+    (``weights``, ``tta``): a figure piped on without them could pass for the trained weights' own."""
     from ..data import DeviceLoader, FolderDataset, InMemoryDataset, load_data, make_folder_loaders, resize_dataset
     from .evaluation import check_flip_tta, evaluate
     from .precision import resolve_precision
@@ -88,7 +89,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     if not math.isfinite(result["loss"]):
         raise UserError(not_finite_message(path, f"its loss on {ds.description()} is {result['loss']}"))
     return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"],
-            "split": getattr(ds, "eval_split", "test")}
+            "split": getattr(ds, "eval_split", "test"), "weights": "ema" if ema else "trained", "tta": bool(flip)}
 
 
 PREDICT_BATCH = 256  # images read and classified at once by predict_images
