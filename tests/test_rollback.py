@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import warnings
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -25,36 +26,53 @@ from resnet_lab.training import TrainingInterrupted, load_checkpoint, resolve_co
 from resnet_lab.training.checkpoint import all_finite
 from resnet_lab.training.eager_step import EagerStep
 
-# resnet8 on digits with a peak learning rate of 8 (the default one-cycle schedule): the loss
-# spikes at step 15 and the gradients overflow at step 31 (see the first test).
-DIVERGING = dict(model="resnet8", data="digits", batch_size=64, steps=88, lr=8.0, lr_scaling=False,
-                 deterministic=True, seed=1, progress=False, tensorboard=False, checkpoint_every=5)
+# resnet8 on digits whose batch at step POISONED has its images times Inf (``_poisoned``), so that its
+# gradients are non-finite on any machine. A real blow-up (peak lr 8) depended on the CPU's floating
+# point: it overflowed at step 31 on one 2-core machine and never in 88 steps on another.
+POISONED = 15
+RUN = dict(model="resnet8", data="digits", batch_size=64, steps=88, lr_scaling=False, deterministic=True, seed=1,
+           progress=False, tensorboard=False, checkpoint_every=5)
 
 
 def _argv(out, policy: str) -> list[str]:
-    return ["train", "--model", "resnet8", "--data", "digits", "--batch-size", "64", "--steps", "88", "--lr", "8",
+    return ["train", "--model", "resnet8", "--data", "digits", "--batch-size", "64", "--steps", "88",
             "--no-lr-scaling", "--deterministic", "--seed", "1", "--quiet", "--no-tensorboard",
             "--checkpoint-every", "5", "--on-nonfinite", policy, "--out", str(out)]
+
+
+@contextmanager
+def _poisoned():
+    original = EagerStep.__call__
+
+    def call(self, x, y, step):
+        return original(self, x * float("inf") if step == POISONED else x, y, step)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EagerStep, "__call__", call)
+        yield
 
 
 @pytest.fixture(scope="module")
 def rolled_back(tmp_path_factory):
     out = tmp_path_factory.mktemp("rollback") / "run"
-    assert main(_argv(out, "rollback")) == 0
+    with _poisoned():
+        assert main(_argv(out, "rollback")) == 0
     return out
 
 
 def test_rollback_recovers_a_run_that_stop_ends_with_exit_3(tmp_path, rolled_back, capsys):
-    assert main(_argv(tmp_path / "stopped", "stop")) == 3
+    with _poisoned():
+        assert main(_argv(tmp_path / "stopped", "stop")) == 3
     capsys.readouterr()
 
     kept = load_checkpoint(rolled_back / "last.pt")
     assert kept["step"] == 88 and all_finite(kept["model"])
     events = [e for e in json.loads((rolled_back / "events.json").read_text()) if e["kind"] == "rollback"]
-    assert events and "back to step" in events[0]["detail"]
-    assert kept["rollback"]["lr_scale"] == 0.5 ** len(events)
+    assert [e["step"] for e in events] == [POISONED] and "back to step" in events[0]["detail"]
+    assert kept["rollback"]["lr_scale"] == 0.5
     metrics = read_jsonl(rolled_back / "metrics.jsonl")
     assert [e["kind"] for row in metrics for e in row.get("events", [])].count("rollback") == len(events)
+    # The dropped batch is in no average: its NaN loss made the epoch's training loss NaN.
+    assert all(math.isfinite(row["train_loss"]) for row in metrics)
     first_loss = read_jsonl(rolled_back / "gradients.jsonl")[0]["loss"]
     assert metrics[-1]["train_loss"] < first_loss  # recovered: below where it started
     assert "rollback" in (rolled_back / "report.html").read_text()
@@ -74,13 +92,14 @@ def _interrupt_at(monkeypatch, step: int) -> None:
 @pytest.mark.parametrize("stop_at", [12, 20], ids=["before-the-rollback", "after-the-rollback"])
 def test_resume_across_a_rollback_is_bit_identical(tmp_path, rolled_back, monkeypatch, stop_at):
     out = tmp_path / "run"
-    config = resolve_config("default", **DIVERGING, on_nonfinite="rollback", out=str(out))
-    with monkeypatch.context() as patch:
+    config = resolve_config("default", **RUN, on_nonfinite="rollback", out=str(out))
+    with _poisoned(), monkeypatch.context() as patch:
         _interrupt_at(patch, stop_at)
         with pytest.raises(TrainingInterrupted):
             train(config, log=lambda _: None)
     assert load_checkpoint(out / "last.pt")["step"] == stop_at + 1
-    train(config, resume=out, log=lambda _: None)
+    with _poisoned():  # resumed at step 13, the run meets the poisoned batch as the reference did
+        train(config, resume=out, log=lambda _: None)
     ours, reference = load_checkpoint(out / "last.pt"), load_checkpoint(rolled_back / "last.pt")
     for name, tensor in reference["model"].items():
         assert torch.equal(ours["model"][name], tensor), name

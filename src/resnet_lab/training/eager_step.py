@@ -31,7 +31,9 @@ class EagerStep:
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.monitor, self.ema, self.events, self.log = monitor, ema, events, log
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The step's loss and logits, or None when the policy dropped its batch (skip, rollback): the
+        batch counts in no average, as a non-finite (or spiking) loss would make the epoch's one."""
         with autocast(self.device, self.precision):
             logits = self.step_model(x)
             loss = self.loss_fn(logits, y)
@@ -54,12 +56,13 @@ class EagerStep:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
         if self.clip_value is not None:
             nn.utils.clip_grad_value_(self.model.parameters(), self.clip_value)
-        if self._may_step(x, y, step):
+        taken = self._may_step(x, y, step)
+        if taken:
             self.scaler.step(self.optimizer)
             if self.ema is not None:
                 self.ema.update_()
         self.scaler.update()
-        return loss, logits
+        return (loss, logits) if taken else None
 
     def _may_step(self, x, y, step: int) -> bool:
         """The monitor's policy (warn: no sync; skip/stop: one check). A skip is logged on one line."""

@@ -251,7 +251,8 @@ class _Run:
 
     def _step_function(self) -> Callable:
         """``(x, y, lr, step) -> (loss, logits)``: one CUDA-graph replay where the settings allow
-        (see graphed_step.py), else the eager step with the non-finite policy (eager_step.py)."""
+        (see graphed_step.py), else the eager step with the non-finite policy (eager_step.py), which
+        returns None for a batch the policy dropped."""
         c, p, monitor, events, log = self.c, self.parts, self.files.monitor, self.state.events, self.log
         loss_fn = _loss_fn(c)
         blockers = graph_blockers(c, self.ctx.enabled) if c.cuda_graph else []
@@ -292,10 +293,12 @@ class _Run:
             for x, y in _batches(p.train_loader, s.batch_in_epoch):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 epoch["lr"] = lr = self._set_lr()
-                loss, logits = self.train_step(x, y, lr, s.step)
-                with torch.no_grad():  # no host-to-device copy here: that would synchronise every step
-                    s.sums[:2] += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
-                    s.sums[2] += len(y)
+                taken = self.train_step(x, y, lr, s.step)
+                if taken is not None:  # a dropped batch (skip, rollback) is in no average: its loss is NaN or a spike
+                    loss, logits = taken
+                    with torch.no_grad():  # no host-to-device copy here: that would synchronise every step
+                        s.sums[:2] += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double()])
+                        s.sums[2] += len(y)
                 s.step += 1
                 s.batch_in_epoch += 1
                 self._after_step(lr, bar, interrupt)
