@@ -624,6 +624,31 @@ def test_folder_dataset_excludes_corrupt_files_and_loaders_iterate(tmp_path):
     assert not set(shards[0].sampler) & set(shards[1].sampler)
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_no_augment_trains_image_folders_without_random_crops_or_flips(tmp_path, augment):
+    """--no-augment used to be ignored for image folders: their training images were still cropped
+    at random and flipped. Without augmentation each training image is its evaluation view."""
+    from resnet_lab.data.folder import folder_transforms
+    from resnet_lab.training.config import resolve_config
+    from resnet_lab.training.setup import make_loaders
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            for i in range(2):
+                path = tmp_path / "imgs" / split / c / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
+    ds = load_data(f"folder:{tmp_path / 'imgs'}")
+    train, _ = make_loaders(ds, resolve_config(augment=augment, batch_size=4, workers=0), torch.device("cpu"), 16)
+    eval_tf = folder_transforms(16, ds.mean, ds.std)[1]
+    views = torch.stack([eval_tf(Image.open(p).convert("RGB")) for p, _ in ds.train_files])
+    train.set_epoch(0)
+    (images, _), = list(train)
+    nearest = (images[:, None] - views[None]).abs().flatten(2).amax(-1).amin(-1)  # each image's closest view
+    assert bool(nearest.max() < 1e-6) is not augment
+
+
 def test_alternate_flip_is_refused_where_it_cannot_apply(tmp_path):
     from resnet_lab.training.config import resolve_config
     from resnet_lab.training.setup import make_loaders

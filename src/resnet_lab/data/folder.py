@@ -242,14 +242,12 @@ class EpochDataLoader(DataLoader):
             self.sampler.set_epoch(epoch)
 
 
-def folder_transforms(image_size: int, mean, std, hflip: bool = True):
-    """(train, eval) torchvision transforms: random-resized crop (+ flip) / resize + center crop."""
+def folder_transforms(image_size: int, mean, std, hflip: bool = True, augment: bool = True):
+    """(train, eval) torchvision transforms: random-resized crop (+ flip) / resize + center crop.
+    ``augment=False`` (``--no-augment``): training images are prepared as evaluation images are,
+    with no random crop or flip."""
     from torchvision import transforms as T
 
-    train = [T.RandomResizedCrop(image_size)]
-    if hflip:
-        train.append(T.RandomHorizontalFlip())
-    train += [T.ToTensor(), T.Normalize(mean, std)]
     # Resize the shorter side to size*256/224, the usual ImageNet evaluation ratio.
     evaluation = [
         T.Resize(max(image_size, round(image_size * 256 / 224))),
@@ -257,6 +255,12 @@ def folder_transforms(image_size: int, mean, std, hflip: bool = True):
         T.ToTensor(),
         T.Normalize(mean, std),
     ]
+    if not augment:
+        return T.Compose(evaluation), T.Compose(evaluation)
+    train = [T.RandomResizedCrop(image_size)]
+    if hflip:
+        train.append(T.RandomHorizontalFlip())
+    train += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(train), T.Compose(evaluation)
 
 
@@ -268,19 +272,20 @@ def make_folder_loaders(
     seed: int,
     rank: int = 0,
     world_size: int = 1,
+    augment: bool = True,
 ) -> tuple[EpochDataLoader, EpochDataLoader]:
     """(train_loader, val_loader) for a FolderDataset; `batch_size` is the GLOBAL batch size.
 
     The train order is a seeded per-epoch shuffle (call `train_loader.set_epoch(e)`), sharded
     across ranks by DistributedSampler (each rank gets batch_size / world_size per step,
     incomplete last batch dropped). Validation is sharded without padding or shuffling.
-    ``workers=None``: ``default_workers()``.
+    ``workers=None``: ``default_workers()``. ``augment=False``: no random crop or flip in training.
     """
     check_global_batch(batch_size, world_size)
     workers = default_workers() if workers is None else workers
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
-    train_tf, eval_tf = folder_transforms(image_size, ds.mean, ds.std, ds.hflip)
+    train_tf, eval_tf = folder_transforms(image_size, ds.mean, ds.std, ds.hflip, augment)
     train_set = ImageFileDataset(ds.train_files, train_tf)
     val_set = ImageFileDataset(ds.val_files, eval_tf)
     # Explicit num_replicas/rank: works without an initialised process group.

@@ -211,7 +211,9 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
         if c.flip != "random":
             raise UserError(f"--flip {c.flip} needs in-memory data that is flipped ({IN_MEMORY_DATA_SETS}, but not "
                             "digits); image folders flip at random")
-        return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size)
+        # --no-augment reaches the folder loaders too: they used to crop and flip whatever it said.
+        return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size,
+                                   augment=c.augment)
     common = dict(mean=ds.mean, std=ds.std, device=device, hflip=ds.hflip, seed=c.seed,
                   channels_last=c.channels_last, rank=rank, world_size=world_size)
     if c.augment and c.pad_mode == "reflect" and c.translate >= min(ds.x_train.shape[-2:]):
