@@ -148,6 +148,10 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["train", "--optimizer", "adam", "--nesterov"], "--nesterov is SGD's momentum"),
     (["train", "--no-augment", "--translate", "8"], "--translate sets the training crop, but --no-augment"),
     (["train", "--schedule", "step", "--milestones", "0.9", "0.1"], "--milestones must increase"),
+    # ... and these three trained on at exit 0, the flag recorded in config.json but never used:
+    (["train", "--optimizer", "adam", "--momentum", "0.5"], "--momentum is SGD's; --optimizer adam ignores it"),
+    (["train", "--milestones", "0.3", "0.6"], "but --schedule is linear, which ignores them: add --schedule step"),
+    (["train", "--val-seed", "3"], "but nothing is held out (no --val-split N): add --val-split N or drop --val-seed"),
     # An empty --out (an unset shell variable) once wrote every command's files into the current folder.
     *[([*command, "--out", ""], "is empty (an unset shell variable?)") for command in (
         ["degradation"], ["survey"], ["compare", "resnet20"], ["demo"], ["sweep"], ["reproduce", "table6"],

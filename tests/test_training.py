@@ -84,8 +84,8 @@ def test_a_notebooks_path_numpy_numbers_and_torch_device_become_the_plain_values
 
     config = resolve_config("default", model="resnet8", data="digits", image_size=np.int64(16), steps=np.int64(2),
                             batch_size=np.int32(32), lr=np.float32(0.05), seed=np.int64(1), milestones=[0.5],
-                            device=torch.device("cpu"), out=tmp_path / "run", progress=False, tensorboard=False,
-                            report="none")
+                            schedule="step", device=torch.device("cpu"), out=tmp_path / "run", progress=False,
+                            tensorboard=False, report="none")
     assert (config.out, config.device, config.milestones) == (str(tmp_path / "run"), "cpu", (0.5,))
     assert type(config.steps) is int and type(config.lr) is float
     train(config, log=lambda _: None)

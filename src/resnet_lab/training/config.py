@@ -170,6 +170,14 @@ def _check_given_together(given: dict, c: TrainConfig) -> None:
     """Flags given explicitly that the run would ignore: refused, never recorded as if they applied."""
     if given.get("nesterov") and c.optimizer != "sgd":
         raise UserError(f"--nesterov is SGD's momentum; --optimizer {c.optimizer} ignores it: drop one of them")
+    if "momentum" in given and c.optimizer != "sgd":  # Adam's moments have decays of their own; this one went nowhere
+        raise UserError(f"--momentum is SGD's; --optimizer {c.optimizer} ignores it: drop one of them")
+    if "milestones" in given and c.schedule != "step":  # only the step schedule divides the lr at milestones
+        raise UserError(f"--milestones are where --schedule step divides the learning rate by 10, but --schedule is "
+                        f"{c.schedule}, which ignores them: add --schedule step or drop --milestones")
+    if "val_seed" in given and not c.val_split:  # nothing is held out, so no images are chosen by it
+        raise UserError("--val-seed chooses the images --val-split holds out, but nothing is held out (no "
+                        "--val-split N): add --val-split N or drop --val-seed")
     knobs = [f"--{name.replace('_', '-')}" for name in ("rollback_factor", "max_rollbacks", "spike_factor")
              if name in given]
     if knobs and c.on_nonfinite != "rollback":
