@@ -429,6 +429,28 @@ def test_a_run_stopped_at_the_last_step_of_an_epoch_resumes_to_the_end(tmp_path,
     assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [(r["epoch"], r["step"], r["lr"]) for r in expected]
 
 
+def test_a_run_stopped_in_its_very_last_step_ends_its_last_epoch_when_resumed(tmp_path, interrupted_run, capsys):
+    """Stopped during the run's last step, the checkpoint holds every step but not the last epoch's end:
+    --resume said 'already finished; nothing to train' and exited 0 with the first epoch's accuracy as the
+    final one, the last epoch never evaluated (no metrics row, no result.json, no report), as often as it was
+    resumed; a sweep counted such a run done."""
+    from resnet_lab.training.sweep.run_state import read_status
+
+    run = interrupted_run(tmp_path / "run", stop_at=3)
+    assert load_checkpoint(run / "last.pt")["step"] == 4 and not (run / "result.json").exists()
+    assert read_status(run, "run").state == "interrupted"
+    assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
+    assert "already finished" not in capsys.readouterr().out
+    reference = tmp_path / "reference"
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+                 "--epochs", "2", "--quiet", "--no-tensorboard", "--report", "none", "--out", str(reference)]) == 0
+    rows, expected = ([json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+                      for d in (run, reference))
+    assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [(r["epoch"], r["step"], r["lr"]) for r in expected]
+    assert json.loads((run / "result.json").read_text())["steps"] == 4
+    assert read_status(run, "run").state == "done"
+
+
 def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, interrupted_run, capsys):
     run = interrupted_run(tmp_path / "run")  # best.pt at step 2, last.pt at step 3
     assert main(["train", "--resume", str(run / "best.pt"), "--quiet", "--report", "none"]) == 0

@@ -182,8 +182,11 @@ def _train_then_shut_down(c: TrainConfig, checkpoint, run_dir, device, ctx, log,
 
 
 def _finished(checkpoint: dict | None) -> bool:
-    """A checkpoint at its run's last step: e.g. train(None, resume=...) again from a notebook."""
-    return checkpoint is not None and checkpoint["step"] >= checkpoint["total_steps"]
+    """A checkpoint at its run's last step, its last epoch ended: e.g. train(None, resume=...) again from a
+    notebook. One saved by SIGINT/SIGTERM in the last step has taken every step but has not ended that
+    epoch (``batch_in_epoch`` > 0: not evaluated, no metrics row, no result.json): it is not finished."""
+    return checkpoint is not None and checkpoint["step"] >= checkpoint["total_steps"] \
+        and not checkpoint["batch_in_epoch"]
 
 
 def _report(mode: str, run_dir: Path | None, is_main: bool, log) -> float | None:
@@ -209,7 +212,8 @@ def _train(c: TrainConfig, checkpoint, run_dir, device, ctx, log, dataset, start
     run = _Run(c, checkpoint, run_dir, device, ctx, log, dataset, started)
     try:
         with _SignalFlag() as interrupt:
-            while run.state.step < run.parts.total_steps:
+            # An epoch whose steps are all taken but which was not ended (stopped in its last step) ends now.
+            while run.state.step < run.parts.total_steps or run.state.batch_in_epoch:
                 epoch = run.train_epoch(interrupt)
                 run.end_epoch(epoch)
     except NonFiniteError as err:  # stop, or skip giving up: keep the last finite state
@@ -289,8 +293,10 @@ class _Run:
                  "lr": float(p.optimizer.param_groups[0]["lr"])}
         self._interval_start = s.sums.clone()
         bar = _progress(c, s.epoch, p.num_epochs, p.steps_per_epoch, s.batch_in_epoch)
+        # No batch left to take when a run stopped in its last step resumes: its epoch only ends.
+        batches = _batches(p.train_loader, s.batch_in_epoch) if s.step < p.total_steps else ()
         try:
-            for x, y in _batches(p.train_loader, s.batch_in_epoch):
+            for x, y in batches:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 epoch["lr"] = lr = self._set_lr()
                 taken = self.train_step(x, y, lr, s.step)

@@ -59,7 +59,9 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
         checkpoint = _finished_run_facts(run_dir)
     step, total = (checkpoint["step"], checkpoint["total_steps"]) if checkpoint else (0, None)
     result = result_from_history(checkpoint["history"], checkpoint["eval_split"]) if checkpoint else {}
-    if checkpoint and step >= total:
+    # Every step taken is not enough: a run stopped in its last step has not ended that epoch (evaluated it,
+    # written its metrics row and result.json) until it is resumed.
+    if checkpoint and step >= total and not checkpoint.get("batch_in_epoch"):
         return RunStatus(name, "done", step, total, result)
     finished = _read_json(run_dir / RESULT_FILE)
     if isinstance(finished, dict):
@@ -99,7 +101,7 @@ def _checkpoint_facts(path: Path) -> tuple[dict | None, str | None]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return {"step": int(state["step"]), "total_steps": int(state["total_steps"]),
-                "history": list(state.get("history") or []),
+                "batch_in_epoch": int(state.get("batch_in_epoch") or 0), "history": list(state.get("history") or []),
                 "eval_split": (state.get("data_info") or {}).get("eval_split", "test")}, None
     except Exception as exc:  # noqa: BLE001 - any damage means "cannot be read"
         return None, first_line(exc)[:160]
