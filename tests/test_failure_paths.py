@@ -293,6 +293,7 @@ def test_train_from_python_resumes_with_the_runs_settings_and_refuses_a_config_t
     again = train(None, resume=out, log=lines.append)
     assert again.steps == 4 and again.run_dir == out and again.final["test_acc"] is not None
     assert f"{out} already finished (4 steps); nothing to train" in lines and not any("resuming" in x for x in lines)
+    assert not any(x.startswith("training resnet8") for x in lines), lines  # nor, after it, that it trains
     # and it writes nothing there: it once added a TensorBoard file and rewrote result.json and the report
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
     assert train(None, resume=interrupted_run(tmp_path / "again"), log=None).steps == 4  # None: the run's own

@@ -245,9 +245,10 @@ class _Run:
         if warning:
             log(f"warning: {warning}")
         ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
-        log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}{ranks}, "
-            f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
-            f"batch {c.batch_size}, lr {c.effective_lr:g}, {p.precision}")
+        if not finished:  # a finished run trains nothing: no line after its "nothing to train" says it does
+            log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}{ranks}, "
+                f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
+                f"batch {c.batch_size}, lr {c.effective_lr:g}, {p.precision}")
         p.model.train()
         self.train_step = self._step_function()
         self.run_start = time.perf_counter()
