@@ -415,6 +415,15 @@ def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_pat
 
 
 
+def _assert_rows_as_uninterrupted(run: Path, reference: Path) -> None:
+    """The resumed run's metrics rows (epoch, step, lr) are those of the same run trained in one go."""
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+                 "--epochs", "2", "--quiet", "--no-tensorboard", "--report", "none", "--out", str(reference)]) == 0
+    rows, expected = ([json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+                      for d in (run, reference))
+    assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [(r["epoch"], r["step"], r["lr"]) for r in expected]
+
+
 def test_a_run_stopped_at_the_last_step_of_an_epoch_resumes_to_the_end(tmp_path, interrupted_run, capsys):
     """Stopped during an epoch's last step, the checkpoint holds every step of that epoch and no
     metrics row: the resume had no step left to take in it, and its row's learning rate was None,
@@ -422,12 +431,7 @@ def test_a_run_stopped_at_the_last_step_of_an_epoch_resumes_to_the_end(tmp_path,
     run = interrupted_run(tmp_path / "run", stop_at=1)
     assert load_checkpoint(run / "last.pt")["step"] == 2 and not (run / "metrics.jsonl").exists()
     assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
-    reference = tmp_path / "reference"
-    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
-                 "--epochs", "2", "--quiet", "--no-tensorboard", "--report", "none", "--out", str(reference)]) == 0
-    rows, expected = ([json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-                      for d in (run, reference))
-    assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [(r["epoch"], r["step"], r["lr"]) for r in expected]
+    _assert_rows_as_uninterrupted(run, tmp_path / "reference")
 
 
 def test_a_run_stopped_in_its_very_last_step_ends_its_last_epoch_when_resumed(tmp_path, interrupted_run, capsys):
@@ -442,12 +446,7 @@ def test_a_run_stopped_in_its_very_last_step_ends_its_last_epoch_when_resumed(tm
     assert read_status(run, "run").state == "interrupted"
     assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
     assert "already finished" not in capsys.readouterr().out
-    reference = tmp_path / "reference"
-    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
-                 "--epochs", "2", "--quiet", "--no-tensorboard", "--report", "none", "--out", str(reference)]) == 0
-    rows, expected = ([json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
-                      for d in (run, reference))
-    assert [(r["epoch"], r["step"], r["lr"]) for r in rows] == [(r["epoch"], r["step"], r["lr"]) for r in expected]
+    _assert_rows_as_uninterrupted(run, tmp_path / "reference")
     assert json.loads((run / "result.json").read_text())["steps"] == 4
     assert read_status(run, "run").state == "done"
 
