@@ -506,7 +506,7 @@ def test_val_seed_holds_out_the_same_images_for_every_seed_and_evaluate_finds_th
     assert evaluated["n"] == 100 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
     split = {seed: load_data("digits", val_split=100, seed=seed).x_test for seed in (0, 1)}
     assert not torch.equal(split[0], split[1])  # so the seed that drew it matters
-    assert main(["train", "--val-seed", "-1", "--quiet", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["train", "--val-split", "100", "--val-seed", "-1", "--quiet", "--out", str(tmp_path / "bad")]) == 2
     assert "--val-seed must be >= 0" in capsys.readouterr().err
 
 
