@@ -475,6 +475,10 @@ def test_bad_options_are_user_errors():
         GradientMonitor(SmallMLP(), histogram_every=10)
     with pytest.raises(UserError, match=r"^the model to monitor is an nn.Module, got str 'resnet8'; build it first"):
         GradientMonitor("resnet8")  # was an AttributeError: 'str' object has no attribute 'parameters'
+    with pytest.raises(UserError, match=r"^explode_norm must be a number or None \(off\), got '1e3'$"):
+        GradientMonitor(SmallMLP(), explode_norm="1e3")  # from a config file: was a bare TypeError
+    with pytest.raises(UserError, match=r"^vanish_ratio must be a number, got True$"):
+        GradientMonitor(SmallMLP(), vanish_ratio=True)
     monitor = GradientMonitor(SmallMLP())
     with pytest.raises(UserError, match="after loss.backward"):
         monitor.step()

@@ -507,9 +507,11 @@ def test_demo_settings_are_valid():
 
 
 @pytest.mark.parametrize("keywords, fragment", [({"seed": 0.5}, "seed must be an integer >= 0, got 0.5"),
-                                               ({"image_size": 32.5}, "image-size must be an integer from 8")])
+                                               ({"image_size": 32.5}, "image-size must be an integer from 8"),
+                                               ({"lr": True}, "lr must be a positive number, got True")])
 def test_run_survey_refuses_a_seed_or_size_of_the_wrong_kind_in_one_line(keywords, fragment):
-    """From Python a float seed once raised a TypeError from range() after the data had loaded."""
+    """From Python a float seed once raised a TypeError from range() after the data had loaded; lr=True
+    trained every cell at lr 1.0."""
     with pytest.raises(UserError, match=re.escape(fragment)):
         run_survey([8], steps=1, log=None, **keywords)
 

@@ -35,6 +35,7 @@ Default thresholds, and why:
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -75,6 +76,13 @@ class Thresholds:
     explode_loss: float | None = None
 
     def __post_init__(self):
+        # A string ("1e3" from a config file) would reach the comparisons below as a bare TypeError.
+        for name in ("vanish_ratio", "vanish_floor", "explode_norm", "explode_factor", "explode_loss"):
+            value = getattr(self, name)
+            off = value is None and name.startswith("explode")
+            if not off and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise UserError(f"{name} must be a number{' or None (off)' if name.startswith('explode') else ''}, "
+                                f"got {value!r}")
         for name in ("vanish_ratio", "vanish_floor"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)!r}")

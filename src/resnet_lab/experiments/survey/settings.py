@@ -67,7 +67,8 @@ class SurveySettings:
             check_positive_int(name.replace("_", "-"), getattr(self, name))
         for name in ("lr", "high_lr", "clip_norm"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            # bool is an int to Python: lr=True would train at 1.0
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise UserError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
         if self.image_size is not None and (isinstance(self.image_size, bool) or not isinstance(self.image_size, int)
                                             or not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE):
