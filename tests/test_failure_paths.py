@@ -451,6 +451,69 @@ def test_a_run_stopped_in_its_very_last_step_ends_its_last_epoch_when_resumed(tm
     assert read_status(run, "run").state == "done"
 
 
+class _Killed(BaseException):
+    """A SIGKILL, as far as the trainer can tell: nothing of it catches this."""
+
+
+def _killed_after(monkeypatch, out: Path, method: str, at_step: int, tensorboard: bool = False) -> None:
+    """resnet8 on digits (2 epochs of 2 steps) killed when ``RunFiles.<method>`` is called at ``at_step``."""
+    from resnet_lab.training.run_files import RunFiles
+
+    original = getattr(RunFiles, method)
+
+    def killed(self, *args):
+        if self.state.step == at_step:
+            if method == "save":
+                original(self, *args)  # killed just after this checkpoint
+            raise _Killed
+        return original(self, *args)
+
+    argv = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+            "--epochs", "2", "--quiet", "--report", "none", "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(RunFiles, method, killed)
+        with pytest.raises(_Killed):
+            main(argv + ([] if tensorboard else ["--no-tensorboard"]))
+
+
+def test_a_run_killed_between_its_last_checkpoint_and_result_json_writes_it_when_resumed(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Killed after its final last.pt but before result.json, a run stayed without result.json for good:
+    --resume said 'already finished' and wrote nothing, its report called it unfinished, a sweep counted it
+    done without its result and the reproduction's pack carried its weights from session to session."""
+    from resnet_lab.training.sweep.run_state import read_status
+
+    run = tmp_path / "run"
+    _killed_after(monkeypatch, run, "write_result", at_step=4)
+    rows = (run / "metrics.jsonl").read_text()
+    assert load_checkpoint(run / "last.pt")["step"] == 4 and not (run / "result.json").exists()
+    assert read_status(run, "run").state == "interrupted"
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "took all 4 steps but stopped before writing result.json; nothing to train, writing it now" in out
+    assert "training resnet8" not in out and (run / "report.html").exists()
+    assert json.loads((run / "result.json").read_text())["steps"] == 4
+    assert (run / "metrics.jsonl").read_text() == rows  # nothing trained or evaluated again
+    assert read_status(run, "run").state == "done"
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "already finished (4 steps); nothing to train" in capsys.readouterr().out
+
+
+def test_a_resume_at_an_epochs_end_keeps_that_epochs_tensorboard_points(tmp_path, monkeypatch):
+    """The resumed run's SummaryWriter hid every event from the checkpoint's step on, and the epoch's row
+    is logged at that step just before the checkpoint: each resume at an epoch's end lost a point from
+    every TensorBoard curve (loss, accuracy, lr)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    _killed_after(monkeypatch, run, "save", at_step=2, tensorboard=True)
+    assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
+    events = EventAccumulator(str(run / "tb")).Reload()
+    for tag in ("loss/train_loss", "loss/test_loss", "accuracy/test_acc", "lr/lr"):
+        assert [e.step for e in events.Scalars(tag)] == [2, 4], tag
+
+
 def test_resuming_from_best_pt_says_that_last_pt_is_replaced(tmp_path, interrupted_run, capsys):
     run = interrupted_run(tmp_path / "run")  # best.pt at step 2, last.pt at step 3
     assert main(["train", "--resume", str(run / "best.pt"), "--quiet", "--report", "none"]) == 0

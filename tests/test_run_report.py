@@ -190,6 +190,16 @@ def test_report_none_draws_nothing_and_says_how_to_draw_it(tmp_path, capsys):
     assert "report_s" not in json.loads((out / "timings.json").read_text())
 
 
+def test_report_none_on_resume_says_the_report_left_there_is_older(tmp_path, interrupted_run, capsys):
+    """A run stopped with its report drawn, then resumed with --report none, kept that report.html and said
+    only 'not rendered': opened, it showed the stopped run's curves as the finished run's."""
+    out = interrupted_run(tmp_path / "run", report="wait")
+    assert (out / "report.html").exists()
+    assert main(["train", "--resume", str(out), "--quiet", "--report", "none"]) == 0
+    assert (f"report: not redrawn (--report none): {out / 'report.html'} shows the run as it was before; "
+            f"'resnet-lab report {out}' redraws it") in capsys.readouterr().out
+
+
 def test_report_setting_defaults_and_it_is_a_how_it_reports_setting():
     assert resolve_config("fast").report == "background"
     assert resolve_config("default").report == "wait" and resolve_config("paper").report == "wait"

@@ -14,6 +14,9 @@ def render_run_report(run_dir: str | Path, mode: str, log: Callable[[str], objec
 
     run_dir = Path(run_dir)
     if mode == "none":
+        if (run_dir / "report.html").exists():  # from an earlier process of this run: never taken for this one's
+            return (f"report: not redrawn (--report none): {run_dir / 'report.html'} shows the run as it was "
+                    f"before; 'resnet-lab report {run_dir}' redraws it")
         return f"report: not rendered (--report none); 'resnet-lab report {run_dir}' renders it"
     if mode == "background":
         try:

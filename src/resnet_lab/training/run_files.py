@@ -234,7 +234,10 @@ class RunFiles:
             if c.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=state.step)
+                # Events logged after the checkpoint are hidden. A checkpoint at an epoch's end comes after
+                # that epoch's row, logged at the same step: the purge starts one step later, or the row is lost.
+                after = state.step + (1 if resumed and not state.batch_in_epoch else 0)
+                self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=after)
         self.monitor = _make_monitor(parts.model, c, run_dir if writes else None, self.writer)
         if self.monitor is not None and resumed and earlier:
             self.monitor.continue_from(earlier)

@@ -145,6 +145,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, log: Cal
         raise UserError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); on CPUs use --norm group or none")
     # From here every refusal goes through release_run_dir, which removes the folder if this run made it.
     run_dir = prepare_run_dir(c.out, resuming=checkpoint is not None or elastic_restart)
+    finished = _finished(checkpoint, run_dir)  # before the run: it writes result.json
     try:
         ctx, device = init_distributed(device, c.dist_timeout)
         log = log if ctx.is_main else (lambda *_: None)
@@ -154,7 +155,7 @@ def train(config: TrainConfig | None, resume: str | Path | None = None, log: Cal
         except (TrainingInterrupted, NonFiniteError):
             _report(c.report, run_dir, ctx.is_main, log)  # a stopped run's too: its records so far, and why
             raise
-        report_s = None if _finished(checkpoint) else _report(c.report, run_dir, ctx.is_main, log)  # it has one
+        report_s = None if finished else _report(c.report, run_dir, ctx.is_main, log)  # it has one
         if report_s is not None:
             result.timings["report_s"] = report_s
         return result
@@ -181,12 +182,18 @@ def _train_then_shut_down(c: TrainConfig, checkpoint, run_dir, device, ctx, log,
         shutdown(ctx, clean)
 
 
-def _finished(checkpoint: dict | None) -> bool:
-    """A checkpoint at its run's last step, its last epoch ended: e.g. train(None, resume=...) again from a
-    notebook. One saved by SIGINT/SIGTERM in the last step has taken every step but has not ended that
-    epoch (``batch_in_epoch`` > 0: not evaluated, no metrics row, no result.json): it is not finished."""
+def _trained(checkpoint: dict | None) -> bool:
+    """A checkpoint at its run's last step, its last epoch ended. One saved by SIGINT/SIGTERM in the last
+    step has taken every step but has not ended that epoch (``batch_in_epoch`` > 0: not evaluated, no
+    metrics row, no result.json)."""
     return checkpoint is not None and checkpoint["step"] >= checkpoint["total_steps"] \
         and not checkpoint["batch_in_epoch"]
+
+
+def _finished(checkpoint: dict | None, run_dir: Path | None) -> bool:
+    """Trained, and its ``result.json`` written: e.g. train(None, resume=...) again from a notebook. A run
+    killed between its final ``last.pt`` and ``result.json`` is not: resuming it writes them (and the report)."""
+    return _trained(checkpoint) and run_dir is not None and (run_dir / "result.json").exists()
 
 
 def _report(mode: str, run_dir: Path | None, is_main: bool, log) -> float | None:
@@ -232,20 +239,23 @@ class _Run:
         self.c, self.device, self.ctx, self.log = c, device, ctx, log
         self.parts = p = build_parts(c, device, ctx, dataset, log)
         self.state = RunState(warmup_done=c.warmup_lr <= 0, process_start=started)
-        self.run_dir, finished = run_dir, _finished(checkpoint)
+        self.run_dir, finished, trained = run_dir, _finished(checkpoint, run_dir), _trained(checkpoint)
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
             if finished:
                 log(f"{run_dir} already finished ({counted(p.total_steps, 'step')}); nothing to train")
+            elif trained:
+                log(f"{run_dir} took all {counted(p.total_steps, 'step')} but stopped before writing result.json; "
+                    "nothing to train, writing it now")
             else:
                 log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
         # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
         self.files = RunFiles(None if finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
-        warning = None if finished else steep_warmup(c, p.total_steps)  # after the folder checks: a refusal is 1 line
+        warning = None if trained else steep_warmup(c, p.total_steps)  # after the folder checks: a refusal is 1 line
         if warning:
             log(f"warning: {warning}")
         ranks = f" x {ctx.world_size} ranks" if ctx.enabled else ""
-        if not finished:  # a finished run trains nothing: no line after its "nothing to train" says it does
+        if not trained:  # a trained run trains nothing: no line after its "nothing to train" says it does
             log(f"training {c.model} ({p.params:,} params) on {p.info['description']}, {device.type}{ranks}, "
                 f"{counted(p.total_steps, 'step')} ({counted(p.num_epochs, 'epoch')} x {p.steps_per_epoch}), "
                 f"batch {c.batch_size}, lr {c.effective_lr:g}, {p.precision}")

@@ -10,10 +10,9 @@ Besides what ``train`` writes (``run_files.py``), a sweep run's directory holds:
 - ``sweep_result.json``: a task's result (a run that is not ``train``, ``task.py``), written
   atomically when it finished.
 
-States: ``done`` (``last.pt`` holds the last step: the checkpoint, not the metrics, says so,
-since metrics.jsonl is written just before the checkpoint; without ``last.pt``, ``result.json``, which
-a run writes only once it finished, so that a finished run's weights may be removed to save space and
-its records still hold its results; or a task's result exists), ``running`` (locked),
+States: ``done`` (``result.json``, which a run writes only once it finished, and ``last.pt`` at the last
+step or no ``last.pt``: a finished run's weights may be removed to save space, its records still hold
+its results; or a task's result exists), ``running`` (locked),
 ``failed``, ``interrupted`` (a checkpoint or config to resume from), ``pending`` (nothing yet).
 """
 
@@ -60,8 +59,8 @@ def read_status(run_dir: Path, name: str) -> RunStatus:
     step, total = (checkpoint["step"], checkpoint["total_steps"]) if checkpoint else (0, None)
     result = result_from_history(checkpoint["history"], checkpoint["eval_split"]) if checkpoint else {}
     # Every step taken is not enough: a run stopped in its last step has not ended that epoch (evaluated it,
-    # written its metrics row and result.json) until it is resumed.
-    if checkpoint and step >= total and not checkpoint.get("batch_in_epoch"):
+    # written its metrics row and result.json), nor has one killed just before result.json, until resumed.
+    if checkpoint and step >= total and not checkpoint.get("batch_in_epoch") and (run_dir / "result.json").exists():
         return RunStatus(name, "done", step, total, result)
     finished = _read_json(run_dir / RESULT_FILE)
     if isinstance(finished, dict):
