@@ -242,13 +242,7 @@ class _Run:
         self.run_dir, finished, trained = run_dir, _finished(checkpoint, run_dir), _trained(checkpoint)
         if checkpoint is not None:
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
-            if finished:
-                log(f"{run_dir} already finished ({counted(p.total_steps, 'step')}); nothing to train")
-            elif trained:
-                log(f"{run_dir} took all {counted(p.total_steps, 'step')} but stopped before writing result.json; "
-                    "nothing to train, writing it now")
-            else:
-                log(f"resuming {run_dir} at epoch {self.state.epoch + 1}, step {self.state.step}/{p.total_steps}")
+            log(_resumed_line(run_dir, self.state, p.total_steps, finished, trained))
         # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
         self.files = RunFiles(None if finished else run_dir, c, p, self.state, ctx, device, checkpoint, log)
         warning = None if trained else steep_warmup(c, p.total_steps)  # after the folder checks: a refusal is 1 line
@@ -434,6 +428,15 @@ class _Run:
         return TrainResult(self.run_dir, s.history, p.model, s.best_acc, s.step, p.info, s.events, s.step_history,
                            self.c, str(self.device), t, run_time_s, s.processes,
                            p.ema.model if p.ema is not None else None)
+
+
+def _resumed_line(run_dir: Path, state: RunState, total_steps: int, finished: bool, trained: bool) -> str:
+    if finished:
+        return f"{run_dir} already finished ({counted(total_steps, 'step')}); nothing to train"
+    if trained:
+        return (f"{run_dir} took all {counted(total_steps, 'step')} but stopped before writing result.json; "
+                "nothing to train, writing it now")
+    return f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}/{total_steps}"
 
 
 def _epoch_line(row: dict, num_epochs: int, eval_split: str, evaluated: bool) -> str:

@@ -126,8 +126,8 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
             w.kill()
             w.wait()
         raise
-    states = [read_status(run_dir, run_dir.name).state for run_dir in dirs]
-    for run_dir, code, state in zip(dirs, codes, states):
+    statuses = [read_status(run_dir, run_dir.name) for run_dir in dirs]
+    for run_dir, code, state in zip(dirs, codes, (s.state for s in statuses)):
         # Stopped at the window's end: at a step boundary (143), or while it was finishing (-15); either way
         # its last.pt, written atomically, holds the rows the probe reads.
         stopped = code in (128 + signal.SIGTERM, -signal.SIGTERM) and spec.task == TRAIN
@@ -141,11 +141,11 @@ def _aggregate_rate(spec: RunSpec, base: Path, count: int, device: str, seconds:
 
     # No last.pt: stopped before its first step (a SIGTERM before the trainer's handler is in place)
     checkpoints = [load_checkpoint(d / "last.pt") if (d / "last.pt").exists() else {} for d in dirs]
-    # A run shorter than the window counts whole: there is no more of it to time. Its state says so (from its
-    # checkpoint), not its exit status: the window's SIGTERM may reach a worker that trained every step but had
-    # not yet exited.
-    curves = [_points_from(c.get("step_history", []), 0.0 if state == "done" else steady_from)
-              for c, state in zip(checkpoints, states)]
+    # A run shorter than the window counts whole: there is no more of it to time. Its checkpoint says so, not
+    # its exit status or state: the window's SIGTERM may reach a worker that trained every step but had not yet
+    # exited, or written result.json.
+    curves = [_points_from(c.get("step_history", []), 0.0 if s.total_steps and s.step >= s.total_steps else steady_from)
+              for c, s in zip(checkpoints, statuses)]
     if any(len(points) < 2 for points in curves):
         return None
     return overlap_rate(curves, spec.config.batch_size)
