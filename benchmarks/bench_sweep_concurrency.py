@@ -19,9 +19,9 @@ The benchmark polls each run's ``metrics.jsonl`` (one row per epoch, written ato
   SIGTERM only after every run has ``--epochs-measured`` epochs after T0, and no run ends earlier).
 
 With ``--compare-graph`` it then measures the best count once more with every step replayed as one
-CUDA graph (``--cuda-graph --on-nonfinite warn``: the same arithmetic, fewer kernel launches; the
-NaN policy warns instead of stopping, which the graph needs), as ``graphed_at_best`` with its ratio
-to the eager figure: what ``reproduce --cuda-graph`` would gain.
+CUDA graph (``--cuda-graph``: the same arithmetic, fewer kernel launches; the NaN policy ``stop`` is
+checked at each epoch's end instead of each step), as ``graphed_at_best`` with its ratio to the eager
+figure: what ``reproduce --cuda-graph`` would gain.
 
 Then, unless ``--no-probe`` or the budget is spent, it asks ``--jobs auto`` which count it picks:
 the same sweep with 8 runs (``--probe-runs``) and ``--jobs auto`` (the engine's probe: 1, 2, 4, 8
@@ -58,7 +58,7 @@ GOAL = 3.0  # issue #16: aggregate images/s at the best job count >= 3x one job
 STOP_WAIT_S = 60  # a SIGTERMed sweep's workers checkpoint and exit; after this, SIGKILL
 
 
-GRAPHED = ["--cuda-graph", "--on-nonfinite", "warn"]  # what reproduce --cuda-graph adds to the paper recipe
+GRAPHED = ["--cuda-graph"]  # what reproduce --cuda-graph adds to the paper recipe
 
 
 def sweep_command(args, jobs, seeds: int, out: Path, extra=()) -> list[str]:

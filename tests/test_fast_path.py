@@ -86,11 +86,12 @@ def test_fast_recipe_sizes_runs_by_depth_and_runs_the_step_on_the_gpu_path():
     assert resolve_config("fast", model="resnet56", epochs=5).epochs == 5
     c = resolve_config("fast")
     assert (c.cuda_graph, c.precision, c.channels_last, c.on_nonfinite,
-            c.batch_size) == (True, "auto", True, "warn", 512)
-    assert graph_blockers(c, distributed=False) == []
-    assert graph_blockers(resolve_config("fast", on_nonfinite="stop", precision="fp16"), distributed=True) == \
+            c.batch_size) == (True, "auto", True, "stop", 512)
+    assert graph_blockers(c, distributed=False) == []  # stop: checked at each epoch's end
+    assert graph_blockers(resolve_config("fast", on_nonfinite="skip", precision="fp16"), distributed=True) == \
         ["--precision fp16 (its loss scaler checks for Inf on the host)",
-         "--on-nonfinite stop (decided on the host; the graph needs warn)", "torchrun/DDP"]
+         "--on-nonfinite skip (decided on the host at every step; with the graph, stop is checked at each "
+         "epoch's end)", "torchrun/DDP"]
 
 
 def test_trainer_with_the_fused_step_matches_the_plain_loop():
@@ -109,6 +110,37 @@ def test_trainer_with_the_fused_step_matches_the_plain_loop():
     assert fused.final["train_loss"] == pytest.approx(plain.final["train_loss"], rel=1e-5)
     assert fused.final["test_acc"] == plain.final["test_acc"]  # the last epoch is always evaluated
     assert fused.final["gradients"]["verdict"] == "healthy"  # the monitor reads the fused step's gradients
+
+
+def test_the_fused_step_stops_at_the_end_of_an_epoch_whose_loss_is_not_finite(tmp_path, monkeypatch, capsys):
+    """The graph cannot stop in a step, so the fast recipe watched NaN/Inf without stopping (warn): a run that
+    diverged early trained to its last step with NaN weights before it said so. The default stop policy is now
+    checked at each epoch's end, on the loss sum read there anyway: exit 3, last.pt of the last finite epoch."""
+    import json
+
+    from resnet_lab.cli.main import main
+    from resnet_lab.training import load_checkpoint
+    from resnet_lab.training.checkpoint import all_finite
+
+    original, calls = TrainStep.__call__, []
+
+    def poisoned(self, x, y, lr):  # step 25, in the second epoch (22 steps each): its images times Inf
+        calls.append(None)
+        return original(self, x * float("inf") if len(calls) == 26 else x, y, lr)
+
+    monkeypatch.setattr(TrainStep, "__call__", poisoned)
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "fast", "--model", "resnet8", "--data", "digits", "--image-size", "16",
+                 "--batch-size", "64", "--lr", "0.025", "--epochs", "3", "--checkpoint-min-s", "0", "--quiet",
+                 "--no-tensorboard", "--report", "none", "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert ("resnet-lab: stopped: the training loss of epoch 2 (steps 22-43) is nan: exploding; lower the learning "
+            "rate or clip the gradients (the fused step checks once an epoch, at its end") in err, err
+    assert "last.pt keeps step 22" in err and len(calls) == 44  # the third epoch never started
+    kept = load_checkpoint(out / "last.pt")
+    assert kept["step"] == 22 and all_finite(kept["model"])
+    assert [e["kind"] for e in json.loads((out / "events.json").read_text())] == ["nonfinite", "not_saved"]
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
 
 
 def test_the_pre_capture_snapshot_is_invisible_to_autograd():

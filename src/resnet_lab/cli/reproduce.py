@@ -59,7 +59,7 @@ def _add(which, name: str, help_text: str, depths: tuple[int, ...]) -> argparse.
     p.add_argument("--threads", type=int, help="CPU threads per run (default: the cores shared out)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="on a GPU, replay each step as one CUDA graph: the same arithmetic, fewer kernel launches; "
-                        "NaN/Inf are then recorded (--on-nonfinite warn), not stopped on. Part of the runs' "
+                        "a NaN/Inf then stops a run at its epoch's end, not at its step. Part of the runs' "
                         "settings: give it from the first call on")
     p.set_defaults(func=run)
     return p

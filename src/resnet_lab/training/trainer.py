@@ -267,6 +267,8 @@ class _Run:
         blockers = graph_blockers(c, self.ctx.enabled) if c.cuda_graph else []
         if blockers:
             log(f"note: no CUDA-graph step because of {', '.join(blockers)}; running the step eagerly")
+        # The fused step's NaN/Inf check: the epoch's loss sum, read at its end (end_epoch).
+        self.stops_at_epoch_end = bool(c.cuda_graph and not blockers and c.on_nonfinite == "stop")
         if not c.cuda_graph or blockers:
             eager = EagerStep(p.model, p.step_model, p.optimizer, p.scaler, loss_fn, p.precision, self.device,
                               c.clip_norm, c.clip_value, monitor, p.ema, events, log)
@@ -368,6 +370,12 @@ class _Run:
         c, p, s = self.c, self.parts, self.state
         loss_sum, correct, seen, *_, seen_at_start = self.ctx.sum_(torch.cat([s.sums, epoch["sums_at_start"]])).tolist()
         train_time = time.perf_counter() - epoch["start"]  # after the read: the GPU has finished the epoch
+        since = s.history[-1]["step"] if s.history else 0
+        if self.stops_at_epoch_end and not math.isfinite(loss_sum):
+            raise NonFiniteError(f"the training loss of epoch {s.epoch + 1} (steps {since}-{s.step - 1}) is "
+                                 f"{loss_sum / max(seen, 1)}: exploding; lower the learning rate or clip the gradients "
+                                 "(the fused step checks once an epoch, at its end, and does not locate the first "
+                                 "non-finite step: --no-cuda-graph checks every step)", step=s.step)
         evaluated = s.step >= p.total_steps or (c.eval_every > 0 and (s.epoch + 1) % c.eval_every == 0)
         eval_start = time.perf_counter()
         evaluation = evaluate_epoch(p, c, self.ctx, self.device, evaluated)
@@ -378,7 +386,6 @@ class _Run:
                "images_per_s": (seen - seen_at_start) / max(train_time, 1e-9),
                "time_s": time.perf_counter() - epoch["start"], "elapsed_s": time.perf_counter() - self.run_start,
                "run_time_s": s.run_time_s()}
-        since = s.history[-1]["step"] if s.history else 0
         if any(e["kind"] == "rollback" for e in s.events if e["step"] >= since):  # in metrics.jsonl too
             row["events"] = [e for e in s.events if e["step"] >= since]
         s.history.append(row)
@@ -404,10 +411,10 @@ class _Run:
         """The stop (or skip giving up): save the last finite state and say what was kept."""
         self.state.events.append({"step": self.state.step, "kind": "nonfinite", "detail": str(err)})
         if isinstance(err, OutputsNotFinite):
-            self.files.write_events()
             note = self.files.checkpoint_note(False, "the state was not saved (it cannot classify)")
         else:
             note = self.files.checkpoint_note(self.files.save("last"))
+        self.files.write_events()  # the stop on record, also when no checkpoint took it
         return NonFiniteError(f"{err}; {note}", step=err.step, report=err.report)
 
     def result(self) -> TrainResult:

@@ -64,8 +64,8 @@ def paper_settings(data: str, steps: int, cuda_graph: bool = False) -> dict:
     """Every reproduction run's settings besides model and seed (Fig. 6's too: ``fig6.py``): the paper's
     recipe on the whole training set, evaluated every epoch for the curves (and after the last step).
     ``cuda_graph``: each step replayed as one CUDA graph on a GPU (the same arithmetic, fewer kernel
-    launches); the graph needs the NaN policy ``warn`` (a non-finite step is recorded, not stopped on)."""
-    graph = {"cuda_graph": True, "on_nonfinite": "warn"} if cuda_graph else {}
+    launches); the NaN policy ``stop`` is then checked at each epoch's end, not at every step."""
+    graph = {"cuda_graph": True} if cuda_graph else {}
     return {"recipe": "paper", "data": data, "steps": steps, "val_split": 0, "eval_every": 1,
             "log_every": CURVE_EVERY, **graph}
 
