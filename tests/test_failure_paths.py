@@ -406,6 +406,38 @@ def test_resuming_another_runs_checkpoint_is_refused_and_a_lost_config_json_is_r
     assert json.loads((run / "config.json").read_text())["model"] == "resnet8" and (run / "report.html").exists()
 
 
+NOT_A_RUNS_CONFIG = ['[1, 2]', 'null', '{"name": "my-app", "debug": true}']  # the last: another tool's config.json
+
+
+@pytest.mark.parametrize("content", NOT_A_RUNS_CONFIG)
+def test_a_config_json_that_is_not_a_runs_settings_is_neither_replaced_nor_trained_from(content, tmp_path, capsys):
+    """A folder holding some other config.json: a new run wrote over it (exit 0); --resume there ended in a
+    traceback (a list, null) or, for an object without the run's settings, trained a default resnet20 run."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(content)
+    assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--steps", "1", "--quiet",
+                 "--report", "none", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds a config.json that is not a run's settings (" in err and err.count("\n") == 1
+    assert main(["train", "--resume", str(out), "--quiet", "--report", "none"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'config.json'} is damaged (" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"] and (out / "config.json").read_text() == content
+
+
+@pytest.mark.parametrize("content", NOT_A_RUNS_CONFIG)
+def test_a_config_json_that_is_not_a_runs_settings_is_written_again_from_the_checkpoint(content, tmp_path,
+                                                                                          interrupted_run, capsys):
+    """Beside a last.pt it ended in a traceback (a list, null), or was read as the default settings and the resume
+    refused with 'the config given changes model 'resnet20' (the run has 'resnet8')', though none was given."""
+    run = interrupted_run(tmp_path / "run")
+    (run / "config.json").write_text(content)
+    assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
+    assert "config.json is missing or damaged; it is written again from the checkpoint" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["model"] == "resnet8" and (run / "result.json").exists()
+
+
 def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_path, interrupted_run, capsys):
     run = interrupted_run(tmp_path / "run")
     (run / "gradients.jsonl").write_text('x\n{"step":\n')

@@ -584,7 +584,7 @@ def test_a_new_run_never_writes_over_what_a_folder_without_last_pt_holds(files, 
 def test_an_attempt_that_never_saved_a_checkpoint_is_started_again(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "config.json").write_text("{}")  # killed in its first epoch: settings and records, no weights
+    (out / "config.json").write_text('{"model": "resnet8"}')  # killed in its first epoch: settings, records, no weights
     (out / "metrics.jsonl").write_text("")
     assert main(["train", "--model", "resnet8", "--data", "digits", "--steps", "1", "--quiet", "--out", str(out),
                  "--report", "none"]) == 0

@@ -79,6 +79,24 @@ def _check_nothing_to_lose(run_dir: Path) -> None:
     if kept or (present and "config.json" not in present):
         what = f"a finished run ({', '.join(kept)})" if kept else f"files a run would replace ({', '.join(present)})"
         raise UserError(f"{run_dir} already holds {what}; choose another --out (or delete them to train there)")
+    if present:
+        try:  # an attempt's own settings, or another tool's config.json that the run would write over?
+            read_run_config(run_dir / "config.json")
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:
+            raise UserError(f"{run_dir} already holds a config.json that is not a run's settings ({err}); choose "
+                            "another --out (or delete it to train there)") from None
+
+
+def read_run_config(path: Path) -> TrainConfig:
+    """The settings in a run's ``config.json``. ``ValueError`` (or ``TypeError``) when the file is not JSON, or is
+    not an object naming its model: damaged, or not a run's (another tool's config.json, say), whose defaults
+    would otherwise stand in for the run's settings."""
+    values = json.loads(path.read_text())
+    if not isinstance(values, dict):
+        raise ValueError(f"a JSON {type(values).__name__}, not an object")
+    if not isinstance(values.get("model"), str):
+        raise ValueError("no model name in it")
+    return TrainConfig.from_dict(values)
 
 
 _HELD_LOCKS: dict[Path, int] = {}  # run directory -> the lock this process holds on it
@@ -128,8 +146,8 @@ def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict
     path = as_path(resume, "resume")
     if path.is_dir() and not (path / "last.pt").exists() and (path / "config.json").is_file():
         try:
-            return TrainConfig.from_dict(json.loads((path / "config.json").read_text())), None
-        except (ValueError, TypeError) as err:
+            return read_run_config(path / "config.json"), None
+        except (UnicodeDecodeError, ValueError, TypeError) as err:
             raise UserError(f"{path / 'config.json'} is damaged ({err}); start a new run with another --out") from None
     checkpoint = load_checkpoint(resume)
     _check_same_run(path / "last.pt" if path.is_dir() else path, run_dir_of(path) / "config.json",
@@ -144,8 +162,8 @@ def load_run_config(run: str | Path) -> TrainConfig:
     config = None
     if path.is_dir() and (path / "config.json").is_file():  # no need to read the weights
         try:
-            config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
-        except (ValueError, TypeError):
+            config = read_run_config(path / "config.json")
+        except (OSError, UnicodeDecodeError, ValueError, TypeError):
             pass  # damaged: the checkpoint holds the same settings
     config = config or saved_run(run)[0]
     config.out = str(run_dir_of(path))  # where the run is now (its folder may have moved)
@@ -201,7 +219,7 @@ def _check_same_run(checkpoint_path: Path, path: Path, saved: dict, log) -> None
         on_disk = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         on_disk = None
-    if not isinstance(on_disk, dict):
+    if not isinstance(on_disk, dict) or not isinstance(on_disk.get("model"), str):
         log(f"warning: {path} is missing or damaged; it is written again from the checkpoint")
         return
     differ = [k for k, v in saved.items() if k in on_disk and k not in (*RESUMABLE, "out")
