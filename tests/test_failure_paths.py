@@ -446,6 +446,26 @@ def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_pat
     assert f"{run / 'gradients.jsonl'} is damaged" in err and "delete it to go on" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("line,said", [
+    ("null", "a record is a JSON NoneType, not an object"),
+    ("[1, 2]", "a record is a JSON list, not an object"),
+    ('{"epoch": "x", "step": "y"}', "a record's step is 'y', not a step number"),
+    ('{"step": 0, "verdict": "healthy"}', "the record of step 0 lacks the monitor's norms or groups"),
+])
+def test_a_gradient_record_that_is_json_but_not_the_monitors_is_refused_in_one_line_on_resume(
+        line, said, tmp_path, interrupted_run, capsys):
+    """Only a line that is not JSON was refused: JSON of another shape ended the resume in a traceback
+    (AttributeError, TypeError, KeyError('groups')), the other records already rewritten."""
+    run = interrupted_run(tmp_path / "run")
+    records = (run / "gradients.jsonl").read_text().splitlines(keepends=True)
+    damaged = "".join([records[0], line + "\n", *records[1:]])
+    (run / "gradients.jsonl").write_text(damaged)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'gradients.jsonl'} is damaged ({said}); restore it" in err and err.count("\n") == 1
+    assert (run / "gradients.jsonl").read_text() == damaged
+
+
 
 def _assert_rows_as_uninterrupted(run: Path, reference: Path) -> None:
     """The resumed run's metrics rows (epoch, step, lr) are those of the same run trained in one go."""

@@ -92,6 +92,32 @@ def trim_jsonl(path: str | Path, keep) -> list[dict]:
     return kept
 
 
+def trim_monitor_records(path: str | Path, before_step: int) -> list[dict]:
+    """``trim_jsonl`` for the monitor's own file: its records of the steps before ``before_step`` (what a
+    resumed run judges again, ``GradientMonitor.continue_from``). A line that is JSON but not a monitor's record
+    (no step, norms or groups: ``null``, ``[1, 2]``, ``{"step": "y"}``) is refused as a damaged line is."""
+    return trim_jsonl(path, lambda record: _monitor_record_step(record) < before_step)
+
+
+def _monitor_record_step(record) -> int:
+    """The step of one of the monitor's records; ``ValueError`` saying what is missing when it is not one."""
+    def number(value, optional=False):
+        return (value is None and optional) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    if not isinstance(record, dict):
+        raise ValueError(f"a record is a JSON {type(record).__name__}, not an object")
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"a record's step is {step!r}, not a step number")
+    groups = record.get("groups")
+    if not (number(record.get("loss"), optional=True) and number(record.get("global_grad_norm"))
+            and number(record.get("global_weight_norm")) and isinstance(groups, list)
+            and all(isinstance(g, dict) and number(g.get("grad_norm"), True) and number(g.get("weight_norm"), True)
+                    for g in groups)):
+        raise ValueError(f"the record of step {step} lacks the monitor's norms or groups")
+    return step
+
+
 class JsonlWriter:
     """Appends one JSON line per record (append mode, so a resumed run continues its file)."""
 

@@ -14,7 +14,7 @@ import torch
 
 from ..diagnostics import GradientMonitor, gradient_table
 from ..diagnostics.choices import POLICIES
-from ..diagnostics.records import trim_jsonl
+from ..diagnostics.records import trim_monitor_records
 from ..diagnostics.verdicts import KINDS
 from ..errors import UserError, writing
 
@@ -74,7 +74,7 @@ def _earlier_records(jsonl: Path | None, first_step: int, resumed: bool) -> list
         raise UserError(f"{jsonl.parent} already holds the {JSONL_NAME} of an earlier run, which this new one "
                         "would mix its records into (and replace its report); give another out= (or output or log "
                         "directory), or delete that run's gradient files")
-    return trim_jsonl(jsonl, lambda r: r.get("step", 0) < first_step)
+    return trim_monitor_records(jsonl, first_step)
 
 
 def scalars(record: dict, prefix: str = "gradients/") -> dict[str, float]:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..diagnostics.records import trim_jsonl
+from ..diagnostics.records import trim_monitor_records
 from ..errors import UserError, why_not_writable
 from ..files import as_path, atomic_write_text, try_lock, write_json
 from ..runtime import hardware_info, is_main_process
@@ -248,7 +248,7 @@ class RunFiles:
                 _clear_records(run_dir)
             write_json(run_dir / "config.json", self._config_record())  # a resumed run's too: restored if lost
             # Exactly once: the steps replayed since the checkpoint are recorded again.
-            earlier = trim_jsonl(run_dir / "gradients.jsonl", lambda r: r.get("step", 0) < state.step)
+            earlier = trim_monitor_records(run_dir / "gradients.jsonl", state.step)
             if c.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
