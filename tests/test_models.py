@@ -233,6 +233,30 @@ def test_odd_names_give_one_short_line(name, fragment):
     assert "\n" not in str(err.value) and len(str(err.value)) < 250
 
 
+def _calls_given_a_built_model():
+    from resnet_lab.diagnostics import check_model
+    from resnet_lab.experiments.compare import compare_models
+    from resnet_lab.experiments.degradation import run_degradation
+    from resnet_lab.experiments.survey import run_survey
+    from resnet_lab.training.inference import evaluate_checkpoint
+
+    return {"create_model": lambda m: create_model(m), "compare_models": lambda m: compare_models([m], log=None),
+            "compare_models(one)": lambda m: compare_models(m, log=None),
+            "check_model": lambda m: check_model(m, steps=1), "evaluate_checkpoint": lambda m: evaluate_checkpoint(m),
+            "run_degradation": lambda m: run_degradation([m], steps=1, log=None),
+            "run_survey": lambda m: run_survey([m], steps=1, log=None)}
+
+
+@pytest.mark.parametrize("call", _calls_given_a_built_model().keys())
+def test_a_built_model_where_its_name_goes_is_refused_in_one_short_line(call):
+    """A notebook's model object passed where a name (or a path, a depth) goes was refused with its repr in the
+    message: dozens of lines of ResNet(...) ('unknown model ResNet(\\n  (conv1): ...'), not the one line promised."""
+    with pytest.raises(UserError) as err:
+        _calls_given_a_built_model()[call](create_model("resnet8"))
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 250 and "a ResNet" in message, message
+
+
 @pytest.mark.parametrize("option,value", [("norm", "layer"), ("activation", "gelu"), ("init", "zeros"),
                                           ("shortcut", "D"), ("num_classes", 0), ("bogus", 1)])
 def test_bad_option_values_are_rejected(option, value):

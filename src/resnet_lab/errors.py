@@ -17,11 +17,26 @@ class UserError(ValueError):
     """
 
 
+def shown(value, limit: int = 60) -> str:
+    """``value`` for a one-line message: its repr when that is short and on one line; a long string as its start
+    and length (a pasted megabyte stays readable); anything else as its kind: a model passed where its name goes
+    is 'a ResNet', not the many lines of its repr."""
+    text = repr(value)
+    if len(text) <= limit and "\n" not in text:
+        return text
+    if isinstance(value, str):
+        return f"{text[:50]}... ({len(value):,} characters)"
+    if isinstance(value, (list, tuple)) and value:
+        first = ", ".join(shown(v, 30) for v in value[:2])
+        return f"a {type(value).__name__} of {len(value)} ({first}{', ...' if len(value) > 2 else ''})"
+    return f"a {type(value).__name__}"
+
+
 def check_positive_int(name: str, value) -> int:
     """``value`` as an int if it is an integer >= 1 (a numpy integer is; a bool is not), else a
     ``UserError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
+        raise UserError(f"{name} must be a positive integer, got {shown(value)}")
     return int(value)
 
 

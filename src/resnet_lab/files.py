@@ -12,10 +12,10 @@ from pathlib import Path
 def as_path(value, name: str) -> Path:
     """A path argument from Python as a ``Path``: anything else (None, a number) is refused in one
     line, not as a TypeError from inside pathlib."""
-    from .errors import UserError
+    from .errors import UserError, shown
 
     if not isinstance(value, (str, os.PathLike)):
-        raise UserError(f"{name} is a file or folder path (a str or Path), got {value!r}")
+        raise UserError(f"{name} is a file or folder path (a str or Path), got {shown(value)}")
     return Path(value)
 
 

@@ -7,7 +7,7 @@ import math
 import numbers
 
 from ..data.choices import IN_MEMORY_DATA_SETS
-from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
+from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers, shown
 from .check import run_gradient_check
 
 
@@ -25,7 +25,7 @@ def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None,
     from ..runtime import pick_device
 
     if not isinstance(model, str):  # a list of names (as compare_models takes), None
-        raise UserError(f"model is one model name such as 'resnet20', got {model!r}; check one model per call")
+        raise UserError(f"model is one model name such as 'resnet20', got {shown(model)}; check one model per call")
     check_positive_int("--steps", steps)
     check_positive_int("--batch-size", batch_size)
     for flag, value in (("--lr", lr), ("--clip-norm", clip_norm)):

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from .choices import MODEL_OPTIONS
 from .resnet import ResNet
@@ -95,27 +95,24 @@ def _close(name: str) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else ""
 
 
-def _shown(name) -> str:
-    """A name for a one-line message: a pasted megabyte stays readable."""
-    text = repr(name)
-    return text if len(text) <= 60 else f"{text[:50]}... ({len(str(name)):,} characters)"
-
-
 def _depth(name: str, digits: str) -> int:
     digits = digits.lstrip("0") or "0"
     # Compare lengths first: int() of a 5000-digit string is itself an error.
     if len(digits) > len(str(MAX_DEPTH)) or int(digits) > MAX_DEPTH:
-        raise UserError(f"{_shown(name)}: more than the {MAX_DEPTH:,} layers supported; the deepest nets in the "
+        raise UserError(f"{shown(name)}: more than the {MAX_DEPTH:,} layers supported; the deepest nets in the "
                         "papers have 1202 (resnet1202) and 1001 (preact_resnet1001) layers")
     return int(digits)
 
 
 def get_spec(name: str) -> ModelSpec:
     """Resolve a model name to its ``ModelSpec``; a bad name raises ``UserError``."""
-    key = name.strip().lower() if isinstance(name, str) else ""
+    if not isinstance(name, str):  # a model built already, None, a list of names
+        raise UserError(f"a model is named by a string such as 'resnet20', got {shown(name)}; see 'resnet-lab "
+                        "models' for the names")
+    key = name.strip().lower()
     match = _PATTERN.match(key)
     if not match:
-        raise UserError(f"unknown model {_shown(name)}{_close(str(name))} (see 'resnet-lab models' for the list)")
+        raise UserError(f"unknown model {shown(name)}{_close(str(name))} (see 'resnet-lab models' for the list)")
     cifar_prefix, kind, digits = match.groups()
     name = key  # messages stay on one line whatever whitespace came with the name
     depth = _depth(name, digits)

@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from ...errors import UserError, numpy_scalars_as_numbers
+from ...errors import UserError, numpy_scalars_as_numbers, shown
 from ...measure import calls_for, time_call
 from ...models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ...models import count_flops, count_params, count_weighted_layers, create_model, get_spec
@@ -53,7 +53,7 @@ def _check_models(models, precision: str) -> list[str]:
     elif isinstance(models, (list, tuple)):
         models = list(models)
     else:
-        raise UserError(f"models is a list of model names, e.g. ['resnet101', 'resnet152'], got {models!r}")
+        raise UserError(f"models is a list of model names, e.g. ['resnet101', 'resnet152'], got {shown(models)}")
     if not models:
         raise UserError("give at least one model name, e.g. resnet101 resnet152")
     if precision not in PRECISIONS:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...errors import UserError, numpy_scalars_as_numbers
+from ...errors import UserError, numpy_scalars_as_numbers, shown
 from ...models.registry import cifar_model_name
 from ...text import counted, percent
 from ...training.sweep.progress import heading_first
@@ -53,7 +53,7 @@ def _distinct_ints(values: Sequence[int], what: str, example: str) -> list[int]:
             raise TypeError  # 8.7 or "8" would be cut to 8 by int(): not what was asked
         values = [int(v) for v in values]
     except TypeError:
-        raise UserError(f"{what} must be integers such as {example}, got {values!r}") from None
+        raise UserError(f"{what} must be integers such as {example}, got {shown(values)}") from None
     if not values:
         raise UserError(f"give at least one {what[:-1]}, e.g. --{what} {example}")
     if len(set(values)) != len(values):

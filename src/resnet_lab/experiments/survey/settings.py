@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from os import PathLike
 
-from ...errors import UserError, check_positive_int
+from ...errors import UserError, check_positive_int, shown
 from ...models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ...training.sweep import check_devices
 from .concurrent import check_sweepable
@@ -91,7 +91,7 @@ def _check_depths(depths, high_lr_depth) -> None:
         raise UserError("give at least one depth, e.g. --depths 8 20 56")
     for d in list(depths) + [high_lr_depth]:
         if isinstance(d, bool) or not isinstance(d, int):
-            raise UserError(f"depths must be integers, got {d!r}")
+            raise UserError(f"depths must be integers, got {shown(d)}")
         if d < 8 or (d - 2) % 6:
             near = sorted({max(8, d - (d - 2) % 6), max(8, d - (d - 2) % 6 + 6)})
             raise UserError(f"depth {d}: the survey uses CIFAR-style nets with 6n+2 layers (8, 14, 20, 26, 32, 44, "
