@@ -516,6 +516,17 @@ def test_run_survey_refuses_a_seed_or_size_of_the_wrong_kind_in_one_line(keyword
         run_survey([8], steps=1, log=None, **keywords)
 
 
+@pytest.mark.parametrize("depths, keywords, fragment", [
+    (None, {}, "depths must be a list such as [8, 20, 56] (or one depth), got None"),
+    (8.0, {}, "depths must be a list such as [8, 20, 56] (or one depth), got 8.0"),
+    (8, {"only": 5}, "only must be a list such as ['resnet20-batch-relu-he'] (or one cell name), got 5"),
+])
+def test_run_survey_refuses_none_or_a_number_where_a_list_goes_in_one_line(depths, keywords, fragment):
+    """run_survey(None), run_survey(8.0) and only=5 raised TypeError: '... object is not iterable'."""
+    with pytest.raises(UserError, match="^" + re.escape(fragment) + "$"):
+        run_survey(depths, steps=1, log=None, **keywords)
+
+
 def test_survey_settings_hold_every_keyword_of_run_survey():
     """The helpers take one SurveySettings: a keyword added to run_survey must be a field of it too."""
     keywords = [name for name in inspect.signature(run_survey).parameters if name != "log"]

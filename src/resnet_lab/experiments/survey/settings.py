@@ -50,7 +50,9 @@ class SurveySettings:
     @classmethod
     def from_keywords(cls, depths, *, lr, high_lr, high_lr_depth, **keywords) -> SurveySettings:
         """The settings of ``run_survey(depths, **keywords)``; a ``UserError`` for the first bad value."""
-        depths = (depths,) if isinstance(depths, int) else tuple(depths)
+        depths = (depths,) if isinstance(depths, int) else _as_tuple(depths, "depths", "[8, 20, 56] (or one depth)")
+        if keywords.get("only") is not None and not isinstance(keywords["only"], str):  # one name: not its letters
+            keywords["only"] = _as_tuple(keywords["only"], "only", "['resnet20-batch-relu-he'] (or one cell name)")
         high_lr = 10 * lr if high_lr is None else high_lr
         if high_lr_depth is None:
             high_lr_depth = 20 if 20 in depths else (max(depths) if depths else 20)
@@ -84,6 +86,14 @@ class SurveySettings:
     def seed_list(self) -> list[int]:
         """The seeds each cell is measured with: ``seed``, ``seed + 1``, ... (``seeds`` of them)."""
         return list(range(self.seed, self.seed + self.seeds))
+
+
+def _as_tuple(values, name: str, example: str) -> tuple:
+    """A list where one goes as a tuple; None or a number there is refused in one line (it was a TypeError)."""
+    try:
+        return tuple(values)
+    except TypeError:
+        raise UserError(f"{name} must be a list such as {example}, got {shown(values)}") from None
 
 
 def _check_depths(depths, high_lr_depth) -> None:
