@@ -239,6 +239,21 @@ def test_a_closed_stdout_does_not_stop_a_training_run(tmp_path):
     assert (out / "result.json").is_file() and (out / "timings.json").is_file()
 
 
+def test_a_stdout_closed_by_the_shell_does_not_fail_a_finished_run(tmp_path):
+    """`resnet-lab train ... >&-` trained, wrote every file and then exited 1 with a traceback
+    (AttributeError: 'NoneType' object has no attribute 'flush'): Python makes a closed stdout None."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",
+            "--steps", "1", "--quiet", "--report", "none", "--no-tensorboard", "--out", str(out)]
+    done = subprocess.run(["sh", "-c", 'exec "$0" -m resnet_lab "$@" >&-', sys.executable, *argv],
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (out / "result.json").is_file()
+    bad = subprocess.run(["sh", "-c", 'exec "$0" -m resnet_lab summary resnet21 >&-', sys.executable],
+                         stderr=subprocess.PIPE, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("resnet-lab: error: resnet21") and bad.stderr.count("\n") == 1
+
+
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("resnet-lab")
     out = subprocess.run([str(script), "summary", "plain20"], capture_output=True, text=True, check=True).stdout

@@ -117,6 +117,24 @@ def stdout_gone() -> None:
         os.close(devnull)
 
 
+def _closed_streams_to_devnull() -> None:
+    """A stdout or stderr the shell closed (`>&-`, `2>&-`, a daemon's launcher) is None to Python, and its file
+    descriptor is free for the next file opened (the run's lock, a checkpoint being written) to take, where C
+    code's output would then go. Point it at /dev/null, as a daemon does: the lines are dropped, and a run that
+    finished no longer ends in AttributeError ('NoneType' object has no attribute 'flush') with exit 1."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:  # closed: /dev/null takes the lowest free descriptor, this one (stdout is done first)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        setattr(sys, name, open(fd, "w", closefd=False))
+
+
 def entry_point() -> int:
     """The ``resnet-lab`` console script and ``python -m resnet_lab``: ``main()``, then a quick exit.
 
@@ -128,6 +146,7 @@ def entry_point() -> int:
     """
     from ..runtime import launched_by_torchrun
 
+    _closed_streams_to_devnull()
     status = main(startup_s=process_age_s())
     if not launched_by_torchrun():
         gc.freeze()
