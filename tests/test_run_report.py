@@ -190,6 +190,25 @@ def test_report_none_draws_nothing_and_says_how_to_draw_it(tmp_path, capsys):
     assert "report_s" not in json.loads((out / "timings.json").read_text())
 
 
+def test_a_suggested_command_naming_a_folder_with_spaces_runs_when_pasted_as_shown(tmp_path, capsys):
+    """'resnet-lab report DIR' put the folder in as it is: pasted, a path with spaces was several arguments.
+    The shell's rules apply to what is shown: bash reads special characters back as they were."""
+    import shlex
+
+    from resnet_lab.files import shell_arg
+
+    for name in ('my runs/a "b" $HOME `x` back\\slash', "runs/plain-1.0"):
+        echoed = subprocess.run(["bash", "-c", f"printf %s {shell_arg(name)}"], capture_output=True, text=True)
+        assert echoed.stdout == name
+    assert shell_arg("runs/plain-1.0") == "runs/plain-1.0"  # nothing added where nothing is needed
+    out = tmp_path / "my runs" / "run 1"
+    assert main([*TINY_ARGV, "--report", "none", "--out", str(out)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("report:"))
+    command = line.split("'")[1]
+    assert command == f'resnet-lab report "{out}"'
+    assert main(shlex.split(command)[1:]) == 0 and (out / "report.html").exists()
+
+
 def test_report_none_on_resume_says_the_report_left_there_is_older(tmp_path, interrupted_run, capsys):
     """A run stopped with its report drawn, then resumed with --report none, kept that report.html and said
     only 'not rendered': opened, it showed the stopped run's curves as the finished run's."""

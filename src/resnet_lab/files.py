@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -17,6 +18,16 @@ def as_path(value, name: str) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise UserError(f"{name} is a file or folder path (a str or Path), got {shown(value)}")
     return Path(value)
+
+
+def shell_arg(value: str | Path) -> str:
+    """``value`` as typed in a shell command that a message suggests, inside its single quotes
+    ('resnet-lab report DIR'): as it is when it needs no quoting, else in double quotes, so that a path
+    with spaces can be pasted as it is shown."""
+    text = str(value)
+    if re.fullmatch(r"[\w@%+=:,./-]+", text):
+        return text
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from ..files import shell_arg
 from ..runtime import is_main_process
 from ..text import counted
 from ..training.config import CHOICES, RECIPES, TrainConfig
@@ -300,7 +301,7 @@ def _finished_run(resume: str) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return (f"{run_dir} already finished ({counted(steps, 'step')}); nothing to train. Its report: "
-            f"'resnet-lab report {run_dir}'; a longer run: a new --out")
+            f"'resnet-lab report {shell_arg(run_dir)}'; a longer run: a new --out")
 
 
 def _flag(setting: str) -> str:

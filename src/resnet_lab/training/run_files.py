@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..diagnostics.records import trim_monitor_records
 from ..errors import UserError, why_not_writable
-from ..files import as_path, atomic_write_text, try_lock, write_json
+from ..files import as_path, atomic_write_text, shell_arg, try_lock, write_json
 from ..runtime import hardware_info, is_main_process
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
 from .config import RESUMABLE, TrainConfig, plain_values
@@ -73,7 +73,8 @@ def _check_nothing_to_lose(run_dir: Path) -> None:
     """A new run may start in an empty folder, or over an earlier attempt that never saved a
     checkpoint (its config.json and records, no weights); anything else it would write over is refused."""
     if (run_dir / "last.pt").exists():
-        raise UserError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another --out")
+        raise UserError(f"{run_dir} already holds a run; continue it with --resume {shell_arg(run_dir)} or choose "
+                        "another --out")
     present = [name for name in RUN_FILES if (run_dir / name).exists()]
     kept = [name for name in ("best.pt", "result.json") if name in present]
     if kept or (present and "config.json" not in present):

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..diagnostics import NonFiniteError
 from ..errors import UserError
+from ..files import shell_arg
 from ..runtime import pick_device
 from ..signals import StopSignals
 from ..text import counted
@@ -50,7 +51,7 @@ class TrainingInterrupted(Exception):
     def __init__(self, run_dir: Path | None, step: int, signum: int, unsaved: str | None = None):
         self.saved = run_dir is not None and unsaved is None
         self.note = ("checkpoint saved" if self.saved else unsaved or "no run directory, nothing saved")
-        resume = f", continue with --resume {run_dir}" if self.saved else ""
+        resume = f", continue with --resume {shell_arg(run_dir)}" if self.saved else ""
         super().__init__(f"interrupted at step {step}; {self.note}{resume}")
         self.run_dir, self.step, self.signum = run_dir, step, signum
 
@@ -60,8 +61,8 @@ class ReportInterrupted(TrainingInterrupted):
 
     def __init__(self, run_dir: Path, signum: int):
         Exception.__init__(self, f"interrupted while drawing report.html; the run's files are saved in {run_dir} "
-                                 f"('resnet-lab report {run_dir}' draws the report; --resume continues a run "
-                                 "that had not finished)")
+                                 f"('resnet-lab report {shell_arg(run_dir)}' draws the report; --resume continues "
+                                 "a run that had not finished)")
         self.run_dir, self.step, self.signum = run_dir, None, signum
         self.saved, self.note = True, "the run's files are saved"
 

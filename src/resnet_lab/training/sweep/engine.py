@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import UserError, check_positive_int, numpy_scalars_as_numbers, writing
-from ...files import write_json
+from ...files import shell_arg, write_json
 from ...text import counted
 from .grid import TRAIN, Grid, RunSpec, expand
 from .manifest import check_compatible, enclosing_sweep, read_manifest, statuses, write_manifest
@@ -42,7 +42,7 @@ class SweepInterrupted(Exception):
         else:
             what = f"{counted(len(stopped), 'running run')} stopped (they start again from the beginning)"
         super().__init__(f"interrupted; {what}; run the same command again to continue (see the state with "
-                         f"'resnet-lab sweep --out {out} --status')")
+                         f"'resnet-lab sweep --out {shell_arg(out)} --status')")
         self.out, self.signum, self.stopped = out, signum, stopped
 
     @property
