@@ -766,6 +766,26 @@ def test_evaluate_and_predict_check_device_and_batch_size_in_one_line(tiny_run, 
     assert evaluate_checkpoint(tiny_run, device=torch.device("cpu"))["n"] == 360
 
 
+def test_using_a_checkpoint_leaves_the_callers_random_numbers_alone(tmp_path, tiny_run):
+    """evaluate_checkpoint, predict_images and export_safetensors built the model (its random initialisation,
+    then overwritten by the weights) from the caller's generator: a notebook's seeded draws after them changed."""
+    import numpy as np
+    from PIL import Image
+
+    from resnet_lab.training import export_safetensors
+    from resnet_lab.training.inference import evaluate_checkpoint, predict_images
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(image)
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    for use in (lambda: evaluate_checkpoint(tiny_run), lambda: predict_images(tiny_run, [image]),
+                lambda: export_safetensors(tiny_run / "last.pt", tmp_path / "w.safetensors")):
+        torch.manual_seed(0)
+        use()
+        assert torch.equal(torch.rand(4), expected)
+
+
 def test_evaluate_says_when_its_figure_is_the_weight_average_or_flip_tta(tmp_path, shared_data_dir, capsys):
     """`evaluate --ema --tta` printed the same line and JSON as the trained weights without TTA: a figure
     piped on could pass for the trained weights' own."""

@@ -38,8 +38,9 @@ def model_from_checkpoint(path: str | Path, model_name: str | None = None, devic
             and min(shape) >= MIN_IMAGE_SIZE and shape[0] == info["image_size"]):
         raise UserError(f"checkpoint {path} holds an image size of {info['image_size']} (shape {shape}; at least "
                         f"{MIN_IMAGE_SIZE} a side); the file is damaged")
-    model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
-                         **config.model_options)
+    with torch.random.fork_rng(devices=[]):  # its initialisation, overwritten next, leaves the caller's draws alone
+        model = create_model(config.model, num_classes=len(info["classes"]), in_channels=info["in_channels"],
+                             **config.model_options)
     try:
         model.load_state_dict(checkpoint_weights(state, path, ema))
     except RuntimeError:
