@@ -287,6 +287,22 @@ def _one_line_error(capsys, fragment: str) -> str:
     return err
 
 
+def test_a_folder_of_runs_given_where_one_run_goes_names_the_runs_inside(tmp_path, capsys):
+    """A sweep's (or an experiment's) --out given to evaluate, report, export, predict or train --resume was
+    refused as 'sw/last.pt does not exist' or 'not a run directory': true, but no help in finding the runs."""
+    for name in ("resnet8-seed0", "resnet8-seed1", "resnet14-seed0"):
+        (tmp_path / "sw" / name).mkdir(parents=True)
+        (tmp_path / "sw" / name / "config.json").write_text('{"model": "resnet8"}')
+    (tmp_path / "sw" / "sweep.json").write_text("{}")
+    sw = tmp_path / "sw"
+    runs = f"{sw} holds runs, not one: give one of them ({sw / 'resnet14-seed0'}, {sw / 'resnet8-seed0'} (and 1 more))"
+    for argv in (["evaluate", "--checkpoint", str(sw)], ["report", str(sw)], ["train", "--resume", str(sw)],
+                 ["export", "--checkpoint", str(sw), "--out", str(tmp_path / "w.safetensors")],
+                 ["predict", "--checkpoint", str(sw), str(tmp_path / "x.png")]):
+        assert main(argv) == 2, argv
+        _one_line_error(capsys, f"{runs}; a sweep goes on when its command is run again")
+
+
 @pytest.mark.parametrize("where", ["folder", "under_a_file", "read_only"])
 def test_export_to_a_place_that_cannot_be_written_is_one_line(where, checkpoint, tmp_path, monkeypatch, capsys):
     out = {"folder": tmp_path, "under_a_file": checkpoint / "w.safetensors",

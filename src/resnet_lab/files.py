@@ -30,6 +30,20 @@ def shell_arg(value: str | Path) -> str:
     return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
 
 
+def runs_inside(folder: Path) -> str | None:
+    """For a message about ``folder`` given where one run goes: the run directories (a config.json) one or
+    two levels inside it, as a sweep's or an experiment's --out holds them ('give one of them: A, B (and 6
+    more)'); None when it holds none."""
+    if not folder.is_dir():
+        return None
+    runs = sorted({str(p.parent) for pattern in ("*/config.json", "*/*/config.json") for p in folder.glob(pattern)})
+    if not runs:
+        return None
+    more = f" (and {len(runs) - 2} more)" if len(runs) > 2 else ""
+    sweep = "; a sweep goes on when its command is run again" if (folder / "sweep.json").exists() else ""
+    return f"{folder} holds runs, not one: give one of them ({', '.join(runs[:2])}{more}){sweep}"
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, rename over ``path``, fsync the folder.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import as_path
+from ..files import as_path, runs_inside
 
 # config.json holds the settings and, beside them, these records (run_files.py, _config_record).
 _NOT_SETTINGS = ("resolved", "data_info", "hardware", "world_size")
@@ -60,8 +60,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
         what = "is not a directory" if run_dir.exists() else "does not exist"
         raise UserError(f"{run_dir} {what}; give the run directory that 'resnet-lab train --out' wrote")
     if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir} is not a run directory (no config.json); give the folder that "
-                        "'resnet-lab train --out' wrote")
+        raise UserError(f"{run_dir} is not a run directory (no config.json); " + (
+            runs_inside(run_dir) or "give the folder that 'resnet-lab train --out' wrote"))
     config = _read_json(run_dir / "config.json", dict)
     result = _read_json(run_dir / "result.json", dict) if (run_dir / "result.json").exists() else None
     events = _read_json(run_dir / "events.json", list) if (run_dir / "events.json").exists() else []

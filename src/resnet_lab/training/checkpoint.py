@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError, writing
-from ..files import as_path, atomic_write_bytes
+from ..files import as_path, atomic_write_bytes, runs_inside
 
 # What evaluate, predict and export read from a checkpoint besides its weights (see ``_check_complete``).
 _DATA_INFO_TYPES = {"classes": list, "in_channels": int, "image_size": int, "mean": list, "std": list}
@@ -39,6 +39,9 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         raise UserError(f"run directory {path} holds no last.pt yet (a run writes it at the end of an epoch; "
                         f"still training, stopped before, or deleted); {fix}")
     if path.is_dir():
+        inside = None if (path / "config.json").exists() else runs_inside(path)
+        if inside:
+            raise UserError(f"checkpoint {path / 'last.pt'} does not exist; {inside}")
         path = path / "last.pt"
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; "
