@@ -520,9 +520,12 @@ def test_run_survey_refuses_a_seed_or_size_of_the_wrong_kind_in_one_line(keyword
     (None, {}, "depths must be a list such as [8, 20, 56] (or one depth), got None"),
     (8.0, {}, "depths must be a list such as [8, 20, 56] (or one depth), got 8.0"),
     (8, {"only": 5}, "only must be a list such as ['resnet20-batch-relu-he'] (or one cell name), got 5"),
+    (8, {"full": "no"}, "full must be True or False, got 'no'"),  # a non-empty string: the whole product
+    (8, {"out": 5}, "out is a folder path (a str or Path), got 5"),
 ])
-def test_run_survey_refuses_none_or_a_number_where_a_list_goes_in_one_line(depths, keywords, fragment):
-    """run_survey(None), run_survey(8.0) and only=5 raised TypeError: '... object is not iterable'."""
+def test_run_survey_refuses_a_value_of_the_wrong_kind_in_one_line(depths, keywords, fragment):
+    """run_survey(None), run_survey(8.0) and only=5 raised TypeError: '... object is not iterable'; full="no"
+    ran the whole product of switches, and out=5 was taken without a word."""
     with pytest.raises(UserError, match="^" + re.escape(fragment) + "$"):
         run_survey(depths, steps=1, log=None, **keywords)
 

@@ -80,6 +80,10 @@ class SurveySettings:
             raise UserError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.threads is not None:
             check_positive_int("threads", self.threads)
+        if not isinstance(self.full, bool):  # full="no" is true to Python: 36 cells a depth
+            raise UserError(f"full must be True or False, got {shown(self.full)}")
+        if self.out is not None and not isinstance(self.out, (str, PathLike)):
+            raise UserError(f"out is a folder path (a str or Path), got {shown(self.out)}")
         check_sweepable(self.jobs, self.threads, self.devices, self.out)
 
     @property
