@@ -227,11 +227,12 @@ def test_integrations_out_that_is_not_a_folder_is_one_line(tmp_path):
 
 
 def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_batches=(), logger=False,
-                       schedule=False, ckpt_path=None, **callback_kwargs):
+                       schedule=False, ckpt_path=None, skipped_batches=(), **callback_kwargs):
     """A LightningModule of two small MLPs with no buffers (no BatchNorm) on random data, ``steps`` batches;
     with ``manual`` it steps them with two optimizers itself (``automatic_optimization=False``, as a GAN
     does); the batches in ``fault_batches`` make a NaN loss; ``schedule``: a constant LambdaLR stepped each
-    step; ``ckpt_path``: resumed from that checkpoint. Returns the trainer, module and callback."""
+    step; ``ckpt_path``: resumed from that checkpoint; ``skipped_batches``: training_step returns None for them
+    (Lightning's way to skip a batch). Returns the trainer, module and callback."""
     L = pytest.importorskip("lightning.pytorch")
     from resnet_lab.integrations.lightning import GradientMonitorCallback
 
@@ -243,6 +244,8 @@ def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_
             self.second = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
 
         def training_step(self, batch, batch_idx):
+            if batch_idx in skipped_batches:
+                return None
             x, y = batch
             hidden = self.first(x) * (float("nan") if batch_idx in fault_batches else 1.0)
             if not manual:
@@ -281,6 +284,19 @@ def test_lightning_skip_on_a_model_without_buffers_takes_every_step(tmp_path):
     "Tensor list must have at least one tensor" at the second batch."""
     trainer, _, callback = tiny_lightning_run(tmp_path, steps=3, fault_batches={1}, nonfinite="skip")
     assert trainer.global_step == 3 and callback.monitor.skipped_steps == [1]
+
+
+@pytest.mark.parametrize("nonfinite", ["warn", "skip"])
+def test_lightning_training_step_returning_none_skips_the_batch_without_ending_the_fit(tmp_path, nonfinite):
+    """A training_step that returns None has Lightning skip the batch's backward, yet it still calls the
+    optimizer step and its hooks: the monitor found no gradients and the fit ended in a UserError that told the
+    user to call step() after loss.backward(). The batch is not judged; the steps around it are."""
+    trainer, module, callback = tiny_lightning_run(tmp_path, steps=4, skipped_batches={1}, fault_batches={2},
+                                                   nonfinite=nonfinite)
+    assert trainer.global_step == 4 and _steps(tmp_path / "g" / "gradients.jsonl") == [0, 2, 3]
+    if nonfinite == "skip":
+        assert callback.monitor.skipped_steps == [2]
+        assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
 def test_lightning_manual_optimization_skip_does_not_rerun_its_training_step(tmp_path):

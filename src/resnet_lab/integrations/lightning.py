@@ -16,6 +16,7 @@ and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
 fp16 (``precision="16-mixed"``): a step whose gradients overflow at a loss scale above 1 is the
 scaler's routine (it skips the step and lowers the scale): it is discarded, not judged.
 The loss recorded is the one handed to backward: divided by ``accumulate_grad_batches``.
+A batch whose ``training_step`` returns None (Lightning skips its backward) is not judged.
 
 The optimizer goes to ``check_step`` (the ``rollback`` policy restores weights and optimizer
 state itself and lowers the lr; the schedulers' base lrs follow, see
@@ -95,6 +96,11 @@ class GradientMonitorCallback(pl.Callback):
         self._loss = loss.detach()  # under fp16 the scaled loss (unscaled below)
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        if all(p.grad is None for p in pl_module.parameters()):
+            # training_step returned None (Lightning's way to skip a batch): no backward, nothing to judge,
+            # and the optimizer step Lightning still calls changes nothing.
+            self.monitor.discard_step()
+            return
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         loss = unscale_loss(self._loss, scaler)
         if scaler is not None and scaler.is_enabled() and routine_overflow(pl_module.parameters(), loss, scaler):
