@@ -227,12 +227,13 @@ def test_integrations_out_that_is_not_a_folder_is_one_line(tmp_path):
 
 
 def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_batches=(), logger=False,
-                       schedule=False, ckpt_path=None, skipped_batches=(), **callback_kwargs):
+                       schedule=False, ckpt_path=None, skipped_batches=(), trainer_options=None, **callback_kwargs):
     """A LightningModule of two small MLPs with no buffers (no BatchNorm) on random data, ``steps`` batches;
     with ``manual`` it steps them with two optimizers itself (``automatic_optimization=False``, as a GAN
     does); the batches in ``fault_batches`` make a NaN loss; ``schedule``: a constant LambdaLR stepped each
     step; ``ckpt_path``: resumed from that checkpoint; ``skipped_batches``: training_step returns None for them
-    (Lightning's way to skip a batch). Returns the trainer, module and callback."""
+    (Lightning's way to skip a batch); ``trainer_options``: more ``L.Trainer`` arguments. Returns the trainer,
+    module and callback."""
     L = pytest.importorskip("lightning.pytorch")
     from resnet_lab.integrations.lightning import GradientMonitorCallback
 
@@ -271,7 +272,8 @@ def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_
     module = TwoMLPs()
     trainer = L.Trainer(max_steps=(2 if manual else 1) * steps, accelerator="cpu", logger=logger,
                         callbacks=[callback], log_every_n_steps=1, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        **(trainer_options or {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
@@ -297,6 +299,24 @@ def test_lightning_training_step_returning_none_skips_the_batch_without_ending_t
     if nonfinite == "skip":
         assert callback.monitor.skipped_steps == [2]
         assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_lightning_fast_dev_run_writes_no_files_and_can_run_again(tmp_path):
+    """fast_dev_run suppresses Lightning's logging and checkpoints, yet the callback wrote gradients.jsonl, the
+    report and three plots into default_root_dir (the working directory by default), and the next fast_dev_run
+    there was refused as a new run into a folder holding an earlier run's records. It records in memory now;
+    out= given still writes there."""
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    for _ in range(2):
+        callback = GradientMonitorCallback(every=1, nonfinite="skip")
+        trainer, _, _ = tiny_lightning_run(tmp_path, callback=callback, fault_batches={0},
+                                           trainer_options={"fast_dev_run": True})
+        assert trainer.global_step == 1 and callback.monitor.skipped_steps == [0]
+        assert [r["step"] for r in callback.monitor.records()] == [0] and callback.report_paths == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    _, _, callback = tiny_lightning_run(tmp_path, trainer_options={"fast_dev_run": True})  # out= tmp_path / "g"
+    assert _steps(tmp_path / "g" / "gradients.jsonl") == [0] and (tmp_path / "g" / "gradient_report.json").is_file()
 
 
 def test_lightning_manual_optimization_skip_does_not_rerun_its_training_step(tmp_path):

@@ -11,7 +11,8 @@ policy drops has its gradients set to None, so that the optimizer step leaves we
 optimizer state untouched. Each record (every ``every`` steps, default the trainer's
 ``log_every_n_steps``) goes to all the trainer's loggers as scalars (see ``common.scalars``)
 and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
-``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``).
+``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``; under
+``fast_dev_run``, which suppresses logging, no files unless ``out`` is given).
 
 fp16 (``precision="16-mixed"``): a step whose gradients overflow at a loss scale above 1 is the
 scaler's routine (it skips the step and lowers the scale): it is discarded, not judged.
@@ -71,7 +72,11 @@ class GradientMonitorCallback(pl.Callback):
         # Not on_fit_start: a fit from ckpt_path= has its global step restored only after that.
         # Each fit's own: a callback used again, by another trainer, writes into that one's log_dir.
         self.out = self._out or Path(trainer.log_dir or trainer.default_root_dir)  # log_dir: call on all ranks
-        self._trainer, self._finished = trainer, False
+        if self._out is None and trainer.fast_dev_run:
+            # Lightning suppresses logging and checkpoints: no files in the working directory either (a second
+            # fast_dev_run there was refused as a new run in a folder holding an earlier run's records).
+            self.out = None
+        self._trainer, self._finished, self.report_paths = trainer, False, []
         self._follower = SchedulerFollower()  # this fit's monitor starts at lr_scale 1
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
                                     self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
@@ -141,6 +146,6 @@ class GradientMonitorCallback(pl.Callback):
             return
         self._finished = True
         self.monitor.close()
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.out is not None:
             self.report_paths = write_final_report(self.monitor, self.out)
         self._batch = self._loss = None
