@@ -439,16 +439,17 @@ class TinyTextData(torch.utils.data.Dataset):
 
 
 def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_steps=None, made=None, callback=None,
-           **options):
+           config=None, **options):
     """A 2-layer BERT (hidden 32) built from a config, trained ``steps`` steps by ``Trainer`` (and the
-    callback, in ``made`` when given, for a run that raises; ``callback``: one made before, attached first)."""
+    callback, in ``made`` when given, for a run that raises; ``callback``: one made before, attached first;
+    ``config``: more ``BertConfig`` options)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     from resnet_lab.integrations.huggingface import GradientMonitorCallback
 
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=32, num_labels=2)
+                                     intermediate_size=64, max_position_embeddings=32, num_labels=2, **(config or {}))
     model = transformers.BertForSequenceClassification(config)
     made = {} if made is None else made
     if fault is not None:
@@ -457,9 +458,9 @@ def hf_run(tmp_path, *, steps=4, fault=None, report_to=(), attach=True, fault_st
             if fault_steps is None or made["trainer"].state.global_step in fault_steps else out)
     monitor_options = {k: options.pop(k) for k in ("every", "nonfinite", "out", "rollback") if k in options}
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8, logging_steps=2,
-        report_to=list(report_to), use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0,
-        **{"learning_rate": 1e-3, **options})
+        output_dir=str(tmp_path / "hf"), max_steps=steps, per_device_train_batch_size=8, report_to=list(report_to),
+        use_cpu=True, save_strategy="no", disable_tqdm=True, seed=0, **{"learning_rate": 1e-3, "logging_steps": 2,
+                                                                         **options})
     trainer = made["trainer"] = transformers.Trainer(model=model, args=args, train_dataset=TinyTextData())
     if callback is not None:
         trainer.callback_handler.callbacks.insert(0, callback)
@@ -645,6 +646,16 @@ def test_huggingface_loss_of_a_step_of_several_micro_batches_is_the_loss_the_tra
                 for line in (tmp_path / "hf" / "gradients.jsonl").read_text().splitlines()}
     assert sorted(logged) == sorted(recorded) == [1, 2, 3, 4]
     assert all(recorded[step] == pytest.approx(logged[step], abs=2e-4) for step in logged), (recorded, logged)
+
+
+def test_huggingface_model_returning_a_tuple_has_its_loss_recorded(tmp_path):
+    """Under return_dict=False the model returns (loss, logits), whose first element the Trainer takes as the loss;
+    the callback looked for output.loss only, so every record had loss None: no loss plot, explode_loss never
+    judged, and rollback's loss-spike test silently off."""
+    trainer, callback = hf_run(tmp_path, steps=3, every=1, logging_steps=1, config={"return_dict": False})
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    recorded = [r["loss"] for r in callback.monitor.records()]
+    assert len(recorded) == 3 and recorded == [pytest.approx(v, abs=2e-4) for v in logged]
 
 
 def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):

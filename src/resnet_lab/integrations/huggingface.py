@@ -18,18 +18,19 @@ survive clipping. The Trainer's own ``grad_norm`` log is the norm before clippin
 without clipping the gradients are unscaled here first (the scaler would otherwise do it in
 its step), and the scaler's routine overflow steps are discarded, not judged.
 
-The loss (``output.loss`` of the model's training forward, when the model computes it) and the
-batch (the keyword arguments of that forward, for locating a NaN) are taken by hooks on the
-model. Records (every ``every`` steps, default the Trainer's ``logging_steps``, numbered like the
-Trainer's own logs) are added to the Trainer's logs: ``trainer_state.json``'s ``log_history`` and
-every ``report_to`` integration, which needs this callback to run before them: ``attach`` puts
-it first (passed in ``callbacks=[...]`` it comes after them and reaches ``log_history`` only).
-Files go to ``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report.
-Only the world process zero writes; every process runs its monitor. The optimizer goes to
-``check_step`` (the ``rollback`` policy restores its state) and the Trainer's scheduler follows
-a lowered lr. A ``stop`` raised in the step ends the callback as the end of training does (its hooks
-leave the model, the report is written) before the error reaches the caller; after any other
-exception, ``finish()`` does the same.
+The loss (``output.loss`` of the model's training forward, when the model computes it; under
+``return_dict=False`` the first element of its tuple, as the Trainer takes it) and the batch (the
+keyword arguments of that forward, for locating a NaN) are taken by hooks on the model. Records
+(every ``every`` steps, default the Trainer's ``logging_steps``, numbered like the Trainer's own
+logs) are added to the Trainer's logs: ``trainer_state.json``'s ``log_history`` and every
+``report_to`` integration, which needs this callback to run before them: ``attach`` puts it first
+(passed in ``callbacks=[...]`` it comes after them and reaches ``log_history`` only). Files go to
+``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report. Only the world
+process zero writes; every process runs its monitor. The optimizer goes to ``check_step`` (the
+``rollback`` policy restores its state) and the Trainer's scheduler follows a lowered lr. A
+``stop`` raised in the step ends the callback as the end of training does (its hooks leave the
+model, the report is written) before the error reaches the caller; after any other exception,
+``finish()`` does the same.
 
 Resuming: the callback is an ``ExportableState``, so each checkpoint's ``trainer_state.json`` keeps its
 state (``stateful_callbacks``): the skip streak; under rollback the lr scale, the rollbacks so far and the
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
@@ -50,6 +52,17 @@ from ..files import as_path
 from ..training.eager_step import routine_overflow
 from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, monitor_state,
                      restore_monitor_state, scalars, write_final_report)
+
+
+def _model_loss(output) -> torch.Tensor | None:
+    """The loss in a model's output, where the Trainer takes it: ``output["loss"]`` (a ``ModelOutput`` or a
+    dict), or the first element of a tuple (``return_dict=False``) when that is a scalar (logits never are)."""
+    if isinstance(output, dict):
+        return output.get("loss")
+    if isinstance(output, (tuple, list)):
+        first = output[0] if output else None
+        return first if isinstance(first, torch.Tensor) and first.ndim == 0 else None
+    return getattr(output, "loss", None)
 
 
 class GradientMonitorCallback(TrainerCallback, ExportableState):
@@ -111,7 +124,7 @@ class GradientMonitorCallback(TrainerCallback, ExportableState):
             self._inputs = (args, kwargs)  # references, no copy: the batch lives until the step ends
 
     def _keep_loss(self, module, args, output):
-        loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        loss = _model_loss(output)
         if module.training and loss is not None:
             # The step's loss as the Trainer logs it: the sum of its micro-batches' shares. Given the step's
             # num_items_in_batch the model divides by it itself; else the Trainer divides by the micro-batches.
@@ -151,7 +164,7 @@ class GradientMonitorCallback(TrainerCallback, ExportableState):
 
         def forward(model, _):
             out = model(*positional, **keywords)
-            loss = out.get("loss") if isinstance(out, dict) else getattr(out, "loss", None)
+            loss = _model_loss(out)
             return loss if loss is not None else out
         return {"inputs": keywords or positional, "forward_fn": forward}
 
