@@ -658,6 +658,16 @@ def test_huggingface_model_returning_a_tuple_has_its_loss_recorded(tmp_path):
     assert len(recorded) == 3 and recorded == [pytest.approx(v, abs=2e-4) for v in logged]
 
 
+def test_huggingface_run_shorter_than_logging_steps_records_its_last_step(tmp_path):
+    """Steps are numbered from 1 and recorded every logging_steps (500 by default): a shorter run recorded no step
+    at all, and its report, with no table or plots, said "healthy: no step recorded yet"."""
+    trainer, callback = hf_run(tmp_path, steps=3, logging_steps=500)
+    assert _steps(tmp_path / "hf" / "gradients.jsonl") == [3]
+    assert callback.monitor.verdict().kind == "healthy" and callback.monitor.verdict().step == 3
+    assert "gradients/global_grad_norm" in trainer.state.log_history[-1]  # the run's closing log
+    assert {p.name for p in callback.report_paths} >= {"gradient_table.txt", "gradient_flow.png"}
+
+
 def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):
     trainer, _ = hf_run(tmp_path, attach=False, steps=2)
     assert any("gradients/global_grad_norm" in h for h in trainer.state.log_history)

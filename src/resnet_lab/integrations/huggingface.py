@@ -21,16 +21,16 @@ its step), and the scaler's routine overflow steps are discarded, not judged.
 The loss (``output.loss`` of the model's training forward, when the model computes it; under
 ``return_dict=False`` the first element of its tuple, as the Trainer takes it) and the batch (the
 keyword arguments of that forward, for locating a NaN) are taken by hooks on the model. Records
-(every ``every`` steps, default the Trainer's ``logging_steps``, numbered like the Trainer's own
-logs) are added to the Trainer's logs: ``trainer_state.json``'s ``log_history`` and every
-``report_to`` integration, which needs this callback to run before them: ``attach`` puts it first
-(passed in ``callbacks=[...]`` it comes after them and reaches ``log_history`` only). Files go to
-``args.output_dir`` (or ``out``): ``gradients.jsonl`` and, at the end, the report. Only the world
-process zero writes; every process runs its monitor. The optimizer goes to ``check_step`` (the
-``rollback`` policy restores its state) and the Trainer's scheduler follows a lowered lr. A
-``stop`` raised in the step ends the callback as the end of training does (its hooks leave the
-model, the report is written) before the error reaches the caller; after any other exception,
-``finish()`` does the same.
+(every ``every`` steps, default the Trainer's ``logging_steps``, or the run's last step when it is
+shorter, numbered like the Trainer's own logs) are added to the Trainer's logs:
+``trainer_state.json``'s ``log_history`` and every ``report_to`` integration, which needs this
+callback to run before them: ``attach`` puts it first (passed in ``callbacks=[...]`` it comes
+after them and reaches ``log_history`` only). Files go to ``args.output_dir`` (or ``out``):
+``gradients.jsonl`` and, at the end, the report. Only the world process zero writes; every process
+runs its monitor. The optimizer goes to ``check_step`` (the ``rollback`` policy restores its
+state) and the Trainer's scheduler follows a lowered lr. A ``stop`` raised in the step ends the
+callback as the end of training does (its hooks leave the model, the report is written) before the
+error reaches the caller; after any other exception, ``finish()`` does the same.
 
 Resuming: the callback is an ``ExportableState``, so each checkpoint's ``trainer_state.json`` keeps its
 state (``stateful_callbacks``): the skip streak; under rollback the lr scale, the rollbacks so far and the
@@ -103,6 +103,10 @@ class GradientMonitorCallback(TrainerCallback, ExportableState):
                             "the checkpoint itself")
         self.out = self._out or Path(args.output_dir)  # a callback used again by another Trainer: its output_dir
         every = self.every or max(1, int(state.logging_steps or args.logging_steps))
+        if self.every is None and 0 < state.max_steps < every:
+            # Steps are numbered from 1: a run shorter than logging_steps (500 by default) recorded no step at
+            # all, and its report said "healthy: no step recorded yet". Its last step is recorded instead.
+            every = state.max_steps
         self.monitor = make_monitor(model, self.out if state.is_world_process_zero else None, every,
                                     dict(self.monitor_kwargs), self._collect, args.world_size,
                                     first_step=state.global_step + 1,  # numbered as in on_pre_optimizer_step
