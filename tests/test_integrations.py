@@ -668,6 +668,24 @@ def test_huggingface_run_shorter_than_logging_steps_records_its_last_step(tmp_pa
     assert {p.name for p in callback.report_paths} >= {"gradient_table.txt", "gradient_flow.png"}
 
 
+def test_huggingface_loss_computed_outside_the_model_is_said_once_when_a_policy_judges_it(tmp_path, monkeypatch):
+    """With label_smoothing_factor (or a compute_loss of its own) the Trainer computes the loss outside the model,
+    whose output then has none: rollback's loss-spike test and explode_loss judged nothing, without a word."""
+    from resnet_lab.diagnostics import Rollback
+
+    said = []
+    monkeypatch.setattr(warnings, "warn", lambda message, *a, **k: said.append(str(message)))
+    hf_run(tmp_path / "rollback", steps=2, every=1, label_smoothing_factor=0.1, nonfinite="rollback",
+           rollback=Rollback(every=1))
+    assert len([m for m in said if m.startswith("GradientMonitorCallback: the model's forward returned no loss "
+                                                "(the Trainer computes it outside the model), so rollback's "
+                                                "loss-spike test judge")]) == 1
+    said.clear()
+    hf_run(tmp_path / "skip", steps=2, every=1, label_smoothing_factor=0.1, nonfinite="skip")  # judges no loss
+    hf_run(tmp_path / "loss", steps=2, every=1, nonfinite="rollback", rollback=Rollback(every=1))  # has a loss
+    assert not [m for m in said if m.startswith("GradientMonitorCallback")]
+
+
 def test_huggingface_callback_added_late_still_reaches_log_history(tmp_path):
     trainer, _ = hf_run(tmp_path, attach=False, steps=2)
     assert any("gradients/global_grad_norm" in h for h in trainer.state.log_history)

@@ -32,6 +32,10 @@ state) and the Trainer's scheduler follows a lowered lr. A ``stop`` raised in th
 callback as the end of training does (its hooks leave the model, the report is written) before the
 error reaches the caller; after any other exception, ``finish()`` does the same.
 
+A loss the Trainer computes outside the model (a ``compute_loss`` of its own, ``label_smoothing_factor``)
+is not seen: the records have none, and a warning says so once when rollback's loss-spike test or
+``explode_loss`` would judge it.
+
 Resuming: the callback is an ``ExportableState``, so each checkpoint's ``trainer_state.json`` keeps its
 state (``stateful_callbacks``): the skip streak; under rollback the lr scale, the rollbacks so far and the
 recent losses. A run resumed with ``resume_from_checkpoint=`` takes it back at its start, and so gives up
@@ -41,6 +45,7 @@ file does not hold: a resumed run keeps them again at its first good step (as a 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -122,6 +127,7 @@ class GradientMonitorCallback(TrainerCallback, ExportableState):
         # A checkpoint made without this callback has no entry, which the Trainer's next save looks up (KeyError).
         state.stateful_callbacks.setdefault(name, self.state())
         self._micro_batches, self._loss = args.gradient_accumulation_steps, None
+        self._told_no_loss = False
 
     def _keep_inputs(self, module, args, kwargs):
         if module.training:
@@ -155,11 +161,24 @@ class GradientMonitorCallback(TrainerCallback, ExportableState):
             if routine_overflow(model.parameters(), self._loss, scaler):
                 self.monitor.discard_step()
                 return
+        if self._loss is None and not self._told_no_loss:
+            self._tell_no_loss()
         # Numbered like the Trainer's logs: global_step counts this step once it is taken.
         self.monitor.step(self._loss, step=state.global_step + 1)
         if not self.monitor.check_step(optimizer=optimizer, **self._locator()):
             drop_step(optimizer)
         self._follower.follow(self.monitor, [lr_scheduler] if lr_scheduler is not None else [])
+
+    def _tell_no_loss(self) -> None:
+        """Once a run: what judges the loss sees none, since the model's forward returned none (the Trainer
+        computes it outside the model: a ``compute_loss`` of its own, ``label_smoothing_factor``)."""
+        self._told_no_loss = True
+        judged = [what for what, on in (("rollback's loss-spike test", self.monitor.policy == "rollback"),
+                                        ("explode_loss", self.monitor.thresholds.explode_loss is not None)) if on]
+        if judged:
+            warnings.warn(f"GradientMonitorCallback: the model's forward returned no loss (the Trainer computes it "
+                          f"outside the model), so {' and '.join(judged)} judge nothing in this run; have the "
+                          "forward return the loss (output.loss) to have it judged", RuntimeWarning, stacklevel=2)
 
     def _locator(self) -> dict:
         if not self.locate or self._inputs is None:
