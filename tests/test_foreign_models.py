@@ -3,6 +3,9 @@ execution in the first training forward, or given by the user."""
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 import torch
 import torchvision
@@ -199,3 +202,39 @@ def test_torchvision_models_that_cannot_take_the_data_are_one_line_and_aux_heads
     assert "torchvision:alexnet cannot run on 32x32 images" in err and err.count("\n") == 1
     googlenet = torchvision_model("googlenet", num_classes=10, image_size=32).train()
     assert googlenet(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("kind", ["float64", "complex64", "sparse embedding"])
+def test_float64_complex_and_sparse_gradients_are_measured_not_a_runtime_error(kind):
+    """step() once ended in RuntimeError from torch._foreach_norm(dtype=float32) for a model.double(), complex
+    weights and nn.Embedding(sparse=True); the norms are now the gradients' (a sparse one with repeated tokens:
+    its dense norm, not that of its uncoalesced values), and the skip policy checks and locates there too."""
+    torch.manual_seed(0)
+    tokens = torch.tensor([1, 1, 1, 2, 5, 5, 7, 1])  # repeated: an uncoalesced sparse gradient
+    if kind == "sparse embedding":
+        model, inputs = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 3)), tokens
+    else:
+        dtype = torch.float64 if kind == "float64" else torch.complex64
+        model = nn.Sequential(nn.Linear(4, 5, dtype=dtype), nn.Linear(5, 3, dtype=dtype))
+        inputs = torch.randn(8, 4).to(dtype)
+    monitor = GradientMonitor(model, nonfinite="skip")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    by_hand = []  # per step, per group (a layer)
+    for scale in (1.0, 1.0, float("nan")):
+        optimizer.zero_grad()
+        loss = model(inputs).abs().pow(2).mean() * scale
+        loss.backward()
+        monitor.step(loss)
+        by_hand.append([math.sqrt(sum((p.grad.to_dense() if p.grad.is_sparse else p.grad).abs().double().pow(2).sum()
+                                      for p in layer.parameters())) for layer in model])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            took = monitor.check_step(inputs=inputs, loss_fn=lambda out, _, s=scale: out.abs().pow(2).mean() * s)
+        if took:
+            optimizer.step()
+    records = monitor.records()
+    for record, norms in zip(records[:2], by_hand):
+        assert record["verdict"] == "healthy"
+        assert [g["grad_norm"] for g in record["groups"]] == pytest.approx(norms, rel=1e-5)
+    assert records[1]["groups"][0]["update_ratio"] > 0
+    assert not took and "skipped the optimizer step at step 2: non-finite" in str(caught[0].message)

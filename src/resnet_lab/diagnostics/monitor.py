@@ -88,12 +88,47 @@ def _check_options(nonfinite: str, counts: list[tuple[str, int, int]]) -> None:
             raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+# Dtypes whose norms one fused float32 ``_foreach_norm`` takes; float64 and complex tensors are refused by it.
+_FUSED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _norms_of(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """The 2-norms of ``tensors`` as one 1-D tensor of ``dtype``, in their order: one fused float32 norm when all
+    are dense float32/bf16/fp16 (the usual case). A float64 or complex tensor (a ``model.double()``, complex
+    weights) is measured in its own precision, and a sparse gradient (``nn.Embedding(sparse=True)``) over its
+    coalesced values (an uncoalesced one repeats indices: the norm of its values is not the gradient's);
+    ``_foreach_norm(dtype=float32)`` refuses all three with a RuntimeError (raised before any kernel runs), which
+    sends them here: no per-tensor test on the usual path."""
+    try:
+        return torch.stack(torch._foreach_norm(tensors, 2, dtype=torch.float32)).to(dtype)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError:
+        if all(t.dtype in _FUSED_DTYPES and not t.is_sparse for t in tensors):
+            raise  # not a dtype or layout the fused norm refuses
+    dense = [t.coalesce().values() if t.is_sparse else t for t in tensors]
+    fused = [i for i, t in enumerate(dense) if t.dtype in _FUSED_DTYPES]
+    own = [i for i, t in enumerate(dense) if t.dtype not in _FUSED_DTYPES]
+    out = torch.empty(len(dense), dtype=dtype, device=dense[0].device)
+    for positions, kwargs in ((fused, {"dtype": torch.float32}), (own, {})):
+        if positions:
+            norms = torch._foreach_norm([dense[i] for i in positions], 2, **kwargs)
+            out[positions] = torch.stack([n.to(dtype) for n in norms])
+    return out
+
+
 def _device_of(model: nn.Module) -> torch.device:
     devices = {p.device for p in model.parameters() if p.requires_grad}
     if len(devices) != 1:
         raise UserError(f"GradientMonitor needs all trainable parameters on one device, found "
                         f"{', '.join(sorted(map(str, devices)))}; monitor each part separately")
     return devices.pop()
+
+
+def _histogram_values(grad: torch.Tensor) -> torch.Tensor:
+    """A gradient's values for a histogram: a sparse one's stored values, a complex one's magnitudes."""
+    values = (grad.coalesce().values() if grad.is_sparse else grad).detach().flatten()
+    return (values.abs() if values.is_complex() else values).float()
 
 
 class GradientMonitor(NonFinitePolicy):
@@ -285,8 +320,7 @@ class GradientMonitor(NonFinitePolicy):
         if has_update:
             torch._foreach_sub_(self._snapshot, self._params)  # snapshot := w_prev - w_now
             tensors += self._snapshot
-        norms = torch._foreach_norm(tensors, 2, dtype=torch.float32)
-        squares = torch.stack(norms).to(self._acc).square()
+        squares = _norms_of(tensors, self._acc).square()
         sums = torch.zeros((3 if has_update else 2) * G, dtype=self._acc, device=self.device)
         sums.index_add_(0, index, squares)
         loss_value = (loss.detach().reshape(1).to(self.device, self._acc) if loss is not None
@@ -358,7 +392,7 @@ class GradientMonitor(NonFinitePolicy):
         named = dict(zip(self._param_names, self._params))
         values = []
         for g in self.groups:
-            grads = [named[n].grad.detach().flatten().float() for n in g.param_names if named[n].grad is not None]
+            grads = [_histogram_values(named[n].grad) for n in g.param_names if named[n].grad is not None]
             if grads:
                 values.append((f"grad_hist/{g.depth_index:02d}.{g.name}", torch.cat(grads).cpu()))
         self._tb.histograms(s, values)
@@ -501,9 +535,9 @@ class GradientMonitor(NonFinitePolicy):
             norms = [self._last_vec[:_HEAD]]
         else:
             grads = [p.grad for p in self._params if p.grad is not None]
-            norms = [torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))] if grads else []
+            norms = [_norms_of(grads, self._acc)] if grads else []
         if self._step_start.floating:
-            norms.append(torch.stack(torch._foreach_norm(self._step_start.floating, 2, dtype=torch.float32)))
+            norms.append(_norms_of(self._step_start.floating, self._acc))
         if self._step_loss is not None:
             norms.append(self._step_loss.reshape(1))
         if not norms:
@@ -518,7 +552,7 @@ class GradientMonitor(NonFinitePolicy):
     def _nonfinite_parts(self) -> str:
         """Which of gradients, weights and buffers hold NaN/Inf (the failure path only)."""
         def finite(tensors) -> bool:
-            return all(bool(torch.isfinite(t).all()) for t in tensors)
+            return all(bool(torch.isfinite(t.coalesce().values() if t.is_sparse else t).all()) for t in tensors)
 
         parts = [name for name, tensors in (
             ("gradients", [p.grad for p in self._params if p.grad is not None]),
