@@ -593,3 +593,44 @@ def test_check_model_takes_numpy_numbers_as_the_numbers_they_hold():
     plain = check_model("resnet8", steps=1, batch_size=16, seed=2, clip_norm=1.0, lr=float(np.float32(0.5)))
     json.dumps(numpy_given)
     assert numpy_given["global_grad_norm"] == plain["global_grad_norm"]
+
+
+def _monitored_steps(model, monitor, steps=1):
+    for x, y in batches(steps, shape=(3, 8, 8)):
+        model.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        monitor.step(loss)
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda m: m.body.append(nn.Linear(32, 32)), r"not monitored: body\.3\.weight, body\.3\.bias \(added"),
+    (lambda m: setattr(m.out, "weight", nn.Parameter(torch.zeros(10, 32))),
+     r"not monitored: out\.weight .*; no longer in the model: out\.weight\)"),
+    (lambda m: m.embed.requires_grad_(True), r"not monitored: embed\.weight, embed\.bias \(added, re-assigned or"),
+], ids=["layer added", "parameter re-assigned", "layer unfrozen"])
+def test_a_model_changed_after_the_monitor_was_made_is_refused_not_misrecorded(change, named):
+    """A layer added, a parameter re-assigned or a frozen layer unfrozen after GradientMonitor(model) was left out
+    of every norm (or read as the old tensor) without a word: the global gradient norm of a model grown by a layer
+    was half the true one. The next step() now refuses it in one line naming the parameters; changes that keep
+    the parameters (model.to(dtype), freezing, another model built) go on with right norms."""
+    model = SmallMLP()
+    model.embed.requires_grad_(False)
+    monitor = GradientMonitor(model)
+    _monitored_steps(model, monitor)
+    change(model)
+    with pytest.raises(UserError, match=rf"^the model's parameters changed after GradientMonitor was created \({named}"
+                                        r".*Create the monitor once the model is complete"):
+        _monitored_steps(model, monitor)
+
+    model = SmallMLP()
+    monitor = GradientMonitor(model)
+    _monitored_steps(model, monitor)
+    SmallMLP()  # registers parameters elsewhere: looked at, nothing changed here
+    model.body[2].requires_grad_(False)
+    model.to(torch.float64)
+    model.zero_grad()
+    F.cross_entropy(model(torch.randn(4, 3, 8, 8, dtype=torch.float64)), torch.tensor([0, 1, 2, 3])).backward()
+    monitor.step()
+    by_hand = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters() if p.grad is not None))
+    assert monitor.records()[-1]["global_grad_norm"] == pytest.approx(by_hand, rel=1e-9)

@@ -117,6 +117,30 @@ def _norms_of(tensors: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     return out
 
 
+class _Registrations:
+    """How many parameters and modules have been registered in any module of this process (two global
+    registration hooks, installed by the first monitor): a monitor looks at its model's parameters again only
+    when this count has moved, so that the check costs one comparison per step."""
+
+    count = 0
+    _handles: tuple | None = None
+
+    @classmethod
+    def install(cls) -> None:
+        if cls._handles is None:
+            registration = nn.modules.module
+            cls._handles = (registration.register_module_parameter_registration_hook(cls._note),
+                            registration.register_module_module_registration_hook(cls._note))
+
+    @classmethod
+    def _note(cls, module, name, value) -> None:
+        cls.count += 1
+
+
+def _names(names: list[str], most: int = 4) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _device_of(model: nn.Module) -> torch.device:
     devices = {p.device for p in model.parameters() if p.requires_grad}
     if len(devices) != 1:
@@ -230,6 +254,8 @@ class GradientMonitor(NonFinitePolicy):
         self._track_activations = track_activations
         self._tracker = None
         self._index_groups()
+        _Registrations.install()
+        self._note_parameters(list(model.named_parameters()))
         # Groups of an opened model are re-ordered by when their modules first run (see groups.py).
         self.group_order = "registration"
         self._execution_order = ExecutionOrder(model, self.groups)
@@ -274,6 +300,7 @@ class GradientMonitor(NonFinitePolicy):
         are recorded as they are now: call it after ``scaler.unscale_(optimizer)`` with AMP,
         and before clipping to see the raw gradient.
         """
+        self._check_parameters()
         s = self._next_step if step is None else int(step)
         self._next_step, self._current_step = s + 1, s
         self._step_loss = loss.detach() if self._good is not None and isinstance(loss, torch.Tensor) else None
@@ -349,6 +376,32 @@ class GradientMonitor(NonFinitePolicy):
             self._tracker.groups = [by_name[g.name] for g in self._tracker.groups]
         elif self._track_activations:
             self._tracker = ActivationTracker(self.model, self.groups)
+
+    def _note_parameters(self, named: list[tuple[str, nn.Parameter]]) -> None:
+        """Remember what ``_check_parameters`` compares with: the registration count now, and the model's
+        parameters that are not monitored (frozen ones, which ``requires_grad_()`` may unfreeze)."""
+        monitored = {id(p) for p in self._params}
+        self._unmonitored = [p for _, p in named if id(p) not in monitored]
+        self._registrations_seen = _Registrations.count
+
+    def _check_parameters(self) -> None:
+        """Refuse a model whose trainable parameters changed after the monitor was made (a layer added, a
+        parameter re-assigned, a frozen layer unfrozen, a monitored one gone): the norms would leave the new ones
+        out and read the old ones, without a word. One comparison per step while nothing was registered."""
+        if self._registrations_seen == _Registrations.count and not any(p.requires_grad for p in self._unmonitored):
+            return
+        named = list(self.model.named_parameters())
+        monitored, present = {id(p) for p in self._params}, {id(p) for _, p in named}
+        new = [n for n, p in named if p.requires_grad and id(p) not in monitored]
+        gone = [n for n, p in zip(self._param_names, self._params) if id(p) not in present]
+        if new or gone:
+            changes = ([f"not monitored: {_names(new)} (added, re-assigned or unfrozen)"] if new else []) + (
+                [f"no longer in the model: {_names(gone)}"] if gone else [])
+            raise UserError(f"the model's parameters changed after GradientMonitor was created ({'; '.join(changes)}); "
+                            "its records would leave them out or read the old ones. Create the monitor once the model "
+                            "is complete and its trainable layers chosen (monitor.close(), then GradientMonitor(model, "
+                            "...) again)")
+        self._note_parameters(named)
 
     def _apply_execution_order(self) -> None:
         """Re-order the groups by the first training forward pass, once, before any record."""
