@@ -634,3 +634,21 @@ def test_a_model_changed_after_the_monitor_was_made_is_refused_not_misrecorded(c
     monitor.step()
     by_hand = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters() if p.grad is not None))
     assert monitor.records()[-1]["global_grad_norm"] == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_closing_twice_is_harmless_and_a_step_after_close_is_refused_in_one_line(tmp_path):
+    """A second close() (an explicit one, then the with-block's) ended in ValueError: I/O operation on closed
+    file, and so did a step() after close() (its record written to the closed JSONL file). close() now runs once;
+    records, verdict and report stay readable after it; step() and check_step() after it are one UserError."""
+    model = SmallMLP()
+    with GradientMonitor(model, nonfinite="skip", jsonl_path=tmp_path / "gradients.jsonl") as monitor:
+        _monitored_steps(model, monitor, steps=2)
+        monitor.close()
+    monitor.close()
+    assert len(read_jsonl(tmp_path / "gradients.jsonl")) == 2 and len(monitor.records()) == 2
+    assert monitor.verdict().kind == "healthy" and monitor.write_report(tmp_path / "report.json").exists()
+    for call in (lambda: _monitored_steps(model, monitor), monitor.check_step):
+        with pytest.raises(UserError, match=r"^monitor\.(step|check_step)\(\) after monitor\.close\(\): .* "
+                                            r"create a new GradientMonitor"):
+            call()
+    assert len(read_jsonl(tmp_path / "gradients.jsonl")) == 2

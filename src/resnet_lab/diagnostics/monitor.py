@@ -288,6 +288,7 @@ class GradientMonitor(NonFinitePolicy):
         self._spikes = LossSpikes(self.rollback.spike_factor, self.rollback.spike_window)
         self._good = LastGoodState(model) if nonfinite == "rollback" else None
         self._step_loss: torch.Tensor | None = None
+        self._closed = False
 
     # -- the per-step path (no host synchronisation) ------------------------------------
 
@@ -300,6 +301,7 @@ class GradientMonitor(NonFinitePolicy):
         are recorded as they are now: call it after ``scaler.unscale_(optimizer)`` with AMP,
         and before clipping to see the raw gradient.
         """
+        self._refuse_if_closed("step()")
         self._check_parameters()
         s = self._next_step if step is None else int(step)
         self._next_step, self._current_step = s + 1, s
@@ -545,14 +547,21 @@ class GradientMonitor(NonFinitePolicy):
     def flush(self) -> None:
         """Read back all pending records and flush the JSONL file and TensorBoard writer."""
         self._drain(block=True)
+        if self._closed:  # the files are flushed and closed already
+            return
         if self._jsonl is not None:
             self._jsonl.flush()
         if self._tb is not None:
             self._tb.flush()
 
     def close(self) -> None:
-        """Flush, remove the activation hooks and close the files this monitor opened."""
+        """Flush, remove the activation hooks and close the files this monitor opened. Its records, verdict and
+        report stay readable; a second ``close()`` does nothing, and ``step()`` or ``check_step()`` after it is
+        refused (its files and hooks are gone)."""
+        if self._closed:
+            return
         self.flush()
+        self._closed = True
         if self._tracker is not None:
             self._tracker.remove()
         self._execution_order.remove()
@@ -562,6 +571,11 @@ class GradientMonitor(NonFinitePolicy):
         if self._tb is not None:
             self._tb.close()
         self._snapshot = None
+
+    def _refuse_if_closed(self, call: str) -> None:
+        if self._closed:
+            raise UserError(f"monitor.{call} after monitor.close(): its records file and hooks are closed; create a "
+                            "new GradientMonitor(model, ...) to monitor more steps (a JSONL file is appended to)")
 
     def __enter__(self) -> "GradientMonitor":
         return self

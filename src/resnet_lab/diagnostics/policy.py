@@ -63,6 +63,7 @@ class NonFinitePolicy:
         with ``error.exit_code``. ``rollback`` (needs ``optimizer``) also treats a loss spike as a
         failure, puts back the last good state, scales the learning rate and returns False.
         """
+        self._refuse_if_closed("check_step()")
         if self.policy == "warn":
             return True
         if self._good is not None and optimizer is None:
