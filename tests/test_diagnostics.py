@@ -479,6 +479,10 @@ def test_bad_options_are_user_errors():
         GradientMonitor(SmallMLP(), explode_norm="1e3")  # from a config file: was a bare TypeError
     with pytest.raises(UserError, match=r"^vanish_ratio must be a number, got True$"):
         GradientMonitor(SmallMLP(), vanish_ratio=True)
+    # warn acts on records: with none, a NaN run went on without a word (check_step True, verdict "healthy")
+    with pytest.raises(UserError, match=r"^every=0 records nothing, and nonfinite='warn' warns only from records"):
+        GradientMonitor(SmallMLP(), every=0)
+    GradientMonitor(SmallMLP(), every=0, nonfinite="skip")  # the policy alone, checked every step
     monitor = GradientMonitor(SmallMLP())
     with pytest.raises(UserError, match="after loss.backward"):
         monitor.step()

@@ -167,7 +167,8 @@ class GradientMonitor(NonFinitePolicy):
             list of module names, a ``{regex: group}`` mapping over parameter names,
             ``"parameter"`` or ``"module_type"``; see ``build_groups``.
         every: record every ``every``-th step (``step % every == 0``); 1 records each step;
-            0 records nothing and only applies the non-finite policy.
+            0 records nothing and only applies the non-finite policy (skip, stop or rollback: with
+            ``warn``, which acts on records, it is refused).
         track_activations: also record per-block activation mean/std and the fraction of
             dead units (forward hooks; a few reductions per block per training forward).
         update_ratio: measure ``||w_t - w_prev|| / ||w_prev||`` per group (costs one copy of
@@ -233,6 +234,10 @@ class GradientMonitor(NonFinitePolicy):
         _check_options(nonfinite, [("every", every, 0), ("histogram_every", histogram_every, 0),
                                    ("max_skips", max_skips, 1), ("keep_records", keep_records, 1),
                                    ("max_pending", max_pending, 1)])
+        if every == 0 and nonfinite == "warn":  # warn acts on records only: this monitor would do nothing at all
+            raise UserError("every=0 records nothing, and nonfinite='warn' warns only from records: the monitor would "
+                            "do nothing; give every >= 1, or a policy checked every step (nonfinite='skip', 'stop' "
+                            "or 'rollback')")
         if histogram_every and tb_writer is None:
             raise UserError("histogram_every needs tb_writer (a SummaryWriter or a log directory)")
         if rollback is not None and nonfinite != "rollback":  # settings that would be ignored
