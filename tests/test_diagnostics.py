@@ -483,6 +483,10 @@ def test_bad_options_are_user_errors():
     with pytest.raises(UserError, match=r"^every=0 records nothing, and nonfinite='warn' warns only from records"):
         GradientMonitor(SmallMLP(), every=0)
     GradientMonitor(SmallMLP(), every=0, nonfinite="skip")  # the policy alone, checked every step
+    with torch.device("meta"):  # was taken, then the first record read back was a NotImplementedError
+        on_meta = SmallMLP()
+    with pytest.raises(UserError, match=r"^the model's parameters are on the meta device .*\(model\.to_empty\("):
+        GradientMonitor(on_meta)
     monitor = GradientMonitor(SmallMLP())
     with pytest.raises(UserError, match="after loss.backward"):
         monitor.step()

@@ -146,7 +146,12 @@ def _device_of(model: nn.Module) -> torch.device:
     if len(devices) != 1:
         raise UserError(f"GradientMonitor needs all trainable parameters on one device, found "
                         f"{', '.join(sorted(map(str, devices)))}; monitor each part separately")
-    return devices.pop()
+    device = devices.pop()
+    if device.type == "meta":  # shapes without data: the first record read back was a NotImplementedError
+        raise UserError("the model's parameters are on the meta device (shapes, no values): there is nothing to "
+                        "measure; materialise it first (model.to_empty(device=...) and initialise or load its "
+                        "weights), then create the GradientMonitor")
+    return device
 
 
 def _histogram_values(grad: torch.Tensor) -> torch.Tensor:
