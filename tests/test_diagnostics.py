@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import warnings
@@ -23,7 +24,7 @@ from resnet_lab.diagnostics import (
     GradientMonitor, NonFiniteError, build_groups, gradient_table, locate_nonfinite, nonfinite_state,
     read_jsonl, run_gradient_check,
 )
-from resnet_lab.errors import UserError
+from resnet_lab.errors import UserError, shown
 from resnet_lab.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -660,3 +661,28 @@ def test_closing_twice_is_harmless_and_a_step_after_close_is_refused_in_one_line
                                             r"create a new GradientMonitor"):
             call()
     assert len(read_jsonl(tmp_path / "gradients.jsonl")) == 2
+
+
+def test_step_numbers_are_integers_from_zero_and_going_back_is_warned_once():
+    """step='x' ended in a bare ValueError from int(), step=2.7 was recorded as step 2 and step=-1 as step -1;
+    they are one UserError now (a numpy, tensor or integral float number is taken). Numbers that go back or repeat
+    (a batch index restarting each epoch) were taken without a word: records of different steps shared numbers."""
+    import numpy as np
+
+    model = SmallMLP()
+    monitor = GradientMonitor(model)
+    x, y = batches(1, shape=(3, 8, 8))[0]
+    F.cross_entropy(model(x), y).backward()
+    for bad in ("x", 2.7, -1, True, torch.tensor([1, 2])):
+        with pytest.raises(UserError, match=r"^monitor\.step\(step=\.\.\.\) takes the step number, an integer >= 0, "
+                                            rf"got {re.escape(shown(bad))}$"):
+            monitor.step(step=bad)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for number in (np.int64(3), torch.tensor(4), 5.0, 0, 1, 1):
+            monitor.step(step=number)
+    assert [r["step"] for r in monitor.records()] == [3, 4, 5, 0, 1, 1]
+    assert all(type(r["step"]) is int for r in monitor.records())
+    assert [str(w.message) for w in caught] == [
+        "GradientMonitor: step=0 follows step 5: records of different steps now share numbers (a batch index that "
+        "restarts each epoch, or step() called twice for one step?); pass a number that grows, or leave step= out"]

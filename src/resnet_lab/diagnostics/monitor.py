@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError, numpy_scalars_as_numbers
+from ..errors import UserError, numpy_scalars_as_numbers, shown
 from ..files import write_json
 from .activations import ActivationTracker
 from .choices import POLICIES
@@ -299,6 +299,7 @@ class GradientMonitor(NonFinitePolicy):
         self._good = LastGoodState(model) if nonfinite == "rollback" else None
         self._step_loss: torch.Tensor | None = None
         self._closed = False
+        self._warned_order = False  # step numbers went back or repeated (warned once)
 
     # -- the per-step path (no host synchronisation) ------------------------------------
 
@@ -313,7 +314,7 @@ class GradientMonitor(NonFinitePolicy):
         """
         self._refuse_if_closed("step()")
         self._check_parameters()
-        s = self._next_step if step is None else int(step)
+        s = self._next_step if step is None else self._step_number(step)
         self._next_step, self._current_step = s + 1, s
         self._step_loss = loss.detach() if self._good is not None and isinstance(loss, torch.Tensor) else None
         if self._execution_order.watching:
@@ -346,6 +347,23 @@ class GradientMonitor(NonFinitePolicy):
         if self.histogram_every and s % self.histogram_every == 0:
             self._write_histograms(s)
         self._drain(block=False)
+
+    def _step_number(self, step) -> int:
+        """``step=`` as the int it holds (a numpy or 0-d tensor integer, a float such as 3.0, too); one line for
+        anything else (was a ValueError for a string; 2.7 became 2, -1 a record of step -1), and one warning the
+        first time the numbers go back or repeat (step=batch_idx restarting each epoch, step() twice)."""
+        try:
+            number = int(step) if float(step).is_integer() and not isinstance(step, (bool, str)) else None
+        except (TypeError, ValueError, RuntimeError):  # not a number, or a tensor of several values
+            number = None
+        if number is None or number < 0:
+            raise UserError(f"monitor.step(step=...) takes the step number, an integer >= 0, got {shown(step)}")
+        if self._current_step is not None and number <= self._current_step and not self._warned_order:
+            self._warned_order = True
+            warnings.warn(f"GradientMonitor: step={number} follows step {self._current_step}: records of different "
+                          "steps now share numbers (a batch index that restarts each epoch, or step() called twice "
+                          "for one step?); pass a number that grows, or leave step= out", RuntimeWarning, stacklevel=3)
+        return number
 
     def _norms(self, loss: torch.Tensor | None, grads: list, index: torch.Tensor, has_update: bool) -> list:
         """The record tensor's parts up to the activations: loss, global norms, group norms, (ratios).
