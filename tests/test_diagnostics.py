@@ -618,19 +618,25 @@ def _monitored_steps(model, monitor, steps=1):
      r"not monitored: out\.weight .*; no longer in the model: out\.weight\)"),
     (lambda m: m.embed.requires_grad_(True), r"not monitored: embed\.weight, embed\.bias \(added, re-assigned or"),
 ], ids=["layer added", "parameter re-assigned", "layer unfrozen"])
-def test_a_model_changed_after_the_monitor_was_made_is_refused_not_misrecorded(change, named):
+def test_a_model_changed_after_the_monitor_was_made_is_warned_of_once(change, named):
     """A layer added, a parameter re-assigned or a frozen layer unfrozen after GradientMonitor(model) was left out
     of every norm (or read as the old tensor) without a word: the global gradient norm of a model grown by a layer
-    was half the true one. The next step() now refuses it in one line naming the parameters; changes that keep
-    the parameters (model.to(dtype), freezing, another model built) go on with right norms."""
+    was half the true one. The next step() now warns, once, naming the parameters (a warning: a fine-tuning
+    schedule that unfreezes layers trains on); changes that keep the parameters (model.to(dtype), freezing,
+    another model built) go on with right norms and no warning."""
+    import warnings
+
     model = SmallMLP()
     model.embed.requires_grad_(False)
     monitor = GradientMonitor(model)
     _monitored_steps(model, monitor)
     change(model)
-    with pytest.raises(UserError, match=rf"^the model's parameters changed after GradientMonitor was created \({named}"
-                                        r".*Create the monitor once the model is complete"):
+    with pytest.warns(RuntimeWarning, match=rf"^the model's parameters changed after GradientMonitor was created "
+                                            rf"\({named}.*To include them, create the monitor once the model"):
         _monitored_steps(model, monitor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # told once: the next steps say nothing more
+        _monitored_steps(model, monitor, steps=2)
 
     model = SmallMLP()
     monitor = GradientMonitor(model)

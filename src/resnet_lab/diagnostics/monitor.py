@@ -265,6 +265,7 @@ class GradientMonitor(NonFinitePolicy):
         self._tracker = None
         self._index_groups()
         _Registrations.install()
+        self._told: set[int] = set()  # parameters whose change has been warned of
         self._note_parameters(list(model.named_parameters()))
         # Groups of an opened model are re-ordered by when their modules first run (see groups.py).
         self.group_order = "registration"
@@ -409,28 +410,31 @@ class GradientMonitor(NonFinitePolicy):
 
     def _note_parameters(self, named: list[tuple[str, nn.Parameter]]) -> None:
         """Remember what ``_check_parameters`` compares with: the registration count now, and the model's
-        parameters that are not monitored (frozen ones, which ``requires_grad_()`` may unfreeze)."""
-        monitored = {id(p) for p in self._params}
-        self._unmonitored = [p for _, p in named if id(p) not in monitored]
+        parameters that are not monitored and not yet told of (frozen ones, which ``requires_grad_()`` may
+        unfreeze)."""
+        known = {id(p) for p in self._params} | self._told
+        self._unmonitored = [p for _, p in named if id(p) not in known]
         self._registrations_seen = _Registrations.count
 
     def _check_parameters(self) -> None:
-        """Refuse a model whose trainable parameters changed after the monitor was made (a layer added, a
-        parameter re-assigned, a frozen layer unfrozen, a monitored one gone): the norms would leave the new ones
-        out and read the old ones, without a word. One comparison per step while nothing was registered."""
+        """Warn, once for each change, of a model whose trainable parameters changed after the monitor was made
+        (a layer added, a parameter re-assigned, a frozen layer unfrozen as a fine-tuning schedule does, a
+        monitored one gone): the norms leave the new ones out and read the old ones. A warning, not a refusal:
+        the training goes on. One comparison per step while nothing was registered or unfrozen."""
         if self._registrations_seen == _Registrations.count and not any(p.requires_grad for p in self._unmonitored):
             return
         named = list(self.model.named_parameters())
-        monitored, present = {id(p) for p in self._params}, {id(p) for _, p in named}
-        new = [n for n, p in named if p.requires_grad and id(p) not in monitored]
-        gone = [n for n, p in zip(self._param_names, self._params) if id(p) not in present]
+        known, present = {id(p) for p in self._params} | self._told, {id(p) for _, p in named}
+        new = [(n, p) for n, p in named if p.requires_grad and id(p) not in known]
+        gone = [(n, p) for n, p in zip(self._param_names, self._params) if id(p) not in present | self._told]
         if new or gone:
-            changes = ([f"not monitored: {_names(new)} (added, re-assigned or unfrozen)"] if new else []) + (
-                [f"no longer in the model: {_names(gone)}"] if gone else [])
-            raise UserError(f"the model's parameters changed after GradientMonitor was created ({'; '.join(changes)}); "
-                            "its records would leave them out or read the old ones. Create the monitor once the model "
-                            "is complete and its trainable layers chosen (monitor.close(), then GradientMonitor(model, "
-                            "...) again)")
+            changes = ([f"not monitored: {_names([n for n, _ in new])} (added, re-assigned or unfrozen)"] if new
+                       else []) + ([f"no longer in the model: {_names([n for n, _ in gone])}"] if gone else [])
+            warnings.warn(f"the model's parameters changed after GradientMonitor was created ({'; '.join(changes)}); "
+                          "its records leave them out or read the old ones from here on. To include them, create "
+                          "the monitor once the model is complete and its trainable layers chosen (monitor.close(), "
+                          "then GradientMonitor(model, ...) again)", RuntimeWarning, stacklevel=3)
+            self._told |= {id(p) for _, p in new + gone}
         self._note_parameters(named)
 
     def _apply_execution_order(self) -> None:
