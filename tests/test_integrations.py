@@ -271,9 +271,9 @@ def tiny_lightning_run(tmp_path, *, steps=3, callback=None, manual=False, fault_
     callback = callback or GradientMonitorCallback(**{"out": tmp_path / "g", "every": 1, **callback_kwargs})
     module = TwoMLPs()
     trainer = L.Trainer(max_steps=(2 if manual else 1) * steps, accelerator="cpu", logger=logger,
-                        callbacks=[callback], log_every_n_steps=1, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                        **(trainer_options or {}))
+                        callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path,
+                        **{"log_every_n_steps": 1, **(trainer_options or {})})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8), ckpt_path=ckpt_path)
@@ -317,6 +317,22 @@ def test_lightning_fast_dev_run_writes_no_files_and_can_run_again(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     _, _, callback = tiny_lightning_run(tmp_path, trainer_options={"fast_dev_run": True})  # out= tmp_path / "g"
     assert _steps(tmp_path / "g" / "gradients.jsonl") == [0] and (tmp_path / "g" / "gradient_report.json").is_file()
+
+
+def test_lightning_fit_shorter_than_log_every_n_steps_records_its_last_step_too(tmp_path):
+    """Lightning numbers steps from 0, so a fit shorter than log_every_n_steps (50 by default) was recorded at
+    step 0 only: its report judged the untrained model. With every= left to its default, its last step is
+    recorded too. log_every_n_steps=0 (barebones=True) under warn, which acts on records only, was refused for
+    an every=0 the user never gave: the line now names the trainer's setting and the callback's every=."""
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    _, _, callback = tiny_lightning_run(tmp_path, steps=5, callback=GradientMonitorCallback(out=tmp_path / "g"),
+                                        trainer_options={"log_every_n_steps": 50})
+    assert _steps(tmp_path / "g" / "gradients.jsonl") == [0, 4]
+    with pytest.raises(UserError, match=r"^log_every_n_steps=0 \(barebones=True\) leaves GradientMonitorCallback "
+                                        r"no step to record.*GradientMonitorCallback\(every=N\)"):
+        tiny_lightning_run(tmp_path, callback=GradientMonitorCallback(out=tmp_path / "h"),
+                           trainer_options={"log_every_n_steps": 0})
 
 
 def test_lightning_manual_optimization_skip_does_not_rerun_its_training_step(tmp_path):

@@ -9,7 +9,7 @@ under AMP after the precision plugin has unscaled the gradients, before Lightnin
 clipping: the raw gradient) it records the step and applies the non-finite policy: a step the
 policy drops has its gradients set to None, so that the optimizer step leaves weights and
 optimizer state untouched. Each record (every ``every`` steps, default the trainer's
-``log_every_n_steps``) goes to all the trainer's loggers as scalars (see ``common.scalars``)
+``log_every_n_steps``, or a shorter fit's first and last steps) goes to all the trainer's loggers as scalars (see ``common.scalars``)
 and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
 ``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``; under
 ``fast_dev_run``, which suppresses logging, no files unless ``out`` is given).
@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import lightning.pytorch as pl
 
-from ..errors import check_positive_int
+from ..errors import UserError, check_positive_int
 from ..files import as_path
 from ..training.eager_step import routine_overflow
 from .common import (SchedulerFollower, check_monitor_options, drop_step, make_monitor, monitor_state,
@@ -79,11 +79,21 @@ class GradientMonitorCallback(pl.Callback):
         self._trainer, self._finished, self.report_paths = trainer, False, []
         self._follower = SchedulerFollower()  # this fit's monitor starts at lr_scale 1
         self.monitor = make_monitor(pl_module, self.out if trainer.is_global_zero else None,
-                                    self.every or trainer.log_every_n_steps, dict(self.monitor_kwargs), self._log,
+                                    self.every or self._default_every(trainer), dict(self.monitor_kwargs), self._log,
                                     trainer.world_size, len(trainer.optimizers), first_step=trainer.global_step,
                                     resumed=trainer.global_step > 0)  # from ckpt_path=
         restored, self._restored = self._restored, {}
         restore_monitor_state(self.monitor, self._follower, restored)
+
+    def _default_every(self, trainer: pl.Trainer) -> int:
+        """The trainer's ``log_every_n_steps``; for a fit shorter than that, its first and last steps (numbered
+        from 0, a short fit was recorded at step 0 only: the untrained model)."""
+        every, total = trainer.log_every_n_steps, trainer.estimated_stepping_batches
+        if every == 0 and self.monitor_kwargs.get("nonfinite", "warn") == "warn":
+            raise UserError("log_every_n_steps=0 (barebones=True) leaves GradientMonitorCallback no step to record, "
+                            "and nonfinite='warn' acts on records only: give GradientMonitorCallback(every=N), or a "
+                            "policy checked every step (nonfinite='skip', 'stop' or 'rollback')")
+        return int(total) - 1 if 1 < total <= every and total != float("inf") else every
 
     def state_dict(self) -> dict:
         """Kept in the trainer's checkpoints, so that a fit resumed with ``ckpt_path=`` gives up and rolls
