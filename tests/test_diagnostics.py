@@ -624,8 +624,6 @@ def test_a_model_changed_after_the_monitor_was_made_is_warned_of_once(change, na
     was half the true one. The next step() now warns, once, naming the parameters (a warning: a fine-tuning
     schedule that unfreezes layers trains on); changes that keep the parameters (model.to(dtype), freezing,
     another model built) go on with right norms and no warning."""
-    import warnings
-
     model = SmallMLP()
     model.embed.requires_grad_(False)
     monitor = GradientMonitor(model)
