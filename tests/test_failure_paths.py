@@ -447,8 +447,8 @@ def test_a_damaged_gradient_record_file_is_refused_in_one_line_on_resume(tmp_pat
 
 
 @pytest.mark.parametrize("line,said", [
-    ("null", "a record is a JSON NoneType, not an object"),
-    ("[1, 2]", "a record is a JSON list, not an object"),
+    ("null", "a record is null, not an object"),
+    ("[1, 2]", "a record is [1, 2], not an object"),
     ('{"epoch": "x", "step": "y"}', "a record's step is 'y', not a step number"),
     ('{"step": 0, "verdict": "healthy"}', "the record of step 0 lacks the monitor's norms or groups"),
 ])

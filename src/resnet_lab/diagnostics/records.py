@@ -105,7 +105,7 @@ def _monitor_record_step(record) -> int:
         return (value is None and optional) or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
     if not isinstance(record, dict):
-        raise ValueError(f"a record is a JSON {type(record).__name__}, not an object")
+        raise ValueError(f"a record is {json.dumps(record)[:40]}, not an object")
     step = record.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"a record's step is {step!r}, not a step number")

@@ -9,8 +9,8 @@ under AMP after the precision plugin has unscaled the gradients, before Lightnin
 clipping: the raw gradient) it records the step and applies the non-finite policy: a step the
 policy drops has its gradients set to None, so that the optimizer step leaves weights and
 optimizer state untouched. Each record (every ``every`` steps, default the trainer's
-``log_every_n_steps``, or a shorter fit's first and last steps) goes to all the trainer's loggers as scalars (see ``common.scalars``)
-and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
+``log_every_n_steps``, or a shorter fit's first and last steps) goes to all the trainer's
+loggers as scalars (see ``common.scalars``) and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
 ``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``; under
 ``fast_dev_run``, which suppresses logging, no files unless ``out`` is given).
 
