@@ -10,8 +10,8 @@ clipping: the raw gradient) it records the step and applies the non-finite polic
 policy drops has its gradients set to None, so that the optimizer step leaves weights and
 optimizer state untouched. Each record (every ``every`` steps, default the trainer's
 ``log_every_n_steps``, or a shorter fit's first and last steps) goes to all the trainer's
-loggers as scalars (see ``common.scalars``) and to ``gradients.jsonl``; at the end of fit (or on an exception) the report of
-``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``; under
+loggers as scalars (see ``common.scalars``) and to ``gradients.jsonl``; at the end of fit (or on
+an exception) the report of ``common.write_final_report`` is written into ``out`` (default: ``trainer.log_dir``; under
 ``fast_dev_run``, which suppresses logging, no files unless ``out`` is given).
 
 fp16 (``precision="16-mixed"``): a step whose gradients overflow at a loss scale above 1 is the
