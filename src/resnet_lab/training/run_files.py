@@ -92,12 +92,17 @@ def read_run_config(path: Path) -> TrainConfig:
     """The settings in a run's ``config.json``. ``ValueError`` (or ``TypeError``) when the file is not JSON, or is
     not an object naming its model: damaged, or not a run's (another tool's config.json, say), whose defaults
     would otherwise stand in for the run's settings."""
+    return TrainConfig.from_dict(_read_settings(path))
+
+
+def _read_settings(path: Path) -> dict:
+    """config.json's values as written; ``ValueError`` when they are not an object naming its model."""
     values = json.loads(path.read_text())
     if not isinstance(values, dict):
         raise ValueError(f"a JSON {type(values).__name__}, not an object")
     if not isinstance(values.get("model"), str):
         raise ValueError("no model name in it")
-    return TrainConfig.from_dict(values)
+    return values
 
 
 _HELD_LOCKS: dict[Path, int] = {}  # run directory -> the lock this process holds on it
@@ -217,14 +222,12 @@ def _check_same_run(checkpoint_path: Path, path: Path, saved: dict, log) -> None
     """The folder's config.json describes the checkpoint's run: a last.pt from another run would mix
     two runs' records in one folder. A missing or damaged config.json is rewritten when the run starts."""
     try:
-        on_disk = json.loads(path.read_text())
+        on_disk = _read_settings(path)
     except (OSError, UnicodeDecodeError, ValueError):
-        on_disk = None
-    if not isinstance(on_disk, dict) or not isinstance(on_disk.get("model"), str):
         log(f"warning: {path} is missing or damaged; it is written again from the checkpoint")
         return
     differ = [k for k, v in saved.items() if k in on_disk and k not in (*RESUMABLE, "out")
-              and json.loads(json.dumps(v)) != on_disk[k]]  # as read back: tuples are lists
+              and as_read_back(v) != on_disk[k]]
     if differ:
         k = differ[0]
         raise UserError(f"{checkpoint_path} and {path} describe different runs ({k} {saved[k]!r} vs {on_disk[k]!r}"
