@@ -613,28 +613,33 @@ def _monitored_steps(model, monitor, steps=1):
 
 
 @pytest.mark.parametrize("change, named", [
-    (lambda m: m.body.append(nn.Linear(32, 32)), r"not monitored: body\.3\.weight, body\.3\.bias \(added"),
-    (lambda m: setattr(m.out, "weight", nn.Parameter(torch.zeros(10, 32))),
-     r"not monitored: out\.weight .*; no longer in the model: out\.weight\)"),
-    (lambda m: m.embed.requires_grad_(True), r"not monitored: embed\.weight, embed\.bias \(added, re-assigned or"),
-], ids=["layer added", "parameter re-assigned", "layer unfrozen"])
-def test_a_model_changed_after_the_monitor_was_made_is_warned_of_once(change, named):
-    """A layer added, a parameter re-assigned or a frozen layer unfrozen after GradientMonitor(model) was left out
-    of every norm (or read as the old tensor) without a word: the global gradient norm of a model grown by a layer
-    was half the true one. The next step() now warns, once, naming the parameters (a warning: a fine-tuning
-    schedule that unfreezes layers trains on); changes that keep the parameters (model.to(dtype), freezing,
-    another model built) go on with right norms and no warning."""
+    (lambda m: m.body.append(nn.Linear(32, 32)), r"added or re-assigned: body\.3\.weight, body\.3\.bias\)"),
+    (lambda m: setattr(m.out, "weight", nn.Parameter(torch.zeros(10, 32))), r"added or re-assigned: out\.weight\)"),
+    (lambda m: delattr(m.body, "2"), r"no longer in the model: body\.2\.weight, body\.2\.bias\)"),
+], ids=["layer added", "parameter re-assigned", "layer removed"])
+def test_a_model_whose_parameters_change_is_grouped_again_and_warned_of_once(change, named):
+    """A layer added or a parameter re-assigned after GradientMonitor(model) was left out of every norm (or read
+    as the old tensor): the global gradient norm of a model grown by a layer was half the true one. The groups are
+    now built again at the next step(), the norms are the model's as it is, and a warning says so once (an
+    optimizer made before the change does not hold the new tensors); changes that keep the parameters
+    (model.to(dtype), freezing, another model built) go on with no warning."""
     model = SmallMLP()
-    model.embed.requires_grad_(False)
     monitor = GradientMonitor(model)
     _monitored_steps(model, monitor)
     change(model)
-    with pytest.warns(RuntimeWarning, match=rf"^the model's parameters changed after GradientMonitor was created "
-                                            rf"\({named}.*To include them, create the monitor once the model"):
+    if isinstance(model.body, nn.Sequential) and len(model.body) == 2:  # removed: keep the model callable
+        model.body.append(nn.Identity())
+    with pytest.warns(RuntimeWarning, match=rf"^GradientMonitor: the model's parameters changed at step 1 "
+                                            rf"\({named}; its groups are built again from here on"):
         _monitored_steps(model, monitor)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # told once: the next steps say nothing more
         _monitored_steps(model, monitor, steps=2)
+    by_hand = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters() if p.grad is not None))
+    last = monitor.records()[-1]
+    assert last["global_grad_norm"] == pytest.approx(by_hand, rel=1e-6)
+    assert [g["name"] for g in last["groups"]] == [n for n, c in model.named_modules()
+                                                   if n and next(c.parameters(recurse=False), None) is not None]
 
     model = SmallMLP()
     monitor = GradientMonitor(model)
@@ -644,9 +649,49 @@ def test_a_model_changed_after_the_monitor_was_made_is_warned_of_once(change, na
     model.to(torch.float64)
     model.zero_grad()
     F.cross_entropy(model(torch.randn(4, 3, 8, 8, dtype=torch.float64)), torch.tensor([0, 1, 2, 3])).backward()
-    monitor.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monitor.step()
     by_hand = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters() if p.grad is not None))
     assert monitor.records()[-1]["global_grad_norm"] == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_a_layer_unfrozen_during_training_joins_the_records_and_the_nan_checks_under_its_depth():
+    """A fine-tuning schedule (Lightning's BackboneFinetuning) unfreezes the backbone after some epochs. The
+    monitor built its groups from the trainable head only, so the backbone's gradient flow, the view a fine-tuner
+    wants, never appeared, and the skip policy checked only the head's gradients: a NaN gradient in the unfrozen
+    backbone went into its weights. Groups are now cut from the whole network: the unfrozen layer joins the records
+    at the next step, under the depth index it has in the network (the head keeps its own), and its gradients are
+    checked; the records made before keep their groups."""
+    model = SmallMLP()
+    model.embed.requires_grad_(False)
+    model.body.requires_grad_(False)
+    monitor = GradientMonitor(model, nonfinite="skip")
+    _monitored_steps(model, monitor)
+    before = monitor.records()[-1]["groups"]
+    assert [(g["name"], g["depth_index"]) for g in before] == [("out", 3)]
+
+    model.body.requires_grad_(True)
+    model.embed.requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unfreezing schedule is normal use: nothing to warn of
+        _monitored_steps(model, monitor)
+    after = monitor.records()
+    assert [(g["name"], g["depth_index"]) for g in after[-1]["groups"]] == [
+        ("embed", 0), ("body.0", 1), ("body.2", 2), ("out", 3)]
+    assert after[0]["groups"] == before  # the earlier record is decoded with its own groups
+    embed_norm = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.embed.parameters()))
+    assert after[-1]["groups"][0]["grad_norm"] == pytest.approx(embed_norm, rel=1e-5)
+
+    weights = model.embed.weight.detach().clone()
+    x, y = next(iter(batches(1, shape=(3, 8, 8))))
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    model.embed.weight.grad[0, 0] = float("nan")
+    monitor.step()
+    with pytest.warns(RuntimeWarning, match="skipped"):
+        assert not monitor.check_step()
+    assert torch.equal(model.embed.weight, weights)
 
 
 def test_closing_twice_is_harmless_and_a_step_after_close_is_refused_in_one_line(tmp_path):

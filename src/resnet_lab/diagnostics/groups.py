@@ -9,7 +9,9 @@ residual block (``layer2.3``), and the head (everything after the last stage). A
 ``MIN_GROUPS`` (8) without passing ``MAX_GROUPS`` (64), or nothing is left to open: a
 MobileNet gets its inverted-residual blocks, a transformer its encoder layers.
 
-``depth_index`` counts groups from the input (0) to the output. Groups are built in
+``depth_index`` counts groups from the input (0) to the output over the whole network, frozen
+groups counted: a group keeps its index when layers before it are frozen or unfrozen, and the
+groups of a fine-tuned head do not pretend to start at the input. Groups are built in
 registration order; ``GradientMonitor`` then re-orders the groups of opened models by the
 order their modules first run in the first training forward pass (``ExecutionOrder``), since
 registration order is not always the order of execution.
@@ -75,8 +77,9 @@ class LayerGroup:
     runs_in: str | None = None
 
 
-def _trainable(module: nn.Module, prefix: str) -> list[str]:
-    return [f"{prefix}{n}" for n, p in module.named_parameters() if p.requires_grad]
+def _params(module: nn.Module, prefix: str) -> list[str]:
+    # Frozen ones too: the layout is the network's, and ``build_groups`` keeps the trainable part of it.
+    return [f"{prefix}{n}" for n, _ in module.named_parameters()]
 
 
 def _block_groups(model: nn.Module) -> list[tuple[str, list[str], str | None, str | None]]:
@@ -87,13 +90,13 @@ def _block_groups(model: nn.Module) -> list[tuple[str, list[str], str | None, st
 
     if not stage_positions:  # any other model: its top-level children are its layers
         for name, child in children:
-            params = _trainable(child, f"{name}.")
+            params = _params(child, f"{name}.")
             if params:
                 out.append((name, params, name, None))
     else:
         first, last = stage_positions[0], stage_positions[-1]
-        stem = [p for n, m in children[:first] for p in _trainable(m, f"{n}.")]
-        head = [p for n, m in children[last + 1:] for p in _trainable(m, f"{n}.")]
+        stem = [p for n, m in children[:first] for p in _params(m, f"{n}.")]
+        head = [p for n, m in children[last + 1:] for p in _params(m, f"{n}.")]
         first_block = None
         body: list[tuple[str, list[str], str | None, str | None]] = []
         for name, child in children[first:last + 1]:
@@ -103,7 +106,7 @@ def _block_groups(model: nn.Module) -> list[tuple[str, list[str], str | None, st
                 members = [(name, child)]
             for full, module in members:
                 first_block = first_block or full
-                params = _trainable(module, f"{full}.")
+                params = _params(module, f"{full}.")
                 if params:
                     body.append((full, params, full, None))
         if stem:
@@ -113,25 +116,25 @@ def _block_groups(model: nn.Module) -> list[tuple[str, list[str], str | None, st
             out.append(("head", head, None, None))
 
     # Parameters owned by the root module itself (rare) come last, so none is left out.
-    own = [n for n, p in model.named_parameters(recurse=False) if p.requires_grad]
+    own = [n for n, _ in model.named_parameters(recurse=False)]
     if own:
         out.append(("(root)", own, None, None))
     return out
 
 
 def _units_at(model: nn.Module, depth: int) -> list[tuple[str, list[str], str | None, str | None, str]]:
-    """Groups at nesting ``depth``: modules opened down to it through any module with trainable
-    children; a leaf met earlier stays whole, and a module's own parameters (e.g. a ViT's class
+    """Groups at nesting ``depth``: modules opened down to it through any module with children that
+    hold parameters; a leaf met earlier stays whole, and a module's own parameters (e.g. a ViT's class
     token) form a group of their own."""
     units = []
 
     def visit(name: str, module: nn.Module, level: int) -> None:
         prefix = f"{name}." if name else ""
-        children = [(f"{prefix}{n}", c) for n, c in module.named_children() if _trainable(c, "")]
+        children = [(f"{prefix}{n}", c) for n, c in module.named_children() if _params(c, "")]
         if level >= depth or not children:
-            units.append((name or "(root)", _trainable(module, prefix), name or None, None, name))
+            units.append((name or "(root)", _params(module, prefix), name or None, None, name))
             return
-        own = [f"{prefix}{n}" for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        own = [f"{prefix}{n}" for n, _ in module.named_parameters(recurse=False)]
         if own:
             units.append((f"{name or '(root)'} (own)", own, None, None, name))
         for child_name, child in children:
@@ -162,7 +165,7 @@ def _named_groups(model: nn.Module, names: Sequence[str]):
         raise UserError(f"groups: no module named {', '.join(map(repr, unknown))} in the model; "
                         "see model.named_modules() for the names")
     owner = {}
-    for p in _trainable(model, ""):  # the longest (deepest) named prefix wins
+    for p in _params(model, ""):  # the longest (deepest) named prefix wins
         matches = [n for n in names if n == "" or p.startswith(f"{n}.")]
         owner[p] = max(matches, key=len) if matches else OTHER
     return _collect(owner, list(names), runs_in=True)
@@ -174,7 +177,7 @@ def _mapped_groups(model: nn.Module, mapping: Mapping[str, str]):
         patterns = [(re.compile(rx), group) for rx, group in mapping.items()]
     except re.error as err:
         raise UserError(f"groups: {err.pattern!r} is not a valid regular expression ({err})") from None
-    names = _trainable(model, "")
+    names = _params(model, "")
     unmatched = [rx.pattern for rx, _ in patterns if not any(rx.search(p) for p in names)]
     if unmatched:  # a typo would put every parameter in "(other)" and look like a result
         raise UserError(f"groups: no parameter name matches {', '.join(map(repr, unmatched))}; see "
@@ -189,8 +192,8 @@ def _collect(owner: dict[str, str], order: list[str], runs_in: bool):
             for g, params in groups.items() if params]
 
 
-def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping[str, str] = "block"
-                 ) -> list[LayerGroup]:
+def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping[str, str] = "block", *,
+                 frozen: bool = False) -> list[LayerGroup]:
     """Split ``model``'s trainable parameters into layer groups.
 
     Args:
@@ -202,8 +205,12 @@ def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping
             ``"parameter"`` (one group per parameter) or ``"module_type"`` (one group per module
             class, e.g. ``Conv2d``; the depth index is the order of first appearance and carries
             no depth meaning). Parameters a list or mapping does not name go to ``"(other)"``.
+        frozen: also keep frozen parameters (``requires_grad=False``): the whole layout, of which
+            ``trainable_groups`` gives the trainable part at any time.
 
-    Every trainable parameter belongs to exactly one group.
+    Every trainable parameter belongs to exactly one group. The groups are cut from the whole network,
+    frozen layers included, so a group's name and depth index do not change when other layers are frozen
+    or unfrozen; a group with no trainable parameter is left out unless ``frozen``.
     """
     if not isinstance(model, nn.Module):  # a model's name or its state dict: AttributeError on .parameters()
         raise UserError(f"the model to monitor is an nn.Module, got {type(model).__name__} {model!r:.60}; "
@@ -213,20 +220,31 @@ def build_groups(model: nn.Module, grouping: str | int | Sequence[str] | Mapping
                         "(did you freeze every layer with requires_grad=False?)")
     # A tied parameter (an LM head sharing the embedding's weight) is met under each module holding it:
     # it counts once, under the name model.named_parameters() gives it, and a group left empty goes.
-    named = {n for n, p in model.named_parameters() if p.requires_grad}
+    named = {n for n, _ in model.named_parameters()}
     raw = [(name, [p for p in params if p in named], *optional) for name, params, *optional in
            _raw_groups(model, grouping)]
     # (name, params, then the optional LayerGroup fields in order: module_name, input_of, runs_in)
-    return [LayerGroup(name, i, tuple(params), *optional)
-            for i, (name, params, *optional) in enumerate(r for r in raw if r[1])]
+    layout = [LayerGroup(name, i, tuple(params), *optional)
+              for i, (name, params, *optional) in enumerate(r for r in raw if r[1])]
+    return layout if frozen else trainable_groups(layout, model)
+
+
+def trainable_groups(layout: Sequence[LayerGroup], model: nn.Module) -> list[LayerGroup]:
+    """The groups of ``layout`` (``build_groups(..., frozen=True)``) cut to the parameters that are trainable
+    now, their depth indices kept; groups left with none go."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    cut = [replace(g, param_names=tuple(n for n in g.param_names if n in trainable)) for g in layout]
+    return [g for g in cut if g.param_names]
 
 
 class ExecutionOrder:
-    """Notes, with forward pre-hooks, the first training call of each group's ``runs_in`` module, to
-    put the groups in the order they run (``reorder``). The hooks go at ``reorder`` or ``remove``."""
+    """Notes, with forward pre-hooks, the first call of each group's ``runs_in`` module in a training
+    forward of the model, to put the groups in the order they run (``reorder``). The hooks go at the
+    first ``reorder`` or at ``remove``; the order noted stays, for a layout built again later."""
 
     def __init__(self, model: nn.Module, groups: Sequence[LayerGroup]):
         modules = dict(model.named_modules())
+        self._model = model
         self._first_call: dict[str, int] = {}
         names = dict.fromkeys(g.runs_in for g in groups if g.runs_in is not None)
         self._hooks = [modules[name].register_forward_pre_hook(self._note(name)) for name in names]
@@ -237,17 +255,22 @@ class ExecutionOrder:
 
     def _note(self, name: str):
         def hook(module, args):
-            if module.training:
+            # The model's mode, not the module's: a frozen layer kept in eval mode runs in its place too.
+            if self._model.training:
                 self._first_call.setdefault(name, len(self._first_call))
         return hook
 
     def reorder(self, groups: Sequence[LayerGroup]) -> list[LayerGroup] | None:
         """``groups`` sorted by the first call of their modules, depth indices renumbered; None when
-        no training forward was seen (e.g. a functional call): registration order stays."""
+        no training forward was seen (e.g. a functional call): registration order stays. A group whose
+        module was not seen (not called, or added since) follows the group registered before it."""
         self.remove()
         if not self._first_call:
             return None
-        position = [self._first_call.get(g.runs_in, len(self._first_call)) for g in groups]
+        position, previous = [], -1.0
+        for g in groups:
+            previous = self._first_call.get(g.runs_in, previous)
+            position.append(previous)
         order = sorted(range(len(groups)), key=lambda i: (position[i], i))
         return [replace(groups[i], depth_index=k) for k, i in enumerate(order)]
 
@@ -275,13 +298,13 @@ def _raw_groups(model: nn.Module, grouping):
         has_stages = any(_STAGE.match(n) for n, _ in model.named_children())
         return _block_groups(model) if has_stages else _opened_groups(model)
     if grouping == "parameter":
-        return [(n, [n], None, None) for n, p in model.named_parameters() if p.requires_grad]
+        return [(n, [n], None, None) for n, _ in model.named_parameters()]
     by_type: dict[str, list[str]] = {}
     seen: set[int] = set()  # a tied parameter counts once, like named_parameters()
     for mod_name, module in model.named_modules():
         prefix = f"{mod_name}." if mod_name else ""
         for n, p in module.named_parameters(recurse=False):
-            if p.requires_grad and id(p) not in seen:
+            if id(p) not in seen:
                 seen.add(id(p))
                 by_type.setdefault(type(module).__name__, []).append(prefix + n)
     return [(t, names, None, None) for t, names in by_type.items()]

@@ -55,7 +55,7 @@ from ..errors import UserError, numpy_scalars_as_numbers, shown
 from ..files import write_json
 from .activations import ActivationTracker
 from .choices import POLICIES
-from .groups import ExecutionOrder, LayerGroup, build_groups
+from .groups import ExecutionOrder, LayerGroup, build_groups, trainable_groups
 from .nonfinite import NonFiniteReport
 from .policy import NORM_OVERFLOW, NonFinitePolicy, StepStartBuffers
 from .readback import HostReadback
@@ -77,6 +77,8 @@ class _Meta:
     has_loss: bool
     has_update: bool
     act_slots: tuple[int, ...]
+    groups: tuple[LayerGroup, ...]  # the groups at this step (they change when the model's parameters do)
+    act_groups: tuple[LayerGroup, ...]  # the activation tracker's, which ``act_slots`` index
 
 
 def _check_options(nonfinite: str, counts: list[tuple[str, int, int]]) -> None:
@@ -250,7 +252,11 @@ class GradientMonitor(NonFinitePolicy):
                             "nonfinite='rollback' or leave rollback= out")
 
         self.model = model
-        self.groups: list[LayerGroup] = build_groups(model, groups)
+        # The whole network's groups, frozen layers included, so that a layer unfrozen later joins the records
+        # under the name and depth it has now; ``groups`` are the trainable ones among them.
+        self._grouping = groups
+        self._layout: list[LayerGroup] = build_groups(model, groups, frozen=True)
+        self.groups: list[LayerGroup] = trainable_groups(self._layout, model)
         self.every, self.policy, self.histogram_every = every, nonfinite, histogram_every
         self.max_skips = max_skips
         self.on_verdict = on_verdict
@@ -265,11 +271,10 @@ class GradientMonitor(NonFinitePolicy):
         self._tracker = None
         self._index_groups()
         _Registrations.install()
-        self._told: set[int] = set()  # parameters whose change has been warned of
-        self._note_parameters(list(model.named_parameters()))
+        self._note_parameters()
         # Groups of an opened model are re-ordered by when their modules first run (see groups.py).
         self.group_order = "registration"
-        self._execution_order = ExecutionOrder(model, self.groups)
+        self._execution_order = ExecutionOrder(model, self._layout)
         # A step that skip, stop or rollback does not take must also undo its forward's effect on the buffers.
         self._step_start = StepStartBuffers(model, keep=nonfinite != "warn")
         self._track_update = update_ratio
@@ -314,7 +319,7 @@ class GradientMonitor(NonFinitePolicy):
         and before clipping to see the raw gradient.
         """
         self._refuse_if_closed("step()")
-        self._check_parameters()
+        self._follow_parameters()
         s = self._next_step if step is None else self._step_number(step)
         self._next_step, self._current_step = s + 1, s
         self._step_loss = loss.detach() if self._good is not None and isinstance(loss, torch.Tensor) else None
@@ -344,7 +349,8 @@ class GradientMonitor(NonFinitePolicy):
 
         vec = torch.cat(parts)
         self._last_vec, self._last_vec_step = vec, s
-        self._readback.push(_Meta(s, group_present, loss is not None, has_update, act_slots), vec)
+        self._readback.push(_Meta(s, group_present, loss is not None, has_update, act_slots, self._group_tuple,
+                                  self._act_groups), vec)
         if self.histogram_every and s % self.histogram_every == 0:
             self._write_histograms(s)
         self._drain(block=False)
@@ -396,6 +402,7 @@ class GradientMonitor(NonFinitePolicy):
     def _index_groups(self) -> None:
         """Everything derived from ``self.groups``: parameter order, group ids, verdict judge."""
         named = dict(self.model.named_parameters())
+        self._group_tuple = tuple(self.groups)
         self._judge = VerdictJudge(self.thresholds, [g.name for g in self.groups], depth_ordered=self._depth_ordered)
         self._param_names = [n for g in self.groups for n in g.param_names]
         self._params = [named[n] for n in self._param_names]
@@ -407,41 +414,64 @@ class GradientMonitor(NonFinitePolicy):
             self._tracker.groups = [by_name[g.name] for g in self._tracker.groups]
         elif self._track_activations:
             self._tracker = ActivationTracker(self.model, self.groups)
+        self._act_groups = tuple(self._tracker.groups) if self._tracker is not None else ()
 
-    def _note_parameters(self, named: list[tuple[str, nn.Parameter]]) -> None:
-        """Remember what ``_check_parameters`` compares with: the registration count now, and the model's
-        parameters that are not monitored and not yet told of (frozen ones, which ``requires_grad_()`` may
-        unfreeze)."""
-        known = {id(p) for p in self._params} | self._told
-        self._unmonitored = [p for _, p in named if id(p) not in known]
+    def _note_parameters(self) -> None:
+        """Remember what ``_follow_parameters`` compares with: the registration count now, and the model's
+        parameters that are not monitored (frozen ones, which ``requires_grad_()`` may unfreeze)."""
+        monitored = {id(p) for p in self._params}
+        self._unmonitored = [p for p in self.model.parameters() if id(p) not in monitored]
         self._registrations_seen = _Registrations.count
 
-    def _check_parameters(self) -> None:
-        """Warn, once for each change, of a model whose trainable parameters changed after the monitor was made
-        (a layer added, a parameter re-assigned, a frozen layer unfrozen as a fine-tuning schedule does, a
-        monitored one gone): the norms leave the new ones out and read the old ones. A warning, not a refusal:
-        the training goes on. One comparison per step while nothing was registered or unfrozen."""
+    def _follow_parameters(self) -> None:
+        """Take in a change of the model's parameters since the last step. A frozen layer unfrozen (a fine-tuning
+        schedule) joins the records and the non-finite checks under its group's name and depth; a layer frozen
+        stays, with no gradient. A layer added or removed, or a parameter re-assigned, builds the groups again,
+        with a warning, once, since an optimizer made before may not hold the new tensors. The records before the
+        change keep their groups. One comparison per step while nothing was registered or unfrozen."""
         if self._registrations_seen == _Registrations.count and not any(p.requires_grad for p in self._unmonitored):
             return
-        named = list(self.model.named_parameters())
-        known, present = {id(p) for p in self._params} | self._told, {id(p) for _, p in named}
-        new = [(n, p) for n, p in named if p.requires_grad and id(p) not in known]
-        gone = [(n, p) for n, p in zip(self._param_names, self._params) if id(p) not in present | self._told]
-        if new or gone:
-            changes = ([f"not monitored: {_names([n for n, _ in new])} (added, re-assigned or unfrozen)"] if new
-                       else []) + ([f"no longer in the model: {_names([n for n, _ in gone])}"] if gone else [])
-            warnings.warn(f"the model's parameters changed after GradientMonitor was created ({'; '.join(changes)}); "
-                          "its records leave them out or read the old ones from here on. To include them, create "
-                          "the monitor once the model is complete and its trainable layers chosen (monitor.close(), "
-                          "then GradientMonitor(model, ...) again)", RuntimeWarning, stacklevel=3)
-            self._told |= {id(p) for _, p in new + gone}
-        self._note_parameters(named)
+        named = dict(self.model.named_parameters())
+        laid_out = {n for g in self._layout for n in g.param_names}
+        changed = ([n for n in named if n not in laid_out] +  # added
+                   [n for n, p in zip(self._param_names, self._params) if n in named and named[n] is not p])
+        gone = [n for g in self._layout for n in g.param_names if n not in named]
+        unfrozen = [p for p in self._unmonitored if p.requires_grad]
+        if not (changed or gone or unfrozen):
+            self._note_parameters()  # registered elsewhere: the groups stand
+            return
+        self._drain(block=True)  # the records so far are judged and decoded with the groups they were made with
+        if changed or gone:
+            self._rebuild_layout(changed, gone)
+        self.groups = trainable_groups(self._layout, self.model)
+        self._snapshot = None  # the update ratio's previous weights had the old layout
+        if self._tracker is not None:
+            self._tracker.remove()
+            self._tracker = None
+        self._index_groups()
+        self._note_parameters()
+
+    def _rebuild_layout(self, changed: list[str], gone: list[str]) -> None:
+        """Group the model anew after a layer was added or a parameter re-assigned (in the noted execution order
+        when the groups were in it), and say so once."""
+        layout = build_groups(self.model, self._grouping, frozen=True)
+        ordered = self._execution_order.reorder(layout) if self.group_order == "execution" else None
+        self._layout = ordered or layout
+        parts = ([f"added or re-assigned: {_names(changed)}"] if changed else []) + (
+            [f"no longer in the model: {_names(gone)}"] if gone else [])
+        optimizer = (" An optimizer made before the change does not hold the new tensors: make it again, or add "
+                     "them with optimizer.add_param_group." if changed else "")
+        # stacklevel: the caller of step(), past this method, _follow_parameters, step and no_grad's wrapper.
+        warnings.warn(f"GradientMonitor: the model's parameters changed at step {self._next_step} "
+                      f"({'; '.join(parts)}); its groups are built again from here on.{optimizer}", RuntimeWarning,
+                      stacklevel=5)
 
     def _apply_execution_order(self) -> None:
         """Re-order the groups by the first training forward pass, once, before any record."""
-        ordered = self._execution_order.reorder(self.groups)
+        ordered = self._execution_order.reorder(self._layout)
         if ordered is not None:
-            self.groups, self.group_order = ordered, "execution"
+            self._layout, self.group_order = ordered, "execution"
+            self.groups = trainable_groups(ordered, self.model)
             self._index_groups()
 
     def _index(self, present: tuple[bool, ...], has_update: bool):
@@ -492,7 +522,7 @@ class GradientMonitor(NonFinitePolicy):
             self._materialise(meta, values)
 
     def _materialise(self, meta: _Meta, v: np.ndarray) -> None:
-        G = len(self.groups)
+        G = len(meta.groups)
         grad_norms = [float(v[_HEAD + i]) if meta.present[i] else None for i in range(G)]
         weight_norms = [float(x) for x in v[_HEAD + G:_HEAD + 2 * G]]
         verdict = self._judge.judge(meta.step, float(v[0]) if meta.has_loss else None, float(v[1]),
@@ -510,7 +540,7 @@ class GradientMonitor(NonFinitePolicy):
                 self.on_verdict(verdict, record)
 
     def _record(self, meta: _Meta, v: np.ndarray, verdict: Verdict) -> dict:
-        G = len(self.groups)
+        G = len(meta.groups)
         vals = v.tolist()
         grads, weights = vals[_HEAD:_HEAD + G], vals[_HEAD + G:_HEAD + 2 * G]
         offset = _HEAD + 2 * G
@@ -524,12 +554,12 @@ class GradientMonitor(NonFinitePolicy):
             "groups": [{"name": g.name, "depth_index": g.depth_index,
                         "grad_norm": grads[i] if meta.present[i] else None,
                         "weight_norm": weights[i], "update_ratio": ratios[i]}
-                       for i, g in enumerate(self.groups)],
+                       for i, g in enumerate(meta.groups)],
         }
-        if self._tracker is not None:
+        if self._track_activations:
             acts = []
             for k, slot in enumerate(meta.act_slots):
-                g = self._tracker.groups[slot]
+                g = meta.act_groups[slot]
                 mean, std, dead = vals[offset + 3 * k:offset + 3 * k + 3]
                 acts.append({"name": g.name, "depth_index": g.depth_index, "mean": mean, "std": std,
                              "dead_fraction": dead})
