@@ -169,6 +169,21 @@ def test_a_torchrun_run_refused_before_training_removes_the_folder_it_made_and_k
     assert [p.name for p in tmp_path.iterdir()] == ["there"]
 
 
+def test_commands_other_than_train_are_refused_under_torchrun_in_one_line(tmp_path):
+    """`torchrun ... -m resnet_lab sweep` ran the whole sweep in each process: the two parents fought over the runs'
+    locks, and the worker one of them started took torchrun's variables, waited for a process group that never
+    came, and hung until killed, with no run trained. Every command but train is now refused, by local rank 0 in
+    one line that says how the command spreads its own work, and each rank exits 2 with nothing written."""
+    sweep = subprocess.run([*TORCHRUN, "-m", "resnet_lab", "sweep", "--model", "resnet8", "--data", "digits",
+                            "--steps", "2", "--out", str(tmp_path / "sweep")], capture_output=True, text=True,
+                           timeout=300)
+    assert "exitcode  : 2" in sweep.stderr
+    assert sweep.stderr.count("resnet-lab: error: resnet-lab sweep does not run under torchrun: each of its 2 "
+                              "processes would do the whole job; run it without torchrun (--devices spreads its "
+                              "runs over one machine's GPUs, --shard I/N over machines)") == 1
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_a_rank_other_than_0_leaves_the_making_of_the_run_folder_to_rank_0(tmp_path, monkeypatch):
     """Every rank made --out: when another rank made it first, rank 0 took it for a folder that was there before,
     and a refused run left it behind (now and then: it depended on which rank got there first)."""

@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from ..runtime import process_age_s
+from ..runtime import launched_by_torchrun, process_age_s
 from ..signals import Terminated, sigterm_raises
 
 # Order here is the order shown by `resnet-lab --help`.
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
             if args.command is None:  # help, but a failure: `resnet-lab $CMD` with CMD unset must not pass
                 build_parser().print_help(sys.stderr)
                 raise UserError(f"no command given; choose one of: {', '.join(COMMANDS)}")
+            if args.command != "train" and launched_by_torchrun():
+                raise UserError(_not_under_torchrun(args))
             status = int(args.func(args) or 0)
             sys.stdout.flush()  # a reader gone before the last lines shows here, not as a failure at exit
             return status
@@ -98,6 +100,16 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
         print(f"resnet-lab: error: {what}: {exc.filename}; files already written are kept (--debug: the "
               "traceback)", file=sys.stderr)
         return 1
+
+
+def _not_under_torchrun(args) -> str:
+    """Why a command other than ``train`` is refused under torchrun: every process torchrun starts would do the
+    whole job (a sweep's parents fought over its runs and their workers took torchrun's variables and hung)."""
+    spread = " (--devices spreads its runs over one machine's GPUs" if hasattr(args, "devices") else ""
+    spread += ", --shard I/N over machines)" if hasattr(args, "shard") else ")" if spread else ""
+    return (f"resnet-lab {args.command} does not run under torchrun: each of its {os.environ['WORLD_SIZE']} "
+            f"processes would do the whole job; run it without torchrun{spread}. Only 'resnet-lab train' runs one "
+            "training over several processes")
 
 
 def _says_errors(message: str) -> bool:
@@ -146,8 +158,6 @@ def entry_point() -> int:
     without an active exception", exit -6; about 1 pre-empted run in 4 on a 2-core CPU), which
     torchrun reported as a failure of the whole job.
     """
-    from ..runtime import launched_by_torchrun
-
     _closed_streams_to_devnull()
     status = main(startup_s=process_age_s())
     if launched_by_torchrun():
