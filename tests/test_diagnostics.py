@@ -656,6 +656,25 @@ def test_a_model_whose_parameters_change_is_grouped_again_and_warned_of_once(cha
     assert monitor.records()[-1]["global_grad_norm"] == pytest.approx(by_hand, rel=1e-9)
 
 
+def test_a_grouping_that_no_longer_fits_the_changed_model_keeps_training_with_new_parameters_in_other():
+    """Building the groups again after a change must not end the training: a regex grouping whose layer was
+    replaced by a layer of another name no longer matches (a refusal when the monitor is made). The warning says
+    so, the new parameters go to '(other)', and the norms stay the model's."""
+    model = SmallMLP()
+    monitor = GradientMonitor(model, groups={r"^embed\.": "input", r"^body\.": "body", r"^out\.": "output"})
+    _monitored_steps(model, monitor)
+    del model.out
+    model.classifier = nn.Linear(32, 10)
+    model.out = model.classifier  # the same module under both names: named_parameters() says classifier.*
+    with pytest.warns(RuntimeWarning, match=r"its groups could not be built again \(groups: no parameter name "
+                                            r"matches '\^out.*\), so new parameters go to '\(other\)'"):
+        _monitored_steps(model, monitor, steps=2)
+    last = monitor.records()[-1]
+    assert [g["name"] for g in last["groups"]] == ["input", "body", "(other)"]
+    by_hand = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters()))
+    assert last["global_grad_norm"] == pytest.approx(by_hand, rel=1e-6)
+
+
 def test_a_layer_unfrozen_during_training_joins_the_records_and_the_nan_checks_under_its_depth():
     """A fine-tuning schedule (Lightning's BackboneFinetuning) unfreezes the backbone after some epochs. The
     monitor built its groups from the trainable head only, so the backbone's gradient flow, the view a fine-tuner

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,7 +55,7 @@ from ..errors import UserError, numpy_scalars_as_numbers, shown
 from ..files import write_json
 from .activations import ActivationTracker
 from .choices import POLICIES
-from .groups import ExecutionOrder, LayerGroup, build_groups, trainable_groups
+from .groups import OTHER, ExecutionOrder, LayerGroup, build_groups, trainable_groups
 from .nonfinite import NonFiniteReport
 from .policy import NORM_OVERFLOW, NonFinitePolicy, StepStartBuffers
 from .readback import HostReadback
@@ -454,17 +454,26 @@ class GradientMonitor(NonFinitePolicy):
     def _rebuild_layout(self, changed: list[str], gone: list[str]) -> None:
         """Group the model anew after a layer was added or a parameter re-assigned (in the noted execution order
         when the groups were in it), and say so once."""
-        layout = build_groups(self.model, self._grouping, frozen=True)
-        ordered = self._execution_order.reorder(layout) if self.group_order == "execution" else None
-        self._layout = ordered or layout
         parts = ([f"added or re-assigned: {_names(changed)}"] if changed else []) + (
             [f"no longer in the model: {_names(gone)}"] if gone else [])
+        outcome = "its groups are built again from here on"
+        try:
+            layout = build_groups(self.model, self._grouping, frozen=True)
+        except UserError as exc:  # a grouping that no longer fits (a regex whose layer went): train on, say so
+            named = dict(self.model.named_parameters())
+            layout = [replace(g, param_names=tuple(n for n in g.param_names if n in named)) for g in self._layout]
+            placed = {n for g in layout for n in g.param_names}
+            other = next((g for g in layout if g.name == OTHER), LayerGroup(OTHER, len(layout), ()))
+            other = replace(other, param_names=other.param_names + tuple(n for n in named if n not in placed))
+            layout = [g for g in layout if g.name != OTHER] + [other]
+            outcome = f"its groups could not be built again ({exc}), so new parameters go to {OTHER!r}"
+        ordered = self._execution_order.reorder(layout) if self.group_order == "execution" else None
+        self._layout = ordered or layout
         optimizer = (" An optimizer made before the change does not hold the new tensors: make it again, or add "
                      "them with optimizer.add_param_group." if changed else "")
         # stacklevel: the caller of step(), past this method, _follow_parameters, step and no_grad's wrapper.
         warnings.warn(f"GradientMonitor: the model's parameters changed at step {self._next_step} "
-                      f"({'; '.join(parts)}); its groups are built again from here on.{optimizer}", RuntimeWarning,
-                      stacklevel=5)
+                      f"({'; '.join(parts)}); {outcome}.{optimizer}", RuntimeWarning, stacklevel=5)
 
     def _apply_execution_order(self) -> None:
         """Re-order the groups by the first training forward pass, once, before any record."""
