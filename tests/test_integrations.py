@@ -301,6 +301,43 @@ def test_lightning_training_step_returning_none_skips_the_batch_without_ending_t
         assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_lightning_backbone_finetuning_records_the_backbone_once_it_is_unfrozen(tmp_path):
+    """The README's fine-tuning case: Lightning's BackboneFinetuning freezes the backbone at the fit's start and
+    unfreezes it at epoch 1. The monitor's records then showed the head alone for the whole fit (with a warning):
+    the backbone's gradient flow, what a fine-tuner wants to see, never appeared. It now joins the records from
+    the first step after the unfreezing, under the depth its layers have in the network."""
+    L = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.callbacks import BackboneFinetuning
+
+    from resnet_lab.integrations.lightning import GradientMonitorCallback
+
+    class FineTuned(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16))
+            self.head = nn.Linear(16, 3)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.head(self.backbone(x)), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(filter(lambda p: p.requires_grad, self.parameters()), lr=0.05)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 8), torch.randint(0, 3, (16,)))
+    callback = GradientMonitorCallback(every=1, groups=2)
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        callbacks=[BackboneFinetuning(unfreeze_backbone_at_epoch=1), callback],
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice on num_workers etc.
+        trainer.fit(FineTuned(), torch.utils.data.DataLoader(data, batch_size=8))
+    seen = [[(g["name"], g["depth_index"]) for g in r["groups"] if g["grad_norm"] is not None]
+            for r in callback.monitor.records()]
+    assert seen == [[("head", 2)]] * 2 + [[("backbone.0", 0), ("backbone.2", 1), ("head", 2)]] * 2
+
+
 def test_lightning_fast_dev_run_writes_no_files_and_can_run_again(tmp_path):
     """fast_dev_run suppresses Lightning's logging and checkpoints, yet the callback wrote gradients.jsonl, the
     report and three plots into default_root_dir (the working directory by default), and the next fast_dev_run
