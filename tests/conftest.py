@@ -43,8 +43,8 @@ def interrupted_run(monkeypatch):
                 os.kill(os.getpid(), signal.SIGTERM)
             return original(self, x, y, step)
 
-        config = dict(model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2, progress=False,
-                      tensorboard=False, out=str(out), **settings)
+        config = {**dict(model="resnet8", data="digits", image_size=16, batch_size=512, epochs=2, progress=False,
+                         tensorboard=False, out=str(out)), **settings}
         with monkeypatch.context() as patch:
             patch.setattr(EagerStep, "__call__", interrupt)
             with pytest.raises(TrainingInterrupted):

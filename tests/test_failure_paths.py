@@ -467,6 +467,33 @@ def test_a_gradient_record_that_is_json_but_not_the_monitors_is_refused_in_one_l
 
 
 
+def _write_npz(path: Path, n_train: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (n_train, 8, 8), dtype=np.uint8), y_train=np.arange(n_train) % 2,
+             x_test=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y_test=np.arange(40) % 2)
+
+
+def test_a_run_resumed_where_its_relative_data_path_names_other_images_is_refused(tmp_path, interrupted_run,
+                                                                                  monkeypatch, capsys):
+    """npz:data.npz is read from the current folder: resumed from another folder holding another data.npz, the
+    run went on training on those images (with another run length) and ended with exit 0."""
+    (tmp_path / "here").mkdir(), (tmp_path / "there").mkdir()
+    _write_npz(tmp_path / "here" / "data.npz", 1100)
+    _write_npz(tmp_path / "there" / "data.npz", 1050)
+    monkeypatch.chdir(tmp_path / "here")
+    run = interrupted_run(tmp_path / "run", data="npz:data.npz")
+    saved = (run / "last.pt").read_bytes()
+    monkeypatch.chdir(tmp_path / "there")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "now loads data at 16x16: 1,050 train" in err and "the run trained on data at 16x16: 1,100 train" in err
+    assert "resume from the folder the run was started in" in err and err.count("\n") == 1
+    assert (run / "last.pt").read_bytes() == saved
+    monkeypatch.chdir(tmp_path / "here")  # from its own folder it goes on
+    assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
+
 def _assert_rows_as_uninterrupted(run: Path, reference: Path) -> None:
     """The resumed run's metrics rows (epoch, step, lr) are those of the same run trained in one go."""
     assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",

@@ -225,6 +225,19 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
     return train, test
 
 
+def check_same_data(saved: dict, now: dict, spec: str) -> None:
+    """A resumed run goes on with the images it started on. An npz:/folder: path is read from the folder the
+    command runs in, so a resume from another folder (or a file replaced since) could load other images and
+    train on them unsaid, with another run length too."""
+    keys = [k for k in ("description", "classes", "in_channels", "image_shape") if k in saved]
+    same = all(now[k] == saved[k] for k in keys) and all(
+        math.isclose(a, b, rel_tol=1e-5) for a, b in zip([*saved["mean"], *saved["std"]], [*now["mean"], *now["std"]]))
+    if not same:
+        raise UserError(f"data {spec!r} now loads {now['description']}, but the run trained on "
+                        f"{saved.get('description', saved['name'])}; a relative path is read from the current "
+                        "folder: resume from the folder the run was started in, or put back the data it trained on")
+
+
 def data_info(ds, spec: str, image_shape: tuple[int, int]) -> dict:
     """What a checkpoint must remember to feed new images the way training did: ``image_shape``
     (height, width), and ``image_size``, its height (all that checkpoints before non-square data held)."""

@@ -33,7 +33,7 @@ from .evaluation import evaluate, evaluate_epoch
 from .graphed_step import TrainStep, graph_blockers
 from .run_files import RunFiles, prepare_run_dir, release_run_dir, resumed_config
 from .schedules import lr_factor
-from .setup import build_parts, callers_settings_kept, seed_everything, steep_warmup
+from .setup import build_parts, callers_settings_kept, check_same_data, seed_everything, steep_warmup
 from .state import RunState
 
 __all__ = ["ReportInterrupted", "TrainResult", "TrainingInterrupted", "evaluate", "train"]
@@ -242,6 +242,7 @@ class _Run:
         self.state = RunState(warmup_done=c.warmup_lr <= 0, process_start=started)
         self.run_dir, finished, trained = run_dir, _finished(checkpoint, run_dir), _trained(checkpoint)
         if checkpoint is not None:
+            check_same_data(checkpoint["data_info"], p.info, c.data)
             self.state.load_state_dict(checkpoint, p, device, ctx.is_main)
             log(_resumed_line(run_dir, self.state, p.total_steps, finished, trained))
         # A finished run's folder is left as it is: no records, TensorBoard files or result rewritten.
