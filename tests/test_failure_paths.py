@@ -494,6 +494,23 @@ def test_a_run_resumed_where_its_relative_data_path_names_other_images_is_refuse
     monkeypatch.chdir(tmp_path / "here")  # from its own folder it goes on
     assert main(["train", "--resume", str(run), "--quiet", "--report", "none"]) == 0
 
+def test_evaluate_on_its_own_data_refuses_a_relative_path_that_now_names_other_images(tmp_path, interrupted_run,
+                                                                                       monkeypatch, capsys):
+    """evaluate without --data reads the run's npz:data.npz from the current folder: from another folder it
+    gave the accuracy on other images as the run's own, exit 0."""
+    (tmp_path / "here").mkdir(), (tmp_path / "there").mkdir()
+    _write_npz(tmp_path / "here" / "data.npz", 1100)
+    _write_npz(tmp_path / "there" / "data.npz", 1050)
+    monkeypatch.chdir(tmp_path / "here")
+    run = interrupted_run(tmp_path / "run", data="npz:data.npz")
+    monkeypatch.chdir(tmp_path / "there")
+    assert main(["evaluate", "--checkpoint", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on data at 16x16: 1,100 train" in err and "now loads data at 16x16: 1,050 train" in err
+    assert err.count("\n") == 1
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["evaluate", "--checkpoint", str(run)]) == 0
+
 def _assert_rows_as_uninterrupted(run: Path, reference: Path) -> None:
     """The resumed run's metrics rows (epoch, step, lr) are those of the same run trained in one go."""
     assert main(["train", "--model", "resnet8", "--data", "digits", "--image-size", "16", "--batch-size", "512",

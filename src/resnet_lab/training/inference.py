@@ -67,6 +67,8 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
                    seed=config.split_seed)
     if isinstance(ds, InMemoryDataset) and tuple(ds.x_test.shape[2:]) != image_shape(info):  # H x W as trained:
         ds = resize_dataset(ds, info["image_size"])  # in-memory data at the size it was trained at (--image-size)
+    if data is None:
+        check_own_data(path, info, config.data, ds.description())
     if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
         shape = f"{counted(len(info['classes']), 'class', 'classes')}, {counted(info['in_channels'], 'channel')}"
         raise UserError(f"{ds.description()} does not fit the checkpoint's model ({shape}); evaluate it on "
@@ -91,6 +93,16 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
         raise UserError(not_finite_message(path, f"its loss on {ds.description()} is {result['loss']}"))
     return {"test_acc": result["acc"], "test_loss": result["loss"], "n": result["n"],
             "split": getattr(ds, "eval_split", "test"), "weights": "ema" if ema else "trained", "tta": bool(flip)}
+
+
+def check_own_data(path, info: dict, spec: str, now: str) -> None:
+    """Evaluated on "its own" data, a checkpoint is on the images it was trained with: an npz:/folder: path is
+    read from the current folder, and from another one it could name other images, whose figure would pass for
+    the run's."""
+    if info.get("description", now) != now:  # checkpoints of earlier versions hold no description
+        raise UserError(f"checkpoint {path} was trained on {info['description']}, but its data {spec!r} now loads "
+                        f"{now}; a relative path is read from the current folder: run from the folder the run was "
+                        "started in, or give the data with --data")
 
 
 PREDICT_BATCH = 256  # images read and classified at once by predict_images
