@@ -144,6 +144,18 @@ def test_npz_rejects_each_bad_array_with_a_message_naming_it(tmp_path, change, m
         load_data(_save_npz(tmp_path / "bad.npz", **arrays))
 
 
+def test_a_home_relative_data_path_that_training_loads_passes_the_sweeps_and_demos_check(tmp_path, monkeypatch):
+    """``--data npz:~/x.npz`` (bash leaves a ~ after a colon as it is): train expands it, while sweep and demo,
+    which check the path first, said it did not exist."""
+    from resnet_lab.data import prepare_data
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _save_npz(tmp_path / "x.npz", **_valid_arrays())
+    assert load_data("npz:~/x.npz").num_classes == 4
+    prepare_data("npz:~/x.npz", in_memory=True)
+    with pytest.raises(UserError, match="does not exist"):
+        prepare_data("npz:~/y.npz")
+
 def test_npz_missing_or_unreadable_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found.*nope.npz"):
         load_data(f"npz:{tmp_path / 'nope.npz'}")

@@ -53,7 +53,7 @@ def prepare_data(spec: str, data_dir: str | Path | None = None, in_memory: bool 
     if in_memory and kind == "folder":
         raise UserError(f"--data {spec}: this needs data held in memory, not an image folder; use one of: "
                         f"{IN_MEMORY_SPECS}")
-    if kind in ("npz", "folder") and not Path(path).exists():
+    if kind in ("npz", "folder") and not Path(path).expanduser().exists():  # ~ as load_npz/load_folder read it
         raise UserError(f"--data {spec}: {path} does not exist")
     if kind in VARIANTS:
         fetch_cifar(kind, data_dir=data_dir)
