@@ -134,6 +134,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert message in err and "\n" not in err
 
 
+def test_a_home_relative_npz_path_is_the_file_there_as_train_reads_it(tmp_path, monkeypatch):
+    """bash leaves the ~ of ``--data npz:~/cifar10.npz`` as it is; train expands it, reproduce said 'no such file'."""
+    from resnet_lab.errors import UserError
+    from resnet_lab.experiments.reproduce.table6 import check_data
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cifar10.npz").write_bytes(b"")
+    assert check_data("npz:~/cifar10.npz") == "npz:~/cifar10.npz"
+    with pytest.raises(UserError, match="no such file"):
+        check_data("npz:~/other.npz")
+
 @pytest.mark.parametrize("which", ["table6", "fig6", "all"])
 def test_a_seed_numpy_cannot_take_is_one_line_before_any_run(tmp_path, small_cifar, capsys, which):
     """--seeds -1 trained a run that failed in its worker (numpy's traceback), exit 1, and left a folder that

@@ -30,7 +30,7 @@ def check_data(data: str) -> str:
         return data
     if not isinstance(data, str) or not data.startswith("npz:"):
         raise UserError(f"--data must be cifar10 or npz:PATH (CIFAR-10 as .npz), got {data!r}")
-    if not Path(data[4:]).is_file():
+    if not Path(data[4:]).expanduser().is_file():  # ~ as load_npz reads it (bash leaves a ~ after 'npz:')
         raise UserError(f"--data {data}: no such file")
     return data
 
