@@ -766,6 +766,24 @@ def test_evaluate_and_predict_check_device_and_batch_size_in_one_line(tiny_run, 
     assert evaluate_checkpoint(tiny_run, device=torch.device("cpu"))["n"] == 360
 
 
+@pytest.mark.parametrize("use", ["evaluate", "evaluate_flip", "predict", "export", "onnx"])
+def test_a_switch_given_a_string_is_refused_not_taken_as_true(tmp_path, tiny_run, use):
+    """ema="no" or flip="no" is true to Python: a run with a weight average was evaluated on it (a run without
+    one was told to 'drop --ema'), and flip="no" evaluated with flip TTA."""
+    from resnet_lab.training import export_safetensors
+    from resnet_lab.training.inference import evaluate_checkpoint, predict_images
+    from resnet_lab.training.onnx_export import export_onnx
+
+    calls = {"evaluate": lambda: evaluate_checkpoint(tiny_run, ema="no"),
+             "evaluate_flip": lambda: evaluate_checkpoint(tiny_run, flip="no"),
+             "predict": lambda: predict_images(tiny_run, ["unread.png"], ema="no"),
+             "export": lambda: export_safetensors(tiny_run / "last.pt", tmp_path / "w.safetensors", ema="no"),
+             "onnx": lambda: export_onnx(tiny_run / "last.pt", tmp_path / "w.onnx", ema="no")}
+    name = "flip" if use == "evaluate_flip" else "ema"
+    with pytest.raises(UserError, match=f"^{name} must be True or False, got 'no'$"):
+        calls[use]()
+    assert not list(tmp_path.glob("w.*"))
+
 def test_using_a_checkpoint_leaves_the_callers_random_numbers_alone(tmp_path, tiny_run):
     """evaluate_checkpoint, predict_images and export_safetensors built the model (its random initialisation,
     then overwritten by the weights) from the caller's generator: a notebook's seeded draws after them changed."""

@@ -40,6 +40,14 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is True or False, else a ``UserError`` naming ``name``: a string such as "no" is true to
+    Python, and would switch on what it was meant to switch off."""
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be True or False, got {shown(value)}")
+    return value
+
+
 def as_python_numbers(value):
     """A numpy scalar or array as the Python numbers it holds (in a list or tuple too); anything else as it is."""
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):

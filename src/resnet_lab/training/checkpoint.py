@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError, writing
+from ..errors import UserError, check_bool, writing
 from ..files import as_path, atomic_write_bytes, runs_inside
 
 # What evaluate, predict and export read from a checkpoint besides its weights (see ``_check_complete``).
@@ -108,7 +108,7 @@ def all_finite(state_dict: dict) -> bool:
 
 def checkpoint_weights(state: dict, path: str | Path, ema: bool = False) -> dict:
     """The trained weights of a loaded checkpoint, or with ``ema`` their moving average."""
-    if not ema:
+    if not check_bool("ema", ema):
         return state["model"]
     if state.get("ema") is None:
         raise UserError(f"{path} holds no weight average: its run was trained without --ema; drop --ema")

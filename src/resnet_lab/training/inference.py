@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError, check_positive_int, numpy_scalars_as_numbers
+from ..errors import UserError, check_bool, check_positive_int, numpy_scalars_as_numbers
 from ..models import create_model
 from ..models.choices import MIN_IMAGE_SIZE
 from ..runtime import pick_device
@@ -59,7 +59,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     from .evaluation import check_flip_tta, evaluate
     from .precision import resolve_precision
 
-    batch_size = check_positive_int("batch_size", batch_size)
+    batch_size, flip = check_positive_int("batch_size", batch_size), check_bool("flip", flip)
     device = pick_device(device)  # a name ("cuda:1") or a torch.device; a device this machine lacks is one line
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
