@@ -134,6 +134,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert message in err and "\n" not in err
 
 
+@pytest.mark.parametrize("which", ["table6", "fig6", "all"])
+def test_cuda_graph_given_a_string_is_refused_before_any_run(tmp_path, which):
+    """cuda_graph="no" is true to Python: every run was trained with the CUDA-graph step (and its NaN check at
+    epoch ends only), the result saying cuda_graph 'no'."""
+    from resnet_lab.errors import UserError
+    from resnet_lab.experiments.reproduce import run_all
+
+    (tmp_path / "c.npz").write_bytes(b"")
+    call = {"table6": run_table6, "fig6": run_fig6, "all": run_all}[which]
+    with pytest.raises(UserError, match="^cuda_graph must be True or False, got 'no'$"):
+        call(tmp_path / "out", data=f"npz:{tmp_path / 'c.npz'}", steps=1, cuda_graph="no", log=None)
+    assert not (tmp_path / "out").exists()
+
 def test_a_home_relative_npz_path_is_the_file_there_as_train_reads_it(tmp_path, monkeypatch):
     """bash leaves the ~ of ``--data npz:~/cifar10.npz`` as it is; train expands it, reproduce said 'no such file'."""
     from resnet_lab.errors import UserError

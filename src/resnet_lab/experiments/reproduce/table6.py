@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ...errors import UserError, check_positive_int, numpy_scalars_as_numbers
+from ...errors import UserError, check_bool, check_positive_int, numpy_scalars_as_numbers
 from ...models.registry import cifar_model_name
 from ...text import counted
 from ..degradation import check_depths, check_seeds
@@ -65,7 +65,7 @@ def paper_settings(data: str, steps: int, cuda_graph: bool = False) -> dict:
     recipe on the whole training set, evaluated every epoch for the curves (and after the last step).
     ``cuda_graph``: each step replayed as one CUDA graph on a GPU (the same arithmetic, fewer kernel
     launches); the NaN policy ``stop`` is then checked at each epoch's end, not at every step."""
-    graph = {"cuda_graph": True} if cuda_graph else {}
+    graph = {"cuda_graph": True} if check_bool("cuda_graph", cuda_graph) else {}  # "no" would be true
     return {"recipe": "paper", "data": data, "steps": steps, "val_split": 0, "eval_every": 1,
             "log_every": CURVE_EVERY, **graph}
 
