@@ -527,6 +527,35 @@ def test_a_locked_run_is_never_trained_twice(tmp_path):
     assert not is_locked(run_dir)
 
 
+def test_status_reads_a_folder_it_cannot_write(tmp_path, monkeypatch, capsys):
+    """--status opened each unfinished run's sweep.lock for writing: on a read-only copy or another user's
+    sweep it ended in 'Read-only file system: .../sweep.lock', exit 1. Tests run as root, where chmod stops
+    no write, so opening for writing is made to fail as it does there."""
+    out = tmp_path / "s"
+    run_dir = out / "resnet8"
+    run_dir.mkdir(parents=True)
+    (run_dir / "sweep_run.json").write_text(json.dumps({"name": "resnet8", "index": 0}))
+    (run_dir / "config.json").write_text("{}")  # started, not finished: its lock is looked at
+    fd = take_lock(run_dir)
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    try:
+        assert is_locked(run_dir)  # a live worker's lock is still seen
+        assert main(["sweep", "--out", str(out), "--status"]) == 0
+        assert "resnet8  running" in capsys.readouterr().out
+    finally:
+        os.close(fd)
+    assert not is_locked(run_dir)
+    assert main(["sweep", "--out", str(out), "--status"]) == 0
+    assert "resnet8  interrupted" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- shards, jobs auto
 
 def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):

@@ -123,9 +123,11 @@ def is_locked(run_dir: Path) -> bool:
     path = run_dir / LOCK_FILE
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDWR)
+    # Read-only and a shared lock (which a worker's exclusive one blocks): looking needs no write access, so
+    # `sweep --status` works on a read-only copy or another user's folder (O_RDWR failed there, exit 1).
+    fd = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
