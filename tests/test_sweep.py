@@ -779,6 +779,29 @@ def test_jobs_given_as_a_numpy_integer_is_a_count_like_an_int():
         check_jobs(True)
 
 
+def test_one_torch_device_given_as_devices_is_one_device_in_every_sweeping_function(tmp_path):
+    """devices=torch.device("cpu") (one device, as a notebook holds it) ended in "TypeError: 'torch.device'
+    object is not iterable" in run_sweep, run_degradation, run_survey and the reproductions."""
+    from resnet_lab.experiments.degradation import run_degradation
+    from resnet_lab.experiments.reproduce.table6 import device_list
+    from resnet_lab.experiments.survey.settings import SurveySettings
+    from resnet_lab.training.sweep.engine import check_devices
+
+    cpu = torch.device("cpu")
+    assert check_devices(cpu) == device_list(cpu) == ["cpu"]
+    settings = SurveySettings.from_keywords([8], lr=0.1, high_lr=None, high_lr_depth=None, steps=1, seeds=1,
+                                            batches_at_init=1, batch_size=8, image_size=None, data="digits",
+                                            data_dir=None, clip_norm=1.0, seed=0, full=False, only=None,
+                                            device="cpu", threads=1, jobs=1, devices=cpu, out=tmp_path / "sv")
+    assert settings.devices == ("cpu",)
+    with pytest.raises(UserError, match="instead of dataset="):  # the check after the devices', before any work
+        run_degradation([8], data="digits", steps=1, jobs=1, devices=cpu, out=tmp_path / "d", dataset=[], log=None)
+    grid = Grid(axes={"model": ["resnet8"]}, fixed={"data": "digits", "image_size": 16, "steps": 1, "batch_size": 32,
+                                                   "tensorboard": False})
+    result = run_sweep(grid, tmp_path / "s", devices=cpu, threads=1, log=None)
+    assert result.ok and result.devices == ["cpu"]
+
+
 def test_a_grid_of_numpy_values_sweeps_like_the_numbers_they_hold(tmp_path):
     """Grid(axes={"seed": np.arange(2)}) was one run of an array (refused as not a number), and numpy
     integers in a list stopped the sweep with "int64 is not JSON serializable", leaving an empty folder."""

@@ -38,7 +38,9 @@ def check_data(data: str) -> str:
 def device_list(devices) -> list[str]:
     """``devices`` as a list of names: one name (``"cuda"``) is one device, not its letters, and a
     ``torch.device`` is its name (the result stays JSON-ready)."""
-    return [str(d) for d in ([devices] if isinstance(devices, str) else devices or ["auto"])]
+    from ...training.sweep.engine import device_names
+
+    return ["auto"] if devices is None else device_names(devices)
 
 
 def check_sweep_options(jobs, threads, devices) -> list[str]:

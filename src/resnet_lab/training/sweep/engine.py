@@ -13,7 +13,7 @@ import platform
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from ...errors import UserError, check_positive_int, numpy_scalars_as_numbers, writing
 from ...files import shell_arg, write_json
@@ -237,13 +237,20 @@ def check_shard(shard) -> tuple[int, int]:
 def check_devices(devices) -> list[str]:
     from ...runtime import pick_device
 
-    devices = [devices] if isinstance(devices, str) else list(devices)
+    devices = device_names(devices)
     if not devices:
         raise UserError("give at least one device (--devices cpu, or cuda:0 cuda:1)")
     resolved = [str(pick_device(d, "--devices")) for d in devices]
     if len(set(map(_same_device, resolved))) != len(resolved):  # cpu:0 is cpu, cuda is cuda:0 (the current one)
         raise UserError(f"--devices names a device twice ({' '.join(devices)}); use --jobs for more workers per device")
     return resolved
+
+
+def device_names(devices) -> list[str]:
+    """``devices`` as a list of names: one device (a name, a ``torch.device``: not iterable) or several."""
+    if isinstance(devices, str) or not isinstance(devices, Iterable):
+        return [str(devices)]
+    return [str(d) for d in devices]
 
 
 def _same_device(name: str) -> str:
