@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -329,7 +330,7 @@ def test_jobs_auto_on_a_long_run_trains_each_count_for_the_window_only(tmp_path)
     from resnet_lab.training.sweep.probe import probe_jobs
 
     grid = Grid(axes={"seed": [0, 1]}, fixed={"model": "resnet8", "data": "digits", "image_size": 8, "steps": 10**6,
-                                              "batch_size": 16, "device": "cpu"})
+                                              "batch_size": 16})
     lines = []
     start = time.perf_counter()
     probe = probe_jobs(expand(grid)[0], tmp_path, "cpu", runs_left=2, seconds=3.0, log=lines.append)
@@ -800,6 +801,22 @@ def test_one_torch_device_given_as_devices_is_one_device_in_every_sweeping_funct
                                                    "tensorboard": False})
     result = run_sweep(grid, tmp_path / "s", devices=cpu, threads=1, log=None)
     assert result.ok and result.devices == ["cpu"]
+
+
+@pytest.mark.parametrize("axes, fixed, fragment", [
+    ({}, {"device": "cpu"}, "give run_sweep(..., devices=[...])"),
+    ({"device": ["cpu", "cuda"]}, {}, "give run_sweep(..., devices=[...])"),
+    ({}, {"report": "wait"}, "draw one afterwards with 'resnet-lab report RUN_DIR'"),
+    ({"report": ["none", "background"]}, {}, "draw one afterwards with 'resnet-lab report RUN_DIR'"),
+])
+def test_a_device_or_report_in_a_grid_is_refused_not_passed_over(axes, fixed, fragment, tmp_path):
+    """The worker sets each run's device (the sweep's) and report (none): Grid(fixed={"device": "cpu"})
+    trained on the sweep's device, and "report": "wait" drew none, both without a word."""
+    grid = Grid(axes={"model": ["resnet8"], **axes}, fixed={"steps": 1, **fixed})
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        run_sweep(grid, tmp_path / "s", log=None)
+    assert not (tmp_path / "s").exists()
+    assert len(expand(Grid(axes={"model": ["resnet8"]}, fixed={"steps": 1, "report": "none"}))) == 1  # what it does
 
 
 def test_a_grid_of_numpy_values_sweeps_like_the_numbers_they_hold(tmp_path):

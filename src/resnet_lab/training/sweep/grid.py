@@ -90,18 +90,35 @@ def _checked_axes(grid: Grid) -> dict:
         if key in NOT_SWEEPABLE or key not in _ORDER:
             raise UserError(f"{key!r} is not a setting a sweep can set; use training settings "
                             f"(see 'resnet-lab train --help') or model options ({', '.join(MODEL_OPTIONS)})")
+    _check_worker_owned(grid)
     both = set(grid.axes) & set(grid.fixed)
     if both:
         raise UserError(f"{', '.join(sorted(both))} given both as an axis and as a fixed setting; give it once")
     axes = {}
     for key, values in grid.axes.items():
-        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        values = _listed(values)
         if not values:
             raise UserError(f"the sweep axis {key!r} has no values; give at least one")
         if len(set(map(repr, values))) != len(values):
             raise UserError(f"the sweep axis {key!r} repeats a value ({values}); give each value once")
         axes[key] = values
     return axes
+
+
+def _check_worker_owned(grid: Grid) -> None:
+    """The device and the report are the worker's to set (``worker.py``), whatever a run's settings say:
+    given in a grid they were passed over in silence (a run given device cpu trained on the sweep's GPU)."""
+    if "device" in grid.fixed or "device" in grid.axes:
+        raise UserError("'device' is not a setting of one run: the sweep places each run on one of its devices; "
+                        "give run_sweep(..., devices=[...]) (--devices) instead")
+    reports = [grid.fixed.get("report", "none"), *_listed(grid.axes.get("report", []))]
+    if any(report != "none" for report in reports):
+        raise UserError("a sweep's runs draw no report (their time is for training): leave 'report' out (or give "
+                        "'none') and draw one afterwards with 'resnet-lab report RUN_DIR'")
+
+
+def _listed(values) -> list:
+    return list(values) if isinstance(values, (list, tuple)) else [values]
 
 
 def resolve_run(settings: dict) -> TrainConfig:
