@@ -357,3 +357,27 @@ def test_numpy_depths_and_log_every_are_numbers_and_the_result_stays_json_ready(
 
     result = run_degradation(np.array([8]), data="digits", steps=2, image_size=16, log_every=np.int64(1), log=None)
     json.dumps(result)
+
+
+def test_an_interrupted_experiment_with_save_runs_names_the_runs_it_kept(tmp_path):
+    """Interrupted with --save-runs, it said "nothing was written" while DIR/runs held the first network's run
+    (its last.pt), and the same command was then refused for that folder."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "deg"
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_lab", "degradation", "--depths", "8", "--steps", "100000",
+                             "--image-size", "8", "--device", "cpu", "--quiet", "--save-runs", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = out / "runs" / "plain8-seed0" / "config.json"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    line = err.strip().splitlines()[-1]
+    assert "nothing was written" not in line and f"run directories so far are kept in {out / 'runs'}" in line
+    assert first.exists() and not (out / "results.json").exists()

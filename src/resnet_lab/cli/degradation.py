@@ -116,8 +116,11 @@ def run(args) -> int:
         print(f"resnet-lab: stopped: {stop}", file=sys.stderr)
         return stop.exit_code
     except TrainingInterrupted as stop:
-        print(f"resnet-lab: degradation interrupted at step {stop.step} of a network's training; "
-              "nothing was written", file=sys.stderr)
+        # --save-runs has written each network's run so far: they stay, and the same command refuses that folder
+        kept = (f"; the networks' run directories so far are kept in {args.out / 'runs'} (remove it to run the "
+                "same command again)") if args.save_runs else "; nothing was written"
+        print(f"resnet-lab: degradation interrupted at step {stop.step} of a network's training; no results were "
+              f"written{kept}", file=sys.stderr)
         return 128 + stop.signum
     paths = write_degradation_outputs(result, args.out)
     print(degradation_text(result))
