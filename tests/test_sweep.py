@@ -574,6 +574,16 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
 
 # ----------------------------------------------------------------------------- bad input
 
+@pytest.mark.parametrize("shard", [(0.5, 2), (1.9, 2), (True, 2), ("0", "2"), (0, 2, 3), 2])
+def test_a_shard_that_is_not_two_integers_is_refused_not_rounded(shard, tmp_path):
+    """int() made run_sweep(shard=(0.5, 2)) shard 0/2 and (1.9, 2) shard 1/2, training another machine's
+    runs without a word."""
+    grid = Grid(axes={"model": ["resnet8"], "seed": [0, 1]}, fixed={"steps": 1})
+    with pytest.raises(UserError, match=re.escape("--shard is I/N (e.g. 0/2; shard=(0, 2) in Python), got")):
+        run_sweep(grid, tmp_path / "s", shard=shard, log=None)
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--shard", "2/2"], "--shard 2/2: I must be from 0 to N-1"),
     (["--shard", "1"], "--shard is I/N"),

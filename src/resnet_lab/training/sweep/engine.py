@@ -224,10 +224,14 @@ def _jobs(jobs, todo: list[RunSpec], out: Path, device: str, probe_seconds: floa
 
 
 def check_shard(shard) -> tuple[int, int]:
+    """``(I, N)`` as two integers: ``int()`` once made shard=(0.5, 2) shard 0/2 without a word."""
     try:
-        index, count = (int(v) for v in shard)
+        index, count = shard
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (index, count)):
+            raise TypeError
     except (TypeError, ValueError):
-        raise UserError(f"--shard is I/N (e.g. 0/2), got {shard!r}") from None
+        raise UserError(f"--shard is I/N (e.g. 0/2; shard=(0, 2) in Python), got {shard!r}") from None
+    index, count = int(index), int(count)
     if count < 1 or not 0 <= index < count:
         raise UserError(f"--shard {index}/{count}: I must be from 0 to N-1 (e.g. 0/{max(count, 2)} and "
                         f"1/{max(count, 2)})")
