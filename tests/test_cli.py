@@ -629,6 +629,29 @@ def test_compare_never_replaces_an_earlier_comparison(tmp_path, capsys):
     assert (out / "compare.json").read_text() == "{}"
 
 
+@pytest.mark.parametrize("command", [["compare", "resnet8"], ["degradation", "--depths", "8", "--steps", "1"],
+                                     ["degradation", "--depths", "8", "--steps", "1", "--jobs", "1"],
+                                     ["survey", "--depths", "8", "--steps", "1", "--seeds", "1"],
+                                     ["reproduce", "table6", "--depths", "8", "--seeds", "0", "--steps", "1"]])
+def test_a_second_experiment_into_a_folder_in_use_is_refused(command, tmp_path, capsys):
+    """Two experiments into one --out at once both passed the checks (neither had written yet), both exited
+    0, and the last to finish replaced the first's results: its report.html over the other's results.json."""
+    from resnet_lab.files import try_lock
+
+    out = tmp_path / "exp"
+    out.mkdir()
+    fd = try_lock(out)  # what the first command holds while it runs
+    try:
+        assert main([*command, "--out", str(out)]) == 2
+    finally:
+        os.close(fd)
+    _one_line_error(capsys, f"another command is writing into {out} now")
+    assert not any(out.iterdir())
+    made = tmp_path / "new" / "exp"  # a folder made for a command that was then refused is removed again
+    assert main([*command[:2], "--out", str(made), "--device", "nope"]) == 2
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.mark.parametrize("command", [["compare", "resnet8"], ["degradation", "--depths", "8"],
                                      ["degradation", "--depths", "8", "--jobs", "2"],
                                      ["survey", "--depths", "8", "--jobs", "2"]])

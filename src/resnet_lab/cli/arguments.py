@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from ..data.choices import DATA_SETS, IN_MEMORY_DATA_SETS
@@ -62,6 +63,39 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
         tempfile.TemporaryFile(dir=out).close()
     for folder in made:  # a refusal later (bad settings) leaves nothing behind; the run makes them again
         folder.rmdir()
+
+
+@contextlib.contextmanager
+def output_folder_held(out: Path | None, what: str):
+    """``out`` locked (``flock`` on the folder) for the whole command: two experiments into one folder at once
+    both passed ``prepare_output_folder``'s checks, both exited 0, and the last to finish replaced the first's
+    results (report.html of one, results.json of the other, in between). The second is now refused in one
+    line. A folder it made and that is left empty (a refusal) is removed again. Taken before the checks."""
+    import os
+
+    from ..errors import UserError, writing
+    from ..files import try_lock
+
+    if out is None or (out.exists() and not out.is_dir()):  # no folder, or a file: the checks say what is wrong
+        yield
+        return
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    fd = try_lock(out)
+    try:
+        if fd is None:
+            raise UserError(f"another command is writing into {out} now (it holds the folder's lock); wait for it "
+                            f"to end, or give the {what} another --out")
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+        for folder in made:  # deepest first; one with files in it stays, and so do those above it
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 def jobs_value(text: str | None) -> int | str | None:

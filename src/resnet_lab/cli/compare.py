@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .arguments import output_path, prepare_output_folder
+from .arguments import output_folder_held, output_path, prepare_output_folder
 from .model_options import add_model_options, model_options
 
 EXAMPLES = """examples:
@@ -55,6 +55,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    with output_folder_held(args.out, "comparison"):  # one command at a time in a folder
+        return _run(args)
+
+
+def _run(args) -> int:
     from ..errors import writing
     from ..experiments.compare import compare_models, compare_text, write_compare_outputs
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..experiments.degradation import defaults
 from ..training.config import RECIPES
-from .arguments import add_data_options, copy_train_options, jobs_value, output_path, prepare_output_folder
+from .arguments import (add_data_options, copy_train_options, jobs_value, output_folder_held, output_path,
+                        prepare_output_folder)
 from .model_options import add_model_options, model_options
 
 EXAMPLES = """examples:
@@ -88,6 +89,11 @@ def _concurrency(args) -> dict:
 
 
 def run(args) -> int:
+    with output_folder_held(args.out, "degradation experiment"):  # one command at a time in a folder
+        return _run(args)
+
+
+def _run(args) -> int:
     from ..diagnostics import NonFiniteError
     from ..experiments.degradation import degradation_text, run_degradation, write_degradation_outputs
     from ..training import TrainingInterrupted

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..experiments.reproduce.paper import FIG6_DEPTHS, SEEDS, TABLE6_DEPTHS
-from .arguments import jobs_value, output_path, prepare_output_folder
+from .arguments import jobs_value, output_folder_held, output_path, prepare_output_folder
 
 EXAMPLES = """examples:
   resnet-lab reproduce all --out runs/paper --devices cuda --jobs 4         # both, the ResNets trained once
@@ -66,6 +66,11 @@ def _add(which, name: str, help_text: str, depths: tuple[int, ...]) -> argparse.
 
 
 def run(args) -> int:
+    with output_folder_held(args.out, "reproduction"):  # one command at a time in a folder
+        return _run(args)
+
+
+def _run(args) -> int:
     from ..errors import UserError
     from ..experiments import reproduce
     from ..training.sweep import SweepFailed, SweepInterrupted

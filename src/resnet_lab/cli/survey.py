@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data.choices import IN_MEMORY_DATA_SETS
 from ..experiments.survey.design import DEFAULTS
-from .arguments import jobs_value, output_path, prepare_output_folder
+from .arguments import jobs_value, output_folder_held, output_path, prepare_output_folder
 
 EXAMPLES = """examples:
   resnet-lab survey --depths 8 20 56 --image-size 8 --steps 24 --batches-at-init 2 --threads 1
@@ -89,6 +89,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    with output_folder_held(args.out, "survey"):  # one command at a time in a folder
+        return _run(args)
+
+
+def _run(args) -> int:
     from ..errors import writing
     from ..experiments.survey import run_survey, survey_markdown, survey_text, write_survey_outputs
     from ..training.sweep import SweepFailed, SweepInterrupted
