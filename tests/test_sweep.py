@@ -574,6 +574,21 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
 
 # ----------------------------------------------------------------------------- bad input
 
+@pytest.mark.parametrize("options, fragment", [
+    ({"out": None}, "out is a file or folder path (a str or Path), got None"),
+    ({"out": 3}, "out is a file or folder path (a str or Path), got 3"),
+    ({"status_every": None}, "--status-every is seconds between status lines (0: none), got None"),
+    ({"status_every": "30"}, "--status-every is seconds between status lines (0: none), got 30"),
+])
+def test_run_sweep_given_a_value_of_the_wrong_kind_says_so_in_one_line(options, fragment, tmp_path):
+    """out=None and status_every=None (or text) ended in TypeErrors from inside pathlib and a comparison."""
+    grid = Grid(axes={"model": ["resnet8"]}, fixed={"steps": 1})
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        run_sweep(grid, **{"out": tmp_path / "s", **options}, log=None)
+    with pytest.raises(UserError, match=re.escape("out is a file or folder path (a str or Path), got None")):
+        sweep_status(None)
+
+
 @pytest.mark.parametrize("shard", [(0.5, 2), (1.9, 2), (True, 2), ("0", "2"), (0, 2, 3), 2])
 def test_a_shard_that_is_not_two_integers_is_refused_not_rounded(shard, tmp_path):
     """int() made run_sweep(shard=(0.5, 2)) shard 0/2 and (1.9, 2) shard 1/2, training another machine's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import numbers
+from math import inf
 import platform
 import tempfile
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ...errors import UserError, check_positive_int, numpy_scalars_as_numbers, writing
-from ...files import shell_arg, write_json
+from ...files import as_path, shell_arg, write_json
 from ...text import counted
 from .grid import TRAIN, Grid, RunSpec, expand
 from .manifest import check_compatible, enclosing_sweep, read_manifest, statuses, write_manifest
@@ -101,9 +102,10 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
                         "'resnet14']}, fixed={'epochs': 2})")
     jobs, shard, devices, threads = check_jobs(jobs), check_shard(shard), check_devices(devices), check_threads(threads)
     check_probe_seconds(probe_seconds)
-    if not 0 <= status_every < float("inf"):  # NaN fails too
+    # None or text once ended in a TypeError from the comparison; NaN fails the range
+    if isinstance(status_every, bool) or not isinstance(status_every, numbers.Real) or not 0 <= status_every < inf:
         raise UserError(f"--status-every is seconds between status lines (0: none), got {status_every}")
-    out, grid, runs, mine, before = _take_stock(grid, runs, Path(out), shard, log)
+    out, grid, runs, mine, before = _take_stock(grid, runs, as_path(out, "out"), shard, log)
     todo = [r for r in mine if before[r.name].state != "done"]
     jobs, probe = _jobs(jobs, todo, out, devices[0], probe_seconds, log)
     threads = threads or threads_per_worker(jobs * len(devices))
@@ -175,7 +177,7 @@ def _check_runs_can_start(runs: list[RunSpec]) -> None:
 def sweep_status(out: str | Path, log: Callable[[str], object] = print) -> list[RunStatus]:
     """Every run's state, from the run directories (the runs listed in ``sweep.json``, else the runs' specs;
     a damaged ``sweep.json`` is said in ``log`` and passed over)."""
-    out = Path(out)
+    out = as_path(out, "out")
     manifest = read_manifest(out, log) if out.is_dir() else None
     if manifest is not None:
         names = [r["name"] for r in manifest["runs"]]
