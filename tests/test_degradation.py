@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -213,6 +214,18 @@ def test_an_evaluation_interval_other_than_every_epoch_is_refused(digits):
     """eval_every=2 once crashed after training (an unevaluated epoch has no test error for the curves)."""
     with pytest.raises(UserError, match="eval_every must be 1 here"):
         run_degradation((8,), dataset=limit_dataset(digits, train=64, test=16), epochs=2, eval_every=2, log=None)
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"log_every": "2"}, "log_every must be an integer >= 0 (steps), got '2'"),
+    ({"log_every": -1}, "log_every must be an integer >= 0 (steps), got -1"),
+    ({"out": 3}, "out is a file or folder path (a str or Path), got 3"),
+    ({"model_options": "none"}, "model_options is a dict of create_model keywords"),
+])
+def test_a_value_of_the_wrong_kind_is_one_line(options, fragment, tmp_path):
+    """log_every="2", out=3 and model_options="none" ended in a TypeError or a bare ValueError from inside."""
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        run_degradation((8,), data="digits", steps=1, log=None, **options)
 
 
 def test_sweep_settings_without_jobs_are_refused_not_ignored(digits):

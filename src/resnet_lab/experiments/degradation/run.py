@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import UserError, numpy_scalars_as_numbers, shown
+from ...files import as_path
 from ...models.registry import cifar_model_name
 from ...text import counted, percent
 from ...training.sweep.progress import heading_first
@@ -112,6 +113,9 @@ class _Plan:
 def _kind_options(model_options: dict | None) -> tuple[str, dict]:
     """The ResNets' shortcut option and each kind's model options: the plain nets get no shortcut and
     no ``zero_init_residual`` (they have no residual branch); any other option applies to every net alike."""
+    if model_options is not None and not isinstance(model_options, dict):  # dict("x"): a bare ValueError
+        raise UserError(f"model_options is a dict of create_model keywords (e.g. {{'norm': 'none'}}), got "
+                        f"{shown(model_options)}")
     options = dict(model_options or {})
     shortcut = options.pop("shortcut", None) or "A"
     if shortcut == "none":
@@ -139,8 +143,9 @@ def _plan(depths, seeds, recipe: str, log_every, common: dict, train_overrides: 
 
     depths = check_depths(depths)
     seeds = check_seeds(seeds)
-    if log_every is not None and log_every < 0:
-        raise UserError(f"log_every must be >= 0, got {log_every}")
+    if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, numbers.Integral)
+                                  or log_every < 0):  # "2" once ended in a TypeError from the comparison
+        raise UserError(f"log_every must be an integer >= 0 (steps), got {shown(log_every)}")
     for reserved in ("model", "seed", "out", "data"):
         if reserved in train_overrides:
             raise UserError(f"{reserved} is set by the experiment; it cannot be overridden")
@@ -306,6 +311,7 @@ def run_degradation(depths: Sequence[int] = defaults.DEPTHS, *, data: str = "dig
     from ...runtime import hardware_info, pick_device
 
     say = log or (lambda *_: None)
+    out = None if out is None else as_path(out, "out")  # a number: one line, not pathlib's TypeError
     # No report per network: the experiment draws its own.
     common = dict(data=data, epochs=epochs, device=device, tensorboard=False, progress=progress, report="none")
     if train_overrides.get("val_split"):  # every net and seed judged on the same held-out images
