@@ -18,12 +18,15 @@ from .paper import PAPER_STEPS, WITHIN_POINTS
 
 # --------------------------------------------------------------------------- Table 6
 
-def table6_verdict(ours: float | None, paper: float | None, steps: int) -> dict:
-    """One depth: ``comparable`` (the paper's budget and a published figure), ``gap`` (points,
-    ours - paper), ``reproduced`` (gap <= WITHIN_POINTS) and the sentence."""
+def table6_verdict(ours: float | None, paper: float | None, steps: int, data_gap: str | None = None) -> dict:
+    """One depth: ``comparable`` (the paper's budget and data, and a published figure), ``gap`` (points,
+    ours - paper), ``reproduced`` (gap <= WITHIN_POINTS) and the sentence. ``data_gap``: how the data
+    differs from the whole CIFAR-10 (``table6.data_gap``), None when it does not."""
     if steps != PAPER_STEPS:
         return {"comparable": False, "gap": None, "reproduced": None,
                 "text": f"not comparable: {counted(steps, 'step')} instead of {PAPER_STEPS:,}"}
+    if data_gap:
+        return {"comparable": False, "gap": None, "reproduced": None, "text": f"not comparable: {data_gap}"}
     if paper is None or ours is None:
         return {"comparable": False, "gap": None, "reproduced": None, "text": "no published figure for this depth"}
     gap = ours - paper
@@ -33,14 +36,15 @@ def table6_verdict(ours: float | None, paper: float | None, steps: int) -> dict:
     return {"comparable": True, "gap": gap, "reproduced": reproduced, "text": text}
 
 
-def table6_findings(depths: list[dict], steps: int) -> dict:
-    """Every depth's verdict (by depth) and the sentences, the budget first."""
-    verdicts = {d["depth"]: table6_verdict(d["ours"]["mean"], d["paper_error"], steps) for d in depths}
+def table6_findings(depths: list[dict], steps: int, data_gap: str | None = None) -> dict:
+    """Every depth's verdict (by depth) and the sentences, the budget (and data unlike the paper's) first."""
+    verdicts = {d["depth"]: table6_verdict(d["ours"]["mean"], d["paper_error"], steps, data_gap) for d in depths}
     budget = (f"Budget: {steps:,} iterations, the paper's schedule." if steps == PAPER_STEPS else
               f"Budget: {counted(steps, 'iteration')}, not the paper's schedule ({PAPER_STEPS:,}): no figure below "
               "can be compared with the paper's.")
-    text = [budget] + [f"ResNet-{d}: {v['text']}." for d, v in verdicts.items()]
-    return {"budget_is_papers": steps == PAPER_STEPS, "within_points": WITHIN_POINTS,
+    data = [f"Data: {data_gap}: no figure below can be compared with the paper's."] if data_gap else []
+    text = [budget, *data] + [f"ResNet-{d}: {v['text']}." for d, v in verdicts.items()]
+    return {"budget_is_papers": steps == PAPER_STEPS, "data_is_papers": not data_gap, "within_points": WITHIN_POINTS,
             "per_depth": {str(d): v for d, v in verdicts.items()}, "text": text}
 
 
