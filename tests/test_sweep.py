@@ -574,6 +574,17 @@ def test_two_shards_into_one_folder_equal_the_whole_sweep(tmp_path, reference):
 
 # ----------------------------------------------------------------------------- bad input
 
+def test_an_epochs_axis_under_a_fixed_step_count_is_refused(tmp_path, capsys):
+    """--epochs 1 2 --steps 5 made two runs, resnet8-ep1 and resnet8-ep2, that both trained 5 steps (steps win
+    over epochs): told apart by their names only, as if the epochs had been swept."""
+    out = tmp_path / "s"
+    assert main(["sweep", "--model", "resnet8", "--epochs", "1", "2", "--steps", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the sweep axis 'epochs' changes nothing while --steps is given" in err and err.count("\n") == 1
+    assert not out.exists()
+    assert [r.config.epochs for r in expand(Grid(axes={"model": ["resnet8"], "epochs": [1, 2]}))] == [1, 2]
+
+
 @pytest.mark.parametrize("options, fragment", [
     ({"out": None}, "out is a file or folder path (a str or Path), got None"),
     ({"out": 3}, "out is a file or folder path (a str or Path), got 3"),

@@ -73,6 +73,10 @@ def expand(grid: Grid) -> list[RunSpec]:
     for index, values in enumerate(itertools.product(*(axes[k] for k in keys))):
         settings = dict(zip(keys, values))
         runs.append(RunSpec(index, run_name(settings), settings, resolve_run({**grid.fixed, **settings})))
+    if "epochs" in axes and all(r.config.steps is not None for r in runs):
+        # steps win over epochs: the runs of each epochs value trained alike, told apart by their names only
+        raise UserError("the sweep axis 'epochs' changes nothing while --steps is given (steps win over epochs): "
+                        "sweep --steps instead, or leave --steps out")
     names = [r.name for r in runs]
     clash = next((n for n in names if names.count(n) > 1), None)
     if clash is not None:
