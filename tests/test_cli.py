@@ -152,6 +152,12 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["train", "--optimizer", "adam", "--momentum", "0.5"], "--momentum is SGD's; --optimizer adam ignores it"),
     (["train", "--milestones", "0.3", "0.6"], "but --schedule is linear, which ignores them: add --schedule step"),
     (["train", "--val-seed", "3"], "but nothing is held out (no --val-split N): add --val-split N or drop --val-seed"),
+    # the step schedule has no linear warm-up: the run went at full lr from step 0, config.json saying warmup 0.5
+    # (--out /dev/null/x: refused before any work, should the check be missing)
+    (["train", "--schedule", "step", "--warmup", "0.5", "--out", "/dev/null/x"],
+     "--warmup 0.5 ramps the learning rate up at the start of --schedule cosine, linear or constant, but --schedule "
+     "step ignores it"),
+    (["train", "--recipe", "paper", "--warmup", "0.1", "--out", "/dev/null/x"], "but --schedule step ignores it"),
     # An empty --out (an unset shell variable) once wrote every command's files into the current folder.
     *[([*command, "--out", ""], "is empty (an unset shell variable?)") for command in (
         ["degradation"], ["survey"], ["compare", "resnet20"], ["demo"], ["sweep"], ["reproduce", "table6"],

@@ -176,6 +176,10 @@ def _check_given_together(given: dict, c: TrainConfig) -> None:
     if "milestones" in given and c.schedule != "step":  # only the step schedule divides the lr at milestones
         raise UserError(f"--milestones are where --schedule step divides the learning rate by 10, but --schedule is "
                         f"{c.schedule}, which ignores them: add --schedule step or drop --milestones")
+    if given.get("warmup") and c.schedule == "step":  # lr_factor: the step schedule has no linear warm-up
+        raise UserError(f"--warmup {c.warmup:g} ramps the learning rate up at the start of --schedule cosine, linear "
+                        "or constant, but --schedule step ignores it (the paper's warm-up is --warmup-lr): choose "
+                        "another --schedule or drop --warmup")
     if "val_seed" in given and not c.val_split:  # nothing is held out, so no images are chosen by it
         raise UserError("--val-seed chooses the images --val-split holds out, but nothing is held out (no "
                         "--val-split N): add --val-split N or drop --val-seed")
