@@ -158,6 +158,9 @@ def test_summary_prints_stages_with_shapes(capsys):
      "--warmup 0.5 ramps the learning rate up at the start of --schedule cosine, linear or constant, but --schedule "
      "step ignores it"),
     (["train", "--recipe", "paper", "--warmup", "0.1", "--out", "/dev/null/x"], "but --schedule step ignores it"),
+    # --no-monitor records nothing: config.json once said monitor_every 1 of a run with no gradients.jsonl
+    (["train", "--no-monitor", "--monitor-every", "1", "--out", "/dev/null/x"],
+     "--monitor-every sets how often the gradient monitor records, but --no-monitor turns it off: drop one of them"),
     # An empty --out (an unset shell variable) once wrote every command's files into the current folder.
     *[([*command, "--out", ""], "is empty (an unset shell variable?)") for command in (
         ["degradation"], ["survey"], ["compare", "resnet20"], ["demo"], ["sweep"], ["reproduce", "table6"],

@@ -183,6 +183,9 @@ def _check_given_together(given: dict, c: TrainConfig) -> None:
     if "val_seed" in given and not c.val_split:  # nothing is held out, so no images are chosen by it
         raise UserError("--val-seed chooses the images --val-split holds out, but nothing is held out (no "
                         "--val-split N): add --val-split N or drop --val-seed")
+    if "monitor_every" in given and not c.monitor:  # off, the monitor records no step (_make_monitor: every=0)
+        raise UserError("--monitor-every sets how often the gradient monitor records, but --no-monitor turns it off: "
+                        "drop one of them")
     knobs = [f"--{name.replace('_', '-')}" for name in ("rollback_factor", "max_rollbacks", "spike_factor")
              if name in given]
     if knobs and c.on_nonfinite != "rollback":
