@@ -377,6 +377,23 @@ def test_an_absurd_image_size_is_refused_before_resizing_the_data(tmp_path, caps
     assert len(err) == 1 and "--image-size must be in 8..1024" in err[0]
 
 
+def test_an_optimizer_value_past_float32_is_one_line_and_the_largest_taken_trains(tmp_path, capsys):
+    """--lr 1e39 (or such a weight decay, clip value, warm-up lr) was taken, and the first step ended in
+    'RuntimeError: value cannot be converted to type float without overflow' (a traceback, exit 1)."""
+    tiny = ["train", "--model", "resnet8", "--data", "digits", "--image-size", "8", "--steps", "1", "--quiet",
+            "--no-tensorboard", "--report", "none"]
+    for flags in (["--lr", "1e39"], ["--weight-decay", "1e39"], ["--clip-value", "1e39"],
+                  ["--recipe", "paper", "--warmup-lr", "1e39"]):
+        assert main([*tiny, *flags, "--out", str(tmp_path / "refused")]) == 2, flags
+        err = capsys.readouterr().err
+        assert f"{flags[-2]} must be at most 1e+30" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "refused").exists()
+    # The bound is far inside float32's: Adam's first step multiplies the lr by 10 and still applies it.
+    largest = ["--optimizer", "adam", "--lr", "1e30", "--weight-decay", "1e30", "--clip-value", "1e30"]
+    assert main([*tiny, *largest, "--out", str(tmp_path / "run")]) == 3  # its weights overflow: a stop
+    assert "Traceback" not in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- resuming a damaged folder
 
 def test_resuming_another_runs_checkpoint_is_refused_and_a_lost_config_json_is_restored(tmp_path, interrupted_run,

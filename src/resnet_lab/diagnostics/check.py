@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UserError, check_positive_int
-from .choices import OPTIMIZERS
+from .choices import MAX_OPTIMIZER_SCALAR, OPTIMIZERS
 from .monitor import GradientMonitor
 from .table import average_groups
 
@@ -120,6 +120,9 @@ def _check_settings(steps, lr, clip_norm) -> None:
     check_positive_int("steps", steps)
     if not lr >= 0:
         raise UserError(f"lr must be >= 0, got {lr!r}")
+    if lr > MAX_OPTIMIZER_SCALAR:  # torch's update of the float32 weights would end in a traceback
+        raise UserError(f"lr must be at most {MAX_OPTIMIZER_SCALAR:g} (the float32 weights' update overflows beyond), "
+                        f"got {lr:g}")
     if clip_norm is not None and not clip_norm > 0:
         raise UserError(f"clip_norm must be > 0 (or None for no clipping), got {clip_norm!r}")
 

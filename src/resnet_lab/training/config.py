@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..data.choices import FLIP_MODES, PAD_MODES
-from ..diagnostics.choices import OPTIMIZERS, POLICIES
+from ..diagnostics.choices import MAX_OPTIMIZER_SCALAR, OPTIMIZERS, POLICIES
 from ..errors import UserError
 from ..models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
@@ -255,6 +255,11 @@ def validate(c: TrainConfig) -> None:
         value = getattr(c, name)
         if value is not None and not math.isfinite(value):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    for name in ("lr", "warmup_lr", "weight_decay", "clip_value"):  # applied to float32 weights (see the bound)
+        value = getattr(c, name)
+        if value is not None and value > MAX_OPTIMIZER_SCALAR:
+            raise UserError(f"--{name.replace('_', '-')} must be at most {MAX_OPTIMIZER_SCALAR:g} (the float32 "
+                            f"weights' update overflows beyond), got {value:g}")
     if c.out == "":
         raise UserError("--out is empty (an unset shell variable?); give a run directory")
     if c.steps is None and c.epochs is None:
