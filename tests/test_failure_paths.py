@@ -255,6 +255,11 @@ def test_resume_refuses_settings_that_would_change_the_run(small_reference, caps
     err = capsys.readouterr().err
     assert "--epochs, --lr cannot change when resuming" in err and err.count("\n") == 1
     assert "--no-tensorboard" in err and "--tensorboard," not in err  # the flags that exist
+    # ... in what is refused too: it once said '--augment, --lr-scaling, --monitor cannot change'
+    assert main(["train", "--resume", str(small_reference), "--no-augment", "--no-lr-scaling", "--no-monitor",
+                 "--no-wd-on-norm-and-bias"]) == 2
+    assert "--no-augment, --no-lr-scaling, --no-wd-on-norm-and-bias, --no-monitor cannot change" in \
+        capsys.readouterr().err
     assert main(["train", "--resume", str(small_reference), "--out", str(small_reference / "elsewhere")]) == 2
     assert "drop --out" in capsys.readouterr().err
     # The run's own values change nothing: once refused as "cannot change" all the same.

@@ -304,6 +304,10 @@ def _finished_run(resume: str) -> str | None:
             f"'resnet-lab report {shell_arg(run_dir)}'; a longer run: a new --out")
 
 
+# Settings on by default that a --no-... flag turns off: no --augment or --monitor flag exists to name.
+_TURNED_OFF_BY_NO = ("augment", "lr_scaling", "wd_on_norm_and_bias", "monitor", "tensorboard")
+
+
 def _flag(setting: str) -> str:
     """The train flag that gives a setting (``tensorboard`` is turned off by ``--no-tensorboard``)."""
-    return "--no-tensorboard" if setting == "tensorboard" else "--" + setting.replace("_", "-")
+    return ("--no-" if setting in _TURNED_OFF_BY_NO else "--") + setting.replace("_", "-")
