@@ -265,6 +265,12 @@ def test_resume_refuses_settings_that_would_change_the_run(small_reference, caps
     # The run's own values change nothing: once refused as "cannot change" all the same.
     assert main(["train", "--resume", str(small_reference), "--data", "digits", "--model", "resnet8", "--quiet"]) == 0
     assert "already finished" in capsys.readouterr().out
+    # A model switch the run left at its default, given that value: once refused as "--norm cannot change".
+    assert main(["train", "--resume", str(small_reference), "--norm", "batch", "--shortcut", "A", "--activation",
+                 "relu", "--init", "he", "--quiet"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert main(["train", "--resume", str(small_reference), "--norm", "group", "--shortcut", "B"]) == 2
+    assert "--shortcut, --norm cannot change" in capsys.readouterr().err
     # A list flag too: the saved milestones are a tuple, the flag's a list (once refused as changed).
     assert main(["train", "--resume", str(small_reference), "--milestones", "0.5", "0.75", "--quiet"]) == 0
     assert "already finished" in capsys.readouterr().out

@@ -271,7 +271,10 @@ def _resume_config(args):
     fixed = [k for k in given if k not in RESUMABLE]
     saved = load_run_config(args.resume)
     if fixed:
-        own = {**saved.to_dict(), **saved.model_options}
+        from ..models.registry import option_values
+
+        # A switch the run left at its default has that value: --norm batch given again changes nothing.
+        own = {**saved.to_dict(), **option_values(saved.model, saved.model_options)}
         # Compared as JSON reads them back: a flag's list equals the saved tuple (milestones).
         changed = [k for k in fixed if as_read_back(getattr(args, k)) != as_read_back(own.get(k))]
         if "model" in changed:  # a different model is a mistake, not an override

@@ -10,6 +10,7 @@ Besides the listed names, any valid depth is accepted: ``resnet8``, ``plain200``
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,15 @@ def create_model(name: str, *, weights: str | Path | None = None, **options) -> 
 
 
 _OPTION_NAMES = {"num_classes", "in_channels", *MODEL_OPTIONS}
+
+
+def option_values(name: str, options: dict) -> dict:
+    """The value of each switch (``MODEL_OPTIONS``) that ``create_model(name, **options)`` builds with: the
+    name's defaults and ``ResNet``'s fill in what ``options`` leaves out (a run given no ``--norm`` is a
+    ``norm='batch'`` run)."""
+    parameters = inspect.signature(ResNet.__init__).parameters
+    given = {k: v for k, v in options.items() if v is not None}
+    return {k: given.get(k, get_spec(name).defaults.get(k, parameters[k].default)) for k in MODEL_OPTIONS}
 
 
 def list_models() -> list[str]:
