@@ -258,7 +258,10 @@ def test_a_built_model_where_its_name_goes_is_refused_in_one_short_line(call):
 
 
 @pytest.mark.parametrize("option,value", [("norm", "layer"), ("activation", "gelu"), ("init", "zeros"),
-                                          ("shortcut", "D"), ("num_classes", 0), ("bogus", 1)])
+                                          ("shortcut", "D"), ("num_classes", 0), ("bogus", 1),
+                                          # once a TypeError from torch, and a resnet zeroed by a truthy 'no':
+                                          ("num_classes", True), ("in_channels", True),
+                                          ("zero_init_residual", "no"), ("zero_init_residual", 1)])
 def test_bad_option_values_are_rejected(option, value):
     with pytest.raises(UserError, match=option):
         create_model("resnet20", **{option: value})

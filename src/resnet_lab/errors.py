@@ -40,12 +40,18 @@ def check_positive_int(name: str, value) -> int:
     return int(value)
 
 
+def is_bool(value) -> bool:
+    """True or False, a numpy bool included (``np.True_``, whose type is named ``bool`` from numpy 2 on,
+    ``bool_`` before): what a notebook's comparison gives."""
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
 def check_bool(name: str, value) -> bool:
-    """``value`` if it is True or False, else a ``UserError`` naming ``name``: a string such as "no" is true to
-    Python, and would switch on what it was meant to switch off."""
-    if not isinstance(value, bool):
+    """``value`` as a bool if it is True or False (a numpy bool too), else a ``UserError`` naming ``name``: a
+    string such as "no" is true to Python, and would switch on what it was meant to switch off."""
+    if not is_bool(value):
         raise UserError(f"{name} must be True or False, got {shown(value)}")
-    return value
+    return bool(value)
 
 
 def as_python_numbers(value):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..errors import UserError
+from ..errors import UserError, is_bool, shown
 from .blocks import PreActBasicBlock, PreActBottleneck, _Block
 from .choices import ACTIVATIONS, INITS, MAX_CLASSES, MAX_IN_CHANNELS, NORMS, SHORTCUTS, STEMS
 
@@ -86,7 +86,7 @@ class ResNet(nn.Module):
         _choice("init", init, INITS)
         for option, value, most in (("num_classes", num_classes, MAX_CLASSES),
                                     ("in_channels", in_channels, MAX_IN_CHANNELS)):
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # True: an 'int' torch refuses
                 raise UserError(f"{option} must be a positive integer, got {value!r}")
             if value > most:
                 raise UserError(f"{option} must be at most {most:,}, got {value:,}")
@@ -94,6 +94,9 @@ class ResNet(nn.Module):
         if not isinstance(checkpointing, int) or checkpointing < 0:  # bools are ints: True = 1
             raise UserError(f"checkpointing must be True/False or a number of blocks >= 1, got {checkpointing!r}")
         self.checkpointing = int(checkpointing)  # blocks per recomputed run; 0: off
+        if not is_bool(zero_init_residual):
+            # a truthy 'no' or 'False' (a config file's text) once zeroed every residual branch without a word
+            raise UserError(f"zero_init_residual must be True or False, got {shown(zero_init_residual)}")
         self._norm, self._act = norm_factory(norm), act_factory(activation)
         self.config = dict(block=block.__name__, layers=list(layers), widths=list(widths), stem=stem,
                            num_classes=num_classes, in_channels=in_channels, shortcut=shortcut,
