@@ -85,11 +85,13 @@ def test_a_notebooks_path_numpy_numbers_and_torch_device_become_the_plain_values
     config = resolve_config("default", model="resnet8", data="digits", image_size=np.int64(16), steps=np.int64(2),
                             batch_size=np.int32(32), lr=np.float32(0.05), seed=np.int64(1), milestones=[0.5],
                             schedule="step", device=torch.device("cpu"), out=tmp_path / "run", progress=False,
-                            tensorboard=False, report="none")
+                            tensorboard=False, report="none", augment=np.bool_(True),
+                            model_options={"zero_init_residual": np.bool_(True), "checkpointing": np.int64(2)})
     assert (config.out, config.device, config.milestones) == (str(tmp_path / "run"), "cpu", (0.5,))
-    assert type(config.steps) is int and type(config.lr) is float
-    train(config, log=lambda _: None)
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 2
+    assert type(config.steps) is int and type(config.lr) is float and config.augment is True
+    train(config, log=lambda _: None)  # numpy 2's bool was refused ('got np.True_ (bool)'), in model_options a
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())  # TypeError writing config.json
+    assert saved["steps"] == 2 and saved["model_options"] == {"zero_init_residual": True, "checkpointing": 2}
 
 
 @pytest.mark.parametrize("overrides,fragment", [

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..data.choices import FLIP_MODES, PAD_MODES
 from ..diagnostics.choices import MAX_OPTIMIZER_SCALAR, OPTIMIZERS, POLICIES
-from ..errors import UserError
+from ..errors import UserError, as_python_numbers, is_bool
 from ..models.choices import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 REFERENCE_BATCH = 128  # learning rates below are for this batch size; they scale linearly with it
@@ -211,7 +211,7 @@ _KINDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": T
 def _plain_value(name: str, value, kind: str):
     """``value`` as the plain type of its field (what config.json holds): a notebook's ``Path``, numpy
     number or ``torch.device`` becomes its str, int or float; a value of another kind is refused."""
-    if kind == "bool" and (isinstance(value, bool) or type(value).__name__ == "bool_"):
+    if kind == "bool" and is_bool(value):
         return bool(value)
     if kind == "int" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
@@ -223,8 +223,8 @@ def _plain_value(name: str, value, kind: str):
         return str(value)
     if kind == "str" and isinstance(value, str):
         return value
-    if kind == "dict" and isinstance(value, dict):
-        return value
+    if kind == "dict" and isinstance(value, dict):  # model_options: np.True_ or np.int64(2) as JSON takes them
+        return {k: as_python_numbers(v) for k, v in value.items()}
     if kind.startswith("tuple") and isinstance(value, (list, tuple)) and all(
             isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
         return tuple(float(v) for v in value)
