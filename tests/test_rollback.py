@@ -106,6 +106,30 @@ def test_resume_across_a_rollback_is_bit_identical(tmp_path, rolled_back, monkey
     assert ours["rollback"]["rollbacks"] == reference["rollback"]["rollbacks"]
 
 
+def test_a_rollback_puts_the_weight_average_back_with_the_weights(tmp_path, monkeypatch):
+    """--ema under rollback: the weights went back to step 10's, the average kept the steps rolled back
+    (after an explosion rolled back, its weights were 5,000x the model's and its test loss 6030)."""
+    averages = {}
+    config = resolve_config("default", **{**RUN, "steps": POISONED + 2}, ema=0.9, on_nonfinite="rollback",
+                            out=str(tmp_path / "run"))
+    with _poisoned(), monkeypatch.context() as patch:
+        poisoned = EagerStep.__call__
+
+        def call(self, x, y, step):
+            averages[step] = {k: v.clone() for k, v in self.ema.model.state_dict().items()}  # before the step
+            return poisoned(self, x, y, step)
+        patch.setattr(EagerStep, "__call__", call)
+        train(config, log=lambda _: None)
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    (event,) = checkpoint["rollback"]["rollbacks"]
+    back_to = event["back_to"]
+    assert event["step"] == POISONED and back_to < POISONED
+    for name, tensor in averages[back_to].items():  # after the rollback: the average of the state gone back to
+        assert torch.equal(averages[POISONED + 1][name], tensor), name
+    # and a resumed run rolls it back the same: it travels in the checkpoint with the kept weights
+    assert checkpoint["rollback"]["kept"]["also"][0].keys() == checkpoint["ema"].keys()
+
+
 # ----------------------------------------------------------------------------- the monitor alone
 
 def _loop(policy_steps: dict, rollback: Rollback, nan_at: set[int], steps: int = 30):

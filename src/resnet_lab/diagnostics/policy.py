@@ -139,6 +139,14 @@ class NonFinitePolicy:
                       f"schedule)", RuntimeWarning, stacklevel=3)
         return False
 
+    def roll_back_with(self, module: nn.Module) -> None:
+        """Keep ``module``'s state with the model's and put it back at each rollback: a weight average
+        updated after the model's steps (``train --ema``) would otherwise go on averaging the steps rolled
+        back. Call before the first step."""
+        if self._good is None or self._good.step is not None:
+            raise UserError("roll_back_with() needs nonfinite='rollback', before the first step")
+        self._good.also.append(module)
+
     def rollback_state_dict(self) -> dict:
         """What a resumed run needs to roll back exactly as the first would have, the kept state included."""
         return {"lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "spikes": self._spikes.state_dict(),

@@ -90,23 +90,28 @@ class LastGoodState:
 
     ``keep`` copies into the tensors of the previous copy when the layout is unchanged (no new
     memory after the first call); ``restore`` copies back, so the optimiser never shares a tensor
-    with the copy.
+    with the copy. ``also``: modules whose state is kept and put back with the model's (a weight
+    average updated from its steps; see ``GradientMonitor.roll_back_with``).
     """
 
     def __init__(self, model: nn.Module):
         self.model = model
+        self.also: list[nn.Module] = []
         self.step: int | None = None
-        self._model: list[torch.Tensor] | None = None
+        self._model: list[torch.Tensor] | None = None  # the model's tensors, then those of ``also``
         self._optimizer_leaves: list | None = None
         self._optimizer_spec = None
 
+    def _live(self) -> list[torch.Tensor]:
+        return [t.detach() for module in (self.model, *self.also) for t in module.state_dict().values()]
+
     @torch.no_grad()
     def keep(self, optimizer: torch.optim.Optimizer, step: int) -> None:
-        tensors = list(self.model.state_dict().values())
+        tensors = self._live()
         if self._model is None:
-            self._model = [t.detach().clone() for t in tensors]
+            self._model = [t.clone() for t in tensors]
         else:
-            torch._foreach_copy_(self._model, [t.detach() for t in tensors])
+            torch._foreach_copy_(self._model, tensors)
         leaves, spec = tree_flatten(optimizer.state_dict())
         if spec == self._optimizer_spec and all(
                 isinstance(new, torch.Tensor) == isinstance(old, torch.Tensor) and
@@ -127,7 +132,7 @@ class LastGoodState:
     def restore(self, optimizer: torch.optim.Optimizer) -> None:
         if self._model is None:
             raise RuntimeError("no state kept yet")
-        torch._foreach_copy_([t.detach() for t in self.model.state_dict().values()], self._model)
+        torch._foreach_copy_(self._live(), self._model)
         leaves = [t.clone() if isinstance(t, torch.Tensor) else copy.deepcopy(t) for t in self._optimizer_leaves]
         lrs = [group["lr"] for group in optimizer.param_groups]  # the caller sets the learning rate
         optimizer.load_state_dict(tree_unflatten(leaves, self._optimizer_spec))
@@ -138,14 +143,21 @@ class LastGoodState:
         """The kept state as plain dicts of tensors (checkpoints load with ``weights_only``)."""
         if self._model is None:
             return None
-        return {"step": self.step, "model": dict(zip(self.model.state_dict(), self._model)),
+        kept, parts = iter(self._model), []
+        for module in (self.model, *self.also):
+            parts.append({name: next(kept) for name in module.state_dict()})
+        return {"step": self.step, "model": parts[0], "also": parts[1:],
                 "optimizer": tree_unflatten(self._optimizer_leaves, self._optimizer_spec)}
 
     def load_state_dict(self, state: dict | None) -> None:
         if state is None:
             return
-        device_of = {name: t.device for name, t in self.model.state_dict().items()}
-        self._model = [state["model"][name].to(device, copy=True) for name, device in device_of.items()]
+        saved = [state["model"], *state.get("also", [])]
+        # A checkpoint of an earlier version kept the model alone: ``also`` is kept as it is now (as loaded).
+        saved += [{k: v.detach() for k, v in m.state_dict().items()} for m in self.also[len(saved) - 1:]]
+        self._model = [saved[i][name].to(t.device, copy=True)
+                       for i, module in enumerate((self.model, *self.also))
+                       for name, t in module.state_dict().items()]
         leaves, self._optimizer_spec = tree_flatten(state["optimizer"])
         self._optimizer_leaves = [t.clone() if isinstance(t, torch.Tensor) else t for t in leaves]
         self.step = state["step"]

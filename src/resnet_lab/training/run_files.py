@@ -261,6 +261,8 @@ class RunFiles:
                 after = state.step + (1 if resumed and not state.batch_in_epoch else 0)
                 self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=after)
         self.monitor = _make_monitor(parts.model, c, run_dir if writes else None, self.writer)
+        if c.on_nonfinite == "rollback" and parts.ema is not None:  # the average goes back with the weights
+            self.monitor.roll_back_with(parts.ema.model)
         if self.monitor is not None and resumed and earlier:
             self.monitor.continue_from(earlier)
         if c.on_nonfinite == "rollback" and checkpoint is not None:
