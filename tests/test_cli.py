@@ -145,6 +145,10 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["gradients", "--batch-size", "5000"], "batch size 5000 is larger than the 1,437 images"),
     # An image format the figures are not written in (it once wrote flow.jpg.png and flow.jpg.svg):
     (["gradients", "--plot", "flow.jpg"], "figures are written as .png, .svg, .pdf, not .jpg; give flow.png"),
+    # An empty --plot drew no figure at exit 0; a folder's got its figures beside it (DIR/ -> DIR.png, DIR.svg):
+    (["gradients", "--plot", ""], "--plot is empty (an unset shell variable?); give a file such as flow.png"),
+    (["gradients", "--plot", "plots/"], "--plot plots/ is a folder; give a file in it, such as plots/flow.png"),
+    (["gradients", "--plot", str(Path(__file__).parent)], f"--plot {Path(__file__).parent} is a folder"),
     # Flags the run would ignore are refused rather than recorded as if they applied:
     (["train", "--optimizer", "adam", "--nesterov"], "--nesterov is SGD's momentum"),
     (["train", "--no-augment", "--translate", "8"], "--translate sets the training crop, but --no-augment"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,10 @@ _OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".web
 def check_figure_path(path: str | Path, flag: str = "--plot") -> None:
     """Refuse, before any work, a path whose suffix names an image format ``save_figure`` does not
     write (it would write ``x.jpg.png`` and ``x.jpg.svg``)."""
+    if str(path) == "":  # an unset shell variable: the figure the user asked for was silently not drawn
+        raise UserError(f"{flag} is empty (an unset shell variable?); give a file such as flow.png")
+    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():  # DIR/ once wrote DIR.png and DIR.svg beside it
+        raise UserError(f"{flag} {path} is a folder; give a file in it, such as {Path(path) / 'flow.png'}")
     suffix = Path(path).suffix.lower()
     if suffix in _OTHER_IMAGE_SUFFIXES:
         stem = Path(path).with_suffix("")

@@ -52,7 +52,7 @@ def run(args) -> int:
     from ..plotting import check_figure_path
 
     name = args.model or "resnet20"
-    if args.plot:
+    if args.plot is not None:
         check_figure_path(args.plot)
     result = check_model(name, data=args.data or "digits", data_dir=args.data_dir, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, clip_norm=args.clip_norm,
