@@ -34,6 +34,8 @@ def check_model(model: str = "resnet20", *, data: str = "digits", data_dir=None,
             raise UserError(f"{flag} must be a positive number, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise UserError(f"--seed must be an integer, got {seed!r}")
+    if not 0 <= seed < 2**32:  # train's range; from 2**63 on, torch's generator ended in an OverflowError traceback
+        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1:,} (2**32 - 1), got {seed}")
     dev = pick_device(device)
     ds = load_data(data, data_dir)
     if isinstance(ds, FolderDataset):
