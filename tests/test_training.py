@@ -73,6 +73,7 @@ def test_schedules_shape():
 @pytest.mark.parametrize("overrides,fragment", [
     ({"epochs": -1}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr"),
     ({"schedule": "weird"}, "schedule"), ({"warmup": 1.5}, "--warmup"), ({"clip_norm": -1.0}, "--clip-norm"),
+    ({"dist_timeout": 1e14}, "--dist-timeout must be at most 1e9 seconds"),  # torchrun: OverflowError from timedelta
 ])
 def test_impossible_values_are_refused(overrides, fragment):
     with pytest.raises(UserError, match=fragment):

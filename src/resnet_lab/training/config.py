@@ -297,6 +297,8 @@ def validate(c: TrainConfig) -> None:
         (c.monitor_every >= 1, f"--monitor-every must be at least 1, got {c.monitor_every}"),
         (c.workers is None or c.workers >= 0, f"--workers must be >= 0, got {c.workers}"),
         (c.dist_timeout > 0, f"--dist-timeout must be positive, got {c.dist_timeout}"),
+        # under torchrun, past a timedelta's 8.6e13 s every rank ended in an OverflowError traceback
+        (c.dist_timeout <= 1e9, f"--dist-timeout must be at most 1e9 seconds (31 years), got {c.dist_timeout:g}"),
         (c.image_size is None or MIN_IMAGE_SIZE <= c.image_size <= MAX_IMAGE_SIZE,
          f"--image-size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {c.image_size}"),
     ]
