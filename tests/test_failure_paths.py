@@ -277,6 +277,27 @@ def test_resume_refuses_settings_that_would_change_the_run(small_reference, caps
     assert (small_reference / "last.pt").read_bytes() == before
 
 
+@pytest.mark.parametrize("how", ["cli", "python"])
+def test_a_resumed_run_not_given_its_resumable_settings_takes_its_recipes_defaults(how, tmp_path, capsys):
+    """A fast-recipe run resumed with no flag once took TrainConfig's defaults, not the recipe's: last.pt
+    written at every epoch end instead of every 30 s, the report drawn before exit instead of after, while
+    the same run restarted by torchrun (its flags given again) kept the recipe's."""
+    from resnet_lab.training import resolve_config, train
+
+    out = tmp_path / "run"  # a fast run that died before its first checkpoint: config.json alone
+    out.mkdir()
+    config = resolve_config("fast", model="resnet8", data="digits", image_size=8, epochs=1, device="cpu",
+                            tensorboard=False, out=str(out))
+    (out / "config.json").write_text(json.dumps(config.to_dict()))
+    if how == "cli":
+        assert main(["train", "--resume", str(out), "--quiet", "--no-tensorboard"]) == 0
+    else:
+        train(None, resume=out, log=print)
+    assert "rendering in the background" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["checkpoint_min_s"], saved["report"]) == (30.0, "background")
+
+
 def test_train_from_python_resumes_with_the_runs_settings_and_refuses_a_config_that_changes_them(
         tmp_path, interrupted_run):
     """``train(config, resume=run)`` once took only the resumable fields of ``config``: a different

@@ -261,7 +261,7 @@ def _log(line: str) -> None:
 def _resume_config(args):
     """A resumed run keeps its own settings: only those in ``RESUMABLE`` may be given another value."""
     from ..errors import UserError
-    from ..training.config import RESUMABLE
+    from ..training.config import RESUMABLE, recipe_defaults
     from ..training.run_files import as_read_back, load_run_config
 
     given = [k for k in (*config_flags(args), "model", "milestones", "recipe", "out", *model_options(args))
@@ -285,7 +285,9 @@ def _resume_config(args):
             raise UserError(f"{', '.join(map(_flag, changed))} cannot change when resuming: a resumed run keeps "
                             f"its own settings (only {allowed} and --quiet may be given another value); to change "
                             "them, start a new run in another folder")
-    defaults = TrainConfig(progress=not args.quiet)  # a setting not given again takes its default, not the run's
+    # A setting not given again takes its recipe's default (not the run's value: where it ran before)
+    defaults = recipe_defaults(saved.recipe)
+    defaults.progress = not args.quiet
     for k in RESUMABLE:
         given_value = getattr(args, k, None)
         setattr(saved, k, getattr(defaults, k) if given_value is None else given_value)

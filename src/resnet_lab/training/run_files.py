@@ -26,7 +26,7 @@ from ..errors import UserError, why_not_writable
 from ..files import as_path, atomic_write_text, shell_arg, try_lock, write_json
 from ..runtime import hardware_info, is_main_process
 from .checkpoint import all_finite, load_checkpoint, save_checkpoint
-from .config import RESUMABLE, TrainConfig, plain_values
+from .config import RESUMABLE, TrainConfig, plain_values, recipe_defaults
 
 # Scalars of a metrics row that go to TensorBoard, by chart group.
 _TB_GROUPS = {"train_loss": "loss", "test_loss": "loss", "train_acc": "accuracy", "test_acc": "accuracy",
@@ -181,7 +181,7 @@ def resumed_config(resume: str | Path, config: TrainConfig | None, log) -> tuple
     their defaults, as ``train --resume`` takes them); any other setting ``config`` changes is refused."""
     saved, checkpoint = saved_run(resume, log)
     if config is None:
-        config = TrainConfig()
+        config = recipe_defaults(saved.recipe)
     else:
         _check_unchanged(resume, saved, config)
     path = Path(resume)
