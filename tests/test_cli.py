@@ -141,6 +141,7 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["demo", "--data", "folder:x"], "not an image folder"),
     (["gradients", "--lr", "0"], "--lr must be a positive number, got 0.0"),
     (["gradients", "--seed", "99999999999999999999"], "--seed must be an integer from 0 to 4,294,967,295"),  # traceback
+    (["gradients", "--groups", "conv=", "--steps", "1"], "groups: 'conv=' names no group; write REGEX=GROUP"),
     (["gradients", "--lr", "1e39"], "lr must be at most 1e+30"),  # once a traceback from the first update
     # once trained each step on the whole data set, said nowhere
     (["gradients", "--batch-size", "5000"], "batch size 5000 is larger than the 1,437 images"),

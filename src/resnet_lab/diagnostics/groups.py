@@ -173,6 +173,10 @@ def _named_groups(model: nn.Module, names: Sequence[str]):
 
 def _mapped_groups(model: nn.Module, mapping: Mapping[str, str]):
     """Parameter names matched against regular expressions, in the mapping's order."""
+    unnamed = [rx for rx, group in mapping.items() if not isinstance(group, str) or not group.strip()]
+    if unnamed:  # 'attn=' once made a table row with no name
+        raise UserError(f"groups: {', '.join(repr(f'{rx}=') for rx in unnamed)} names no group; write REGEX=GROUP, "
+                        "e.g. 'attn=attention'")
     try:
         patterns = [(re.compile(rx), group) for rx, group in mapping.items()]
     except re.error as err:
