@@ -50,6 +50,9 @@ def test_paper_recipe_is_he_et_al_section_4_2():
     assert (c.steps, c.batch_size, c.lr, c.weight_decay, c.momentum) == (64_000, 128, 0.1, 1e-4, 0.9)
     assert c.schedule == "step" and c.warmup_lr == 0.01  # the 0.01 warm-up for 110+ layers
     assert resolve_config("paper", model="resnet56").warmup_lr == 0.0
+    # given explicitly, it is taken: --warmup-lr 0 once still trained with the 0.01 warm-up
+    assert resolve_config("paper", model="resnet110", warmup_lr=0.0).warmup_lr == 0.0
+    assert resolve_config("paper", model="resnet110", warmup_lr=0.02).warmup_lr == 0.02
     # /10 at 32k and /100 at 48k iterations
     assert lr_factor("step", 31_999, 64_000) == 1.0
     assert lr_factor("step", 32_000, 64_000) == pytest.approx(0.1)

@@ -167,7 +167,8 @@ def resolve_config(recipe: str = "default", **overrides) -> TrainConfig:
         raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     config = TrainConfig.from_dict(values)
     _check_given_together(given, config)
-    if recipe == "paper" and config.warmup_lr == 0.0 and _depth(config.model) >= 110:
+    # The paper's warm-up for 110+ layers, unless asked for otherwise (--warmup-lr 0 once still gave 0.01)
+    if recipe == "paper" and "warmup_lr" not in given and _depth(config.model) >= 110:
         config.warmup_lr = 0.01
     validate(config)
     return config
