@@ -172,6 +172,8 @@ def test_summary_prints_stages_with_shapes(capsys):
     *[([*command, "--out", ""], "is empty (an unset shell variable?)") for command in (
         ["degradation"], ["survey"], ["compare", "resnet20"], ["demo"], ["sweep"], ["reproduce", "table6"],
         ["export", "--checkpoint", "x"], ["train"])],
+    # ... and an empty --resume was the current folder: 'last.pt does not exist; . holds runs, not one'
+    (["train", "--resume", ""], "resume is empty (an unset shell variable?)"),
 ])
 def test_bad_input_prints_one_line_and_exits_2(argv, fragment, capsys):
     assert main(argv) == 2

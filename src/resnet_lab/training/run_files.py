@@ -137,9 +137,16 @@ def release_run_dir(run_dir: Path | None) -> None:
             run_dir.rmdir()
 
 
+def _resume_path(resume: str | Path) -> Path:
+    path = as_path(resume, "resume")
+    if os.fspath(resume) == "":  # Path('') is the current folder: whatever run was there was resumed or named
+        raise UserError("resume is empty (an unset shell variable?); give the run directory or its checkpoint")
+    return path
+
+
 def run_dir_of(resume: str | Path) -> Path:
     """The run directory ``--resume`` names: the folder itself, or a checkpoint's folder."""
-    path = as_path(resume, "resume")
+    path = _resume_path(resume)
     return path if path.is_dir() else path.parent
 
 
@@ -149,7 +156,7 @@ def saved_run(resume: str | Path, log=lambda _: None) -> tuple[TrainConfig, dict
     A run directory that has ``config.json`` but no ``last.pt`` stopped before its first
     checkpoint: its own settings, and checkpoint None (it starts again from step 0).
     """
-    path = as_path(resume, "resume")
+    path = _resume_path(resume)
     if path.is_dir() and not (path / "last.pt").exists() and (path / "config.json").is_file():
         try:
             return read_run_config(path / "config.json"), None
