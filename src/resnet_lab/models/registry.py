@@ -168,9 +168,9 @@ def option_values(name: str, options: dict) -> dict:
     """The value of each switch (``MODEL_OPTIONS``) that ``create_model(name, **options)`` builds with: the
     name's defaults and ``ResNet``'s fill in what ``options`` leaves out (a run given no ``--norm`` is a
     ``norm='batch'`` run)."""
-    parameters = inspect.signature(ResNet.__init__).parameters
-    given = {k: v for k, v in options.items() if v is not None}
-    return {k: given.get(k, get_spec(name).defaults.get(k, parameters[k].default)) for k in MODEL_OPTIONS}
+    built = {**{k: p.default for k, p in inspect.signature(ResNet.__init__).parameters.items()},
+             **get_spec(name).defaults, **{k: v for k, v in options.items() if v is not None}}
+    return {k: built[k] for k in MODEL_OPTIONS}
 
 
 def list_models() -> list[str]:
