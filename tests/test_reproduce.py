@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,11 @@ def test_table6_at_the_papers_budget_on_a_subset_of_cifar10_is_not_compared_with
     assert verdict == {"comparable": False, "gap": None, "reproduced": None, "text": f"not comparable: {gap}"}
     assert f"Data: {gap}: no figure below can be compared with the paper's." in result["findings"]["text"]
     assert result["findings"]["data_is_papers"] is False
+    # the file as the loader reads it (~ expanded), and one that cannot be read again is not taken for the paper's
+    monkeypatch.setenv("HOME", str(Path(small_cifar[4:]).parent))
+    assert data_gap(f"npz:~/{Path(small_cifar[4:]).name}") == gap
+    (tmp_path / "not.npz").write_bytes(b"text")
+    assert data_gap(f"npz:{tmp_path / 'not.npz'}").startswith("the labels of ")
 
 
 def test_a_budget_of_one_step_is_said_in_the_singular():
@@ -165,6 +171,7 @@ def test_cuda_graph_given_a_string_is_refused_before_any_run(tmp_path, which):
         call(tmp_path / "out", data=f"npz:{tmp_path / 'c.npz'}", steps=1, cuda_graph="no", log=None)
     assert not (tmp_path / "out").exists()
 
+
 def test_a_home_relative_npz_path_is_the_file_there_as_train_reads_it(tmp_path, monkeypatch):
     """bash leaves the ~ of ``--data npz:~/cifar10.npz`` as it is; train expands it, reproduce said 'no such file'."""
     from resnet_lab.errors import UserError
@@ -175,6 +182,7 @@ def test_a_home_relative_npz_path_is_the_file_there_as_train_reads_it(tmp_path, 
     assert check_data("npz:~/cifar10.npz") == "npz:~/cifar10.npz"
     with pytest.raises(UserError, match="no such file"):
         check_data("npz:~/other.npz")
+
 
 @pytest.mark.parametrize("which", ["table6", "fig6", "all"])
 def test_a_seed_numpy_cannot_take_is_one_line_before_any_run(tmp_path, small_cifar, capsys, which):

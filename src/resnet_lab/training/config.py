@@ -136,6 +136,7 @@ RECIPES = {"default": DEFAULT, "paper": PAPER, "fast": FAST}
 # What a resumed run may change: where it runs and how it reports, nothing that alters the result.
 RESUMABLE = ("device", "progress", "tensorboard", "workers", "dist_timeout", "checkpoint_min_s", "report")
 
+
 def recipe_defaults(recipe: str) -> TrainConfig:
     """The settings of a run given no flag under ``recipe``: what a resumed run's ``RESUMABLE`` settings take
     when not given again (a fast run keeps its 30 s between checkpoints and its report drawn in the background)."""
