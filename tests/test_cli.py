@@ -144,7 +144,7 @@ def test_summary_prints_stages_with_shapes(capsys):
     (["gradients", "--groups", "conv=", "--steps", "1"], "groups: 'conv=' names no group; write REGEX=GROUP"),
     (["gradients", "--lr", "1e39"], "lr must be at most 1e+30"),  # once a traceback from the first update
     # once trained each step on the whole data set, said nowhere
-    (["gradients", "--batch-size", "5000"], "batch size 5000 is larger than the 1,437 images"),
+    (["gradients", "--batch-size", "5000"], "batch size 5000 is larger than the 1,437 images to train on"),
     # An image format the figures are not written in (it once wrote flow.jpg.png and flow.jpg.svg):
     (["gradients", "--plot", "flow.jpg"], "figures are written as .png, .svg, .pdf, not .jpg; give flow.png"),
     # An empty --plot drew no figure at exit 0; a folder's got its figures beside it (DIR/ -> DIR.png, DIR.svg):

@@ -686,6 +686,11 @@ def test_bad_degradation_jobs_input_is_one_line_exit_2(args, fragment, tmp_path,
 def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path), "--status"]) == 2
     assert "holds no sweep" in capsys.readouterr().err
+    # a mistyped --out is not 'a folder without a sweep'
+    (tmp_path / "file").touch()
+    for name, what in (("missing", "does not exist"), ("file", "is a file")):
+        assert main(["sweep", "--out", str(tmp_path / name), "--status"]) == 2
+        assert f"{tmp_path / name} {what} (no sweep.json" in capsys.readouterr().err
 
 
 def test_a_damaged_or_lost_manifest_and_run_spec_are_rebuilt_from_the_grid_and_the_runs(tmp_path, capsys):

@@ -23,6 +23,7 @@ import torch
 from resnet_lab.data.choices import FLIP_MODES, PAD_MODES
 from resnet_lab.data.dataset import check_global_batch
 from resnet_lab.errors import UserError
+from resnet_lab.text import counted
 
 _MASK64 = (1 << 64) - 1
 _PERMUTATION, _AUGMENT, _FIRST_FLIP = 0, 1, 2  # separate random streams
@@ -176,8 +177,8 @@ class DeviceLoader:
         self._n, self._c, self._h, self._w = n, c, h, w
         if self.drop_last and n < batch_size:
             raise UserError(
-                f"batch size {batch_size} is larger than the {n:,} images, so an epoch has no full batch; "
-                f"use a batch size of at most {n}"
+                f"batch size {batch_size} is larger than the {counted(n, 'image')} to train on, so an epoch has no "
+                f"full batch; use a batch size of at most {n}"
             )
 
         self._images = _padded_on_device(x, self.pad, pad_mode, self.device, channels_last)

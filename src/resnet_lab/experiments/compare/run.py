@@ -231,7 +231,7 @@ def compare_models(models: list[str], *, device: str = "auto", batch_size: int |
     names = [spec.name for spec in specs]  # as the zoo spells them: Resnet20 and resnet20 are one model
     if len(set(names)) != len(names):
         raise UserError(f"each model once, please: {' '.join(map(str, models))}"
-                        + ("" if names == models else f" (that is {' '.join(names)})"))
+                        + ("" if names == models else f" (that is {' '.join(names)})") + "; drop the repeats")
     dev = pick_device(device)
     preset = _preset(dev, quick, batch_size, warmup, repeats, image_size)
     rows = [_static_row(name, spec, options, _input_size(spec, image_size, quick, preset), preset["batch_size"])

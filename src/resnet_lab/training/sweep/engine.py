@@ -185,8 +185,8 @@ def sweep_status(out: str | Path, log: Callable[[str], object] = print) -> list[
         specs = [(read_spec(p.parent) or {}, p.parent.name) for p in out.glob(f"*/{SPEC_FILE}")]
         names = [name for spec, name in sorted(specs, key=lambda s: (s[0].get("index", 0), s[1]))]
     if not names:
-        raise UserError(f"{out} holds no sweep (no sweep.json and no run with {SPEC_FILE}); "
-                        "give the --out of a sweep")
+        what = "holds no sweep" if out.is_dir() else "is a file" if out.exists() else "does not exist"
+        raise UserError(f"{out} {what} (no sweep.json and no run with {SPEC_FILE}); give the --out of a sweep")
     from .run_state import read_status
 
     return [read_status(out / name, name) for name in names]
