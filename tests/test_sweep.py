@@ -610,6 +610,17 @@ def test_a_shard_that_is_not_two_integers_is_refused_not_rounded(shard, tmp_path
     assert not (tmp_path / "s").exists()
 
 
+def test_a_shard_with_no_runs_of_the_grid_says_so(tmp_path):
+    """A job array sized ahead (--shard 1/2 of a one-run grid) said '0 runs (shard 1/2) ... 0 to run', as if the
+    grid were empty; it now says that the grid's runs are in other shards (exit 0: nothing was lost)."""
+    lines = []
+    result = run_sweep(Grid(axes={"model": ["resnet8"]}, fixed={"steps": 1}), tmp_path / "s", shard=(1, 2),
+                       log=lines.append)
+    assert result.ok and result.runs == []
+    assert lines[0] == ("sweep: shard 1/2 has none of the grid's 1 run (it takes runs 1, 3, ... by their place in "
+                        "the grid): nothing to do here")
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--shard", "2/2"], "--shard 2/2: I must be from 0 to N-1"),
     (["--shard", "1"], "--shard is I/N"),

@@ -119,7 +119,7 @@ def run_sweep(grid: Grid, out: str | Path, *, runs: list[RunSpec] | None = None,
         write_manifest(out, grid, runs, states, last_invocation=invocation, probe=probe)
 
     layout = f"{counted(jobs, 'job')} per device of {counted(threads, 'thread')} on {', '.join(devices)}"
-    _announce(out, mine, todo, before, layout, shard, log)
+    _announce(out, mine, todo, before, layout, shard, log, total=len(runs))
     refresh()
     outcome = Scheduler(out, todo, len(mine), len(mine) - len(todo), devices, jobs, threads, log, refresh,
                         status_every).run()
@@ -300,7 +300,11 @@ def _previous_probe(out: Path, device: str) -> dict | None:
     return None
 
 
-def _announce(out: Path, mine, todo, before: dict, how: str, shard, log) -> None:
+def _announce(out: Path, mine, todo, before: dict, how: str, shard, log, total: int) -> None:
+    if not mine:  # more shards than runs (a job array sized ahead): said, not a bare "0 runs"
+        log(f"sweep: shard {shard[0]}/{shard[1]} has none of the grid's {counted(total, 'run')} (it takes runs "
+            f"{shard[0]}, {shard[0] + shard[1]}, ... by their place in the grid): nothing to do here")
+        return
     resume = sum(before[r.name].state == "interrupted" for r in todo)
     retry = [r.name for r in todo if before[r.name].state == "failed"]
     part = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
