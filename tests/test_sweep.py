@@ -718,6 +718,10 @@ def test_a_damaged_or_lost_manifest_and_run_spec_are_rebuilt_from_the_grid_and_t
     assert "sweep.json is damaged" in err and "passed over" in err and out_text.count("done") == 2
     assert main(grid) == 0  # the same command again: both files written again, nothing retrained
     assert json.loads((out / "sweep.json").read_text())["counts"]["done"] == 2
+    (out / "sweep.json").write_text("{}")  # JSON without the grid: the entry named, not a bare "('grid')"
+    capsys.readouterr()
+    assert main(["sweep", "--out", str(out), "--status"]) == 0
+    assert "sweep.json is damaged (no 'grid' entry); passed over" in capsys.readouterr().err
     assert json.loads((out / "resnet8-seed1" / "sweep_run.json").read_text())["name"] == "resnet8-seed1"
     (out / "sweep.json").unlink()
     capsys.readouterr()

@@ -45,7 +45,8 @@ def read_manifest(out: Path, log: Callable[[str], object]) -> dict | None:
             raise TypeError("a run's name is not a string")
         return manifest
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        log(f"warning: {path} is damaged ({err}); passed over (rebuilt from the run directories)")
+        why = f"no {err} entry" if isinstance(err, KeyError) else str(err)  # a KeyError reads "'grid'" alone
+        log(f"warning: {path} is damaged ({why}); passed over (rebuilt from the run directories)")
         return None
 
 
