@@ -267,6 +267,15 @@ def test_bad_option_values_are_rejected(option, value):
         create_model("resnet20", **{option: value})
 
 
+def test_numpy_numbers_are_taken_as_the_numbers_they_hold():
+    """num_classes=y.max() + 1 is a numpy integer: refused as "must be a positive integer, got np.int64(10)"."""
+    import numpy as np
+
+    model = create_model("resnet8", num_classes=np.int64(7), in_channels=np.int32(1), zero_init_residual=np.True_)
+    assert model.fc.out_features == 7 and model.conv1.in_channels == 1
+    assert all(not b.bn2.weight.any() for b in model.blocks())
+
+
 def test_norm_activation_and_init_switches_change_the_layers():
     plain = create_model("plain20", norm="none", activation="sigmoid")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())

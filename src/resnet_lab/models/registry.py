@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UserError, shown
+from ..errors import UserError, numpy_scalars_as_numbers, shown
 from .blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from .choices import MODEL_OPTIONS
 from .resnet import ResNet
@@ -133,6 +133,9 @@ def cifar_model_name(kind: str, depth: int) -> str:
     return f"cifar_{kind}{depth}" if depth in _IMAGENET_DEPTHS[kind] else f"{kind}{depth}"
 
 
+# A notebook's computed sizes are often numpy integers (num_classes=y.max() + 1): taken as the ints they hold,
+# where "num_classes must be a positive integer, got np.int64(10)" refused an integer.
+@numpy_scalars_as_numbers
 def create_model(name: str, *, weights: str | Path | None = None, **options) -> ResNet:
     """Build a model by name, e.g. ``create_model("resnet56")`` or ``create_model("plain20", norm="none")``.
 
