@@ -217,8 +217,8 @@ def test_an_evaluation_interval_other_than_every_epoch_is_refused(digits):
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"log_every": "2"}, "log_every must be an integer >= 0 (steps), got '2'"),
-    ({"log_every": -1}, "log_every must be an integer >= 0 (steps), got -1"),
+    ({"log_every": "2"}, "--log-every must be an integer >= 0 (steps), got '2'"),
+    ({"log_every": -1}, "--log-every must be an integer >= 0 (steps), got -1"),
     ({"out": 3}, "out is a file or folder path (a str or Path), got 3"),
     ({"model_options": "none"}, "model_options is a dict of create_model keywords"),
 ])

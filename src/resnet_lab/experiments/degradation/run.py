@@ -145,7 +145,7 @@ def _plan(depths, seeds, recipe: str, log_every, common: dict, train_overrides: 
     seeds = check_seeds(seeds)
     if log_every is not None and (isinstance(log_every, bool) or not isinstance(log_every, numbers.Integral)
                                   or log_every < 0):  # "2" once ended in a TypeError from the comparison
-        raise UserError(f"log_every must be an integer >= 0 (steps), got {shown(log_every)}")
+        raise UserError(f"--log-every must be an integer >= 0 (steps), got {shown(log_every)}")
     for reserved in ("model", "seed", "out", "data"):
         if reserved in train_overrides:
             raise UserError(f"{reserved} is set by the experiment; it cannot be overridden")
