@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import numbers
-from math import inf
 import platform
 import tempfile
 from dataclasses import dataclass, field
+from math import inf
 from pathlib import Path
 from typing import Callable, Iterable
 
