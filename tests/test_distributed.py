@@ -169,6 +169,20 @@ def test_a_torchrun_run_refused_before_training_removes_the_folder_it_made_and_k
     assert [p.name for p in tmp_path.iterdir()] == ["there"]
 
 
+def test_a_silent_rank_meeting_bad_input_waits_for_torchrun_so_that_local_rank_0_says_why(tmp_path):
+    """torchrun stops every rank as soon as one exits. Rank 1, which leaves the line to local rank 0, exited at
+    once, and rank 0 was often terminated before it said why: the user read only 'terminated (SIGTERM)' (1 run in
+    3 of test_a_torchrun_run_refused_before_training_...). A silent rank now waits for torchrun's SIGTERM (at
+    most 10 s), then exits 2 without a word."""
+    env = {**_one_thread(), "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}
+    started = time.monotonic()
+    rank1 = subprocess.run([sys.executable, "-m", "resnet_lab", *RUN, "--steps", "0", "--out", str(tmp_path / "r")],
+                           env=env, capture_output=True, text=True, timeout=120)
+    # no SIGTERM comes here (no torchrun): it waits its 10 s in full, where it left after its start-up (~2 s)
+    assert rank1.returncode == 2 and time.monotonic() - started >= 10
+    assert rank1.stderr == ""  # local rank 0 says it
+
+
 def test_commands_other_than_train_are_refused_under_torchrun_in_one_line(tmp_path):
     """`torchrun ... -m resnet_lab sweep` ran the whole sweep in each process: the two parents fought over the runs'
     locks, and the worker one of them started took torchrun's variables, waited for a process group that never

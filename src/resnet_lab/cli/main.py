@@ -12,6 +12,7 @@ import gc
 import importlib
 import os
 import sys
+import time
 
 from .. import __version__
 from ..errors import UserError
@@ -83,9 +84,12 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
             raise
         if _says_errors(str(exc)):
             print(f"resnet-lab: error: {exc}", file=sys.stderr)
+        elif launched_by_torchrun():
+            _leave_the_line_to_local_rank_0()
         return 2
     except Terminated:
-        print("resnet-lab: terminated (SIGTERM); files already written are kept", file=sys.stderr)
+        if _says_errors(""):  # under torchrun, once per machine: torchrun stops the other ranks this way
+            print("resnet-lab: terminated (SIGTERM); files already written are kept", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
         print("resnet-lab: interrupted", file=sys.stderr)
@@ -100,6 +104,17 @@ def main(argv: list[str] | None = None, startup_s: float | None = None) -> int:
         print(f"resnet-lab: error: {what}: {exc.filename}; files already written are kept (--debug: the "
               "traceback)", file=sys.stderr)
         return 1
+
+
+def _leave_the_line_to_local_rank_0(most_s: float = 10.0) -> None:
+    """Under torchrun a rank that exits makes torchrun stop the others: a silent rank that left at once got local
+    rank 0 terminated before it said why, and the user read only 'terminated (SIGTERM)' (1 run in 3 here). A silent
+    rank waits instead, until torchrun's SIGTERM says that another rank has exited, or ``most_s`` seconds."""
+    try:
+        with sigterm_raises():
+            time.sleep(most_s)
+    except Terminated:
+        pass
 
 
 def _not_under_torchrun(args) -> str:
