@@ -880,3 +880,16 @@ def test_a_loaded_data_set_given_as_the_data_name_is_refused_in_one_line_pointin
     for call in (lambda: load_data(ds), lambda: check_model("resnet8", data=ds, steps=1)):
         with pytest.raises(UserError, match="data is named by a string .* got InMemoryDataset; .* dataset="):
             call()
+
+
+def test_folder_leaves_out_images_in_hidden_folders_inside_a_class(tmp_path):
+    """Jupyter's .ipynb_checkpoints or a viewer's .thumbnails hold copies of the images: counted, they
+    would train on an image twice and score a validation image twice."""
+    root = _folder_tree(tmp_path / "imgs")
+    for split in ("train", "val"):
+        _png(root / split / "cat" / ".ipynb_checkpoints" / "0-checkpoint.png")
+        _png(root / split / "dog" / ".thumbnails" / "deep" / "0.png")
+    _png(root / "train" / "cat" / "nested" / "kept.png")  # a plain subfolder is still read
+    ds = load_data(f"folder:{root}")
+    assert len(ds.val_files) == 2 and len(ds.train_files) == 7
+    assert not any("/." in p for p, _ in ds.train_files + ds.val_files)

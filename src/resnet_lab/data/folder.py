@@ -159,11 +159,14 @@ def _class_dirs(split_dir: Path) -> list[str]:
 
 def _image_files(class_dir: Path) -> list[Path]:
     # Only names PIL knows how to open: notes or checksums next to the images are ignored,
-    # while a corrupt file with an image extension is caught by the verification.
+    # while a corrupt file with an image extension is caught by the verification. Hidden files
+    # and everything in hidden folders (.ipynb_checkpoints, .thumbnails: copies of the images)
+    # are left out, as hidden class folders are: they would count an image twice.
     extensions = Image.registered_extensions()
     return sorted(
         p for p in class_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
+        if p.is_file() and p.suffix.lower() in extensions
+        and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
     )
 
 
