@@ -540,6 +540,30 @@ def test_evaluate_feeds_non_square_images_at_the_shape_the_run_trained_on(tmp_pa
     assert evaluated["n"] == 32 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
 
 
+def test_evaluate_on_other_npz_data_resizes_it_to_the_non_square_shape_the_run_trained_on(tmp_path, capsys):
+    """evaluate --data other.npz of 32 x 48 images, for a run on 16 x 24, squashed them to 16 x 16 (the
+    square of the height), while predict fed 16 x 24: a figure for distorted images, exit 0."""
+    import numpy as np
+
+    from resnet_lab.data import resize
+
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("wide", (16, 24)), ("wider", (32, 48))):
+        arrays = {f"x_{split}": rng.integers(0, 256, (n, h, w), dtype=np.uint8) for split, n in (("train", 64),
+                                                                                                    ("test", 32))}
+        np.savez(tmp_path / f"{name}.npz", **arrays, y_train=np.arange(64) % 2, y_test=np.arange(32) % 2)
+    _trained_then_evaluated(tmp_path, capsys, "--data", f"npz:{tmp_path / 'wide.npz'}", "--steps", "1",
+                            "--batch-size", "32")
+    shapes, resize_images = [], resize.resize_images
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(resize, "resize_images", lambda x, size: shapes.append(resize_images(x, size).shape[2:])
+                      or resize_images(x, size))
+        assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", f"npz:{tmp_path / 'wider.npz'}",
+                     "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 32
+    assert shapes and all(tuple(shape) == (16, 24) for shape in shapes)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _tree_digest(folder: Path) -> dict:

@@ -16,25 +16,28 @@ from ..models.choices import MIN_IMAGE_SIZE
 from .dataset import InMemoryDataset
 
 
-def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """``x`` (N, C, H, W) resized to ``size`` x ``size``; uint8 images stay uint8 (rounded, clamped
-    to 0-255, contiguous), floating-point batches stay floating point."""
+def resize_images(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """``x`` (N, C, H, W) resized to ``size`` x ``size`` (or ``size`` = (height, width)); uint8 images stay
+    uint8 (rounded, clamped to 0-255, contiguous), floating-point batches stay floating point."""
+    shape = (size, size) if isinstance(size, int) else tuple(size)
     if x.dtype == torch.uint8:
-        out = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        out = F.interpolate(x.float(), size=shape, mode="bilinear", align_corners=False, antialias=True)
         return out.round().clamp_(0, 255).to(torch.uint8).contiguous()
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(x, size=shape, mode="bilinear", align_corners=False, antialias=True)
 
 
-def resize_dataset(ds, size: int):
-    """A copy of an in-memory data set with every image resized (bilinear) to ``size`` x ``size``;
-    anything else (an image folder: its loader resizes) or a data set already that size is returned as is."""
+def resize_dataset(ds, size: int | tuple[int, int]):
+    """A copy of an in-memory data set with every image resized (bilinear) to ``size`` x ``size``, or to
+    ``size`` = (height, width) (a model trained on non-square npz images); anything else (an image folder:
+    its loader resizes) or a data set already that size is returned as is."""
     # Both sides: npz images may be H x W, and ``image_size`` is the height alone.
-    if not isinstance(ds, InMemoryDataset) or tuple(ds.x_train.shape[2:]) == (size, size):
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    if not isinstance(ds, InMemoryDataset) or tuple(ds.x_train.shape[2:]) == shape:
         return ds
-    if size < MIN_IMAGE_SIZE:
-        raise UserError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {size}")
-    return dataclasses.replace(ds, name=f"{ds.name} at {size}x{size}", x_train=resize_images(ds.x_train, size),
-                               x_test=resize_images(ds.x_test, size), mean=None, std=None)
+    if min(shape) < MIN_IMAGE_SIZE:
+        raise UserError(f"--image-size must be at least {MIN_IMAGE_SIZE}, got {min(shape)}")
+    return dataclasses.replace(ds, name=f"{ds.name} at {shape[0]}x{shape[1]}", x_train=resize_images(ds.x_train, shape),
+                               x_test=resize_images(ds.x_test, shape), mean=None, std=None)
 
 
 __all__ = ["resize_dataset", "resize_images"]

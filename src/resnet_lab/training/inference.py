@@ -66,7 +66,7 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     ds = load_data(data or config.data, data_dir or config.data_dir, val_split=config.val_split if data is None else 0,
                    seed=config.split_seed)
     if isinstance(ds, InMemoryDataset) and tuple(ds.x_test.shape[2:]) != image_shape(info):  # H x W as trained:
-        ds = resize_dataset(ds, info["image_size"])  # in-memory data at the size it was trained at (--image-size)
+        ds = resize_dataset(ds, image_shape(info))  # at the H x W it was trained at (--image-size: square)
     if data is None:
         check_own_data(path, info, config.data, ds.description())
     if ds.num_classes != len(info["classes"]) or getattr(ds, "in_channels", 3) != info["in_channels"]:
