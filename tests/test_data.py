@@ -893,3 +893,25 @@ def test_folder_leaves_out_images_in_hidden_folders_inside_a_class(tmp_path):
     ds = load_data(f"folder:{root}")
     assert len(ds.val_files) == 2 and len(ds.train_files) == 7
     assert not any("/." in p for p, _ in ds.train_files + ds.val_files)
+
+
+def test_folder_images_cut_short_are_reported_and_skipped_not_left_to_end_the_run(tmp_path):
+    """verify() reads only the header of a JPEG, GIF, BMP or TIFF: a file cut short (an interrupted copy) was
+    taken, then failed to decode mid-epoch and ended the run; deleting it, as the error said, made the
+    run's data differ, so --resume refused it. Such files are now excluded and reported when loading."""
+    root = _folder_tree(tmp_path / "imgs")
+    picture = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    for fmt in ("JPEG", "GIF", "BMP", "TIFF"):
+        whole = io.BytesIO()
+        Image.fromarray(picture).save(whole, format=fmt)
+        (root / "train" / "dog" / f"cut.{fmt.lower()}").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+        (root / "train" / "dog" / f"whole.{fmt.lower()}").write_bytes(whole.getvalue())
+    # Bytes after a JPEG's end marker (some cameras append a trailer) do not make it unreadable.
+    (root / "val" / "dog" / "trailer.jpeg").write_bytes((root / "train" / "dog" / "whole.jpeg").read_bytes() + b"x" * 9)
+    ds = load_data(f"folder:{root}")
+    assert sorted(Path(p).name for p in ds.bad_files) == ["broken.png", "cut.bmp", "cut.gif", "cut.jpeg", "cut.tiff"]
+    assert "5 unreadable image files excluded" in ds.warnings[0]
+    assert {Path(p).name for p, _ in ds.train_files} >= {"whole.jpeg", "whole.gif", "whole.bmp", "whole.tiff"}
+    assert "trailer.jpeg" in {Path(p).name for p, _ in ds.val_files}
+    train, val = make_folder_loaders(ds, batch_size=2, image_size=16, workers=0, seed=0)
+    assert len(list(train)) == 5 and sum(len(y) for _, y in val) == 3

@@ -174,11 +174,28 @@ def _image_kind(path: str) -> str:
     """``"ok"``, ``"float"`` (floating-point pixels: refused) or ``"unreadable"`` (left out, with a note)."""
     try:
         with Image.open(path) as im:
-            mode = im.mode
+            mode, image_format = im.mode, im.format
             im.verify()
+        if not _verified_whole(path, image_format):
+            with Image.open(path) as im:
+                im.load()
         return "float" if mode == "F" else "ok"
     except Exception:  # noqa: BLE001 - PIL raises many types for bad files; all mean "unusable"
         return "unreadable"
+
+
+def _verified_whole(path: str, image_format: str | None) -> bool:
+    """Whether verify() has shown the file complete. It reads PNG and WebP to their checksums, but only
+    the header of a JPEG, GIF, BMP or TIFF: one cut short (an interrupted copy) passed, then failed to
+    decode mid-epoch and ended the run. A JPEG that ends in its end-of-image marker is whole (the marker
+    cannot occur inside its data), so only the rare others are decoded here."""
+    if image_format in ("PNG", "WEBP"):
+        return True
+    if image_format in ("JPEG", "MPO"):
+        with open(path, "rb") as f:
+            f.seek(-2, os.SEEK_END)
+            return f.read() == b"\xff\xd9"
+    return False
 
 
 class UnreadableImageError(UserError):
