@@ -540,6 +540,16 @@ def test_evaluate_feeds_non_square_images_at_the_shape_the_run_trained_on(tmp_pa
     assert evaluated["n"] == 32 and evaluated["test_loss"] == pytest.approx(final["test_loss"], rel=1e-5)
 
 
+def test_evaluate_with_an_empty_data_spec_is_refused_not_run_on_the_runs_own_data(tmp_path, capsys):
+    """evaluate --data "$OTHER" with OTHER unset printed the run's own test accuracy at exit 0, a figure
+    the caller took for the other data's."""
+    _trained_then_evaluated(tmp_path, capsys, "--data", "digits", "--image-size", "8", "--steps", "1")
+    for empty in ("", " "):
+        assert main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", empty]) == 2
+        err = capsys.readouterr().err
+        assert "--data is empty (an unset shell variable?)" in err and len(err.strip().splitlines()) == 1
+
+
 def test_evaluate_on_other_npz_data_resizes_it_to_the_non_square_shape_the_run_trained_on(tmp_path, capsys):
     """evaluate --data other.npz of 32 x 48 images, for a run on 16 x 24, squashed them to 16 x 16 (the
     square of the height), while predict fed 16 x 24: a figure for distorted images, exit 0."""

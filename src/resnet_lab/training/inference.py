@@ -60,6 +60,9 @@ def evaluate_checkpoint(path, data: str | None = None, data_dir=None, batch_size
     from .precision import resolve_precision
 
     batch_size, flip = check_positive_int("batch_size", batch_size), check_bool("flip", flip)
+    if isinstance(data, str) and not data.strip():  # else taken as no --data: the run's own data, named as given
+        raise UserError("--data is empty (an unset shell variable?); give a data set, or leave --data out to "
+                        "evaluate on the run's own data")
     device = pick_device(device)  # a name ("cuda:1") or a torch.device; a device this machine lacks is one line
     model, state = model_from_checkpoint(path, device=device, ema=ema)
     config, info = TrainConfig.from_dict(state["config"]), state["data_info"]
