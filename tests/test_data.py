@@ -794,6 +794,9 @@ def test_preprocess_images_resizes_converts_and_normalises(tmp_path):
         preprocess_images([tmp_path / "junk.png"], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
     with pytest.raises(UserError, match="is a folder; give image files"):  # was "image file not found"
         preprocess_images([tmp_path], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
+    with pytest.raises(UserError, match=r"an image path is empty \(an unset shell variable\?\)"):
+        # predict "$IMAGE" with IMAGE unset was refused as ". is a folder; give image files (e.g. ./*.png)"
+        preprocess_images([tmp_path / "wide.png", ""], image_size=32, in_channels=3, mean=MEAN3, std=STD3)
 
 
 def test_default_workers_stay_within_the_cores_of_each_process(monkeypatch):

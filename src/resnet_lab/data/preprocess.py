@@ -65,6 +65,8 @@ def preprocess_images(
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     arrays = []
     for path in paths:
+        if str(path) == "":  # Path("") is ".", which was then refused as a folder
+            raise UserError("an image path is empty (an unset shell variable?); give image files")
         path = Path(path).expanduser()
         if path.is_dir():
             raise UserError(f"{path} is a folder; give image files (e.g. {path}/*.png)")
