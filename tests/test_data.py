@@ -842,6 +842,23 @@ def test_a_compressed_npz_is_read_from_an_uncompressed_copy_after_the_first_load
     assert zipfile.is_zipfile(uncompressed_copy(source))
 
 
+def test_a_changed_npz_replaces_its_uncompressed_copy_instead_of_adding_one(tmp_path, monkeypatch):
+    """Each version of a compressed npz left a full uncompressed copy in the cache, never removed: a data set
+    saved again and again (as while preparing it) filled the disk with copies no load would read again."""
+    from resnet_lab.data.npz import load_npz
+
+    monkeypatch.setenv("RESNET_LAB_DATA", str(tmp_path / "cache"))
+    arrays = _valid_arrays()
+    for version in range(3):
+        for name in ("a.npz", "b.npz"):
+            np.savez_compressed(tmp_path / name, **arrays)
+            os.utime(tmp_path / name, ns=(version, version))
+            load_npz(tmp_path / name)
+    copies = sorted((tmp_path / "cache").rglob("*.npz"))
+    assert len(copies) == 2  # the latest version of each source, a copy each
+    assert {zipfile.is_zipfile(c) for c in copies} == {True}
+
+
 def test_evaluating_on_folders_whose_classes_are_named_otherwise_is_refused(tmp_path, capsys):
     """Same count, other names: the sorted labels move, and the accuracy once came out 0.0 (or 1.0)
     with no warning."""

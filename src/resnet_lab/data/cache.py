@@ -27,14 +27,22 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
 
 
 def uncompressed_copy(path: Path) -> Path:
-    """Where the uncompressed copy of a compressed .npz lives (keyed by its path, size and mtime).
+    """Where the uncompressed copy of a compressed .npz lives: a folder per source path, a file per
+    version of it (its size and mtime).
 
     Why: np.savez_compressed files are inflated on every load (0.5 s for the 10k CIFAR-10 subset,
     about 3 s for all of CIFAR-10 on a CPU); an uncompressed copy is read at disk speed. A changed
-    source gets a new key, so a stale copy is never read.
+    source gets a new name, so a stale copy is never read; the folder lets the writer remove the
+    copies of earlier versions (``stale_copies``).
     """
     import hashlib
 
     stat = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()).hexdigest()[:24]
-    return default_data_dir() / "npz-uncompressed" / f"{key}.npz"
+    folder = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    return default_data_dir() / "npz-uncompressed" / folder / f"{stat.st_size}-{stat.st_mtime_ns}.npz"
+
+
+def stale_copies(copy: Path) -> list[Path]:
+    """The other copies beside ``copy``: of earlier versions of its source, which a changed source never
+    reads again (each as large as the data: a data set saved again and again would fill the disk)."""
+    return [p for p in copy.parent.glob("*.npz") if p.name != copy.name]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_lab.data.cache import uncompressed_copy
+from resnet_lab.data.cache import stale_copies, uncompressed_copy
 from resnet_lab.data.dataset import InMemoryDataset
 from resnet_lab.errors import UserError, first_line
 from resnet_lab.models.choices import MIN_IMAGE_SIZE
@@ -126,7 +126,10 @@ def _write_uncompressed_copy(path: Path, arrays: dict[str, np.ndarray], members:
     buffer = io.BytesIO()
     np.savez(buffer, _members=np.array(members), **arrays)
     try:
-        atomic_write_bytes(uncompressed_copy(path), buffer.getvalue())
+        copy = uncompressed_copy(path)
+        atomic_write_bytes(copy, buffer.getvalue())
+        for stale in stale_copies(copy):
+            stale.unlink(missing_ok=True)
     except OSError:
         pass
 
