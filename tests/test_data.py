@@ -859,6 +859,21 @@ def test_a_changed_npz_replaces_its_uncompressed_copy_instead_of_adding_one(tmp_
     assert {zipfile.is_zipfile(c) for c in copies} == {True}
 
 
+def test_a_compressed_npz_loads_without_a_home_folder_for_its_uncompressed_copy(tmp_path, monkeypatch):
+    """With HOME unset for a user not in passwd (a container's arbitrary uid), the best-effort copy's path
+    raised RuntimeError from Path.home(), and loading the data ended in a traceback."""
+    from resnet_lab.data.npz import load_npz
+
+    def no_home(cls):
+        raise RuntimeError("Could not determine home directory.")
+
+    for name in ("RESNET_LAB_DATA", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(no_home))
+    np.savez_compressed(tmp_path / "data.npz", **_valid_arrays())
+    assert len(load_npz(tmp_path / "data.npz").x_train) == 12
+
+
 def test_evaluating_on_folders_whose_classes_are_named_otherwise_is_refused(tmp_path, capsys):
     """Same count, other names: the sorted labels move, and the accuracy once came out 0.0 (or 1.0)
     with no warning."""

@@ -103,12 +103,11 @@ def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
 def _read_uncompressed_copy(path: Path) -> tuple[dict[str, np.ndarray], list[str]] | None:
     """The arrays from the uncompressed copy of ``path``, or None (no copy, or one that fails to load:
     it is read like any untrusted file, and then ignored and rewritten)."""
-    copy = uncompressed_copy(path)
     try:
-        with np.load(copy, allow_pickle=False) as z:
+        with np.load(uncompressed_copy(path), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k != "_members"}
             return arrays, [str(m) for m in z["_members"]]
-    except Exception:  # noqa: BLE001 - missing, damaged or foreign: the source decides
+    except Exception:  # noqa: BLE001 - missing, damaged or foreign, or no home for it: the source decides
         return None
 
 
@@ -130,7 +129,7 @@ def _write_uncompressed_copy(path: Path, arrays: dict[str, np.ndarray], members:
         atomic_write_bytes(copy, buffer.getvalue())
         for stale in stale_copies(copy):
             stale.unlink(missing_ok=True)
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home folder (HOME unset, a user not in passwd)
         pass
 
 
