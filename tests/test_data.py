@@ -930,6 +930,20 @@ def test_folder_leaves_out_images_in_hidden_folders_inside_a_class(tmp_path):
     assert not any("/." in p for p, _ in ds.train_files + ds.val_files)
 
 
+def test_folder_links_to_images_that_moved_are_reported_as_unreadable_not_dropped_silently(tmp_path):
+    """A data set built of links (to spare copying) whose targets moved lost those images without a word:
+    fewer images, no note, as if the folder held no more."""
+    root = _folder_tree(tmp_path / "imgs")
+    (root / "train" / "dog" / "moved.png").symlink_to(tmp_path / "elsewhere" / "gone.png")
+    (root / "val" / "cat" / "loop.png").symlink_to(root / "val" / "cat" / "loop.png")
+    _png(tmp_path / "kept.png")
+    (root / "train" / "dog" / "linked.png").symlink_to(tmp_path / "kept.png")
+    ds = load_data(f"folder:{root}")
+    assert sorted(Path(p).name for p in ds.bad_files) == ["broken.png", "loop.png", "moved.png"]
+    assert "3 unreadable image files excluded" in ds.warnings[0] and "moved.png" in ds.warnings[0]
+    assert "linked.png" in {Path(p).name for p, _ in ds.train_files}
+
+
 def test_folder_images_cut_short_are_reported_and_skipped_not_left_to_end_the_run(tmp_path):
     """verify() reads only the header of a JPEG, GIF, BMP or TIFF: a file cut short (an interrupted copy) was
     taken, then failed to decode mid-epoch and ended the run; deleting it, as the error said, made the

@@ -161,11 +161,12 @@ def _image_files(class_dir: Path) -> list[Path]:
     # Only names PIL knows how to open: notes or checksums next to the images are ignored,
     # while a corrupt file with an image extension is caught by the verification. Hidden files
     # and everything in hidden folders (.ipynb_checkpoints, .thumbnails: copies of the images)
-    # are left out, as hidden class folders are: they would count an image twice.
+    # are left out, as hidden class folders are: they would count an image twice. A broken link
+    # (its target moved) is kept, to be reported as unreadable rather than vanish without a word.
     extensions = Image.registered_extensions()
     return sorted(
         p for p in class_dir.rglob("*")
-        if p.is_file() and p.suffix.lower() in extensions
+        if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in extensions
         and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
     )
 
