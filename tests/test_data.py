@@ -229,6 +229,13 @@ def test_npz_given_a_folder_says_it_is_a_folder_not_that_it_is_missing(tmp_path)
         load_data(f"npz:{tmp_path}")
 
 
+def test_folder_given_a_file_says_it_is_a_file_not_that_it_is_missing(tmp_path):
+    """folder:data.npz was refused as 'image folder not found: data.npz' though the file was right there."""
+    path = _save_npz(tmp_path / "data.npz", **_valid_arrays()).removeprefix("npz:")
+    with pytest.raises(UserError, match=r"data.npz is a file, not a folder of images; .*or npz:PATH for an .npz"):
+        load_data(f"folder:{path}")
+
+
 def test_a_data_dir_the_data_set_would_ignore_is_refused(tmp_path, capsys):
     """--data-dir is CIFAR's download cache: digits, npz: and folder: read none, and took it silently."""
     from resnet_lab.cli.main import main

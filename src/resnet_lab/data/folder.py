@@ -99,6 +99,9 @@ def load_folder(path: str | Path) -> FolderDataset:
     """
     root = Path(path).expanduser()
     layout = "expected PATH/train/<class>/<images> and PATH/val/<class>/<images>"
+    if root.exists() and not root.is_dir():  # not "not found": the file is there
+        raise UserError(f"folder:{root} is a file, not a folder of images; give the folder that holds train/ and "
+                        "val/, or npz:PATH for an .npz file")
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}; {layout}")
     for split in ("train", "val"):
