@@ -951,6 +951,22 @@ def test_folder_links_to_images_that_moved_are_reported_as_unreadable_not_droppe
     assert "linked.png" in {Path(p).name for p, _ in ds.train_files}
 
 
+def test_folder_follows_a_linked_subfolder_of_a_class_but_not_a_link_up_the_tree(tmp_path):
+    """Images in a linked subfolder (class/extra -> another disk) were skipped without a word; following
+    links must still not loop, nor read the split's other classes through a link to a parent."""
+    root = _folder_tree(tmp_path / "imgs")
+    for i in range(2):
+        _png(tmp_path / "disk2" / "more" / f"m{i}.png")
+    (root / "train" / "cat" / "extra").symlink_to(tmp_path / "disk2" / "more")
+    (root / "train" / "cat" / "twice").symlink_to(tmp_path / "disk2" / "more")  # one real folder: read once
+    (root / "train" / "dog" / "up").symlink_to(root / "train")
+    (root / "train" / "dog" / "self").symlink_to(root / "train" / "dog")
+    ds = load_data(f"folder:{root}")
+    cats = sorted(Path(p).name for p, c in ds.train_files if c == 0)
+    assert cats == ["0.png", "1.png", "2.png", "m0.png", "m1.png"]
+    assert sorted(Path(p).name for p, c in ds.train_files if c == 1) == ["0.png", "1.png", "2.png"]
+
+
 def test_folder_images_cut_short_are_reported_and_skipped_not_left_to_end_the_run(tmp_path):
     """verify() reads only the header of a JPEG, GIF, BMP or TIFF: a file cut short (an interrupted copy) was
     taken, then failed to decode mid-epoch and ended the run; deleting it, as the error said, made the

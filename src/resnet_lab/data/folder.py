@@ -166,12 +166,23 @@ def _image_files(class_dir: Path) -> list[Path]:
     # and everything in hidden folders (.ipynb_checkpoints, .thumbnails: copies of the images)
     # are left out, as hidden class folders are: they would count an image twice. A broken link
     # (its target moved) is kept, to be reported as unreadable rather than vanish without a word.
+    # Linked subfolders are followed (rglob skipped their images without a word), each real folder once;
+    # a link up the tree (to the split or the class itself, a loop) is not: it would read other classes.
     extensions = Image.registered_extensions()
-    return sorted(
-        p for p in class_dir.rglob("*")
-        if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in extensions
-        and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
-    )
+    files, seen, top = [], set(), os.path.realpath(class_dir)
+    for folder, subfolders, names in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen or (real != top and os.path.commonpath([real, top]) == real):
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in names:
+            p = Path(folder) / name
+            if (not name.startswith(".") and p.suffix.lower() in extensions
+                    and (p.is_file() or (p.is_symlink() and not p.exists()))):
+                files.append(p)
+    return sorted(files)
 
 
 def _image_kind(path: str) -> str:
