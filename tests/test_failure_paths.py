@@ -134,6 +134,19 @@ def test_warn_policy_ending_with_nonfinite_weights_is_not_exit_0(tmp_path, capsy
     assert not (out / "last.pt").exists() or all_finite(load_checkpoint(out / "last.pt")["model"])
 
 
+def test_a_warn_run_ending_nonfinite_has_its_end_in_events_and_its_report_says_why(tmp_path, capsys):
+    """It once left no event: its report read 'not finished (it stopped, or is still training; see the
+    events)' with no events to see."""
+    out = tmp_path / "run"
+    assert _train("--steps", "20", "--on-nonfinite", "warn", "--out", str(out)) == 3
+    events = json.loads((out / "events.json").read_text())
+    assert events[-1]["kind"] == "nonfinite" and events[-1]["step"] == 20
+    assert "training ended at step 20 with non-finite weights" in events[-1]["detail"]
+    page = (out / "report.html").read_text()
+    assert "ended at step 20 with non-finite values (--on-nonfinite warn; see the events)" in page
+    assert "still training" not in page
+
+
 def test_a_full_disk_is_one_line_naming_the_file_and_keeps_what_was_saved(tmp_path, capsys, monkeypatch):
     """A write that fails (ENOSPC) once ended in a traceback naming no file."""
     import errno

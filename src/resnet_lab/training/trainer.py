@@ -419,16 +419,25 @@ class _Run:
         self.files.write_events()  # the stop on record, also when no checkpoint took it
         return NonFiniteError(f"{err}; {note}", step=err.step, report=err.report)
 
+    def _ended_nonfinite(self, err: NonFiniteError) -> NonFiniteError:
+        """A run the policy let end non-finite: the end on record, so that its report says why (it has no
+        result.json, and would read as stopped or still training)."""
+        self.state.events.append({"step": self.state.step, "kind": "nonfinite", "detail": str(err)})
+        self.files.write_events()
+        return err
+
     def result(self) -> TrainResult:
         s, files = self.state, self.files
         if files.run_dir is not None and files.saved_step != s.step:  # the policy let the run end with NaN/Inf
-            raise NonFiniteError(f"training ended at step {s.step} with non-finite weights (--on-nonfinite "
-                                 f"{self.c.on_nonfinite}); {files.checkpoint_note(False)}", step=s.step)
+            raise self._ended_nonfinite(NonFiniteError(
+                f"training ended at step {s.step} with non-finite weights (--on-nonfinite {self.c.on_nonfinite}); "
+                f"{files.checkpoint_note(False)}", step=s.step))
         final = s.history[-1] if s.history else {}
         if final.get("test_loss") is not None and not math.isfinite(final["test_loss"]):  # warn let it go on
-            raise OutputsNotFinite(f"training ended at step {s.step} with a {final['test_loss']} "
-                                   f"{self.parts.info['eval_split']} loss (--on-nonfinite warn): the weights in "
-                                   f"{files.run_dir} are finite but overflow in the forward pass", step=s.step)
+            raise self._ended_nonfinite(OutputsNotFinite(
+                f"training ended at step {s.step} with a {final['test_loss']} {self.parts.info['eval_split']} loss "
+                f"(--on-nonfinite warn): the weights in {files.run_dir} are finite but overflow in the forward pass",
+                step=s.step))
         t = self.timings
         t["bookkeeping_s"] = time.perf_counter() - self.run_start - t["train_s"] - t["eval_s"]
         run_time_s = s.run_time_s()
