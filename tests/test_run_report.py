@@ -149,6 +149,18 @@ def test_report_command_refuses_a_bad_run_directory_in_one_line(case, finished, 
     assert "resnet-lab train" in err  # the fix: which folder to give, or where the files come from
 
 
+def test_report_command_refuses_an_empty_run_dir_rather_than_report_the_current_folder(finished, tmp_path,
+                                                                                         capsys, monkeypatch):
+    """'resnet-lab report "$RUN"' with RUN unset once drew the report of whatever run the shell was in."""
+    copy = _copy(finished[0], tmp_path)
+    (copy / "report.html").unlink(missing_ok=True)
+    monkeypatch.chdir(copy)
+    assert main(["report", ""]) == 2
+    err = capsys.readouterr().err
+    assert "run_dir is empty (an unset shell variable?)" in err and err.count("\n") == 1, err
+    assert not (copy / "report.html").exists()
+
+
 def test_report_command_never_imports_torch(finished, tmp_path):
     """The renderer that draws every fast-recipe run's report after it exits would spend ~1.5 s
     importing torch; the command line names its command, so only that module is imported."""
