@@ -125,6 +125,10 @@ DAMAGE = {
     # Hand-damaged values of the right JSON type once ended in a TypeError or ValueError traceback:
     "metrics_text_accuracy": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has no number for test_acc)"),
     "events_not_events": ("events.json", "events.json is damaged (an event without its step and kind)"),
+    "result_text_accuracy": ("result.json", "result.json is damaged (not a number where one belongs: best_acc)"),
+    "result_text_timing": ("result.json", "result.json is damaged (not a number where one belongs: timings)"),
+    "metrics_no_test_loss": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has no number for test_loss)"),
+    "metrics_gradients_null": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has a damaged gradient summary)"),
 }
 
 
@@ -137,16 +141,28 @@ def test_report_command_refuses_a_bad_run_directory_in_one_line(case, finished, 
     elif case == "no_config":
         (target / name).unlink()
     elif case != "missing":
-        metrics = (target / "metrics.jsonl").read_text()
+        metrics, result = (target / "metrics.jsonl").read_text(), (target / "result.json").read_text()
         text = {"config_not_json": "{", "metrics_bad_line": metrics.splitlines()[0] + "\n{\n",
                 "metrics_row_incomplete": '{"epoch": 1}\n', "result_a_list": "[]", "result_incomplete": "{}",
                 "metrics_text_accuracy": metrics.replace('"test_acc": ', '"test_acc": "x", "a": '),
-                "events_not_events": '[1, 2, "x"]'}[case]
+                "events_not_events": '[1, 2, "x"]',
+                "result_text_accuracy": re.sub(r'"best_acc": [^,]+', '"best_acc": "0.9"', result),
+                "result_text_timing": re.sub(r'"train_s": [^,]+', '"train_s": "2 s"', result),
+                "metrics_no_test_loss": re.sub(r'"test_loss": [^,]+, ', "", metrics),
+                "metrics_gradients_null": re.sub(r'"gradients": .*}', '"gradients": null}', metrics)}[case]
         (target / name).write_text(text)
     assert main(["report", str(target)]) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert "resnet-lab train" in err  # the fix: which folder to give, or where the files come from
+
+
+def test_an_interruption_recorded_without_its_detail_is_reported_not_a_traceback(finished, tmp_path, capsys):
+    copy = _copy(finished[0], tmp_path)
+    (copy / "result.json").unlink()
+    (copy / "events.json").write_text('[{"step": 1, "kind": "interrupted"}]')
+    assert main(["report", str(copy)]) == 0, capsys.readouterr().err
+    assert "not finished: interrupted at step 1 (no detail)" in (copy / "report.html").read_text()
 
 
 def test_report_command_refuses_an_empty_run_dir_rather_than_report_the_current_folder(finished, tmp_path,

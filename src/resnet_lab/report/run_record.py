@@ -67,11 +67,14 @@ def read_run(run_dir: str | Path) -> RunRecord:
             runs_inside(run_dir) or "give the folder that 'resnet-lab train --out' wrote"))
     config = _read_json(run_dir / "config.json", dict)
     result = _read_json(run_dir / "result.json", dict) if (run_dir / "result.json").exists() else None
+    if result is not None and (wrong := _wrong_result_values(result)):
+        raise UserError(f"{run_dir / 'result.json'} is damaged (not a number where one belongs: "
+                        f"{', '.join(wrong)}); {_FIX}")
     events = _read_json(run_dir / "events.json", list) if (run_dir / "events.json").exists() else []
     if not all(isinstance(e, dict) and isinstance(e.get("step"), int) and isinstance(e.get("kind"), str)
                for e in events):
         raise UserError(f"{run_dir / 'events.json'} is damaged (an event without its step and kind); {_FIX}")
-    history = _read_rows(run_dir / "metrics.jsonl", _ROW_KEYS)
+    history = _read_rows(run_dir / "metrics.jsonl", _ROW_KEYS, _wrong_row_values)
     try:
         record = RunRecord(settings={k: v for k, v in config.items() if k not in _NOT_SETTINGS},
                            data_info=dict(config["data_info"]), history=history, events=events,
@@ -109,9 +112,10 @@ def _read_json(path: Path, kind: type):
     return value
 
 
-def _read_rows(path: Path, keys: tuple[str, ...]) -> list[dict]:
+def _read_rows(path: Path, keys: tuple[str, ...], wrong_values=lambda row: []) -> list[dict]:
     """metrics.jsonl or steps.jsonl, strictly: each is rewritten whole and atomically, so any bad
-    line is damage; each row has a number for every one of ``keys`` (``test_acc`` may be None)."""
+    line is damage; each row has a number for every one of ``keys`` (``test_acc`` may be None) and
+    nothing that ``wrong_values`` names (what is wrong, as 'no number for X')."""
     if not path.exists():
         return []  # stopped before its first epoch ended, or no --log-every
     try:
@@ -128,10 +132,36 @@ def _read_rows(path: Path, keys: tuple[str, ...]) -> list[dict]:
             raise UserError(f"{path} is damaged (line {number}: {err}); {_FIX}") from None
         missing = [k for k in keys if not _is_number(row.get(k), k == "test_acc")] \
             if isinstance(row, dict) else ["record"]
-        if missing:
-            raise UserError(f"{path} is damaged (line {number} has no number for {', '.join(missing)}); {_FIX}")
+        wrong = [f"no number for {', '.join(missing)}"] if missing else wrong_values(row)
+        if wrong:
+            raise UserError(f"{path} is damaged (line {number} has {'; '.join(wrong)}); {_FIX}")
         rows.append(row)
     return rows
+
+
+def _wrong_result_values(result: dict) -> list[str]:
+    """result.json's numbers that are not numbers (hand-edited): each is formatted into the page, where
+    text would end in a traceback. A missing key is left to the reader, which names it."""
+    timings = result.get("timings")
+    wrong = [k for k in ("steps", "best_acc", "run_time_s", "processes")
+             if k in result and not _is_number(result[k], k != "steps")]
+    if isinstance(timings, dict) and not all(_is_number(v, True) for v in timings.values()):
+        wrong.append("timings")
+    return wrong
+
+
+def _wrong_row_values(row: dict) -> list[str]:
+    """A metrics row's values beside the required numbers that the page formats: the evaluation loss
+    (beside its accuracy) and the gradient monitor's summary, when there is one."""
+    wrong = [] if _is_number(row.get("test_loss"), row.get("test_acc") is None) else ["no number for test_loss"]
+    gradients = row.get("gradients", {"verdict": "", "reason": ""})
+    groups = gradients.get("groups", []) if isinstance(gradients, dict) else None
+    if not (isinstance(groups, list) and isinstance(gradients.get("verdict"), str)
+            and isinstance(gradients.get("reason"), str)
+            and all(isinstance(g, dict) and isinstance(g.get("name"), str) and _is_number(g.get("depth_index"), False)
+                    and _is_number(g.get("grad_norm"), True) for g in groups)):
+        wrong.append("a damaged gradient summary")
+    return wrong
 
 
 def _is_number(value, none_ok: bool) -> bool:

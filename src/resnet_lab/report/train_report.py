@@ -109,7 +109,7 @@ def _unfinished(run) -> str:
     if stop is None:
         return f"not finished: {recorded} (it stopped, or is still training; see the events)"
     if stop["kind"] == "interrupted":
-        return f"not finished: interrupted at step {stop['step']} ({stop['detail']}); {recorded}"
+        return f"not finished: interrupted at step {stop['step']} ({stop.get('detail', 'no detail')}); {recorded}"
     if run.settings.get("on_nonfinite") == "warn":  # the policy let it go on; it ended non-finite
         return f"ended at step {stop['step']} with non-finite values (--on-nonfinite warn; see the events); {recorded}"
     return f"stopped at step {stop['step']} by the non-finite policy (see the events); {recorded}"
