@@ -118,6 +118,8 @@ DAMAGE = {
     "a_file": (None, "is not a directory"),
     "no_config": ("config.json", "not a run directory (no config.json)"),
     "config_not_json": ("config.json", "config.json cannot be read"),
+    # Another tool's config.json (a Hugging Face model's folder) was called a damaged record to restore:
+    "config_of_another_tool": ("config.json", "is not a run directory (its config.json is not one 'resnet-lab train'"),
     "metrics_bad_line": ("metrics.jsonl", "metrics.jsonl is damaged (line 2"),
     "metrics_row_incomplete": ("metrics.jsonl", "metrics.jsonl is damaged (line 1 has no"),
     "result_a_list": ("result.json", "result.json is damaged (a JSON list"),
@@ -142,7 +144,9 @@ def test_report_command_refuses_a_bad_run_directory_in_one_line(case, finished, 
         (target / name).unlink()
     elif case != "missing":
         metrics, result = (target / "metrics.jsonl").read_text(), (target / "result.json").read_text()
-        text = {"config_not_json": "{", "metrics_bad_line": metrics.splitlines()[0] + "\n{\n",
+        text = {"config_not_json": "{",
+                "config_of_another_tool": '{"model_type": "resnet", "num_labels": 10}',
+                "metrics_bad_line": metrics.splitlines()[0] + "\n{\n",
                 "metrics_row_incomplete": '{"epoch": 1}\n', "result_a_list": "[]", "result_incomplete": "{}",
                 "metrics_text_accuracy": metrics.replace('"test_acc": ', '"test_acc": "x", "a": '),
                 "events_not_events": '[1, 2, "x"]',

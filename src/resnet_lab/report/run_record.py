@@ -66,6 +66,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise UserError(f"{run_dir} is not a run directory (no config.json); " + (
             runs_inside(run_dir) or "give the folder that 'resnet-lab train --out' wrote"))
     config = _read_json(run_dir / "config.json", dict)
+    if not isinstance(config.get("model"), str) and "data_info" not in config:  # another tool's (a model hub's)
+        raise UserError(f"{run_dir} is not a run directory (its config.json is not one 'resnet-lab train' wrote); "
+                        + (runs_inside(run_dir) or "give the folder that 'resnet-lab train --out' wrote"))
     result = _read_json(run_dir / "result.json", dict) if (run_dir / "result.json").exists() else None
     if result is not None and (wrong := _wrong_result_values(result)):
         raise UserError(f"{run_dir / 'result.json'} is damaged (not a number where one belongs: "
