@@ -169,6 +169,33 @@ def test_an_interruption_recorded_without_its_detail_is_reported_not_a_traceback
     assert "not finished: interrupted at step 1 (no detail)" in (copy / "report.html").read_text()
 
 
+def test_a_report_stopped_while_drawing_its_figure_leaves_the_earlier_figure_whole(finished, tmp_path,
+                                                                                   monkeypatch):
+    """The gradient-flow figure was written in place: a report killed mid-draw left half an SVG in the run
+    directory, and a second report drawn at the same time could embed it."""
+    from matplotlib.figure import Figure
+
+    copy = _copy(finished[0], tmp_path)
+    before = (copy / "gradient_flow.svg").read_bytes()
+    real, calls = Figure.savefig, []
+
+    def stopped_half_way(self, target, **kwargs):  # the curves drawn, then stopped in the gradient flow
+        calls.append(target)
+        if len(calls) == 1:
+            return real(self, target, **kwargs)
+        if hasattr(target, "write"):
+            target.write(b"<svg half")
+        else:
+            Path(target).write_bytes(b"<svg half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", stopped_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        write_run_report(copy)
+    assert (copy / "gradient_flow.svg").read_bytes() == before
+    assert not list(copy.glob(".*.tmp"))
+
+
 def test_report_command_refuses_an_empty_run_dir_rather_than_report_the_current_folder(finished, tmp_path,
                                                                                          capsys, monkeypatch):
     """'resnet-lab report "$RUN"' with RUN unset once drew the report of whatever run the shell was in."""

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Sequence
 
 from .errors import UserError
+from .files import atomic_write_bytes
 
 #: One colour per series (depth, network), in order.
 SERIES_COLOURS = ("tab:orange", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:olive")
@@ -43,6 +45,10 @@ def save_figure(fig, path: str | Path, formats: Sequence[str] | None = None, dpi
     written = []
     for fmt in formats:
         out = stem.with_name(f"{stem.name}.{fmt.lstrip('.')}")
-        fig.savefig(out, dpi=dpi, bbox_inches="tight")
+        # Drawn whole, then written atomically: a kill mid-draw, or a second report drawn at the same
+        # time (the background renderer and 'resnet-lab report'), never leaves or embeds half a figure.
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt.lstrip("."), dpi=dpi, bbox_inches="tight")
+        atomic_write_bytes(out, buffer.getvalue())
         written.append(out)
     return written
