@@ -80,6 +80,16 @@ def test_imagenet_pair_at_small_size_gets_reference_accuracy():
     assert any("top-1" in v for v in result["verdict"])
 
 
+def test_an_explicit_image_size_is_not_called_quick_modes_and_quick_modes_is():
+    """--quick --image-size 64 on CIFAR nets once noted 'timings at 64x64 input ... (quick mode)': quick
+    mode shrinks only ImageNet nets, and an explicit size is the user's."""
+    given = compare_models(["resnet8"], image_size=16, quick=True, **{**TINY, "warmup": 0, "repeats": 1})
+    note = next(n for n in given["settings"]["notes"] if "not the native" in n)
+    assert note == "timings at 16x16 input, not the native 32x32"
+    shrunk = compare_models(["resnet18"], quick=True, **{**TINY, "warmup": 0, "repeats": 1})
+    assert "timings at 64x64 input, not the native 224x224 (quick mode)" in shrunk["settings"]["notes"]
+
+
 def _row(name, train, infer, latency, mem, params, gflops, ref):
     return {"name": name, "family": "imagenet", "params": params, "gflops": gflops, "gflops_native": gflops,
             "layers": 0, "input_size": 224, "native_size": 224, "batch_size": 8, "peak_train_memory_mib": mem,

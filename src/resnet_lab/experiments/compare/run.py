@@ -157,7 +157,8 @@ def _measure(rows: list[dict], dev, preset: dict, precision: str, channels_last:
 # --------------------------------------------------------------------------- the result
 
 def _notes(rows: list[dict], quick: bool) -> list[str]:
-    """What qualifies the numbers: inputs smaller than native, an estimated memory."""
+    """What qualifies the numbers: inputs of another size than native, an estimated memory. ``quick``:
+    the sizes are quick mode's (no --image-size given)."""
     sizes = sorted({row["input_size"] for row in rows})
     native = sorted({row["native_size"] for row in rows})
     notes = []
@@ -182,7 +183,7 @@ def _settings(rows: list[dict], dev, preset: dict, image_size, precision: str, c
         "optimizer": "SGD(lr=1e-3, momentum=0.9), cross-entropy on random labels",
         "timing": f"median of {counted(repeats, 'timed round')} after {counted(warmup, 'warm-up round')}; models "
                   f"interleaved in alternating order; {'CUDA-synchronised ' if dev.type == 'cuda' else ''}perf_counter",
-        "notes": _notes(rows, quick),
+        "notes": _notes(rows, quick and image_size is None),  # an explicit size is the user's, not quick's
     }
 
 
