@@ -118,6 +118,12 @@ def test_models_json_has_the_documented_keys(capsys):
     assert r50["params"] == 25_557_032 and r50["layers"] == 50 and r50["gflops"] == pytest.approx(8.18, rel=0.01)
 
 
+def test_summary_names_the_model_as_the_zoo_does_however_it_was_spelt(capsys):
+    """'summary " ResNet8"' once headed its output ' ResNet8:', a name 'models' lists nowhere."""
+    assert main(["summary", " ResNet8"]) == 0
+    assert capsys.readouterr().out.startswith("resnet8: cifar family")
+
+
 def test_summary_prints_stages_with_shapes(capsys):
     assert main(["summary", "resnet56"]) == 0
     out = capsys.readouterr().out

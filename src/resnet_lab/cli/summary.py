@@ -47,7 +47,7 @@ def run(args) -> int:
     rows = stage_summary(model, size, cfg["in_channels"])
     for row in rows:
         row["output"] = "x".join(map(str, row["output_shape"]))
-    print(f"{args.model}: {spec.family} family, {cfg['block']}, shortcut {cfg['shortcut']}, norm {cfg['norm']}, "
+    print(f"{spec.name}: {spec.family} family, {cfg['block']}, shortcut {cfg['shortcut']}, norm {cfg['norm']}, "
           f"activation {cfg['activation']}, init {cfg['init']}")
     print(f"input {cfg['in_channels']}x{size}x{size}\n")
     print(format_table(rows, [("name", "stage"), ("blocks", "blocks"), ("output", "output"), ("params", "params")]))
