@@ -668,6 +668,41 @@ def test_no_augment_trains_image_folders_without_random_crops_or_flips(tmp_path,
     assert bool(nearest.max() < 1e-6) is not augment
 
 
+def test_flip_none_keeps_the_crops_and_mirrors_nothing_for_npz_and_folder_data(tmp_path):
+    """npz: and folder: data were always flipped in training (only --no-augment, which drops the crops too, turned
+    it off): wrong for text, digits or maps stored that way. --flip none keeps the crops and mirrors nothing."""
+    from resnet_lab.training.config import resolve_config
+    from resnet_lab.training.setup import make_loaders
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    mean, std = (0.5,), (0.25,)
+    padded = (F.pad(x.float(), (4, 4, 4, 4)) / 255 - 0.5) / 0.25
+    windows = padded.unfold(2, 8, 1).unfold(3, 8, 1)  # (64, 1, 9, 9, 8, 8): every crop, none mirrored
+    for flip, mirrored in (("none", False), ("random", True)):
+        loader = DeviceLoader(x, torch.arange(64), 64, mean=mean, std=std, train=True, augment=True, hflip=True,
+                              flip=flip)
+        images, idx = next(iter(loader))
+        unmirrored = [(windows[i] - out[:, None, None]).abs().amax(dim=(-1, -2)).min() < 1e-5
+                      for out, i in zip(images, idx)]
+        assert all(unmirrored) != mirrored  # random mirrors some of 64 images (all unmirrored: p = 2**-64)
+
+    ds = load_data(f"folder:{_folder_tree(tmp_path / 'imgs')}")
+    train, _ = make_loaders(ds, resolve_config(flip="none", workers=0), torch.device("cpu"), 16)
+    assert not any(type(t).__name__ == "RandomHorizontalFlip" for t in train.dataset.transform.transforms)
+    assert ds.hflip  # the data set itself is left as it was
+
+
+def test_flip_test_time_augmentation_of_a_run_trained_without_mirrors_is_refused(tmp_path, capsys):
+    from resnet_lab.cli.main import main
+
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((8, 8, 8, 3), np.uint8), y_train=np.arange(8) % 2,
+             x_test=np.zeros((4, 8, 8, 3), np.uint8), y_test=np.arange(4) % 2)
+    assert main(["train", "--data", f"npz:{tmp_path / 'd.npz'}", "--flip", "none", "--tta", "--steps", "1",
+                 "--batch-size", "4", "--out", str(tmp_path / "run")]) == 2
+    assert "--tta mirrors test images, but --flip none trains without mirrors" in capsys.readouterr().err
+
+
 def test_alternate_flip_is_refused_where_it_cannot_apply(tmp_path):
     from resnet_lab.training.config import resolve_config
     from resnet_lab.training.setup import make_loaders

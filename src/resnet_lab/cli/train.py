@@ -60,7 +60,8 @@ def _add_data_handling_options(p: argparse.ArgumentParser) -> None:
                    help="no crop/flip augmentation")
     g.add_argument("--flip", choices=CHOICES["flip"],
                    help="random (default): each image flipped with probability 1/2 every epoch; alternate: "
-                        "flipped in every other epoch, from a random start (in-memory data only)")
+                        "flipped in every other epoch, from a random start (in-memory data only); none: crops "
+                        "alone, for images a mirror changes (text, digits, maps)")
     g.add_argument("--translate", type=int, metavar="PIXELS",
                    help="random crop of the image padded by this many pixels (default 4, the paper's; 0: none; "
                         "in-memory data only)")

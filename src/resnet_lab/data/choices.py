@@ -1,7 +1,8 @@
 """The values of the augmentation switches and the data set specs, without torch: ``TrainConfig`` and the
 CLI offer them as choices (and list them in help texts) before the loader (or torch) is imported."""
 
-FLIP_MODES = ("random", "alternate")  # DeviceLoader(flip=): drawn afresh each epoch, or every other epoch
+# DeviceLoader(flip=): drawn afresh each epoch, every other epoch, or never (crops alone: digits, text, maps)
+FLIP_MODES = ("random", "alternate", "none")
 PAD_MODES = ("zeros", "reflect")  # DeviceLoader(pad_mode=): what the random crop's border holds
 
 # The data set specs ``load_data`` takes, as help texts and messages list them: held in memory whole,

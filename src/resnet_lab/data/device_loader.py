@@ -165,7 +165,7 @@ class DeviceLoader:
         self.seed = seed
         self.train = train
         self.augment = augment
-        self.hflip = hflip
+        self.hflip = hflip and flip != "none"
         self.flip = flip
         self.drop_last = train if drop_last is None else drop_last
         self.rank = rank
@@ -190,7 +190,7 @@ class DeviceLoader:
         self._chans = torch.arange(c, device=self.device)
 
         # "alternate": each image's flip in even epochs, from the seed only.
-        self._first_flip = (_first_flips(seed, n, self.device) if augment and hflip and flip == "alternate"
+        self._first_flip = (_first_flips(seed, n, self.device) if augment and self.hflip and flip == "alternate"
                             else None)
 
         self._global_sizes = self._batch_sizes()

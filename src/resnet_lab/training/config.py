@@ -30,7 +30,7 @@ class TrainConfig:
     val_split: int = 0  # >0: hold out this many training images for evaluation (paper: 5000)
     val_seed: int | None = None  # which images are held out (default: seed); fix it to compare seeds on one split
     augment: bool = True
-    flip: str = "random"  # random | alternate: every image flipped in every other epoch (with augment)
+    flip: str = "random"  # random | alternate: every image flipped in every other epoch | none (with augment)
     translate: int = 4  # with augment: a random crop of the image padded by this many pixels (0: none)
     pad_mode: str = "zeros"  # zeros (black before normalisation, torchvision's RandomCrop) | reflect
     # optimisation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -74,6 +74,8 @@ def build_parts(c: TrainConfig, device: torch.device, ctx, dataset, log) -> RunP
         ds = resize_dataset(ds, c.image_size)
     if c.tta:
         check_flip_tta(ds)
+        if c.flip == "none":
+            raise UserError("--tta mirrors test images, but --flip none trains without mirrors; drop one of them")
     for warning in getattr(ds, "warnings", []):
         log(f"warning: {warning}")
 
@@ -208,12 +210,12 @@ def make_loaders(ds, c: TrainConfig, device: torch.device, image_size: int, rank
         if (c.translate, c.pad_mode) != (4, "zeros"):
             raise UserError(f"--translate and --pad-mode set the crop of in-memory data ({IN_MEMORY_DATA_SETS}); "
                             "image folders are cropped their own way")
-        if c.flip != "random":
+        if c.flip == "alternate":
             raise UserError(f"--flip {c.flip} needs in-memory data that is flipped ({IN_MEMORY_DATA_SETS}, but not "
-                            "digits); image folders flip at random")
+                            "digits); image folders flip at random (or not at all: --flip none)")
         # --no-augment reaches the folder loaders too: they used to crop and flip whatever it said.
-        return make_folder_loaders(ds, c.batch_size, image_size, c.workers, c.seed, rank, world_size,
-                                   augment=c.augment)
+        return make_folder_loaders(replace(ds, hflip=ds.hflip and c.flip != "none"), c.batch_size, image_size,
+                                   c.workers, c.seed, rank, world_size, augment=c.augment)
     common = dict(mean=ds.mean, std=ds.std, device=device, hflip=ds.hflip, seed=c.seed,
                   channels_last=c.channels_last, rank=rank, world_size=world_size)
     if c.augment and c.pad_mode == "reflect" and c.translate >= min(ds.x_train.shape[-2:]):
