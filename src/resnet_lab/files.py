@@ -10,13 +10,16 @@ import secrets
 from pathlib import Path
 
 
-def as_path(value, name: str) -> Path:
+def as_path(value, name: str, give: str | None = None) -> Path:
     """A path argument from Python as a ``Path``: anything else (None, a number) is refused in one
-    line, not as a TypeError from inside pathlib."""
+    line, not as a TypeError from inside pathlib. With ``give`` (what to give instead), an empty string
+    is refused too: ``Path('')`` is the current folder, never what an unset shell variable meant."""
     from .errors import UserError, shown
 
     if not isinstance(value, (str, os.PathLike)):
         raise UserError(f"{name} is a file or folder path (a str or Path), got {shown(value)}")
+    if give is not None and os.fspath(value) == "":
+        raise UserError(f"{name} is empty (an unset shell variable?); give {give}")
     return Path(value)
 
 

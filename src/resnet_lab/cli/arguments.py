@@ -57,12 +57,27 @@ def prepare_output_folder(out: Path, results: str | None = None, what: str = "",
     if results and not ours and (out / "report.html").exists():  # written after the results: another command's
         raise UserError(f"{out} holds a report.html that is not an earlier {what}'s (a training run's or another "
                         f"command's), which this one would replace; give another --out")
-    made = [p for p in (out, *out.parents) if not p.exists()]  # what the probe creates, and removes again
+    with _folders_made(out), writing(out):  # a refusal later (bad settings) leaves nothing behind
+        tempfile.TemporaryFile(dir=out).close()
+
+
+@contextlib.contextmanager
+def _folders_made(out: Path):
+    """``out`` made (with its parents) for the time of the block; the folders it made that are left empty go
+    again at its end, deepest first (one with files in it stays, and so do those above it)."""
+    from ..errors import writing
+
+    made = [p for p in (out, *out.parents) if not p.exists()]
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    for folder in made:  # a refusal later (bad settings) leaves nothing behind; the run makes them again
-        folder.rmdir()
+    try:
+        yield
+    finally:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 @contextlib.contextmanager
@@ -73,29 +88,21 @@ def output_folder_held(out: Path | None, what: str):
     line. A folder it made and that is left empty (a refusal) is removed again. Taken before the checks."""
     import os
 
-    from ..errors import UserError, writing
+    from ..errors import UserError
     from ..files import try_lock
 
     if out is None or (out.exists() and not out.is_dir()):  # no folder, or a file: the checks say what is wrong
         yield
         return
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    with writing(out):
-        out.mkdir(parents=True, exist_ok=True)
-    fd = try_lock(out)
-    try:
+    with _folders_made(out):
+        fd = try_lock(out)
         if fd is None:
             raise UserError(f"another command is writing into {out} now (it holds the folder's lock); wait for it "
                             f"to end, or give the {what} another --out")
-        yield
-    finally:
-        if fd is not None:
+        try:
+            yield
+        finally:
             os.close(fd)
-        for folder in made:  # deepest first; one with files in it stays, and so do those above it
-            try:
-                folder.rmdir()
-            except OSError:
-                break
 
 
 def jobs_value(text: str | None) -> int | str | None:

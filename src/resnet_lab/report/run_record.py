@@ -55,10 +55,7 @@ class RunRecord:
 def read_run(run_dir: str | Path) -> RunRecord:
     """The run in ``run_dir``; a ``UserError`` (one line: what is wrong, how to fix it) when the
     folder is not a run directory or one of its files is damaged."""
-    if isinstance(run_dir, str) and not run_dir:  # Path('') is the current folder, never what was meant
-        raise UserError("run_dir is empty (an unset shell variable?); give the run directory that "
-                        "'resnet-lab train --out' wrote")
-    run_dir = as_path(run_dir, "run_dir")
+    run_dir = as_path(run_dir, "run_dir", give="the run directory that 'resnet-lab train --out' wrote")
     if not run_dir.is_dir():
         what = "is not a directory" if run_dir.exists() else "does not exist"
         raise UserError(f"{run_dir} {what}; give the run directory that 'resnet-lab train --out' wrote")

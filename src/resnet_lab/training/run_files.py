@@ -138,10 +138,7 @@ def release_run_dir(run_dir: Path | None) -> None:
 
 
 def _resume_path(resume: str | Path) -> Path:
-    path = as_path(resume, "resume")
-    if os.fspath(resume) == "":  # Path('') is the current folder: whatever run was there was resumed or named
-        raise UserError("resume is empty (an unset shell variable?); give the run directory or its checkpoint")
-    return path
+    return as_path(resume, "resume", give="the run directory or its checkpoint")
 
 
 def run_dir_of(resume: str | Path) -> Path:
