@@ -120,8 +120,9 @@ def _leave_the_line_to_local_rank_0(most_s: float = 10.0) -> None:
 def _not_under_torchrun(args) -> str:
     """Why a command other than ``train`` is refused under torchrun: every process torchrun starts would do the
     whole job (a sweep's parents fought over its runs and their workers took torchrun's variables and hung)."""
-    spread = " (--devices spreads its runs over one machine's GPUs" if hasattr(args, "devices") else ""
-    spread += ", --shard I/N over machines)" if hasattr(args, "shard") else ")" if spread else ""
+    ways = [way for flag, way in (("devices", "--devices spreads its runs over one machine's GPUs"),
+                                  ("shard", "--shard I/N over machines")) if hasattr(args, flag)]
+    spread = f" ({', '.join(ways)})" if ways else ""
     return (f"resnet-lab {args.command} does not run under torchrun: each of its {os.environ['WORLD_SIZE']} "
             f"processes would do the whole job; run it without torchrun{spread}. Only 'resnet-lab train' runs one "
             "training over several processes")
